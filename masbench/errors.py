@@ -1,0 +1,5 @@
+"""The error a user can act on: the CLI prints its message as one line and exits 1."""
+
+
+class MasbenchError(Exception):
+    """Bad input or an environment problem (missing data, unreachable database), said in one line."""

@@ -1,0 +1,69 @@
+"""Optimizers: MAS, its lambda schedules, and a registry with torch's baselines."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from masbench.optim.mas import MAS
+from masbench.optim.schedules import ConstantLambda, LambdaSchedule, LinearLambda
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "mas": MAS,
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
+
+
+def hyperparameter_names(name: str) -> list[str]:
+    """The keyword arguments that optimizer ``name`` accepts besides ``params``."""
+    cls = _lookup(name)
+    signature = inspect.signature(cls.__init__)
+    return [p for p in signature.parameters if p not in ("self", "params")]
+
+
+def select_hyperparameters(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of ``hparams`` that optimizer ``name`` accepts (a run config holds them all)."""
+    accepted = set(hyperparameter_names(name))
+    return {key: value for key, value in hparams.items() if key in accepted}
+
+
+def build_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], **hparams: Any) -> torch.optim.Optimizer:
+    """Build optimizer ``name`` ("mas", "sgd", "adam", "adamw") over ``params``.
+
+    The baselines are torch's own classes. A keyword the optimizer does not take
+    raises ``ValueError`` naming it and the valid ones.
+
+    Example:
+        >>> import torch
+        >>> opt = build_optimizer("sgd", [torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
+    """
+    cls = _lookup(name)
+    valid = hyperparameter_names(name)
+    unknown = sorted(set(hparams) - set(valid))
+    if unknown:
+        raise ValueError(f"Invalid hyperparameter(s) for optimizer {name!r}: {', '.join(unknown)} (valid: {', '.join(valid)})")
+    return cls(params, **hparams)
+
+
+def _lookup(name: str) -> type[torch.optim.Optimizer]:
+    try:
+        return OPTIMIZERS[name]
+    except KeyError:
+        raise ValueError(f"Unknown optimizer: {name!r} (valid: {', '.join(sorted(OPTIMIZERS))})") from None
+
+
+__all__ = [
+    "MAS",
+    "OPTIMIZERS",
+    "ConstantLambda",
+    "LambdaSchedule",
+    "LinearLambda",
+    "build_optimizer",
+    "hyperparameter_names",
+    "select_hyperparameters",
+]
