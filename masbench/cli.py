@@ -141,6 +141,155 @@ def toy(
         console.print(f"plot written to {plot}")
 
 
+# --- options shared by `run` and `sweep` -----------------------------------------------------------
+
+DatasetOpt = Annotated[str | None, typer.Option(help="digits, cifar10, cifar100, cola, agnews, imagefolder:PATH or csv:PATH.")]
+ModelOpt = Annotated[str | None, typer.Option(help="mlp, cnn, resnet18, resnet34 or bert.")]
+LrOpt = Annotated[float | None, typer.Option(help="Learning rate (MAS: SGD's, and Adam's before bias correction).")]
+MomentumOpt = Annotated[float | None, typer.Option(help="SGD momentum (also MAS's SGD part).")]
+WeightDecayOpt = Annotated[float | None, typer.Option(help="Weight decay (default: the optimizer's own; AdamW 0.01).")]
+BetasOpt = Annotated[str | None, typer.Option(help="Adam's betas, as B1,B2 (default 0.9,0.999).")]
+EpsOpt = Annotated[float | None, typer.Option(help="Adam's epsilon (default 1e-8).")]
+AmsgradOpt = Annotated[bool | None, typer.Option("--amsgrad/--no-amsgrad", help="AMSGrad for the Adam part.")]
+NesterovOpt = Annotated[bool | None, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum.")]
+DampeningOpt = Annotated[float | None, typer.Option(help="SGD dampening (default 0).")]
+BiasCorrectionOpt = Annotated[str | None, typer.Option(help="MAS's bias correction: step (authors' code) or constant (paper).")]
+LambdaScheduleOpt = Annotated[
+    str | None, typer.Option(help="constant, or linear:START:END[:EPOCHS] for lambda_adam (lambda_sgd = 1 - it).")
+]
+BatchSizeOpt = Annotated[int | None, typer.Option(help="Batch size (default 128).")]
+EpochsOpt = Annotated[int | None, typer.Option(help="Epochs (default 10).")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
+DbOpt = Annotated[
+    str | None, typer.Option(help="SQLAlchemy database URL (default: $MASBENCH_DB, else sqlite:///masbench.db).")
+]
+DataDirOpt = Annotated[
+    str | None, typer.Option(help="Where data sets live (default: $MASBENCH_DATA, else ~/.cache/masbench/data).")
+]
+PretrainedOpt = Annotated[str | None, typer.Option(help="Pre-trained text model, hub name or local path (default bert-base-uncased).")]
+AmpOpt = Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast (default: on with CUDA).")]
+ChannelsLastOpt = Annotated[
+    bool | None, typer.Option("--channels-last/--no-channels-last", help="channels_last images (default: on with CUDA).")
+]
+CompileOpt = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")]
+CheckpointDirOpt = Annotated[str, typer.Option(help="Where per-epoch checkpoints go.")]
+
+
+def _parse_betas(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        b1, b2 = (float(part) for part in text.split(","))
+    except ValueError:
+        raise MasbenchError(f"Invalid --betas: {text!r} (expected two numbers, B1,B2, e.g. 0.9,0.999)") from None
+    return b1, b2
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The options given on the command line (the others are None)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _exec_options(device, data_dir, amp, channels_last, compile, checkpoint_dir, keep_checkpoint=False):
+    from pathlib import Path
+
+    from masbench.config import ExecOptions
+
+    return ExecOptions(device=device, data_dir=None if data_dir is None else Path(data_dir), amp=amp,
+                       channels_last=channels_last, compile=compile, checkpoint_dir=Path(checkpoint_dir),
+                       keep_checkpoint=keep_checkpoint)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+@app.command()
+def run(
+    dataset: DatasetOpt = None,
+    model: ModelOpt = None,
+    optimizer: Annotated[str | None, typer.Option(help="mas, sgd, adam or adamw.")] = None,
+    lambda_adam: Annotated[float | None, typer.Option(help="MAS's weight of the Adam part (default 0.5).")] = None,
+    lambda_sgd: Annotated[float | None, typer.Option(help="MAS's weight of the SGD part (default 0.5).")] = None,
+    lr: LrOpt = None,
+    momentum: MomentumOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    betas: BetasOpt = None,
+    eps: EpsOpt = None,
+    amsgrad: AmsgradOpt = None,
+    nesterov: NesterovOpt = None,
+    dampening: DampeningOpt = None,
+    bias_correction: BiasCorrectionOpt = None,
+    lambda_schedule: LambdaScheduleOpt = None,
+    batch_size: BatchSizeOpt = None,
+    epochs: EpochsOpt = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
+    device: DeviceOpt = "auto",
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    pretrained: PretrainedOpt = None,
+    max_length: Annotated[int | None, typer.Option(help="Text: longest token sequence (default 128).")] = None,
+    text_column: Annotated[str | None, typer.Option(help="csv: the text column, a name or a 0-based index.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="csv: the label column, a name or a 0-based index.")] = None,
+    test_file: Annotated[str | None, typer.Option(help="csv: a file with the test split.")] = None,
+    test_fraction: Annotated[float | None, typer.Option(help="csv without --test-file: held-out fraction (0.2).")] = None,
+    train_subset: Annotated[int | None, typer.Option(help="Train on a fixed random subset of this size.")] = None,
+    test_subset: Annotated[int | None, typer.Option(help="Test on a fixed random subset of this size.")] = None,
+    benchmark: Annotated[str | None, typer.Option(help="Label the run as part of this benchmark.")] = None,
+    amp: AmpOpt = None,
+    channels_last: ChannelsLastOpt = None,
+    compile: CompileOpt = False,
+    checkpoint_dir: CheckpointDirOpt = ".masbench/checkpoints",
+    force: Annotated[bool, typer.Option("--force", help="Run again even if the store has this run completed.")] = False,
+) -> None:
+    """Train one cell (optimizer x lambda x model x dataset x seed); every epoch goes to the store."""
+    from masbench.config import make_spec
+
+    spec = make_spec(**_given(
+        dataset=dataset, model=model, optimizer=optimizer, lambda_adam=lambda_adam, lambda_sgd=lambda_sgd, lr=lr,
+        momentum=momentum, weight_decay=weight_decay, betas=_parse_betas(betas), eps=eps, amsgrad=amsgrad,
+        nesterov=nesterov, dampening=dampening, bias_correction=bias_correction, lambda_schedule=lambda_schedule,
+        batch_size=batch_size, epochs=epochs, seed=seed, pretrained=pretrained, max_length=max_length,
+        text_column=text_column, label_column=label_column, test_file=test_file, test_fraction=test_fraction,
+        train_subset=train_subset, test_subset=test_subset, benchmark=benchmark,
+    ))
+    options = _exec_options(device, data_dir, amp, channels_last, compile, checkpoint_dir)
+
+    from masbench.progress import RunProgress
+    from masbench.store import Store
+    from masbench.sweep import run_cell
+
+    store = Store(db)
+    with RunProgress(store_url=store.masked_url) as progress:
+        outcome = run_cell(spec, store, options, callbacks=[progress], force=force)
+
+    if outcome.status in ("skipped", "busy"):
+        previous = outcome.previous
+        epochs_done = store.epochs_of(previous.id) if previous is not None else []
+        best = max((e.test_acc for e in epochs_done if e.test_acc is not None), default=None)
+        if outcome.status == "busy":
+            raise MasbenchError(f"{spec.describe()} is being trained by another worker ({outcome.message}); "
+                                f"wait for it, or stop it first")
+        hint = "--force" if previous.status == "completed" else "--force (or a sweep with --retry-failed)"
+        typer.echo(f"already {previous.status}: {spec.describe()} (run {previous.id}): best test acc "
+                   f"{_percent(best)} over {len(epochs_done)} epochs; use {hint} to run it again")
+        return
+    if outcome.status == "failed":
+        raise MasbenchError(f"run {outcome.run_id} failed: {outcome.message} (traceback stored in the runs table)")
+    if outcome.status == "lost":
+        raise MasbenchError(f"run {outcome.run_id} stopped: {outcome.message}")
+    result = outcome.result
+    best_epoch = max((m for m in result.epochs if m.test_acc is not None), key=lambda m: m.test_acc, default=None)
+    seconds = sum(m.seconds for m in result.epochs)
+    summary = (f"{result.status} {spec.describe()}: best test acc {_percent(result.best_test_acc)}"
+               + (f" (epoch {best_epoch.epoch})" if best_epoch else "")
+               + f", final {_percent(result.final_test_acc)}; {len(result.epochs)} epochs, {seconds:.1f}s training"
+               + f" -> run {outcome.run_id} in {store.masked_url}")
+    if result.status == "diverged":
+        summary += f" ({result.error})"
+    typer.echo(summary)
+
+
 def main() -> None:
     app()
 

@@ -9,7 +9,13 @@ from typing import Any
 import torch
 
 from masbench.optim.mas import MAS
-from masbench.optim.schedules import ConstantLambda, LambdaSchedule, LinearLambda
+from masbench.optim.schedules import (
+    ConstantLambda,
+    LambdaSchedule,
+    LinearLambda,
+    build_lambda_schedule,
+    parse_lambda_schedule,
+)
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "mas": MAS,
@@ -30,6 +36,12 @@ def select_hyperparameters(name: str, hparams: Mapping[str, Any]) -> dict[str, A
     """The subset of ``hparams`` that optimizer ``name`` accepts (a run config holds them all)."""
     accepted = set(hyperparameter_names(name))
     return {key: value for key, value in hparams.items() if key in accepted}
+
+
+def optimizer_defaults(name: str) -> dict[str, Any]:
+    """The keyword defaults of optimizer ``name`` (for example AdamW's weight_decay=0.01)."""
+    signature = inspect.signature(_lookup(name).__init__)
+    return {p.name: p.default for p in signature.parameters.values() if p.default is not inspect.Parameter.empty}
 
 
 def build_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], **hparams: Any) -> torch.optim.Optimizer:
@@ -63,7 +75,10 @@ __all__ = [
     "ConstantLambda",
     "LambdaSchedule",
     "LinearLambda",
+    "build_lambda_schedule",
     "build_optimizer",
     "hyperparameter_names",
+    "optimizer_defaults",
+    "parse_lambda_schedule",
     "select_hyperparameters",
 ]

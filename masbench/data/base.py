@@ -1,0 +1,181 @@
+"""Datasets held as tensors, batched, augmented and normalised on the training device.
+
+An image set is one uint8 tensor (N, C, H, W) plus int64 labels; a text set is
+token ids and attention masks padded to the longest sequence. ``batches`` moves
+a split to the device once, then cuts, augments (random crop with padding and
+horizontal flip) and normalises each batch there: no per-image work in Python
+and no DataLoader workers. The random numbers come from a CPU generator, so a
+seed gives the same batches on every device and a checkpoint can save its state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class ImageSplit:
+    images: Tensor  # uint8 (N, C, H, W)
+    labels: Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class TextSplit:
+    input_ids: Tensor  # int32 (N, L), padded to the longest sequence
+    attention_mask: Tensor  # uint8 (N, L)
+    labels: Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Batch:
+    inputs: Tensor | dict[str, Tensor]
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def subset(split, size: int | None, seed: int = 0):
+    """The same ``size`` examples of ``split`` for every run (a fixed seed, not the run's)."""
+    if size is None or size >= len(split):
+        return split
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(split), generator=generator)[:size].sort().values
+    return type(split)(**{name: getattr(split, name)[index] for name in split.__dataclass_fields__})
+
+
+@dataclass
+class ImageDataset:
+    """Images: ``augment`` turns on random crop (padding ``crop_padding``) and flips for training."""
+
+    name: str
+    train: ImageSplit
+    test: ImageSplit
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: bool = True
+    crop_padding: int = 4
+    kind: str = field(default="image", init=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.images.shape[1:])
+
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+        channels_last: bool = False,
+    ) -> Iterator[Batch]:
+        """Batches of ``split``; with a generator they are shuffled and (train only) augmented."""
+        data: ImageSplit = _on_device(self, split, device)
+        n = len(data)
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        order = order.to(device)
+        scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=device).view(1, -1, 1, 1)
+        shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], device=device).view(1, -1, 1, 1)
+        augment = self.augment and split == "train" and generator is not None
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            images = data.images[index]
+            if augment:
+                images = random_crop_flip(images, self.crop_padding, generator)
+            inputs = images.float().mul_(scale).add_(shift)
+            if channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            yield Batch(inputs, data.labels[index])
+
+
+def random_crop_flip(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
+    """Random crop of the original size from the zero-padded batch, then a random horizontal flip."""
+    b, c, h, w = images.shape
+    device = images.device
+    shifts = torch.randint(0, 2 * padding + 1, (b, 2), generator=generator).to(device)
+    flips = (torch.rand(b, generator=generator) < 0.5).to(device)
+    padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+    rows = (shifts[:, 0, None] + torch.arange(h, device=device)).view(b, 1, h, 1)
+    cols = shifts[:, 1, None] + torch.arange(w, device=device)
+    cols = torch.where(flips[:, None], cols.flip(1), cols).view(b, 1, 1, w)
+    batch = torch.arange(b, device=device).view(b, 1, 1, 1)
+    channel = torch.arange(c, device=device).view(1, c, 1, 1)
+    return padded[batch, channel, rows, cols]
+
+
+@dataclass
+class TextDataset:
+    name: str
+    train: TextSplit
+    test: TextSplit
+    classes: list[str]
+    kind: str = field(default="text", init=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+        channels_last: bool = False,
+    ) -> Iterator[Batch]:
+        data: TextSplit = _on_device(self, split, device)
+        n = len(data)
+        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        lengths = data.attention_mask.sum(1).cpu()
+        order_device = order.to(device)
+        for start in range(0, n, batch_size):
+            index = order_device[start : start + batch_size]
+            # Trim the padding to the longest sequence of the batch.
+            width = int(lengths[order[start : start + batch_size]].max())
+            inputs = {
+                "input_ids": data.input_ids[index, :width].long(),
+                "attention_mask": data.attention_mask[index, :width].long(),
+            }
+            yield Batch(inputs, data.labels[index])
+
+
+def _on_device(dataset, split: str, device: torch.device):
+    """The split's tensors on ``device``, moved once and kept."""
+    cache = dataset.__dict__.setdefault("_device_cache", {})
+    key = (split, str(device))
+    if key not in cache:
+        data = getattr(dataset, split)
+        cache[key] = type(data)(**{name: getattr(data, name).to(device) for name in data.__dataclass_fields__})
+    return cache[key]
+
+
+def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (unbiased) of uint8 images, as fractions of 255.
+
+    Computed exactly from per-channel histograms, which is fast and needs no float copy of the set.
+    """
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        counts = torch.bincount(images[:, c].reshape(-1), minlength=256).double()
+        n = counts.sum()
+        mean = (counts * values).sum() / n
+        var = (counts * (values - mean) ** 2).sum() / (n - 1)
+        means.append(mean.item())
+        stds.append(var.sqrt().item())
+    return tuple(means), tuple(stds)

@@ -1,0 +1,102 @@
+"""The metric store's tables, in SQLAlchemy 2.0's typed style.
+
+``runs``: one row per cell, unique on ``key`` (the hash of its canonical
+config). ``epochs``: one row per (run, epoch), unique on that pair, so that a
+repeated epoch replaces its row instead of adding one. ``meta`` records the
+schema version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+
+STATUSES = ("pending", "running", "completed", "failed", "diverged")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {
+        dict[str, Any]: JSON,
+        datetime: DateTime(timezone=True),
+        float: Float(precision=53),
+        str: String(255),
+    }
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_runs_key"),
+        Index("ix_runs_status", "status"),
+        Index("ix_runs_dataset_model", "dataset", "model"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(512))
+    benchmark: Mapped[str | None]
+    dataset: Mapped[str] = mapped_column(String(1024))
+    model: Mapped[str]
+    optimizer: Mapped[str] = mapped_column(String(32))
+    lambda_adam: Mapped[float]
+    lambda_sgd: Mapped[float]
+    lr: Mapped[float]
+    momentum: Mapped[float]
+    weight_decay: Mapped[float]
+    batch_size: Mapped[int]
+    epochs: Mapped[int]
+    seed: Mapped[int]
+    config: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    worker: Mapped[str | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    host: Mapped[str | None]
+    device: Mapped[str | None]
+    versions: Mapped[dict[str, Any] | None]
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+
+    epoch_rows: Mapped[list[Epoch]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True, order_by="Epoch.epoch"
+    )
+
+
+class Epoch(Base):
+    __tablename__ = "epochs"
+    __table_args__ = (UniqueConstraint("run_id", "epoch", name="uq_epochs_run_id_epoch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    epoch: Mapped[int]
+    # NaN and inf are stored on purpose (a diverged epoch); SQLite keeps inf but turns NaN into NULL.
+    train_loss: Mapped[float | None]
+    train_acc: Mapped[float]
+    test_loss: Mapped[float | None]
+    test_acc: Mapped[float | None]
+    lr: Mapped[float]
+    lambda_adam: Mapped[float | None]
+    lambda_sgd: Mapped[float | None]
+    seconds: Mapped[float]
+    samples_per_second: Mapped[float]
+
+    run: Mapped[Run] = relationship(back_populates="epoch_rows")
+
+
+EPOCH_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "lambda_adam", "lambda_sgd", "seconds",
+                 "samples_per_second")

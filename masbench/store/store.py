@@ -1,0 +1,342 @@
+"""The metric store: any SQLAlchemy URL, SQLite by default, PostgreSQL for shared use.
+
+Every write happens in one session scope that commits or rolls back. SQLite
+runs in WAL mode with a busy timeout, and its transactions begin IMMEDIATE, so
+concurrent writers wait for each other instead of failing with "database is
+locked". A cell is claimed with one conditional UPDATE, which is atomic on
+both databases, and every epoch written checks that its worker still holds
+the claim. Epoch rows are upserted on (run_id, epoch): a repeated epoch
+replaces its row and never adds a second.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import create_engine, delete, event, func, or_, select, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from masbench.errors import MasbenchError
+from masbench.store.models import EPOCH_COLUMNS, SCHEMA_VERSION, Base, Epoch, Meta, Run
+
+DEFAULT_URL = "sqlite:///masbench.db"
+BUSY_TIMEOUT_S = 60.0
+
+
+class ClaimLost(MasbenchError):
+    """This worker no longer holds the cell's claim (it was taken over after a missed heartbeat)."""
+
+
+def resolve_url(url: str | None) -> str:
+    return url or os.environ.get("MASBENCH_DB") or DEFAULT_URL
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password hidden, for every message and log."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _one_line(error: BaseException) -> str:
+    text = getattr(error, "orig", None) or error
+    return " ".join(str(text).split())[:300]
+
+
+class Store:
+    """Open (and create, when new) the store at ``url``; ``writable`` checks that writes will succeed.
+
+    Example:
+        >>> store = Store("sqlite:///:memory:")
+        >>> store.runs_frame().empty
+        True
+    """
+
+    def __init__(self, url: str | None = None, *, writable: bool = True) -> None:
+        self.url = resolve_url(url)
+        self.masked_url = mask_url(self.url)
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError:
+            raise MasbenchError(
+                f"Invalid database URL: {self.masked_url} (expected an SQLAlchemy URL such as "
+                f"sqlite:///masbench.db or postgresql+psycopg://user@host/db)"
+            ) from None
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite and parsed.database not in (None, "", ":memory:") and not parsed.query.get("uri"):
+            folder = os.path.dirname(os.path.abspath(parsed.database))
+            if not os.path.isdir(folder):
+                raise MasbenchError(f"cannot open database {self.masked_url}: folder {folder} does not exist")
+        try:
+            self.engine = self._create_engine(parsed)
+            self._create_schema()
+            if writable:
+                self._probe_write()
+        except MasbenchError:
+            raise
+        except NoSuchModuleError:
+            raise MasbenchError(
+                f"Invalid database URL: {self.masked_url} (unknown database kind {parsed.drivername!r}; valid: "
+                f"sqlite:///PATH, postgresql+psycopg://USER:PASSWORD@HOST/DB, or another SQLAlchemy dialect)"
+            ) from None
+        except ImportError as error:
+            raise MasbenchError(
+                f"cannot open database {self.masked_url}: its driver is missing ({error.name}); "
+                f"for PostgreSQL: pip install 'masbench[postgres]'"
+            ) from None
+        except (SQLAlchemyError, OSError) as error:
+            reason = _one_line(error).replace(self.url, self.masked_url)
+            if "readonly" in reason.replace(" ", "").lower() or "read-only" in reason.lower():
+                raise MasbenchError(f"database {self.masked_url} is read-only: {reason}") from None
+            raise MasbenchError(f"cannot open database {self.masked_url}: {reason}") from None
+
+    # --- connection set-up ------------------------------------------------------------------
+
+    def _create_engine(self, parsed) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(parsed, pool_pre_ping=True, future=True)
+        memory = parsed.database in (None, "", ":memory:")
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+        if memory:
+            from sqlalchemy.pool import StaticPool
+
+            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        engine = create_engine(parsed, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection, _record):
+            # Take transactions from pysqlite, so that they can begin IMMEDIATE (below).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection):
+            # A deferred transaction that reads and then writes can fail at once with "database is locked"
+            # when another writer got in between; IMMEDIATE takes the write lock up front and waits for it.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    def _create_schema(self) -> None:
+        for attempt in range(5):
+            try:
+                Base.metadata.create_all(self.engine)
+                with self.session() as s:
+                    row = s.get(Meta, "schema_version")
+                    if row is None:
+                        s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                    elif int(row.value) > SCHEMA_VERSION:
+                        raise MasbenchError(
+                            f"database {self.masked_url} has schema version {row.value}, newer than this masbench's "
+                            f"({SCHEMA_VERSION}): upgrade masbench"
+                        )
+                return
+            except (IntegrityError, OperationalError) as error:
+                # Two processes creating the schema at once: the loser finds it made and goes on.
+                if attempt == 4 or "readonly" in str(error).replace(" ", "").lower():
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    def _probe_write(self) -> None:
+        with self.session() as s:
+            s.execute(update(Meta).where(Meta.key == "schema_version").values(value=Meta.value))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One unit of work: commits when the block ends, rolls back when it raises."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- runs ------------------------------------------------------------------------------------
+
+    def get_run(self, key: str) -> Run | None:
+        with self.session() as s:
+            return s.scalars(select(Run).where(Run.key == key)).first()
+
+    def ensure_run(self, values: dict[str, Any]) -> Run:
+        """The run with ``values['key']``, inserted as pending when absent (safe when two insert at once)."""
+        key = values["key"]
+        existing = self.get_run(key)
+        if existing is not None:
+            return existing
+        try:
+            with self.session() as s:
+                run = Run(**values, status="pending", created_at=utcnow(), attempts=0)
+                s.add(run)
+                s.flush()
+                return run
+        except IntegrityError:
+            run = self.get_run(key)
+            if run is None:  # pragma: no cover - the unique key was violated by a row that vanished
+                raise
+            return run
+
+    def claim(self, run_id: int, worker: str, *, stale_after: float, retry_failed: bool = False,
+              force: bool = False) -> bool:
+        """Atomically make ``worker`` the owner of the run; False when another worker holds it or it is done.
+
+        Claimable: pending; running with no heartbeat for ``stale_after`` seconds (its worker died);
+        failed or diverged with ``retry_failed``; anything but a live claim with ``force``.
+        """
+        now = utcnow()
+        claimable = [Run.status == "pending",
+                     (Run.status == "running") & (or_(Run.heartbeat_at.is_(None),
+                                                      Run.heartbeat_at < now - timedelta(seconds=stale_after)))]
+        if retry_failed:
+            claimable.append(Run.status.in_(("failed", "diverged")))
+        if force:
+            claimable.append(Run.status.in_(("completed", "failed", "diverged")))
+        with self.session() as s:
+            result = s.execute(
+                update(Run)
+                .where(Run.id == run_id, or_(*claimable))
+                .values(status="running", worker=worker, heartbeat_at=now, attempts=Run.attempts + 1, error=None,
+                        finished_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            return result.rowcount == 1
+
+    def heartbeat(self, run_id: int, worker: str) -> bool:
+        """Refresh the claim; False when this worker no longer holds it."""
+        with self.session() as s:
+            result = s.execute(
+                update(Run).where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+                .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False)
+            )
+            return result.rowcount == 1
+
+    def start(self, run_id: int, worker: str, **environment: Any) -> None:
+        """Record where and with what the run executes: host, device, versions, git_commit, config."""
+        with self.session() as s:
+            values = dict(environment)
+            values.setdefault("started_at", utcnow())
+            result = s.execute(update(Run).where(Run.id == run_id, Run.worker == worker).values(**values)
+                               .execution_options(synchronize_session=False))
+            if result.rowcount != 1:
+                raise ClaimLost(f"run {run_id} was claimed by another worker")
+
+    def reset(self, run_id: int, worker: str) -> None:
+        """Delete the run's epochs (``--force``); the caller holds the claim."""
+        with self.session() as s:
+            self._check_claim(s, run_id, worker)
+            s.execute(delete(Epoch).where(Epoch.run_id == run_id))
+            s.execute(update(Run).where(Run.id == run_id).values(started_at=None)
+                      .execution_options(synchronize_session=False))
+
+    def record_epoch(self, run_id: int, worker: str, metrics: dict[str, Any]) -> None:
+        """Upsert one epoch's row, and refresh the heartbeat, if ``worker`` still holds the run."""
+        with self.session() as s:
+            self._check_claim(s, run_id, worker)
+            values = {"run_id": run_id, "epoch": metrics["epoch"], **{c: metrics[c] for c in EPOCH_COLUMNS}}
+            self._upsert_epoch(s, values)
+
+    def _check_claim(self, s: Session, run_id: int, worker: str) -> None:
+        result = s.execute(
+            update(Run).where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+            .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            raise ClaimLost(f"run {run_id} is no longer held by worker {worker}")
+
+    def _upsert_epoch(self, s: Session, values: dict[str, Any]) -> None:
+        dialect = self.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert
+            statement = insert(Epoch).values(**values)
+            statement = statement.on_conflict_do_update(
+                index_elements=["run_id", "epoch"], set_={c: statement.excluded[c] for c in EPOCH_COLUMNS}
+            )
+            s.execute(statement)
+            return
+        row = s.scalars(select(Epoch).where(Epoch.run_id == values["run_id"], Epoch.epoch == values["epoch"])).first()
+        if row is None:
+            s.add(Epoch(**values))
+        else:
+            for column in EPOCH_COLUMNS:
+                setattr(row, column, values[column])
+
+    def finish(self, run_id: int, worker: str, status: str, error: str | None = None) -> None:
+        with self.session() as s:
+            result = s.execute(
+                update(Run).where(Run.id == run_id, Run.worker == worker)
+                .values(status=status, error=error, finished_at=utcnow(), heartbeat_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:
+                raise ClaimLost(f"run {run_id} is no longer held by worker {worker}")
+
+    def release(self, run_id: int, worker: str) -> None:
+        """Give the claim back (Ctrl-C): the run is pending again and resumes from its checkpoint later."""
+        with self.session() as s:
+            s.execute(
+                update(Run).where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+                .values(status="pending", worker=None, heartbeat_at=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    def epochs_of(self, run_id: int) -> list[Epoch]:
+        with self.session() as s:
+            return list(s.scalars(select(Epoch).where(Epoch.run_id == run_id).order_by(Epoch.epoch)))
+
+    def status_counts(self) -> dict[str, int]:
+        with self.session() as s:
+            return dict(s.execute(select(Run.status, func.count()).group_by(Run.status)).all())
+
+    # --- queries as pandas ------------------------------------------------------------------
+
+    def runs_frame(self, **filters: Any):
+        """The runs table as a DataFrame, filtered on equal columns (``dataset="digits"``)."""
+        import pandas as pd
+
+        query = select(Run.__table__)
+        for column, value in filters.items():
+            if value is not None:
+                query = query.where(Run.__table__.c[column] == value)
+        with self.engine.connect() as connection:
+            return pd.read_sql(query.order_by(Run.id), connection)
+
+    def epochs_frame(self, **filters: Any):
+        """Every epoch joined with its run's identifying columns, filtered on run columns."""
+        import pandas as pd
+
+        runs = Run.__table__
+        query = select(
+            Epoch.__table__,
+            runs.c.key, runs.c.name, runs.c.benchmark, runs.c.dataset, runs.c.model, runs.c.optimizer,
+            runs.c.seed, runs.c.status, runs.c.epochs.label("planned_epochs"),
+        ).join(runs, runs.c.id == Epoch.__table__.c.run_id)
+        for column, value in filters.items():
+            if value is not None:
+                query = query.where(runs.c[column] == value)
+        with self.engine.connect() as connection:
+            return pd.read_sql(query.order_by(Epoch.__table__.c.run_id, Epoch.__table__.c.epoch), connection)
