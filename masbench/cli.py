@@ -290,6 +290,140 @@ def run(
     typer.echo(summary)
 
 
+def _split(text: str | None, what: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items:
+        raise MasbenchError(f"Invalid {what}: {text!r} (a comma-separated list)")
+    return items
+
+
+def _int_list(text: str | None, what: str) -> list[int] | None:
+    items = _split(text, what)
+    if items is None:
+        return None
+    try:
+        return [int(item) for item in items]
+    except ValueError:
+        raise MasbenchError(f"Invalid {what}: {text!r} (comma-separated integers, e.g. 0,1,2)") from None
+
+
+@app.command()
+def sweep(
+    benchmark: Annotated[str | None, typer.Option(help="A benchmark of the benchmarks file (quick, nightly, cifar10, ...).")] = None,
+    benchmarks: Annotated[str | None, typer.Option(help="The benchmarks file (default ./benchmarks.yaml, else masbench's own).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="The data set; alone, it picks the benchmark of that name if there is one.")] = None,
+    models: Annotated[str | None, typer.Option(help="Models, comma-separated: e.g. resnet18,resnet34.")] = None,
+    lambdas: Annotated[str | None, typer.Option(help="lambda_adam values: 0.3..0.7 (step 0.1), 0.3..0.7:0.05, or 0.3,0.5,0.7; lambda_sgd = 1 - lambda_adam.")] = None,
+    baselines: Annotated[str | None, typer.Option(help="Baselines, comma-separated: adam, sgd, adamw (default adam,sgd; plus adamw for text).")] = None,
+    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Run MAS only.")] = False,
+    seeds: Annotated[int | None, typer.Option(help="Seeds 0..N-1.")] = None,
+    seed_list: Annotated[str | None, typer.Option(help="Explicit seeds, comma-separated: 0,1,2.")] = None,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    momentum: MomentumOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    betas: BetasOpt = None,
+    eps: EpsOpt = None,
+    amsgrad: AmsgradOpt = None,
+    nesterov: NesterovOpt = None,
+    dampening: DampeningOpt = None,
+    bias_correction: BiasCorrectionOpt = None,
+    batch_size: BatchSizeOpt = None,
+    pretrained: PretrainedOpt = None,
+    max_length: Annotated[int | None, typer.Option(help="Text: longest token sequence.")] = None,
+    train_subset: Annotated[int | None, typer.Option(help="Train on a fixed random subset of this size.")] = None,
+    test_subset: Annotated[int | None, typer.Option(help="Test on a fixed random subset of this size.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per GPU when there are several, else 1).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and which are done; run nothing.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed and diverged cells again.")] = False,
+    claim_timeout: Annotated[float, typer.Option(help="Seconds without a heartbeat after which a claimed cell is taken over.")] = 60.0,
+    device: DeviceOpt = "auto",
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    amp: AmpOpt = None,
+    channels_last: ChannelsLastOpt = None,
+    compile: CompileOpt = False,
+    checkpoint_dir: CheckpointDirOpt = ".masbench/checkpoints",
+) -> None:
+    """Run a grid of cells: idempotent (finished cells are skipped), resumable, with parallel workers."""
+    from masbench.config import plan_sweep
+
+    if no_baselines and baselines is not None:
+        raise MasbenchError("give --baselines or --no-baselines, not both")
+    if workers is not None and workers < 1:
+        raise MasbenchError(f"Invalid --workers: {workers} (must be >= 1)")
+    if claim_timeout <= 0:
+        raise MasbenchError(f"Invalid --claim-timeout: {claim_timeout} (must be > 0)")
+    overrides = _given(
+        models=_split(models, "--models"), lambdas=lambdas, baselines=[] if no_baselines else _split(baselines, "--baselines"),
+        seeds=seeds, seed_list=_int_list(seed_list, "--seed-list"), epochs=epochs, lr=lr, momentum=momentum,
+        weight_decay=weight_decay, betas=_parse_betas(betas), eps=eps, amsgrad=amsgrad, nesterov=nesterov,
+        dampening=dampening, bias_correction=bias_correction, batch_size=batch_size, pretrained=pretrained,
+        max_length=max_length, train_subset=train_subset, test_subset=test_subset,
+    )
+    name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(soft_wrap=True, highlight=False)
+    if dry_run:
+        from masbench.sweep import dry_run as plan
+
+        table = Table(title=f"sweep {name or dataset}: {len(cells)} cells")
+        for column in ("#", "name", "dataset", "model", "seed", "status"):
+            table.add_column(column, overflow="fold")
+        listed = plan(cells, db)
+        for i, (cell, status) in enumerate(listed, start=1):
+            table.add_row(str(i), cell.spec.name, cell.spec.dataset, cell.spec.model, str(cell.spec.seed), status,
+                          style="dim" if status == "completed" else None)
+        out.print(table, markup=False)
+        done = sum(1 for _, status in listed if status == "completed")
+        out.print(f"{len(cells)} cells: {done} completed, {len(cells) - done} to run", markup=False)
+        return
+
+    from masbench.engine import describe_device, resolve_device
+    from masbench.environment import banner
+    from masbench.progress import SweepProgress, stderr_console
+    from masbench.store import Store
+    from masbench.sweep import SweepSettings, default_workers, run_sweep
+
+    options = _exec_options(device, data_dir, amp, channels_last, compile, checkpoint_dir)
+    settings = SweepSettings(options=options, workers=workers or default_workers(), retry_failed=retry_failed,
+                             stale_after=claim_timeout, heartbeat_every=min(10.0, claim_timeout / 4))
+    store = Store(db)
+    console = stderr_console()
+    progress = SweepProgress(store, [cell.spec.key for cell in cells], console)
+
+    def started() -> None:
+        console.print(banner(describe_device(resolve_device(options.device))), markup=False)
+        console.print(f"sweep {name or dataset}: {len(cells)} cells, {settings.workers} worker(s), "
+                      f"store {store.masked_url}", markup=False)
+        progress.start()
+
+    try:
+        summary = run_sweep(cells, store, settings, on_start=started)
+    finally:
+        if progress.progress.live.is_started:
+            progress.stop()
+
+    counts = {status: summary.count(status) for status in ("completed", "diverged", "failed", "pending", "running")}
+    parts = [f"{n} {status}" for status, n in counts.items() if n]
+    out.print(f"sweep {name or dataset}: {summary.total} cells, {summary.ran} finished now; " + ", ".join(parts),
+              markup=False)
+    for state in summary.failed:
+        first = (state["error"] or "").splitlines()[0] if state["error"] else "no error recorded"
+        out.print(f"  failed: {state['name']} {state['dataset']}/{state['model']} seed {state['seed']}: {first}",
+                  markup=False)
+    if summary.interrupted:
+        console.print("interrupted: claims released; run the same command again to resume", markup=False)
+        raise typer.Exit(130)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

@@ -153,14 +153,28 @@ class Prepared:
     extras: dict = field(default_factory=dict)
 
 
-def prepare(spec: RunSpec, options: ExecOptions = ExecOptions()) -> Prepared:
-    """Load the data and build the model, optimizer and schedule; raises ``MasbenchError`` for bad input."""
+def data_cache_key(spec: RunSpec, options: ExecOptions) -> tuple:
+    """Cells with the same key can share one loaded data set."""
+    return spec.dataset, str(options.data_dir), tuple(sorted(spec.data_options().items()))
+
+
+def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict | None = None) -> Prepared:
+    """Load the data and build the model, optimizer and schedule; raises ``MasbenchError`` for bad input.
+
+    ``datasets`` caches loaded data sets across the cells of a sweep (keyed by ``data_cache_key``).
+    """
     from masbench.data import load_dataset
     from masbench.models import build_model
     from masbench.optim import build_lambda_schedule, build_optimizer
 
     device = resolve_device(options.device)
-    dataset = load_dataset(spec.dataset, options.data_dir, **spec.data_options())
+    key = data_cache_key(spec, options)
+    if datasets is not None and key in datasets:
+        dataset = datasets[key]
+    else:
+        dataset = load_dataset(spec.dataset, options.data_dir, **spec.data_options())
+        if datasets is not None:
+            datasets[key] = dataset
     seed_everything(spec.seed)
     model = build_model(spec.model, dataset, spec.resolved_pretrained)
     channels_last = (device.type == "cuda") if options.channels_last is None else options.channels_last
@@ -223,7 +237,7 @@ def _load_checkpoint(p: Prepared, path: Path, callbacks: Sequence[Callback]) -> 
         for cb in callbacks:
             cb.on_warning(message)
         # The model and optimizer may be half-restored: build them again from the seed.
-        fresh = prepare(p.spec, p.options)
+        fresh = prepare(p.spec, p.options, {data_cache_key(p.spec, p.options): p.dataset})
         p.model, p.optimizer, p.schedule, p.generator = fresh.model, fresh.optimizer, fresh.schedule, fresh.generator
         return 0, []
 

@@ -62,3 +62,58 @@ class RunProgress(Callback):
 
     def on_warning(self, message: str) -> None:
         self.console.print(f"warning: {message}", style="yellow", markup=False)
+
+
+class SweepProgress:
+    """An overall bar (cells finished of all, with ETA) and a line per running cell, read from the store.
+
+    It polls the database from a thread, so it shows the same whether the cells run in this process,
+    in worker processes, or in another sweep against the same database.
+    """
+
+    def __init__(self, store, keys: list[str], console: Console | None = None, every: float = 1.0) -> None:
+        import threading
+
+        self.store, self.keys, self.every = store, keys, every
+        self.console = console or stderr_console()
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
+        )
+        self.total = self.progress.add_task("cells", total=len(keys), note="")
+        self.running: dict[str, object] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sweep-progress", daemon=True)
+
+    def start(self) -> None:
+        self.progress.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.refresh()
+        self.progress.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.refresh()
+            except Exception:  # a busy database: show the next poll instead
+                continue
+
+    def refresh(self) -> None:
+        states = self.store.cell_states(self.keys)
+        done = sum(1 for s in states.values() if s["status"] in ("completed", "failed", "diverged"))
+        failed = sum(1 for s in states.values() if s["status"] in ("failed", "diverged"))
+        self.progress.update(self.total, completed=done, note=f"{failed} failed/diverged" if failed else "")
+        live = {key: s for key, s in states.items() if s["status"] == "running"}
+        for key in list(self.running):
+            if key not in live:
+                self.progress.remove_task(self.running.pop(key))
+        for key, s in live.items():
+            label = f"  {s['name']} {s['dataset'].rsplit('/', 1)[-1]}/{s['model']} seed {s['seed']}"
+            if key not in self.running:
+                self.running[key] = self.progress.add_task(label, total=s["epochs"], note="")
+            self.progress.update(self.running[key], completed=s["last_epoch"] or 0,
+                                 note=f"epoch {s['last_epoch'] or 0}/{s['epochs']}")

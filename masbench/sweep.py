@@ -1,28 +1,40 @@
-"""Cells and how they run: one cell through the engine into the store, claimed and heart-beaten.
+"""Cells and how they run: one cell through the engine into the store, and sweeps of many.
 
 ``run_cell`` is what ``masbench run`` does and what every sweep worker does for
-each of its cells: skip a completed cell, build the data and model (so that bad
+each of its cells: skip a finished cell, build the data and model (so that bad
 input fails before anything is written), claim the cell atomically, train it
 with its epochs going to the store, and record how it ended.
+
+``run_sweep`` registers a grid's cells and works through them in one process
+or several. Every cell is claimed in the database, so workers, and sweeps
+started at once against the same database, never run the same cell; a claim
+whose worker stopped beating is taken over, and the cell resumes from its
+checkpoint.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 import traceback
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from masbench.config import ExecOptions, RunSpec
+from masbench.config import Cell, ExecOptions, RunSpec
 from masbench.engine import Callback, EpochMetrics, RunResult, checkpoint_path, describe_device, prepare, train
 from masbench.environment import git_commit, hostname, versions
 from masbench.store import ClaimLost, Run, Store
+from masbench.store.store import utcnow
 
 HEARTBEAT_EVERY_S = 10.0
 STALE_AFTER_S = 60.0
+POLL_S = 2.0
+FINAL = ("completed", "failed", "diverged")
 
 
 def new_worker_id() -> str:
@@ -45,7 +57,7 @@ def run_values(spec: RunSpec) -> dict[str, Any]:
 @dataclass
 class CellOutcome:
     spec: RunSpec
-    status: str  # completed, diverged, failed, skipped (done before), busy (another worker has it), lost
+    status: str  # completed, diverged, failed, skipped (finished before), busy (another worker has it), lost
     run_id: int | None = None
     result: RunResult | None = None
     message: str | None = None
@@ -98,6 +110,28 @@ class Heartbeat(Callback):
         self._thread.join(timeout=5)
 
 
+def _finished(run: Run, force: bool, retry_failed_before: datetime | None) -> bool:
+    if force:
+        return False
+    if run.status == "completed":
+        return True
+    if run.status in ("failed", "diverged"):
+        return retry_failed_before is None or run.finished_at is None or _aware(run.finished_at) >= retry_failed_before
+    return False
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives back naive datetimes; the store writes UTC."""
+    from datetime import timezone
+
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _held_elsewhere(run: Run, stale_after: float) -> bool:
+    return (run.status == "running" and run.heartbeat_at is not None
+            and _aware(run.heartbeat_at) >= utcnow() - timedelta(seconds=stale_after))
+
+
 def run_cell(
     spec: RunSpec,
     store: Store,
@@ -106,26 +140,31 @@ def run_cell(
     callbacks: Sequence[Callback] = (),
     worker: str | None = None,
     force: bool = False,
-    retry_failed: bool = False,
+    retry_failed_before: datetime | None = None,
     stale_after: float = STALE_AFTER_S,
     heartbeat_every: float = HEARTBEAT_EVERY_S,
+    datasets: dict | None = None,
 ) -> CellOutcome:
-    """Train ``spec`` unless the store has it already; its epochs and final status go to ``store``.
+    """Train ``spec`` unless the store has it finished; its epochs and final status go to ``store``.
 
     Bad input (missing data, an unknown model) raises ``MasbenchError`` before anything is written.
     A failure during training is recorded as ``failed`` with its traceback and returned, not raised.
     """
     worker = worker or new_worker_id()
     existing = store.get_run(spec.key)
-    if existing is not None and not force:
-        if existing.status == "completed" or (existing.status in ("failed", "diverged") and not retry_failed):
+    if existing is not None:
+        if _finished(existing, force, retry_failed_before):
             return CellOutcome(spec, "skipped", existing.id, message=f"already {existing.status}", previous=existing)
+        if _held_elsewhere(existing, stale_after):
+            return CellOutcome(spec, "busy", existing.id, message=f"held by worker {existing.worker}",
+                               previous=existing)
 
-    prepared = prepare(spec, options)
+    prepared = prepare(spec, options, datasets)
     run = store.ensure_run(run_values(spec))
-    if not store.claim(run.id, worker, stale_after=stale_after, retry_failed=retry_failed, force=force):
+    if not store.claim(run.id, worker, stale_after=stale_after, retry_failed_before=retry_failed_before, force=force):
         current = store.get_run(spec.key)
-        return CellOutcome(spec, "busy", run.id, message=f"held by worker {current.worker}" if current else None,
+        status = "skipped" if current is not None and current.status in FINAL else "busy"
+        return CellOutcome(spec, status, run.id, message=f"taken by worker {current.worker}" if current else None,
                            previous=current)
     if force:
         store.reset(run.id, worker)
@@ -153,3 +192,205 @@ def run_cell(
         summary = f"{type(error).__name__}: {' '.join(str(error).split())}"
         store.finish(run.id, worker, "failed", f"{summary}\n{traceback.format_exc()}")
         return CellOutcome(spec, "failed", run.id, message=summary)
+
+
+# --- sweeps ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How a sweep runs its cells; none of it changes a cell's numbers."""
+
+    options: ExecOptions = field(default_factory=ExecOptions)
+    workers: int = 1
+    retry_failed: bool = False
+    stale_after: float = STALE_AFTER_S
+    heartbeat_every: float = HEARTBEAT_EVERY_S
+    poll: float = POLL_S
+
+
+def cell_options(cell: Cell, options: ExecOptions) -> ExecOptions:
+    """A grid's data folder applies unless the command line gave one."""
+    if cell.data_dir is not None and options.data_dir is None:
+        return replace(options, data_dir=Path(cell.data_dir))
+    return options
+
+
+def preflight(cells: Sequence[Cell], options: ExecOptions) -> None:
+    """Load each distinct data set once, so that missing or broken data fails before anything is written."""
+    from masbench.data import load_dataset
+    from masbench.engine import data_cache_key, resolve_device
+
+    resolve_device(options.device)
+    seen = set()
+    for cell in cells:
+        opts = cell_options(cell, options)
+        key = data_cache_key(cell.spec, opts)
+        if key not in seen:
+            seen.add(key)
+            load_dataset(cell.spec.dataset, opts.data_dir, **cell.spec.data_options())
+
+
+def register(cells: Sequence[Cell], store: Store) -> None:
+    """A pending row per cell, so that the store knows the whole plan (reports flag what is missing)."""
+    for cell in cells:
+        store.ensure_run(run_values(cell.spec))
+
+
+def work_through(
+    cells: Sequence[Cell],
+    store: Store,
+    settings: SweepSettings,
+    *,
+    started: datetime,
+    worker: str | None = None,
+    offset: int = 0,
+    on_outcome: Callable[[CellOutcome], None] | None = None,
+) -> list[CellOutcome]:
+    """One worker's loop: claim and run cells until every cell is finished, by this worker or another.
+
+    A cell held by a live worker elsewhere is passed over and looked at again after ``settings.poll``
+    seconds; if that worker dies, its claim goes stale and this loop takes the cell over.
+    """
+    worker = worker or new_worker_id()
+    order = list(cells[offset:]) + list(cells[:offset])
+    retry_before = started if settings.retry_failed else None
+    datasets: dict = {}
+    outcomes: list[CellOutcome] = []
+    while True:
+        waiting = False
+        for cell in order:
+            outcome = run_cell(cell.spec, store, cell_options(cell, settings.options), worker=worker,
+                               retry_failed_before=retry_before, stale_after=settings.stale_after,
+                               heartbeat_every=settings.heartbeat_every, datasets=datasets)
+            if outcome.status in ("busy", "lost"):
+                waiting = True
+                continue
+            if outcome.status != "skipped":
+                outcomes.append(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+        if not waiting:
+            return outcomes
+        time.sleep(settings.poll)
+
+
+def _worker_process(cells: list[Cell], url: str, settings: SweepSettings, started: datetime, index: int,
+                    cuda_device: str | None) -> None:
+    """Entry point of a worker process (spawned: it starts from scratch and opens its own store)."""
+    if cuda_device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = cuda_device
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.workers))
+    store = Store(url)
+    try:
+        work_through(cells, store, settings, started=started, offset=index * len(cells) // settings.workers)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+
+
+def gpu_assignment(workers: int) -> list[str | None]:
+    """With several visible GPUs, worker i sees GPU i mod count (through CUDA_VISIBLE_DEVICES)."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < 2:
+        return [None] * workers
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else [str(i) for i in range(count)]
+    return [ids[i % len(ids)] for i in range(workers)]
+
+
+def default_workers() -> int:
+    """One worker per GPU when there are several, else one."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() and torch.cuda.device_count() > 1 else 1
+
+
+@dataclass
+class SweepSummary:
+    total: int
+    states: dict[str, dict[str, Any]]  # key -> the stored state of the cell
+    ran: int  # cells finished while this sweep ran
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.states.values() if s["status"] == status)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [s for s in self.states.values() if s["status"] == "failed"]
+
+
+def run_sweep(
+    cells: Sequence[Cell],
+    store: Store,
+    settings: SweepSettings,
+    *,
+    on_start: Callable[[], None] | None = None,
+) -> SweepSummary:
+    """Run every cell not yet finished, in ``settings.workers`` processes (1: in this one)."""
+    cells = list(cells)
+    preflight(cells, settings.options)
+    register(cells, store)
+    started = utcnow()
+    if on_start is not None:
+        on_start()
+    interrupted = False
+    if settings.workers <= 1:
+        try:
+            work_through(cells, store, settings, started=started)
+        except KeyboardInterrupt:
+            interrupted = True
+    else:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        processes = [
+            context.Process(target=_worker_process, name=f"masbench-worker-{i}",
+                            args=(cells, store.url, settings, started, i, gpu))
+            for i, gpu in enumerate(gpu_assignment(settings.workers))
+        ]
+        for process in processes:
+            process.start()
+        try:
+            for process in processes:
+                process.join()
+        except KeyboardInterrupt:
+            interrupted = True
+            for process in processes:
+                process.join(timeout=30)
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+    states = store.cell_states([cell.spec.key for cell in cells])
+    ran = sum(1 for s in states.values()
+              if s["status"] in FINAL and s["finished_at"] is not None and _aware(s["finished_at"]) >= started)
+    return SweepSummary(len(cells), states, ran, interrupted)
+
+
+def dry_run(cells: Sequence[Cell], url: str | None) -> list[tuple[Cell, str]]:
+    """Each cell and its state in the store ("new" when absent), writing nothing."""
+    from sqlalchemy.engine import make_url
+
+    from masbench.store import resolve_url
+
+    resolved = resolve_url(url)
+    try:
+        parsed = make_url(resolved)
+    except Exception:
+        parsed = None
+    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).exists():
+            return [(cell, "new") for cell in cells]
+    store = Store(resolved, writable=False)
+    states = store.cell_states([cell.spec.key for cell in cells])
+    return [(cell, states.get(cell.spec.key, {}).get("status", "new")) for cell in cells]
+
+
+__all__ = ["CellOutcome", "Heartbeat", "StoreRecorder", "SweepSettings", "SweepSummary", "dry_run",
+           "preflight", "register", "run_cell", "run_sweep", "run_values", "work_through"]

@@ -118,7 +118,7 @@ def test_subsets_are_fixed_and_sized(image_folder):
     [
         (lambda root: (root / "train" / "cat" / "000.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00trunc"),
          "cannot decode image"),
-        (lambda root: __import__("shutil").rmtree(root / "test"), "does not exist"),
+        (lambda root: __import__("shutil").rmtree(root / "test"), "lacks train/ and test/"),
         (lambda root: write_image_folder(root, classes=("cat",), per_class=(1, 0), size=(5, 5), seed=3),
          "all images must have one size"),
     ],

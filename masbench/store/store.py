@@ -198,19 +198,20 @@ class Store:
                 raise
             return run
 
-    def claim(self, run_id: int, worker: str, *, stale_after: float, retry_failed: bool = False,
+    def claim(self, run_id: int, worker: str, *, stale_after: float, retry_failed_before: datetime | None = None,
               force: bool = False) -> bool:
         """Atomically make ``worker`` the owner of the run; False when another worker holds it or it is done.
 
         Claimable: pending; running with no heartbeat for ``stale_after`` seconds (its worker died);
-        failed or diverged with ``retry_failed``; anything but a live claim with ``force``.
+        failed or diverged before ``retry_failed_before`` (a sweep's ``--retry-failed`` retries what failed
+        before it started, once); anything but a live claim with ``force``.
         """
         now = utcnow()
         claimable = [Run.status == "pending",
                      (Run.status == "running") & (or_(Run.heartbeat_at.is_(None),
                                                       Run.heartbeat_at < now - timedelta(seconds=stale_after)))]
-        if retry_failed:
-            claimable.append(Run.status.in_(("failed", "diverged")))
+        if retry_failed_before is not None:
+            claimable.append(Run.status.in_(("failed", "diverged")) & (Run.finished_at < retry_failed_before))
         if force:
             claimable.append(Run.status.in_(("completed", "failed", "diverged")))
         with self.session() as s:
@@ -307,6 +308,23 @@ class Store:
     def epochs_of(self, run_id: int) -> list[Epoch]:
         with self.session() as s:
             return list(s.scalars(select(Epoch).where(Epoch.run_id == run_id).order_by(Epoch.epoch)))
+
+    def cell_states(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """For each stored key: status, worker, name, planned epochs and the last epoch written."""
+        runs = Run.__table__
+        last = (select(Epoch.run_id, func.max(Epoch.epoch).label("last_epoch"))
+                .group_by(Epoch.run_id).subquery())
+        states: dict[str, dict[str, Any]] = {}
+        with self.session() as s:
+            for start in range(0, len(keys), 500):
+                query = (select(runs.c.key, runs.c.status, runs.c.worker, runs.c.name, runs.c.dataset, runs.c.model,
+                                runs.c.seed, runs.c.epochs, runs.c.error, runs.c.finished_at, runs.c.heartbeat_at,
+                                last.c.last_epoch)
+                         .outerjoin(last, last.c.run_id == runs.c.id)
+                         .where(runs.c.key.in_(keys[start : start + 500])))
+                for row in s.execute(query).mappings():
+                    states[row["key"]] = dict(row)
+        return states
 
     def status_counts(self) -> dict[str, int]:
         with self.session() as s:

@@ -1,0 +1,329 @@
+"""Sweeps: grid parsing, benchmarks.yaml, dry runs, idempotence, parallel workers, resumption."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from masbench.cli import app
+from masbench.config import complement, load_benchmarks, parse_lambdas, plan_sweep
+from masbench.errors import MasbenchError
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parent.parent
+
+TINY = textwrap.dedent("""
+    defaults:
+      betas: [0.9, 0.999]
+    benchmarks:
+      tiny:
+        dataset: digits
+        models: [mlp]
+        lambdas: "0.3,0.7"
+        baselines: [sgd]
+        lr: 0.003
+        momentum: 0.9
+        batch_size: 128
+        epochs: 2
+        seeds: 2
+      slow:
+        dataset: digits
+        models: [mlp]
+        lambdas: "0.5"
+        baselines: [sgd]
+        lr: 0.003
+        batch_size: 8
+        epochs: 6
+        seeds: 2
+""")
+
+
+@pytest.fixture
+def bench_file(tmp_path) -> Path:
+    path = tmp_path / "bench.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def query(db: Path, sql: str):
+    connection = sqlite3.connect(db, timeout=30)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+# --- grids ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, values",
+    [
+        ("0.3..0.7", [0.3, 0.4, 0.5, 0.6, 0.7]),
+        ("0.3..0.7:0.05", [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]),
+        ("0.3,0.5,0.7", [0.3, 0.5, 0.7]),
+        ("0.5", [0.5]),
+        ("0..1:0.5", [0.0, 0.5, 1.0]),
+        ("0.3..0.6:0.2", [0.3, 0.5]),
+        (" 0.2 , 0.2 ,0.4", [0.2, 0.4]),
+    ],
+)
+def test_lambda_grids(text, values):
+    assert parse_lambdas(text) == values
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("0.7..0.3", "start 0.7 is above end 0.3"),
+        ("abc", "Invalid lambdas 'abc'"),
+        ("0.3..", "Invalid lambdas '0.3..'"),
+        ("0.3..0.7:0", "the step must be > 0"),
+        ("0.3..0.7:-0.1", "the step must be > 0"),
+        ("0.5,1.2", "Invalid lambda_adam 1.2"),
+        ("-0.1", "Invalid lambda_adam -0.1"),
+        ("", "Invalid lambdas ''"),
+        ("nan", "Invalid lambdas 'nan'"),
+    ],
+)
+def test_bad_lambda_grids(text, message):
+    with pytest.raises(MasbenchError, match=message.replace("(", r"\(")):
+        parse_lambdas(text)
+
+
+def test_lambda_sgd_is_one_minus_lambda_adam_exactly():
+    assert [complement(v) for v in parse_lambdas("0.3..0.7")] == [0.7, 0.6, 0.5, 0.4, 0.3]
+
+
+def test_the_papers_benchmarks_as_written():
+    file = load_benchmarks(REPO / "benchmarks.yaml")
+    expected = {"cifar10": (84, 6, 1024, 0.001), "cifar100": (98, 7, 512, 0.008), "cola": (40, 5, 100, 0.0002),
+                "agnews": (40, 5, 100, 0.0002)}
+    for name, (n_cells, n_seeds, batch, lr) in expected.items():
+        _, cells = plan_sweep(benchmark=name, benchmarks_path=file.path)
+        assert len(cells) == n_cells, name
+        assert len({c.spec.seed for c in cells}) == n_seeds
+        assert {c.spec.batch_size for c in cells} == {batch} and {c.spec.lr for c in cells} == {lr}
+        assert {c.spec.momentum for c in cells} == {0.95}
+        mas = sorted({(c.spec.lambda_adam, c.spec.lambda_sgd) for c in cells if c.spec.optimizer == "mas"})
+        assert mas == [(0.3, 0.7), (0.4, 0.6), (0.5, 0.5), (0.6, 0.4), (0.7, 0.3)]
+        baselines = {c.spec.optimizer for c in cells} - {"mas"}
+        assert baselines == ({"adam", "sgd", "adamw"} if name in ("cola", "agnews") else {"adam", "sgd"})
+    _, cells = plan_sweep(benchmark="agnews", benchmarks_path=file.path)
+    assert {c.spec.epochs for c in cells} == {10} and {c.spec.pretrained for c in cells} == {"bert-base-uncased"}
+
+
+def test_dataset_flag_picks_the_benchmark_of_that_name_and_flags_override_it():
+    name, cells = plan_sweep(dataset="cifar100", overrides={"lambdas": "0.3..0.7"},
+                             benchmarks_path=REPO / "benchmarks.yaml")
+    assert name == "cifar100" and len(cells) == 98 and {c.spec.benchmark for c in cells} == {"cifar100"}
+    name, cells = plan_sweep(dataset="cifar100", overrides={"lambdas": "0.5", "seeds": 2, "models": ["resnet18"],
+                                                             "baselines": [], "epochs": 3},
+                             benchmarks_path=REPO / "benchmarks.yaml")
+    assert [(c.spec.lambda_adam, c.spec.seed, c.spec.epochs) for c in cells] == [(0.5, 0, 3), (0.5, 1, 3)]
+
+
+def test_a_dataset_without_a_benchmark_makes_an_ad_hoc_grid(bench_file):
+    name, cells = plan_sweep(dataset=f"imagefolder:{bench_file.parent}", overrides={"models": ["cnn"]},
+                             benchmarks_path=bench_file)
+    assert name is None and len(cells) == 7  # adam, sgd and five lambdas, one seed
+    assert cells[0].spec.betas == (0.9, 0.999)
+
+
+BAD_FILES = [
+    ("benchmarks: {tiny: {dataset: digits, lr: 0.1}\n", "YAML syntax error at line"),
+    ("benchmarks:\n  tiny:\n    dataset: digits\n    lrate: 0.1\n", "benchmark 'tiny': unknown key 'lrate'"),
+    ("benchmarks:\n  tiny:\n    dataset: digits\n    epochs: many\n", "benchmark 'tiny', key 'epochs': 'many' is invalid"),
+    ("benchmarks:\n  tiny:\n    dataset: digits\n    epochs: 0\n", "benchmark 'tiny': Invalid epochs: 0 (must be >= 1)"),
+    ("benchmarks:\n  tiny:\n    lambdas: '0.7..0.3'\n", "benchmark 'tiny': Invalid lambda range '0.7..0.3'"),
+    ("benchmarks:\n  tiny:\n    models: [vgg]\n", "benchmark 'tiny': Unknown model: 'vgg'"),
+    ("benchmarks:\n  tiny:\n    baselines: [lion]\n", "benchmark 'tiny': Unknown baseline: 'lion'"),
+    ("benchmarks:\n  tiny:\n    grids:\n      - {dataset: digits, lr: -1}\n", "benchmark 'tiny', grid 1: Invalid lr: -1"),
+    ("benchmark:\n  tiny: {}\n", "unknown top-level key 'benchmark'"),
+    ("benchmarks:\n  tiny: 3\n", "benchmark 'tiny': expected a mapping"),
+]
+
+
+@pytest.mark.parametrize("content, message", BAD_FILES)
+def test_benchmarks_file_errors_name_the_file_benchmark_and_key(tmp_path, content, message):
+    path = tmp_path / "b.yaml"
+    path.write_text(content)
+    with pytest.raises(MasbenchError) as error:
+        load_benchmarks(path)
+    text = str(error.value)
+    assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+@pytest.mark.parametrize("content, message", BAD_FILES[:3])
+def test_sweep_cli_reports_a_bad_file_in_one_line_and_writes_nothing(tmp_path, content, message):
+    path = tmp_path / "b.yaml"
+    path.write_text(content)
+    result = runner.invoke(app, ["sweep", "--benchmark", "tiny", "--benchmarks", str(path)])
+    assert result.exit_code == 1 and message in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "masbench.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--lambdas", "0.7..0.3"], "Invalid lambda range '0.7..0.3'"),
+        (["--lambdas", "abc"], "Invalid lambdas 'abc'"),
+        (["--lambdas", "0.3.."], "Invalid lambdas '0.3..'"),
+        (["--lambdas", "0.3..0.7:0"], "the step must be > 0"),
+        (["--epochs", "0"], "Invalid epochs: 0"),
+        (["--models", "vgg"], "Unknown model: 'vgg'"),
+        (["--baselines", "lion"], "Unknown baseline: 'lion'"),
+        (["--workers", "0"], "Invalid --workers: 0"),
+        (["--benchmark", "nope"], "Unknown benchmark: 'nope'"),
+        (["--seed-list", "a,b"], "Invalid --seed-list: 'a,b'"),
+    ],
+)
+def test_sweep_cli_bad_input(bench_file, args, message):
+    base = [] if "--benchmark" in args else ["--benchmark", "tiny"]
+    result = runner.invoke(app, ["sweep", *base, *args, "--benchmarks", str(bench_file)])
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert not (bench_file.parent / "masbench.db").exists()
+
+
+# --- running -------------------------------------------------------------------------------------------
+
+
+def test_dry_run_lists_cells_and_marks_the_done_ones(bench_file, tmp_path):
+    listed = runner.invoke(app, ["sweep", "--benchmark", "tiny", "--benchmarks", str(bench_file), "--dry-run"])
+    assert listed.exit_code == 0, listed.output
+    assert "6 cells: 0 completed, 6 to run" in listed.stdout
+    assert "sgd[lr=0.003,momentum=0.9]" in listed.stdout and "mas[lambda_adam=0.3,lambda_sgd=0.7" in listed.stdout
+    assert not (tmp_path / "masbench.db").exists()
+
+    runner.invoke(app, ["run", "--dataset", "digits", "--optimizer", "sgd", "--lr", "0.003", "--momentum", "0.9",
+                        "--batch-size", "128", "--epochs", "2", "--benchmark", "tiny"])
+    listed = runner.invoke(app, ["sweep", "--benchmark", "tiny", "--benchmarks", str(bench_file), "--dry-run"])
+    assert "6 cells: 1 completed, 5 to run" in listed.stdout
+
+
+def test_sweep_runs_every_cell_once_and_a_rerun_runs_none(bench_file, tmp_path):
+    args = ["sweep", "--benchmark", "tiny", "--benchmarks", str(bench_file)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "6 cells, 6 finished now; 6 completed" in first.stdout
+    db = tmp_path / "masbench.db"
+    assert query(db, "select count(*), count(distinct key) from runs where status='completed'") == [(6, 6)]
+    assert query(db, "select count(*) from epochs") == [(12,)]
+    ids = query(db, "select id, finished_at from runs order by id")
+
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0 and "6 cells, 0 finished now; 6 completed" in second.stdout
+    assert query(db, "select id, finished_at from runs order by id") == ids
+    assert query(db, "select count(*) from epochs") == [(12,)]
+
+
+def test_the_quick_benchmark_runs_offline(tmp_path):
+    result = runner.invoke(app, ["sweep", "--benchmark", "quick", "--benchmarks", str(REPO / "benchmarks.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "14 cells, 14 finished now; 14 completed" in result.stdout
+    accs = query(tmp_path / "masbench.db", "select max(test_acc) from epochs group by run_id")
+    assert len(accs) == 14 and min(a for (a,) in accs) > 0.8
+
+
+def test_failed_cells_are_recorded_skipped_and_retried_on_request(bench_file, tmp_path, monkeypatch):
+    import masbench.sweep as sweep_module
+
+    real_train = sweep_module.train
+
+    def flaky(spec, options, callbacks, prepared):
+        if spec.optimizer == "sgd" and spec.seed == 1:
+            raise RuntimeError("simulated CUDA error")
+        return real_train(spec, options, callbacks, prepared=prepared)
+
+    monkeypatch.setattr(sweep_module, "train", lambda s, o, c, prepared: flaky(s, o, c, prepared))
+    args = ["sweep", "--benchmark", "tiny", "--benchmarks", str(bench_file)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 1
+    assert "5 completed, 1 failed" in first.stdout and "RuntimeError: simulated CUDA error" in first.stdout
+    db = tmp_path / "masbench.db"
+    assert "Traceback" in query(db, "select error from runs where status='failed'")[0][0]
+
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "0 finished now" in again.stdout  # not retried without the flag
+
+    monkeypatch.setattr(sweep_module, "train", real_train)
+    retried = runner.invoke(app, [*args, "--retry-failed"])
+    assert retried.exit_code == 0, retried.output
+    assert "1 finished now; 6 completed" in retried.stdout
+
+
+def _sweep_process(bench_file: Path, db: Path, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "masbench.cli", "sweep", "--benchmark", "slow", "--benchmarks", str(bench_file),
+         "--db", f"sqlite:///{db}", "--checkpoint-dir", str(db.parent / "ckpt"), *extra],
+        cwd=db.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+
+
+def metrics(db: Path):
+    return query(db, "select r.key, e.epoch, e.train_loss, e.train_acc, e.test_loss, e.test_acc "
+                     "from epochs e join runs r on r.id = e.run_id order by r.key, e.epoch")
+
+
+@pytest.mark.slow
+def test_parallel_workers_and_concurrent_sweeps_never_run_a_cell_twice(bench_file, tmp_path):
+    db = tmp_path / "shared.db"
+    # Two sweeps with two workers each, started at once against one database.
+    first, second = _sweep_process(bench_file, db, "--workers", "2"), _sweep_process(bench_file, db, "--workers", "2")
+    for process in (first, second):
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err
+    assert query(db, "select count(*), count(distinct key), sum(attempts) from runs where status='completed'") == [
+        (4, 4, 4)]
+    assert query(db, "select count(*), count(distinct run_id || '-' || epoch) from epochs") == [(24, 24)]
+    assert len({w for (w,) in query(db, "select worker from runs")}) >= 2
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_and_ends_with_the_metrics_of_an_uninterrupted_one(bench_file, tmp_path):
+    clean = tmp_path / "clean" / "store.db"
+    clean.parent.mkdir()
+    done = _sweep_process(bench_file, clean)
+    assert done.wait(timeout=600) == 0
+
+    db = tmp_path / "killed" / "store.db"
+    db.parent.mkdir()
+    victim = _sweep_process(bench_file, db, "--claim-timeout", "3")
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once a cell is part-way: completed epochs, not yet finished
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                running = query(db, "select count(*) from runs r join epochs e on e.run_id = r.id "
+                                    "where r.status = 'running' and e.epoch >= 2")
+            except sqlite3.OperationalError:
+                continue
+            if running[0][0]:
+                break
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert query(db, "select count(*) from runs where status = 'running'") == [(1,)]
+    # Epoch 1 of the cell cut short is checkpointed (epoch 2 is stored, and the store is written first).
+    before = query(db, "select e.epoch, e.seconds from epochs e join runs r on r.id = e.run_id "
+                       "where r.status = 'running' and e.epoch = 1")
+
+    resumed = _sweep_process(bench_file, db, "--claim-timeout", "3")
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert query(db, "select status, count(*) from runs group by status") == [("completed", 4)]
+    assert metrics(db) == metrics(clean)
+    # It resumed from its checkpoint: epoch 1 was not trained again (its timing is the first attempt's).
+    after = query(db, "select e.epoch, e.seconds from epochs e join runs r on r.id = e.run_id "
+                      "where r.attempts = 2 and e.epoch = 1")
+    assert after == before
