@@ -238,6 +238,7 @@ class ExecOptions:
     compile: bool = False
     checkpoint_dir: Path = field(default_factory=lambda: Path(".masbench") / "checkpoints")
     keep_checkpoint: bool = False
+    base_dir: Path | None = None  # what relative data paths in a spec are relative to (default: the working directory)
 
 
 # --- sweeps: grids, lambda ranges, benchmarks.yaml ----------------------------------------------------
@@ -417,20 +418,16 @@ def default_benchmarks_path() -> Path:
     return local if local.is_file() else packaged_benchmarks()
 
 
-PATH_KEYS = ("data_dir", "test_file")
-
-
 def _resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Relative paths in a benchmarks file are relative to the file's folder."""
+    """A relative ``data_dir`` in a benchmarks file is relative to the file's folder.
+
+    Relative data paths inside specs (``imagefolder:../x``, ``test_file``) stay as written, so that a
+    cell's key and name are the same on every machine; they too resolve against the file's folder
+    when the data are loaded (``Cell.base_dir``).
+    """
     out = dict(values)
-    for key in PATH_KEYS:
-        if isinstance(out.get(key), str) and not Path(out[key]).expanduser().is_absolute():
-            out[key] = os.path.normpath(base / out[key])
-    dataset = out.get("dataset")
-    if isinstance(dataset, str):
-        prefix, sep, argument = dataset.partition(":")
-        if sep and prefix in ("imagefolder", "csv") and not Path(argument).expanduser().is_absolute():
-            out["dataset"] = f"{prefix}:{os.path.normpath(base / argument)}"
+    if isinstance(out.get("data_dir"), str) and not Path(out["data_dir"]).expanduser().is_absolute():
+        out["data_dir"] = os.path.normpath(base / out["data_dir"])
     return out
 
 
@@ -500,10 +497,12 @@ def _grid_message(error: ValidationError, where: str) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """A cell of a sweep: its spec, and where its data lives (``None``: the run's default data directory)."""
+    """A cell of a sweep: its spec, where its data lives (``None``: the run's default data directory), and
+    the folder that relative data paths in its spec are relative to (the benchmarks file's)."""
 
     spec: RunSpec
     data_dir: str | None = None
+    base_dir: str | None = None
 
 
 def plan_sweep(
@@ -551,6 +550,6 @@ def plan_sweep(
             grid = GridSpec(**values)
         except ValidationError as error:
             raise MasbenchError(_grid_message(error, f"sweep {benchmark or dataset!r}")) from None
-        cells += [Cell(spec, grid.data_dir) for spec in expand_grid(grid, benchmark)]
+        cells += [Cell(spec, grid.data_dir, str(file.path.absolute().parent)) for spec in expand_grid(grid, benchmark)]
     unique = list({cell.spec.key: cell for cell in cells}.values())
     return benchmark, unique

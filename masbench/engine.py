@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from masbench import faults
 from masbench.config import ExecOptions, RunSpec
 from masbench.errors import MasbenchError
 from masbench.fileio import atomic_torch_save
@@ -155,7 +156,13 @@ class Prepared:
 
 def data_cache_key(spec: RunSpec, options: ExecOptions) -> tuple:
     """Cells with the same key can share one loaded data set."""
-    return spec.dataset, str(options.data_dir), tuple(sorted(spec.data_options().items()))
+    return spec.dataset, str(options.data_dir), str(options.base_dir), tuple(sorted(spec.data_options().items()))
+
+
+def load_data(spec: RunSpec, options: ExecOptions):
+    from masbench.data import load_dataset
+
+    return load_dataset(spec.dataset, options.data_dir, base_dir=options.base_dir, **spec.data_options())
 
 
 def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict | None = None) -> Prepared:
@@ -163,7 +170,6 @@ def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict 
 
     ``datasets`` caches loaded data sets across the cells of a sweep (keyed by ``data_cache_key``).
     """
-    from masbench.data import load_dataset
     from masbench.models import build_model
     from masbench.optim import build_lambda_schedule, build_optimizer
 
@@ -172,7 +178,7 @@ def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict 
     if datasets is not None and key in datasets:
         dataset = datasets[key]
     else:
-        dataset = load_dataset(spec.dataset, options.data_dir, **spec.data_options())
+        dataset = load_data(spec, options)
         if datasets is not None:
             datasets[key] = dataset
     seed_everything(spec.seed)
@@ -310,6 +316,7 @@ def train(
             p.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             p.optimizer.step()
+            faults.point("batch")
             loss_sum += loss.detach().double() * len(batch)
             correct += (logits.detach().argmax(1) == batch.labels).sum()
             seen += len(batch)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from masbench import faults
+
 
 def atomic_torch_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename it into place."""
@@ -18,6 +20,7 @@ def atomic_torch_save(obj, path: Path) -> None:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
+            faults.point("checkpoint")
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -210,16 +210,17 @@ class SweepSettings:
 
 
 def cell_options(cell: Cell, options: ExecOptions) -> ExecOptions:
-    """A grid's data folder applies unless the command line gave one."""
+    """A grid's data folder applies unless the command line gave one; relative data paths follow the file."""
     if cell.data_dir is not None and options.data_dir is None:
-        return replace(options, data_dir=Path(cell.data_dir))
+        options = replace(options, data_dir=Path(cell.data_dir))
+    if cell.base_dir is not None and options.base_dir is None:
+        options = replace(options, base_dir=Path(cell.base_dir))
     return options
 
 
 def preflight(cells: Sequence[Cell], options: ExecOptions) -> None:
     """Load each distinct data set once, so that missing or broken data fails before anything is written."""
-    from masbench.data import load_dataset
-    from masbench.engine import data_cache_key, resolve_device
+    from masbench.engine import data_cache_key, load_data, resolve_device
 
     resolve_device(options.device)
     seen = set()
@@ -228,7 +229,7 @@ def preflight(cells: Sequence[Cell], options: ExecOptions) -> None:
         key = data_cache_key(cell.spec, opts)
         if key not in seen:
             seen.add(key)
-            load_dataset(cell.spec.dataset, opts.data_dir, **cell.spec.data_options())
+            load_data(cell.spec, opts)
 
 
 def register(cells: Sequence[Cell], store: Store) -> None:

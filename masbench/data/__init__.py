@@ -103,6 +103,7 @@ def load_dataset(
     name: str,
     data_dir: Path | str | None = None,
     *,
+    base_dir: Path | str | None = None,
     train_subset: int | None = None,
     test_subset: int | None = None,
     **options,
@@ -110,14 +111,25 @@ def load_dataset(
     """Load dataset ``name``; ``train_subset``/``test_subset`` keep a fixed random subset of each split.
 
     Text sets take ``pretrained`` (the tokenizer), ``max_length``, and for ``csv:``
-    ``text_column``, ``label_column``, ``test_file`` and ``test_fraction``.
+    ``text_column``, ``label_column``, ``test_file`` and ``test_fraction``. Relative paths
+    (``imagefolder:PATH``, ``csv:PATH``, ``test_file``) are relative to ``base_dir``, else the working directory.
     """
     entry, argument = resolve(name)
+    if base_dir is not None:
+        argument = _under(base_dir, argument)
+        if options.get("test_file"):
+            options["test_file"] = _under(base_dir, options["test_file"])
     data_dir = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
     dataset = entry.load(argument, data_dir, options)
     dataset.train = subset(dataset.train, train_subset)
     dataset.test = subset(dataset.test, test_subset)
     return dataset
+
+
+def _under(base: Path | str, path: str | None) -> str | None:
+    if path is None or Path(path).expanduser().is_absolute():
+        return path
+    return os.path.normpath(Path(base) / path)
 
 
 __all__ = ["Batch", "DATASETS", "ImageDataset", "TextDataset", "dataset_kind", "default_data_dir", "load_dataset",

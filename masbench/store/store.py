@@ -19,11 +19,12 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, or_, select, update
+from sqlalchemy import create_engine, delete, event, func, inspect, or_, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from masbench import faults
 from masbench.errors import MasbenchError
 from masbench.store.models import EPOCH_COLUMNS, SCHEMA_VERSION, Base, Epoch, Meta, Run
 
@@ -65,7 +66,7 @@ class Store:
         True
     """
 
-    def __init__(self, url: str | None = None, *, writable: bool = True) -> None:
+    def __init__(self, url: str | None = None, *, writable: bool = True, create: bool = True) -> None:
         self.url = resolve_url(url)
         self.masked_url = mask_url(self.url)
         try:
@@ -80,9 +81,15 @@ class Store:
             folder = os.path.dirname(os.path.abspath(parsed.database))
             if not os.path.isdir(folder):
                 raise MasbenchError(f"cannot open database {self.masked_url}: folder {folder} does not exist")
+            if not create and not os.path.exists(parsed.database):
+                raise MasbenchError(f"no database at {parsed.database}: run masbench run or masbench sweep first, "
+                                    f"or give --db (or MASBENCH_DB)")
         try:
             self.engine = self._create_engine(parsed)
-            self._create_schema()
+            if create:
+                self._create_schema()
+            elif not inspect(self.engine).has_table("runs"):
+                raise MasbenchError(f"database {self.masked_url} holds no masbench runs (no runs table)")
             if writable:
                 self._probe_write()
         except MasbenchError:
@@ -257,6 +264,8 @@ class Store:
             self._check_claim(s, run_id, worker)
             values = {"run_id": run_id, "epoch": metrics["epoch"], **{c: metrics[c] for c in EPOCH_COLUMNS}}
             self._upsert_epoch(s, values)
+            s.flush()
+            faults.point("store.epoch")
 
     def _check_claim(self, s: Session, run_id: int, worker: str) -> None:
         result = s.execute(
@@ -351,6 +360,7 @@ class Store:
         query = select(
             Epoch.__table__,
             runs.c.key, runs.c.name, runs.c.benchmark, runs.c.dataset, runs.c.model, runs.c.optimizer,
+            runs.c.lambda_adam.label("run_lambda_adam"), runs.c.lambda_sgd.label("run_lambda_sgd"),
             runs.c.seed, runs.c.status, runs.c.epochs.label("planned_epochs"),
         ).join(runs, runs.c.id == Epoch.__table__.c.run_id)
         for column, value in filters.items():

@@ -1,0 +1,282 @@
+"""Reports, comparisons, the regression gate and plots, on a store filled with known runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from masbench.cli import app
+from masbench.config import RunSpec
+from masbench.store import Store
+from masbench.sweep import run_values
+
+runner = CliRunner()
+
+# Per-epoch test accuracies of each run: (optimizer, lambda_adam, model) -> {seed: [acc per epoch] or a status}.
+RUNS = {
+    ("adam", None, "mlp"): {0: [0.80, 0.90, 0.85], 1: [0.82, 0.88, 0.87], 2: [0.79, 0.86, 0.86]},
+    ("sgd", None, "mlp"): {0: [0.60, 0.70, 0.75], 1: [0.62, 0.72, 0.70], 2: [0.58, 0.69, 0.74]},
+    ("mas", 0.3, "mlp"): {0: [0.85, 0.91, 0.90], 1: [0.84, 0.93, 0.92], 2: "pending"},
+    ("mas", 0.7, "mlp"): {0: [0.81, 0.89, 0.88], 1: [0.83, 0.90, 0.90], 2: "diverged"},
+    ("adam", None, "cnn"): {0: [0.70, 0.75, 0.74], 1: [0.71, 0.77, 0.76]},
+    ("mas", 0.3, "cnn"): {0: [0.72, 0.80, 0.78], 1: [0.70, 0.76, 0.79]},
+}
+
+
+def spec_for(optimizer, lam, model, seed):
+    extra = dict(lambda_adam=lam, lambda_sgd=round(1 - lam, 10)) if optimizer == "mas" else {}
+    return RunSpec(benchmark="b", dataset="digits", model=model, optimizer=optimizer, lr=0.01, epochs=3, seed=seed,
+                   **extra)
+
+
+def fill(store, runs=RUNS):
+    for (optimizer, lam, model), seeds in runs.items():
+        for seed, accs in seeds.items():
+            run = store.ensure_run(run_values(spec_for(optimizer, lam, model, seed)))
+            if accs == "pending":
+                continue
+            store.claim(run.id, "w", stale_after=60)
+            if accs == "diverged":
+                store.record_epoch(run.id, "w", epoch_row(1, 0.5, loss=float("inf")))
+                store.finish(run.id, "w", "diverged", "non-finite training loss")
+                continue
+            for i, acc in enumerate(accs, start=1):
+                store.record_epoch(run.id, "w", epoch_row(i, acc))
+            store.finish(run.id, "w", "completed")
+
+
+def epoch_row(epoch, acc, loss=1.0):
+    return dict(epoch=epoch, train_loss=loss, train_acc=acc, test_loss=1 - acc, test_acc=acc, lr=0.01,
+                lambda_adam=None, lambda_sgd=None, seconds=1.0, samples_per_second=100.0)
+
+
+@pytest.fixture
+def db(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    fill(Store(url))
+    return url
+
+
+def expected(key, metric):
+    """avg, std, max in percent over completed seeds, computed here from the table above."""
+    values = [100 * (max(a) if metric == "best" else a[-1]) for a in RUNS[key].values() if isinstance(a, list)]
+    std = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return statistics.mean(values), std, max(values), len(values)
+
+
+@pytest.mark.parametrize("metric", ["best", "final"])
+def test_csv_numbers_for_both_metrics(db, metric):
+    result = runner.invoke(app, ["report", "--table", "--format", "csv", "--metric", metric, "--db", db])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(rows[0]) == ["dataset", "model", "name", "lambda_adam", "lambda_sgd", "n", "avg_acc", "std_acc",
+                             "max_acc"]
+    by_name = {(r["model"], r["name"]): r for r in rows}
+    assert len(rows) == len(RUNS)
+    for (optimizer, lam, model) in RUNS:
+        name = spec_for(optimizer, lam, model, 0).name
+        row = by_name[(model, name)]
+        avg, std, top, n = expected((optimizer, lam, model), metric)
+        assert int(row["n"]) == n
+        assert float(row["avg_acc"]) == pytest.approx(avg, abs=1e-4)
+        assert float(row["std_acc"]) == pytest.approx(std, abs=1e-4)
+        assert float(row["max_acc"]) == pytest.approx(top, abs=1e-4)
+    # Row order within a model: Adam, SGD, then MAS by lambda_adam.
+    mlp = [r["name"].split("[")[0] + r["lambda_adam"] for r in rows if r["model"] == "mlp"]
+    assert mlp == ["adam1.0", "sgd0.0", "mas0.3", "mas0.7"]
+
+
+def test_best_and_final_differ_where_the_last_epoch_is_not_the_best(db):
+    best = runner.invoke(app, ["report", "--format", "json", "--db", db, "--model", "mlp"])
+    final = runner.invoke(app, ["report", "--format", "json", "--db", db, "--model", "mlp", "--metric", "final"])
+    adam_best = next(r for r in json.loads(best.stdout) if r["optimizer"] == "adam")
+    adam_final = next(r for r in json.loads(final.stdout) if r["optimizer"] == "adam")
+    assert adam_best["avg_acc"] == pytest.approx((90 + 88 + 86) / 3, abs=1e-4)
+    assert adam_final["avg_acc"] == pytest.approx((85 + 87 + 86) / 3, abs=1e-4)
+    assert adam_best["metric"] == "best" and adam_final["metric"] == "final"
+
+
+def test_markdown_bolds_the_best_of_each_column_within_each_model_group(db):
+    result = runner.invoke(app, ["report", "--format", "markdown", "--db", db])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "best test accuracy over epochs" in text
+    cnn, mlp = text.split("| **mlp** |")[0].split("| **cnn** |")[1], text.split("| **mlp** |")[1]
+    # mlp: MAS 0.3 has the best avg (92.0) and the best max (93.0); cnn: MAS 0.3 avg 79.5, max 80.0.
+    assert mlp.count("**") == 4 and "**92.00**" in mlp and "**93.00**" in mlp
+    assert cnn.count("**") == 4 and "**79.50**" in cnn and "**80.00**" in cnn
+    row = next(line for line in mlp.splitlines() if line.startswith("| MAS | 0.3"))
+    assert row.endswith("| 2 | 2/3 seeds |")
+    row = next(line for line in mlp.splitlines() if line.startswith("| MAS | 0.7"))
+    assert "2/3 seeds, 1 diverged" in row
+    assert "| Adam |  |  | 88.00 | 90.00 | 2.00 | 3 |  |" in mlp
+
+
+def test_latex_is_booktabs_with_bold_best_and_flags(db):
+    result = runner.invoke(app, ["report", "--format", "latex", "--db", db])
+    text = result.stdout
+    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\textbf{92.00}", r"\textbf{93.00}", r"$^\dagger$",
+                  r"\multicolumn{7}{l}{\textit{mlp}}"):
+        assert token in text
+    assert text.count(r"\textbf{") == 4
+
+
+def test_rich_table_and_output_file(db, tmp_path):
+    out = tmp_path / "table.txt"
+    result = runner.invoke(app, ["report", "--db", db, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "digits (benchmark b)" in text and "avg acc" in text and "acc max" in text and "2/3 seeds" in text
+
+
+def test_leaderboard_ranks_within_dataset_and_model(db):
+    result = runner.invoke(app, ["report", "--leaderboard", "--format", "csv", "--db", db])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    mlp = [(r["rank"], r["name"].split("[")[0], r["lambda_adam"]) for r in rows if r["model"] == "mlp"]
+    assert mlp == [("1", "mas", "0.3"), ("2", "mas", "0.7"), ("3", "adam", "1.0"), ("4", "sgd", "0.0")]
+    cnn = [r["rank"] for r in rows if r["model"] == "cnn"]
+    assert cnn == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["report", "--format", "xml"], "Invalid --format: 'xml' (valid: rich, csv, markdown, latex, json)"),
+        (["report", "--metric", "mean"], "Invalid --metric: 'mean' (valid: best, final)"),
+        (["report", "--dataset", "cifar10"], "no runs in sqlite:///"),
+        (["report", "--table", "--leaderboard"], "give --table or --leaderboard, not both"),
+        (["compare", "adam"], "compare needs two configurations or more"),
+        (["compare", "adam", "mas:x"], "Invalid configuration: 'mas:x'"),
+        (["compare", "adam", "adamw"], "no data set and model in the store has all of adam, adamw"),
+        (["compare", "--baseline", "missing.csv"], "baseline file missing.csv does not exist"),
+        (["plot", "--output", "p.png"], "give --model (the store has: cnn, mlp)"),
+        (["plot", "--output", "p.jpg", "--model", "mlp"], "Invalid --output: 'p.jpg'"),
+    ],
+)
+def test_bad_report_input_is_one_line(db, args, message):
+    result = runner.invoke(app, [*args, "--db", db])
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_reporting_without_a_database_says_so(tmp_path):
+    result = runner.invoke(app, ["report", "--db", f"sqlite:///{tmp_path / 'nothing.db'}"])
+    assert result.exit_code == 1 and "no database at" in result.stderr
+    assert not (tmp_path / "nothing.db").exists()
+
+
+# --- compare ---------------------------------------------------------------------------------------------
+
+
+def test_compare_paired_statistics_match_an_independent_computation(db):
+    result = runner.invoke(app, ["compare", "adam", "sgd", "--model", "mlp", "--db", db])
+    assert result.exit_code == 0, result.output
+    adam = [100 * max(a) for a in RUNS[("adam", None, "mlp")].values()]
+    sgd = [100 * max(a) for a in RUNS[("sgd", None, "mlp")].values()]
+    d = [s - a for a, s in zip(adam, sgd)]
+    mean, sd = statistics.mean(d), statistics.stdev(d)
+    t = mean / (sd / math.sqrt(3))
+    p = 2 * stats.t.sf(abs(t), 2)
+    half = stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    assert f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]" in result.stdout
+    assert f"{p:.3g}" in result.stdout and "paired t-test" in result.stdout
+    assert f"sgd is worse than adam by {abs(mean):.2f} points (p = {p:.3g}, paired t-test)" in result.stdout
+
+
+def test_compare_welch_when_the_seeds_differ(db):
+    from masbench.report import compare, parse_selector, run_accuracies
+
+    comparison = compare(run_accuracies(Store(db, writable=False), model="mlp"),
+                         [parse_selector("adam"), parse_selector("mas:0.3")])[0]
+    diff = comparison.differences[0]
+    adam = [100 * max(a) for a in RUNS[("adam", None, "mlp")].values()]
+    mas = [100 * max(a) for a in list(RUNS[("mas", 0.3, "mlp")].values())[:2]]
+    va, vb = statistics.variance(adam) / 3, statistics.variance(mas) / 2
+    t = (statistics.mean(mas) - statistics.mean(adam)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 1)
+    assert diff.test == "Welch t-test"
+    assert diff.diff == pytest.approx(statistics.mean(mas) - statistics.mean(adam))
+    assert diff.p_value == pytest.approx(2 * stats.t.sf(abs(t), df), rel=1e-9)
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    assert (diff.low, diff.high) == pytest.approx((diff.diff - half, diff.diff + half))
+    assert comparison.reference.n == 3 and diff.other.n == 2
+
+
+def test_compare_by_both_lambdas_and_by_run_name(db):
+    name = spec_for("mas", 0.7, "mlp", 0).name
+    a = runner.invoke(app, ["compare", "mas:0.3:0.7", name, "--model", "mlp", "--db", db])
+    assert a.exit_code == 0, a.output
+    assert f"mas:0.3:0.7 = {spec_for('mas', 0.3, 'mlp', 0).name}" in a.stdout
+
+
+# --- the regression gate -------------------------------------------------------------------------------------
+
+
+def test_gate_passes_on_itself_and_fails_on_a_regression(db, tmp_path):
+    baseline = tmp_path / "baseline.csv"
+    saved = runner.invoke(app, ["report", "--format", "csv", "--output", str(baseline), "--db", db])
+    assert saved.exit_code == 0, saved.output
+    same = runner.invoke(app, ["compare", "--baseline", str(baseline), "--db", db])
+    assert same.exit_code == 0 and "no regression: 6 cells within tolerance" in same.stdout
+
+    # The same study again, but SGD on mlp 5 points worse on every seed, and the cnn MAS cell gone.
+    worse = {k: v for k, v in RUNS.items() if k != ("mas", 0.3, "cnn")}
+    worse[("sgd", None, "mlp")] = {s: [a - 0.05 for a in accs] for s, accs in RUNS[("sgd", None, "mlp")].items()}
+    url = f"sqlite:///{tmp_path / 'nightly.db'}"
+    fill(Store(url), worse)
+    gate = runner.invoke(app, ["compare", "--baseline", str(baseline), "--db", url])
+    assert gate.exit_code == 1
+    lines = sorted(line for line in gate.stdout.splitlines() if line.startswith("REGRESSION"))
+    assert len(lines) == 2
+    sgd_avg = expected(("sgd", None, "mlp"), "best")[0]
+    assert f"digits/mlp sgd[lr=0.01]: {sgd_avg:.2f} -> {sgd_avg - 5:.2f} (-5.00 points; tolerance" in lines[1]
+    assert "digits/cnn mas[lambda_adam=0.3,lambda_sgd=0.7,lr=0.01]: no completed seed now" in lines[0]
+    assert "2 of 6 cells regressed" in gate.stdout
+
+    # A drop within the tolerance passes: the default is max(1 point, 2 x baseline std) ...
+    lenient = runner.invoke(app, ["compare", "--baseline", str(baseline), "--db", url, "--dataset", "digits",
+                                  "--tolerance", "6"])
+    assert lenient.exit_code == 1 and "no completed seed now" in lenient.stdout
+    assert "sgd[lr=0.01]" not in lenient.stdout and "1 of 6 cells regressed" in lenient.stdout
+    # ... and the default tolerance of a cell with a large std lets a small drop through.
+    sgd_std = statistics.stdev([100 * max(a) for a in RUNS[("sgd", None, "mlp")].values()])
+    assert f"tolerance {max(1.0, 2 * sgd_std):.2f}" in lines[1]
+
+
+def test_gate_rejects_a_malformed_baseline(db, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("dataset,model,score\ndigits,mlp,1\n")
+    result = runner.invoke(app, ["compare", "--baseline", str(path), "--db", db])
+    assert result.exit_code == 1 and "lacks column(s) name, lambda_adam" in result.stderr
+
+
+# --- plots -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, suffix, magic", [("curves", "png", b"\x89PNG"), ("lambda", "svg", b"<?xml")])
+def test_plots(db, tmp_path, kind, suffix, magic):
+    out = tmp_path / f"plot.{suffix}"
+    result = runner.invoke(app, ["plot", "--kind", kind, "--model", "mlp", "--output", str(out), "--db", db])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(magic)
+
+
+def test_the_committed_nightly_baseline_matches_the_nightly_suite():
+    from pathlib import Path
+
+    from masbench.config import plan_sweep
+
+    repo = Path(__file__).resolve().parent.parent
+    _, cells = plan_sweep(benchmark="nightly", benchmarks_path=repo / "benchmarks.yaml")
+    planned = {(c.spec.dataset, c.spec.model, c.spec.name) for c in cells}
+    with open(repo / "benchmarks" / "baselines" / "nightly.csv") as handle:
+        saved = {(r["dataset"], r["model"], r["name"]) for r in csv.DictReader(handle)}
+    assert saved == planned
