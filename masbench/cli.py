@@ -386,13 +386,14 @@ def sweep(
 
     from masbench.engine import describe_device, resolve_device
     from masbench.environment import banner
-    from masbench.progress import SweepProgress, stderr_console
+    from masbench.progress import SweepProgress, WarningLog, stderr_console
     from masbench.store import Store
     from masbench.sweep import SweepSettings, default_workers, run_sweep
 
     options = _exec_options(device, data_dir, amp, channels_last, compile, checkpoint_dir)
     settings = SweepSettings(options=options, workers=workers or default_workers(), retry_failed=retry_failed,
-                             stale_after=claim_timeout, heartbeat_every=min(10.0, claim_timeout / 4))
+                             stale_after=claim_timeout, heartbeat_every=min(10.0, claim_timeout / 4),
+                             callbacks=(WarningLog(),))
     store = Store(db)
     console = stderr_console()
     progress = SweepProgress(store, [cell.spec.key for cell in cells], console)
@@ -417,6 +418,9 @@ def sweep(
         first = (state["error"] or "").splitlines()[0] if state["error"] else "no error recorded"
         out.print(f"  failed: {state['name']} {state['dataset']}/{state['model']} seed {state['seed']}: {first}",
                   markup=False)
+    if summary.dead_workers:
+        console.print(f"warning: {summary.dead_workers} worker process(es) died; the others took their cells over",
+                      markup=False)
     if summary.interrupted:
         console.print("interrupted: claims released; run the same command again to resume", markup=False)
         raise typer.Exit(130)

@@ -64,6 +64,15 @@ class RunProgress(Callback):
         self.console.print(f"warning: {message}", style="yellow", markup=False)
 
 
+class WarningLog(Callback):
+    """A sweep worker's warnings (an unusable checkpoint, ...), one line each on stderr."""
+
+    def on_warning(self, message: str) -> None:
+        import sys
+
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 class SweepProgress:
     """An overall bar (cells finished of all, with ETA) and a line per running cell, read from the store.
 

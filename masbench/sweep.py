@@ -207,6 +207,7 @@ class SweepSettings:
     stale_after: float = STALE_AFTER_S
     heartbeat_every: float = HEARTBEAT_EVERY_S
     poll: float = POLL_S
+    callbacks: tuple[Callback, ...] = ()  # given to every cell's training; picklable, for worker processes
 
 
 def cell_options(cell: Cell, options: ExecOptions) -> ExecOptions:
@@ -262,8 +263,9 @@ def work_through(
         waiting = False
         for cell in order:
             outcome = run_cell(cell.spec, store, cell_options(cell, settings.options), worker=worker,
-                               retry_failed_before=retry_before, stale_after=settings.stale_after,
-                               heartbeat_every=settings.heartbeat_every, datasets=datasets)
+                               callbacks=settings.callbacks, retry_failed_before=retry_before,
+                               stale_after=settings.stale_after, heartbeat_every=settings.heartbeat_every,
+                               datasets=datasets)
             if outcome.status in ("busy", "lost"):
                 waiting = True
                 continue
@@ -318,6 +320,7 @@ class SweepSummary:
     states: dict[str, dict[str, Any]]  # key -> the stored state of the cell
     ran: int  # cells finished while this sweep ran
     interrupted: bool = False
+    dead_workers: int = 0  # worker processes that died (their cells were taken over by the others)
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.states.values() if s["status"] == status)
@@ -342,6 +345,7 @@ def run_sweep(
     if on_start is not None:
         on_start()
     interrupted = False
+    dead = 0
     if settings.workers <= 1:
         try:
             work_through(cells, store, settings, started=started)
@@ -368,10 +372,11 @@ def run_sweep(
             for process in processes:
                 if process.is_alive():
                     process.terminate()
+        dead = sum(1 for process in processes if process.exitcode not in (0, None))
     states = store.cell_states([cell.spec.key for cell in cells])
     ran = sum(1 for s in states.values()
               if s["status"] in FINAL and s["finished_at"] is not None and _aware(s["finished_at"]) >= started)
-    return SweepSummary(len(cells), states, ran, interrupted)
+    return SweepSummary(len(cells), states, ran, interrupted, 0 if interrupted else dead)
 
 
 def dry_run(cells: Sequence[Cell], url: str | None) -> list[tuple[Cell, str]]:

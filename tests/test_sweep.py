@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -34,15 +29,6 @@ TINY = textwrap.dedent("""
         momentum: 0.9
         batch_size: 128
         epochs: 2
-        seeds: 2
-      slow:
-        dataset: digits
-        models: [mlp]
-        lambdas: "0.5"
-        baselines: [sgd]
-        lr: 0.003
-        batch_size: 8
-        epochs: 6
         seeds: 2
 """)
 
@@ -223,20 +209,21 @@ def test_dry_run_lists_cells_and_marks_the_done_ones(bench_file, tmp_path):
     assert "6 cells: 1 completed, 5 to run" in listed.stdout
 
 
-def test_sweep_runs_every_cell_once_and_a_rerun_runs_none(bench_file, tmp_path):
-    args = ["sweep", "--benchmark", "tiny", "--benchmarks", str(bench_file)]
+def test_sweep_runs_every_cell_once_and_a_rerun_runs_none(bench_file, db_url):
+    from reliability import rows
+
+    args = ["sweep", "--benchmark", "tiny", "--benchmarks", str(bench_file), "--db", db_url]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "6 cells, 6 finished now; 6 completed" in first.stdout
-    db = tmp_path / "masbench.db"
-    assert query(db, "select count(*), count(distinct key) from runs where status='completed'") == [(6, 6)]
-    assert query(db, "select count(*) from epochs") == [(12,)]
-    ids = query(db, "select id, finished_at from runs order by id")
+    assert rows(db_url, "select count(*), count(distinct key) from runs where status='completed'") == [(6, 6)]
+    assert rows(db_url, "select count(*) from epochs") == [(12,)]
+    ids = rows(db_url, "select id, finished_at from runs order by id")
 
     second = runner.invoke(app, args)
     assert second.exit_code == 0 and "6 cells, 0 finished now; 6 completed" in second.stdout
-    assert query(db, "select id, finished_at from runs order by id") == ids
-    assert query(db, "select count(*) from epochs") == [(12,)]
+    assert rows(db_url, "select id, finished_at from runs order by id") == ids
+    assert rows(db_url, "select count(*) from epochs") == [(12,)]
 
 
 def test_the_quick_benchmark_runs_offline(tmp_path):
@@ -272,70 +259,3 @@ def test_failed_cells_are_recorded_skipped_and_retried_on_request(bench_file, tm
     retried = runner.invoke(app, [*args, "--retry-failed"])
     assert retried.exit_code == 0, retried.output
     assert "1 finished now; 6 completed" in retried.stdout
-
-
-def _sweep_process(bench_file: Path, db: Path, *extra: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "masbench.cli", "sweep", "--benchmark", "slow", "--benchmarks", str(bench_file),
-         "--db", f"sqlite:///{db}", "--checkpoint-dir", str(db.parent / "ckpt"), *extra],
-        cwd=db.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-
-
-def metrics(db: Path):
-    return query(db, "select r.key, e.epoch, e.train_loss, e.train_acc, e.test_loss, e.test_acc "
-                     "from epochs e join runs r on r.id = e.run_id order by r.key, e.epoch")
-
-
-@pytest.mark.slow
-def test_parallel_workers_and_concurrent_sweeps_never_run_a_cell_twice(bench_file, tmp_path):
-    db = tmp_path / "shared.db"
-    # Two sweeps with two workers each, started at once against one database.
-    first, second = _sweep_process(bench_file, db, "--workers", "2"), _sweep_process(bench_file, db, "--workers", "2")
-    for process in (first, second):
-        out, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err
-    assert query(db, "select count(*), count(distinct key), sum(attempts) from runs where status='completed'") == [
-        (4, 4, 4)]
-    assert query(db, "select count(*), count(distinct run_id || '-' || epoch) from epochs") == [(24, 24)]
-    assert len({w for (w,) in query(db, "select worker from runs")}) >= 2
-
-
-@pytest.mark.slow
-def test_a_killed_sweep_resumes_and_ends_with_the_metrics_of_an_uninterrupted_one(bench_file, tmp_path):
-    clean = tmp_path / "clean" / "store.db"
-    clean.parent.mkdir()
-    done = _sweep_process(bench_file, clean)
-    assert done.wait(timeout=600) == 0
-
-    db = tmp_path / "killed" / "store.db"
-    db.parent.mkdir()
-    victim = _sweep_process(bench_file, db, "--claim-timeout", "3")
-    deadline = time.time() + 300
-    while time.time() < deadline:  # kill once a cell is part-way: completed epochs, not yet finished
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                running = query(db, "select count(*) from runs r join epochs e on e.run_id = r.id "
-                                    "where r.status = 'running' and e.epoch >= 2")
-            except sqlite3.OperationalError:
-                continue
-            if running[0][0]:
-                break
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.wait()
-    assert query(db, "select count(*) from runs where status = 'running'") == [(1,)]
-    # Epoch 1 of the cell cut short is checkpointed (epoch 2 is stored, and the store is written first).
-    before = query(db, "select e.epoch, e.seconds from epochs e join runs r on r.id = e.run_id "
-                       "where r.status = 'running' and e.epoch = 1")
-
-    resumed = _sweep_process(bench_file, db, "--claim-timeout", "3")
-    out, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err
-    assert query(db, "select status, count(*) from runs group by status") == [("completed", 4)]
-    assert metrics(db) == metrics(clean)
-    # It resumed from its checkpoint: epoch 1 was not trained again (its timing is the first attempt's).
-    after = query(db, "select e.epoch, e.seconds from epochs e join runs r on r.id = e.run_id "
-                      "where r.attempts = 2 and e.epoch = 1")
-    assert after == before

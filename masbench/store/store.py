@@ -21,7 +21,14 @@ from typing import Any
 
 from sqlalchemy import create_engine, delete, event, func, inspect, or_, select, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session
 
 from masbench import faults
@@ -157,7 +164,7 @@ class Store:
                             f"({SCHEMA_VERSION}): upgrade masbench"
                         )
                 return
-            except (IntegrityError, OperationalError) as error:
+            except (IntegrityError, OperationalError, ProgrammingError) as error:
                 # Two processes creating the schema at once: the loser finds it made and goes on.
                 if attempt == 4 or "readonly" in str(error).replace(" ", "").lower():
                     raise

@@ -1,0 +1,42 @@
+"""Helpers for the tests that run real sweep processes against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+TIMING = ("seconds", "samples_per_second")
+
+
+def rows(url: str, sql: str) -> list[tuple]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(r) for r in connection.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def metrics(url: str) -> list[tuple]:
+    """Every epoch's numbers (not its timings), by cell key and epoch."""
+    return rows(url, "select r.key, e.epoch, e.train_loss, e.train_acc, e.test_loss, e.test_acc, e.lambda_adam "
+                     "from epochs e join runs r on r.id = e.run_id order by r.key, e.epoch")
+
+
+def sweep(bench_file: Path, url: str, workdir: Path, *extra: str, benchmark: str = "crash",
+          fault: str | None = None) -> subprocess.Popen:
+    """``masbench sweep`` in a process of its own (and its own process group, for killing)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("MASBENCH_FAULT", None)
+    if fault:
+        env["MASBENCH_FAULT"] = fault
+    workdir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "masbench.cli", "sweep", "--benchmark", benchmark, "--benchmarks", str(bench_file),
+         "--db", url, "--checkpoint-dir", str(workdir / "ckpt"), "--data-dir", str(workdir / "data"), *extra],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
