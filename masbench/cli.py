@@ -242,8 +242,12 @@ def run(
     compile: CompileOpt = False,
     checkpoint_dir: CheckpointDirOpt = ".masbench/checkpoints",
     force: Annotated[bool, typer.Option("--force", help="Run again even if the store has this run completed.")] = False,
+    claim_timeout: Annotated[float, typer.Option(help="Seconds without a heartbeat after which a crashed run's claim is taken over.")] = 60.0,
 ) -> None:
-    """Train one cell (optimizer x lambda x model x dataset x seed); every epoch goes to the store."""
+    """Train one cell (optimizer x lambda x model x dataset x seed); every epoch goes to the store.
+
+    Under torchrun (torchrun --nproc-per-node N -m masbench run ...) the cell trains with DistributedDataParallel.
+    """
     from masbench.config import make_spec
 
     spec = make_spec(**_given(
@@ -255,14 +259,32 @@ def run(
         train_subset=train_subset, test_subset=test_subset, benchmark=benchmark,
     ))
     options = _exec_options(device, data_dir, amp, channels_last, compile, checkpoint_dir)
+    if claim_timeout <= 0:
+        raise MasbenchError(f"Invalid --claim-timeout: {claim_timeout} (must be > 0)")
 
+    from dataclasses import replace
+
+    from masbench import distributed
     from masbench.progress import RunProgress
     from masbench.store import Store
     from masbench.sweep import run_cell
 
+    # Under torchrun, one cell on several processes: rank 0 alone opens the store and reports.
+    dist = distributed.from_environment()
+    options = replace(options, distributed=dist)
+    if dist is not None and not dist.is_main:
+        try:
+            run_cell(spec, None, options, force=force, stale_after=claim_timeout)
+        finally:
+            distributed.shutdown()
+        return
     store = Store(db)
-    with RunProgress(store_url=store.masked_url) as progress:
-        outcome = run_cell(spec, store, options, callbacks=[progress], force=force)
+    try:
+        with RunProgress(store_url=store.masked_url) as progress:
+            outcome = run_cell(spec, store, options, callbacks=[progress], force=force, stale_after=claim_timeout,
+                               heartbeat_every=min(10.0, claim_timeout / 4))
+    finally:
+        distributed.shutdown()
 
     if outcome.status in ("skipped", "busy"):
         previous = outcome.previous
@@ -337,6 +359,8 @@ def sweep(
     train_subset: Annotated[int | None, typer.Option(help="Train on a fixed random subset of this size.")] = None,
     test_subset: Annotated[int | None, typer.Option(help="Test on a fixed random subset of this size.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per GPU when there are several, else 1).")] = None,
+    executor: Annotated[str, typer.Option(help="local (worker processes on this machine) or ray (a task per cell on a Ray cluster).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="With --executor ray: auto or HOST:PORT of a running cluster (default: start a local one).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and which are done; run nothing.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed and diverged cells again.")] = False,
     claim_timeout: Annotated[float, typer.Option(help="Seconds without a heartbeat after which a claimed cell is taken over.")] = 60.0,
@@ -355,6 +379,12 @@ def sweep(
         raise MasbenchError("give --baselines or --no-baselines, not both")
     if workers is not None and workers < 1:
         raise MasbenchError(f"Invalid --workers: {workers} (must be >= 1)")
+    if executor not in ("local", "ray"):
+        raise MasbenchError(f"Invalid --executor: {executor!r} (valid: local, ray)")
+    if ray_address is not None and executor != "ray":
+        raise MasbenchError("--ray-address goes with --executor ray")
+    if executor == "ray" and workers is not None:
+        raise MasbenchError("--workers is for --executor local; Ray runs as many cells at once as the cluster has GPUs or CPUs")
     if claim_timeout <= 0:
         raise MasbenchError(f"Invalid --claim-timeout: {claim_timeout} (must be > 0)")
     overrides = _given(
@@ -388,10 +418,11 @@ def sweep(
     from masbench.environment import banner
     from masbench.progress import SweepProgress, WarningLog, stderr_console
     from masbench.store import Store
-    from masbench.sweep import SweepSettings, default_workers, run_sweep
+    from masbench.sweep import SweepSettings, default_workers, run_sweep, run_sweep_ray
 
     options = _exec_options(device, data_dir, amp, channels_last, compile, checkpoint_dir)
-    settings = SweepSettings(options=options, workers=workers or default_workers(), retry_failed=retry_failed,
+    settings = SweepSettings(options=options, workers=1 if executor == "ray" else workers or default_workers(),
+                             retry_failed=retry_failed,
                              stale_after=claim_timeout, heartbeat_every=min(10.0, claim_timeout / 4),
                              callbacks=(WarningLog(),))
     store = Store(db)
@@ -400,12 +431,15 @@ def sweep(
 
     def started() -> None:
         console.print(banner(describe_device(resolve_device(options.device))), markup=False)
-        console.print(f"sweep {name or dataset}: {len(cells)} cells, {settings.workers} worker(s), "
-                      f"store {store.masked_url}", markup=False)
+        how = "on Ray" if executor == "ray" else f"{settings.workers} worker(s)"
+        console.print(f"sweep {name or dataset}: {len(cells)} cells, {how}, store {store.masked_url}", markup=False)
         progress.start()
 
     try:
-        summary = run_sweep(cells, store, settings, on_start=started)
+        if executor == "ray":
+            summary = run_sweep_ray(cells, store, settings, address=ray_address, on_start=started)
+        else:
+            summary = run_sweep(cells, store, settings, on_start=started)
     finally:
         if progress.progress.live.is_started:
             progress.stop()

@@ -239,6 +239,7 @@ class ExecOptions:
     checkpoint_dir: Path = field(default_factory=lambda: Path(".masbench") / "checkpoints")
     keep_checkpoint: bool = False
     base_dir: Path | None = None  # what relative data paths in a spec are relative to (default: the working directory)
+    distributed: Any = None  # a masbench.distributed.Distributed under torchrun, else None
 
 
 # --- sweeps: grids, lambda ranges, benchmarks.yaml ----------------------------------------------------

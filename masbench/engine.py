@@ -97,8 +97,13 @@ class Callback:
     def on_warning(self, message: str) -> None: ...
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto``: CUDA, then MPS, then CPU; otherwise the named device, which must be present."""
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``auto``: CUDA, then MPS, then CPU; otherwise the named device, which must be present.
+
+    Under DDP (``local_rank`` given), ``auto`` and ``cuda`` mean this process's GPU.
+    """
+    if local_rank is not None and name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -173,7 +178,8 @@ def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict 
     from masbench.models import build_model
     from masbench.optim import build_lambda_schedule, build_optimizer
 
-    device = resolve_device(options.device)
+    dist = options.distributed
+    device = resolve_device(options.device, dist.local_rank if dist is not None else None)
     key = data_cache_key(spec, options)
     if datasets is not None and key in datasets:
         dataset = datasets[key]
@@ -253,18 +259,35 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _shard(p: Prepared) -> tuple[int, int] | None:
+    dist = p.options.distributed
+    return (dist.rank, dist.world_size) if dist is not None else None
+
+
+def _totals(p: Prepared, loss_sum: torch.Tensor, correct: torch.Tensor, n: int) -> tuple[float, int, int]:
+    """(loss sum, correct, examples) over every process of a DDP run."""
+    dist = p.options.distributed
+    if dist is None:
+        return loss_sum.item(), correct.item(), n
+    totals = dist.sum_(torch.stack([loss_sum.double(), correct.double(),
+                                    torch.tensor(float(n), dtype=torch.float64, device=p.device)]))
+    return totals[0].item(), int(totals[1].item()), int(totals[2].item())
+
+
 def _evaluate(p: Prepared, batch_size: int) -> tuple[float, float]:
     p.model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=p.device)
     correct = torch.zeros((), dtype=torch.int64, device=p.device)
     n = 0
+    forward = p.extras.get("eval_forward", p.model)
     with torch.no_grad(), torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
-        for batch in p.dataset.batches("test", batch_size, p.device, None, p.channels_last):
-            logits = p.extras.get("forward", p.model)(batch.inputs).float()
+        for batch in p.dataset.batches("test", batch_size, p.device, None, p.channels_last, _shard(p)):
+            logits = forward(batch.inputs).float()
             loss_sum += F.cross_entropy(logits, batch.labels, reduction="sum").double()
             correct += (logits.argmax(1) == batch.labels).sum()
             n += len(batch)
-    return loss_sum.item() / n, correct.item() / n
+    total_loss, total_correct, total = _totals(p, loss_sum, correct, n)
+    return total_loss / total, total_correct / total
 
 
 def train(
@@ -282,13 +305,27 @@ def train(
         ('completed', 1)
     """
     p = prepared if prepared is not None else prepare(spec, options)
+    dist = options.distributed
+    main = dist is None or dist.is_main
     path = checkpoint_path(spec, options)
     start_epoch, history = _load_checkpoint(p, path, callbacks)
-    forward = torch.compile(p.model) if options.compile else p.model
-    p.extras["forward"] = forward
+    # DDP after the checkpoint is loaded (every rank reads the same file); evaluation uses the bare model,
+    # since each rank evaluates a different share of the test set.
+    trained = p.model
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(p.model, device_ids=[p.device.index] if p.device.type == "cuda" else None)
+    forward = torch.compile(trained) if options.compile else trained
+    if dist is None:
+        p.extras["eval_forward"] = forward
+    else:
+        p.extras["eval_forward"] = torch.compile(p.model) if options.compile else p.model
 
     train_size = len(p.dataset.train)
     batches = math.ceil(train_size / spec.batch_size)
+    if dist is not None:
+        batches -= int(train_size % spec.batch_size and train_size % spec.batch_size < dist.world_size)
     info = RunInfo(spec, describe_device(p.device), train_size, len(p.dataset.test), batches,
                    sum(t.numel() for t in p.model.parameters()), start_epoch)
     for cb in callbacks:
@@ -309,7 +346,8 @@ def train(
         diverged_loss = None
         _sync(p.device)
         start = time.perf_counter()
-        for i, batch in enumerate(p.dataset.batches("train", spec.batch_size, p.device, p.generator, p.channels_last)):
+        for i, batch in enumerate(p.dataset.batches("train", spec.batch_size, p.device, p.generator, p.channels_last,
+                                                    _shard(p))):
             with torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
                 logits = forward(batch.inputs)
             loss = F.cross_entropy(logits.float(), batch.labels)
@@ -322,6 +360,8 @@ def train(
             seen += len(batch)
             if (i + 1) % check_every == 0 or i + 1 == batches:
                 value = loss.item()
+                if dist is not None and dist.any(not math.isfinite(value), p.device):
+                    value = value if not math.isfinite(value) else float("nan")  # another rank's loss is not finite
                 if not math.isfinite(value):
                     diverged_loss = (value, i + 1)
                     break
@@ -329,20 +369,22 @@ def train(
                 cb.on_batch(epoch, i + 1, batches)
         _sync(p.device)
         seconds = time.perf_counter() - start
+        total_loss, total_correct, seen = _totals(p, loss_sum, correct, seen)
 
         if diverged_loss is not None:
             value, at_batch = diverged_loss
-            metrics = EpochMetrics(epoch, value, correct.item() / seen, None, None, lr, lambda_adam, lambda_sgd,
-                                   seconds, seen / seconds if seconds > 0 else 0.0)
+            metrics = EpochMetrics(epoch, value, total_correct / max(seen, 1), None, None, lr, lambda_adam,
+                                   lambda_sgd, seconds, seen / seconds if seconds > 0 else 0.0)
             history.append(metrics)
             for cb in callbacks:
                 cb.on_epoch(metrics)
-            _remove(path)
+            if main:
+                _remove(path)
             error = f"non-finite training loss ({value}) at epoch {epoch}, batch {at_batch}"
             return RunResult("diverged", history, info.device, error, start_epoch)
 
         test_loss, test_acc = _evaluate(p, max(spec.batch_size, 256))
-        metrics = EpochMetrics(epoch, loss_sum.item() / seen, correct.item() / seen, test_loss, test_acc, lr,
+        metrics = EpochMetrics(epoch, total_loss / seen, total_correct / seen, test_loss, test_acc, lr,
                                lambda_adam, lambda_sgd, seconds, seen / seconds if seconds > 0 else 0.0)
         history.append(metrics)
         for cb in callbacks:
@@ -350,11 +392,12 @@ def train(
         if p.schedule is not None:
             p.schedule.step()
         # After the callbacks (the store has the epoch), so that a crash in between only repeats an epoch.
-        atomic_torch_save(_capture(p, epoch, history), path)
-        for cb in callbacks:
-            cb.on_checkpoint(epoch, path)
+        if main:
+            atomic_torch_save(_capture(p, epoch, history), path)
+            for cb in callbacks:
+                cb.on_checkpoint(epoch, path)
 
-    if not options.keep_checkpoint:
+    if main and not options.keep_checkpoint:
         _remove(path)
     return RunResult("completed", history, info.device, None, start_epoch)
 

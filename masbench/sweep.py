@@ -28,6 +28,7 @@ from typing import Any
 from masbench.config import Cell, ExecOptions, RunSpec
 from masbench.engine import Callback, EpochMetrics, RunResult, checkpoint_path, describe_device, prepare, train
 from masbench.environment import git_commit, hostname, versions
+from masbench.errors import MasbenchError
 from masbench.store import ClaimLost, Run, Store
 from masbench.store.store import utcnow
 
@@ -150,25 +151,30 @@ def run_cell(
     Bad input (missing data, an unknown model) raises ``MasbenchError`` before anything is written.
     A failure during training is recorded as ``failed`` with its traceback and returned, not raised.
     """
+    dist = options.distributed
+    if dist is not None and not dist.is_main:
+        return _follow_main_rank(spec, options, callbacks, dist, datasets)
     worker = worker or new_worker_id()
     existing = store.get_run(spec.key)
     if existing is not None:
         if _finished(existing, force, retry_failed_before):
-            return CellOutcome(spec, "skipped", existing.id, message=f"already {existing.status}", previous=existing)
+            return _decided(dist, CellOutcome(spec, "skipped", existing.id, message=f"already {existing.status}",
+                                              previous=existing))
         if _held_elsewhere(existing, stale_after):
-            return CellOutcome(spec, "busy", existing.id, message=f"held by worker {existing.worker}",
-                               previous=existing)
+            return _decided(dist, CellOutcome(spec, "busy", existing.id, message=f"held by worker {existing.worker}",
+                                              previous=existing))
 
     prepared = prepare(spec, options, datasets)
     run = store.ensure_run(run_values(spec))
     if not store.claim(run.id, worker, stale_after=stale_after, retry_failed_before=retry_failed_before, force=force):
         current = store.get_run(spec.key)
         status = "skipped" if current is not None and current.status in FINAL else "busy"
-        return CellOutcome(spec, status, run.id, message=f"taken by worker {current.worker}" if current else None,
-                           previous=current)
+        return _decided(dist, CellOutcome(spec, status, run.id, previous=current,
+                                          message=f"taken by worker {current.worker}" if current else None))
     if force:
         store.reset(run.id, worker)
         checkpoint_path(spec, options).unlink(missing_ok=True)
+    _decided(dist, None)
 
     try:
         with Heartbeat(store, run.id, worker, heartbeat_every) as heartbeat:
@@ -192,6 +198,23 @@ def run_cell(
         summary = f"{type(error).__name__}: {' '.join(str(error).split())}"
         store.finish(run.id, worker, "failed", f"{summary}\n{traceback.format_exc()}")
         return CellOutcome(spec, "failed", run.id, message=summary)
+
+
+def _decided(dist, outcome: CellOutcome | None) -> CellOutcome | None:
+    """Under DDP, rank 0 tells the other ranks whether to train (None) or how the cell ended."""
+    if dist is not None:
+        dist.broadcast(None if outcome is None else outcome.status)
+    return outcome
+
+
+def _follow_main_rank(spec: RunSpec, options: ExecOptions, callbacks: Sequence[Callback], dist,
+                      datasets: dict | None) -> CellOutcome:
+    """A DDP rank other than 0: train when rank 0 has claimed the cell; rank 0 alone writes anything."""
+    status = dist.broadcast()
+    if status is not None:
+        return CellOutcome(spec, status)
+    result = train(spec, options, list(callbacks), prepared=prepare(spec, options, datasets))
+    return CellOutcome(spec, result.status, result=result, message=result.error)
 
 
 # --- sweeps ---------------------------------------------------------------------------------------
@@ -377,6 +400,97 @@ def run_sweep(
     ran = sum(1 for s in states.values()
               if s["status"] in FINAL and s["finished_at"] is not None and _aware(s["finished_at"]) >= started)
     return SweepSummary(len(cells), states, ran, interrupted, 0 if interrupted else dead)
+
+
+# --- Ray ------------------------------------------------------------------------------------------------
+
+
+def _ray_cell(cell: Cell, url: str, settings: SweepSettings, started: datetime) -> str:
+    """A Ray task: one cell, claimed like any worker's. A cell held by a live worker is waited for; if that
+    worker dies (a killed Ray worker, a crashed node), its claim goes stale and this task takes it over."""
+    store = _task_store(url)
+    worker = new_worker_id()
+    retry_before = started if settings.retry_failed else None
+    while True:
+        outcome = run_cell(cell.spec, store, cell_options(cell, settings.options), worker=worker,
+                           callbacks=settings.callbacks, retry_failed_before=retry_before,
+                           stale_after=settings.stale_after, heartbeat_every=settings.heartbeat_every)
+        if outcome.status not in ("busy", "lost"):
+            return outcome.status
+        time.sleep(settings.poll)
+
+
+_STORES: dict[str, Store] = {}
+
+
+def _task_store(url: str) -> Store:
+    """One store per Ray worker process, reused by the tasks it runs."""
+    if url not in _STORES:
+        _STORES[url] = Store(url)
+    return _STORES[url]
+
+
+def run_sweep_ray(
+    cells: Sequence[Cell],
+    store: Store,
+    settings: SweepSettings,
+    *,
+    address: str | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> SweepSummary:
+    """Run the cells as Ray tasks: one GPU each where the cluster has GPUs, else one CPU each.
+
+    ``address``: ``auto`` or ``HOST:PORT`` joins an existing cluster; ``None`` starts a local one.
+    Results go to ``store``, which every node must reach: a cluster of several nodes needs PostgreSQL.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise MasbenchError("--executor ray needs Ray: pip install 'masbench[ray]'") from None
+
+    cells = list(cells)
+    preflight(cells, settings.options)
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=True,
+                 configure_logging=True)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise MasbenchError(f"cannot reach the Ray cluster at {address!r}: {' '.join(str(error).split())[:200]}") from None
+    try:
+        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        if len(nodes) > 1 and store.is_sqlite:
+            raise MasbenchError(
+                f"the Ray cluster has {len(nodes)} nodes, which cannot share the SQLite file {store.masked_url}: "
+                f"give --db a PostgreSQL URL (postgresql+psycopg://USER:PASSWORD@HOST/DB) that every node reaches"
+            )
+        resources = {"num_gpus": 1} if ray.cluster_resources().get("GPU", 0) >= 1 else {"num_cpus": 1}
+        register(cells, store)
+        started = utcnow()
+        if on_start is not None:
+            on_start()
+        # Paths the tasks see must not depend on their working directory.
+        options = settings.options
+        options = replace(options, checkpoint_dir=Path(options.checkpoint_dir).absolute(),
+                          data_dir=None if options.data_dir is None else Path(options.data_dir).absolute())
+        task_settings = replace(settings, options=options)
+        task = ray.remote(max_retries=3)(_ray_cell).options(**resources)
+        refs = [task.remote(cell, store.url, task_settings, started) for cell in cells]
+        interrupted = False
+        try:
+            ray.get(refs)
+        except KeyboardInterrupt:
+            # Each task's KeyboardInterrupt makes its run_cell release the claim.
+            interrupted = True
+            for ref in refs:
+                ray.cancel(ref, force=False)
+            ray.wait(refs, num_returns=len(refs), timeout=30)
+        except ray.exceptions.RayError as error:
+            raise MasbenchError(f"the Ray sweep failed: {' '.join(str(error).split())[:300]}") from None
+    finally:
+        ray.shutdown()
+    states = store.cell_states([cell.spec.key for cell in cells])
+    ran = sum(1 for s in states.values()
+              if s["status"] in FINAL and s["finished_at"] is not None and _aware(s["finished_at"]) >= started)
+    return SweepSummary(len(cells), states, ran, interrupted)
 
 
 def dry_run(cells: Sequence[Cell], url: str | None) -> list[tuple[Cell, str]]:

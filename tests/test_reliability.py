@@ -295,3 +295,22 @@ def test_a_read_only_database_file(immutable_database, command):
     assert result.exit_code == 1
     assert "is read-only" in result.stderr and result.stderr.count("\n") == 1
     assert immutable_database.read_bytes() == before
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_a_local_sweep_cleanly_and_releases_its_claims(bench_file, sqlite_url, tmp_path, workers):
+    process = sweep(bench_file, sqlite_url, tmp_path, "--workers", workers, benchmark="slow")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            if rows(sqlite_url, "select count(*) from runs r join epochs e on e.run_id = r.id "
+                                "where r.status = 'running'")[0][0]:
+                break
+        except Exception:  # the schema may not exist yet
+            continue
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "claims released" in err and "Traceback" not in err
+    assert rows(sqlite_url, "select count(*) from runs where status = 'running'") == [(0,)]

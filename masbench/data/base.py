@@ -83,32 +83,60 @@ class ImageDataset:
         device: torch.device,
         generator: torch.Generator | None = None,
         channels_last: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> Iterator[Batch]:
-        """Batches of ``split``; with a generator they are shuffled and (train only) augmented."""
+        """Batches of ``split``; with a generator they are shuffled and (train only) augmented.
+
+        ``shard=(rank, world_size)``: this process's share of every global batch (DDP). Every rank draws
+        the same random numbers, so the shares are disjoint and together make the global batch.
+        """
         data: ImageSplit = _on_device(self, split, device)
         n = len(data)
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-        order = order.to(device)
         scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=device).view(1, -1, 1, 1)
         shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], device=device).view(1, -1, 1, 1)
         augment = self.augment and split == "train" and generator is not None
-        for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
-            images = data.images[index]
-            if augment:
-                images = random_crop_flip(images, self.crop_padding, generator)
+        for index, params in _global_batches(order, batch_size, shard, augment, self.crop_padding, generator):
+            images = data.images[index.to(device)]
+            if params is not None:
+                images = apply_crop_flip(images, self.crop_padding, *params)
             inputs = images.float().mul_(scale).add_(shift)
             if channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             yield Batch(inputs, data.labels[index])
 
 
+def _global_batches(order: Tensor, batch_size: int, shard: tuple[int, int] | None, augment: bool, padding: int,
+                    generator: torch.Generator | None):
+    """(indices, augmentation parameters or None) per batch, on the CPU: this rank's share under ``shard``."""
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        params = crop_flip_params(len(index), padding, generator) if augment else None
+        if shard is not None:
+            rank, world = shard
+            if len(index) < world:
+                continue  # every rank must take the same number of steps: a last batch too small to share is left
+            index = index[rank::world]
+            params = None if params is None else tuple(t[rank::world] for t in params)
+        yield index, params
+
+
+def crop_flip_params(n: int, padding: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """For n images: crop offsets in [0, 2 * padding] (rows, columns) and whether to flip."""
+    shifts = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5
+    return shifts, flips
+
+
 def random_crop_flip(images: Tensor, padding: int, generator: torch.Generator) -> Tensor:
     """Random crop of the original size from the zero-padded batch, then a random horizontal flip."""
+    return apply_crop_flip(images, padding, *crop_flip_params(len(images), padding, generator))
+
+
+def apply_crop_flip(images: Tensor, padding: int, shifts: Tensor, flips: Tensor) -> Tensor:
     b, c, h, w = images.shape
     device = images.device
-    shifts = torch.randint(0, 2 * padding + 1, (b, 2), generator=generator).to(device)
-    flips = (torch.rand(b, generator=generator) < 0.5).to(device)
+    shifts, flips = shifts.to(device), flips.to(device)
     padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
     rows = (shifts[:, 0, None] + torch.arange(h, device=device)).view(b, 1, h, 1)
     cols = shifts[:, 1, None] + torch.arange(w, device=device)
@@ -137,16 +165,16 @@ class TextDataset:
         device: torch.device,
         generator: torch.Generator | None = None,
         channels_last: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> Iterator[Batch]:
         data: TextSplit = _on_device(self, split, device)
         n = len(data)
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
         lengths = data.attention_mask.sum(1).cpu()
-        order_device = order.to(device)
-        for start in range(0, n, batch_size):
-            index = order_device[start : start + batch_size]
+        for cpu_index, _ in _global_batches(order, batch_size, shard, False, 0, None):
+            index = cpu_index.to(device)
             # Trim the padding to the longest sequence of the batch.
-            width = int(lengths[order[start : start + batch_size]].max())
+            width = int(lengths[cpu_index].max())
             inputs = {
                 "input_ids": data.input_ids[index, :width].long(),
                 "attention_mask": data.attention_mask[index, :width].long(),

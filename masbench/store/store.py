@@ -47,6 +47,19 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get("MASBENCH_DB") or DEFAULT_URL
 
 
+def absolute_sqlite(url: str) -> str:
+    """An SQLite URL with a relative path, made absolute: worker processes may start elsewhere."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    database = parsed.database
+    if (parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+            and not parsed.query.get("uri") and not os.path.isabs(database)):
+        return parsed.set(database=os.path.abspath(database)).render_as_string(hide_password=False)
+    return url
+
+
 def mask_url(url: str) -> str:
     """The URL with its password hidden, for every message and log."""
     try:
@@ -74,7 +87,7 @@ class Store:
     """
 
     def __init__(self, url: str | None = None, *, writable: bool = True, create: bool = True) -> None:
-        self.url = resolve_url(url)
+        self.url = absolute_sqlite(resolve_url(url))
         self.masked_url = mask_url(self.url)
         try:
             parsed = make_url(self.url)

@@ -1,0 +1,113 @@
+"""Sweeps on a real local Ray cluster: every cell once, a killed Ray worker's cell retried, Ctrl-C, SQLite refused
+on several nodes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+import time
+
+import pytest
+
+from reliability import rows, sweep
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'masbench[ray]')")
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+BENCHMARKS = textwrap.dedent("""
+    benchmarks:
+      small:
+        dataset: digits
+        models: [mlp]
+        lambdas: "0.3,0.7"
+        baselines: [adam, sgd]
+        lr: 0.01
+        momentum: 0.9
+        batch_size: 128
+        epochs: 2
+        seeds: 2
+      slow:
+        dataset: digits
+        models: [mlp]
+        lambdas: "0.5"
+        baselines: [sgd]
+        lr: 0.003
+        batch_size: 8
+        epochs: 5
+        seeds: 1
+""")
+
+
+@pytest.fixture(scope="module")
+def bench_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ray") / "benchmarks.yaml"
+    path.write_text(BENCHMARKS)
+    return path
+
+
+def finish(process, timeout=900):
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, f"rc {process.returncode}\n{out}\n{err}"
+    return out, err
+
+
+def wait_for_running_cell(url, deadline_s=300):
+    deadline = time.time() + deadline_s
+    while time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            held = rows(url, "select r.worker from runs r join epochs e on e.run_id = r.id "
+                             "where r.status = 'running' and e.epoch >= 1")
+        except Exception:  # the schema may not exist yet
+            continue
+        if held:
+            return held[0][0]
+    raise AssertionError("no cell got going")
+
+
+def test_a_ray_sweep_runs_every_cell_once(bench_file, db_url, tmp_path):
+    out, err = finish(sweep(bench_file, db_url, tmp_path, "--executor", "ray", benchmark="small"))
+    assert "8 cells, 8 finished now; 8 completed" in out and "on Ray" in err
+    assert rows(db_url, "select count(*), count(distinct key), sum(attempts) from runs where status = 'completed'") \
+        == [(8, 8, 8)]
+    assert rows(db_url, "select count(*), count(distinct run_id * 1000 + epoch) from epochs") == [(16, 16)]
+
+
+def test_a_killed_ray_worker_has_its_cell_retried_and_completed(bench_file, db_url, tmp_path):
+    process = sweep(bench_file, db_url, tmp_path, "--executor", "ray", "--claim-timeout", "3", benchmark="slow")
+    worker = wait_for_running_cell(db_url)
+    os.kill(int(worker.split(":")[1]), signal.SIGKILL)  # the Ray worker process running the cell
+    out, err = finish(process)
+    assert "2 completed" in out
+    assert rows(db_url, "select count(*) from runs where attempts = 2 and status = 'completed'") == [(1,)]
+    assert rows(db_url, "select count(*), count(distinct run_id * 1000 + epoch) from epochs") == [(10, 10)]
+
+
+def test_ctrl_c_stops_cleanly_and_releases_the_claims(bench_file, sqlite_url, tmp_path):
+    process = sweep(bench_file, sqlite_url, tmp_path, "--executor", "ray", benchmark="slow")
+    wait_for_running_cell(sqlite_url)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    assert "claims released" in err
+    assert rows(sqlite_url, "select count(*) from runs where status = 'running'") == [(0,)]
+    # The interrupted cell resumes from its checkpoint on the next sweep.
+    out, err = finish(sweep(bench_file, sqlite_url, tmp_path, "--executor", "ray", benchmark="slow"))
+    assert rows(sqlite_url, "select status, count(*) from runs group by status") == [("completed", 2)]
+
+
+def test_several_nodes_refuse_a_sqlite_store(bench_file, sqlite_url, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        process = sweep(bench_file, sqlite_url, tmp_path, "--executor", "ray", "--ray-address", cluster.address,
+                        benchmark="small")
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 1
+        assert "the Ray cluster has 2 nodes, which cannot share the SQLite file" in err and "PostgreSQL" in err
+        assert rows(sqlite_url, "select count(*) from runs") == [(0,)]
+    finally:
+        cluster.shutdown()
