@@ -32,7 +32,7 @@ class OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any) -> Any:
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
-        except getattr(click_exceptions, "NoArgsIsHelpError", ()) as error:
+        except getattr(click_exceptions, "NoArgsIsHelpError", ()):
             # `masbench` alone: typer has printed the help already.
             rv = 0
         except click_exceptions.UsageError as error:
@@ -291,8 +291,9 @@ def run(
         epochs_done = store.epochs_of(previous.id) if previous is not None else []
         best = max((e.test_acc for e in epochs_done if e.test_acc is not None), default=None)
         if outcome.status == "busy":
-            raise MasbenchError(f"{spec.describe()} is being trained by another worker ({outcome.message}); "
-                                f"wait for it, or stop it first")
+            raise MasbenchError(f"{spec.describe()} is being trained by another worker ({outcome.message}); wait for "
+                                f"it, or if that worker crashed, run again once its claim is older than "
+                                f"--claim-timeout ({claim_timeout:g} s)")
         hint = "--force" if previous.status == "completed" else "--force (or a sweep with --retry-failed)"
         typer.echo(f"already {previous.status}: {spec.describe()} (run {previous.id}): best test acc "
                    f"{_percent(best)} over {len(epochs_done)} epochs; use {hint} to run it again")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -40,3 +41,25 @@ def sweep(bench_file: Path, url: str, workdir: Path, *extra: str, benchmark: str
          "--db", url, "--checkpoint-dir", str(workdir / "ckpt"), "--data-dir", str(workdir / "data"), *extra],
         cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
+
+
+def finish(process: subprocess.Popen, timeout: float = 900) -> tuple[str, str]:
+    """Wait for a sweep process; it must succeed."""
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, f"rc {process.returncode}\n{out}\n{err}"
+    return out, err
+
+
+def wait_for_running_cell(url: str, deadline_s: float = 300) -> str:
+    """The worker id of a cell that is running and has stored an epoch (so it is part-way through)."""
+    deadline = time.time() + deadline_s
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            held = rows(url, "select r.worker from runs r join epochs e on e.run_id = r.id "
+                             "where r.status = 'running' and e.epoch >= 1")
+        except Exception:  # the schema may not exist yet
+            continue
+        if held:
+            return held[0][0]
+    raise AssertionError("no cell got going")

@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
-import time
 
 import pytest
 
-from reliability import rows, sweep
+from reliability import finish, rows, sweep, wait_for_running_cell
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'masbench[ray]')")
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -44,26 +43,6 @@ def bench_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("ray") / "benchmarks.yaml"
     path.write_text(BENCHMARKS)
     return path
-
-
-def finish(process, timeout=900):
-    out, err = process.communicate(timeout=timeout)
-    assert process.returncode == 0, f"rc {process.returncode}\n{out}\n{err}"
-    return out, err
-
-
-def wait_for_running_cell(url, deadline_s=300):
-    deadline = time.time() + deadline_s
-    while time.time() < deadline:
-        time.sleep(0.3)
-        try:
-            held = rows(url, "select r.worker from runs r join epochs e on e.run_id = r.id "
-                             "where r.status = 'running' and e.epoch >= 1")
-        except Exception:  # the schema may not exist yet
-            continue
-        if held:
-            return held[0][0]
-    raise AssertionError("no cell got going")
 
 
 def test_a_ray_sweep_runs_every_cell_once(bench_file, db_url, tmp_path):

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from typer.testing import CliRunner
 
 from conftest import write_csv, write_image_folder
 from masbench.cli import app
-from reliability import metrics, rows, sweep
+from reliability import finish, metrics, rows, sweep, wait_for_running_cell
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
@@ -84,12 +83,6 @@ def clean_metrics(bench_file, tmp_path_factory):
     return metrics(url)
 
 
-def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[str, str]:
-    out, err = process.communicate(timeout=timeout)
-    assert process.returncode == 0, f"rc {process.returncode}\n{out}\n{err}"
-    return out, err
-
-
 @pytest.mark.parametrize(
     "fault",
     [
@@ -144,19 +137,8 @@ def test_two_sweeps_at_once_never_run_a_cell_twice(bench_file, db_url, tmp_path)
 
 def test_a_worker_killed_while_holding_a_claim_is_taken_over(bench_file, db_url, tmp_path):
     process = sweep(bench_file, db_url, tmp_path, "--workers", "2", "--claim-timeout", "3", benchmark="slow")
-    victim = None
-    deadline = time.time() + 300
-    while victim is None and time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            held = rows(db_url, "select r.worker from runs r join epochs e on e.run_id = r.id "
-                                "where r.status = 'running' and e.epoch >= 1")
-        except Exception:  # the schema may not exist yet
-            continue
-        if held:
-            victim = int(held[0][0].split(":")[1])
-    assert victim is not None, "no cell got going"
-    os.kill(victim, signal.SIGKILL)
+    worker = wait_for_running_cell(db_url)
+    os.kill(int(worker.split(":")[1]), signal.SIGKILL)  # that worker process, not the sweep
 
     out, err = finish(process)
     assert "4 completed" in out and "1 worker process(es) died" in err
@@ -300,15 +282,7 @@ def test_a_read_only_database_file(immutable_database, command):
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_ctrl_c_stops_a_local_sweep_cleanly_and_releases_its_claims(bench_file, sqlite_url, tmp_path, workers):
     process = sweep(bench_file, sqlite_url, tmp_path, "--workers", workers, benchmark="slow")
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            if rows(sqlite_url, "select count(*) from runs r join epochs e on e.run_id = r.id "
-                                "where r.status = 'running'")[0][0]:
-                break
-        except Exception:  # the schema may not exist yet
-            continue
+    wait_for_running_cell(sqlite_url)
     os.killpg(process.pid, signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
