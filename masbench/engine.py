@@ -19,7 +19,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,6 @@ class Prepared:
     generator: torch.Generator
     amp: bool
     channels_last: bool
-    extras: dict = field(default_factory=dict)
 
 
 def data_cache_key(spec: RunSpec, options: ExecOptions) -> tuple:
@@ -274,12 +273,11 @@ def _totals(p: Prepared, loss_sum: torch.Tensor, correct: torch.Tensor, n: int) 
     return totals[0].item(), int(totals[1].item()), int(totals[2].item())
 
 
-def _evaluate(p: Prepared, batch_size: int) -> tuple[float, float]:
+def _evaluate(p: Prepared, batch_size: int, forward) -> tuple[float, float]:
     p.model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=p.device)
     correct = torch.zeros((), dtype=torch.int64, device=p.device)
     n = 0
-    forward = p.extras.get("eval_forward", p.model)
     with torch.no_grad(), torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
         for batch in p.dataset.batches("test", batch_size, p.device, None, p.channels_last, _shard(p)):
             logits = forward(batch.inputs).float()
@@ -318,9 +316,9 @@ def train(
         trained = DistributedDataParallel(p.model, device_ids=[p.device.index] if p.device.type == "cuda" else None)
     forward = torch.compile(trained) if options.compile else trained
     if dist is None:
-        p.extras["eval_forward"] = forward
+        eval_forward = forward
     else:
-        p.extras["eval_forward"] = torch.compile(p.model) if options.compile else p.model
+        eval_forward = torch.compile(p.model) if options.compile else p.model
 
     train_size = len(p.dataset.train)
     batches = math.ceil(train_size / spec.batch_size)
@@ -383,7 +381,7 @@ def train(
             error = f"non-finite training loss ({value}) at epoch {epoch}, batch {at_batch}"
             return RunResult("diverged", history, info.device, error, start_epoch)
 
-        test_loss, test_acc = _evaluate(p, max(spec.batch_size, 256))
+        test_loss, test_acc = _evaluate(p, max(spec.batch_size, 256), eval_forward)
         metrics = EpochMetrics(epoch, total_loss / seen, total_correct / seen, test_loss, test_acc, lr,
                                lambda_adam, lambda_sgd, seconds, seen / seconds if seconds > 0 else 0.0)
         history.append(metrics)

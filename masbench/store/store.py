@@ -355,10 +355,6 @@ class Store:
                     states[row["key"]] = dict(row)
         return states
 
-    def status_counts(self) -> dict[str, int]:
-        with self.session() as s:
-            return dict(s.execute(select(Run.status, func.count()).group_by(Run.status)).all())
-
     # --- queries as pandas ------------------------------------------------------------------
 
     def runs_frame(self, **filters: Any):
