@@ -242,18 +242,21 @@ def cell_options(cell: Cell, options: ExecOptions) -> ExecOptions:
     return options
 
 
-def preflight(cells: Sequence[Cell], options: ExecOptions) -> None:
-    """Load each distinct data set once, so that missing or broken data fails before anything is written."""
+def preflight(cells: Sequence[Cell], options: ExecOptions) -> dict:
+    """Load each distinct data set once, so that missing or broken data fails before anything is written.
+
+    Returns the loaded sets (keyed by ``data_cache_key``), for a worker in this process to reuse.
+    """
     from masbench.engine import data_cache_key, load_data, resolve_device
 
     resolve_device(options.device)
-    seen = set()
+    datasets: dict = {}
     for cell in cells:
         opts = cell_options(cell, options)
         key = data_cache_key(cell.spec, opts)
-        if key not in seen:
-            seen.add(key)
-            load_data(cell.spec, opts)
+        if key not in datasets:
+            datasets[key] = load_data(cell.spec, opts)
+    return datasets
 
 
 def register(cells: Sequence[Cell], store: Store) -> None:
@@ -271,6 +274,7 @@ def work_through(
     worker: str | None = None,
     offset: int = 0,
     on_outcome: Callable[[CellOutcome], None] | None = None,
+    datasets: dict | None = None,
 ) -> list[CellOutcome]:
     """One worker's loop: claim and run cells until every cell is finished, by this worker or another.
 
@@ -280,7 +284,7 @@ def work_through(
     worker = worker or new_worker_id()
     order = list(cells[offset:]) + list(cells[:offset])
     retry_before = started if settings.retry_failed else None
-    datasets: dict = {}
+    datasets = {} if datasets is None else datasets
     outcomes: list[CellOutcome] = []
     while True:
         waiting = False
@@ -362,7 +366,7 @@ def run_sweep(
 ) -> SweepSummary:
     """Run every cell not yet finished, in ``settings.workers`` processes (1: in this one)."""
     cells = list(cells)
-    preflight(cells, settings.options)
+    loaded = preflight(cells, settings.options)
     register(cells, store)
     started = utcnow()
     if on_start is not None:
@@ -371,12 +375,13 @@ def run_sweep(
     dead = 0
     if settings.workers <= 1:
         try:
-            work_through(cells, store, settings, started=started)
+            work_through(cells, store, settings, started=started, datasets=loaded)
         except KeyboardInterrupt:
             interrupted = True
     else:
         import multiprocessing
 
+        loaded.clear()  # each worker process loads its own copy; the parent need not hold one meanwhile
         context = multiprocessing.get_context("spawn")
         processes = [
             context.Process(target=_worker_process, name=f"masbench-worker-{i}",
