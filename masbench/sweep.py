@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from masbench.config import Cell, ExecOptions, RunSpec
+from masbench.benchmarks import Cell
+from masbench.spec import ExecOptions, RunSpec
 from masbench.engine import Callback, EpochMetrics, RunResult, checkpoint_path, describe_device, prepare, train
 from masbench.environment import git_commit, hostname, versions
 from masbench.errors import MasbenchError
@@ -47,7 +48,7 @@ def run_values(spec: RunSpec) -> dict[str, Any]:
     hparams = spec.optimizer_hparams()
     lambda_adam, lambda_sgd = spec.lambdas
     return dict(
-        key=spec.key, name=spec.name, benchmark=spec.benchmark, dataset=spec.dataset, model=spec.model,
+        key=spec.key, config_key=spec.config_key, name=spec.name, benchmark=spec.benchmark, dataset=spec.dataset, model=spec.model,
         optimizer=spec.optimizer, lambda_adam=lambda_adam, lambda_sgd=lambda_sgd, lr=spec.lr,
         momentum=hparams.get("momentum", 0.0), weight_decay=hparams.get("weight_decay", 0.0),
         batch_size=spec.batch_size, epochs=spec.epochs, seed=spec.seed,

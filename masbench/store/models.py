@@ -1,9 +1,12 @@
 """The metric store's tables, in SQLAlchemy 2.0's typed style.
 
-``runs``: one row per cell, unique on ``key`` (the hash of its canonical
-config). ``epochs``: one row per (run, epoch), unique on that pair, so that a
-repeated epoch replaces its row instead of adding one. ``meta`` records the
-schema version.
+``runs``: one row per run (a cell and a seed), unique on ``key`` (the hash of
+its canonical config); ``config_key`` (the same hash without the seed) is the
+cell's identity, indexed, which reports group by. A claimed run holds a lease
+until ``lease_expires_at``, a time of the database server's clock.
+``epochs``: one row per (run, epoch), unique on that pair, so that a repeated
+epoch replaces its row instead of adding one. ``meta`` records the schema
+version and the store's identity (``store_id``, a UUID that checkpoints name).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STATUSES = ("pending", "running", "completed", "failed", "diverged")
 
@@ -41,10 +44,12 @@ class Run(Base):
         UniqueConstraint("key", name="uq_runs_key"),
         Index("ix_runs_status", "status"),
         Index("ix_runs_dataset_model", "dataset", "model"),
+        Index("ix_runs_config_key", "config_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(64))
+    config_key: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(512))
     benchmark: Mapped[str | None]
     dataset: Mapped[str] = mapped_column(String(1024))
@@ -65,6 +70,7 @@ class Run(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None]  # the database server's clock; past it, the claim may be taken over
     worker: Mapped[str | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     host: Mapped[str | None]

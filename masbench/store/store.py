@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from masbench import faults
 from masbench.errors import MasbenchError
+from masbench.store.migrate import initialise_or_upgrade, stored_version
 from masbench.store.models import EPOCH_COLUMNS, SCHEMA_VERSION, Base, Epoch, Meta, Run
 
 DEFAULT_URL = "sqlite:///masbench.db"
@@ -88,6 +89,7 @@ class Store:
 
     def __init__(self, url: str | None = None, *, writable: bool = True, create: bool = True) -> None:
         self.url = absolute_sqlite(resolve_url(url))
+        self._store_id: str | None = None
         self.masked_url = mask_url(self.url)
         try:
             parsed = make_url(self.url)
@@ -110,6 +112,8 @@ class Store:
                 self._create_schema()
             elif not inspect(self.engine).has_table("runs"):
                 raise MasbenchError(f"database {self.masked_url} holds no masbench runs (no runs table)")
+            else:
+                self._check_schema()
             if writable:
                 self._probe_write()
         except MasbenchError:
@@ -168,20 +172,28 @@ class Store:
             try:
                 Base.metadata.create_all(self.engine)
                 with self.session() as s:
-                    row = s.get(Meta, "schema_version")
-                    if row is None:
-                        s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-                    elif int(row.value) > SCHEMA_VERSION:
-                        raise MasbenchError(
-                            f"database {self.masked_url} has schema version {row.value}, newer than this masbench's "
-                            f"({SCHEMA_VERSION}): upgrade masbench"
-                        )
+                    initialise_or_upgrade(s, self.masked_url)
                 return
             except (IntegrityError, OperationalError, ProgrammingError) as error:
                 # Two processes creating the schema at once: the loser finds it made and goes on.
                 if attempt == 4 or "readonly" in str(error).replace(" ", "").lower():
                     raise
                 time.sleep(0.2 * (attempt + 1))
+
+    def _check_schema(self) -> None:
+        """For a store opened without ``create``: upgrade it when it is older (which needs to write)."""
+        with self.session() as s:
+            version = stored_version(s, self.masked_url)
+        if version is None or version != SCHEMA_VERSION:
+            self._create_schema()
+
+    @property
+    def store_id(self) -> str:
+        """This store's identity (a UUID kept in ``meta``): checkpoints record it, so no other store adopts them."""
+        if self._store_id is None:
+            with self.session() as s:
+                self._store_id = s.get(Meta, "store_id").value
+        return self._store_id
 
     def _probe_write(self) -> None:
         with self.session() as s:
@@ -375,7 +387,7 @@ class Store:
         runs = Run.__table__
         query = select(
             Epoch.__table__,
-            runs.c.key, runs.c.name, runs.c.benchmark, runs.c.dataset, runs.c.model, runs.c.optimizer,
+            runs.c.key, runs.c.config_key, runs.c.name, runs.c.benchmark, runs.c.dataset, runs.c.model, runs.c.optimizer,
             runs.c.lambda_adam.label("run_lambda_adam"), runs.c.lambda_sgd.label("run_lambda_sgd"),
             runs.c.seed, runs.c.status, runs.c.epochs.label("planned_epochs"),
         ).join(runs, runs.c.id == Epoch.__table__.c.run_id)

@@ -1,0 +1,261 @@
+"""Run specifications: what defines a cell, its canonical name and its key.
+
+A ``RunSpec`` is frozen and rejects unknown keys. Everything that changes the
+numbers a run produces is in it (dataset, model, optimizer and its
+hyperparameters, batch size, epochs, seed, data options); how it is executed
+(device, data directory, mixed precision, checkpoints) is in ``ExecOptions``.
+
+``spec.key`` hashes the canonical form of a spec (the run: a cell and its
+seed): only the fields that matter for its optimizer and data, with defaults
+resolved, so that the same run gets the same key however it was written.
+``spec.config_key`` hashes the same canonical form without the seed: it is the
+cell's identity, which reports, ``compare`` and the regression gate group by.
+``spec.name`` is the run's readable name,
+``mas[lambda_adam=0.3,lambda_sgd=0.7,lr=0.001]``, keys sorted; two cells may
+share a name (other epochs, batch size or data options), never a config key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from masbench.errors import MasbenchError
+
+ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
+
+
+class RunSpec(BaseModel):
+    """One cell: optimizer x lambda x model x dataset x seed, and everything else that sets its numbers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    benchmark: str | None = None
+    dataset: str = "digits"
+    model: str = "mlp"
+    optimizer: str = "mas"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    dampening: float = 0.0
+    nesterov: bool = False
+    weight_decay: float | None = None  # None: the optimizer's own default (AdamW's is 0.01)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    amsgrad: bool = False
+    lambda_adam: float = 0.5
+    lambda_sgd: float = 0.5
+    bias_correction: str = "step"
+    lambda_schedule: str = "constant"
+    batch_size: int = 128
+    epochs: int = 10
+    seed: int = 0
+    pretrained: str | None = None  # text models; None: bert-base-uncased
+    max_length: int = 128
+    text_column: str | None = None
+    label_column: str | None = None
+    test_file: str | None = None
+    test_fraction: float = 0.2
+    train_subset: int | None = None
+    test_subset: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RunSpec:
+        from masbench.data import dataset_kind
+        from masbench.models import model_entry
+        from masbench.optim import OPTIMIZERS, parse_lambda_schedule
+        from masbench.optim.functional import BIAS_CORRECTIONS
+
+        try:
+            kind = dataset_kind(self.dataset)
+            entry = model_entry(self.model)
+        except MasbenchError as error:
+            raise ValueError(str(error)) from None
+        if entry.kind != kind:
+            raise ValueError(f"Invalid model {self.model!r} for dataset {self.dataset!r}: it takes {entry.kind} data, "
+                             f"the dataset is {kind}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer: {self.optimizer!r} (valid: {', '.join(sorted(OPTIMIZERS))})")
+        _at_least(0, lr=self.lr, momentum=self.momentum, dampening=self.dampening, eps=self.eps,
+                  lambda_adam=self.lambda_adam, lambda_sgd=self.lambda_sgd)
+        if self.weight_decay is not None:
+            _at_least(0, weight_decay=self.weight_decay)
+        _at_least(1, batch_size=self.batch_size, epochs=self.epochs, max_length=self.max_length)
+        _at_least(0, seed=self.seed)
+        for name in ("train_subset", "test_subset"):
+            if getattr(self, name) is not None:
+                _at_least(1, **{name: getattr(self, name)})
+        for i, beta in enumerate(self.betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Invalid betas[{i}]: {beta} (must be in [0, 1))")
+        if self.nesterov and self.optimizer in ("mas", "sgd") and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
+                             f"(got momentum={self.momentum}, dampening={self.dampening})")
+        if self.bias_correction not in BIAS_CORRECTIONS:
+            raise ValueError(f"Invalid bias_correction: {self.bias_correction!r} (valid: {', '.join(BIAS_CORRECTIONS)})")
+        kind_, _ = parse_lambda_schedule(self.lambda_schedule)
+        if kind_ != "constant" and self.optimizer != "mas":
+            raise ValueError(f"Invalid lambda_schedule {self.lambda_schedule!r} for optimizer {self.optimizer!r}: "
+                             f"only mas has lambdas")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"Invalid test_fraction: {self.test_fraction} (must be in (0, 1))")
+        return self
+
+    # --- derived views -----------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        from masbench.data import dataset_kind
+
+        return dataset_kind(self.dataset)
+
+    @property
+    def lambdas(self) -> tuple[float, float]:
+        """(lambda_adam, lambda_sgd) as the optimizer uses them: fixed at the endpoints for the baselines."""
+        return ENDPOINT_LAMBDAS.get(self.optimizer, (self.lambda_adam, self.lambda_sgd))
+
+    @property
+    def resolved_pretrained(self) -> str | None:
+        from masbench.models import DEFAULT_PRETRAINED
+
+        return (self.pretrained or DEFAULT_PRETRAINED) if self.kind == "text" else None
+
+    def optimizer_hparams(self) -> dict[str, Any]:
+        """The keyword arguments for ``build_optimizer(self.optimizer, ...)``, defaults resolved."""
+        from masbench.optim import optimizer_defaults, select_hyperparameters
+
+        values = self.model_dump()
+        if self.weight_decay is None:
+            values["weight_decay"] = float(optimizer_defaults(self.optimizer).get("weight_decay", 0.0))
+        hparams = select_hyperparameters(self.optimizer, values)
+        hparams.pop("foreach", None)
+        hparams.pop("fused", None)
+        return hparams
+
+    def data_options(self) -> dict[str, Any]:
+        """The keyword arguments for ``load_dataset`` that matter for this dataset."""
+        options: dict[str, Any] = {}
+        if self.kind == "text":
+            options.update(pretrained=self.resolved_pretrained, max_length=self.max_length)
+        if self.dataset.startswith("csv:"):
+            options.update(text_column=self.text_column, label_column=self.label_column, test_file=self.test_file)
+            if self.test_file is None:
+                options["test_fraction"] = self.test_fraction
+        if self.train_subset is not None:
+            options["train_subset"] = self.train_subset
+        if self.test_subset is not None:
+            options["test_subset"] = self.test_subset
+        return options
+
+    def canonical(self) -> dict[str, Any]:
+        """The fields that define this cell, and nothing else: the input of ``key``."""
+        out: dict[str, Any] = dict(
+            benchmark=self.benchmark, dataset=self.dataset, model=self.model, optimizer=self.optimizer,
+            batch_size=self.batch_size, epochs=self.epochs, seed=self.seed,
+        )
+        out.update({k: list(v) if isinstance(v, tuple) else v for k, v in self.optimizer_hparams().items()})
+        if self.optimizer == "mas":
+            out["lambda_schedule"] = self.lambda_schedule
+        out.update(self.data_options())
+        return out
+
+    @property
+    def key(self) -> str:
+        """The run's identity: the hash of ``canonical()``, seed included."""
+        return canonical_hash(self.canonical())
+
+    @property
+    def config_key(self) -> str:
+        """The cell's identity: the hash of ``canonical()`` without the seed (the runs of a cell differ by seed)."""
+        return config_key_of(self.canonical())
+
+    @property
+    def name(self) -> str:
+        """``optimizer[k=v,...]``: lr, and the hyperparameters that differ from the optimizer's defaults, keys sorted.
+
+        MAS always shows its lambdas; a lambda schedule shows instead of them.
+        """
+        from masbench.optim import optimizer_defaults
+
+        defaults = optimizer_defaults(self.optimizer)
+        shown = {}
+        for k, v in self.optimizer_hparams().items():
+            if self.optimizer == "mas" and k in ("lambda_adam", "lambda_sgd"):
+                if self.lambda_schedule == "constant":
+                    shown[k] = v
+            elif k == "lr" or k not in defaults or defaults[k] != v:
+                shown[k] = v
+        if self.optimizer == "mas" and self.lambda_schedule != "constant":
+            shown["lambda_schedule"] = self.lambda_schedule
+        inner = ",".join(f"{k}={_format(shown[k])}" for k in sorted(shown))
+        return f"{self.optimizer}[{inner}]"
+
+    def describe(self) -> str:
+        """One line for messages: the name, the data, the model and the seed."""
+        return f"{self.name} on {self.dataset}/{self.model} seed {self.seed}"
+
+
+def canonical_hash(canonical: dict[str, Any]) -> str:
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def config_key_of(canonical: dict[str, Any]) -> str:
+    """The cell key of a stored run's canonical config (the store's migration computes it this way too)."""
+    return canonical_hash({k: v for k, v in canonical.items() if k != "seed"})
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return "/".join(_format(v) for v in value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _at_least(bound: float, **values: float) -> None:
+    for name, value in values.items():
+        if not value >= bound:
+            raise ValueError(f"Invalid {name}: {value} (must be >= {bound})")
+
+
+def make_spec(**values: Any) -> RunSpec:
+    """``RunSpec(**values)``, with a one-line ``MasbenchError`` naming the value instead of pydantic's report."""
+    try:
+        return RunSpec(**values)
+    except ValidationError as error:
+        raise MasbenchError(validation_message(error)) from None
+
+
+def validation_message(error: ValidationError, where: str = "") -> str:
+    """The first problem of a pydantic error, as one line that names the key and the value."""
+    first = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    location = ".".join(str(part) for part in first["loc"])
+    prefix = f"{where}: " if where else ""
+    if first["type"] == "value_error" or not location:
+        return f"{prefix}{message}"
+    if first["type"] == "extra_forbidden":
+        return f"{prefix}unknown key {location!r} (see --help for the valid options)"
+    return f"{prefix}invalid {location}: {first.get('input')!r} ({message})"
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    """How a run is executed; none of it enters the run's key.
+
+    ``amp`` (bf16 autocast) and ``channels_last`` default to on with CUDA and off elsewhere.
+    """
+
+    device: str = "auto"
+    data_dir: Path | None = None
+    amp: bool | None = None
+    channels_last: bool | None = None
+    compile: bool = False
+    checkpoint_dir: Path = field(default_factory=lambda: Path(".masbench") / "checkpoints")
+    keep_checkpoint: bool = False
+    base_dir: Path | None = None  # what relative data paths in a spec are relative to (default: the working directory)
+    distributed: Any = None  # a masbench.distributed.Distributed under torchrun, else None

@@ -1,0 +1,68 @@
+"""The store's schema version, and the in-place upgrade of older stores.
+
+A store records its schema version in ``meta``. Opening a store of an older
+version upgrades it in one transaction, which holds the write lock (SQLite) or
+the ``meta`` row's lock (PostgreSQL), so two processes opening the same old
+store upgrade it once. A newer version than this masbench knows is refused.
+
+Version 1 (masbench 0.1) to 2: ``runs`` gains ``config_key``, computed from
+each run's stored canonical config exactly as ``RunSpec.config_key`` computes
+it, and ``lease_expires_at``; ``meta`` gains ``store_id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import bindparam, select, text, update
+from sqlalchemy.orm import Session
+
+from masbench.errors import MasbenchError
+from masbench.spec import config_key_of
+from masbench.store.models import SCHEMA_VERSION, Meta, Run
+
+
+def stored_version(s: Session, masked_url: str) -> int | None:
+    """The store's schema version, ``None`` for a new (empty) store; locks the row on PostgreSQL."""
+    query = select(Meta.value).where(Meta.key == "schema_version")
+    if s.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    value = s.scalars(query).first()
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise MasbenchError(f"database {masked_url} has an unreadable schema version {value[:40]!r}: "
+                            f"it was not written by masbench") from None
+
+
+def initialise_or_upgrade(s: Session, masked_url: str) -> None:
+    """Stamp a new store with the current version and an identity, or upgrade an older one in place."""
+    version = stored_version(s, masked_url)
+    if version is None:
+        s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+        s.add(Meta(key="store_id", value=str(uuid.uuid4())))
+        return
+    if version > SCHEMA_VERSION:
+        raise MasbenchError(f"database {masked_url} has schema version {version}, newer than this masbench's "
+                            f"({SCHEMA_VERSION}): upgrade masbench")
+    if version < 2:
+        _v1_to_v2(s)
+    if version < SCHEMA_VERSION:
+        s.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+
+
+def _v1_to_v2(s: Session) -> None:
+    dialect = s.get_bind().dialect
+    runs = Run.__table__
+    for name in ("config_key", "lease_expires_at"):
+        column_type = runs.c[name].type.compile(dialect=dialect)
+        s.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {column_type}"))
+    rows = s.execute(select(runs.c.id, runs.c.config)).all()
+    if rows:
+        s.execute(update(runs).where(runs.c.id == bindparam("run_id")).values(config_key=bindparam("cell")),
+                  [{"run_id": row.id, "cell": config_key_of(row.config["canonical"])} for row in rows])
+    next(index for index in runs.indexes if index.name == "ix_runs_config_key").create(s.connection())
+    if s.get(Meta, "store_id") is None:
+        s.add(Meta(key="store_id", value=str(uuid.uuid4())))

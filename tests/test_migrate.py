@@ -1,0 +1,132 @@
+"""Stores written by masbench 0.1 (schema version 1) upgrade in place and keep their numbers.
+
+``fixtures/store_v1.sqlite`` was written by the 0.1 release itself: ``masbench sweep --benchmark quick``
+with ``--epochs 2`` and then ``--epochs 3`` into one store, the case in which 0.1's report pooled two
+cells per row. The PostgreSQL variant rebuilds the same version-1 schema and rows there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, ForeignKey, MetaData, Table, create_engine, select
+
+from masbench.spec import RunSpec
+from masbench.store import Store
+from masbench.store.models import SCHEMA_VERSION, Base
+
+FIXTURE = Path(__file__).parent / "fixtures" / "store_v1.sqlite"
+NEW_IN_V2 = {"config_key", "lease_expires_at"}
+
+
+def _v1_metadata() -> MetaData:
+    """Today's tables without what version 2 added: the schema of masbench 0.1."""
+    metadata = MetaData()
+    for table in Base.metadata.sorted_tables:
+        columns = [Column(c.name, c.type, *[ForeignKey(fk.target_fullname, ondelete=fk.ondelete) for fk in c.foreign_keys], primary_key=c.primary_key,
+                          nullable=c.nullable) for c in table.columns if c.name not in NEW_IN_V2]
+        Table(table.name, metadata, *columns)
+    return metadata
+
+
+def _fixture_rows() -> dict[str, list[dict]]:
+    source = create_engine(f"sqlite:///{FIXTURE}")
+    metadata = _v1_metadata()
+    with source.connect() as connection:
+        rows = {t.name: [dict(r._mapping) for r in connection.execute(select(t))] for t in metadata.sorted_tables}
+    source.dispose()
+    return rows
+
+
+def _write_v1_store(url: str) -> dict[str, list[dict]]:
+    rows = _fixture_rows()
+    metadata = _v1_metadata()
+    engine = create_engine(url)
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        for table in metadata.sorted_tables:
+            if rows[table.name]:
+                connection.execute(table.insert(), rows[table.name])
+    engine.dispose()
+    return rows
+
+
+def _check_upgraded(store: Store, v1_rows: dict[str, list[dict]]) -> None:
+    runs = store.runs_frame()
+    assert len(runs) == len(v1_rows["runs"]) == 28
+    # Each run's config key is what today's RunSpec computes for the same spec.
+    for _, run in runs.iterrows():
+        spec = RunSpec(**run["config"]["spec"])
+        assert spec.key == run["key"]
+        assert run["config_key"] == spec.config_key
+    # 14 cells (7 optimizer settings x epochs 2 and 3), two seeds each: nothing pooled.
+    sizes = runs.groupby("config_key")["seed"].agg(lambda s: tuple(sorted(s)))
+    assert len(sizes) == 14 and set(sizes) == {(0, 1)}
+    assert runs.groupby("config_key")["epochs"].nunique().eq(1).all()
+    # The epochs are untouched.
+    epochs = store.epochs_frame()
+    assert len(epochs) == len(v1_rows["epochs"])
+    before = {(r["run_id"], r["epoch"]): r["test_acc"] for r in v1_rows["epochs"]}
+    after = {(r.run_id, r.epoch): r.test_acc for r in epochs.itertuples()}
+    assert after == before
+    assert len(store.store_id) == 36
+
+
+def test_the_0_1_release_store_file_upgrades_in_place(tmp_path):
+    path = tmp_path / "old.db"
+    shutil.copy(FIXTURE, path)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("select value from meta where key='schema_version'").fetchone() == ("1",)
+    v1_rows = _fixture_rows()
+    store = Store(f"sqlite:///{path}")
+    _check_upgraded(store, v1_rows)
+    store_id = store.store_id
+    store.close()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("select value from meta where key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    # Opening it again changes nothing: same identity, same rows.
+    again = Store(f"sqlite:///{path}")
+    assert again.store_id == store_id
+    _check_upgraded(again, v1_rows)
+
+
+def test_a_version_1_store_upgrades_on_both_databases(db_url):
+    v1_rows = _write_v1_store(db_url)
+    store = Store(db_url)
+    _check_upgraded(store, v1_rows)
+    store.close()
+
+
+def test_a_read_only_open_upgrades_an_old_store_too(tmp_path):
+    path = tmp_path / "old.db"
+    shutil.copy(FIXTURE, path)
+    store = Store(f"sqlite:///{path}", writable=False, create=False)
+    assert store.runs_frame()["config_key"].notna().all()
+
+
+def test_two_stores_have_different_identities(tmp_path):
+    a, b = Store(f"sqlite:///{tmp_path / 'a.db'}"), Store(f"sqlite:///{tmp_path / 'b.db'}")
+    assert a.store_id != b.store_id
+
+
+@pytest.mark.parametrize("version", ["3", "99"])
+def test_a_newer_schema_is_refused(tmp_path, version):
+    from masbench.errors import MasbenchError
+
+    path = tmp_path / "new.db"
+    Store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("update meta set value=? where key='schema_version'", (version,))
+    with pytest.raises(MasbenchError, match=f"schema version {version}, newer"):
+        Store(f"sqlite:///{path}")
+
+
+def test_config_key_ignores_the_seed_and_nothing_else():
+    a = RunSpec(dataset="digits", model="mlp", epochs=2, seed=0)
+    assert a.config_key == RunSpec(dataset="digits", model="mlp", epochs=2, seed=7).config_key
+    assert a.key != RunSpec(dataset="digits", model="mlp", epochs=2, seed=7).key
+    for other in (dict(epochs=3), dict(batch_size=64), dict(train_subset=100), dict(lambda_adam=0.3)):
+        assert RunSpec(dataset="digits", model="mlp", **{"epochs": 2, **other}).config_key != a.config_key
