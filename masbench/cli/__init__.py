@@ -1,8 +1,9 @@
 """The ``masbench`` command line: parse, call the Python API, map errors to exit codes.
 
 Heavy imports (torch, pandas, ...) happen inside the commands so that ``--help``
-stays instant. The commands live by job: ``train`` (toy, run, sweep) and
-``results`` (report, compare, plot); ``options`` holds the options they share.
+stays instant. The commands live by job: ``train`` (run, sweep), ``results``
+(report, compare, plot) and ``toy``; ``options`` holds the options that ``run``
+and ``sweep`` share and the one builder of spec values from them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from masbench import __version__
-from masbench.cli import results, train
+from masbench.cli import results, toy, train
 from masbench.errors import MasbenchError
 
 # Typer >= 0.20 vendors click; older releases use click itself. Take the exceptions from whichever it uses.
@@ -82,7 +83,7 @@ def _root(
 
 
 # The order here is the order of `masbench --help`.
-for command in (train.toy, train.run, train.sweep, results.report, results.compare, results.plot):
+for command in (toy.toy, train.run, train.sweep, results.report, results.compare, results.plot):
     app.command()(command)
 
 

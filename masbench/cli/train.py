@@ -1,8 +1,12 @@
-"""Commands that train: ``toy``, ``run`` (one cell) and ``sweep`` (a grid of cells)."""
+"""Commands that train: ``run`` (one cell) and ``sweep`` (a grid of cells).
+
+``run`` and ``sweep`` take the same spec and execution options (``masbench.cli.options``)
+and turn them into spec values with the same builder, ``spec_values``: a flag means
+the same in both, and a sweep's cell is the run that ``run`` would train with its flags.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -15,6 +19,7 @@ from masbench.cli.options import (
     BiasCorrectionOpt,
     ChannelsLastOpt,
     CheckpointDirOpt,
+    ClaimTimeoutOpt,
     CompileOpt,
     DampeningOpt,
     DataDirOpt,
@@ -23,89 +28,44 @@ from masbench.cli.options import (
     DeviceOpt,
     EpochsOpt,
     EpsOpt,
+    LabelColumnOpt,
+    LambdaAdamOpt,
     LambdaScheduleOpt,
+    LambdaSgdOpt,
     LrOpt,
+    MaxLengthOpt,
     ModelOpt,
     MomentumOpt,
     NesterovOpt,
+    OptimizerOpt,
     PretrainedOpt,
+    SeedOpt,
+    TestFileOpt,
+    TestFractionOpt,
+    TestSubsetOpt,
+    TextColumnOpt,
+    TrainSubsetOpt,
     WeightDecayOpt,
     exec_options,
     given,
     int_list,
-    parse_betas,
+    lease,
+    spec_values,
     split_list,
 )
 from masbench.cli.output import percent, stdout_console
 from masbench.errors import MasbenchError
 
-
-def _parse_point(text: str) -> tuple[float, float]:
-    try:
-        x, y = (float(part) for part in text.split(","))
-    except ValueError:
-        raise MasbenchError(f"Invalid --start: {text!r} (expected two numbers, X,Y, e.g. 3,1)") from None
-    return x, y
-
-
-def toy(
-    name: Annotated[str, typer.Argument(help="The problem: quadratic, rosenbrock or abs.")],
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the paper's for this problem).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Number of steps (default: the paper's for this problem).")] = None,
-    start: Annotated[str | None, typer.Option(help="Start point X,Y (default: the paper's).")] = None,
-    momentum: Annotated[float, typer.Option(help="Momentum of SGD and of MAS's SGD part.")] = 0.0,
-    lambda_adam: Annotated[float, typer.Option(help="MAS's weight of the Adam part.")] = 0.5,
-    lambda_sgd: Annotated[float, typer.Option(help="MAS's weight of the SGD part.")] = 0.5,
-    bias_correction: Annotated[str, typer.Option(help="MAS's Adam bias correction: step or constant.")] = "step",
-    threshold: Annotated[
-        float | None, typer.Option(help="Count the steps until the loss falls below this (default per problem).")
-    ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the results as a JSON list.")] = False,
-    plot: Annotated[str | None, typer.Option(help="Also draw the trajectories over the loss contours to this PNG/SVG file.")] = None,
-) -> None:
-    """Run SGD, Adam and MAS on one of the paper's toy problems (float64, full batch)."""
-    from masbench.toy import get_problem, plot_toy, run_toy
-
-    problem = get_problem(name)
-    results = run_toy(
-        name,
-        lr=lr,
-        steps=steps,
-        start=None if start is None else _parse_point(start),
-        momentum=momentum,
-        lambda_adam=lambda_adam,
-        lambda_sgd=lambda_sgd,
-        bias_correction=bias_correction,
-        threshold=threshold,
-    )
-    if plot:
-        plot_toy(name, results, plot)
-    if json_output:
-        typer.echo(json.dumps([r.summary() for r in results], indent=2))
-        return
-
-    from rich.console import Console
-    from rich.table import Table
-
-    limit = problem.threshold if threshold is None else threshold
-    table = Table(title=f"{name}: {problem.description}", caption=f"steps to loss < {limit:g}")
-    for column in ("optimizer", "x", "y", "final loss", "steps to threshold"):
-        table.add_column(column, justify="left" if column == "optimizer" else "right")
-    for r in results:
-        reached = "never" if r.steps_to_threshold is None else str(r.steps_to_threshold)
-        table.add_row(r.optimizer.upper(), f"{r.x:.6g}", f"{r.y:.6g}", f"{r.loss:.4g}", reached)
-    console = Console()
-    console.print(table)
-    if plot:
-        console.print(f"plot written to {plot}")
+# --- run -------------------------------------------------------------------------------------------
 
 
 def run(
+    ctx: typer.Context,
     dataset: DatasetOpt = None,
     model: ModelOpt = None,
-    optimizer: Annotated[str | None, typer.Option(help="mas, sgd, adam or adamw.")] = None,
-    lambda_adam: Annotated[float | None, typer.Option(help="MAS's weight of the Adam part (default 0.5).")] = None,
-    lambda_sgd: Annotated[float | None, typer.Option(help="MAS's weight of the SGD part (default 0.5).")] = None,
+    optimizer: OptimizerOpt = None,
+    lambda_adam: LambdaAdamOpt = None,
+    lambda_sgd: LambdaSgdOpt = None,
     lr: LrOpt = None,
     momentum: MomentumOpt = None,
     weight_decay: WeightDecayOpt = None,
@@ -118,44 +78,43 @@ def run(
     lambda_schedule: LambdaScheduleOpt = None,
     batch_size: BatchSizeOpt = None,
     epochs: EpochsOpt = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
+    seed: SeedOpt = None,
     device: DeviceOpt = "auto",
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
     pretrained: PretrainedOpt = None,
-    max_length: Annotated[int | None, typer.Option(help="Text: longest token sequence (default 128).")] = None,
-    text_column: Annotated[str | None, typer.Option(help="csv: the text column, a name or a 0-based index.")] = None,
-    label_column: Annotated[str | None, typer.Option(help="csv: the label column, a name or a 0-based index.")] = None,
-    test_file: Annotated[str | None, typer.Option(help="csv: a file with the test split.")] = None,
-    test_fraction: Annotated[float | None, typer.Option(help="csv without --test-file: held-out fraction (0.2).")] = None,
-    train_subset: Annotated[int | None, typer.Option(help="Train on a fixed random subset of this size.")] = None,
-    test_subset: Annotated[int | None, typer.Option(help="Test on a fixed random subset of this size.")] = None,
+    max_length: MaxLengthOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    test_file: TestFileOpt = None,
+    test_fraction: TestFractionOpt = None,
+    train_subset: TrainSubsetOpt = None,
+    test_subset: TestSubsetOpt = None,
     benchmark: Annotated[str | None, typer.Option(help="Label the run as part of this benchmark.")] = None,
     amp: AmpOpt = None,
     channels_last: ChannelsLastOpt = None,
     compile: CompileOpt = False,
     checkpoint_dir: CheckpointDirOpt = ".masbench/checkpoints",
     force: Annotated[bool, typer.Option("--force", help="Run again even if the store has this run completed.")] = False,
-    claim_timeout: Annotated[float, typer.Option(help="Seconds without a heartbeat after which a crashed run's claim is taken over.")] = 60.0,
+    claim_timeout: ClaimTimeoutOpt = 60.0,
 ) -> None:
     """Train one cell (optimizer x lambda x model x dataset x seed); every epoch goes to the store.
 
     Under torchrun (torchrun --nproc-per-node N -m masbench run ...) the cell trains with DistributedDataParallel.
     """
-    from masbench.spec import make_spec
+    from masbench.spec import RunSpec, make_spec
 
-    spec = make_spec(**given(
-        dataset=dataset, model=model, optimizer=optimizer, lambda_adam=lambda_adam, lambda_sgd=lambda_sgd, lr=lr,
-        momentum=momentum, weight_decay=weight_decay, betas=parse_betas(betas), eps=eps, amsgrad=amsgrad,
-        nesterov=nesterov, dampening=dampening, bias_correction=bias_correction, lambda_schedule=lambda_schedule,
-        batch_size=batch_size, epochs=epochs, seed=seed, pretrained=pretrained, max_length=max_length,
-        text_column=text_column, label_column=label_column, test_file=test_file, test_fraction=test_fraction,
-        train_subset=train_subset, test_subset=test_subset, benchmark=benchmark,
-    ))
-    options = exec_options(device, data_dir, amp, channels_last, compile, checkpoint_dir)
-    if claim_timeout <= 0:
-        raise MasbenchError(f"Invalid --claim-timeout: {claim_timeout} (must be > 0)")
+    # The options reach the spec by name through ctx.params: an option declared above cannot be left out.
+    spec = make_spec(**spec_values(ctx.params, RunSpec.model_fields))
+    options = exec_options(ctx.params)
+    stale_after, heartbeat_every = lease(claim_timeout)
+    store, outcome = _train_cell(spec, options, db, force, stale_after, heartbeat_every)
+    if store is not None:
+        _report_run(spec, store, outcome, claim_timeout)
 
+
+def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_every: float):
+    """Train ``spec``; under torchrun every rank trains and rank 0 alone opens the store: ``(None, None)`` elsewhere."""
     from dataclasses import replace
 
     from masbench import distributed
@@ -163,23 +122,26 @@ def run(
     from masbench.store import Store
     from masbench.sweep import run_cell
 
-    # Under torchrun, one cell on several processes: rank 0 alone opens the store and reports.
     dist = distributed.from_environment()
     options = replace(options, distributed=dist)
     if dist is not None and not dist.is_main:
         try:
-            run_cell(spec, None, options, force=force, stale_after=claim_timeout)
+            run_cell(spec, None, options, force=force, stale_after=stale_after)
         finally:
             distributed.shutdown()
-        return
+        return None, None
     store = Store(db)
     try:
         with RunProgress(store_url=store.masked_url) as progress:
-            outcome = run_cell(spec, store, options, callbacks=[progress], force=force, stale_after=claim_timeout,
-                               heartbeat_every=min(10.0, claim_timeout / 4))
+            outcome = run_cell(spec, store, options, callbacks=[progress], force=force, stale_after=stale_after,
+                               heartbeat_every=heartbeat_every)
     finally:
         distributed.shutdown()
+    return store, outcome
 
+
+def _report_run(spec, store, outcome, claim_timeout: float) -> None:
+    """One line on stdout for a run trained or skipped; a MasbenchError (exit 1) for one that failed or is busy."""
     if outcome.status in ("skipped", "busy"):
         previous = outcome.previous
         epochs_done = store.epochs_of(previous.id) if previous is not None else []
@@ -208,7 +170,11 @@ def run(
     typer.echo(summary)
 
 
+# --- sweep -----------------------------------------------------------------------------------------
+
+
 def sweep(
+    ctx: typer.Context,
     benchmark: Annotated[str | None, typer.Option(help="A benchmark of the benchmarks file (quick, nightly, cifar10, ...).")] = None,
     benchmarks: Annotated[str | None, typer.Option(help="The benchmarks file (default ./benchmarks.yaml, else masbench's own).")] = None,
     dataset: Annotated[str | None, typer.Option(help="The data set; alone, it picks the benchmark of that name if there is one.")] = None,
@@ -230,15 +196,19 @@ def sweep(
     bias_correction: BiasCorrectionOpt = None,
     batch_size: BatchSizeOpt = None,
     pretrained: PretrainedOpt = None,
-    max_length: Annotated[int | None, typer.Option(help="Text: longest token sequence.")] = None,
-    train_subset: Annotated[int | None, typer.Option(help="Train on a fixed random subset of this size.")] = None,
-    test_subset: Annotated[int | None, typer.Option(help="Test on a fixed random subset of this size.")] = None,
+    max_length: MaxLengthOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    test_file: TestFileOpt = None,
+    test_fraction: TestFractionOpt = None,
+    train_subset: TrainSubsetOpt = None,
+    test_subset: TestSubsetOpt = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per GPU when there are several, else 1).")] = None,
     executor: Annotated[str, typer.Option(help="local (worker processes on this machine) or ray (a task per cell on a Ray cluster).")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="With --executor ray: auto or HOST:PORT of a running cluster (default: start a local one).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and which are done; run nothing.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed and diverged cells again.")] = False,
-    claim_timeout: Annotated[float, typer.Option(help="Seconds without a heartbeat after which a claimed cell is taken over.")] = 60.0,
+    claim_timeout: ClaimTimeoutOpt = 60.0,
     device: DeviceOpt = "auto",
     db: DbOpt = None,
     data_dir: DataDirOpt = None,
@@ -248,8 +218,34 @@ def sweep(
     checkpoint_dir: CheckpointDirOpt = ".masbench/checkpoints",
 ) -> None:
     """Run a grid of cells: idempotent (finished cells are skipped), resumable, with parallel workers."""
-    from masbench.benchmarks import plan_sweep
+    from masbench.benchmarks import RUN_FIELDS, plan_sweep
 
+    _check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
+    stale_after, heartbeat_every = lease(claim_timeout)
+    # The grid's axes, then the spec values every cell takes: the same builder as `run`'s.
+    overrides = given(
+        models=split_list(models, "--models"), lambdas=lambdas,
+        baselines=[] if no_baselines else split_list(baselines, "--baselines"),
+        seeds=seeds, seed_list=int_list(seed_list, "--seed-list"),
+    ) | spec_values(ctx.params, RUN_FIELDS)
+    name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks)
+    title = name or dataset
+    if dry_run:
+        _print_plan(title, cells, db)
+        return
+
+    from masbench.progress import WarningLog
+    from masbench.sweep import SweepSettings, default_workers
+
+    settings = SweepSettings(options=exec_options(ctx.params),
+                             workers=1 if executor == "ray" else workers or default_workers(),
+                             retry_failed=retry_failed, stale_after=stale_after, heartbeat_every=heartbeat_every,
+                             callbacks=(WarningLog(),))
+    _run_sweep(title, cells, db, settings, executor, ray_address)
+
+
+def _check_sweep_flags(no_baselines: bool, baselines: str | None, workers: int | None, executor: str,
+                    ray_address: str | None) -> None:
     if no_baselines and baselines is not None:
         raise MasbenchError("give --baselines or --no-baselines, not both")
     if workers is not None and workers < 1:
@@ -260,54 +256,43 @@ def sweep(
         raise MasbenchError("--ray-address goes with --executor ray")
     if executor == "ray" and workers is not None:
         raise MasbenchError("--workers is for --executor local; Ray runs as many cells at once as the cluster has GPUs or CPUs")
-    if claim_timeout <= 0:
-        raise MasbenchError(f"Invalid --claim-timeout: {claim_timeout} (must be > 0)")
-    overrides = given(
-        models=split_list(models, "--models"), lambdas=lambdas, baselines=[] if no_baselines else split_list(baselines, "--baselines"),
-        seeds=seeds, seed_list=int_list(seed_list, "--seed-list"), epochs=epochs, lr=lr, momentum=momentum,
-        weight_decay=weight_decay, betas=parse_betas(betas), eps=eps, amsgrad=amsgrad, nesterov=nesterov,
-        dampening=dampening, bias_correction=bias_correction, batch_size=batch_size, pretrained=pretrained,
-        max_length=max_length, train_subset=train_subset, test_subset=test_subset,
-    )
-    name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks)
 
+
+def _print_plan(title: str, cells, db: str | None) -> None:
+    """``--dry-run``: the cells and their state in the store; nothing is written."""
     from rich.table import Table
 
+    from masbench.sweep import dry_run as plan
+
     out = stdout_console()
-    if dry_run:
-        from masbench.sweep import dry_run as plan
+    table = Table(title=f"sweep {title}: {len(cells)} cells")
+    for column in ("#", "name", "dataset", "model", "seed", "status"):
+        table.add_column(column, overflow="fold")
+    listed = plan(cells, db)
+    for i, (cell, status) in enumerate(listed, start=1):
+        table.add_row(str(i), cell.spec.name, cell.spec.dataset, cell.spec.model, str(cell.spec.seed), status,
+                      style="dim" if status == "completed" else None)
+    out.print(table, markup=False)
+    done = sum(1 for _, status in listed if status == "completed")
+    out.print(f"{len(cells)} cells: {done} completed, {len(cells) - done} to run", markup=False)
 
-        table = Table(title=f"sweep {name or dataset}: {len(cells)} cells")
-        for column in ("#", "name", "dataset", "model", "seed", "status"):
-            table.add_column(column, overflow="fold")
-        listed = plan(cells, db)
-        for i, (cell, status) in enumerate(listed, start=1):
-            table.add_row(str(i), cell.spec.name, cell.spec.dataset, cell.spec.model, str(cell.spec.seed), status,
-                          style="dim" if status == "completed" else None)
-        out.print(table, markup=False)
-        done = sum(1 for _, status in listed if status == "completed")
-        out.print(f"{len(cells)} cells: {done} completed, {len(cells) - done} to run", markup=False)
-        return
 
+def _run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_address: str | None) -> None:
+    """Run the cells with live progress on stderr, then a summary on stdout; exit 130 if interrupted, 1 if a cell failed."""
     from masbench.engine import describe_device, resolve_device
     from masbench.environment import banner
-    from masbench.progress import SweepProgress, WarningLog, stderr_console
+    from masbench.progress import SweepProgress, stderr_console
     from masbench.store import Store
-    from masbench.sweep import SweepSettings, default_workers, run_sweep, run_sweep_ray
+    from masbench.sweep import run_sweep, run_sweep_ray
 
-    options = exec_options(device, data_dir, amp, channels_last, compile, checkpoint_dir)
-    settings = SweepSettings(options=options, workers=1 if executor == "ray" else workers or default_workers(),
-                             retry_failed=retry_failed,
-                             stale_after=claim_timeout, heartbeat_every=min(10.0, claim_timeout / 4),
-                             callbacks=(WarningLog(),))
     store = Store(db)
     console = stderr_console()
     progress = SweepProgress(store, [cell.spec.key for cell in cells], console)
 
     def started() -> None:
-        console.print(banner(describe_device(resolve_device(options.device))), markup=False)
+        console.print(banner(describe_device(resolve_device(settings.options.device))), markup=False)
         how = "on Ray" if executor == "ray" else f"{settings.workers} worker(s)"
-        console.print(f"sweep {name or dataset}: {len(cells)} cells, {how}, store {store.masked_url}", markup=False)
+        console.print(f"sweep {title}: {len(cells)} cells, {how}, store {store.masked_url}", markup=False)
         progress.start()
 
     try:
@@ -318,11 +303,14 @@ def sweep(
     finally:
         if progress.progress.live.is_started:
             progress.stop()
+    _report_sweep(title, summary, console)
 
+
+def _report_sweep(title: str, summary, console) -> None:
+    out = stdout_console()
     counts = {status: summary.count(status) for status in ("completed", "diverged", "failed", "pending", "running")}
     parts = [f"{n} {status}" for status, n in counts.items() if n]
-    out.print(f"sweep {name or dataset}: {summary.total} cells, {summary.ran} finished now; " + ", ".join(parts),
-              markup=False)
+    out.print(f"sweep {title}: {summary.total} cells, {summary.ran} finished now; " + ", ".join(parts), markup=False)
     for state in summary.failed:
         first = (state["error"] or "").splitlines()[0] if state["error"] else "no error recorded"
         out.print(f"  failed: {state['name']} {state['dataset']}/{state['model']} seed {state['seed']}: {first}",
