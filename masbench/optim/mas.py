@@ -34,9 +34,9 @@ class MAS(Optimizer):
     the paper). ``lambda_adam=1, lambda_sgd=0`` is Adam and ``lambda_adam=0,
     lambda_sgd=1`` is SGD: on each path (``foreach=False``, ``foreach=True``,
     ``fused=True``) the parameters are then bit-identical to ``torch.optim.Adam`` /
-    ``torch.optim.SGD`` with the same flag, because MAS performs exactly their
-    operations, in their order. Between paths, MAS agrees to float rounding, as
-    torch's own paths do.
+    ``torch.optim.SGD`` with the same flag, in every floating dtype, weight decay
+    included, because MAS performs exactly their operations, in their order. Between
+    paths, MAS agrees to float rounding, as torch's own paths do.
 
     Every hyperparameter lives in the param group, so groups may differ, lambdas
     included. A parameter whose ``grad`` is ``None`` is skipped and its step does not
@@ -60,6 +60,11 @@ class MAS(Optimizer):
     With neither ``foreach`` nor ``fused`` given, MAS uses foreach where torch's
     optimizers would (CUDA) and the fused kernels on CPU, where torch would use its
     for-loop; ``benchmarks/optim_step.py`` measures the paths.
+    ``masbench.optim.build_optimizer`` gives the baselines the same default, so that a
+    sweep compares MAS and them on the same kernels.
+
+    ``torch.compile(opt.step)`` works: dynamo traces the loop and foreach paths
+    (with the step count kept as a tensor) and runs the fused path outside the graph.
 
     Example:
         >>> import torch
