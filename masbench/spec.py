@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from masbench.errors import MasbenchError
+from masbench.limits import MAX_NAME, check_lambda_schedule, check_ranges, one_line, shown
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
 
@@ -71,6 +72,7 @@ class RunSpec(BaseModel):
         from masbench.optim import OPTIMIZERS, parse_lambda_schedule
         from masbench.optim.functional import BIAS_CORRECTIONS
 
+        check_ranges(self.model_dump(exclude_none=True))
         try:
             kind = dataset_kind(self.dataset)
             entry = model_entry(self.model)
@@ -81,15 +83,6 @@ class RunSpec(BaseModel):
                              f"the dataset is {kind}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"Unknown optimizer: {self.optimizer!r} (valid: {', '.join(sorted(OPTIMIZERS))})")
-        _at_least(0, lr=self.lr, momentum=self.momentum, dampening=self.dampening, eps=self.eps,
-                  lambda_adam=self.lambda_adam, lambda_sgd=self.lambda_sgd)
-        if self.weight_decay is not None:
-            _at_least(0, weight_decay=self.weight_decay)
-        _at_least(1, batch_size=self.batch_size, epochs=self.epochs, max_length=self.max_length)
-        _at_least(0, seed=self.seed)
-        for name in ("train_subset", "test_subset"):
-            if getattr(self, name) is not None:
-                _at_least(1, **{name: getattr(self, name)})
         for i, beta in enumerate(self.betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid betas[{i}]: {beta} (must be in [0, 1))")
@@ -98,12 +91,16 @@ class RunSpec(BaseModel):
                              f"(got momentum={self.momentum}, dampening={self.dampening})")
         if self.bias_correction not in BIAS_CORRECTIONS:
             raise ValueError(f"Invalid bias_correction: {self.bias_correction!r} (valid: {', '.join(BIAS_CORRECTIONS)})")
+        check_lambda_schedule(self.lambda_schedule)
         kind_, _ = parse_lambda_schedule(self.lambda_schedule)
         if kind_ != "constant" and self.optimizer != "mas":
             raise ValueError(f"Invalid lambda_schedule {self.lambda_schedule!r} for optimizer {self.optimizer!r}: "
                              f"only mas has lambdas")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"Invalid test_fraction: {self.test_fraction} (must be in (0, 1))")
+        if len(self.name) > MAX_NAME:
+            raise ValueError(f"Invalid run: its name {shown(self.name)} is {len(self.name)} characters "
+                             f"(the store holds {MAX_NAME}); shorten the lambda schedule or the values")
         return self
 
     # --- derived views -----------------------------------------------------------------------
@@ -216,12 +213,6 @@ def _format(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _at_least(bound: float, **values: float) -> None:
-    for name, value in values.items():
-        if not value >= bound:
-            raise ValueError(f"Invalid {name}: {value} (must be >= {bound})")
-
-
 def make_spec(**values: Any) -> RunSpec:
     """``RunSpec(**values)``, with a one-line ``MasbenchError`` naming the value instead of pydantic's report."""
     try:
@@ -232,6 +223,10 @@ def make_spec(**values: Any) -> RunSpec:
 
 def validation_message(error: ValidationError, where: str = "") -> str:
     """The first problem of a pydantic error, as one line that names the key and the value."""
+    return one_line(_first_problem(error, where))
+
+
+def _first_problem(error: ValidationError, where: str) -> str:
     first = error.errors()[0]
     message = first["msg"].removeprefix("Value error, ")
     location = ".".join(str(part) for part in first["loc"])
@@ -239,8 +234,8 @@ def validation_message(error: ValidationError, where: str = "") -> str:
     if first["type"] == "value_error" or not location:
         return f"{prefix}{message}"
     if first["type"] == "extra_forbidden":
-        return f"{prefix}unknown key {location!r} (see --help for the valid options)"
-    return f"{prefix}invalid {location}: {first.get('input')!r} ({message})"
+        return f"{prefix}unknown key {shown(location)} (see --help for the valid options)"
+    return f"{prefix}invalid {location}: {shown(first.get('input'))} ({message})"
 
 
 @dataclass(frozen=True)
