@@ -18,6 +18,8 @@ import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.parser import ParserError
+from yaml.scanner import ScannerError
 
 from masbench.errors import MasbenchError
 from masbench.limits import one_line
@@ -113,4 +115,6 @@ def load_yaml(path: Path, what: str = "file") -> Any:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise MasbenchError(one_line(f"{path}: YAML syntax error{where}: {problem}")) from None
+        # The scanner and parser find syntax errors; the composer and constructor refuse what BoundedLoader bounds.
+        kind = "YAML syntax error" if isinstance(error, (ScannerError, ParserError)) else "refused"
+        raise MasbenchError(one_line(f"{path}: {kind}{where}: {problem}")) from None

@@ -67,41 +67,50 @@ class RunSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
+        self._check_values()
+        self._check_names()
+        return self
+
+    def _check_values(self) -> None:
+        """Every number and string within its range (``masbench.limits``): no import, so bad input fails fast."""
+        check_ranges(self.model_dump(exclude_none=True))
+        for i, beta in enumerate(self.betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Invalid betas[{i}]: {shown(beta)} (must be in [0, 1))")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"Invalid test_fraction: {shown(self.test_fraction)} (must be in (0, 1))")
+        if self.nesterov and self.optimizer in ("mas", "sgd") and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
+                             f"(got momentum={self.momentum}, dampening={self.dampening})")
+        check_lambda_schedule(self.lambda_schedule)
+
+    def _check_names(self) -> None:
+        """The data set, model, optimizer, bias correction and schedule exist, and go together."""
         from masbench.data import dataset_kind
         from masbench.models import model_entry
         from masbench.optim import OPTIMIZERS, parse_lambda_schedule
         from masbench.optim.functional import BIAS_CORRECTIONS
 
-        check_ranges(self.model_dump(exclude_none=True))
         try:
             kind = dataset_kind(self.dataset)
             entry = model_entry(self.model)
         except MasbenchError as error:
             raise ValueError(str(error)) from None
         if entry.kind != kind:
-            raise ValueError(f"Invalid model {self.model!r} for dataset {self.dataset!r}: it takes {entry.kind} data, "
-                             f"the dataset is {kind}")
+            raise ValueError(f"Invalid model {self.model!r} for dataset {shown(self.dataset)}: it takes {entry.kind} "
+                             f"data, the dataset is {kind}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"Unknown optimizer: {self.optimizer!r} (valid: {', '.join(sorted(OPTIMIZERS))})")
-        for i, beta in enumerate(self.betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Invalid betas[{i}]: {beta} (must be in [0, 1))")
-        if self.nesterov and self.optimizer in ("mas", "sgd") and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
-                             f"(got momentum={self.momentum}, dampening={self.dampening})")
+            raise ValueError(f"Unknown optimizer: {shown(self.optimizer)} (valid: {', '.join(sorted(OPTIMIZERS))})")
         if self.bias_correction not in BIAS_CORRECTIONS:
-            raise ValueError(f"Invalid bias_correction: {self.bias_correction!r} (valid: {', '.join(BIAS_CORRECTIONS)})")
-        check_lambda_schedule(self.lambda_schedule)
+            raise ValueError(f"Invalid bias_correction: {shown(self.bias_correction)} "
+                             f"(valid: {', '.join(BIAS_CORRECTIONS)})")
         kind_, _ = parse_lambda_schedule(self.lambda_schedule)
         if kind_ != "constant" and self.optimizer != "mas":
             raise ValueError(f"Invalid lambda_schedule {self.lambda_schedule!r} for optimizer {self.optimizer!r}: "
                              f"only mas has lambdas")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"Invalid test_fraction: {self.test_fraction} (must be in (0, 1))")
         if len(self.name) > MAX_NAME:
             raise ValueError(f"Invalid run: its name {shown(self.name)} is {len(self.name)} characters "
                              f"(the store holds {MAX_NAME}); shorten the lambda schedule or the values")
-        return self
 
     # --- derived views -----------------------------------------------------------------------
 
