@@ -24,6 +24,7 @@ MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 2**20
 MAX_LENGTH = 65_536
 MAX_NAME = 512  # runs.name is VARCHAR(512)
+MAX_SHOWN = 80  # a value in a message
 MAX_LINE = 600  # an error line's longest: room for a path and a list of valid keys, never a value's dump
 
 FLOAT_RANGES: dict[str, tuple[float, float]] = {
@@ -65,11 +66,12 @@ _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
 def shown(value: Any) -> str:
     """``repr(value)``, cut short: an error line never carries a huge value (or a billion-laughs list) whole."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
-        return f"an integer of {int(value.bit_length() * math.log10(2)) + 1} digits"
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
     try:
-        return _REPR.repr(value)
+        text = _REPR.repr(value)
     except ValueError:  # an integer past Python's int-to-text limit, inside a container
         return f"a {type(value).__name__} too large to show"
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
 
 
 def one_line(message: str) -> str:
