@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation, localcontext
 
 from masbench.errors import MasbenchError
-from masbench.limits import shown
+from masbench.limits import STR_LIMITS, shown
 
 LAMBDAS_VALID = "valid: START..END (step 0.1), START..END:STEP, or A,B,C, with values in [0, 1], e.g. 0.3..0.7"
 HUGE = 10**18  # a lambda count past this is reported as "more than" it: the exact number has no use
@@ -18,6 +18,8 @@ HUGE = 10**18  # a lambda count past this is reported as "more than" it: the exa
 def _lambda_terms(text: str) -> tuple[list[Decimal], tuple[Decimal, Decimal, Decimal] | None]:
     """(the listed values, None) or ([], (start, end, step)): syntax and bounds checked, nothing materialised."""
     text = text.strip()
+    if len(text) > STR_LIMITS["lambdas"]:  # the exact-decimal context grows with the text: bound it
+        raise MasbenchError(f"Invalid lambdas {shown(text)}: {len(text):,} characters (at most {STR_LIMITS['lambdas']:,})")
     try:
         if ".." in text:
             start_text, _, rest = text.partition("..")

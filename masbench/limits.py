@@ -56,6 +56,7 @@ STR_LIMITS: dict[str, int] = {
     "test_file": 1024,
     "data_dir": 1024,
     "lambda_schedule": 100,
+    "lambdas": 10_000,  # a grid's lambda_adam values as text: a thousand listed values and more
 }
 
 _REPR = reprlib.Repr()

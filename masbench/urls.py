@@ -83,6 +83,20 @@ def secrets_of(url: str) -> list[str]:
     return sorted({s for s in found if s and s != MASK}, key=len, reverse=True)
 
 
+def check_url(url: str) -> None:
+    """Refuse a URL whose password holds an unencoded ``@``: SQLAlchemy would connect to the wrong host.
+
+    ``postgresql://u:p@ss@host/db`` parses as host ``ss@host``; the driver then reports that host,
+    password fragment and all. Raises ``MasbenchError`` naming the masked URL and the fix.
+    """
+    from masbench.errors import MasbenchError
+
+    parsed = _parse(url) if SCHEME.match(url) else None
+    if parsed is not None and "@" in (parsed.host or ""):
+        raise MasbenchError(f"Invalid database URL: {mask_url(url)} (its password holds an '@': write it as %40, "
+                            f"e.g. postgresql://user:p%40ss@host/db)")
+
+
 def scrub(text: str, url: str | None = None) -> str:
     """``text`` (a message, a traceback) with every URL in it masked, and ``url``'s secrets removed everywhere.
 
@@ -91,6 +105,9 @@ def scrub(text: str, url: str | None = None) -> str:
     """
     if url:
         text = text.replace(url, mask_url(url))
+        parsed = _parse(url) if SCHEME.match(url) else None
+        if parsed is not None and "@" in (parsed.host or ""):  # the driver names the host it was given: p@ss@h -> ss@h
+            text = text.replace(parsed.host, f"{MASK}@{parsed.host.rpartition('@')[2]}")
         for secret in secrets_of(url):
             if len(secret) >= SHORTEST_BARE_SECRET:
                 text = text.replace(secret, MASK)

@@ -116,6 +116,11 @@ def test_infinite_or_out_of_range_ends_are_refused(text):
         count_lambdas(text)
 
 
+def test_lambda_text_is_bounded_before_its_numbers_are_read():
+    with pytest.raises(MasbenchError, match="characters \\(at most 10,000\\)"):
+        count_lambdas("0.5," * 3000 + "0.5")
+
+
 @pytest.mark.parametrize(
     "values",
     [dict(models=["mlp", "cnn"], lambdas="0.3..0.7", seeds=3), dict(lambdas="0.5", baselines=[], seed_list=[4, 4, 9]),

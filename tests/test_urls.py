@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from masbench.urls import mask_url, scrub, secrets_of
+from masbench.errors import MasbenchError
+from masbench.urls import check_url, mask_url, scrub, secrets_of
 
 # (URL, the masked form, the secret that must not survive: neither it nor its tail after an @ shows)
 FORMS = [
@@ -61,3 +62,17 @@ def test_scrub_masks_urls_it_was_not_told_about_and_keeps_short_words():
     cleaned = scrub(text)
     assert "s3cret-pw" not in cleaned and "abc" not in cleaned
     assert scrub("a pw is fine", "postgresql://u:pw@h/db") == "a pw is fine"  # a 2-letter secret is not bare-replaced
+
+
+def test_a_drivers_message_about_the_misparsed_host_is_scrubbed():
+    url = "postgresql://u:p@ss@127.0.0.1:1/db"
+    message = "failed to resolve host 'ss@127.0.0.1': [Errno -2] Name or service not known"
+    assert scrub(message, url) == "failed to resolve host '***@127.0.0.1': [Errno -2] Name or service not known"
+
+
+def test_check_url_refuses_an_unencoded_at_and_names_the_fix():
+    check_url("postgresql://u:p%40ss@host/db")
+    check_url("sqlite:///a@b.db")
+    with pytest.raises(MasbenchError, match="write it as %40") as error:
+        check_url("postgresql://u:p@ss-word@host/db")
+    assert "ss-word" not in str(error.value)
