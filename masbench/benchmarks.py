@@ -321,12 +321,19 @@ def plan_sweep(
     """
     if isinstance(max_cells, bool) or not 1 <= max_cells <= MAX_CELLS_CEILING:
         raise MasbenchError(f"Invalid --max-cells: {shown(max_cells)} (must be in [1, {MAX_CELLS_CEILING:,}])")
+    label = shown(benchmark or dataset)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:  # the flags' own values first: they need neither the file nor the registries (and their imports)
+        check_ranges(overrides)
+        if isinstance(overrides.get("lambdas"), str):
+            count_lambdas(overrides["lambdas"])
+    except (ValueError, MasbenchError) as error:
+        raise MasbenchError(one_line(f"sweep {label}: {error}")) from None
     file = load_benchmarks(benchmarks_path)
     if benchmark is None and dataset is None:
         raise MasbenchError(f"give --benchmark NAME (in {file.path}: {', '.join(file.benchmarks)}) or --dataset NAME")
     if benchmark is None and dataset in file.benchmarks:
         benchmark = dataset
-    label = shown(benchmark or dataset)
     grids = _sweep_grids(file, benchmark, dataset, overrides, label)
     total = sum(grid.cell_count() for grid in grids)
     _check_count(total, max_cells, " + ".join(grid.describe_count() for grid in grids[:3]), label)
@@ -339,7 +346,7 @@ def plan_sweep(
 def _sweep_grids(file: BenchmarksFile, benchmark: str | None, dataset: str | None,
                  overrides: dict[str, Any] | None, label: str) -> list[GridSpec]:
     """The sweep's grids, validated, with the command line's ``overrides`` applied."""
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    overrides = dict(overrides or {})
     if benchmark is not None:
         entry = file.get(benchmark)
         grids = [g.model_dump(exclude_unset=True) for g in entry.grid_specs()]
