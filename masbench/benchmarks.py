@@ -16,54 +16,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from masbench.errors import MasbenchError
+from masbench.lambdas import complement, count_lambdas, count_text, parse_lambdas
+from masbench.limits import check_ranges, one_line, shown
+from masbench.safe_yaml import load_yaml
 from masbench.spec import RunSpec, make_spec
 
 BASELINES = ("adam", "sgd", "adamw")
 TEXT_BASELINES = ("adam", "sgd", "adamw")  # the paper's Table 3 adds AdamW for the text sets
 IMAGE_BASELINES = ("adam", "sgd")
-
-
-def parse_lambdas(text: str) -> list[float]:
-    """lambda_adam values: ``0.3..0.7`` (step 0.1, inclusive), ``0.3..0.7:0.05``, or ``0.3,0.5,0.7``.
-
-    Decimal arithmetic keeps 0.3 + 0.1 at 0.4. Every value must lie in [0, 1], so that
-    lambda_sgd = 1 - lambda_adam is a valid weight too.
-    """
-    from decimal import Decimal, InvalidOperation
-
-    valid = "valid: START..END (step 0.1), START..END:STEP, or A,B,C, with values in [0, 1], e.g. 0.3..0.7"
-    text = text.strip()
-    try:
-        if ".." in text:
-            start_text, _, rest = text.partition("..")
-            end_text, _, step_text = rest.partition(":")
-            start, end = Decimal(start_text), Decimal(end_text)
-            step = Decimal(step_text) if step_text else Decimal("0.1")
-            if step <= 0:
-                raise MasbenchError(f"Invalid lambda range {text!r}: the step must be > 0 ({valid})")
-            if start > end:
-                raise MasbenchError(f"Invalid lambda range {text!r}: start {start} is above end {end} ({valid})")
-            values, value = [], start
-            while value <= end:
-                values.append(value)
-                value += step
-        else:
-            values = [Decimal(part) for part in text.split(",")]
-    except (InvalidOperation, ValueError):
-        raise MasbenchError(f"Invalid lambdas {text!r} ({valid})") from None
-    if not values or any(not v.is_finite() for v in values):
-        raise MasbenchError(f"Invalid lambdas {text!r} ({valid})")
-    for v in values:
-        if not Decimal(0) <= v <= Decimal(1):
-            raise MasbenchError(f"Invalid lambda_adam {v} in {text!r}: must be in [0, 1] so that lambda_sgd = 1 - it is too")
-    return [float(v) for v in dict.fromkeys(values)]
-
-
-def complement(lambda_adam: float) -> float:
-    """1 - lambda_adam without binary noise (1 - 0.7 is 0.30000000000000004 in floats)."""
-    from decimal import Decimal
-
-    return float(Decimal(1) - Decimal(repr(lambda_adam)))
+DEFAULT_MAX_CELLS = 10_000  # a sweep's cap unless raised (--max-cells): far above the paper's 98-cell tables
+MAX_CELLS_CEILING = 100_000  # the cap's own ceiling: the cells are built in memory before the first one runs
 
 
 class GridSpec(BaseModel):
@@ -102,21 +64,20 @@ class GridSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> GridSpec:
+        check_ranges(self.model_dump(exclude_none=True))
         try:
-            parse_lambdas(self.lambdas)
+            count_lambdas(self.lambdas)
         except MasbenchError as error:
             raise ValueError(str(error)) from None
         if not self.models:
             raise ValueError("Invalid models: the list is empty")
         for name in self.baselines or ():
             if name not in BASELINES:
-                raise ValueError(f"Unknown baseline: {name!r} (valid: {', '.join(BASELINES)})")
-        if self.seeds is not None and self.seeds < 1:
-            raise ValueError(f"Invalid seeds: {self.seeds} (must be >= 1)")
+                raise ValueError(f"Unknown baseline: {shown(name)} (valid: {', '.join(BASELINES)})")
         if self.seeds is not None and self.seed_list is not None:
             raise ValueError("Invalid seeds: give seeds (a count) or seed_list, not both")
-        if self.seed_list is not None and (not self.seed_list or min(self.seed_list) < 0):
-            raise ValueError(f"Invalid seed_list: {self.seed_list} (non-negative integers, at least one)")
+        if self.seed_list is not None and not self.seed_list:
+            raise ValueError("Invalid seed_list: [] (non-negative integers, at least one)")
         return self
 
     def seed_values(self) -> list[int]:
@@ -124,10 +85,27 @@ class GridSpec(BaseModel):
             return list(dict.fromkeys(self.seed_list))
         return list(range(self.seeds or 1))
 
+    def seed_count(self) -> int:
+        return len(set(self.seed_list)) if self.seed_list is not None else self.seeds or 1
+
     def baseline_names(self, kind: str) -> list[str]:
         if self.baselines is not None:
             return list(self.baselines)
         return list(TEXT_BASELINES if kind == "text" else IMAGE_BASELINES)
+
+    def cell_count(self) -> int:
+        """models x (baselines + lambdas) x seeds, from the arithmetic: nothing is built (duplicates included)."""
+        from masbench.data import dataset_kind
+
+        configs = len(self.baseline_names(dataset_kind(self.dataset))) + count_lambdas(self.lambdas)
+        return len(self.models) * configs * self.seed_count()
+
+    def describe_count(self) -> str:
+        from masbench.data import dataset_kind
+
+        baselines = len(self.baseline_names(dataset_kind(self.dataset)))
+        return (f"{len(self.models):,} model(s) x ({baselines} baseline(s) + {count_text(count_lambdas(self.lambdas))} "
+                f"lambda(s)) x {self.seed_count():,} seed(s)")
 
 
 RUN_FIELDS = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "amsgrad", "bias_correction",
@@ -135,21 +113,50 @@ RUN_FIELDS = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "betas"
               "test_fraction", "train_subset", "test_subset")
 
 
-def expand_grid(grid: GridSpec, benchmark: str | None) -> list[RunSpec]:
-    """Every cell of ``grid``: model x (baselines, then MAS per lambda_adam) x seed, in that order."""
+def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The settings every cell of ``grid`` shares, and its optimizer configurations: baselines, then MAS."""
     from masbench.data import dataset_kind
 
     shared = {name: getattr(grid, name) for name in RUN_FIELDS if getattr(grid, name) is not None}
-    kind = dataset_kind(grid.dataset)
-    configs = [dict(optimizer=name) for name in grid.baseline_names(kind)]
-    configs += [dict(optimizer="mas", lambda_adam=lam, lambda_sgd=complement(lam)) for lam in parse_lambdas(grid.lambdas)]
-    cells = []
+    configs = [dict(optimizer=name) for name in grid.baseline_names(dataset_kind(grid.dataset))]
+    configs += [dict(optimizer="mas", lambda_adam=lam, lambda_sgd=complement(lam))
+                for lam in parse_lambdas(grid.lambdas, MAX_CELLS_CEILING)]
+    return shared, configs
+
+
+def expand_grid(grid: GridSpec, benchmark: str | None, max_cells: int = MAX_CELLS_CEILING) -> list[RunSpec]:
+    """Every cell of ``grid``: model x (baselines, then MAS per lambda_adam) x seed, in that order.
+
+    More than ``max_cells`` cells is an error, found from the count before any cell is made.
+    """
+    _check_count(grid.cell_count(), max_cells, grid.describe_count(), repr(benchmark or grid.dataset))
+    shared, configs = _grid_configs(grid)
+    return [make_spec(benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, **shared, **config)
+            for model in grid.models for config in configs for seed in grid.seed_values()]
+
+
+def check_grid(grid: GridSpec, benchmark: str | None) -> None:
+    """Validate ``grid`` by building one cell per model and optimizer, not the whole grid.
+
+    The other cells differ only in lambda_adam (in [0, 1] by the grid's check) and the seed (in range by it),
+    so they are valid when these are; a large grid in the file costs nothing until it is swept.
+    """
+    from masbench.data import dataset_kind
+
+    shared = {name: getattr(grid, name) for name in RUN_FIELDS if getattr(grid, name) is not None}
+    names = grid.baseline_names(dataset_kind(grid.dataset)) + ["mas"]
+    seed = grid.seed_list[0] if grid.seed_list else 0
     for model in grid.models:
-        for config in configs:
-            for seed in grid.seed_values():
-                cells.append(make_spec(benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed,
-                                       **shared, **config))
-    return cells
+        for optimizer in names:
+            make_spec(benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, optimizer=optimizer, **shared)
+
+
+def _check_count(count: int, max_cells: int, detail: str, label: str) -> None:
+    if count > max_cells:
+        raise MasbenchError(
+            f"sweep {label}: {count_text(count)} cells ({detail}), more than the cap of {max_cells:,}; narrow "
+            f"--lambdas, --seeds or --models, or raise the cap with --max-cells (at most {MAX_CELLS_CEILING:,})"
+        )
 
 
 class BenchmarkSpec(BaseModel):
@@ -162,7 +169,7 @@ class BenchmarkSpec(BaseModel):
     settings: dict[str, Any] = {}
 
     def grid_specs(self) -> list[GridSpec]:
-        if not self.grids:
+        if self.grids is None:
             return [GridSpec(**self.settings)]
         return [GridSpec(**{**self.settings, **grid}) for grid in self.grids]
 
@@ -178,9 +185,9 @@ class BenchmarksFile(BaseModel):
         try:
             return self.benchmarks[name]
         except KeyError:
-            raise MasbenchError(
-                f"Unknown benchmark: {name!r} in {self.path} (valid: {', '.join(self.benchmarks)})"
-            ) from None
+            raise MasbenchError(one_line(
+                f"Unknown benchmark: {shown(name)} in {self.path} (valid: {', '.join(self.benchmarks)})"
+            )) from None
 
 
 def packaged_benchmarks() -> Path:
@@ -207,56 +214,72 @@ def _resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
 
 
 def load_benchmarks(path: Path | str | None = None) -> BenchmarksFile:
-    """Read and validate a benchmarks file; any problem is one line naming the file, benchmark and key."""
-    import yaml
+    """Read and validate a benchmarks file; any problem is one line naming the file, benchmark and key.
 
+    The file is read with ``BoundedLoader`` (no alias bombs, bounded size and nesting), and each grid is
+    checked by building one cell per model and optimizer, so that loading takes time in proportion to
+    the file, however many cells its grids hold.
+    """
     path = Path(path) if path is not None else default_benchmarks_path()
     if not path.is_file():
         raise MasbenchError(f"benchmarks file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise MasbenchError(f"{path}: YAML syntax error{where}: {' '.join(str(problem).split())}") from None
+    raw = load_yaml(path, "benchmarks file")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise MasbenchError(f"{path}: expected a mapping with 'defaults' and 'benchmarks' at the top")
+    _string_keys(raw, str(path))
     unknown = sorted(set(raw) - {"defaults", "benchmarks"})
     if unknown:
-        raise MasbenchError(f"{path}: unknown top-level key {unknown[0]!r} (valid: defaults, benchmarks)")
+        raise MasbenchError(one_line(f"{path}: unknown top-level key {shown(unknown[0])} (valid: defaults, benchmarks)"))
     defaults = raw.get("defaults") or {}
     entries = raw.get("benchmarks") or {}
     if not isinstance(defaults, dict) or not isinstance(entries, dict):
         raise MasbenchError(f"{path}: 'defaults' and 'benchmarks' must be mappings")
+    _string_keys(defaults, f"{path}: defaults")
+    _string_keys(entries, f"{path}: benchmarks")
     base = path.absolute().parent
-    benchmarks = {}
-    for name, entry in entries.items():
-        where = f"{path}: benchmark {name!r}"
-        if not isinstance(entry, dict):
-            raise MasbenchError(f"{where}: expected a mapping of settings")
-        settings = {k: v for k, v in entry.items() if k not in ("description", "grids")}
-        grids = entry.get("grids")
-        if grids is not None and (not isinstance(grids, list) or not all(isinstance(g, dict) for g in grids)):
-            raise MasbenchError(f"{where}: 'grids' must be a list of mappings")
-        spec = BenchmarkSpec(
-            description=entry.get("description"),
-            grids=[_resolve_paths(g, base) for g in grids] if grids else None,
-            settings=_resolve_paths({**defaults, **settings}, base),
-        )
-        for i, _ in enumerate(spec.grids or [None]):
-            label = f"{where}, grid {i + 1}" if spec.grids else where
-            try:
-                grid = spec.grid_specs()[i]
-                expand_grid(grid, name)
-            except ValidationError as error:
-                raise MasbenchError(_grid_message(error, label)) from None
-            except MasbenchError as error:
-                raise MasbenchError(f"{label}: {error}") from None
-        benchmarks[name] = spec
+    benchmarks = {name: _load_benchmark(name, entry, defaults, base, one_line(f"{path}: benchmark {shown(name)}"))
+                  for name, entry in entries.items()}
     return BenchmarksFile(path=path, defaults=defaults, benchmarks=benchmarks)
+
+
+def _load_benchmark(name: str, entry: Any, defaults: dict[str, Any], base: Path, where: str) -> BenchmarkSpec:
+    if not isinstance(entry, dict):
+        raise MasbenchError(f"{where}: expected a mapping of settings")
+    _string_keys(entry, where)
+    settings = {k: v for k, v in entry.items() if k not in ("description", "grids")}
+    grids = entry.get("grids")
+    if grids is not None:
+        if not isinstance(grids, list) or not all(isinstance(g, dict) for g in grids):
+            raise MasbenchError(f"{where}: 'grids' must be a list of mappings")
+        if not grids:
+            raise MasbenchError(f"{where}: 'grids' is empty (give one grid or more, or leave 'grids' out)")
+        for i, grid in enumerate(grids):
+            _string_keys(grid, f"{where}, grid {i + 1}")
+    description = entry.get("description")
+    if description is not None and not isinstance(description, str):
+        raise MasbenchError(one_line(f"{where}, key 'description': {shown(description)} is invalid (expected text)"))
+    spec = BenchmarkSpec(
+        description=description,
+        grids=[_resolve_paths(g, base) for g in grids] if grids is not None else None,
+        settings=_resolve_paths({**defaults, **settings}, base),
+    )
+    for i, grid in enumerate(spec.grids or [None]):
+        label = f"{where}, grid {i + 1}" if spec.grids else where
+        try:
+            check_grid(GridSpec(**spec.settings if grid is None else {**spec.settings, **grid}), name)
+        except ValidationError as error:
+            raise MasbenchError(_grid_message(error, label)) from None
+        except MasbenchError as error:
+            raise MasbenchError(one_line(f"{label}: {error}")) from None
+    return spec
+
+
+def _string_keys(mapping: dict[Any, Any], where: str) -> None:
+    for key in mapping:
+        if not isinstance(key, str):
+            raise MasbenchError(one_line(f"{where}: key {shown(key)} is not a name (keys are text: quote it)"))
 
 
 def _grid_message(error: ValidationError, where: str) -> str:
@@ -264,10 +287,10 @@ def _grid_message(error: ValidationError, where: str) -> str:
     key = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        return f"{where}: unknown key {key!r} (valid keys: {', '.join(GridSpec.model_fields)})"
+        return one_line(f"{where}: unknown key {shown(key)} (valid keys: {', '.join(GridSpec.model_fields)})")
     if first["type"] == "value_error" or not key:
-        return f"{where}: {message}"
-    return f"{where}, key {key!r}: {first.get('input')!r} is invalid ({message})"
+        return one_line(f"{where}: {message}")
+    return one_line(f"{where}, key {shown(key)}: {shown(first.get('input'))} is invalid ({message})")
 
 
 @dataclass(frozen=True)
@@ -286,20 +309,44 @@ def plan_sweep(
     dataset: str | None = None,
     overrides: dict[str, Any] | None = None,
     benchmarks_path: Path | str | None = None,
+    max_cells: int = DEFAULT_MAX_CELLS,
 ) -> tuple[str | None, list[Cell]]:
     """The cells of a sweep: a benchmark from the benchmarks file, with command-line ``overrides`` on top.
 
     ``dataset`` alone picks the benchmark of that name when the file has one (``--dataset cifar100``
     runs the paper's CIFAR-100 settings), else a grid built from the file's defaults and the flags.
     With a benchmark of several grids, ``dataset`` keeps the grids of that data set; with one grid it
-    replaces its data set.
+    replaces its data set. More than ``max_cells`` cells (at most ``MAX_CELLS_CEILING``) is an error,
+    counted from the grids' arithmetic before any cell is built.
     """
+    if isinstance(max_cells, bool) or not 1 <= max_cells <= MAX_CELLS_CEILING:
+        raise MasbenchError(f"Invalid --max-cells: {shown(max_cells)} (must be in [1, {MAX_CELLS_CEILING:,}])")
+    label = shown(benchmark or dataset)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:  # the flags' own values first: they need neither the file nor the registries (and their imports)
+        check_ranges(overrides)
+        if isinstance(overrides.get("lambdas"), str):
+            count_lambdas(overrides["lambdas"])
+    except (ValueError, MasbenchError) as error:
+        raise MasbenchError(one_line(f"sweep {label}: {error}")) from None
     file = load_benchmarks(benchmarks_path)
     if benchmark is None and dataset is None:
         raise MasbenchError(f"give --benchmark NAME (in {file.path}: {', '.join(file.benchmarks)}) or --dataset NAME")
     if benchmark is None and dataset in file.benchmarks:
         benchmark = dataset
+    grids = _sweep_grids(file, benchmark, dataset, overrides, label)
+    total = sum(grid.cell_count() for grid in grids)
+    _check_count(total, max_cells, " + ".join(grid.describe_count() for grid in grids[:3]), label)
+    base = str(file.path.absolute().parent)
+    cells = [Cell(spec, grid.data_dir, base) for grid in grids for spec in expand_grid(grid, benchmark)]
+    unique = list({cell.spec.key: cell for cell in cells}.values())
+    return benchmark, unique
+
+
+def _sweep_grids(file: BenchmarksFile, benchmark: str | None, dataset: str | None,
+                 overrides: dict[str, Any] | None, label: str) -> list[GridSpec]:
+    """The sweep's grids, validated, with the command line's ``overrides`` applied."""
+    overrides = dict(overrides or {})
     if benchmark is not None:
         entry = file.get(benchmark)
         grids = [g.model_dump(exclude_unset=True) for g in entry.grid_specs()]
@@ -310,21 +357,20 @@ def plan_sweep(
                 grids = [g for g in grids if g.get("dataset") == dataset]
                 if not grids:
                     datasets = ", ".join(g.dataset for g in entry.grid_specs())
-                    raise MasbenchError(f"benchmark {benchmark!r} has no grid for dataset {dataset!r} (its data sets: {datasets})")
+                    raise MasbenchError(one_line(f"benchmark {shown(benchmark)} has no grid for dataset "
+                                                 f"{shown(dataset)} (its data sets: {datasets})"))
     else:
         grids = [dict(file.defaults, dataset=dataset)]
     if "seeds" in overrides:
         overrides.pop("seed_list", None)
-    cells: list[Cell] = []
+    specs = []
     for values in grids:
         if "seeds" in overrides or "seed_list" in overrides:
             values.pop("seeds", None)
             values.pop("seed_list", None)
         values.update(overrides)
         try:
-            grid = GridSpec(**values)
+            specs.append(GridSpec(**values))
         except ValidationError as error:
-            raise MasbenchError(_grid_message(error, f"sweep {benchmark or dataset!r}")) from None
-        cells += [Cell(spec, grid.data_dir, str(file.path.absolute().parent)) for spec in expand_grid(grid, benchmark)]
-    unique = list({cell.spec.key: cell for cell in cells}.values())
-    return benchmark, unique
+            raise MasbenchError(_grid_message(error, f"sweep {label}")) from None
+    return specs

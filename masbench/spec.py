@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from masbench.errors import MasbenchError
+from masbench.limits import MAX_NAME, check_lambda_schedule, check_ranges, one_line, shown
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
 
@@ -66,6 +67,25 @@ class RunSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
+        self._check_values()
+        self._check_names()
+        return self
+
+    def _check_values(self) -> None:
+        """Every number and string within its range (``masbench.limits``): no import, so bad input fails fast."""
+        check_ranges(self.model_dump(exclude_none=True))
+        for i, beta in enumerate(self.betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Invalid betas[{i}]: {shown(beta)} (must be in [0, 1))")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"Invalid test_fraction: {shown(self.test_fraction)} (must be in (0, 1))")
+        if self.nesterov and self.optimizer in ("mas", "sgd") and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
+                             f"(got momentum={self.momentum}, dampening={self.dampening})")
+        check_lambda_schedule(self.lambda_schedule)
+
+    def _check_names(self) -> None:
+        """The data set, model, optimizer, bias correction and schedule exist, and go together."""
         from masbench.data import dataset_kind
         from masbench.models import model_entry
         from masbench.optim import OPTIMIZERS, parse_lambda_schedule
@@ -77,34 +97,20 @@ class RunSpec(BaseModel):
         except MasbenchError as error:
             raise ValueError(str(error)) from None
         if entry.kind != kind:
-            raise ValueError(f"Invalid model {self.model!r} for dataset {self.dataset!r}: it takes {entry.kind} data, "
-                             f"the dataset is {kind}")
+            raise ValueError(f"Invalid model {self.model!r} for dataset {shown(self.dataset)}: it takes {entry.kind} "
+                             f"data, the dataset is {kind}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"Unknown optimizer: {self.optimizer!r} (valid: {', '.join(sorted(OPTIMIZERS))})")
-        _at_least(0, lr=self.lr, momentum=self.momentum, dampening=self.dampening, eps=self.eps,
-                  lambda_adam=self.lambda_adam, lambda_sgd=self.lambda_sgd)
-        if self.weight_decay is not None:
-            _at_least(0, weight_decay=self.weight_decay)
-        _at_least(1, batch_size=self.batch_size, epochs=self.epochs, max_length=self.max_length)
-        _at_least(0, seed=self.seed)
-        for name in ("train_subset", "test_subset"):
-            if getattr(self, name) is not None:
-                _at_least(1, **{name: getattr(self, name)})
-        for i, beta in enumerate(self.betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Invalid betas[{i}]: {beta} (must be in [0, 1))")
-        if self.nesterov and self.optimizer in ("mas", "sgd") and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
-                             f"(got momentum={self.momentum}, dampening={self.dampening})")
+            raise ValueError(f"Unknown optimizer: {shown(self.optimizer)} (valid: {', '.join(sorted(OPTIMIZERS))})")
         if self.bias_correction not in BIAS_CORRECTIONS:
-            raise ValueError(f"Invalid bias_correction: {self.bias_correction!r} (valid: {', '.join(BIAS_CORRECTIONS)})")
+            raise ValueError(f"Invalid bias_correction: {shown(self.bias_correction)} "
+                             f"(valid: {', '.join(BIAS_CORRECTIONS)})")
         kind_, _ = parse_lambda_schedule(self.lambda_schedule)
         if kind_ != "constant" and self.optimizer != "mas":
             raise ValueError(f"Invalid lambda_schedule {self.lambda_schedule!r} for optimizer {self.optimizer!r}: "
                              f"only mas has lambdas")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"Invalid test_fraction: {self.test_fraction} (must be in (0, 1))")
-        return self
+        if len(self.name) > MAX_NAME:
+            raise ValueError(f"Invalid run: its name {shown(self.name)} is {len(self.name)} characters "
+                             f"(the store holds {MAX_NAME}); shorten the lambda schedule or the values")
 
     # --- derived views -----------------------------------------------------------------------
 
@@ -216,12 +222,6 @@ def _format(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _at_least(bound: float, **values: float) -> None:
-    for name, value in values.items():
-        if not value >= bound:
-            raise ValueError(f"Invalid {name}: {value} (must be >= {bound})")
-
-
 def make_spec(**values: Any) -> RunSpec:
     """``RunSpec(**values)``, with a one-line ``MasbenchError`` naming the value instead of pydantic's report."""
     try:
@@ -232,6 +232,10 @@ def make_spec(**values: Any) -> RunSpec:
 
 def validation_message(error: ValidationError, where: str = "") -> str:
     """The first problem of a pydantic error, as one line that names the key and the value."""
+    return one_line(_first_problem(error, where))
+
+
+def _first_problem(error: ValidationError, where: str) -> str:
     first = error.errors()[0]
     message = first["msg"].removeprefix("Value error, ")
     location = ".".join(str(part) for part in first["loc"])
@@ -239,8 +243,8 @@ def validation_message(error: ValidationError, where: str = "") -> str:
     if first["type"] == "value_error" or not location:
         return f"{prefix}{message}"
     if first["type"] == "extra_forbidden":
-        return f"{prefix}unknown key {location!r} (see --help for the valid options)"
-    return f"{prefix}invalid {location}: {first.get('input')!r} ({message})"
+        return f"{prefix}unknown key {shown(location)} (see --help for the valid options)"
+    return f"{prefix}invalid {location}: {shown(first.get('input'))} ({message})"
 
 
 @dataclass(frozen=True)

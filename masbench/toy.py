@@ -17,11 +17,15 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
+from masbench.errors import MasbenchError
+from masbench.limits import FLOAT_RANGES, check_float, shown
 from masbench.optim import MAS, build_optimizer
 
 Loss = Callable[[torch.Tensor], torch.Tensor]
@@ -72,6 +76,8 @@ PROBLEMS: dict[str, ToyProblem] = {
 }
 
 TOY_OPTIMIZERS = ("sgd", "adam", "mas")
+MAX_STEPS = 100_000  # the paper's problems take at most 1,000; a trajectory holds every step, three times over
+PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
 @dataclass(frozen=True)
@@ -118,10 +124,8 @@ def run_toy(
     steps = problem.steps if steps is None else steps
     start = problem.start if start is None else start
     threshold = problem.threshold if threshold is None else threshold
-    if steps < 1:
-        raise ValueError(f"Invalid steps: {steps} (must be >= 1)")
-    if not lr >= 0:
-        raise ValueError(f"Invalid learning rate: {lr} (must be >= 0)")
+    _check_settings(lr=lr, steps=steps, start=start, momentum=momentum, lambda_adam=lambda_adam,
+                    lambda_sgd=lambda_sgd, threshold=threshold)
 
     # Build all three first, so that a bad hyperparameter fails before any work.
     runs = []
@@ -153,8 +157,40 @@ def run_toy(
     return results
 
 
+def _check_settings(*, lr: float, steps: int, start: tuple[float, float], momentum: float, lambda_adam: float,
+                    lambda_sgd: float, threshold: float) -> None:
+    """Bounded work and finite numbers; a negative hyperparameter is left to the optimizers' own checks."""
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"Invalid steps: {shown(steps)} (must be in [1, {MAX_STEPS:,}])")
+    if not lr >= 0:
+        raise ValueError(f"Invalid learning rate: {lr} (must be >= 0)")
+    for key, value in (("lr", lr), ("momentum", momentum), ("lambda_adam", lambda_adam), ("lambda_sgd", lambda_sgd)):
+        if not math.isfinite(value) or value > FLOAT_RANGES[key][1]:
+            check_float(key, value, *FLOAT_RANGES[key])
+    for key, value in (("start x", start[0]), ("start y", start[1]), ("threshold", threshold)):
+        if not math.isfinite(value):
+            raise ValueError(f"Invalid {key}: {shown(value)} (must be a finite number)")
+
+
+def check_plot_path(path: str | Path) -> Path:
+    """``path`` as a plot can be written to it: its folder exists and its suffix is a format matplotlib writes.
+
+    Call it before ``run_toy`` so that a bad ``--plot`` fails before the work; ``plot_toy`` calls it too.
+    """
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise MasbenchError(f"Invalid plot file {shown(str(path))}: its suffix must be one of {', '.join(PLOT_FORMATS)}")
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise MasbenchError(f"Invalid plot file {shown(str(path))}: folder {shown(str(folder))} does not exist")
+    if path.is_dir():
+        raise MasbenchError(f"Invalid plot file {shown(str(path))}: it is a folder")
+    return path
+
+
 def plot_toy(name: str, results: list[ToyResult], path: str) -> None:
     """Draw the trajectories over the loss contours, like the paper's Figs. 3-5."""
+    path = check_plot_path(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -186,5 +222,9 @@ def plot_toy(name: str, results: list[ToyResult], path: str) -> None:
     ax.set_ylabel("y (w2)" if name == "quadratic" else "y")
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.savefig(path)
+    except OSError as error:
+        raise MasbenchError(f"cannot write plot {shown(str(path))}: {error.strerror or error}") from None
+    finally:
+        plt.close(fig)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from masbench.data.base import Batch, ImageDataset, TextDataset, subset
+from masbench.data.base import Batch, ImageDataset, TextDataset, check_classes, subset
 from masbench.errors import MasbenchError
 
 
@@ -123,6 +123,8 @@ def load_dataset(
     dataset = entry.load(argument, data_dir, options)
     dataset.train = subset(dataset.train, train_subset)
     dataset.test = subset(dataset.test, test_subset)
+    present = [dataset.classes[i] for i in dataset.train.labels.unique().tolist()]
+    check_classes(name, present, "its training split" if train_subset is None else f"its training subset of {train_subset}")
     return dataset
 
 

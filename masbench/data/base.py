@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from masbench.errors import MasbenchError
+from masbench.limits import shown
+
 
 @dataclass
 class ImageSplit:
@@ -52,6 +55,17 @@ def subset(split, size: int | None, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     index = torch.randperm(len(split), generator=generator)[:size].sort().values
     return type(split)(**{name: getattr(split, name)[index] for name in split.__dataclass_fields__})
+
+
+def check_classes(name: str, classes: list[str], where: str = "its training split") -> None:
+    """Refuse a data set whose training split holds fewer than two classes.
+
+    With one class, every prediction is right: a run would report 100% test accuracy and mean nothing.
+    """
+    if len(classes) < 2:
+        found = f"one class ({shown(classes[0])})" if classes else "no class"
+        raise MasbenchError(f"dataset {shown(name)} has {found} in {where}: accuracy would be 100% by "
+                            f"construction; a classifier needs two classes or more")
 
 
 @dataclass

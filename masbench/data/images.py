@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from masbench.data.base import ImageDataset, ImageSplit, channel_stats
+from masbench.data.base import ImageDataset, ImageSplit, channel_stats, check_classes
 from masbench.errors import MasbenchError
 from masbench.fileio import cached_payload
 
@@ -140,6 +140,7 @@ def load_imagefolder(path: str, data_dir: Path) -> ImageDataset:
     root = Path(path).expanduser()
     listings = collect(root)
     classes = sorted({item.label for item in listings["train"]})
+    check_classes(f"imagefolder:{path}", classes)
     unknown = sorted({item.label for item in listings["test"]} - set(classes))
     if unknown:
         raise MasbenchError(f"test classes {unknown} in {root} have no training images")

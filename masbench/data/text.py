@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from masbench.data.base import TextDataset, TextSplit
+from masbench.data.base import TextDataset, TextSplit, check_classes
 from masbench.data.fetch import hub_online, load_pretrained
 from masbench.errors import MasbenchError
 from masbench.fileio import cached_payload
@@ -159,11 +159,14 @@ def raw_csv(path: str, data_dir: Path, *, text_column: str | None, label_column:
             if col not in frame.columns:
                 valid = ", ".join(map(str, frame.columns))
                 raise MasbenchError(f"column {col!r} not in {p} (valid: {valid})")
+        if frame.empty:
+            raise MasbenchError(f"{p} has no rows{'' if by_index else ' below its header'}: a data set needs examples")
         _check_complete(frame, p, [text_col, label_col], header_lines=0 if by_index else 1)
         return frame[text_col].tolist(), frame[label_col].tolist()
 
     texts, labels = read(file)
     classes = sorted(set(labels), key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0.0, v))
+    check_classes(f"csv:{path}", [str(c) for c in classes])
     ids = {label: i for i, label in enumerate(classes)}
     if test_file is not None:
         test_path = Path(test_file).expanduser()

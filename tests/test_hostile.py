@@ -1,0 +1,234 @@
+"""Hostile input through the real command line: each case is one line naming the value, a non-zero exit,
+no traceback, nothing written, and an answer within a time guard under a memory limit.
+
+Every case runs ``python -m masbench`` in a subprocess limited to ``MEMORY_LIMIT`` of address space
+(torch's import alone maps about 3 GiB), with a timeout as a guard against a hang (``--lambdas
+0..Infinity`` looped forever; a billion-laughs file ate gigabytes), not as a speed assertion. The cases
+that reach a store run on SQLite and on PostgreSQL: the value that one backend refuses, the other refuses.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import write_csv
+
+REPO = Path(__file__).resolve().parent.parent
+MEMORY_LIMIT = 4 << 30
+TIME_GUARD_S = 120
+
+
+def masbench(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+    env = {k: v for k, v in os.environ.items() if k != "MASBENCH_DEBUG"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "masbench", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=TIME_GUARD_S, preexec_fn=limit_memory)
+
+
+def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode not in (0, None), output
+    assert "Traceback" not in output, output[-2000:]
+    assert result.stdout == "", result.stdout[-500:]
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr[-2000:]
+    assert message in lines[0], lines[0]
+    assert len(lines[0]) <= 700, f"{len(lines[0])} characters"
+
+
+def tables_of(url: str) -> list[str]:
+    """The store's tables; none when its SQLite file does not exist (asking would create it)."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).exists():
+        return []
+    engine = create_engine(url)
+    try:
+        return inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def run_count(url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    if "runs" not in tables_of(url):
+        return 0
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("select count(*) from runs")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+# --- files the cases read ---------------------------------------------------------------------------
+
+
+def _bomb(levels: int) -> str:
+    """A billion laughs: ``levels`` anchors of ten aliases each, the last one used as a value."""
+    lines = ["defaults:", "  lr: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"  momentum{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels + 1)]
+    lines += ["benchmarks:", "  b:", f"    lr: *a{levels}"]
+    return "\n".join(lines) + "\n"
+
+
+YAML_FILES = {
+    "bomb8": _bomb(8),
+    "bomb10": _bomb(10),
+    "deep": "benchmarks:\n  b:\n    lr: " + "[" * 5000 + "]" * 5000 + "\n",
+    "long_int": "benchmarks:\n  b:\n    seeds: " + "9" * 5000 + "\n",
+    "recursive": "benchmarks:\n  b:\n    models: &m [*m]\n",
+    "int_key": "benchmarks:\n  b:\n    dataset: digits\n    1: 2\n",
+    "int_name": "benchmarks:\n  7:\n    dataset: digits\n",
+    "list_description": "benchmarks:\n  b:\n    description: [a, b]\n",
+    "list_dataset": "benchmarks:\n  b:\n    dataset: [digits]\n",
+    "empty_grids": "benchmarks:\n  b:\n    grids: []\n",
+    "inf_lr": "benchmarks:\n  b:\n    lr: .inf\n",
+    "nan_eps": "benchmarks:\n  b:\n    eps: .nan\n",
+    "big_seed_list": "benchmarks:\n  b:\n    seed_list: [0, 3000000000]\n",
+    "nul_name": 'benchmarks:\n  "b\\0":\n    dataset: digits\n',
+    "huge_grid": "benchmarks:\n  b:\n    lambdas: 0..1:0.000001\n    seeds: 1000\n",
+    "huge_file": "benchmarks:\n  b:\n    description: '" + "x" * (2 << 20) + "'\n",
+}
+
+
+def yaml_file(tmp: Path, name: str) -> str:
+    path = tmp / f"{name}.yaml"
+    path.write_text(YAML_FILES[name])
+    return str(path)
+
+
+def _sweep(*flags: str) -> list[str]:
+    return ["sweep", "--dataset", "digits", "--dry-run", *flags]
+
+
+def _bench(name: str):
+    return lambda tmp: ["sweep", "--benchmark", "b", "--dry-run", "--benchmarks", yaml_file(tmp, name)]
+
+
+# (case, command line from the test's folder, what the one line says). Each also gets --db.
+STORE_CASES = [
+    ("lr-inf", lambda tmp: ["run", "--lr", "inf"], "Invalid lr: inf (must be a finite number"),
+    ("lr-1e309", lambda tmp: ["run", "--lr", "1e309"], "Invalid lr: inf"),
+    ("lr-nan", lambda tmp: ["run", "--lr", "nan"], "Invalid lr: nan"),
+    ("lambda-adam-inf", lambda tmp: ["run", "--lambda-adam", "inf"], "Invalid lambda_adam: inf"),
+    ("lambda-sgd-2", lambda tmp: ["run", "--lambda-sgd", "2"], "Invalid lambda_sgd: 2.0 (must be <= 1)"),
+    ("momentum-inf", lambda tmp: ["run", "--momentum", "inf"], "Invalid momentum: inf"),
+    ("eps-inf", lambda tmp: ["run", "--eps", "inf"], "Invalid eps: inf"),
+    ("weight-decay-inf", lambda tmp: ["run", "--weight-decay", "inf"], "Invalid weight_decay: inf"),
+    ("dampening-1e309", lambda tmp: ["run", "--dampening", "1e309"], "Invalid dampening: inf"),
+    ("betas-inf", lambda tmp: ["run", "--betas", "0.9,inf"], "Invalid betas[1]: inf"),
+    ("test-fraction-inf", lambda tmp: ["run", "--test-fraction", "inf"], "Invalid test_fraction: inf"),
+    ("seed-2^63", lambda tmp: ["run", "--seed", "9223372036854775808"], "Invalid seed: 9223372036854775808"),
+    ("seed-3e9", lambda tmp: ["run", "--seed", "3000000000"], "must be <= 2147483647"),
+    ("epochs-2^63", lambda tmp: ["run", "--epochs", "9223372036854775808"], "Invalid epochs: 9223372036854775808"),
+    ("batch-size-3e9", lambda tmp: ["run", "--batch-size", "3000000000"], "Invalid batch_size: 3000000000"),
+    ("max-length-3e9", lambda tmp: ["run", "--max-length", "3000000000"], "Invalid max_length: 3000000000"),
+    ("train-subset-3e9", lambda tmp: ["run", "--train-subset", "3000000000"], "Invalid train_subset: 3000000000"),
+    ("schedule-inf", lambda tmp: ["run", "--lambda-schedule", "linear:0.7:0.3:inf"], "Invalid lambda schedule"),
+    ("schedule-epochs", lambda tmp: ["run", "--lambda-schedule", "linear:0.7:0.3:1e12"], "EPOCHS '1e12'"),
+    ("benchmark-300", lambda tmp: ["run", "--benchmark", "b" * 300], "is 300 characters (at most 255)"),
+    ("lambdas-infinity", lambda tmp: _sweep("--lambdas", "0..Infinity"), "every number must be finite"),
+    ("lambdas-nan", lambda tmp: _sweep("--lambdas", "NaN..1"), "every number must be finite"),
+    ("lambdas-4M", lambda tmp: _sweep("--lambdas", "0.3..0.7:0.0000001"), "4,000,003 cells"),
+    ("lambdas-tiny-step", lambda tmp: _sweep("--lambdas", "0..1:1e-999999999"), "more than 1e+18 cells"),
+    ("seeds-1e8", lambda tmp: _sweep("--seeds", "100000000"), "700,000,000 cells"),
+    ("seed-list-3e9", lambda tmp: _sweep("--seed-list", "0,3000000000"), "Invalid seed_list: 3000000000"),
+    ("sweep-lr-inf", lambda tmp: _sweep("--lr", "inf"), "Invalid lr: inf"),
+    ("sweep-epochs-2^63", lambda tmp: _sweep("--epochs", "9223372036854775808"), "Invalid epochs"),
+]
+
+# Benchmarks files: refused as they are read, before any store is opened, so SQLite alone.
+FILE_CASES = [
+    ("yaml-bomb-8", _bench("bomb8"), "aliases expand to more than 100,000 values"),
+    ("yaml-bomb-10", _bench("bomb10"), "aliases expand to more than 100,000 values"),
+    ("yaml-deep", _bench("deep"), "nested deeper than 64 levels"),
+    ("yaml-long-int", _bench("long_int"), "an integer of 5000 digits"),
+    ("yaml-recursive", _bench("recursive"), "an alias refers to a value that contains it"),
+    ("yaml-int-key", _bench("int_key"), "benchmark 'b': key 1 is not a name"),
+    ("yaml-int-name", _bench("int_name"), "benchmarks: key 7 is not a name"),
+    ("yaml-list-description", _bench("list_description"), "benchmark 'b', key 'description': ['a', 'b'] is invalid"),
+    ("yaml-list-dataset", _bench("list_dataset"), "benchmark 'b', key 'dataset': ['digits'] is invalid"),
+    ("yaml-empty-grids", _bench("empty_grids"), "benchmark 'b': 'grids' is empty"),
+    ("yaml-inf-lr", _bench("inf_lr"), "benchmark 'b': Invalid lr: inf"),
+    ("yaml-nan-eps", _bench("nan_eps"), "benchmark 'b': Invalid eps: nan"),
+    ("yaml-seed-list", _bench("big_seed_list"), "benchmark 'b': Invalid seed_list: 3000000000"),
+    ("yaml-nul-name", _bench("nul_name"), "holds a control character"),
+    ("yaml-huge-grid", _bench("huge_grid"), "1,000,003,000 cells"),
+    ("yaml-huge-file", _bench("huge_file"), "bytes (at most 1,048,576)"),
+]
+
+
+@pytest.mark.parametrize("make_args, message", [c[1:] for c in STORE_CASES], ids=[c[0] for c in STORE_CASES])
+def test_hostile_values_are_one_line_and_write_nothing(make_args, message, db_url, tmp_path):
+    result = masbench([*make_args(tmp_path), "--db", db_url], tmp_path)
+    assert_refused(result, message)
+    assert tables_of(db_url) == []
+
+
+@pytest.mark.parametrize("make_args, message", [c[1:] for c in FILE_CASES], ids=[c[0] for c in FILE_CASES])
+def test_hostile_benchmarks_files_are_one_line_and_write_nothing(make_args, message, sqlite_url, tmp_path):
+    result = masbench([*make_args(tmp_path), "--db", sqlite_url], tmp_path)
+    assert_refused(result, message)
+    assert tables_of(sqlite_url) == []
+
+
+def _one_class_csv(tmp: Path) -> str:
+    path = tmp / "one.csv"
+    path.write_text("text,label\n" + "".join(f"review {i},good\n" for i in range(12)))
+    return f"csv:{path}"
+
+
+def _header_only(tmp: Path) -> str:
+    path = tmp / "empty.csv"
+    path.write_text("text,label\n")
+    return str(path)
+
+
+DATA_CASES = [
+    ("one-class", lambda tmp: ["run", "--dataset", _one_class_csv(tmp), "--model", "bert"], "has one class ('good')"),
+    ("header-only-test-file",
+     lambda tmp: ["run", "--dataset", f"csv:{write_csv(tmp / 'r.csv')}", "--model", "bert", "--test-file",
+                  _header_only(tmp)], "has no rows below its header"),
+    ("header-only-data",
+     lambda tmp: ["run", "--dataset", f"csv:{_header_only(tmp)}", "--model", "bert", "--test-file",
+                  str(write_csv(tmp / "t.csv"))], "has no rows below its header"),
+    ("subset-of-one", lambda tmp: ["run", "--train-subset", "1"], "its training subset of 1"),
+]
+
+
+@pytest.mark.parametrize("make_args, message", [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
+def test_hostile_data_is_one_line_and_records_no_run(make_args, message, db_url, tmp_path):
+    result = masbench([*make_args(tmp_path), "--db", db_url, "--data-dir", str(tmp_path / "data")], tmp_path)
+    assert_refused(result, message)
+    assert run_count(db_url) == 0
+
+
+TOY_CASES = [
+    ("steps-1e12", ["toy", "abs", "--steps", "1000000000000"], "Invalid steps: 1000000000000 (must be in [1, 100,000])"),
+    ("lr-inf", ["toy", "abs", "--lr", "inf"], "Invalid lr: inf"),
+    ("momentum-inf", ["toy", "quadratic", "--momentum", "1e309"], "Invalid momentum: inf"),
+    ("start-inf", ["toy", "abs", "--start", "1,inf"], "Invalid start y: inf"),
+    ("threshold-nan", ["toy", "abs", "--threshold", "nan"], "Invalid threshold: nan"),
+    ("plot-missing-folder", ["toy", "abs", "--steps", "5", "--plot", "no/such/folder/x.png"], "does not exist"),
+    ("plot-suffix", ["toy", "abs", "--steps", "5", "--plot", "x.txt"], "its suffix must be one of .png"),
+]
+
+
+@pytest.mark.parametrize("args, message", [c[1:] for c in TOY_CASES], ids=[c[0] for c in TOY_CASES])
+def test_hostile_toy_settings_are_one_line(args, message, tmp_path):
+    result = masbench(args, tmp_path)
+    assert_refused(result, message)
+    assert list(tmp_path.iterdir()) == []
