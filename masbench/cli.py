@@ -45,7 +45,7 @@ class OneLineErrors(TyperGroup):
         except (MasbenchError, ValueError) as error:
             if os.environ.get("MASBENCH_DEBUG"):
                 raise
-            rv = _fail(str(error), 1)
+            rv = _fail(str(error), getattr(error, "exit_code", 1))  # Stopped: 130 (SIGINT), 143 (SIGTERM)
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -267,7 +267,7 @@ def run(
     from masbench import distributed
     from masbench.progress import RunProgress
     from masbench.store import Store
-    from masbench.sweep import run_cell
+    from masbench.sweep import run_cell, stop_on_signals
 
     # Under torchrun, one cell on several processes: rank 0 alone opens the store and reports.
     dist = distributed.from_environment()
@@ -280,7 +280,7 @@ def run(
         return
     store = Store(db)
     try:
-        with RunProgress(store_url=store.masked_url) as progress:
+        with stop_on_signals(), RunProgress(store_url=store.masked_url) as progress:
             outcome = run_cell(spec, store, options, callbacks=[progress], force=force, stale_after=claim_timeout,
                                heartbeat_every=min(10.0, claim_timeout / 4))
     finally:
@@ -458,7 +458,7 @@ def sweep(
                       markup=False)
     if summary.interrupted:
         console.print("interrupted: claims released; run the same command again to resume", markup=False)
-        raise typer.Exit(130)
+        raise typer.Exit(summary.exit_code)
     if summary.failed:
         raise typer.Exit(1)
 

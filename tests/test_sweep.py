@@ -235,7 +235,7 @@ def test_the_quick_benchmark_runs_offline(tmp_path):
 
 
 def test_failed_cells_are_recorded_skipped_and_retried_on_request(bench_file, tmp_path, monkeypatch):
-    import masbench.sweep as sweep_module
+    import masbench.sweep.cells as sweep_module
 
     real_train = sweep_module.train
 
