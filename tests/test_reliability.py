@@ -93,7 +93,8 @@ def clean_metrics(bench_file, tmp_path_factory):
     ],
 )
 def test_a_killed_sweep_reruns_to_the_uninterrupted_metrics(fault, bench_file, db_url, tmp_path, clean_metrics):
-    killed = sweep(bench_file, db_url, tmp_path, fault=fault)
+    # The killed worker's own lease (--claim-timeout) decides when its cell may be taken over.
+    killed = sweep(bench_file, db_url, tmp_path, "--claim-timeout", "2", fault=fault)
     out, err = killed.communicate(timeout=600)
     assert killed.returncode == -signal.SIGKILL, f"the fault {fault} did not fire: {out}\n{err}"
     assert rows(db_url, "select count(*) from runs where status = 'running'") == [(1,)]
@@ -106,7 +107,7 @@ def test_a_killed_sweep_reruns_to_the_uninterrupted_metrics(fault, bench_file, d
 
 
 def test_a_torn_checkpoint_file_restarts_its_cell_with_a_warning(bench_file, db_url, tmp_path, clean_metrics):
-    killed = sweep(bench_file, db_url, tmp_path, fault="batch:40")
+    killed = sweep(bench_file, db_url, tmp_path, "--claim-timeout", "2", fault="batch:40")
     killed.communicate(timeout=600)
     (checkpoint,) = (tmp_path / "ckpt").glob("*.pt")
     checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])

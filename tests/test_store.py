@@ -94,11 +94,11 @@ def test_non_finite_values_are_stored_as_the_database_allows(store):
     ],
 )
 def test_what_can_be_claimed(store, status, kwargs, claimable):
-    from datetime import datetime, timedelta, timezone
+    from datetime import timedelta
 
     if "retry_failed_before" in kwargs:
         shift = timedelta(hours=1) if kwargs["retry_failed_before"] == "future" else -timedelta(hours=1)
-        kwargs = {"retry_failed_before": datetime.now(timezone.utc) + shift}
+        kwargs = {"retry_failed_before": store.now() + shift}
     run = store.ensure_run(run_values(RunSpec()))
     if status != "pending":
         store.claim(run.id, "old", stale_after=60)
@@ -106,13 +106,16 @@ def test_what_can_be_claimed(store, status, kwargs, claimable):
     assert store.claim(run.id, "new", stale_after=60, **kwargs) is claimable
 
 
-def test_a_live_claim_is_exclusive_and_a_stale_one_is_taken_over(store):
+def test_a_live_claim_is_exclusive_and_an_expired_one_is_taken_over(store):
     run = store.ensure_run(run_values(RunSpec()))
-    assert store.claim(run.id, "a", stale_after=60)
+    assert store.claim(run.id, "a", stale_after=0.5)  # a's lease: half a second without renewal
     assert not store.claim(run.id, "b", stale_after=60)
     assert not store.claim(run.id, "b", stale_after=60, force=True)
-    time.sleep(0.05)
-    assert store.claim(run.id, "b", stale_after=0.01)  # a's heartbeat is older than 0.01 s: a is presumed dead
+    deadline = time.monotonic() + 30
+    while store.is_held(run.id):  # a stops renewing, as a dead worker would
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert store.claim(run.id, "b", stale_after=60)
     with pytest.raises(ClaimLost):
         store.record_epoch(run.id, "a", epoch(1))
     assert not store.heartbeat(run.id, "a") and store.heartbeat(run.id, "b")
@@ -124,8 +127,13 @@ def test_release_makes_a_run_pending_again(store):
     run = store.ensure_run(run_values(RunSpec()))
     store.claim(run.id, "a", stale_after=60)
     store.release(run.id, "a")
-    assert store.get_run(RunSpec().key).status == "pending"
+    released = store.get_run(RunSpec().key)
+    assert (released.status, released.worker, released.lease_expires_at) == ("pending", None, None)
     assert store.claim(run.id, "b", stale_after=60)
+    other = store.ensure_run(run_values(RunSpec(seed=1)))
+    assert store.claim(other.id, "c", stale_after=60)
+    store.release(None, "b")  # every claim b holds, and no one else's
+    assert store.get_run(RunSpec().key).status == "pending" and store.get_run(RunSpec(seed=1).key).status == "running"
 
 
 def test_env_var_chooses_the_database(tmp_path, monkeypatch):

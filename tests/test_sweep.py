@@ -235,7 +235,7 @@ def test_the_quick_benchmark_runs_offline(tmp_path):
 
 
 def test_failed_cells_are_recorded_skipped_and_retried_on_request(bench_file, tmp_path, monkeypatch):
-    import masbench.sweep as sweep_module
+    import masbench.sweep.cells as sweep_module
 
     real_train = sweep_module.train
 
@@ -259,3 +259,66 @@ def test_failed_cells_are_recorded_skipped_and_retried_on_request(bench_file, tm
     retried = runner.invoke(app, [*args, "--retry-failed"])
     assert retried.exit_code == 0, retried.output
     assert "1 finished now; 6 completed" in retried.stdout
+
+
+# --- stops ---------------------------------------------------------------------------------------------
+
+
+def _interrupted_train(signum):
+    """A train() whose checkpoint write is cut short by ``signum`` and reports it as torch.save does: a
+    RuntimeError that no longer carries the interrupt."""
+    import os
+    import time
+
+    def train(spec, options, callbacks, prepared):
+        stopped = False
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(30)  # the handler raises here, at once
+        except KeyboardInterrupt:
+            stopped = True
+        assert stopped
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+
+    return train
+
+
+@pytest.mark.parametrize("signum", [15, 2])
+def test_a_stop_that_surfaces_as_another_error_leaves_the_cell_pending_not_failed(db_url, monkeypatch, signum):
+    import masbench.sweep.cells as cells
+    from masbench.config import RunSpec
+    from masbench.store import Store
+    from masbench.sweep import Stopped, run_cell, stop_on_signals
+
+    monkeypatch.setattr(cells, "train", _interrupted_train(signum))
+    store = Store(db_url)
+    spec = RunSpec(dataset="digits", model="mlp", epochs=1, batch_size=256)
+    with pytest.raises(Stopped) as stopped:
+        with stop_on_signals():
+            run_cell(spec, store)
+    assert stopped.value.exit_code == 128 + signum
+    run = store.get_run(spec.key)
+    assert (run.status, run.worker, run.error, run.attempts) == ("pending", None, None, 1)
+    store.close()
+
+
+def test_an_interrupt_chained_in_an_error_is_not_a_failure_without_handlers_either(sqlite_url, monkeypatch):
+    import masbench.sweep.cells as cells
+    from masbench.config import RunSpec
+    from masbench.store import Store
+    from masbench.sweep import run_cell
+
+    def train(spec, options, callbacks, prepared):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as error:
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0") from error
+
+    monkeypatch.setattr(cells, "train", train)
+    store = Store(sqlite_url)
+    spec = RunSpec(dataset="digits", model="mlp", epochs=1, batch_size=256)
+    with pytest.raises(KeyboardInterrupt):
+        run_cell(spec, store)
+    run = store.get_run(spec.key)
+    assert (run.status, run.worker, run.error) == ("pending", None, None)
+    store.close()

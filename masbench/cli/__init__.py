@@ -46,7 +46,7 @@ class OneLineErrors(TyperGroup):
         except (MasbenchError, ValueError) as error:
             if os.environ.get("MASBENCH_DEBUG"):
                 raise
-            rv = _fail(str(error), 1)
+            rv = _fail(str(error), getattr(error, "exit_code", 1))  # Stopped: 130 (SIGINT), 143 (SIGTERM)
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)

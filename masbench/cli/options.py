@@ -66,7 +66,8 @@ ChannelsLastOpt = Annotated[
 CompileOpt = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")]
 CheckpointDirOpt = Annotated[str, typer.Option(help="Where per-epoch checkpoints go.")]
 ClaimTimeoutOpt = Annotated[
-    float, typer.Option(help="Seconds without a heartbeat after which a crashed run's claim is taken over.")
+    float, typer.Option(help="This worker's lease, in seconds: if it stops renewing its claim for that long (by the "
+                        "database server's clock), another worker may take the cell over.")
 ]
 
 

@@ -110,7 +110,7 @@ def run(
     stale_after, heartbeat_every = lease(claim_timeout)
     store, outcome = _train_cell(spec, options, db, force, stale_after, heartbeat_every)
     if store is not None:
-        _report_run(spec, store, outcome, claim_timeout)
+        _report_run(spec, store, outcome)
 
 
 def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_every: float):
@@ -120,7 +120,7 @@ def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_ev
     from masbench import distributed
     from masbench.progress import RunProgress
     from masbench.store import Store
-    from masbench.sweep import run_cell
+    from masbench.sweep import run_cell, stop_on_signals
 
     dist = distributed.from_environment()
     options = replace(options, distributed=dist)
@@ -132,7 +132,7 @@ def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_ev
         return None, None
     store = Store(db)
     try:
-        with RunProgress(store_url=store.masked_url) as progress:
+        with stop_on_signals(), RunProgress(store_url=store.masked_url) as progress:
             outcome = run_cell(spec, store, options, callbacks=[progress], force=force, stale_after=stale_after,
                                heartbeat_every=heartbeat_every)
     finally:
@@ -140,7 +140,7 @@ def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_ev
     return store, outcome
 
 
-def _report_run(spec, store, outcome, claim_timeout: float) -> None:
+def _report_run(spec, store, outcome) -> None:
     """One line on stdout for a run trained or skipped; a MasbenchError (exit 1) for one that failed or is busy."""
     if outcome.status in ("skipped", "busy"):
         previous = outcome.previous
@@ -148,8 +148,8 @@ def _report_run(spec, store, outcome, claim_timeout: float) -> None:
         best = max((e.test_acc for e in epochs_done if e.test_acc is not None), default=None)
         if outcome.status == "busy":
             raise MasbenchError(f"{spec.describe()} is being trained by another worker ({outcome.message}); wait for "
-                                f"it, or if that worker crashed, run again once its claim is older than "
-                                f"--claim-timeout ({claim_timeout:g} s)")
+                                f"it, or if that worker crashed, run again once its lease has expired (its --claim-timeout, "
+                                f"by the database server's clock)")
         hint = "--force" if previous.status == "completed" else "--force (or a sweep with --retry-failed)"
         typer.echo(f"already {previous.status}: {spec.describe()} (run {previous.id}): best test acc "
                    f"{percent(best)} over {len(epochs_done)} epochs; use {hint} to run it again")
@@ -320,6 +320,6 @@ def _report_sweep(title: str, summary, console) -> None:
                       markup=False)
     if summary.interrupted:
         console.print("interrupted: claims released; run the same command again to resume", markup=False)
-        raise typer.Exit(130)
+        raise typer.Exit(summary.exit_code)
     if summary.failed:
         raise typer.Exit(1)

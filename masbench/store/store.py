@@ -1,12 +1,14 @@
 """The metric store: any SQLAlchemy URL, SQLite by default, PostgreSQL for shared use.
 
 Every write happens in one session scope that commits or rolls back. SQLite
-runs in WAL mode with a busy timeout, and its transactions begin IMMEDIATE, so
-concurrent writers wait for each other instead of failing with "database is
-locked". A cell is claimed with one conditional UPDATE, which is atomic on
-both databases, and every epoch written checks that its worker still holds
-the claim. Epoch rows are upserted on (run_id, epoch): a repeated epoch
-replaces its row and never adds a second.
+runs in WAL mode with a busy timeout; its writing transactions begin
+IMMEDIATE, so concurrent writers wait for each other instead of failing with
+"database is locked", and its reading ones are deferred, so that a read never
+waits for a writer (WAL gives it a snapshot). A cell is claimed under a lease
+judged by the database server's clock (``leases``), and every epoch written
+checks that its worker still holds the claim and renews the lease. Epoch rows
+are upserted on (run_id, epoch): a repeated epoch replaces its row and never
+adds a second.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, inspect, or_, select, update
+from sqlalchemy import create_engine, delete, event, func, inspect, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -33,6 +35,8 @@ from sqlalchemy.orm import Session
 
 from masbench import faults
 from masbench.errors import MasbenchError
+from masbench.store import leases
+from masbench.store.leases import DEFAULT_LEASE_S, as_utc, server_time
 from masbench.store.migrate import initialise_or_upgrade, stored_version
 from masbench.store.models import EPOCH_COLUMNS, SCHEMA_VERSION, Base, Epoch, Meta, Run
 
@@ -70,6 +74,7 @@ def mask_url(url: str) -> str:
 
 
 def utcnow() -> datetime:
+    """This client's clock: for display only, never for a claim, a lease or a retry (``Store.now`` is for those)."""
     return datetime.now(timezone.utc)
 
 
@@ -108,6 +113,8 @@ class Store:
                                     f"or give --db (or MASBENCH_DB)")
         try:
             self.engine = self._create_engine(parsed)
+            # Writes go through this view of the engine (same pool): on SQLite its transactions begin IMMEDIATE.
+            self._writer = self.engine.execution_options(masbench_writes=True)
             if create:
                 self._create_schema()
             elif not inspect(self.engine).has_table("runs"):
@@ -163,14 +170,16 @@ class Store:
         def _on_begin(connection):
             # A deferred transaction that reads and then writes can fail at once with "database is locked"
             # when another writer got in between; IMMEDIATE takes the write lock up front and waits for it.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Reading transactions stay deferred: under WAL they read a snapshot and never wait for a writer.
+            writes = connection.get_execution_options().get("masbench_writes", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
         return engine
 
     def _create_schema(self) -> None:
         for attempt in range(5):
             try:
-                Base.metadata.create_all(self.engine)
+                Base.metadata.create_all(self._writer)
                 with self.session() as s:
                     initialise_or_upgrade(s, self.masked_url)
                 return
@@ -182,7 +191,7 @@ class Store:
 
     def _check_schema(self) -> None:
         """For a store opened without ``create``: upgrade it when it is older (which needs to write)."""
-        with self.session() as s:
+        with self.reading() as s:
             version = stored_version(s, self.masked_url)
         if version is None or version != SCHEMA_VERSION:
             self._create_schema()
@@ -191,7 +200,7 @@ class Store:
     def store_id(self) -> str:
         """This store's identity (a UUID kept in ``meta``): checkpoints record it, so no other store adopts them."""
         if self._store_id is None:
-            with self.session() as s:
+            with self.reading() as s:
                 self._store_id = s.get(Meta, "store_id").value
         return self._store_id
 
@@ -201,8 +210,8 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One unit of work: commits when the block ends, rolls back when it raises."""
-        with Session(self.engine, expire_on_commit=False) as s:
+        """One unit of work that writes: commits when the block ends, rolls back when it raises."""
+        with Session(self._writer, expire_on_commit=False) as s:
             try:
                 yield s
                 s.commit()
@@ -210,13 +219,25 @@ class Store:
                 s.rollback()
                 raise
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A unit of work that only reads: on SQLite it takes no write lock and waits for no writer."""
+        # Closing (not rolling back) ends the transaction without expiring the objects read.
+        with Session(self.engine, expire_on_commit=False) as s:
+            yield s
+
+    def now(self) -> datetime:
+        """The database server's clock (UTC): the one clock that claims, leases and retries are judged by."""
+        with self.reading() as s:
+            return as_utc(s.execute(select(server_time(self.engine.dialect.name))).scalar_one())
+
     def close(self) -> None:
         self.engine.dispose()
 
     # --- runs ------------------------------------------------------------------------------------
 
     def get_run(self, key: str) -> Run | None:
-        with self.session() as s:
+        with self.reading() as s:
             return s.scalars(select(Run).where(Run.key == key)).first()
 
     def ensure_run(self, values: dict[str, Any]) -> Run:
@@ -227,9 +248,10 @@ class Store:
             return existing
         try:
             with self.session() as s:
-                run = Run(**values, status="pending", created_at=utcnow(), attempts=0)
+                run = Run(**values, status="pending", created_at=server_time(self.engine.dialect.name), attempts=0)
                 s.add(run)
                 s.flush()
+                s.refresh(run)
                 return run
         except IntegrityError:
             run = self.get_run(key)
@@ -237,46 +259,34 @@ class Store:
                 raise
             return run
 
-    def claim(self, run_id: int, worker: str, *, stale_after: float, retry_failed_before: datetime | None = None,
-              force: bool = False) -> bool:
+    def claim(self, run_id: int, worker: str, *, stale_after: float = DEFAULT_LEASE_S,
+              retry_failed_before: datetime | None = None, force: bool = False) -> bool:
         """Atomically make ``worker`` the owner of the run; False when another worker holds it or it is done.
 
-        Claimable: pending; running with no heartbeat for ``stale_after`` seconds (its worker died);
-        failed or diverged before ``retry_failed_before`` (a sweep's ``--retry-failed`` retries what failed
-        before it started, once); anything but a live claim with ``force``.
+        ``stale_after`` is this worker's lease, in seconds: should it stop renewing the claim (heartbeats,
+        epochs) for that long by the server's clock, another worker may take the run over. Claimable:
+        pending; running with an expired lease; failed or diverged before ``retry_failed_before``
+        (a server time, from ``now``); anything but a live claim with ``force``.
         """
-        now = utcnow()
-        claimable = [Run.status == "pending",
-                     (Run.status == "running") & (or_(Run.heartbeat_at.is_(None),
-                                                      Run.heartbeat_at < now - timedelta(seconds=stale_after)))]
-        if retry_failed_before is not None:
-            claimable.append(Run.status.in_(("failed", "diverged")) & (Run.finished_at < retry_failed_before))
-        if force:
-            claimable.append(Run.status.in_(("completed", "failed", "diverged")))
         with self.session() as s:
-            result = s.execute(
-                update(Run)
-                .where(Run.id == run_id, or_(*claimable))
-                .values(status="running", worker=worker, heartbeat_at=now, attempts=Run.attempts + 1, error=None,
-                        finished_at=None)
-                .execution_options(synchronize_session=False)
-            )
-            return result.rowcount == 1
+            return leases.claim(s, run_id, worker, lease_s=stale_after, retry_failed_before=retry_failed_before,
+                                force=force)
 
-    def heartbeat(self, run_id: int, worker: str) -> bool:
-        """Refresh the claim; False when this worker no longer holds it."""
+    def heartbeat(self, run_id: int, worker: str, stale_after: float = DEFAULT_LEASE_S) -> bool:
+        """Renew the lease for ``stale_after`` more seconds; False when this worker no longer holds the run."""
         with self.session() as s:
-            result = s.execute(
-                update(Run).where(Run.id == run_id, Run.worker == worker, Run.status == "running")
-                .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False)
-            )
-            return result.rowcount == 1
+            return leases.renew(s, run_id, worker, stale_after)
+
+    def is_held(self, run_id: int) -> bool:
+        """Whether a live worker holds the run (its lease is not past by the server's clock)."""
+        with self.reading() as s:
+            return leases.held(s, run_id)
 
     def start(self, run_id: int, worker: str, **environment: Any) -> None:
         """Record where and with what the run executes: host, device, versions, git_commit, config."""
         with self.session() as s:
             values = dict(environment)
-            values.setdefault("started_at", utcnow())
+            values.setdefault("started_at", server_time(self.engine.dialect.name))
             result = s.execute(update(Run).where(Run.id == run_id, Run.worker == worker).values(**values)
                                .execution_options(synchronize_session=False))
             if result.rowcount != 1:
@@ -285,26 +295,23 @@ class Store:
     def reset(self, run_id: int, worker: str) -> None:
         """Delete the run's epochs (``--force``); the caller holds the claim."""
         with self.session() as s:
-            self._check_claim(s, run_id, worker)
+            self._check_claim(s, run_id, worker, DEFAULT_LEASE_S)
             s.execute(delete(Epoch).where(Epoch.run_id == run_id))
             s.execute(update(Run).where(Run.id == run_id).values(started_at=None)
                       .execution_options(synchronize_session=False))
 
-    def record_epoch(self, run_id: int, worker: str, metrics: dict[str, Any]) -> None:
-        """Upsert one epoch's row, and refresh the heartbeat, if ``worker`` still holds the run."""
+    def record_epoch(self, run_id: int, worker: str, metrics: dict[str, Any],
+                     stale_after: float = DEFAULT_LEASE_S) -> None:
+        """Upsert one epoch's row, and renew the lease for ``stale_after`` seconds, if ``worker`` holds the run."""
         with self.session() as s:
-            self._check_claim(s, run_id, worker)
+            self._check_claim(s, run_id, worker, stale_after)
             values = {"run_id": run_id, "epoch": metrics["epoch"], **{c: metrics[c] for c in EPOCH_COLUMNS}}
             self._upsert_epoch(s, values)
             s.flush()
             faults.point("store.epoch")
 
-    def _check_claim(self, s: Session, run_id: int, worker: str) -> None:
-        result = s.execute(
-            update(Run).where(Run.id == run_id, Run.worker == worker, Run.status == "running")
-            .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
+    def _check_claim(self, s: Session, run_id: int, worker: str, lease_s: float) -> None:
+        if not leases.renew(s, run_id, worker, lease_s):
             raise ClaimLost(f"run {run_id} is no longer held by worker {worker}")
 
     def _upsert_epoch(self, s: Session, values: dict[str, Any]) -> None:
@@ -331,23 +338,23 @@ class Store:
         with self.session() as s:
             result = s.execute(
                 update(Run).where(Run.id == run_id, Run.worker == worker)
-                .values(status=status, error=error, finished_at=utcnow(), heartbeat_at=None)
+                .values(status=status, error=error, finished_at=server_time(self.engine.dialect.name),
+                        heartbeat_at=None, lease_expires_at=None)
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:
                 raise ClaimLost(f"run {run_id} is no longer held by worker {worker}")
 
-    def release(self, run_id: int, worker: str) -> None:
-        """Give the claim back (Ctrl-C): the run is pending again and resumes from its checkpoint later."""
+    def release(self, run_id: int | None, worker: str) -> None:
+        """Give the claim back (Ctrl-C, SIGTERM): the run is pending again and resumes from its checkpoint later.
+
+        ``run_id=None`` gives back every claim ``worker`` holds.
+        """
         with self.session() as s:
-            s.execute(
-                update(Run).where(Run.id == run_id, Run.worker == worker, Run.status == "running")
-                .values(status="pending", worker=None, heartbeat_at=None)
-                .execution_options(synchronize_session=False)
-            )
+            leases.release(s, worker, run_id)
 
     def epochs_of(self, run_id: int) -> list[Epoch]:
-        with self.session() as s:
+        with self.reading() as s:
             return list(s.scalars(select(Epoch).where(Epoch.run_id == run_id).order_by(Epoch.epoch)))
 
     def cell_states(self, keys: list[str]) -> dict[str, dict[str, Any]]:
@@ -356,7 +363,7 @@ class Store:
         last = (select(Epoch.run_id, func.max(Epoch.epoch).label("last_epoch"))
                 .group_by(Epoch.run_id).subquery())
         states: dict[str, dict[str, Any]] = {}
-        with self.session() as s:
+        with self.reading() as s:
             for start in range(0, len(keys), 500):
                 query = (select(runs.c.key, runs.c.status, runs.c.worker, runs.c.name, runs.c.dataset, runs.c.model,
                                 runs.c.seed, runs.c.epochs, runs.c.error, runs.c.finished_at, runs.c.heartbeat_at,

@@ -1,0 +1,121 @@
+"""What every executor shares: its settings, the checks and registration before a sweep, and its summary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from masbench.benchmarks import Cell
+from masbench.engine import Callback
+from masbench.spec import ExecOptions
+from masbench.store import Store
+from masbench.store.leases import as_utc
+from masbench.sweep.cells import FINAL, HEARTBEAT_EVERY_S, STALE_AFTER_S, run_values
+
+POLL_S = 2.0
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How a sweep runs its cells; none of it changes a cell's numbers.
+
+    ``stale_after`` is each worker's lease (``--claim-timeout``): should a worker stop renewing its claim
+    for that long, by the database server's clock, another worker takes its cell over.
+    """
+
+    options: ExecOptions = field(default_factory=ExecOptions)
+    workers: int = 1
+    retry_failed: bool = False
+    stale_after: float = STALE_AFTER_S
+    heartbeat_every: float = HEARTBEAT_EVERY_S
+    poll: float = POLL_S
+    callbacks: tuple[Callback, ...] = ()  # given to every cell's training; picklable, for worker processes
+
+
+def cell_options(cell: Cell, options: ExecOptions) -> ExecOptions:
+    """A grid's data folder applies unless the command line gave one; relative data paths follow the file."""
+    if cell.data_dir is not None and options.data_dir is None:
+        options = replace(options, data_dir=Path(cell.data_dir))
+    if cell.base_dir is not None and options.base_dir is None:
+        options = replace(options, base_dir=Path(cell.base_dir))
+    return options
+
+
+def preflight(cells: Sequence[Cell], options: ExecOptions) -> dict:
+    """Load each distinct data set once, so that missing or broken data fails before anything is written.
+
+    Returns the loaded sets (keyed by ``data_cache_key``), for a worker in this process to reuse.
+    """
+    from masbench.engine import data_cache_key, load_data, resolve_device
+
+    resolve_device(options.device)
+    datasets: dict = {}
+    for cell in cells:
+        opts = cell_options(cell, options)
+        key = data_cache_key(cell.spec, opts)
+        if key not in datasets:
+            datasets[key] = load_data(cell.spec, opts)
+    return datasets
+
+
+def register(cells: Sequence[Cell], store: Store) -> None:
+    """A pending row per cell, so that the store knows the whole plan (reports flag what is missing)."""
+    for cell in cells:
+        store.ensure_run(run_values(cell.spec))
+
+
+@dataclass
+class SweepSummary:
+    total: int
+    states: dict[str, dict[str, Any]]  # key -> the stored state of the cell
+    ran: int  # cells finished while this sweep ran
+    stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that stopped the sweep
+    dead_workers: int = 0  # worker processes that died (their cells were taken over by the others)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped_by is not None
+
+    @property
+    def exit_code(self) -> int:
+        """What the shell expects of a process stopped by the signal: 128 + its number (130, 143)."""
+        return 0 if self.stopped_by is None else 128 + self.stopped_by
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.states.values() if s["status"] == status)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [s for s in self.states.values() if s["status"] == "failed"]
+
+
+def summarize(cells: Sequence[Cell], store: Store, started: datetime, stopped_by: int | None = None,
+              dead_workers: int = 0) -> SweepSummary:
+    """The cells' states in the store; ``started`` (the server's clock) tells the cells this sweep finished."""
+    states = store.cell_states([cell.spec.key for cell in cells])
+    ran = sum(1 for s in states.values()
+              if s["status"] in FINAL and s["finished_at"] is not None and as_utc(s["finished_at"]) >= started)
+    return SweepSummary(len(cells), states, ran, stopped_by, 0 if stopped_by is not None else dead_workers)
+
+
+def dry_run(cells: Sequence[Cell], url: str | None) -> list[tuple[Cell, str]]:
+    """Each cell and its state in the store ("new" when absent), writing nothing."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from masbench.store import resolve_url
+
+    resolved = resolve_url(url)
+    try:
+        parsed = make_url(resolved)
+    except ArgumentError:
+        parsed = None
+    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).exists():
+            return [(cell, "new") for cell in cells]
+    store = Store(resolved, writable=False)
+    states = store.cell_states([cell.spec.key for cell in cells])
+    return [(cell, states.get(cell.spec.key, {}).get("status", "new")) for cell in cells]

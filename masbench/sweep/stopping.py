@@ -1,0 +1,101 @@
+"""Stopping on SIGINT and SIGTERM: promptly, cleanly, and never by recording a cell as failed.
+
+Inside ``stop_on_signals()`` the first SIGINT or SIGTERM records which signal it
+was and raises ``KeyboardInterrupt`` in the main thread; the cell being trained
+gives its claim back (``run_cell``) and the sweep stops. Later signals are only
+recorded, so that they cannot cut the release of a claim short. An exception
+that surfaces while a stop is pending (a ``RuntimeError`` out of a ``torch.save``
+that the interrupt cut short) is the stop, not the cell's failure: ``run_cell``
+asks ``requested()`` before it records ``failed``.
+
+The state is process-wide because signal handlers are.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from masbench.errors import MasbenchError
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(MasbenchError):
+    """Stopped by a signal, with every claim given back; ``exit_code`` is the shell's 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}: claims released; "
+                         f"run the same command again to resume")
+
+
+class _State:
+    signum: int | None = None  # the first signal received
+    depth = 0  # nested stop_on_signals blocks (the CLI's, run_sweep's)
+    previous: dict = {}
+
+
+_state = _State()
+
+
+def requested() -> int | None:
+    """The signal that asked this process to stop, or None."""
+    return _state.signum
+
+
+def interrupted(error: BaseException) -> bool:
+    """Whether ``error`` is the stop itself: a stop is pending, or an interrupt is in its chain of causes."""
+    if _state.signum is not None:
+        return True
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _on_signal(signum: int, frame) -> None:
+    if _state.signum is None:
+        _state.signum = signum
+        raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Handle SIGINT and SIGTERM for the rest of this process's life (a sweep worker's)."""
+    _state.signum = None
+    _state.depth += 1
+    for signum in SIGNALS:
+        signal.signal(signum, _on_signal)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM stop the block cleanly; a stop that leaves it is raised as ``Stopped``.
+
+    Off the main thread (where handlers cannot be installed) signals keep their usual effect.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    outermost = _state.depth == 0
+    if outermost:
+        _state.signum = None
+        _state.previous = {signum: signal.signal(signum, _on_signal) for signum in SIGNALS}
+    _state.depth += 1
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Stopped(_state.signum or signal.SIGINT) from None
+    finally:
+        _state.depth -= 1
+        if outermost:
+            for signum, handler in _state.previous.items():
+                signal.signal(signum, handler)
+            _state.signum = None
