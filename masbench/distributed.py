@@ -11,6 +11,7 @@ when a run resumes, so several nodes need a checkpoint folder they all see.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,5 +61,14 @@ def from_environment() -> Distributed | None:
 
 
 def shutdown() -> None:
-    if torch_dist.is_initialized():
-        torch_dist.destroy_process_group()
+    """Leave the process group; after a run that ended normally, only once every rank is done with it.
+
+    Without the barrier a rank that finishes first tears the group down while another still uses it, and
+    that one aborts at exit. A rank leaving on an exception does not wait (the others may never come):
+    torchrun stops the rest.
+    """
+    if not torch_dist.is_initialized():
+        return
+    if sys.exc_info()[1] is None:
+        torch_dist.barrier()
+    torch_dist.destroy_process_group()

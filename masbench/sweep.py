@@ -172,9 +172,12 @@ def run_cell(
         status = "skipped" if current is not None and current.status in FINAL else "busy"
         return _decided(dist, CellOutcome(spec, status, run.id, previous=current,
                                           message=f"taken by worker {current.worker}" if current else None))
+    from masbench.engine import CheckpointOwner
+
+    owner = CheckpointOwner(store.store_id, run.id)  # so that no other store's run adopts this one's checkpoint
     if force:
         store.reset(run.id, worker)
-        checkpoint_path(spec, options).unlink(missing_ok=True)
+        checkpoint_path(spec, options, owner).unlink(missing_ok=True)
     _decided(dist, None)
 
     try:
@@ -187,7 +190,7 @@ def run_cell(
             store.start(run.id, worker, host=hostname(), device=describe_device(prepared.device),
                         versions=versions(), git_commit=git_commit(), config=config)
             result = train(spec, options, [StoreRecorder(store, run.id, worker), heartbeat, *callbacks],
-                           prepared=prepared)
+                           prepared=prepared, owner=owner)
         store.finish(run.id, worker, result.status, result.error)
         return CellOutcome(spec, result.status, run.id, result, result.error)
     except ClaimLost as error:
