@@ -18,6 +18,7 @@ import torch
 from masbench.engine import Callback, CheckpointOwner, checkpoint_path, prepare, train
 from masbench.fileio import _host
 from masbench.spec import ExecOptions, RunSpec
+from reliability import rows
 
 TIMING = ("seconds", "samples_per_second")
 SPEC = RunSpec(dataset="digits", optimizer="mas", momentum=0.9, lr=3e-3, lambda_adam=0.3, lambda_sgd=0.7, epochs=3)
@@ -137,6 +138,45 @@ def test_without_an_owner_the_checkpoint_is_named_by_the_key_alone(options, stra
     path = crash_after(1, options)
     assert path.name == f"{SPEC.key}.pt"
     assert numbers(train(SPEC, options)) == straight
+
+
+NUMBERS = "select epoch, train_loss, train_acc, test_loss, test_acc from epochs order by epoch"
+CELL = ["--dataset", "digits", "--model", "mlp", "--optimizer", "mas", "--momentum", "0.9", "--lr", "0.003",
+        "--epochs", "3", "--batch-size", "64"]
+
+
+def masbench_run(*args: str, cwd: Path, fault: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("MASBENCH_FAULT", None)
+    if fault:
+        env["MASBENCH_FAULT"] = fault
+    return subprocess.run([sys.executable, "-m", "masbench", "run", *CELL, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_a_crashed_runs_checkpoint_is_not_adopted_by_another_store(tmp_path):
+    """A run killed in a.db, then the same cell in b.db with the same checkpoint folder: b.db gets a run of
+    its own from epoch 1 and a one-line notice; a.db then resumes its own checkpoint."""
+    a, b, clean = (f"sqlite:///{tmp_path / name}.db" for name in ("a", "b", "clean"))
+    ckpt = ("--checkpoint-dir", str(tmp_path / "ckpt"))
+    assert masbench_run("--db", clean, "--checkpoint-dir", str(tmp_path / "clean"), cwd=tmp_path).returncode == 0
+    killed = masbench_run("--db", a, *ckpt, cwd=tmp_path, fault="batch:30")  # in epoch 2 (23 batches an epoch)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    other = masbench_run("--db", b, *ckpt, cwd=tmp_path)
+    assert other.returncode == 0, other.stderr
+    notices = [line for line in other.stderr.splitlines() if "belongs to another store" in line]
+    assert len(notices) == 1 and "starting" in notices[0] and "fresh" in notices[0]
+    assert "resuming" not in other.stderr
+    assert rows(b, "select count(*), count(distinct epoch) from epochs") == [(3, 3)]
+    assert rows(b, NUMBERS) == rows(clean, NUMBERS)
+
+    resumed = masbench_run("--db", a, *ckpt, "--claim-timeout", "1", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at epoch 2" in resumed.stderr and "belongs to" not in resumed.stderr
+    assert rows(a, "select count(*), count(distinct epoch) from epochs") == [(3, 3)]
+    assert rows(a, NUMBERS) == rows(clean, NUMBERS)
 
 
 # --- torn, damaged and foreign files -----------------------------------------------------------------
