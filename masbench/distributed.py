@@ -2,8 +2,11 @@
 
 ``torchrun --nproc-per-node N -m masbench run ...`` starts N processes with
 ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` set. Each trains on its share of every
-global batch (``--batch-size`` stays the global batch, as in the paper), gradients
-are averaged by DDP, and the epoch's metrics are summed over the processes. Only
+global batch (``--batch-size`` stays the global batch, as in the paper), each
+process's loss is weighted so that DDP's average of the gradients is the gradient
+of the global batch's mean loss however unevenly a batch divides (a share may be
+empty), and the epoch's metrics are summed over the processes, every example
+counted once: the numbers are those of one process, to float rounding. Only
 rank 0 talks to the store and writes checkpoints; every rank reads the checkpoint
 when a run resumes, so several nodes need a checkpoint folder they all see.
 """

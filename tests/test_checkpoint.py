@@ -134,6 +134,16 @@ def test_a_checkpoint_recording_another_owner_is_not_resumed(same_store, options
     assert len(warnings.messages) == 1 and expected in warnings.messages[0]
 
 
+def test_a_checkpoint_without_an_owner_is_not_adopted_by_a_store(options, straight):
+    """One from an older masbench (named by the key alone, no owner recorded) is noted and left alone."""
+    legacy = crash_after(1, options)
+    warnings = Warnings()
+    result = train(SPEC, options, [warnings], owner=owner())
+    assert result.resumed_from == 0 and numbers(result) == straight
+    assert len(warnings.messages) == 1 and "records no store" in warnings.messages[0]
+    assert legacy.exists()
+
+
 def test_without_an_owner_the_checkpoint_is_named_by_the_key_alone(options, straight):
     path = crash_after(1, options)
     assert path.name == f"{SPEC.key}.pt"

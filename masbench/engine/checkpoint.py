@@ -148,9 +148,11 @@ def load(p: Prepared, owner: CheckpointOwner | None, warn: Callable[[str], None]
 def _note_other_owners(path: Path, spec: RunSpec, cell: str, warn: Callable[[str], None]) -> None:
     """One line when the run has a checkpoint written for another store (or for none), which is left alone."""
     others = sorted({*path.parent.glob(f"{spec.key}.pt"), *path.parent.glob(f"{spec.key}-*.pt")} - {path})
-    if others:
-        warn(f"checkpoint {others[0]} belongs to another store (this store's would be {path.name}): "
-             f"starting {cell} fresh")
+    if not others:
+        return
+    whose = ("records no store (an older masbench's, or train() without an owner)" if others[0].stem == spec.key
+             else "belongs to another store")
+    warn(f"checkpoint {others[0]} {whose}; this store's would be {path.name}: starting {cell} fresh")
 
 
 def save(p: Prepared, epoch: int, history: list[EpochMetrics], owner: CheckpointOwner | None) -> Path:
