@@ -100,6 +100,18 @@ def test_a_checkpoint_is_not_mapped_to_the_training_device(options, straight, mo
     assert numbers(resumed) == straight
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_run_on_a_gpu_resumes_from_its_checkpoint(tmp_path):
+    cuda = ExecOptions(device="cuda", checkpoint_dir=tmp_path / "ckpt", amp=False)
+    straight_cuda = numbers(train(SPEC, replace(cuda, checkpoint_dir=tmp_path / "straight")))
+    crash_after(1, cuda)
+    warnings = Warnings()
+    resumed = train(SPEC, cuda, [warnings])
+    assert warnings.messages == [] and resumed.resumed_from == 1
+    for got, expected in zip(numbers(resumed), straight_cuda, strict=True):
+        assert got == pytest.approx(expected, rel=1e-6)
+
+
 # --- B: another store's checkpoint ---------------------------------------------------------------------
 
 
