@@ -9,36 +9,8 @@ import torch
 
 from masbench.optim import MAS, LinearLambda, build_optimizer, select_hyperparameters
 from masbench.optim.functional import default_path
+from optim_helpers import PATHS, grad_stream, make_params, run
 from reference import reference_mas
-
-PATHS = {
-    "single": dict(foreach=False),
-    "foreach": dict(foreach=True),
-    "fused": dict(fused=True),
-}
-
-
-def make_params(dtype=torch.float32, seed=0):
-    """A few tensors of different shapes, like a small network's."""
-    g = torch.Generator().manual_seed(seed)
-    shapes = [(7, 5), (5,), (3, 2, 4), (1,)]
-    return [torch.nn.Parameter(torch.randn(s, generator=g, dtype=dtype)) for s in shapes]
-
-
-def grad_stream(params, steps, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return [[torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params] for _ in range(steps)]
-
-
-def run(opt_factory, dtype=torch.float32, steps=25):
-    params = make_params(dtype)
-    opt = opt_factory(params)
-    for grads in grad_stream(params, steps):
-        for p, grad in zip(params, grads):
-            p.grad = grad
-        opt.step()
-    return params, opt
-
 
 # --- endpoints: bit-identical to torch's optimizers --------------------------------------
 
@@ -139,6 +111,10 @@ MIXED_CONFIGS = {
     "paper_cifar": dict(lr=1e-3, momentum=0.95, lambda_adam=0.3, lambda_sgd=0.7),
     "nesterov_amsgrad_wd": dict(lr=1e-2, momentum=0.9, nesterov=True, amsgrad=True, weight_decay=1e-3),
     "constant_bc_dampening": dict(lr=1e-3, momentum=0.9, dampening=0.5, bias_correction="constant"),
+    # At an endpoint with weight decay the fused path lets each kernel add the decay:
+    # the state of the part that does not move p must still see the p before the step.
+    "adam_endpoint_wd": dict(lr=1e-2, momentum=0.9, weight_decay=0.1, lambda_adam=1.0, lambda_sgd=0.0),
+    "sgd_endpoint_wd": dict(lr=1e-2, momentum=0.9, amsgrad=True, weight_decay=0.1, lambda_adam=0.0, lambda_sgd=1.0),
 }
 
 
@@ -211,7 +187,6 @@ def test_step_leaves_gradients_untouched(path):
         opt.step()
         for p, grad in zip(params, grads):
             assert torch.equal(p.grad, grad)
-
 
 # --- state, closures, errors ---------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from masbench.optim.functional import default_path
 from masbench.optim.mas import MAS
 from masbench.optim.schedules import (
     ConstantLambda,
@@ -47,7 +48,11 @@ def optimizer_defaults(name: str) -> dict[str, Any]:
 def build_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], **hparams: Any) -> torch.optim.Optimizer:
     """Build optimizer ``name`` ("mas", "sgd", "adam", "adamw") over ``params``.
 
-    The baselines are torch's own classes. A keyword the optimizer does not take
+    The baselines are torch's own classes. Unless ``foreach`` or ``fused`` is given,
+    they run on the kernel family that MAS's default picks for the same parameters
+    (``masbench.optim.functional.default_path``: fused on CPU, foreach on CUDA), so that
+    MAS at its endpoints equals them bit for bit; torch's own default on CPU would be
+    its for-loop, which rounds differently. A keyword the optimizer does not take
     raises ``ValueError`` naming it and the valid ones.
 
     Example:
@@ -59,7 +64,28 @@ def build_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], 
     unknown = sorted(set(hparams) - set(valid))
     if unknown:
         raise ValueError(f"Invalid hyperparameter(s) for optimizer {name!r}: {', '.join(unknown)} (valid: {', '.join(valid)})")
+    if cls is not MAS and "foreach" not in hparams and "fused" not in hparams:
+        params, hparams = _with_mas_default_path(list(params), hparams)
     return cls(params, **hparams)
+
+
+def _with_mas_default_path(params: list, hparams: dict[str, Any]) -> tuple[list, dict[str, Any]]:
+    """Set ``fused`` and ``foreach`` as MAS's default would, per param group where groups are given.
+
+    MAS picks its path per group, so a group that names neither gets its own pick.
+    """
+    if not params or not isinstance(params[0], dict):
+        fused, foreach = default_path(params)
+        return params, {**hparams, "fused": fused, "foreach": foreach}
+    groups = []
+    for group in params:
+        group = dict(group)
+        if "foreach" not in group and "fused" not in group:
+            tensors = group["params"]
+            group["params"] = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)
+            group["fused"], group["foreach"] = default_path(group["params"])
+        groups.append(group)
+    return groups, hparams
 
 
 def _lookup(name: str) -> type[torch.optim.Optimizer]:

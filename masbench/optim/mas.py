@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch.optim import Optimizer
+from torch.optim.optimizer import _use_grad_for_differentiable
 
 from masbench.optim.functional import BIAS_CORRECTIONS, mas
 
@@ -33,9 +34,9 @@ class MAS(Optimizer):
     the paper). ``lambda_adam=1, lambda_sgd=0`` is Adam and ``lambda_adam=0,
     lambda_sgd=1`` is SGD: on each path (``foreach=False``, ``foreach=True``,
     ``fused=True``) the parameters are then bit-identical to ``torch.optim.Adam`` /
-    ``torch.optim.SGD`` with the same flag, because MAS performs exactly their
-    operations, in their order. Between paths, MAS agrees to float rounding, as
-    torch's own paths do.
+    ``torch.optim.SGD`` with the same flag, in every floating dtype, weight decay
+    included, because MAS performs exactly their operations, in their order. Between
+    paths, MAS agrees to float rounding, as torch's own paths do.
 
     Every hyperparameter lives in the param group, so groups may differ, lambdas
     included. A parameter whose ``grad`` is ``None`` is skipped and its step does not
@@ -59,6 +60,11 @@ class MAS(Optimizer):
     With neither ``foreach`` nor ``fused`` given, MAS uses foreach where torch's
     optimizers would (CUDA) and the fused kernels on CPU, where torch would use its
     for-loop; ``benchmarks/optim_step.py`` measures the paths.
+    ``masbench.optim.build_optimizer`` gives the baselines the same default, so that a
+    sweep compares MAS and them on the same kernels.
+
+    ``torch.compile(opt.step)`` works: dynamo traces the loop and foreach paths
+    (with the step count kept as a tensor) and runs the fused path outside the graph.
 
     Example:
         >>> import torch
@@ -102,6 +108,9 @@ class MAS(Optimizer):
             bias_correction=bias_correction,
             foreach=foreach,
             fused=fused,
+            # Not an option: MAS's step is not differentiable. torch's step decorator
+            # (``_use_grad_for_differentiable``) reads it to run the step without grad.
+            differentiable=False,
         )
         _validate(defaults)
         super().__init__(params, defaults)
@@ -116,6 +125,7 @@ class MAS(Optimizer):
             group.setdefault("bias_correction", "step")
             group.setdefault("foreach", None)
             group.setdefault("fused", None)
+            group.setdefault("differentiable", False)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
@@ -125,8 +135,22 @@ class MAS(Optimizer):
             if isinstance(step, torch.Tensor) and (step.device.type != "cpu" or step.dtype != torch.float32):
                 state["step"] = step.to(device="cpu", dtype=torch.float32)
 
-    def _init_group(self, group: dict[str, Any]) -> tuple[list, ...]:
-        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, bufs, steps = ([] for _ in range(7))
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        exp_avgs: list[torch.Tensor],
+        exp_avg_sqs: list[torch.Tensor],
+        max_exp_avg_sqs: list[torch.Tensor],
+        bufs: list[torch.Tensor | None],
+        steps: list[torch.Tensor],
+    ) -> None:
+        """Fill the lists with the group's parameters that have a gradient, and their state.
+
+        It fills lists it is given and returns nothing, as torch's optimizers do: under
+        ``torch.compile`` dynamo runs this method eagerly and wraps what it appended.
+        """
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -151,9 +175,8 @@ class MAS(Optimizer):
                 max_exp_avg_sqs.append(state["max_exp_avg_sq"])
             bufs.append(state.get("momentum_buffer"))
             steps.append(state["step"])
-        return params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, bufs, steps
 
-    @torch.no_grad()
+    @_use_grad_for_differentiable
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
         loss = None
@@ -162,7 +185,14 @@ class MAS(Optimizer):
                 loss = closure()
 
         for group in self.param_groups:
-            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, bufs, steps = self._init_group(group)
+            params: list[torch.Tensor] = []
+            grads: list[torch.Tensor] = []
+            exp_avgs: list[torch.Tensor] = []
+            exp_avg_sqs: list[torch.Tensor] = []
+            max_exp_avg_sqs: list[torch.Tensor] = []
+            bufs: list[torch.Tensor | None] = []
+            steps: list[torch.Tensor] = []
+            self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, bufs, steps)
             if not params:
                 continue
             beta1, beta2 = group["betas"]

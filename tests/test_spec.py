@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from masbench.config import RunSpec, make_spec
 from masbench.errors import MasbenchError
+from masbench.spec import RunSpec, make_spec
 
 
 @pytest.mark.parametrize(

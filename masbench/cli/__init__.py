@@ -1,0 +1,91 @@
+"""The ``masbench`` command line: parse, call the Python API, map errors to exit codes.
+
+Heavy imports (torch, pandas, ...) happen inside the commands so that ``--help``
+stays instant. The commands live by job: ``train`` (run, sweep), ``results``
+(report, compare, plot) and ``toy``; ``options`` holds the options that ``run``
+and ``sweep`` share and the one builder of spec values from them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from masbench import __version__
+from masbench.cli import results, toy, train
+from masbench.errors import MasbenchError
+
+# Typer >= 0.20 vendors click; older releases use click itself. Take the exceptions from whichever it uses.
+click_exceptions = importlib.import_module(typer.BadParameter.__module__)
+
+
+class OneLineErrors(TyperGroup):
+    """Report bad input as one line on stderr with a non-zero exit, never a traceback.
+
+    ``MASBENCH_DEBUG=1`` lets exceptions through, for bug reports.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any) -> Any:
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+        except getattr(click_exceptions, "NoArgsIsHelpError", ()):
+            # `masbench` alone: typer has printed the help already.
+            rv = 0
+        except click_exceptions.UsageError as error:
+            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+            rv = _fail(f"{error.format_message()}{hint}", error.exit_code)
+        except click_exceptions.ClickException as error:
+            rv = _fail(error.format_message(), error.exit_code)
+        except typer.Abort:
+            rv = _fail("aborted", 130)
+        except (MasbenchError, ValueError) as error:
+            if os.environ.get("MASBENCH_DEBUG"):
+                raise
+            rv = _fail(str(error), 1)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(message: str, code: int) -> int:
+    typer.echo(f"Error: {' '.join(message.split())}", err=True)
+    return code
+
+
+app = typer.Typer(
+    name="masbench",
+    cls=OneLineErrors,
+    help="Benchmark deep-learning optimizers around MAS (Mixing ADAM and SGD, arXiv 2011.08042).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"masbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Benchmark deep-learning optimizers around MAS (Mixing ADAM and SGD, arXiv 2011.08042)."""
+
+
+# The order here is the order of `masbench --help`.
+for command in (toy.toy, train.run, train.sweep, results.report, results.compare, results.plot):
+    app.command()(command)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,140 @@
+"""The options that ``run`` and ``sweep`` share, and the one builder that turns them into spec values.
+
+Every ``RunSpec`` field has one option type here, used by every command that takes
+it, so a flag has the same name, help and parsing wherever it appears. Spec options
+default to ``None``, "not given": the spec's default (``run``) or the benchmarks
+file's value (``sweep``) applies then, and a flag given explicitly overrides both.
+``spec_values`` is the one place that turns the given flags into ``RunSpec`` field
+values; ``exec_options`` and ``lease`` do the same for how a run is executed.
+
+Heavy modules are imported inside the functions: ``masbench --help`` imports this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
+
+import typer
+
+from masbench.errors import MasbenchError
+
+# --- spec options: one per RunSpec field --------------------------------------------------------
+
+DatasetOpt = Annotated[str | None, typer.Option(help="digits, cifar10, cifar100, cola, agnews, imagefolder:PATH or csv:PATH.")]
+ModelOpt = Annotated[str | None, typer.Option(help="mlp, cnn, resnet18, resnet34 or bert.")]
+OptimizerOpt = Annotated[str | None, typer.Option(help="mas, sgd, adam or adamw.")]
+LambdaAdamOpt = Annotated[float | None, typer.Option(help="MAS's weight of the Adam part (default 0.5).")]
+LambdaSgdOpt = Annotated[float | None, typer.Option(help="MAS's weight of the SGD part (default 0.5).")]
+LrOpt = Annotated[float | None, typer.Option(help="Learning rate (MAS: SGD's, and Adam's before bias correction).")]
+MomentumOpt = Annotated[float | None, typer.Option(help="SGD momentum (also MAS's SGD part).")]
+WeightDecayOpt = Annotated[float | None, typer.Option(help="Weight decay (default: the optimizer's own; AdamW 0.01).")]
+BetasOpt = Annotated[str | None, typer.Option(help="Adam's betas, as B1,B2 (default 0.9,0.999).")]
+EpsOpt = Annotated[float | None, typer.Option(help="Adam's epsilon (default 1e-8).")]
+AmsgradOpt = Annotated[bool | None, typer.Option("--amsgrad/--no-amsgrad", help="AMSGrad for the Adam part.")]
+NesterovOpt = Annotated[bool | None, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum.")]
+DampeningOpt = Annotated[float | None, typer.Option(help="SGD dampening (default 0).")]
+BiasCorrectionOpt = Annotated[str | None, typer.Option(help="MAS's bias correction: step (authors' code) or constant (paper).")]
+LambdaScheduleOpt = Annotated[
+    str | None, typer.Option(help="constant, or linear:START:END[:EPOCHS] for lambda_adam (lambda_sgd = 1 - it).")
+]
+BatchSizeOpt = Annotated[int | None, typer.Option(help="Batch size (default 128).")]
+EpochsOpt = Annotated[int | None, typer.Option(help="Epochs (default 10).")]
+SeedOpt = Annotated[int | None, typer.Option(help="Random seed (default 0).")]
+PretrainedOpt = Annotated[str | None, typer.Option(help="Pre-trained text model, hub name or local path (default bert-base-uncased).")]
+MaxLengthOpt = Annotated[int | None, typer.Option(help="Text: longest token sequence (default 128).")]
+TextColumnOpt = Annotated[str | None, typer.Option(help="csv: the text column, a name or a 0-based index.")]
+LabelColumnOpt = Annotated[str | None, typer.Option(help="csv: the label column, a name or a 0-based index.")]
+TestFileOpt = Annotated[str | None, typer.Option(help="csv: a file with the test split.")]
+TestFractionOpt = Annotated[float | None, typer.Option(help="csv without --test-file: held-out fraction (0.2).")]
+TrainSubsetOpt = Annotated[int | None, typer.Option(help="Train on a fixed random subset of this size.")]
+TestSubsetOpt = Annotated[int | None, typer.Option(help="Test on a fixed random subset of this size.")]
+
+# --- execution options: how a run is executed, never part of its key ---------------------------
+
+DeviceOpt = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
+DbOpt = Annotated[
+    str | None, typer.Option(help="SQLAlchemy database URL (default: $MASBENCH_DB, else sqlite:///masbench.db).")
+]
+DataDirOpt = Annotated[
+    str | None, typer.Option(help="Where data sets live (default: $MASBENCH_DATA, else ~/.cache/masbench/data).")
+]
+AmpOpt = Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast (default: on with CUDA).")]
+ChannelsLastOpt = Annotated[
+    bool | None, typer.Option("--channels-last/--no-channels-last", help="channels_last images (default: on with CUDA).")
+]
+CompileOpt = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")]
+CheckpointDirOpt = Annotated[str, typer.Option(help="Where per-epoch checkpoints go.")]
+ClaimTimeoutOpt = Annotated[
+    float, typer.Option(help="Seconds without a heartbeat after which a crashed run's claim is taken over.")
+]
+
+
+def spec_values(params: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """The ``RunSpec`` field values among a command's ``params`` (``ctx.params``) that were given.
+
+    ``fields`` are the fields the command's target takes: every ``RunSpec`` field for ``run``,
+    ``benchmarks.RUN_FIELDS`` (those a grid applies to all its cells) for ``sweep``. Options not
+    given (``None``) are left out, so that the spec's or the benchmarks file's values apply.
+
+    >>> spec_values({"lr": 0.01, "betas": "0.8,0.99", "epochs": None, "device": "cpu"}, ["lr", "betas", "epochs"])
+    {'lr': 0.01, 'betas': (0.8, 0.99)}
+    """
+    wanted = set(fields)
+    values = {name: value for name, value in params.items() if name in wanted and value is not None}
+    if "betas" in values:
+        values["betas"] = parse_betas(values["betas"])
+    return values
+
+
+def exec_options(params: Mapping[str, Any], keep_checkpoint: bool = False):
+    """The ``ExecOptions`` of a command's ``params`` (``ctx.params``)."""
+    from pathlib import Path
+
+    from masbench.spec import ExecOptions
+
+    data_dir = params["data_dir"]
+    return ExecOptions(device=params["device"], data_dir=None if data_dir is None else Path(data_dir),
+                       amp=params["amp"], channels_last=params["channels_last"], compile=params["compile"],
+                       checkpoint_dir=Path(params["checkpoint_dir"]), keep_checkpoint=keep_checkpoint)
+
+
+def lease(claim_timeout: float) -> tuple[float, float]:
+    """``(stale_after, heartbeat_every)`` for ``--claim-timeout``: a few heartbeats per timeout, at least one per 10 s."""
+    if claim_timeout <= 0:
+        raise MasbenchError(f"Invalid --claim-timeout: {claim_timeout} (must be > 0)")
+    return claim_timeout, min(10.0, claim_timeout / 4)
+
+
+def parse_betas(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        b1, b2 = (float(part) for part in text.split(","))
+    except ValueError:
+        raise MasbenchError(f"Invalid --betas: {text!r} (expected two numbers, B1,B2, e.g. 0.9,0.999)") from None
+    return b1, b2
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The options given on the command line (the others are None)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def split_list(text: str | None, what: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items:
+        raise MasbenchError(f"Invalid {what}: {text!r} (a comma-separated list)")
+    return items
+
+
+def int_list(text: str | None, what: str) -> list[int] | None:
+    items = split_list(text, what)
+    if items is None:
+        return None
+    try:
+        return [int(item) for item in items]
+    except ValueError:
+        raise MasbenchError(f"Invalid {what}: {text!r} (comma-separated integers, e.g. 0,1,2)") from None

@@ -1,0 +1,172 @@
+"""Commands that read the store: ``report``, ``compare`` and ``plot``."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Annotated
+
+import typer
+
+from masbench.cli.options import DbOpt
+from masbench.cli.output import stdout_console
+from masbench.errors import MasbenchError
+
+MetricOpt = Annotated[str, typer.Option(help="A run's accuracy: best (over its epochs) or final (its last epoch's).")]
+FilterDataset = Annotated[str | None, typer.Option(help="Only this data set.")]
+FilterModel = Annotated[str | None, typer.Option(help="Only this model.")]
+FilterBenchmark = Annotated[str | None, typer.Option(help="Only runs of this benchmark.")]
+
+
+def _open_for_reading(db: str | None):
+    from masbench.store import Store
+
+    return Store(db, writable=False, create=False)
+
+
+def _runs(store, metric, dataset, model, benchmark):
+    from masbench.report import run_accuracies
+
+    runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
+    if runs.empty:
+        filters = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
+                                                        ("benchmark", benchmark)) if v)
+        raise MasbenchError(f"no runs in {store.masked_url}" + (f" for {filters}" if filters else ""))
+    return runs
+
+
+def _emit(rendered, output: str | None) -> None:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    if rendered.rich is not None:
+        console = Console(record=True, width=160, file=open(os.devnull, "w")) if output else stdout_console()
+        for table in rendered.rich:
+            console.print(table)
+        text = console.export_text() if output else None
+    else:
+        text = rendered.text
+        if not output:
+            typer.echo(text, nl=not text.endswith("\n"))
+    if output:
+        try:
+            Path(output).write_text(text)
+        except OSError as error:
+            raise MasbenchError(f"cannot write {output}: {error.strerror}") from None
+        typer.echo(f"written to {output}", err=True)
+
+
+def report(
+    table: Annotated[bool, typer.Option("--table", help="The paper's tables: one per data set, grouped by model (default).")] = False,
+    leaderboard: Annotated[bool, typer.Option("--leaderboard", help="Every cell ranked by avg acc within its data set and model.")] = False,
+    metric: MetricOpt = "best",
+    format: Annotated[str, typer.Option("--format", help="rich, csv, markdown, latex or json.")] = "rich",
+    output: Annotated[str | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
+    dataset: FilterDataset = None,
+    model: FilterModel = None,
+    benchmark: FilterBenchmark = None,
+    db: DbOpt = None,
+) -> None:
+    """The paper's tables (avg acc and acc max over seeds, best in bold), or a leaderboard."""
+    from masbench import report as reporting
+
+    if table and leaderboard:
+        raise MasbenchError("give --table or --leaderboard, not both")
+    if format not in reporting.FORMATS:
+        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)})")
+    if metric not in reporting.METRICS:
+        raise MasbenchError(f"Invalid --metric: {metric!r} (valid: {', '.join(reporting.METRICS)})")
+    store = _open_for_reading(db)
+    cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark))
+    if leaderboard:
+        rendered = reporting.render_leaderboard(reporting.leaderboard(cells), metric, format)
+    else:
+        rendered = reporting.render_tables(cells, metric, format)
+    _emit(rendered, output)
+
+
+def compare(
+    configs: Annotated[list[str] | None, typer.Argument(help="Configurations: mas:0.3, mas:0.3:0.7, adam, sgd, adamw, or run names; the first is the reference.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Regression gate: a saved report --format csv to compare the store with.")] = None,
+    tolerance: Annotated[float | None, typer.Option(help="Gate: allowed drop in avg acc, points (default: max(1, 2 x baseline std)).")] = None,
+    metric: MetricOpt = "best",
+    dataset: FilterDataset = None,
+    model: FilterModel = None,
+    benchmark: FilterBenchmark = None,
+    db: DbOpt = None,
+) -> None:
+    """Statistics between configurations (difference, 95% CI, t-test), or the CI regression gate."""
+    from masbench import report as reporting
+
+    if metric not in reporting.METRICS:
+        raise MasbenchError(f"Invalid --metric: {metric!r} (valid: {', '.join(reporting.METRICS)})")
+    if baseline is None and tolerance is not None:
+        raise MasbenchError("--tolerance goes with --baseline FILE")
+    if baseline is not None:
+        if configs:
+            raise MasbenchError("give configurations to compare, or --baseline FILE for the gate, not both")
+        store = _open_for_reading(db)
+        cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark))
+        result = reporting.regression_gate(cells, baseline, tolerance)
+        for line in result.regressions:
+            typer.echo(f"REGRESSION {line}")
+        if result.regressions:
+            typer.echo(f"{len(result.regressions)} of {result.checked} cells regressed against {baseline}")
+            raise typer.Exit(1)
+        typer.echo(f"no regression: {result.checked} cells within tolerance of {baseline}")
+        return
+
+    selectors = [reporting.parse_selector(text) for text in configs or []]
+    if len(selectors) < 2:
+        raise MasbenchError("compare needs two configurations or more (e.g. masbench compare adam mas:0.3), "
+                            "or --baseline FILE")
+    store = _open_for_reading(db)
+    comparisons = reporting.compare(_runs(store, metric, dataset, model, benchmark), selectors)
+
+    from rich.table import Table
+
+    console = stdout_console()
+    for c in comparisons:
+        where = f"{c.dataset}/{c.model}" + (f" (benchmark {c.benchmark})" if c.benchmark else "")
+        table = Table(title=f"{where}: {metric} test accuracy, %", title_justify="left")
+        for column in ("configuration", "seeds", "mean ± std", "diff vs ref [95% CI]", "p", "test"):
+            table.add_column(column, overflow="fold")
+        ref = c.reference
+        table.add_row(f"{ref.label} (ref)", str(ref.n), f"{ref.mean:.2f} ± {ref.std:.2f}", "", "", "")
+        for d in c.differences:
+            o = d.other
+            ci = f"{d.diff:+.2f}" if math.isnan(d.low) else f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+            table.add_row(o.label, str(o.n), f"{o.mean:.2f} ± {o.std:.2f}", ci,
+                          "" if math.isnan(d.p_value) else f"{d.p_value:.3g}", d.test or "")
+        console.print(table, markup=False)
+        for side in (ref, *(d.other for d in c.differences)):
+            console.print(f"  {side.label} = {side.name}", markup=False)
+        for d in c.differences:
+            console.print(f"  verdict: {d.verdict}", markup=False)
+
+
+def plot(
+    output: Annotated[str, typer.Option(help="The image file: .png, .svg or .pdf.")],
+    kind: Annotated[str, typer.Option(help="curves (test accuracy and loss per epoch) or lambda (avg acc against λa).")] = "curves",
+    metric: MetricOpt = "best",
+    dataset: FilterDataset = None,
+    model: FilterModel = None,
+    benchmark: FilterBenchmark = None,
+    db: DbOpt = None,
+) -> None:
+    """Plot one data set and model: learning curves with ± std bands (the paper's Fig. 7), or λ sensitivity."""
+    from masbench import plots
+
+    if kind not in ("curves", "lambda"):
+        raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda)")
+    store = _open_for_reading(db)
+    runs = _runs(store, metric, dataset, model, benchmark)
+    chosen_dataset = plots.choose(runs, "dataset", dataset, "dataset")
+    chosen_model = plots.choose(runs[runs["dataset"] == chosen_dataset], "model", model, "model")
+    if kind == "curves":
+        epochs = store.epochs_frame(dataset=chosen_dataset, model=chosen_model, benchmark=benchmark)
+        path = plots.plot_curves(epochs, output, dataset=chosen_dataset, model=chosen_model)
+    else:
+        path = plots.plot_lambda(runs, output, dataset=chosen_dataset, model=chosen_model, metric=metric)
+    typer.echo(f"plot written to {path}")

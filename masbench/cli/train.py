@@ -1,0 +1,325 @@
+"""Commands that train: ``run`` (one cell) and ``sweep`` (a grid of cells).
+
+``run`` and ``sweep`` take the same spec and execution options (``masbench.cli.options``)
+and turn them into spec values with the same builder, ``spec_values``: a flag means
+the same in both, and a sweep's cell is the run that ``run`` would train with its flags.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from masbench.cli.options import (
+    AmpOpt,
+    AmsgradOpt,
+    BatchSizeOpt,
+    BetasOpt,
+    BiasCorrectionOpt,
+    ChannelsLastOpt,
+    CheckpointDirOpt,
+    ClaimTimeoutOpt,
+    CompileOpt,
+    DampeningOpt,
+    DataDirOpt,
+    DatasetOpt,
+    DbOpt,
+    DeviceOpt,
+    EpochsOpt,
+    EpsOpt,
+    LabelColumnOpt,
+    LambdaAdamOpt,
+    LambdaScheduleOpt,
+    LambdaSgdOpt,
+    LrOpt,
+    MaxLengthOpt,
+    ModelOpt,
+    MomentumOpt,
+    NesterovOpt,
+    OptimizerOpt,
+    PretrainedOpt,
+    SeedOpt,
+    TestFileOpt,
+    TestFractionOpt,
+    TestSubsetOpt,
+    TextColumnOpt,
+    TrainSubsetOpt,
+    WeightDecayOpt,
+    exec_options,
+    given,
+    int_list,
+    lease,
+    spec_values,
+    split_list,
+)
+from masbench.cli.output import percent, stdout_console
+from masbench.errors import MasbenchError
+
+# --- run -------------------------------------------------------------------------------------------
+
+
+def run(
+    ctx: typer.Context,
+    dataset: DatasetOpt = None,
+    model: ModelOpt = None,
+    optimizer: OptimizerOpt = None,
+    lambda_adam: LambdaAdamOpt = None,
+    lambda_sgd: LambdaSgdOpt = None,
+    lr: LrOpt = None,
+    momentum: MomentumOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    betas: BetasOpt = None,
+    eps: EpsOpt = None,
+    amsgrad: AmsgradOpt = None,
+    nesterov: NesterovOpt = None,
+    dampening: DampeningOpt = None,
+    bias_correction: BiasCorrectionOpt = None,
+    lambda_schedule: LambdaScheduleOpt = None,
+    batch_size: BatchSizeOpt = None,
+    epochs: EpochsOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = "auto",
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    pretrained: PretrainedOpt = None,
+    max_length: MaxLengthOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    test_file: TestFileOpt = None,
+    test_fraction: TestFractionOpt = None,
+    train_subset: TrainSubsetOpt = None,
+    test_subset: TestSubsetOpt = None,
+    benchmark: Annotated[str | None, typer.Option(help="Label the run as part of this benchmark.")] = None,
+    amp: AmpOpt = None,
+    channels_last: ChannelsLastOpt = None,
+    compile: CompileOpt = False,
+    checkpoint_dir: CheckpointDirOpt = ".masbench/checkpoints",
+    force: Annotated[bool, typer.Option("--force", help="Run again even if the store has this run completed.")] = False,
+    claim_timeout: ClaimTimeoutOpt = 60.0,
+) -> None:
+    """Train one cell (optimizer x lambda x model x dataset x seed); every epoch goes to the store.
+
+    Under torchrun (torchrun --nproc-per-node N -m masbench run ...) the cell trains with DistributedDataParallel.
+    """
+    from masbench.spec import RunSpec, make_spec
+
+    # The options reach the spec by name through ctx.params: an option declared above cannot be left out.
+    spec = make_spec(**spec_values(ctx.params, RunSpec.model_fields))
+    options = exec_options(ctx.params)
+    stale_after, heartbeat_every = lease(claim_timeout)
+    store, outcome = _train_cell(spec, options, db, force, stale_after, heartbeat_every)
+    if store is not None:
+        _report_run(spec, store, outcome, claim_timeout)
+
+
+def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_every: float):
+    """Train ``spec``; under torchrun every rank trains and rank 0 alone opens the store: ``(None, None)`` elsewhere."""
+    from dataclasses import replace
+
+    from masbench import distributed
+    from masbench.progress import RunProgress
+    from masbench.store import Store
+    from masbench.sweep import run_cell
+
+    dist = distributed.from_environment()
+    options = replace(options, distributed=dist)
+    if dist is not None and not dist.is_main:
+        try:
+            run_cell(spec, None, options, force=force, stale_after=stale_after)
+        finally:
+            distributed.shutdown()
+        return None, None
+    store = Store(db)
+    try:
+        with RunProgress(store_url=store.masked_url) as progress:
+            outcome = run_cell(spec, store, options, callbacks=[progress], force=force, stale_after=stale_after,
+                               heartbeat_every=heartbeat_every)
+    finally:
+        distributed.shutdown()
+    return store, outcome
+
+
+def _report_run(spec, store, outcome, claim_timeout: float) -> None:
+    """One line on stdout for a run trained or skipped; a MasbenchError (exit 1) for one that failed or is busy."""
+    if outcome.status in ("skipped", "busy"):
+        previous = outcome.previous
+        epochs_done = store.epochs_of(previous.id) if previous is not None else []
+        best = max((e.test_acc for e in epochs_done if e.test_acc is not None), default=None)
+        if outcome.status == "busy":
+            raise MasbenchError(f"{spec.describe()} is being trained by another worker ({outcome.message}); wait for "
+                                f"it, or if that worker crashed, run again once its claim is older than "
+                                f"--claim-timeout ({claim_timeout:g} s)")
+        hint = "--force" if previous.status == "completed" else "--force (or a sweep with --retry-failed)"
+        typer.echo(f"already {previous.status}: {spec.describe()} (run {previous.id}): best test acc "
+                   f"{percent(best)} over {len(epochs_done)} epochs; use {hint} to run it again")
+        return
+    if outcome.status == "failed":
+        raise MasbenchError(f"run {outcome.run_id} failed: {outcome.message} (traceback stored in the runs table)")
+    if outcome.status == "lost":
+        raise MasbenchError(f"run {outcome.run_id} stopped: {outcome.message}")
+    result = outcome.result
+    best_epoch = max((m for m in result.epochs if m.test_acc is not None), key=lambda m: m.test_acc, default=None)
+    seconds = sum(m.seconds for m in result.epochs)
+    summary = (f"{result.status} {spec.describe()}: best test acc {percent(result.best_test_acc)}"
+               + (f" (epoch {best_epoch.epoch})" if best_epoch else "")
+               + f", final {percent(result.final_test_acc)}; {len(result.epochs)} epochs, {seconds:.1f}s training"
+               + f" -> run {outcome.run_id} in {store.masked_url}")
+    if result.status == "diverged":
+        summary += f" ({result.error})"
+    typer.echo(summary)
+
+
+# --- sweep -----------------------------------------------------------------------------------------
+
+
+def sweep(
+    ctx: typer.Context,
+    benchmark: Annotated[str | None, typer.Option(help="A benchmark of the benchmarks file (quick, nightly, cifar10, ...).")] = None,
+    benchmarks: Annotated[str | None, typer.Option(help="The benchmarks file (default ./benchmarks.yaml, else masbench's own).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="The data set; alone, it picks the benchmark of that name if there is one.")] = None,
+    models: Annotated[str | None, typer.Option(help="Models, comma-separated: e.g. resnet18,resnet34.")] = None,
+    lambdas: Annotated[str | None, typer.Option(help="lambda_adam values: 0.3..0.7 (step 0.1), 0.3..0.7:0.05, or 0.3,0.5,0.7; lambda_sgd = 1 - lambda_adam.")] = None,
+    baselines: Annotated[str | None, typer.Option(help="Baselines, comma-separated: adam, sgd, adamw (default adam,sgd; plus adamw for text).")] = None,
+    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Run MAS only.")] = False,
+    seeds: Annotated[int | None, typer.Option(help="Seeds 0..N-1.")] = None,
+    seed_list: Annotated[str | None, typer.Option(help="Explicit seeds, comma-separated: 0,1,2.")] = None,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    momentum: MomentumOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    betas: BetasOpt = None,
+    eps: EpsOpt = None,
+    amsgrad: AmsgradOpt = None,
+    nesterov: NesterovOpt = None,
+    dampening: DampeningOpt = None,
+    bias_correction: BiasCorrectionOpt = None,
+    batch_size: BatchSizeOpt = None,
+    pretrained: PretrainedOpt = None,
+    max_length: MaxLengthOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    test_file: TestFileOpt = None,
+    test_fraction: TestFractionOpt = None,
+    train_subset: TrainSubsetOpt = None,
+    test_subset: TestSubsetOpt = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per GPU when there are several, else 1).")] = None,
+    executor: Annotated[str, typer.Option(help="local (worker processes on this machine) or ray (a task per cell on a Ray cluster).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="With --executor ray: auto or HOST:PORT of a running cluster (default: start a local one).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and which are done; run nothing.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed and diverged cells again.")] = False,
+    claim_timeout: ClaimTimeoutOpt = 60.0,
+    device: DeviceOpt = "auto",
+    db: DbOpt = None,
+    data_dir: DataDirOpt = None,
+    amp: AmpOpt = None,
+    channels_last: ChannelsLastOpt = None,
+    compile: CompileOpt = False,
+    checkpoint_dir: CheckpointDirOpt = ".masbench/checkpoints",
+) -> None:
+    """Run a grid of cells: idempotent (finished cells are skipped), resumable, with parallel workers."""
+    from masbench.benchmarks import RUN_FIELDS, plan_sweep
+
+    _check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
+    stale_after, heartbeat_every = lease(claim_timeout)
+    # The grid's axes, then the spec values every cell takes: the same builder as `run`'s.
+    overrides = given(
+        models=split_list(models, "--models"), lambdas=lambdas,
+        baselines=[] if no_baselines else split_list(baselines, "--baselines"),
+        seeds=seeds, seed_list=int_list(seed_list, "--seed-list"),
+    ) | spec_values(ctx.params, RUN_FIELDS)
+    name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks)
+    title = name or dataset
+    if dry_run:
+        _print_plan(title, cells, db)
+        return
+
+    from masbench.progress import WarningLog
+    from masbench.sweep import SweepSettings, default_workers
+
+    settings = SweepSettings(options=exec_options(ctx.params),
+                             workers=1 if executor == "ray" else workers or default_workers(),
+                             retry_failed=retry_failed, stale_after=stale_after, heartbeat_every=heartbeat_every,
+                             callbacks=(WarningLog(),))
+    _run_sweep(title, cells, db, settings, executor, ray_address)
+
+
+def _check_sweep_flags(no_baselines: bool, baselines: str | None, workers: int | None, executor: str,
+                    ray_address: str | None) -> None:
+    if no_baselines and baselines is not None:
+        raise MasbenchError("give --baselines or --no-baselines, not both")
+    if workers is not None and workers < 1:
+        raise MasbenchError(f"Invalid --workers: {workers} (must be >= 1)")
+    if executor not in ("local", "ray"):
+        raise MasbenchError(f"Invalid --executor: {executor!r} (valid: local, ray)")
+    if ray_address is not None and executor != "ray":
+        raise MasbenchError("--ray-address goes with --executor ray")
+    if executor == "ray" and workers is not None:
+        raise MasbenchError("--workers is for --executor local; Ray runs as many cells at once as the cluster has GPUs or CPUs")
+
+
+def _print_plan(title: str, cells, db: str | None) -> None:
+    """``--dry-run``: the cells and their state in the store; nothing is written."""
+    from rich.table import Table
+
+    from masbench.sweep import dry_run as plan
+
+    out = stdout_console()
+    table = Table(title=f"sweep {title}: {len(cells)} cells")
+    for column in ("#", "name", "dataset", "model", "seed", "status"):
+        table.add_column(column, overflow="fold")
+    listed = plan(cells, db)
+    for i, (cell, status) in enumerate(listed, start=1):
+        table.add_row(str(i), cell.spec.name, cell.spec.dataset, cell.spec.model, str(cell.spec.seed), status,
+                      style="dim" if status == "completed" else None)
+    out.print(table, markup=False)
+    done = sum(1 for _, status in listed if status == "completed")
+    out.print(f"{len(cells)} cells: {done} completed, {len(cells) - done} to run", markup=False)
+
+
+def _run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_address: str | None) -> None:
+    """Run the cells with live progress on stderr, then a summary on stdout; exit 130 if interrupted, 1 if a cell failed."""
+    from masbench.engine import describe_device, resolve_device
+    from masbench.environment import banner
+    from masbench.progress import SweepProgress, stderr_console
+    from masbench.store import Store
+    from masbench.sweep import run_sweep, run_sweep_ray
+
+    store = Store(db)
+    console = stderr_console()
+    progress = SweepProgress(store, [cell.spec.key for cell in cells], console)
+
+    def started() -> None:
+        console.print(banner(describe_device(resolve_device(settings.options.device))), markup=False)
+        how = "on Ray" if executor == "ray" else f"{settings.workers} worker(s)"
+        console.print(f"sweep {title}: {len(cells)} cells, {how}, store {store.masked_url}", markup=False)
+        progress.start()
+
+    try:
+        if executor == "ray":
+            summary = run_sweep_ray(cells, store, settings, address=ray_address, on_start=started)
+        else:
+            summary = run_sweep(cells, store, settings, on_start=started)
+    finally:
+        if progress.progress.live.is_started:
+            progress.stop()
+    _report_sweep(title, summary, console)
+
+
+def _report_sweep(title: str, summary, console) -> None:
+    out = stdout_console()
+    counts = {status: summary.count(status) for status in ("completed", "diverged", "failed", "pending", "running")}
+    parts = [f"{n} {status}" for status, n in counts.items() if n]
+    out.print(f"sweep {title}: {summary.total} cells, {summary.ran} finished now; " + ", ".join(parts), markup=False)
+    for state in summary.failed:
+        first = (state["error"] or "").splitlines()[0] if state["error"] else "no error recorded"
+        out.print(f"  failed: {state['name']} {state['dataset']}/{state['model']} seed {state['seed']}: {first}",
+                  markup=False)
+    if summary.dead_workers:
+        console.print(f"warning: {summary.dead_workers} worker process(es) died; the others took their cells over",
+                      markup=False)
+    if summary.interrupted:
+        console.print("interrupted: claims released; run the same command again to resume", markup=False)
+        raise typer.Exit(130)
+    if summary.failed:
+        raise typer.Exit(1)
