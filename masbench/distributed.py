@@ -2,8 +2,11 @@
 
 ``torchrun --nproc-per-node N -m masbench run ...`` starts N processes with
 ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` set. Each trains on its share of every
-global batch (``--batch-size`` stays the global batch, as in the paper), gradients
-are averaged by DDP, and the epoch's metrics are summed over the processes. Only
+global batch (``--batch-size`` stays the global batch, as in the paper), each
+process's loss is weighted so that DDP's average of the gradients is the gradient
+of the global batch's mean loss however unevenly a batch divides (a share may be
+empty), and the epoch's metrics are summed over the processes, every example
+counted once: the numbers are those of one process, to float rounding. Only
 rank 0 talks to the store and writes checkpoints; every rank reads the checkpoint
 when a run resumes, so several nodes need a checkpoint folder they all see.
 """
@@ -11,6 +14,7 @@ when a run resumes, so several nodes need a checkpoint folder they all see.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,5 +64,14 @@ def from_environment() -> Distributed | None:
 
 
 def shutdown() -> None:
-    if torch_dist.is_initialized():
-        torch_dist.destroy_process_group()
+    """Leave the process group; after a run that ended normally, only once every rank is done with it.
+
+    Without the barrier a rank that finishes first tears the group down while another still uses it, and
+    that one aborts at exit. A rank leaving on an exception does not wait (the others may never come):
+    torchrun stops the rest.
+    """
+    if not torch_dist.is_initialized():
+        return
+    if sys.exc_info()[1] is None:
+        torch_dist.barrier()
+    torch_dist.destroy_process_group()

@@ -1,32 +1,165 @@
-"""Files written so that a crash never leaves a torn one in place."""
+"""Files written so that a crash never leaves a torn one in place, and read so that a damaged one is never trusted.
+
+``atomic_torch_save`` writes to a temporary file beside the target, fsyncs and
+renames it into place, with SIGINT and SIGTERM held back meanwhile: an
+interrupt that lands inside ``torch.save`` would come out of its zip writer as
+a ``RuntimeError``, and a Ctrl-C must stay a ``KeyboardInterrupt``. The
+temporary file names its writer (host and process id), so that the files a
+SIGKILL left behind can be told from another live writer's.
+
+``load_torch_file`` checks the zip archive that ``torch.save`` writes (its
+directory and every member's CRC-32) before ``torch.load`` sees it: a torn or
+damaged file raises ``CorruptFile``, where torch alone raises a dozen kinds of
+errors for a torn file and loads most flipped bits without a word.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
 import os
+import pickle
+import signal
+import socket
 import tempfile
+import threading
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from masbench import faults
 
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class CorruptFile(Exception):
+    """A file that is not what ``torch.save`` wrote: torn by a crash, or damaged since."""
+
+
+def _host() -> str:
+    return socket.gethostname().replace(os.sep, "_") or "localhost"
+
+
+@contextlib.contextmanager
+def deferred_signals(signals: tuple[int, ...] = DEFERRED_SIGNALS) -> Iterator[None]:
+    """Hold ``signals`` back while the block runs, then deliver them through the handlers they had before.
+
+    Only the main thread can set handlers; the others need none, since Python runs handlers on the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {}
+    for signum in signals:
+        if signal.getsignal(signum) is not None:  # None: a handler set outside Python, which could not be restored
+            previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)
+
 
 def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename it into place."""
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename it into place.
+
+    SIGINT and SIGTERM are held back until the file is in place (or the write failed and its temporary file
+    is gone), so an interrupt leaves either the previous file or the new one, complete, and comes out as
+    itself. Temporary files that killed writes of ``path`` left behind are removed first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    with deferred_signals():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(obj, handle)
+                handle.flush()
+                faults.point("checkpoint")
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def _writer(tmp: Path, name: str) -> tuple[str, int] | None:
+    """(host, pid) of the process that wrote the temporary file ``tmp`` of ``name``; None if it does not say."""
+    middle = tmp.name[len(name) + 2 : -len(".tmp")]  # ".{name}.{host}.{pid}.{random}.tmp"
+    parts = middle.rsplit(".", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def _alive(pid: int) -> bool:
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            faults.point("checkpoint")
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path, *, exclusive: bool = False) -> list[Path]:
+    """Remove the temporary files that killed writes of ``path`` left behind; returns them.
+
+    A temporary file whose writer is a dead process on this host is removed; a live writer's is left alone.
+    ``exclusive``: the caller alone may write ``path`` (it holds the claim on the cell), so every temporary
+    file of ``path`` but this process's is stale, whichever host wrote it. Other files' are never touched.
+    """
+    path = Path(path)
+    host, me = _host(), os.getpid()
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        writer = _writer(tmp, path.name)
+        if writer == (host, me):
+            continue
+        if exclusive or (writer is not None and writer[0] == host and not _alive(writer[1])):
+            with contextlib.suppress(FileNotFoundError):  # another process cleaning up at the same moment
+                tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def check_archive(path: Path) -> None:
+    """Raise ``CorruptFile`` unless ``path`` is a whole zip archive whose members match their CRC-32."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except OSError as error:
+        if error.errno != errno.EINVAL:  # EINVAL: a seek to an offset that a damaged directory gave
+            raise
+        raise CorruptFile(f"damaged zip directory ({error})") from None
+    # What zipfile raises for bytes that are not a whole archive: BadZipFile mostly; a damaged directory
+    # can also give EOFError, NotImplementedError (a flag or method), ValueError (a name that does not
+    # decode) or RuntimeError (an encryption flag).
+    except (zipfile.BadZipFile, EOFError, NotImplementedError, ValueError, RuntimeError) as error:
+        raise CorruptFile(f"{type(error).__name__}: {error}") from None
+    if bad is not None:
+        raise CorruptFile(f"member {bad} fails its CRC-32 check")
+
+
+def load_torch_file(path: Path):
+    """``torch.load(path)`` onto the CPU, tensors and plain containers only; ``CorruptFile`` if torn or damaged."""
+    check_archive(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, pickle.UnpicklingError) as error:
+        raise CorruptFile(f"{type(error).__name__}: {' '.join(str(error).split())[:120]}") from None
+    except RuntimeError as error:
+        if not str(error).startswith("PytorchStreamReader failed"):  # torch's zip reader; anything else is a bug
+            raise
+        raise CorruptFile(' '.join(str(error).split())[:120]) from None
 
 
 def cached_payload(path: Path, build):
@@ -38,8 +171,8 @@ def cached_payload(path: Path, build):
     path = Path(path)
     if path.exists():
         try:
-            return torch.load(path, weights_only=True)
-        except Exception:
+            return load_torch_file(path)
+        except CorruptFile:
             pass
     payload = build()
     try:

@@ -68,3 +68,31 @@ def test_an_interrupted_ddp_run_resumes_to_the_same_metrics(tmp_path):
     assert rows(url, "select status, attempts from runs") == [("completed", 2)]
     assert rows(url, "select epoch, seconds from epochs where epoch = 1") == first_epoch  # not trained again
     assert rows(url, NUMBERS) == rows(clean_url, NUMBERS)
+
+
+# 31 examples a batch (16 and 15 a rank), a last training batch of 1 example (125 = 4 x 31 + 1) and, with
+# evaluation's batches of 256, a last test batch of 1 example (257).
+ODD = ["--dataset", "digits", "--model", "mlp", "--optimizer", "mas", "--momentum", "0.9", "--lr", "0.003",
+       "--epochs", "2", "--batch-size", "31", "--train-subset", "125", "--test-subset", "257"]
+
+
+def test_uneven_shares_and_tiny_last_batches_give_the_single_process_numbers(tmp_path):
+    """Every example counts once, and with the weight it has in one process: the gradient of a step is the
+    global batch's mean however the batch divides, nothing is dropped from training or from evaluation."""
+    url = f"sqlite:///{tmp_path / 'ddp.db'}"
+    ddp = masbench_run(*ODD, "--db", url, "--checkpoint-dir", str(tmp_path / "ckpt"), tmp_path=tmp_path)
+    assert ddp.returncode == 0, ddp.stderr
+    single_url = f"sqlite:///{tmp_path / 'single.db'}"
+    single = masbench_run(*ODD, "--db", single_url, "--checkpoint-dir", str(tmp_path / "ckpt1"), tmp_path=tmp_path,
+                          processes=1)
+    assert single.returncode == 0, single.stderr
+
+    ddp_rows, single_rows = rows(url, NUMBERS), rows(single_url, NUMBERS)
+    assert [r[0] for r in ddp_rows] == [r[0] for r in single_rows] == [1, 2]
+    for (_, *losses_a, ), (_, *losses_b) in zip(ddp_rows, single_rows):
+        train_loss, train_acc, test_loss, test_acc = losses_a
+        assert (train_loss, test_loss) == pytest.approx((losses_b[0], losses_b[2]), rel=1e-5, abs=1e-6)
+        assert (train_acc, test_acc) == (losses_b[1], losses_b[3])  # the same counts over the same totals
+        # Counted over all 125 and 257 examples (not 124 or 256): the accuracies are whole numbers of them.
+        assert train_acc * 125 == pytest.approx(round(train_acc * 125), abs=1e-9)
+        assert test_acc * 257 == pytest.approx(round(test_acc * 257), abs=1e-9)

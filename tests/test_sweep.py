@@ -239,12 +239,12 @@ def test_failed_cells_are_recorded_skipped_and_retried_on_request(bench_file, tm
 
     real_train = sweep_module.train
 
-    def flaky(spec, options, callbacks, prepared):
+    def flaky(spec, options, callbacks, prepared, owner):
         if spec.optimizer == "sgd" and spec.seed == 1:
             raise RuntimeError("simulated CUDA error")
-        return real_train(spec, options, callbacks, prepared=prepared)
+        return real_train(spec, options, callbacks, prepared=prepared, owner=owner)
 
-    monkeypatch.setattr(sweep_module, "train", lambda s, o, c, prepared: flaky(s, o, c, prepared))
+    monkeypatch.setattr(sweep_module, "train", lambda s, o, c, prepared, owner: flaky(s, o, c, prepared, owner))
     args = ["sweep", "--benchmark", "tiny", "--benchmarks", str(bench_file)]
     first = runner.invoke(app, args)
     assert first.exit_code == 1

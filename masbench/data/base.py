@@ -128,8 +128,7 @@ def _global_batches(order: Tensor, batch_size: int, shard: tuple[int, int] | Non
         params = crop_flip_params(len(index), padding, generator) if augment else None
         if shard is not None:
             rank, world = shard
-            if len(index) < world:
-                continue  # every rank must take the same number of steps: a last batch too small to share is left
+            # A share may be empty (a last batch smaller than the world): every rank still takes the step.
             index = index[rank::world]
             params = None if params is None else tuple(t[rank::world] for t in params)
         yield index, params
@@ -188,7 +187,7 @@ class TextDataset:
         for cpu_index, _ in _global_batches(order, batch_size, shard, False, 0, None):
             index = cpu_index.to(device)
             # Trim the padding to the longest sequence of the batch.
-            width = int(lengths[cpu_index].max())
+            width = int(lengths[cpu_index].max()) if len(cpu_index) else 1
             inputs = {
                 "input_ids": data.input_ids[index, :width].long(),
                 "attention_mask": data.attention_mask[index, :width].long(),

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from masbench.engine import Callback, EpochMetrics, RunResult, checkpoint_path, describe_device, prepare, train
+from masbench.engine import (
+    Callback,
+    CheckpointOwner,
+    EpochMetrics,
+    RunResult,
+    checkpoint_path,
+    describe_device,
+    prepare,
+    train,
+)
 from masbench.environment import git_commit, hostname, versions
 from masbench.spec import ExecOptions, RunSpec
 from masbench.store import ClaimLost, Run, Store
@@ -171,9 +180,10 @@ def _train_claimed(spec: RunSpec, store: Store, options: ExecOptions, run_id: in
                    callbacks: Sequence[Callback], force: bool, stale_after: float,
                    heartbeat_every: float) -> CellOutcome:
     dist = options.distributed
+    owner = CheckpointOwner(store.store_id, run_id)  # so that no other store's run adopts this one's checkpoint
     if force:
         store.reset(run_id, worker)
-        checkpoint_path(spec, options).unlink(missing_ok=True)
+        checkpoint_path(spec, options, owner).unlink(missing_ok=True)
     _decided(dist, None)
     try:
         with Heartbeat(store, run_id, worker, heartbeat_every, stale_after) as heartbeat:
@@ -185,7 +195,7 @@ def _train_claimed(spec: RunSpec, store: Store, options: ExecOptions, run_id: in
             store.start(run_id, worker, host=hostname(), device=describe_device(prepared.device),
                         versions=versions(), git_commit=git_commit(), config=config)
             result = train(spec, options, [StoreRecorder(store, run_id, worker, stale_after), heartbeat, *callbacks],
-                           prepared=prepared)
+                           prepared=prepared, owner=owner)
         store.finish(run_id, worker, result.status, result.error)
         return CellOutcome(spec, result.status, run_id, result, result.error)
     except ClaimLost as error:

@@ -1,0 +1,166 @@
+"""Checkpoints: a run's state after an epoch (``capture``), put back (``restore``), read (``load``) and written (``save``).
+
+A checkpoint holds the model, the optimizer, the lambda schedule, every RNG
+state and the epochs so far; a run that finds its checkpoint continues at the
+next epoch and ends with the metrics of an uninterrupted run. It is read onto
+the CPU, whatever device it was written on: ``load_state_dict`` moves the
+weights to the model's device, and the RNG states must be CPU byte tensors.
+
+A checkpoint records its owner, the store and the run it was written for
+(``CheckpointOwner``), and its file name carries the store's identity, so that
+a run in one store never resumes, or copies the epochs of, another store's run.
+
+What ``load`` does with what it finds:
+
+- nothing: start fresh (noting another store's checkpoint of the same run, if there is one);
+- a torn or damaged file, or one of another format, run or owner: start fresh with one warning;
+- anything else that goes wrong raises: a restore that fails is a bug, not a reason to start over.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from masbench.engine.callbacks import EpochMetrics
+from masbench.engine.prepare import Prepared
+from masbench.fileio import CorruptFile, atomic_torch_save, load_torch_file, remove_stale_temporaries
+from masbench.spec import ExecOptions, RunSpec
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CheckpointOwner:
+    """Whose checkpoint it is: the store's identity (``Store.store_id``, a UUID) and the run's id there."""
+
+    store: str
+    run: int
+
+    @property
+    def tag(self) -> str:
+        """The part of the store's identity that checkpoint file names carry."""
+        return self.store.replace("-", "")[:12]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"store": self.store, "run": self.run}
+
+
+def checkpoint_path(spec: RunSpec, options: ExecOptions, owner: CheckpointOwner | None = None) -> Path:
+    """``KEY-STORE.pt`` in the checkpoint folder (``KEY.pt`` without an owner): two stores never share a file."""
+    name = spec.key if owner is None else f"{spec.key}-{owner.tag}"
+    return Path(options.checkpoint_dir) / f"{name}.pt"
+
+
+def capture(p: Prepared, epoch: int, history: list[EpochMetrics], owner: CheckpointOwner | None) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "key": p.spec.key,
+        "owner": owner.as_dict() if owner is not None else None,
+        "epoch": epoch,
+        "model": p.model.state_dict(),
+        "optimizer": p.optimizer.state_dict(),
+        "schedule": p.schedule.state_dict() if p.schedule is not None else {},
+        "history": [m.as_dict() for m in history],
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if p.device.type == "cuda" else [],
+            "data": p.generator.get_state(),
+            "python": list(random.getstate()[1]),
+        },
+    }
+
+
+def _rng_bytes(state: torch.Tensor) -> torch.Tensor:
+    """An RNG state as the setters take it, a CPU byte tensor, wherever and however it was loaded."""
+    return state.to(device="cpu", dtype=torch.uint8)
+
+
+def restore(p: Prepared, state: dict[str, Any]) -> tuple[int, list[EpochMetrics]]:
+    """Put ``state`` (one of this run's checkpoints: see ``foreign``) back; returns (epochs done, their metrics)."""
+    p.model.load_state_dict(state["model"])
+    p.optimizer.load_state_dict(state["optimizer"])
+    if p.schedule is not None:
+        p.schedule.load_state_dict(state["schedule"])
+    rng = state["rng"]
+    torch.set_rng_state(_rng_bytes(rng["torch"]))
+    if p.device.type == "cuda" and rng["cuda"]:
+        torch.cuda.set_rng_state_all([_rng_bytes(s) for s in rng["cuda"]])
+    p.generator.set_state(_rng_bytes(rng["data"]))
+    random.setstate((3, tuple(rng["python"]), None))
+    history = [EpochMetrics(**m) for m in state["history"]]
+    return int(state["epoch"]), history
+
+
+def foreign(state: Any, key: str, owner: CheckpointOwner | None) -> str | None:
+    """Why ``state`` is not a checkpoint of run ``key`` for ``owner`` (None: it is one); no owner, no owner check."""
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        return f"is not a masbench checkpoint of format {CHECKPOINT_FORMAT} (found {found!r})"
+    if state.get("key") != key:
+        return f"belongs to another run (key {state.get('key')!r})"
+    if owner is None:
+        return None
+    recorded = state.get("owner")
+    if not isinstance(recorded, dict) or "store" not in recorded:
+        return "records no store"
+    if recorded["store"] != owner.store:
+        return f"belongs to another store ({recorded['store']}; this one is {owner.store})"
+    if recorded.get("run") != owner.run:
+        return f"belongs to run {recorded.get('run')} of this store, not run {owner.run}"
+    return None
+
+
+def load(p: Prepared, owner: CheckpointOwner | None, warn: Callable[[str], None],
+         main: bool = True) -> tuple[int, list[EpochMetrics]]:
+    """Restore ``p`` from its checkpoint if there is a usable one; returns (epochs done, their metrics).
+
+    ``main``: this process writes the run's checkpoints (under DDP, rank 0 alone), so it cleans up and warns.
+    """
+    path = checkpoint_path(p.spec, p.options, owner)
+    if main:
+        # With an owner the cell is claimed: no one else may be writing this file.
+        remove_stale_temporaries(path, exclusive=owner is not None)
+    cell = p.spec.describe()
+    if not path.exists():
+        if main and owner is not None:
+            _note_other_owners(path, p.spec, cell, warn)
+        return 0, []
+    try:
+        state = load_torch_file(path)
+    except CorruptFile as error:
+        if main:
+            warn(f"checkpoint {path} is unusable ({error}); restarting {cell} from scratch")
+        return 0, []
+    problem = foreign(state, p.spec.key, owner)
+    if problem is not None:
+        if main:
+            warn(f"checkpoint {path} {problem}: starting {cell} fresh")
+        return 0, []
+    return restore(p, state)
+
+
+def _note_other_owners(path: Path, spec: RunSpec, cell: str, warn: Callable[[str], None]) -> None:
+    """One line when the run has a checkpoint written for another store (or for none), which is left alone."""
+    others = sorted({*path.parent.glob(f"{spec.key}.pt"), *path.parent.glob(f"{spec.key}-*.pt")} - {path})
+    if not others:
+        return
+    whose = ("records no store (an older masbench's, or train() without an owner)" if others[0].stem == spec.key
+             else "belongs to another store")
+    warn(f"checkpoint {others[0]} {whose}; this store's would be {path.name}: starting {cell} fresh")
+
+
+def save(p: Prepared, epoch: int, history: list[EpochMetrics], owner: CheckpointOwner | None) -> Path:
+    """Write the run's checkpoint atomically (an interrupt meanwhile is held back until it is in place)."""
+    path = checkpoint_path(p.spec, p.options, owner)
+    atomic_torch_save(capture(p, epoch, history, owner), path)
+    return path
+
+
+def remove(p: Prepared, owner: CheckpointOwner | None) -> None:
+    checkpoint_path(p.spec, p.options, owner).unlink(missing_ok=True)

@@ -1,0 +1,113 @@
+"""Before training: the device, the seed, and a run's data, model and optimizer (``prepare``)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from masbench.errors import MasbenchError
+from masbench.spec import ExecOptions, RunSpec
+
+
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``auto``: CUDA, then MPS, then CPU; otherwise the named device, which must be present.
+
+    Under DDP (``local_rank`` given), ``auto`` and ``cuda`` mean this process's GPU.
+    """
+    if local_rank is not None and name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise MasbenchError(f"Invalid device: {name!r} (valid: auto, cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MasbenchError(f"Invalid device: {name!r}: CUDA is not available here (use --device cpu or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise MasbenchError(f"Invalid device: {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise MasbenchError(f"Invalid device: {name!r}: MPS is not available here (use --device cpu or auto)")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover - numpy comes with torch's usual installs
+        pass
+
+
+@dataclass
+class Prepared:
+    """A run's data, model and optimizer, built before anything is written anywhere."""
+
+    spec: RunSpec
+    options: ExecOptions
+    device: torch.device
+    dataset: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Any  # a LambdaSchedule, or None for the baselines
+    generator: torch.Generator
+    amp: bool
+    channels_last: bool
+
+
+def data_cache_key(spec: RunSpec, options: ExecOptions) -> tuple:
+    """Cells with the same key can share one loaded data set."""
+    return spec.dataset, str(options.data_dir), str(options.base_dir), tuple(sorted(spec.data_options().items()))
+
+
+def load_data(spec: RunSpec, options: ExecOptions):
+    from masbench.data import load_dataset
+
+    return load_dataset(spec.dataset, options.data_dir, base_dir=options.base_dir, **spec.data_options())
+
+
+def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict | None = None) -> Prepared:
+    """Load the data and build the model, optimizer and schedule; raises ``MasbenchError`` for bad input.
+
+    ``datasets`` caches loaded data sets across the cells of a sweep (keyed by ``data_cache_key``).
+    """
+    from masbench.models import build_model
+    from masbench.optim import build_lambda_schedule, build_optimizer
+
+    dist = options.distributed
+    device = resolve_device(options.device, dist.local_rank if dist is not None else None)
+    key = data_cache_key(spec, options)
+    if datasets is not None and key in datasets:
+        dataset = datasets[key]
+    else:
+        dataset = load_data(spec, options)
+        if datasets is not None:
+            datasets[key] = dataset
+    seed_everything(spec.seed)
+    model = build_model(spec.model, dataset, spec.resolved_pretrained)
+    channels_last = (device.type == "cuda") if options.channels_last is None else options.channels_last
+    channels_last = channels_last and dataset.kind == "image"
+    model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+    optimizer = build_optimizer(spec.optimizer, model.parameters(), **spec.optimizer_hparams())
+    schedule = build_lambda_schedule(spec.lambda_schedule, optimizer, spec.epochs) if spec.optimizer == "mas" else None
+    amp = options.amp if options.amp is not None else device.type == "cuda" and torch.cuda.is_bf16_supported()
+    generator = torch.Generator().manual_seed(spec.seed)
+    return Prepared(spec, options, device, dataset, model, optimizer, schedule, generator, amp, channels_last)
