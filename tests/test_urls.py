@@ -76,3 +76,47 @@ def test_check_url_refuses_an_unencoded_at_and_names_the_fix():
     with pytest.raises(MasbenchError, match="write it as %40") as error:
         check_url("postgresql://u:p@ss-word@host/db")
     assert "ss-word" not in str(error.value)
+
+
+# --- the store uses it ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url, secret", [
+    ("postgresql+psycopg://me@127.0.0.1:1/db?password=hunter2-secret", "hunter2-secret"),
+    ("postgresql+psycopg://me:open-sesame@127.0.0.1:1/db", "open-sesame"),
+])
+def test_the_store_never_echoes_a_password(url, secret):
+    from masbench.store import Store
+
+    with pytest.raises(MasbenchError) as error:
+        Store(url)
+    assert secret not in str(error.value) and "cannot open database" in str(error.value)
+
+
+def test_the_store_refuses_an_unencoded_at_before_connecting():
+    from masbench.store import Store
+
+    with pytest.raises(MasbenchError, match="write it as %40") as error:
+        Store("postgresql+psycopg://me:p@ss-word@127.0.0.1:1/db")
+    assert "ss-word" not in str(error.value)
+
+
+def test_a_failed_runs_stored_traceback_is_scrubbed(tmp_path, monkeypatch):
+    """An error that quotes the store's URL (a driver's message) is stored without the URL's secrets."""
+    import masbench.sweep.cells as cells
+    from masbench.spec import RunSpec
+    from masbench.store import Store
+    from masbench.sweep import run_cell
+
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    store.url = "postgresql://me:swordfish-42@db.example/runs"  # as a driver would quote it
+
+    def failing(*args, **kwargs):
+        raise RuntimeError(f"lost the connection to {store.url}")
+
+    monkeypatch.setattr(cells, "train", failing)
+    outcome = run_cell(RunSpec(dataset="digits", model="mlp", epochs=1), store)
+    assert outcome.status == "failed"
+    error = store.get_run(outcome.spec.key).error
+    assert "RuntimeError: lost the connection to postgresql://me:***@db.example/runs" in error
+    assert "swordfish-42" not in error and "swordfish-42" not in outcome.message

@@ -208,6 +208,7 @@ def sweep(
     ray_address: Annotated[str | None, typer.Option(help="With --executor ray: auto or HOST:PORT of a running cluster (default: start a local one).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and which are done; run nothing.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed and diverged cells again.")] = False,
+    max_cells: Annotated[int, typer.Option(help="Refuse a grid of more cells than this (at most 100,000), counted before any is built.")] = 10_000,
     claim_timeout: ClaimTimeoutOpt = 60.0,
     device: DeviceOpt = "auto",
     db: DbOpt = None,
@@ -228,7 +229,8 @@ def sweep(
         baselines=[] if no_baselines else split_list(baselines, "--baselines"),
         seeds=seeds, seed_list=int_list(seed_list, "--seed-list"),
     ) | spec_values(ctx.params, RUN_FIELDS)
-    name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks)
+    name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks,
+                             max_cells=max_cells)
     title = name or dataset
     if dry_run:
         _print_plan(title, cells, db)

@@ -7,6 +7,7 @@ once per epoch, after the epoch's optimizer steps, as with torch's LR schedulers
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch.optim import Optimizer
@@ -97,7 +98,7 @@ def parse_lambda_schedule(text: str) -> tuple[str, tuple[float, ...]]:
         except ValueError:
             numbers = ()
         if len(numbers) in (2, 3) and all(0.0 <= v <= 1.0 for v in numbers[:2]) and (
-            len(numbers) == 2 or (numbers[2] >= 1 and numbers[2] == int(numbers[2]))
+            len(numbers) == 2 or (numbers[2] >= 1 and math.isfinite(numbers[2]) and numbers[2].is_integer())
         ):
             return "linear", numbers
     raise ValueError(

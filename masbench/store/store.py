@@ -14,7 +14,6 @@ adds a second.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from masbench import faults
 from masbench.errors import MasbenchError
+from masbench.urls import check_url, mask_url, scrub
 from masbench.store import leases
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc, server_time
 from masbench.store.migrate import initialise_or_upgrade, stored_version
@@ -65,14 +65,6 @@ def absolute_sqlite(url: str) -> str:
     return url
 
 
-def mask_url(url: str) -> str:
-    """The URL with its password hidden, for every message and log."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
 def utcnow() -> datetime:
     """This client's clock: for display only, never for a claim, a lease or a retry (``Store.now`` is for those)."""
     return datetime.now(timezone.utc)
@@ -96,6 +88,7 @@ class Store:
         self.url = absolute_sqlite(resolve_url(url))
         self._store_id: str | None = None
         self.masked_url = mask_url(self.url)
+        check_url(self.url)
         try:
             parsed = make_url(self.url)
         except ArgumentError:
@@ -136,7 +129,7 @@ class Store:
                 f"for PostgreSQL: pip install 'masbench[postgres]'"
             ) from None
         except (SQLAlchemyError, OSError) as error:
-            reason = _one_line(error).replace(self.url, self.masked_url)
+            reason = scrub(_one_line(error), self.url)
             if "readonly" in reason.replace(" ", "").lower() or "read-only" in reason.lower():
                 raise MasbenchError(f"database {self.masked_url} is read-only: {reason}") from None
             raise MasbenchError(f"cannot open database {self.masked_url}: {reason}") from None

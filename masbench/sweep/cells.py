@@ -33,6 +33,7 @@ from masbench.spec import ExecOptions, RunSpec
 from masbench.store import ClaimLost, Run, Store
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc
 from masbench.sweep import stopping
+from masbench.urls import scrub
 
 HEARTBEAT_EVERY_S = 10.0
 STALE_AFTER_S = DEFAULT_LEASE_S  # a worker's lease: how long its claim outlives its last heartbeat
@@ -204,8 +205,9 @@ def _train_claimed(spec: RunSpec, store: Store, options: ExecOptions, run_id: in
         if stopping.interrupted(error):
             # Cut short by the stop (an interrupt inside torch.save comes back as a RuntimeError): not a failure.
             raise KeyboardInterrupt from error
-        summary = f"{type(error).__name__}: {' '.join(str(error).split())}"
-        store.finish(run_id, worker, "failed", f"{summary}\n{traceback.format_exc()}")
+        # Scrubbed: a driver's error may quote the database URL, password and all.
+        summary = scrub(f"{type(error).__name__}: {' '.join(str(error).split())}", store.url)
+        store.finish(run_id, worker, "failed", f"{summary}\n{scrub(traceback.format_exc(), store.url)}")
         return CellOutcome(spec, "failed", run_id, message=summary)
 
 
