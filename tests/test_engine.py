@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from masbench.config import ExecOptions, RunSpec
+from masbench.spec import ExecOptions, RunSpec
 from masbench.engine import Callback, checkpoint_path, train
 
 TIMING = ("seconds", "samples_per_second")

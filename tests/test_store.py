@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from masbench.config import RunSpec
+from masbench.spec import RunSpec
 from masbench.errors import MasbenchError
 from masbench.store import SCHEMA_VERSION, ClaimLost, Store
 from masbench.sweep import run_values

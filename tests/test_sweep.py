@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from masbench.cli import app
-from masbench.config import complement, load_benchmarks, parse_lambdas, plan_sweep
+from masbench.benchmarks import complement, load_benchmarks, parse_lambdas, plan_sweep
 from masbench.errors import MasbenchError
 
 runner = CliRunner()
@@ -286,7 +286,7 @@ def _interrupted_train(signum):
 @pytest.mark.parametrize("signum", [15, 2])
 def test_a_stop_that_surfaces_as_another_error_leaves_the_cell_pending_not_failed(db_url, monkeypatch, signum):
     import masbench.sweep.cells as cells
-    from masbench.config import RunSpec
+    from masbench.spec import RunSpec
     from masbench.store import Store
     from masbench.sweep import Stopped, run_cell, stop_on_signals
 
@@ -304,7 +304,7 @@ def test_a_stop_that_surfaces_as_another_error_leaves_the_cell_pending_not_faile
 
 def test_an_interrupt_chained_in_an_error_is_not_a_failure_without_handlers_either(sqlite_url, monkeypatch):
     import masbench.sweep.cells as cells
-    from masbench.config import RunSpec
+    from masbench.spec import RunSpec
     from masbench.store import Store
     from masbench.sweep import run_cell
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -28,9 +29,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 
 def hyperparameter_names(name: str) -> list[str]:
     """The keyword arguments that optimizer ``name`` accepts besides ``params``."""
-    cls = _lookup(name)
-    signature = inspect.signature(cls.__init__)
-    return [p for p in signature.parameters if p not in ("self", "params")]
+    return list(_signature(name))
 
 
 def select_hyperparameters(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,8 +40,14 @@ def select_hyperparameters(name: str, hparams: Mapping[str, Any]) -> dict[str, A
 
 def optimizer_defaults(name: str) -> dict[str, Any]:
     """The keyword defaults of optimizer ``name`` (for example AdamW's weight_decay=0.01)."""
-    signature = inspect.signature(_lookup(name).__init__)
-    return {p.name: p.default for p in signature.parameters.values() if p.default is not inspect.Parameter.empty}
+    return {p.name: p.default for p in _signature(name).values() if p.default is not inspect.Parameter.empty}
+
+
+@functools.cache
+def _signature(name: str) -> dict[str, inspect.Parameter]:
+    # Cached: planning a sweep asks for every cell, and inspect.signature was most of its time.
+    parameters = inspect.signature(_lookup(name).__init__).parameters
+    return {p: parameters[p] for p in parameters if p not in ("self", "params")}
 
 
 def build_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], **hparams: Any) -> torch.optim.Optimizer:
