@@ -270,7 +270,7 @@ def _interrupted_train(signum):
     import os
     import time
 
-    def train(spec, options, callbacks, prepared):
+    def train(spec, options, callbacks, prepared, owner=None):
         stopped = False
         try:
             os.kill(os.getpid(), signum)
@@ -308,7 +308,7 @@ def test_an_interrupt_chained_in_an_error_is_not_a_failure_without_handlers_eith
     from masbench.store import Store
     from masbench.sweep import run_cell
 
-    def train(spec, options, callbacks, prepared):
+    def train(spec, options, callbacks, prepared, owner=None):
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt as error:
