@@ -76,8 +76,10 @@ def test_csv_numbers_for_both_metrics(db, metric):
     result = runner.invoke(app, ["report", "--table", "--format", "csv", "--metric", metric, "--db", db])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(rows[0]) == ["dataset", "model", "name", "lambda_adam", "lambda_sgd", "n", "avg_acc", "std_acc",
-                             "max_acc"]
+    assert list(rows[0]) == ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam",
+                             "lambda_sgd", "metric", "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs",
+                             "masbench_version"]
+    assert {r["metric"] for r in rows} == {metric}
     by_name = {(r["model"], r["name"]): r for r in rows}
     assert len(rows) == len(RUNS)
     for (optimizer, lam, model) in RUNS:
@@ -237,25 +239,24 @@ def test_gate_passes_on_itself_and_fails_on_a_regression(db, tmp_path):
     lines = sorted(line for line in gate.stdout.splitlines() if line.startswith("REGRESSION"))
     assert len(lines) == 2
     sgd_avg = expected(("sgd", None, "mlp"), "best")[0]
-    assert f"digits/mlp sgd[lr=0.01]: {sgd_avg:.2f} -> {sgd_avg - 5:.2f} (-5.00 points; tolerance" in lines[1]
+    # 5 points lower on every seed: the paired differences have no variance, so the floor (1 point) decides.
+    assert (f"digits/mlp sgd[lr=0.01]: {sgd_avg:.2f} -> {sgd_avg - 5:.2f} (-5.00 points; allowed drop 1.00 = "
+            f"max(floor 1, paired t-test at alpha 0.01: 0.00))") in lines[1]
     assert "digits/cnn mas[lambda_adam=0.3,lambda_sgd=0.7,lr=0.01]: no completed seed now" in lines[0]
     assert "2 of 6 cells regressed" in gate.stdout
 
-    # A drop within the tolerance passes: the default is max(1 point, 2 x baseline std) ...
+    # --tolerance raises the floor: a 5-point drop within 6 points passes; --dataset filters both sides.
     lenient = runner.invoke(app, ["compare", "--baseline", str(baseline), "--db", url, "--dataset", "digits",
                                   "--tolerance", "6"])
     assert lenient.exit_code == 1 and "no completed seed now" in lenient.stdout
     assert "sgd[lr=0.01]" not in lenient.stdout and "1 of 6 cells regressed" in lenient.stdout
-    # ... and the default tolerance of a cell with a large std lets a small drop through.
-    sgd_std = statistics.stdev([100 * max(a) for a in RUNS[("sgd", None, "mlp")].values()])
-    assert f"tolerance {max(1.0, 2 * sgd_std):.2f}" in lines[1]
 
 
 def test_gate_rejects_a_malformed_baseline(db, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("dataset,model,score\ndigits,mlp,1\n")
     result = runner.invoke(app, ["compare", "--baseline", str(path), "--db", db])
-    assert result.exit_code == 1 and "lacks column(s) name, lambda_adam" in result.stderr
+    assert result.exit_code == 1 and "lacks column(s) benchmark, name, config_key, metric, n" in result.stderr
 
 
 # --- plots -------------------------------------------------------------------------------------------------
