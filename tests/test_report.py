@@ -13,7 +13,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from masbench.cli import app
-from masbench.config import RunSpec
+from masbench.spec import RunSpec
 from masbench.store import Store
 from masbench.sweep import run_values
 
@@ -270,14 +270,16 @@ def test_plots(db, tmp_path, kind, suffix, magic):
     assert out.read_bytes().startswith(magic)
 
 
-def test_the_committed_nightly_baseline_matches_the_nightly_suite():
+@pytest.mark.parametrize("benchmark", ["nightly", "quick"])
+def test_the_committed_baselines_match_their_suites(benchmark):
+    """Every cell of the suite, and nothing else, by config key; the metric the CI gates with; readable."""
     from pathlib import Path
 
-    from masbench.config import plan_sweep
+    from masbench.benchmarks import plan_sweep
+    from masbench.report import read_baseline
 
     repo = Path(__file__).resolve().parent.parent
-    _, cells = plan_sweep(benchmark="nightly", benchmarks_path=repo / "benchmarks.yaml")
-    planned = {(c.spec.dataset, c.spec.model, c.spec.name) for c in cells}
-    with open(repo / "benchmarks" / "baselines" / "nightly.csv") as handle:
-        saved = {(r["dataset"], r["model"], r["name"]) for r in csv.DictReader(handle)}
-    assert saved == planned
+    _, cells = plan_sweep(benchmark=benchmark, benchmarks_path=repo / "benchmarks.yaml")
+    baseline = read_baseline(repo / "benchmarks" / "baselines" / f"{benchmark}.csv")
+    assert set(baseline.cells["config_key"]) == {c.spec.config_key for c in cells}
+    assert baseline.metric == "best" and set(baseline.cells["benchmark"]) == {benchmark}
