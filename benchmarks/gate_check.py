@@ -127,6 +127,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.2, help="MAS's updates are scaled by this in the planted run")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seeds", type=int, help="override the benchmark's seed count (as the baseline was made)")
+    parser.add_argument("--honest-db", help="an honest store of the benchmark already made (skips the honest rerun; "
+                                            "e.g. the one the baseline came from)")
     args = parser.parse_args()
 
     from masbench.benchmarks import plan_sweep
@@ -136,7 +138,10 @@ def main() -> None:
                           overrides={"seeds": args.seeds})
     folder = Path(tempfile.mkdtemp(prefix="masbench-gate-check-"))
     urls = {kind: f"sqlite:///{folder / kind}.db" for kind in ("honest", "planted")}
-    for kind, scale in (("honest", None), ("planted", args.scale)):
+    runs = (("honest", None), ("planted", args.scale))
+    if args.honest_db:
+        urls["honest"], runs = args.honest_db, runs[1:]
+    for kind, scale in runs:
         seconds = sweep(cells, urls[kind], args.workers, folder / f"checkpoints-{kind}", scale)
         print(f"{kind} sweep of {len(cells)} cells: {seconds:.0f} s", flush=True)
     honest, _ = gate(urls["honest"], baseline, args.benchmark)
