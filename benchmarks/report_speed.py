@@ -2,7 +2,8 @@
 
 Fills an SQLite store with 1,000 completed runs of 100 epochs (a paper-sized
 study is about 200 runs of 200 epochs), then times, side by side, masbench's
-report (one SQL aggregate per run, pandas for the rest, then the table rendered)
+report (one SQL aggregate per run, pandas for the rest, grouped by cell, then the
+table rendered)
 and the same table computed the naive way (every epoch loaded as an ORM object,
 Python loops over the rows). Prints the medians and the ratio.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
-from masbench.config import RunSpec
+from masbench.spec import RunSpec
 from masbench.report import cell_table, render_tables, run_accuracies
 from masbench.store import Epoch, Run, Store
 from masbench.store.store import utcnow
@@ -62,7 +63,7 @@ def naive_report(store: Store) -> str:
         groups = defaultdict(list)
         for run in runs:
             best = max(e.test_acc for e in run.epoch_rows)
-            groups[(run.dataset, run.model, run.name)].append(100 * best)
+            groups[(run.dataset, run.model, run.name, run.config_key)].append(100 * best)
         lines = []
         for key, values in sorted(groups.items()):
             std = statistics.stdev(values) if len(values) > 1 else float("nan")

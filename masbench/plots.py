@@ -1,7 +1,7 @@
 """Plots from the store (matplotlib, Agg backend, imported only here).
 
 - ``plot_curves``: test accuracy and test loss against epoch, mean ± std band over
-  seeds per optimizer configuration, for one data set and model (the paper's Fig. 7).
+  seeds per cell (``config_key``), for one data set and model (the paper's Fig. 7).
 - ``plot_lambda``: avg acc against lambda_adam for MAS, with the baselines as
   horizontal lines (lambda sensitivity).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report import LABELS, cell_table, display_names
+from masbench.report import LABELS, cell_table, differing_settings
 
 SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -48,8 +48,21 @@ def choose(frame: pd.DataFrame, column: str, value: str | None, what: str) -> st
     return present[0]
 
 
-def plot_curves(epochs: pd.DataFrame, output: str | Path, *, dataset: str, model: str) -> Path:
-    """Test accuracy (percent) and test loss per epoch: the mean over completed seeds, with a ± std band."""
+def curve_labels(cells: pd.DataFrame) -> dict[str, str]:
+    """config_key -> legend label: ``Adam``, ``MAS λa=0.3, λs=0.7``, and the settings that tell apart cells
+    of the plot that would share a label (``Adam (epochs=2)``; the benchmark, when the plot holds two)."""
+    labels = pd.Series([LABELS.get(o, o) if o != "mas" else f"MAS λa={la:g}, λs={ls:g}"
+                        for o, la, ls in zip(cells["optimizer"], cells["lambda_adam"], cells["lambda_sgd"])],
+                       index=cells.index, dtype=object)
+    settings = differing_settings(cells, [labels])
+    shown = labels.where(settings == "", labels + " (" + settings + ")")
+    return dict(zip(cells["config_key"], shown))
+
+
+def plot_curves(epochs: pd.DataFrame, output: str | Path, *, dataset: str, model: str,
+                runs: pd.DataFrame | None = None) -> Path:
+    """Test accuracy (percent) and test loss per epoch: the mean over each cell's completed seeds, with a
+    ± std band. ``runs`` (``run_accuracies``) names the cells; without it, by run name and config key."""
     path = _check_output(output)
     frame = epochs[(epochs["dataset"] == dataset) & (epochs["model"] == model) & (epochs["status"] == "completed")]
     if frame.empty:
@@ -57,25 +70,20 @@ def plot_curves(epochs: pd.DataFrame, output: str | Path, *, dataset: str, model
     plt = _figure()
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     stats = (frame.assign(test_acc=frame["test_acc"] * 100)
-             .groupby(["optimizer", "name", "epoch"])[["test_acc", "test_loss"]].agg(["mean", "std"]).reset_index())
-    configs = frame[["optimizer", "name"]].drop_duplicates().itertuples(index=False, name=None)
-    order = sorted(configs, key=lambda c: (list(LABELS).index(c[0]) if c[0] in LABELS else 9, c[1]))
-    lambdas = frame.drop_duplicates("name").set_index("name")[["run_lambda_adam", "run_lambda_sgd"]]
-    short = {}
-    for optimizer, name in order:
-        if optimizer == "mas":
-            la, ls = lambdas.loc[name, "run_lambda_adam"], lambdas.loc[name, "run_lambda_sgd"]
-            short[name] = f"MAS λa={la:g}, λs={ls:g}"
-        else:
-            short[name] = LABELS.get(optimizer, optimizer)
-    ambiguous = len(set(short.values())) < len(short)
-    for optimizer, name in order:
-        rows = stats[stats[("name", "")] == name]
-        label = name if ambiguous else short[name]
+             .groupby(["config_key", "epoch"])[["test_acc", "test_loss"]].agg(["mean", "std"]).reset_index())
+    if runs is not None:
+        cells = cell_table(runs[runs["config_key"].isin(frame["config_key"])])
+        labels, order = curve_labels(cells), list(cells["config_key"])
+    else:
+        first = frame.drop_duplicates("config_key")
+        labels = {k: f"{name} ({k[:8]})" for k, name in zip(first["config_key"], first["name"])}
+        order = sorted(labels, key=labels.get)
+    for key in order:
+        rows = stats[stats[("config_key", "")] == key]
         for ax, metric in ((acc_ax, "test_acc"), (loss_ax, "test_loss")):
             mean, std = rows[(metric, "mean")], rows[(metric, "std")].fillna(0.0)
             epoch = rows[("epoch", "")]
-            line, = ax.plot(epoch, mean, label=label, linewidth=1.4)
+            line, = ax.plot(epoch, mean, label=labels[key], linewidth=1.4)
             ax.fill_between(epoch, mean - std, mean + std, color=line.get_color(), alpha=0.18, linewidth=0)
     acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"{dataset} / {model}: test accuracy")
     loss_ax.set(xlabel="epoch", ylabel="test loss", title=f"{dataset} / {model}: test loss")
@@ -91,6 +99,14 @@ def plot_curves(epochs: pd.DataFrame, output: str | Path, *, dataset: str, model
     return path
 
 
+def _without_lambdas_dict(canonical: dict) -> dict:
+    return {k: v for k, v in canonical.items() if k not in ("lambda_adam", "lambda_sgd", "seed")}
+
+
+def _without_lambdas(canonical: dict) -> str:
+    return repr(sorted(_without_lambdas_dict(canonical).items()))
+
+
 def plot_lambda(runs: pd.DataFrame, output: str | Path, *, dataset: str, model: str, metric: str) -> Path:
     """avg acc (± std over seeds) against lambda_adam for MAS, baselines as dashed lines."""
     path = _check_output(output)
@@ -102,15 +118,23 @@ def plot_lambda(runs: pd.DataFrame, output: str | Path, *, dataset: str, model: 
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     colours = {"adam": "tab:orange", "sgd": "tab:green", "adamw": "tab:purple"}
-    ax.errorbar(mas["lambda_adam"], mas["avg_acc"], yerr=mas["std_acc"].fillna(0.0), marker="o", capsize=3,
-                color="tab:red",
-                label="MAS (λs = 1 − λa)" if (abs(mas["lambda_adam"] + mas["lambda_sgd"] - 1) < 1e-9).all() else "MAS")
+    # One line per series: MAS cells that differ only in their lambdas (other epochs make another line).
+    series = pd.Series([_without_lambdas(c) for c in mas["canonical"]], index=mas.index)
+    heads = mas.groupby(series, sort=False).head(1)
+    heads = heads.assign(canonical=[_without_lambdas_dict(c) for c in heads["canonical"]])
+    extra = dict(zip(series[heads.index], differing_settings(heads, [heads["optimizer"]])))
+    for (key, line), colour in zip(mas.groupby(series, sort=False), ("tab:red", "tab:blue", "tab:brown", "tab:pink")):
+        complement = (abs(line["lambda_adam"] + line["lambda_sgd"] - 1) < 1e-9).all()
+        label = ("MAS (λs = 1 − λa)" if complement else "MAS") + (f" ({extra[key]})" if extra[key] else "")
+        ax.errorbar(line["lambda_adam"], line["avg_acc"], yerr=line["std_acc"].fillna(0.0), marker="o", capsize=3,
+                    color=colour, label=label)
     baselines = cells[cells["optimizer"] != "mas"]
-    names = display_names(baselines) if not baselines.empty else []
-    for (_, row), label in zip(baselines.iterrows(), names):
+    names = curve_labels(baselines) if not baselines.empty else {}
+    for row in baselines.to_dict("records"):
         colour = colours.get(row["optimizer"], "tab:gray")
         std = row["std_acc"] if pd.notna(row["std_acc"]) else 0.0
-        ax.axhline(row["avg_acc"], linestyle="--", linewidth=1.1, color=colour, label=f"{label} ({row['avg_acc']:.2f})")
+        ax.axhline(row["avg_acc"], linestyle="--", linewidth=1.1, color=colour,
+                   label=f"{names[row['config_key']]} ({row['avg_acc']:.2f})")
         ax.axhspan(row["avg_acc"] - std, row["avg_acc"] + std, color=colour, alpha=0.08)
     which = "best" if metric == "best" else "final"
     ax.set(xlabel="λa (weight of Adam)", ylabel=f"avg {which} test accuracy (%)",

@@ -87,9 +87,9 @@ def report(
 
 
 def compare(
-    configs: Annotated[list[str] | None, typer.Argument(help="Configurations: mas:0.3, mas:0.3:0.7, adam, sgd, adamw, or run names; the first is the reference.")] = None,
+    configs: Annotated[list[str] | None, typer.Argument(help="Configurations: mas:0.3, mas:0.3:0.7, adam, sgd, adamw, run names or config keys; the first is the reference.")] = None,
     baseline: Annotated[str | None, typer.Option(help="Regression gate: a saved report --format csv to compare the store with.")] = None,
-    tolerance: Annotated[float | None, typer.Option(help="Gate: allowed drop in avg acc, points (default: max(1, 2 x baseline std)).")] = None,
+    tolerance: Annotated[float | None, typer.Option(help="Gate: the smallest drop in avg acc, in points, that counts (default 1); it must also be significant (one-sided t-test, alpha 0.01).")] = None,
     metric: MetricOpt = "best",
     dataset: FilterDataset = None,
     model: FilterModel = None,
@@ -108,7 +108,10 @@ def compare(
             raise MasbenchError("give configurations to compare, or --baseline FILE for the gate, not both")
         store = _open_for_reading(db)
         cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark))
-        result = reporting.regression_gate(cells, baseline, tolerance)
+        result = reporting.regression_gate(cells, baseline, metric=metric, benchmark=benchmark, dataset=dataset,
+                                           model=model, tolerance=tolerance)
+        for line in result.notes:
+            typer.echo(f"note: {line}")
         for line in result.regressions:
             typer.echo(f"REGRESSION {line}")
         if result.regressions:
@@ -141,7 +144,8 @@ def compare(
                           "" if math.isnan(d.p_value) else f"{d.p_value:.3g}", d.test or "")
         console.print(table, markup=False)
         for side in (ref, *(d.other for d in c.differences)):
-            console.print(f"  {side.label} = {side.name}", markup=False)
+            console.print(f"  {side.label} = {side.name}" + (f" ({side.settings})" if side.settings else "")
+                          + f", config {side.config_key}", markup=False)
         for d in c.differences:
             console.print(f"  verdict: {d.verdict}", markup=False)
 
@@ -166,7 +170,7 @@ def plot(
     chosen_model = plots.choose(runs[runs["dataset"] == chosen_dataset], "model", model, "model")
     if kind == "curves":
         epochs = store.epochs_frame(dataset=chosen_dataset, model=chosen_model, benchmark=benchmark)
-        path = plots.plot_curves(epochs, output, dataset=chosen_dataset, model=chosen_model)
+        path = plots.plot_curves(epochs, output, dataset=chosen_dataset, model=chosen_model, runs=runs)
     else:
         path = plots.plot_lambda(runs, output, dataset=chosen_dataset, model=chosen_model, metric=metric)
     typer.echo(f"plot written to {path}")

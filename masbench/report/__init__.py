@@ -1,0 +1,31 @@
+"""Reports from the store: cells (``aggregate``), tables and leaderboards (``render``), statistics between
+configurations (``compare``) and the regression gate (``gate``).
+
+Every result groups runs by cell: ``config_key``, the hash of a run's canonical
+config without its seed. The SQL lives with the store (``masbench.store.queries``).
+"""
+
+from masbench.report.aggregate import (
+    BASELINE_ORDER,
+    LABELS,
+    METRICS,
+    cell_names,
+    cell_table,
+    check_unique_seeds,
+    differing_settings,
+    display_names,
+    leaderboard,
+    run_accuracies,
+    with_best,
+)
+from masbench.report.compare import Comparison, Difference, Selector, Side, compare, parse_selector
+from masbench.report.gate import ALPHA, FLOOR, Baseline, GateResult, GateRow, allowed_drop, read_baseline, regression_gate
+from masbench.report.render import CSV_COLUMNS, FORMATS, Rendered, csv_table, render_leaderboard, render_tables
+
+__all__ = [
+    "ALPHA", "BASELINE_ORDER", "CSV_COLUMNS", "FLOOR", "FORMATS", "LABELS", "METRICS", "Baseline", "Comparison",
+    "Difference", "GateResult", "GateRow", "Rendered", "Selector", "Side", "allowed_drop", "cell_names", "cell_table",
+    "check_unique_seeds", "compare", "csv_table", "differing_settings", "display_names", "leaderboard",
+    "parse_selector", "read_baseline", "regression_gate", "render_leaderboard", "render_tables", "run_accuracies",
+    "with_best",
+]

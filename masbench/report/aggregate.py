@@ -1,0 +1,148 @@
+"""Runs into cells (pandas): the numbers every table, comparison, gate and plot shows.
+
+A run's accuracy is its best test accuracy over its epochs (``metric="best"``) or
+its last epoch's (``metric="final"``), in percent. Runs are grouped into cells by
+``config_key``: the hash of the run's canonical config without the seed, so
+two cells that share a run name (the same optimizer settings, other epochs,
+batch size or data options) never pool. Only completed runs count as seeds;
+pending, running, failed and diverged ones are counted and flagged, never
+averaged in. A seed twice in one cell is an error, never an overwrite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from masbench.errors import MasbenchError
+
+METRICS = ("best", "final")
+BASELINE_ORDER = {"adam": 0, "sgd": 1, "adamw": 2, "mas": 3}
+LABELS = {"adam": "Adam", "sgd": "SGD", "adamw": "AdamW", "mas": "MAS"}
+TABLE = ["benchmark", "dataset", "model"]  # one table (or leaderboard) section per value of these
+CELL_COLUMNS = [*TABLE, "config_key", "name", "optimizer", "lambda_adam", "lambda_sgd", "n", "planned", "avg_acc",
+                "std_acc", "max_acc", "failed", "diverged", "flags", "seeds", "accs", "canonical", "settings"]
+
+
+def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, model: str | None = None,
+                   benchmark: str | None = None) -> pd.DataFrame:
+    """One row per run: its identity, cell (``config_key``), status, and accuracy (percent) under ``metric``."""
+    from masbench.store.queries import run_accuracy_frame
+
+    if metric not in METRICS:
+        raise MasbenchError(f"Invalid metric: {metric!r} (valid: {', '.join(METRICS)})")
+    frame = run_accuracy_frame(store, dataset=dataset, model=model, benchmark=benchmark)
+    frame["benchmark"] = frame["benchmark"].fillna("")
+    frame["canonical"] = [(config or {}).get("canonical") or {} for config in frame["config"]]
+    frame["acc"] = pd.to_numeric(frame[metric], errors="coerce").astype(float) * 100.0
+    frame.loc[frame["status"] != "completed", "acc"] = float("nan")
+    return frame.drop(columns="config")
+
+
+def check_unique_seeds(runs: pd.DataFrame) -> None:
+    """A cell holds each seed once: two completed runs of one cell with one seed would be averaged as two."""
+    done = runs[runs["status"] == "completed"]
+    twice = done[done.duplicated(["config_key", "seed"], keep=False)]
+    if not twice.empty:
+        row = twice.iloc[0]
+        ids = ", ".join(str(i) for i in twice[(twice["config_key"] == row["config_key"])
+                                              & (twice["seed"] == row["seed"])]["id"])
+        raise MasbenchError(f"cell {row['name']} on {row['dataset']}/{row['model']} (config {row['config_key']}) "
+                            f"has seed {row['seed']} in several completed runs ({ids}): the store is inconsistent")
+
+
+def _per_seed(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each cell's completed seeds, ascending, and their accuracies in the same order."""
+    done = runs[runs["status"] == "completed"].sort_values(["config_key", "seed"])
+    grouped = done.groupby("config_key", sort=False)
+    return pd.DataFrame({"seeds": grouped["seed"].agg(lambda s: tuple(int(v) for v in s)),
+                         "accs": grouped["acc"].agg(lambda a: tuple(float(v) for v in a))})
+
+
+def _flags(n: int, planned: int, failed: int, diverged: int) -> str:
+    parts = (f"{n}/{planned} seeds" if n < planned else "", f"{failed} failed" if failed else "",
+             f"{diverged} diverged" if diverged else "")
+    return ", ".join(part for part in parts if part)
+
+
+def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Cells over seeds, one row per ``config_key``: n (completed seeds), planned, avg/std/max accuracy
+    (percent), flags, the completed ``seeds`` and their ``accs``, the cell's ``canonical`` config, and
+    ``settings``: what tells it apart from other cells of its table that share its run name."""
+    if runs.empty:
+        return pd.DataFrame(columns=CELL_COLUMNS)
+    check_unique_seeds(runs)
+    status = runs.assign(done=runs["status"].eq("completed"), failed=runs["status"].eq("failed"),
+                         diverged=runs["status"].eq("diverged"))
+    cells = status.groupby("config_key", sort=False).agg(
+        benchmark=("benchmark", "first"), dataset=("dataset", "first"), model=("model", "first"),
+        name=("name", "first"), optimizer=("optimizer", "first"), lambda_adam=("lambda_adam", "first"),
+        lambda_sgd=("lambda_sgd", "first"), n=("done", "sum"), planned=("id", "count"), avg_acc=("acc", "mean"),
+        std_acc=("acc", "std"), max_acc=("acc", "max"), failed=("failed", "sum"), diverged=("diverged", "sum"),
+        canonical=("canonical", "first"),
+    )
+    cells = cells.join(_per_seed(runs)).reset_index()
+    for column in ("seeds", "accs"):  # a cell without a completed seed has none
+        cells[column] = [value if isinstance(value, tuple) else () for value in cells[column]]
+    cells[["n", "planned", "failed", "diverged"]] = cells[["n", "planned", "failed", "diverged"]].astype(int)
+    cells["flags"] = [_flags(*row) for row in zip(cells["n"], cells["planned"], cells["failed"], cells["diverged"])]
+    cells["settings"] = differing_settings(cells, [*TABLE, "name"])
+    cells["order"] = cells["optimizer"].map(BASELINE_ORDER).fillna(9)
+    cells = cells.sort_values([*TABLE, "order", "lambda_adam", "name", "settings"], kind="stable")
+    return cells.drop(columns="order").reset_index(drop=True)[CELL_COLUMNS]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "/".join(_shown(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def differing_settings(cells: pd.DataFrame, keys: list[str] | list[pd.Series]) -> pd.Series:
+    """For cells that share ``keys`` (e.g. a table and a run name): the canonical settings whose values
+    differ among them, as ``"epochs=2, batch_size=64"``; empty for a cell alone in its group."""
+    out = pd.Series("", index=cells.index, dtype=object)
+    if cells.empty:
+        return out
+    for _, group in cells.groupby(keys, sort=False, dropna=False):
+        if len(group) < 2:
+            continue
+        configs = list(group["canonical"])
+        names = sorted({k for c in configs for k in c} - {"seed"})
+        differ = [k for k in names if len({repr(c.get(k)) for c in configs}) > 1]
+        for index, config in zip(group.index, configs):
+            out[index] = ", ".join(f"{k}={_shown(config.get(k))}" for k in differ)
+    return out
+
+
+def display_names(cells: pd.DataFrame) -> pd.Series:
+    """Adam, SGD, AdamW, MAS as in the paper, with the settings that tell apart the cells of a table
+    that would otherwise show the same label and lambdas: ``MAS (epochs=2)``, ``MAS (lr=0.01)``."""
+    labels = cells["optimizer"].map(LABELS).fillna(cells["optimizer"])
+    keys = [cells["benchmark"], cells["dataset"], cells["model"], labels, cells["lambda_adam"], cells["lambda_sgd"]]
+    settings = differing_settings(cells, keys)
+    return labels.where(settings == "", labels + " (" + settings + ")")
+
+
+def cell_names(cells: pd.DataFrame) -> pd.Series:
+    """The run name, with the settings that tell apart cells of one table sharing it: ``adam[lr=0.01] (epochs=2)``."""
+    return cells["name"].where(cells["settings"] == "", cells["name"] + " (" + cells["settings"] + ")")
+
+
+def with_best(cells: pd.DataFrame) -> pd.DataFrame:
+    """Mark the best avg acc and the best acc max within each (benchmark, dataset, model) group."""
+    cells = cells.copy()
+    for column in ("avg_acc", "max_acc"):
+        best = cells.groupby(TABLE, sort=False)[column].transform("max")
+        cells[f"best_{column}"] = cells[column].notna() & (cells[column].round(2) == best.round(2))
+    return cells
+
+
+def leaderboard(cells: pd.DataFrame) -> pd.DataFrame:
+    """Every cell ranked by avg acc within its data set and model: 1 is best, ties share a rank, and cells
+    without a completed seed come last, unranked."""
+    board = cells.sort_values([*TABLE, "avg_acc", "max_acc"], ascending=[True, True, True, False, False],
+                              na_position="last", kind="stable").copy()
+    board["rank"] = board.groupby(TABLE, sort=False)["avg_acc"].rank(method="min", ascending=False).astype("Int64")
+    return board.reset_index(drop=True)

@@ -1,0 +1,210 @@
+"""Renderers of cells: the paper's tables (rich, csv, markdown, latex, json) and leaderboards.
+
+The CSV (``report --table --format csv``) is also the regression gate's baseline: it
+names each cell by ``config_key`` and records the metric, the masbench version and
+each cell's completed seeds with their accuracies, so the gate can pair seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from masbench.errors import MasbenchError
+from masbench.report.aggregate import cell_names, display_names, with_best
+
+FORMATS = ("rich", "csv", "markdown", "latex", "json")
+CSV_COLUMNS = ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd", "metric",
+               "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs", "masbench_version"]
+
+
+def _pct(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+
+def _lam(row) -> tuple[str, str]:
+    if row["optimizer"] != "mas":
+        return "", ""
+    return f"{row['lambda_adam']:g}", f"{row['lambda_sgd']:g}"
+
+
+def _title(benchmark: str, dataset: str, metric: str) -> str:
+    which = "best test accuracy over epochs" if metric == "best" else "final-epoch test accuracy"
+    head = f"{dataset}" + (f" (benchmark {benchmark})" if benchmark else "")
+    return f"{head}: {which}, percent over seeds"
+
+
+@dataclass
+class Rendered:
+    text: str
+    rich: Any = None  # rich renderables, for the terminal
+
+
+def render_tables(cells: pd.DataFrame, metric: str, fmt: str) -> Rendered:
+    """The paper's tables: one per data set, a header row per model, then Adam, SGD, AdamW and MAS rows."""
+    if fmt not in FORMATS:
+        raise MasbenchError(f"Invalid format: {fmt!r} (valid: {', '.join(FORMATS)})")
+    if fmt == "csv":
+        return Rendered(csv_table(cells, metric))
+    cells = with_best(cells)
+    cells["label"] = display_names(cells)
+    if fmt == "json":
+        return Rendered(json.dumps(_records(cells, metric), indent=2))
+    groups = list(cells.groupby(["benchmark", "dataset"], sort=False))
+    if fmt == "rich":
+        return Rendered("", [_rich_table(frame, metric) for _, frame in groups])
+    render = _markdown_table if fmt == "markdown" else _latex_table
+    return Rendered("\n\n".join(render(frame, metric) for _, frame in groups) + "\n")
+
+
+def csv_table(cells: pd.DataFrame, metric: str) -> str:
+    """One row per cell (``CSV_COLUMNS``): accuracies in percent, 4 decimals; ``seeds`` and ``seed_accs``
+    space-separated (6 decimals), in the same order; ``metric`` and ``masbench_version`` on every row."""
+    from masbench import __version__
+
+    frame = cells.copy()
+    frame["metric"] = metric
+    frame["masbench_version"] = __version__
+    for column in ("avg_acc", "std_acc", "max_acc"):
+        frame[column] = frame[column].round(4)
+    frame["seeds"] = [" ".join(str(s) for s in seeds) for seeds in frame["seeds"]]
+    frame["seed_accs"] = [" ".join(f"{a:.6f}" for a in accs) for accs in frame["accs"]]
+    return frame[CSV_COLUMNS].to_csv(index=False, lineterminator="\n")
+
+
+def _records(cells: pd.DataFrame, metric: str) -> list[dict[str, Any]]:
+    out = []
+    for row in cells.to_dict("records"):
+        out.append({
+            "benchmark": row["benchmark"] or None, "dataset": row["dataset"], "model": row["model"],
+            "name": row["name"], "config_key": row["config_key"], "settings": row["settings"] or None,
+            "label": row["label"], "optimizer": row["optimizer"],
+            "lambda_adam": row["lambda_adam"], "lambda_sgd": row["lambda_sgd"], "metric": metric,
+            "n": row["n"], "planned": row["planned"], "seeds": list(row["seeds"]),
+            **{k: None if pd.isna(row[k]) else round(float(row[k]), 4) for k in ("avg_acc", "std_acc", "max_acc")},
+            "best_avg_acc": bool(row["best_avg_acc"]), "best_max_acc": bool(row["best_max_acc"]),
+            "failed": row["failed"], "diverged": row["diverged"], "flags": row["flags"] or None,
+        })
+    return out
+
+
+def _rich_table(frame: pd.DataFrame, metric: str):
+    from rich.table import Table
+
+    benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
+    table = Table(title=_title(benchmark, dataset, metric), title_justify="left")
+    for column, justify in (("Name", "left"), ("λa", "right"), ("λs", "right"), ("avg acc", "right"),
+                            ("acc max", "right"), ("std", "right"), ("n", "right"), ("flags", "left")):
+        table.add_column(column, justify=justify)
+    for model, rows in frame.groupby("model", sort=False):
+        table.add_row(f"[bold]{model.capitalize() if model.startswith('resnet') else model}[/]", end_section=False)
+        for row in rows.to_dict("records"):
+            la, ls = _lam(row)
+            avg = _pct(row["avg_acc"])
+            best = _pct(row["max_acc"])
+            table.add_row(
+                _escape(row["label"]), la, ls,
+                f"[bold]{avg}[/]" if row["best_avg_acc"] else avg,
+                f"[bold]{best}[/]" if row["best_max_acc"] else best,
+                _pct(row["std_acc"]), f"{row['n']}",
+                f"[yellow]{_escape(row['flags'])}[/]" if row["flags"] else "",
+            )
+        table.add_section()
+    return table
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _markdown_table(frame: pd.DataFrame, metric: str) -> str:
+    benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
+    lines = [f"**{_title(benchmark, dataset, metric)}**", "",
+             "| Name | λa | λs | avg acc | acc max | std | n | flags |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for model, rows in frame.groupby("model", sort=False):
+        lines.append(f"| **{model}** | | | | | | | |")
+        for row in rows.to_dict("records"):
+            la, ls = _lam(row)
+            avg, best = _pct(row["avg_acc"]), _pct(row["max_acc"])
+            lines.append(
+                f"| {row['label']} | {la} | {ls} | {f'**{avg}**' if row['best_avg_acc'] else avg} | "
+                f"{f'**{best}**' if row['best_max_acc'] else best} | {_pct(row['std_acc'])} | {row['n']} | "
+                f"{row['flags']} |"
+            )
+    return "\n".join(lines)
+
+
+def _latex_escape(text: str) -> str:
+    for char, replacement in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"),
+                              ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
+        text = text.replace(char, replacement)
+    return text
+
+
+def _bold_latex(text: str) -> str:
+    return "\\textbf{" + text + "}"
+
+
+def _latex_table(frame: pd.DataFrame, metric: str) -> str:
+    benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
+    lines = [r"\begin{table}[t]", r"\centering",
+             rf"\caption{{{_latex_escape(_title(benchmark, dataset, metric))}}}",
+             r"\begin{tabular}{lrrrrrr}", r"\toprule",
+             r"Name & $\lambda_a$ & $\lambda_s$ & avg acc & acc max & std & $n$ \\", r"\midrule"]
+    first = True
+    for model, rows in frame.groupby("model", sort=False):
+        if not first:
+            lines.append(r"\midrule")
+        first = False
+        lines.append(rf"\multicolumn{{7}}{{l}}{{\textit{{{_latex_escape(model)}}}}} \\")
+        for row in rows.to_dict("records"):
+            la, ls = _lam(row)
+            avg, best = _pct(row["avg_acc"]), _pct(row["max_acc"])
+            name = _latex_escape(row["label"]) + (r"$^\dagger$" if row["flags"] else "")
+            avg = _bold_latex(avg) if row["best_avg_acc"] else avg
+            best = _bold_latex(best) if row["best_max_acc"] else best
+            lines.append(f"{name} & {la} & {ls} & {avg} & {best} & {_pct(row['std_acc'])} & {row['n']} " + "\\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if frame["flags"].astype(bool).any():
+        lines.append(r"\\[2pt]{\footnotesize $^\dagger$ fewer completed seeds than planned, or failed/diverged seeds.}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines)
+
+
+def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
+    """Ranked cells per data set and model; the csv and json carry each cell's ``config_key`` and ``settings``."""
+    columns = ["rank", "benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd",
+               "n", "avg_acc", "std_acc", "max_acc", "flags"]
+    if fmt == "csv":
+        frame = board[columns].copy()
+        for column in ("avg_acc", "std_acc", "max_acc"):
+            frame[column] = frame[column].round(4)
+        return Rendered(frame.to_csv(index=False, lineterminator="\n"))
+    if fmt == "json":
+        frame = board[columns].astype(object).where(board[columns].notna(), None)
+        return Rendered(json.dumps(frame.to_dict("records"), indent=2, default=float))
+    if fmt in ("markdown", "latex"):
+        raise MasbenchError(f"Invalid format for --leaderboard: {fmt!r} (valid: rich, csv, json)")
+    if fmt != "rich":
+        raise MasbenchError(f"Invalid format: {fmt!r} (valid: {', '.join(FORMATS)})")
+    from rich.table import Table
+
+    board = board.assign(shown=cell_names(board))
+    tables = []
+    for (benchmark, dataset, model), rows in board.groupby(["benchmark", "dataset", "model"], sort=False):
+        title = f"leaderboard {dataset}/{model}" + (f" (benchmark {benchmark})" if benchmark else "")
+        table = Table(title=f"{title}: {'best' if metric == 'best' else 'final'} test accuracy, %", title_justify="left")
+        for column in ("rank", "name", "n", "avg acc", "std", "acc max", "flags"):
+            table.add_column(column, justify="left" if column in ("name", "flags") else "right", overflow="fold")
+        for row in rows.to_dict("records"):
+            table.add_row("-" if pd.isna(row["rank"]) else str(row["rank"]), _escape(row["shown"]), str(row["n"]),
+                          _pct(row["avg_acc"]), _pct(row["std_acc"]), _pct(row["max_acc"]), _escape(row["flags"]))
+        tables.append(table)
+    return Rendered("", tables)
