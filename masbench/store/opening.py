@@ -144,6 +144,10 @@ def open_error(error: BaseException, parsed, url: str, masked_url: str) -> Masbe
     reason = scrub(one_line(error), url)
     if is_disk_full(error):
         return DiskFull(f"disk full: cannot write database {masked_url}: {reason}")
+    path = sqlite_file(parsed)
+    if path is not None and os.path.exists(path) and not can_write(path):
+        return MasbenchError(f"database {masked_url} is read-only: the file or its folder cannot be written "
+                             f"({reason}); report, compare, plot and sweep --dry-run only read it")
     if "readonly" in reason.replace(" ", "").lower() or "read-only" in reason.lower():
         return MasbenchError(f"database {masked_url} is read-only: {reason}")
     return MasbenchError(f"cannot open database {masked_url}: {reason}")
