@@ -21,7 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+
 from masbench.errors import DiskFull, MasbenchError
+from masbench.urls import check_url
 
 SQLITE_FULL = 13
 PG_DISK_FULL = "53100"
@@ -93,6 +99,62 @@ class ReadOnlySqlite:
                 connection.close()
         except sqlite3.Error:
             pass  # only tidiness is lost: the files are valid and SQLite reuses or removes them later
+
+
+def parse_url(url: str, masked_url: str):
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    check_url(url)
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise MasbenchError(f"Invalid database URL: {masked_url} (expected an SQLAlchemy URL such as "
+                            f"sqlite:///masbench.db or postgresql+psycopg://user@host/db)") from None
+
+
+def create_store_engine(parsed, read_only: bool, masked_url: str,
+                        timeout: float) -> tuple[Engine, ReadOnlySqlite | None]:
+    """The store's engine, and for a read-only SQLite file the maker of its connections (to tidy up after)."""
+    if parsed.get_backend_name() != "sqlite":
+        options = {"postgresql_readonly": True} if read_only and parsed.get_backend_name() == "postgresql" else {}
+        return create_engine(parsed, pool_pre_ping=True, future=True, execution_options=options), None
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": timeout}}
+    files = None
+    if parsed.database in (None, "", ":memory:"):
+        from sqlalchemy.pool import StaticPool
+
+        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    elif read_only and sqlite_file(parsed) is not None:
+        files = ReadOnlySqlite(sqlite_file(parsed), masked_url, timeout)
+        kwargs["creator"] = files.connect
+    engine = create_engine(parsed, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Take transactions from pysqlite, so that they can begin IMMEDIATE (below). Nothing here writes
+        # the file: WAL mode is set once, by a writable open of a masbench store (``Store._use_wal``).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        # A deferred transaction that reads and then writes can fail at once with "database is locked"
+        # when another writer got in between; IMMEDIATE takes the write lock up front and waits for it.
+        # Reading transactions stay deferred: under WAL they read a snapshot and never wait for a writer.
+        writes = connection.get_execution_options().get("masbench_writes", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+    return engine, files
+
+
+def dispose_and_tidy(engine: Engine, files: ReadOnlySqlite) -> None:
+    engine.dispose()
+    files.tidy()
 
 
 def is_disk_full(error: BaseException) -> bool:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, inspect, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from masbench import faults
 from masbench.errors import DiskFull, MasbenchError
-from masbench.urls import check_url, mask_url
+from masbench.urls import mask_url
 from masbench.store import leases
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc, server_time
 from masbench.store.migrate import initialise_or_upgrade
@@ -43,11 +43,13 @@ from masbench.store.models import EPOCH_COLUMNS, SCHEMA_VERSION, Base, Epoch, Me
 from masbench.store.opening import (
     EmptyStore,
     NeedsUpgrade,
-    ReadOnlySqlite,
     can_write,
     check_sqlite_file,
+    create_store_engine,
+    dispose_and_tidy,
     is_disk_full,
     open_error,
+    parse_url,
     sqlite_file,
 )
 from masbench.store.schema import found_version
@@ -82,11 +84,6 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _dispose_and_tidy(engine: Engine, files: ReadOnlySqlite) -> None:
-    engine.dispose()
-    files.tidy()
-
-
 class Store:
     """Open (and create, when new) the store at ``url``; ``writable`` checks that writes will succeed.
 
@@ -107,14 +104,7 @@ class Store:
         self._store_id: str | None = None
         self.masked_url = mask_url(self.url)
         self.read_only = read_only
-        check_url(self.url)
-        try:
-            parsed = make_url(self.url)
-        except ArgumentError:
-            raise MasbenchError(
-                f"Invalid database URL: {self.masked_url} (expected an SQLAlchemy URL such as "
-                f"sqlite:///masbench.db or postgresql+psycopg://user@host/db)"
-            ) from None
+        parsed = parse_url(self.url, self.masked_url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self.path = sqlite_file(parsed)
         if self.path is not None:
@@ -122,7 +112,10 @@ class Store:
         self._closer: weakref.finalize | None = None
         self.engine: Engine | None = None
         try:
-            self.engine = self._create_engine(parsed)
+            self.engine, files = create_store_engine(parsed, read_only, self.masked_url, BUSY_TIMEOUT_S)
+            if files is not None:
+                # Commands that only read rarely close their store: its log files are tidied when it goes away.
+                self._closer = weakref.finalize(self, dispose_and_tidy, self.engine, files)
             # Writes go through this view of the engine (same pool): on SQLite its transactions begin IMMEDIATE.
             self._writer = self.engine.execution_options(masbench_writes=True)
             self._open(create and not read_only, writable and not read_only)
@@ -133,45 +126,6 @@ class Store:
             raise
 
     # --- connection set-up ------------------------------------------------------------------
-
-    def _create_engine(self, parsed) -> Engine:
-        if not self.is_sqlite:
-            options = {"postgresql_readonly": True} if self.read_only and parsed.get_backend_name() == "postgresql" else {}
-            return create_engine(parsed, pool_pre_ping=True, future=True, execution_options=options)
-        memory = parsed.database in (None, "", ":memory:")
-        kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
-        if memory:
-            from sqlalchemy.pool import StaticPool
-
-            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
-        elif self.read_only and self.path is not None:
-            files = ReadOnlySqlite(self.path, self.masked_url, BUSY_TIMEOUT_S)
-            kwargs["creator"] = files.connect
-        engine = create_engine(parsed, **kwargs)
-        if "creator" in kwargs:
-            # Commands that only read rarely close their store: the log files are tidied when it goes away.
-            self._closer = weakref.finalize(self, _dispose_and_tidy, engine, files)
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection, _record):
-            # Take transactions from pysqlite, so that they can begin IMMEDIATE (below). Nothing here writes
-            # the file: WAL mode is set once, by a writable open of a masbench store (``_use_wal``).
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(connection):
-            # A deferred transaction that reads and then writes can fail at once with "database is locked"
-            # when another writer got in between; IMMEDIATE takes the write lock up front and waits for it.
-            # Reading transactions stay deferred: under WAL they read a snapshot and never wait for a writer.
-            writes = connection.get_execution_options().get("masbench_writes", False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
-
-        return engine
 
     def _open(self, create: bool, writable: bool) -> None:
         """Check what the database holds (reading only), then create, upgrade or refuse it."""
