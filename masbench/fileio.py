@@ -130,7 +130,7 @@ class _Writer:
 def _disk_full(error: OSError, path: Path) -> DiskFull | None:
     if error.errno not in (errno.ENOSPC, errno.EDQUOT):
         return None
-    return DiskFull(f"disk full: cannot write {path} ({error.strerror}); the previous file there is intact: "
+    return DiskFull(f"disk full: cannot write {path} ({error.strerror}); the file there, if any, is unchanged: "
                     f"free space in {path.parent} and run the same command again")
 
 
