@@ -3,3 +3,7 @@
 
 class MasbenchError(Exception):
     """Bad input or an environment problem (missing data, unreachable database), said in one line."""
+
+
+class DiskFull(MasbenchError):
+    """No space left where masbench writes (the database, a checkpoint): the message names the path."""

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from masbench import faults
+from masbench.errors import DiskFull
 
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -77,18 +78,60 @@ def atomic_torch_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     with deferred_signals():
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp",
+                                       dir=path.parent)
+        except OSError as error:
+            full = _disk_full(error, path)
+            if full is None:
+                raise
+            raise full from None
         try:
             with os.fdopen(fd, "wb") as handle:
-                torch.save(obj, handle)
+                writer = _Writer(handle)
+                try:
+                    torch.save(obj, writer)
+                except RuntimeError:
+                    # torch's zip writer turns a failed write into "[enforce fail at inline_container.cc]":
+                    # the OSError it met says what happened.
+                    if writer.error is None:
+                        raise
+                    raise writer.error from None
                 handle.flush()
                 faults.point("checkpoint")
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as error:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            full = _disk_full(error, path) if isinstance(error, OSError) else None
+            if full is not None:
+                raise full from None
             raise
+
+
+class _Writer:
+    """A file for ``torch.save`` that keeps the OSError of a failed write, which torch's error hides."""
+
+    def __init__(self, handle) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _disk_full(error: OSError, path: Path) -> DiskFull | None:
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return DiskFull(f"disk full: cannot write {path} ({error.strerror}); the file there, if any, is unchanged: "
+                    f"free space in {path.parent} and run the same command again")
 
 
 def _writer(tmp: Path, name: str) -> tuple[str, int] | None:
@@ -166,7 +209,7 @@ def cached_payload(path: Path, build):
     """The tensors saved at ``path``, or ``build()``'s, saved there for next time.
 
     A torn or unreadable cache file is rebuilt, never trusted; a read-only
-    directory only costs the cache.
+    directory or a full disk only costs the cache.
     """
     path = Path(path)
     if path.exists():
@@ -177,6 +220,6 @@ def cached_payload(path: Path, build):
     payload = build()
     try:
         atomic_torch_save(payload, path)
-    except OSError:
+    except (OSError, DiskFull):
         pass
     return payload

@@ -19,9 +19,10 @@ FilterBenchmark = Annotated[str | None, typer.Option(help="Only runs of this ben
 
 
 def _open_for_reading(db: str | None):
-    from masbench.store import Store
+    """Read-only: works on a read-only mount, writes nothing, and refuses a database that is not masbench's."""
+    from masbench.store import open_for_reading
 
-    return Store(db, writable=False, create=False)
+    return open_for_reading(db)
 
 
 def _runs(store, metric, dataset, model, benchmark):

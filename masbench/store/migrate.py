@@ -21,6 +21,9 @@ from masbench.errors import MasbenchError
 from masbench.spec import config_key_of
 from masbench.store.models import SCHEMA_VERSION, Meta, Run
 
+# The columns each version added, by table: a store of an older version lacks them until it is upgraded.
+ADDED_IN: dict[int, dict[str, tuple[str, ...]]] = {2: {"runs": ("config_key", "lease_expires_at")}}
+
 
 def stored_version(s: Session, masked_url: str) -> int | None:
     """The store's schema version, ``None`` for a new (empty) store; locks the row on PostgreSQL."""
@@ -56,7 +59,7 @@ def initialise_or_upgrade(s: Session, masked_url: str) -> None:
 def _v1_to_v2(s: Session) -> None:
     dialect = s.get_bind().dialect
     runs = Run.__table__
-    for name in ("config_key", "lease_expires_at"):
+    for name in ADDED_IN[2]["runs"]:
         column_type = runs.c[name].type.compile(dialect=dialect)
         s.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {column_type}"))
     rows = s.execute(select(runs.c.id, runs.c.config)).all()

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, inspect, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -33,12 +34,25 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session
 
 from masbench import faults
-from masbench.errors import MasbenchError
-from masbench.urls import check_url, mask_url, scrub
+from masbench.errors import DiskFull, MasbenchError
+from masbench.urls import mask_url
 from masbench.store import leases
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc, server_time
-from masbench.store.migrate import initialise_or_upgrade, stored_version
+from masbench.store.migrate import initialise_or_upgrade
 from masbench.store.models import EPOCH_COLUMNS, SCHEMA_VERSION, Base, Epoch, Meta, Run
+from masbench.store.opening import (
+    EmptyStore,
+    NeedsUpgrade,
+    can_write,
+    check_sqlite_file,
+    create_store_engine,
+    dispose_and_tidy,
+    is_disk_full,
+    open_error,
+    parse_url,
+    sqlite_file,
+)
+from masbench.store.schema import found_version
 
 DEFAULT_URL = "sqlite:///masbench.db"
 BUSY_TIMEOUT_S = 60.0
@@ -70,13 +84,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _one_line(error: BaseException) -> str:
-    text = getattr(error, "orig", None) or error
-    return " ".join(str(text).split())[:300]
-
-
 class Store:
     """Open (and create, when new) the store at ``url``; ``writable`` checks that writes will succeed.
+
+    ``read_only``: for commands that only read. The store is opened so that nothing can be written (SQLite:
+    a ``mode=ro`` connection, see ``opening``; PostgreSQL: read-only transactions), works on a read-only
+    mount, and is refused when empty (``EmptyStore``) or older than this masbench (``NeedsUpgrade``).
+    A database that is not a masbench store is refused (``ForeignStore``) before anything is written.
 
     Example:
         >>> store = Store("sqlite:///:memory:")
@@ -84,90 +98,63 @@ class Store:
         True
     """
 
-    def __init__(self, url: str | None = None, *, writable: bool = True, create: bool = True) -> None:
+    def __init__(self, url: str | None = None, *, writable: bool = True, create: bool = True,
+                 read_only: bool = False) -> None:
         self.url = absolute_sqlite(resolve_url(url))
         self._store_id: str | None = None
         self.masked_url = mask_url(self.url)
-        check_url(self.url)
-        try:
-            parsed = make_url(self.url)
-        except ArgumentError:
-            raise MasbenchError(
-                f"Invalid database URL: {self.masked_url} (expected an SQLAlchemy URL such as "
-                f"sqlite:///masbench.db or postgresql+psycopg://user@host/db)"
-            ) from None
+        self.read_only = read_only
+        parsed = parse_url(self.url, self.masked_url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        if self.is_sqlite and parsed.database not in (None, "", ":memory:") and not parsed.query.get("uri"):
-            folder = os.path.dirname(os.path.abspath(parsed.database))
-            if not os.path.isdir(folder):
-                raise MasbenchError(f"cannot open database {self.masked_url}: folder {folder} does not exist")
-            if not create and not os.path.exists(parsed.database):
-                raise MasbenchError(f"no database at {parsed.database}: run masbench run or masbench sweep first, "
-                                    f"or give --db (or MASBENCH_DB)")
+        self.path = sqlite_file(parsed)
+        if self.path is not None:
+            check_sqlite_file(self.path, self.masked_url, must_exist=read_only or not create)
+        self._closer: weakref.finalize | None = None
+        self.engine: Engine | None = None
         try:
-            self.engine = self._create_engine(parsed)
+            self.engine, files = create_store_engine(parsed, read_only, self.masked_url, BUSY_TIMEOUT_S)
+            if files is not None:
+                # Commands that only read rarely close their store: its log files are tidied when it goes away.
+                self._closer = weakref.finalize(self, dispose_and_tidy, self.engine, files)
             # Writes go through this view of the engine (same pool): on SQLite its transactions begin IMMEDIATE.
             self._writer = self.engine.execution_options(masbench_writes=True)
-            if create:
-                self._create_schema()
-            elif not inspect(self.engine).has_table("runs"):
-                raise MasbenchError(f"database {self.masked_url} holds no masbench runs (no runs table)")
-            else:
-                self._check_schema()
-            if writable:
-                self._probe_write()
-        except MasbenchError:
+            self._open(create and not read_only, writable and not read_only)
+        except BaseException as error:
+            self.close()
+            if isinstance(error, (NoSuchModuleError, ImportError, SQLAlchemyError, OSError)):
+                raise open_error(error, parsed, self.url, self.masked_url) from None
             raise
-        except NoSuchModuleError:
-            raise MasbenchError(
-                f"Invalid database URL: {self.masked_url} (unknown database kind {parsed.drivername!r}; valid: "
-                f"sqlite:///PATH, postgresql+psycopg://USER:PASSWORD@HOST/DB, or another SQLAlchemy dialect)"
-            ) from None
-        except ImportError as error:
-            raise MasbenchError(
-                f"cannot open database {self.masked_url}: its driver is missing ({error.name}); "
-                f"for PostgreSQL: pip install 'masbench[postgres]'"
-            ) from None
-        except (SQLAlchemyError, OSError) as error:
-            reason = scrub(_one_line(error), self.url)
-            if "readonly" in reason.replace(" ", "").lower() or "read-only" in reason.lower():
-                raise MasbenchError(f"database {self.masked_url} is read-only: {reason}") from None
-            raise MasbenchError(f"cannot open database {self.masked_url}: {reason}") from None
 
     # --- connection set-up ------------------------------------------------------------------
 
-    def _create_engine(self, parsed) -> Engine:
-        if not self.is_sqlite:
-            return create_engine(parsed, pool_pre_ping=True, future=True)
-        memory = parsed.database in (None, "", ":memory:")
-        kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
-        if memory:
-            from sqlalchemy.pool import StaticPool
+    def _open(self, create: bool, writable: bool) -> None:
+        """Check what the database holds (reading only), then create, upgrade or refuse it."""
+        with self.engine.connect() as connection:
+            version = found_version(connection, self.masked_url)
+        if version is None and (self.read_only or not create):
+            raise EmptyStore(f"database {self.masked_url} holds no masbench runs (it has no masbench tables)")
+        if self.read_only:
+            if version < SCHEMA_VERSION:
+                can = self.path is None or can_write(self.path)
+                raise NeedsUpgrade(
+                    f"database {self.masked_url} has schema version {version}, older than this masbench's "
+                    f"({SCHEMA_VERSION}), and is opened read-only here: open it once where it can be written "
+                    f"(any masbench command upgrades it) to upgrade it", writable=can)
+            return
+        if self.is_sqlite and self.engine.url.database not in (None, "", ":memory:"):
+            self._use_wal()
+        if version is None or version < SCHEMA_VERSION:
+            self._create_schema()
+        if writable:
+            self._probe_write()
 
-            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
-        engine = create_engine(parsed, **kwargs)
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection, _record):
-            # Take transactions from pysqlite, so that they can begin IMMEDIATE (below).
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            if not memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(connection):
-            # A deferred transaction that reads and then writes can fail at once with "database is locked"
-            # when another writer got in between; IMMEDIATE takes the write lock up front and waits for it.
-            # Reading transactions stay deferred: under WAL they read a snapshot and never wait for a writer.
-            writes = connection.get_execution_options().get("masbench_writes", False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
-
-        return engine
+    def _use_wal(self) -> None:
+        # Persistent in the file: set once here, every later connection reads and writes in WAL mode.
+        raw = self.engine.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA journal_mode=WAL").fetchall()
+        finally:
+            raw.close()
 
     def _create_schema(self) -> None:
         for attempt in range(5):
@@ -181,13 +168,6 @@ class Store:
                 if attempt == 4 or "readonly" in str(error).replace(" ", "").lower():
                     raise
                 time.sleep(0.2 * (attempt + 1))
-
-    def _check_schema(self) -> None:
-        """For a store opened without ``create``: upgrade it when it is older (which needs to write)."""
-        with self.reading() as s:
-            version = stored_version(s, self.masked_url)
-        if version is None or version != SCHEMA_VERSION:
-            self._create_schema()
 
     @property
     def store_id(self) -> str:
@@ -208,9 +188,16 @@ class Store:
             try:
                 yield s
                 s.commit()
-            except BaseException:
+            except BaseException as error:
                 s.rollback()
+                if isinstance(error, (OperationalError, OSError)) and is_disk_full(error):
+                    raise self._disk_full(error) from None
                 raise
+
+    def _disk_full(self, error: BaseException) -> DiskFull:
+        where = f"database {self.path}" if self.path is not None else f"the server of database {self.masked_url}"
+        return DiskFull(f"disk full: cannot write {where} ({' '.join(str(getattr(error, 'orig', error)).split())}); "
+                        f"free space there and run the same command again")
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -225,7 +212,10 @@ class Store:
             return as_utc(s.execute(select(server_time(self.engine.dialect.name))).scalar_one())
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._closer is not None:
+            self._closer()  # once: a finalizer also runs it when the store is dropped or at exit
+        elif self.engine is not None:
+            self.engine.dispose()
 
     # --- runs ------------------------------------------------------------------------------------
 

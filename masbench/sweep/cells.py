@@ -4,7 +4,8 @@
 each of its cells: skip a finished cell, build the data and model (so that bad
 input fails before anything is written), claim the cell atomically under a
 lease, train it with its epochs going to the store, and record how it ended.
-A stop (Ctrl-C, SIGTERM) gives the claim back and never records ``failed``.
+A stop (Ctrl-C, SIGTERM) gives the claim back and never records ``failed``; nor does a full disk
+(``DiskFull``, raised once the claim is given back, or left to lapse when the database's disk is full).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from masbench.engine import (
     train,
 )
 from masbench.environment import git_commit, hostname, versions
+from masbench.errors import DiskFull
 from masbench.spec import ExecOptions, RunSpec
 from masbench.store import ClaimLost, Run, Store
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc
@@ -201,6 +203,8 @@ def _train_claimed(spec: RunSpec, store: Store, options: ExecOptions, run_id: in
         return CellOutcome(spec, result.status, run_id, result, result.error)
     except ClaimLost as error:
         return CellOutcome(spec, "lost", run_id, message=str(error))
+    except DiskFull as error:
+        raise _given_back(store, run_id, worker, stale_after, error) from None
     except Exception as error:
         if stopping.interrupted(error):
             # Cut short by the stop (an interrupt inside torch.save comes back as a RuntimeError): not a failure.
@@ -209,6 +213,20 @@ def _train_claimed(spec: RunSpec, store: Store, options: ExecOptions, run_id: in
         summary = scrub(f"{type(error).__name__}: {' '.join(str(error).split())}", store.url)
         store.finish(run_id, worker, "failed", f"{summary}\n{scrub(traceback.format_exc(), store.url)}")
         return CellOutcome(spec, "failed", run_id, message=summary)
+
+
+def _given_back(store: Store, run_id: int, worker: str, stale_after: float, error: DiskFull) -> DiskFull:
+    """A full disk is not the cell's failure: its claim is given back, so that a rerun resumes it.
+
+    When the database's own disk is full, the release cannot be written either: the claim then lapses
+    with its lease. Either way the checkpoint of the last whole epoch is intact.
+    """
+    try:
+        store.release(run_id, worker)
+    except DiskFull:
+        return DiskFull(f"{error} (run {run_id} stays claimed until its {stale_after:g} s lease expires by the "
+                        f"database server's clock; after that a rerun resumes it from its last checkpoint)")
+    return DiskFull(f"{error} (run {run_id} is pending again and resumes from its last checkpoint)")
 
 
 def _decided(dist, outcome: CellOutcome | None) -> CellOutcome | None:

@@ -106,7 +106,7 @@ def dry_run(cells: Sequence[Cell], url: str | None) -> list[tuple[Cell, str]]:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from masbench.store import resolve_url
+    from masbench.store import EmptyStore, open_for_reading, resolve_url
 
     resolved = resolve_url(url)
     try:
@@ -116,6 +116,10 @@ def dry_run(cells: Sequence[Cell], url: str | None) -> list[tuple[Cell, str]]:
     if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         if not Path(parsed.database).exists():
             return [(cell, "new") for cell in cells]
-    store = Store(resolved, writable=False)
+    try:
+        store = open_for_reading(resolved)  # read-only: a dry run writes nothing, not even a new store's tables
+    except EmptyStore:
+        return [(cell, "new") for cell in cells]
     states = store.cell_states([cell.spec.key for cell in cells])
+    store.close()
     return [(cell, states.get(cell.spec.key, {}).get("status", "new")) for cell in cells]
