@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from masbench.benchmarks import Cell
+from masbench.errors import MasbenchError
 from masbench.store import Store
 from masbench.sweep import stopping
 from masbench.sweep.cells import CellOutcome, new_worker_id, run_cell
@@ -98,6 +100,9 @@ def _worker_process(cells: list[Cell], url: str, settings: SweepSettings, starte
             store.close()
     except KeyboardInterrupt:
         pass  # stopped by a signal: run_cell and work_through have given the claims back
+    except MasbenchError as error:  # a full disk, a store gone read-only: one line, not a traceback
+        print(f"Error: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def _stop_with_parent() -> None:
