@@ -9,7 +9,7 @@ the gate's allowed drop in points (max over the grid's cells) for each run,
 plus the allowed drop Welch's test would give a rerun whose seeds do not pair
 (the baseline's std on both sides: the cross-platform worst case).
 
-    python benchmarks/gate_check.py [--benchmark nightly] [--scale 0.2] [--workers 2] [--seeds N]
+    python benchmarks/gate_check.py [--benchmark nightly] [--benchmarks FILE] [--scale 0.2] [--workers 2] [--seeds N]
 """
 
 from __future__ import annotations
@@ -123,6 +123,8 @@ def table(baseline: Path, honest, planted, mas_keys: set[str]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmark", default="nightly")
+    parser.add_argument("--benchmarks", type=Path, default=REPO / "benchmarks.yaml",
+                        help="the benchmarks file (default: the repository's; a scratch one to try settings)")
     parser.add_argument("--baseline", type=Path, help="default: benchmarks/baselines/BENCHMARK.csv")
     parser.add_argument("--scale", type=float, default=0.2, help="MAS's updates are scaled by this in the planted run")
     parser.add_argument("--workers", type=int, default=2)
@@ -134,7 +136,7 @@ def main() -> None:
     from masbench.benchmarks import plan_sweep
 
     baseline = args.baseline or REPO / "benchmarks" / "baselines" / f"{args.benchmark}.csv"
-    _, cells = plan_sweep(benchmark=args.benchmark, benchmarks_path=REPO / "benchmarks.yaml",
+    _, cells = plan_sweep(benchmark=args.benchmark, benchmarks_path=args.benchmarks,
                           overrides={"seeds": args.seeds})
     folder = Path(tempfile.mkdtemp(prefix="masbench-gate-check-"))
     urls = {kind: f"sqlite:///{folder / kind}.db" for kind in ("honest", "planted")}
