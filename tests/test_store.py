@@ -149,7 +149,7 @@ def test_env_var_chooses_the_database(tmp_path, monkeypatch):
         ("sqlite:////no/such/folder/x.db", "folder /no/such/folder does not exist"),
         ("postgresql+psycopg://user:hunter2@127.0.0.1:1/db", "cannot open database postgresql+psycopg://user:***@"),
         ("mysql+nosuchdriver://u:hunter2@h/db", "unknown database kind 'mysql+nosuchdriver'"),
-        ("not a url://u:hunter2@h", "Invalid database URL: not a url://u:***@h"),
+        ("not a url://u:hunter2@h", "Invalid database URL: not a url"),
     ],
 )
 def test_unusable_urls_fail_in_one_line_without_the_password(url, message):
