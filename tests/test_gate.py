@@ -199,3 +199,16 @@ def test_a_planted_regression_of_mas_fails_the_gate_and_an_honest_rerun_passes(t
     named = [line for line in planted.stdout.splitlines() if line.startswith("REGRESSION")]
     assert len(named) == 5 and all(line.startswith("REGRESSION digits/mlp mas[") for line in named)
     assert "5 of 7 cells regressed" in planted.stdout
+
+
+def test_a_seed_that_failed_or_diverged_now_is_a_regression_even_if_the_average_rises(tmp_path):
+    """Dropping a diverged seed must not disarm the gate: the baseline's seeds must all be completed now."""
+    from masbench.report.gate import _check_cell
+
+    base = dict(dataset="digits", model="mlp", shown="adam", config_key="k", avg_acc=90.0, seeds=(0, 1, 2),
+                accs=(85.0, 90.0, 95.0))
+    current = dict(n=2, seeds=(1, 2), accs=(90.0, 95.0))  # seed 0 diverged: the mean rises to 92.5
+    row = _check_cell(base, current, floor=1.0, alpha=0.01)
+    assert row.regressed and "seed(s) 0" in row.message
+    complete = dict(n=3, seeds=(0, 1, 2), accs=(85.0, 90.0, 95.0))
+    assert not _check_cell(base, complete, floor=1.0, alpha=0.01).regressed

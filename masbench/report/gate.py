@@ -3,7 +3,9 @@
 The rule, for each cell of the baseline (joined on ``config_key``, after the
 same ``--dataset``/``--model``/``--benchmark`` filters on both sides):
 
-- a cell with no completed seed now is a regression;
+- a cell with no completed seed now is a regression, and so is a cell missing a
+  seed the baseline completed (failed, diverged or not run now): dropping a bad
+  seed must not raise the average;
 - else let D = (baseline avg acc) - (current avg acc), in points. D counts as a
   regression when it is larger than the floor (``--tolerance``, default 1 point)
   AND significant in a one-sided t-test at alpha = 0.01:
@@ -148,6 +150,13 @@ def _check_cell(base: dict, current: dict | None, floor: float, alpha: float) ->
         return GateRow(where, base["config_key"], base["avg_acc"], float("nan"), float("nan"), "missing", float("nan"),
                        float("nan"), floor, True,
                        f"{where}: no completed seed now (baseline {base['avg_acc']:.2f})")
+    missing = sorted(set(base["seeds"]) - set(current["seeds"]))
+    if missing:
+        avg = sum(current["accs"]) / len(current["accs"])
+        return GateRow(where, base["config_key"], base["avg_acc"], avg, base["avg_acc"] - avg, "missing seeds",
+                       float("nan"), float("nan"), floor, True,
+                       f"{where}: seed(s) {', '.join(map(str, missing))} of the baseline have no completed run now "
+                       f"(failed, diverged or not run)")
     test, p, critical = allowed_drop(base["accs"], base["seeds"], current["accs"], current["seeds"], alpha)
     avg = sum(current["accs"]) / len(current["accs"])
     drop = sum(base["accs"]) / len(base["accs"]) - avg
