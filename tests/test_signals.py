@@ -34,14 +34,14 @@ BENCHMARKS = textwrap.dedent("""
         batch_size: 16
         epochs: 3
         seeds: 1
-      one:                        # 1 cell, for two sweeps side by side
+      one:                        # 1 cell, for two sweeps side by side: long enough to be seen running on a loaded CI machine
         dataset: digits
         models: [mlp]
         lambdas: "0.5"
         baselines: []
         lr: 0.003
         batch_size: 16
-        epochs: 3
+        epochs: 10
         seeds: 1
 """)
 
