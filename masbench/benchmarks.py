@@ -124,14 +124,17 @@ def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return shared, configs
 
 
-def expand_grid(grid: GridSpec, benchmark: str | None, max_cells: int = MAX_CELLS_CEILING) -> list[RunSpec]:
+def expand_grid(grid: GridSpec, benchmark: str | None, max_cells: int = MAX_CELLS_CEILING, *,
+                data_base: Path | str | None = None) -> list[RunSpec]:
     """Every cell of ``grid``: model x (baselines, then MAS per lambda_adam) x seed, in that order.
 
-    More than ``max_cells`` cells is an error, found from the count before any cell is made.
+    More than ``max_cells`` cells is an error, found from the count before any cell is made. Relative data
+    paths are relative to ``data_base`` (default: the working directory); each is fingerprinted once.
     """
     _check_count(grid.cell_count(), max_cells, grid.describe_count(), repr(benchmark or grid.dataset))
     shared, configs = _grid_configs(grid)
-    return [make_spec(benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, **shared, **config)
+    context = {"data_base": data_base, "fingerprints": {}}
+    return [make_spec(context, benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, **shared, **config)
             for model in grid.models for config in configs for seed in grid.seed_values()]
 
 
@@ -139,16 +142,19 @@ def check_grid(grid: GridSpec, benchmark: str | None) -> None:
     """Validate ``grid`` by building one cell per model and optimizer, not the whole grid.
 
     The other cells differ only in lambda_adam (in [0, 1] by the grid's check) and the seed (in range by it),
-    so they are valid when these are; a large grid in the file costs nothing until it is swept.
+    so they are valid when these are; a large grid in the file costs nothing until it is swept. Nor are its
+    data read: their fingerprints are for the cells of a sweep, and a file may name data this machine lacks.
     """
     from masbench.data import dataset_kind
 
     shared = {name: getattr(grid, name) for name in RUN_FIELDS if getattr(grid, name) is not None}
     names = grid.baseline_names(dataset_kind(grid.dataset)) + ["mas"]
     seed = grid.seed_list[0] if grid.seed_list else 0
+    context = {"identify_data": False}
     for model in grid.models:
         for optimizer in names:
-            make_spec(benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, optimizer=optimizer, **shared)
+            make_spec(context, benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, optimizer=optimizer,
+                      **shared)
 
 
 def _check_count(count: int, max_cells: int, detail: str, label: str) -> None:
@@ -204,8 +210,8 @@ def _resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
     """A relative ``data_dir`` in a benchmarks file is relative to the file's folder.
 
     Relative data paths inside specs (``imagefolder:../x``, ``test_file``) stay as written, so that a
-    cell's key and name are the same on every machine; they too resolve against the file's folder
-    when the data are loaded (``Cell.base_dir``).
+    cell's name is the same on every machine and its key too (the key knows the data by their content);
+    they too resolve against the file's folder when the data are fingerprinted and loaded (``Cell.base_dir``).
     """
     out = dict(values)
     if isinstance(out.get("data_dir"), str) and not Path(out["data_dir"]).expanduser().is_absolute():
@@ -296,7 +302,8 @@ def _grid_message(error: ValidationError, where: str) -> str:
 @dataclass(frozen=True)
 class Cell:
     """A cell of a sweep: its spec, where its data lives (``None``: the run's default data directory), and
-    the folder that relative data paths in its spec are relative to (the benchmarks file's)."""
+    the folder that relative data paths in its spec are relative to (the benchmarks file's for paths
+    written there, the working directory for paths typed on the command line)."""
 
     spec: RunSpec
     data_dir: str | None = None
@@ -335,21 +342,23 @@ def plan_sweep(
     if benchmark is None and dataset in file.benchmarks:
         benchmark = dataset
     grids = _sweep_grids(file, benchmark, dataset, overrides, label)
-    total = sum(grid.cell_count() for grid in grids)
-    _check_count(total, max_cells, " + ".join(grid.describe_count() for grid in grids[:3]), label)
-    base = str(file.path.absolute().parent)
-    cells = [Cell(spec, grid.data_dir, base) for grid in grids for spec in expand_grid(grid, benchmark)]
+    total = sum(grid.cell_count() for grid, _ in grids)
+    _check_count(total, max_cells, " + ".join(grid.describe_count() for grid, _ in grids[:3]), label)
+    cells = [Cell(spec, grid.data_dir, str(base))
+             for grid, base in grids for spec in expand_grid(grid, benchmark, data_base=base)]
     unique = list({cell.spec.key: cell for cell in cells}.values())
     return benchmark, unique
 
 
 def _sweep_grids(file: BenchmarksFile, benchmark: str | None, dataset: str | None,
-                 overrides: dict[str, Any] | None, label: str) -> list[GridSpec]:
-    """The sweep's grids, validated, with the command line's ``overrides`` applied."""
+                 overrides: dict[str, Any] | None, label: str) -> list[tuple[GridSpec, Path]]:
+    """The sweep's grids, validated, with the command line's ``overrides`` applied, and each one's data base."""
     overrides = dict(overrides or {})
+    dataset_typed = True  # the data set is the command line's, unless --dataset only picks the file's grids
     if benchmark is not None:
         entry = file.get(benchmark)
         grids = [g.model_dump(exclude_unset=True) for g in entry.grid_specs()]
+        dataset_typed = dataset is not None and len(grids) == 1
         if dataset is not None:
             if len(grids) == 1:
                 grids[0]["dataset"] = dataset
@@ -363,14 +372,42 @@ def _sweep_grids(file: BenchmarksFile, benchmark: str | None, dataset: str | Non
         grids = [dict(file.defaults, dataset=dataset)]
     if "seeds" in overrides:
         overrides.pop("seed_list", None)
+    typed = ({"test_file"} & set(overrides)) | ({"dataset"} if dataset_typed else set())
     specs = []
     for values in grids:
         if "seeds" in overrides or "seed_list" in overrides:
             values.pop("seeds", None)
             values.pop("seed_list", None)
         values.update(overrides)
+        values, base = _data_base(values, typed, file.path.absolute().parent)
         try:
-            specs.append(GridSpec(**values))
+            specs.append((GridSpec(**values), base))
         except ValidationError as error:
             raise MasbenchError(_grid_message(error, f"sweep {label}")) from None
     return specs
+
+
+def _data_base(values: dict[str, Any], typed: set[str], file_base: Path) -> tuple[dict[str, Any], Path]:
+    """The folder a grid's relative data paths are relative to, and its values.
+
+    Paths written in the benchmarks file are relative to its folder; paths typed on the command line
+    (``typed``: ``dataset``, ``test_file``) to the working directory, as ``masbench run``'s are, so that both
+    commands make the same cell of them. A grid holding both kinds gets its typed paths made absolute.
+    """
+    from masbench.data import PARAMETRIC
+    from masbench.data.identity import under
+
+    dataset = values.get("dataset")
+    prefix, sep, path = dataset.partition(":") if isinstance(dataset, str) else ("", "", "")
+    paths = {"dataset": path if sep and prefix in PARAMETRIC else None, "test_file": values.get("test_file")}
+    relative = {key for key, path in paths.items()
+                if isinstance(path, str) and path and not Path(path).expanduser().is_absolute()}
+    if not relative & typed:
+        return values, file_base
+    if relative <= typed:
+        return values, Path.cwd()
+    values = dict(values)
+    for key in relative & typed:
+        absolute = under(Path.cwd(), paths[key])
+        values[key] = absolute if key == "test_file" else f"{prefix}:{absolute}"
+    return values, file_base
