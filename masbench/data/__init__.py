@@ -3,6 +3,9 @@
 ``load_dataset(name, data_dir, ...)`` returns an ``ImageDataset`` or a
 ``TextDataset``: tensors that the engine batches on its device. An unknown name
 raises ``MasbenchError`` listing the valid ones.
+
+The registry (``resolve``, ``dataset_kind``) imports no torch: a sweep counts its
+cells, and refuses too many, from it before anything heavy is imported.
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from masbench.data.base import Batch, ImageDataset, TextDataset, check_classes, subset
 from masbench.errors import MasbenchError
+
+if TYPE_CHECKING:
+    from masbench.data.base import ImageDataset, TextDataset
+
+_FROM_BASE = ("Batch", "ImageDataset", "TextDataset")
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,8 @@ def load_dataset(
     ``text_column``, ``label_column``, ``test_file`` and ``test_fraction``. Relative paths
     (``imagefolder:PATH``, ``csv:PATH``, ``test_file``) are relative to ``base_dir``, else the working directory.
     """
+    from masbench.data.base import check_classes, subset
+
     entry, argument = resolve(name)
     if base_dir is not None:
         argument = _under(base_dir, argument)
@@ -132,6 +142,15 @@ def _under(base: Path | str, path: str | None) -> str | None:
     if path is None or Path(path).expanduser().is_absolute():
         return path
     return os.path.normpath(Path(base) / path)
+
+
+def __getattr__(name: str) -> Any:
+    """``Batch``, ``ImageDataset`` and ``TextDataset`` from ``masbench.data.base``, imported (with torch) when asked."""
+    if name in _FROM_BASE:
+        from masbench.data import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Batch", "DATASETS", "ImageDataset", "TextDataset", "dataset_kind", "default_data_dir", "load_dataset",
