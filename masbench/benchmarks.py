@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, ValidationError, model_validator
 
 from masbench.errors import MasbenchError
 from masbench.lambdas import complement, count_lambdas, count_text, parse_lambdas
-from masbench.limits import check_ranges, one_line, shown
+from masbench.limits import STR_LIMITS, check_ranges, check_str, one_line, shown
 from masbench.safe_yaml import load_yaml
 from masbench.spec import RunSpec, make_spec
 
@@ -29,7 +29,11 @@ MAX_CELLS_CEILING = 100_000  # the cap's own ceiling: the cells are built in mem
 
 
 class GridSpec(BaseModel):
-    """One grid of a benchmark: a data set, its models, the lambdas, baselines and seeds, and shared settings."""
+    """One grid of a benchmark: a data set, its models, the lambdas, baselines and seeds, and shared settings.
+
+    Numbers and switches are strict: ``epochs: true`` or ``lr: "1e-3"`` is refused, not read as 1 and
+    0.001 (an integer may stand for a float).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,29 +42,29 @@ class GridSpec(BaseModel):
     models: list[str] = ["mlp"]
     lambdas: str = "0.3..0.7"
     baselines: list[str] | None = None  # None: adam and sgd, plus adamw for text data
-    seeds: int | None = None
-    seed_list: list[int] | None = None
+    seeds: StrictInt | None = None
+    seed_list: list[StrictInt] | None = None
     data_dir: str | None = None
     # Everything else is a RunSpec field shared by the grid's cells.
-    lr: float | None = None
-    momentum: float | None = None
-    dampening: float | None = None
-    nesterov: bool | None = None
-    weight_decay: float | None = None
-    betas: tuple[float, float] | None = None
-    eps: float | None = None
-    amsgrad: bool | None = None
+    lr: StrictFloat | None = None
+    momentum: StrictFloat | None = None
+    dampening: StrictFloat | None = None
+    nesterov: StrictBool | None = None
+    weight_decay: StrictFloat | None = None
+    betas: tuple[StrictFloat, StrictFloat] | None = None
+    eps: StrictFloat | None = None
+    amsgrad: StrictBool | None = None
     bias_correction: str | None = None
-    batch_size: int | None = None
-    epochs: int | None = None
+    batch_size: StrictInt | None = None
+    epochs: StrictInt | None = None
     pretrained: str | None = None
-    max_length: int | None = None
+    max_length: StrictInt | None = None
     text_column: str | None = None
     label_column: str | None = None
     test_file: str | None = None
-    test_fraction: float | None = None
-    train_subset: int | None = None
-    test_subset: int | None = None
+    test_fraction: StrictFloat | None = None
+    train_subset: StrictInt | None = None
+    test_subset: StrictInt | None = None
 
     @model_validator(mode="after")
     def _check(self) -> GridSpec:
@@ -78,6 +82,11 @@ class GridSpec(BaseModel):
             raise ValueError("Invalid seeds: give seeds (a count) or seed_list, not both")
         if self.seed_list is not None and not self.seed_list:
             raise ValueError("Invalid seed_list: [] (non-negative integers, at least one)")
+        for name in ("models", "baselines", "seed_list"):
+            values = getattr(self, name) or []
+            twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+            if twice is not None:  # a typo more often than a wish: said, not silently merged
+                raise ValueError(f"Invalid {name}: {shown(values)} gives {shown(twice)} twice (give each once)")
         return self
 
     def seed_values(self) -> list[int]:
@@ -219,12 +228,14 @@ def _resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
     return out
 
 
-def load_benchmarks(path: Path | str | None = None) -> BenchmarksFile:
+def load_benchmarks(path: Path | str | None = None, check_specs: bool = True) -> BenchmarksFile:
     """Read and validate a benchmarks file; any problem is one line naming the file, benchmark and key.
 
     The file is read with ``BoundedLoader`` (no alias bombs, bounded size and nesting), and each grid is
     checked by building one cell per model and optimizer, so that loading takes time in proportion to
-    the file, however many cells its grids hold.
+    the file, however many cells its grids hold. ``check_specs=False`` leaves that last check (which
+    imports the registries, and torch with them) to ``check_benchmarks``: the grids' values, names and
+    sizes are checked either way.
     """
     path = Path(path) if path is not None else default_benchmarks_path()
     if not path.is_file():
@@ -244,13 +255,24 @@ def load_benchmarks(path: Path | str | None = None) -> BenchmarksFile:
         raise MasbenchError(f"{path}: 'defaults' and 'benchmarks' must be mappings")
     _string_keys(defaults, f"{path}: defaults")
     _string_keys(entries, f"{path}: benchmarks")
+    for name in entries:  # names reach messages and the store's VARCHAR: checked before any is used
+        try:
+            check_str("benchmark", name, STR_LIMITS["benchmark"])
+        except ValueError as error:
+            raise MasbenchError(one_line(f"{path}: benchmarks: {error}")) from None
     base = path.absolute().parent
-    benchmarks = {name: _load_benchmark(name, entry, defaults, base, one_line(f"{path}: benchmark {shown(name)}"))
-                  for name, entry in entries.items()}
-    return BenchmarksFile(path=path, defaults=defaults, benchmarks=benchmarks)
+    benchmarks = {name: _load_benchmark(entry, defaults, base, _where(path, name)) for name, entry in entries.items()}
+    file = BenchmarksFile(path=path, defaults=defaults, benchmarks=benchmarks)
+    if check_specs:
+        check_benchmarks(file)
+    return file
 
 
-def _load_benchmark(name: str, entry: Any, defaults: dict[str, Any], base: Path, where: str) -> BenchmarkSpec:
+def _where(path: Path, name: str) -> str:
+    return one_line(f"{path}: benchmark {shown(name)}")
+
+
+def _load_benchmark(entry: Any, defaults: dict[str, Any], base: Path, where: str) -> BenchmarkSpec:
     if not isinstance(entry, dict):
         raise MasbenchError(f"{where}: expected a mapping of settings")
     _string_keys(entry, where)
@@ -272,20 +294,40 @@ def _load_benchmark(name: str, entry: Any, defaults: dict[str, Any], base: Path,
         settings=_resolve_paths({**defaults, **settings}, base),
     )
     for i, grid in enumerate(spec.grids or [None]):
-        label = f"{where}, grid {i + 1}" if spec.grids else where
         try:
-            check_grid(GridSpec(**spec.settings if grid is None else {**spec.settings, **grid}), name)
+            GridSpec(**spec.settings if grid is None else {**spec.settings, **grid})
         except ValidationError as error:
-            raise MasbenchError(_grid_message(error, label)) from None
-        except MasbenchError as error:
-            raise MasbenchError(one_line(f"{label}: {error}")) from None
+            raise MasbenchError(_grid_message(error, f"{where}, grid {i + 1}" if spec.grids else where)) from None
     return spec
+
+
+def check_benchmarks(file: BenchmarksFile) -> None:
+    """Check every grid of ``file`` by building one cell per model and optimizer (``check_grid``)."""
+    for name, spec in file.benchmarks.items():
+        where = _where(file.path, name)
+        for i, grid in enumerate(spec.grid_specs()):
+            try:
+                check_grid(grid, name)
+            except MasbenchError as error:
+                label = f"{where}, grid {i + 1}" if spec.grids else where
+                raise MasbenchError(one_line(f"{label}: {error}")) from None
 
 
 def _string_keys(mapping: dict[Any, Any], where: str) -> None:
     for key in mapping:
         if not isinstance(key, str):
             raise MasbenchError(one_line(f"{where}: key {shown(key)} is not a name (keys are text: quote it)"))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+STRICT_TYPES = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false"}
 
 
 def _grid_message(error: ValidationError, where: str) -> str:
@@ -296,6 +338,11 @@ def _grid_message(error: ValidationError, where: str) -> str:
         return one_line(f"{where}: unknown key {shown(key)} (valid keys: {', '.join(GridSpec.model_fields)})")
     if first["type"] == "value_error" or not key:
         return one_line(f"{where}: {message}")
+    if first["type"] in STRICT_TYPES:
+        value = first.get("input")
+        kind = {bool: "a boolean, ", str: "text, "}.get(type(value), "")
+        fix = " (write it without quotes)" if isinstance(value, str) and _is_number(value) else ""
+        return one_line(f"{where}, key {shown(key)}: {shown(value)} is {kind}not {STRICT_TYPES[first['type']]}{fix}")
     return one_line(f"{where}, key {shown(key)}: {shown(first.get('input'))} is invalid ({message})")
 
 
@@ -336,7 +383,7 @@ def plan_sweep(
             count_lambdas(overrides["lambdas"])
     except (ValueError, MasbenchError) as error:
         raise MasbenchError(one_line(f"sweep {label}: {error}")) from None
-    file = load_benchmarks(benchmarks_path)
+    file = load_benchmarks(benchmarks_path, check_specs=False)  # the count first: it needs no torch
     if benchmark is None and dataset is None:
         raise MasbenchError(f"give --benchmark NAME (in {file.path}: {', '.join(file.benchmarks)}) or --dataset NAME")
     if benchmark is None and dataset in file.benchmarks:
@@ -344,6 +391,7 @@ def plan_sweep(
     grids = _sweep_grids(file, benchmark, dataset, overrides, label)
     total = sum(grid.cell_count() for grid, _ in grids)
     _check_count(total, max_cells, " + ".join(grid.describe_count() for grid, _ in grids[:3]), label)
+    check_benchmarks(file)
     cells = [Cell(spec, grid.data_dir, str(base))
              for grid, base in grids for spec in expand_grid(grid, benchmark, data_base=base)]
     unique = list({cell.spec.key: cell for cell in cells}.values())

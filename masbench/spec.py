@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from masbench.errors import MasbenchError
 from masbench.limits import MAX_NAME, check_lambda_schedule, check_ranges, one_line, shown
@@ -75,6 +75,16 @@ class RunSpec(BaseModel):
     # Set by validation, never given: the path-based data's content fingerprint (None for named data sets).
     _data_fingerprint: str | None = PrivateAttr(default=None)
     _identified: bool = PrivateAttr(default=False)
+
+    @field_validator("*")
+    @classmethod
+    def _no_negative_zero(cls, value: Any) -> Any:
+        """-0.0 as 0.0: they are equal, but JSON writes ``-0.0``, which would make another key for the same cell."""
+        if isinstance(value, float):
+            return value + 0.0  # -0.0 + 0.0 is 0.0; every other float is unchanged
+        if isinstance(value, tuple):
+            return tuple(v + 0.0 if isinstance(v, float) else v for v in value)
+        return value
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> RunSpec:

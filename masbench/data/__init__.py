@@ -4,6 +4,9 @@
 ``TextDataset``: tensors that the engine batches on its device. An unknown name
 raises ``MasbenchError`` listing the valid ones. ``data_fingerprint`` identifies
 the data of a path-based set by content (``masbench.data.identity``), for its run's key.
+
+The registry (``resolve``, ``dataset_kind``) imports no torch: a sweep counts its
+cells, and refuses too many, from it before anything heavy is imported.
 """
 
 from __future__ import annotations
@@ -12,11 +15,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from masbench.data.base import Batch, ImageDataset, TextDataset, check_classes, subset
 from masbench.data.identity import MISSING, csv_fingerprint, imagefolder_fingerprint, under
 from masbench.errors import MasbenchError
 from masbench.limits import shown
+
+if TYPE_CHECKING:
+    from masbench.data.base import ImageDataset, TextDataset
+
+_FROM_BASE = ("Batch", "ImageDataset", "TextDataset")
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,8 @@ def load_dataset(
     ``text_column``, ``label_column``, ``test_file`` and ``test_fraction``. Relative paths
     (``imagefolder:PATH``, ``csv:PATH``, ``test_file``) are relative to ``base_dir``, else the working directory.
     """
+    from masbench.data.base import check_classes, subset
+
     entry, argument = resolve(name)
     if base_dir is not None:
         argument = under(base_dir, argument)
@@ -158,6 +168,15 @@ def load_dataset(
     present = [dataset.classes[i] for i in dataset.train.labels.unique().tolist()]
     check_classes(name, present, "its training split" if train_subset is None else f"its training subset of {train_subset}")
     return dataset
+
+
+def __getattr__(name: str) -> Any:
+    """``Batch``, ``ImageDataset`` and ``TextDataset`` from ``masbench.data.base``, imported (with torch) when asked."""
+    if name in _FROM_BASE:
+        from masbench.data import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Batch", "DATASETS", "ImageDataset", "TextDataset", "check_fingerprint", "data_fingerprint", "dataset_kind",
