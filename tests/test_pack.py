@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess
@@ -15,7 +14,16 @@ import torch.nn.functional as F
 
 from masbench.engine import Callback, RunResult, checkpoint_path, train
 from masbench.optim import build_optimizer
-from masbench.pack import PackedOptimizer, PackMember, Unpackable, can_pack, fuse, member_views, train_pack
+from masbench.pack import (
+    PackedOptimizer,
+    PackMember,
+    Unpackable,
+    can_pack,
+    fuse,
+    member_views,
+    plan_packs,
+    train_pack,
+)
 from masbench.spec import ExecOptions, RunSpec
 
 TIMING = ("seconds", "samples_per_second")
@@ -57,7 +65,10 @@ def _members(name: str, k: int, shape):
     return models
 
 
-@pytest.mark.parametrize("name, k, shape", [("mlp", 3, (1, 8, 8)), ("cnn", 3, (3, 32, 32)), ("resnet18", 2, (3, 32, 32))])
+@pytest.mark.parametrize("name, k, shape", [
+    ("mlp", 3, (1, 8, 8)), ("cnn", 3, (3, 32, 32)),
+    pytest.param("resnet18", 2, (3, 32, 32), marks=pytest.mark.slow),
+])
 def test_the_fused_model_computes_each_members_forward_backward_and_statistics(name, k, shape):
     """In float64, where the order of summation cannot hide a wrong sum: outputs, gradients, running statistics."""
     models = [m.double() for m in _members(name, k, shape)]
@@ -133,6 +144,17 @@ BASE = dict(dataset="digits", model="mlp", lr=3e-3, momentum=0.9, batch_size=64,
 def test_can_pack_names_what_the_cells_must_share(specs, reason):
     found = can_pack(specs)
     assert found is None if reason is None else reason in found
+
+
+def test_plan_packs_groups_cells_that_can_share_a_pack_in_their_order():
+    a = [RunSpec(**BASE, seed=s) for s in range(5)]
+    b = [RunSpec(**{**BASE, "batch_size": 32}, seed=s) for s in range(2)]
+    text = RunSpec(dataset="csv:x.csv", model="bert")
+    packs = plan_packs([a[0], b[0], text, *a[1:], b[1]], 3)
+    assert packs == [[a[0], a[1], a[2]], [a[3], a[4]], [b[0], b[1]], [text]]
+    assert all(can_pack(p) is None for p in packs[:3])
+    with pytest.raises(ValueError, match="pack size"):
+        plan_packs(a, 0)
 
 
 # --- the packed optimizer ----------------------------------------------------------------------------------
@@ -340,6 +362,7 @@ def test_cells_that_cannot_be_packed_raise_before_anything_is_written(options):
     assert not options.checkpoint_dir.exists()
 
 
+@pytest.mark.slow
 def test_a_pack_killed_mid_checkpoint_resumes_every_member_like_an_uninterrupted_pack(tmp_path):
     """A real SIGKILL while member b writes its epoch-2 checkpoint: a is at epoch 2, b at 1. The rerun trains
     b's epoch 2 while a waits untouched, then both go on; every number equals the uninterrupted pack's."""
@@ -374,3 +397,14 @@ def test_a_waiting_member_keeps_its_batchnorm_statistics_and_weights(image_folde
     assert [o.result.resumed_from for o in resumed] == [1, 0]
     for again, first in zip(resumed, straight):
         assert numbers(again.result) == numbers(first.result)
+
+
+def test_a_member_checkpointed_after_its_last_epoch_completes_without_training(options):
+    done, fresh = quick_grid(epochs=1)[:2]
+    alone = train(done, replace(options, keep_checkpoint=True))
+    assert checkpoint_path(done, options).exists()
+    record = Record()
+    outcomes = train_pack([PackMember(done, [record]), PackMember(fresh)], options)
+    assert outcomes[0].result.status == "completed" and outcomes[0].result.resumed_from == 1
+    assert numbers(outcomes[0].result) == numbers(alone) and record.epochs == []
+    assert not checkpoint_path(done, options).exists() and outcomes[1].result.resumed_from == 0

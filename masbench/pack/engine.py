@@ -74,6 +74,26 @@ def can_pack(specs: Sequence[RunSpec]) -> str | None:
     return None
 
 
+def pack_key(spec: RunSpec) -> tuple:
+    """What the cells of one pack share (``can_pack``): cells with equal keys may train together."""
+    return (*(getattr(spec, name) for name in SHARED_FIELDS), tuple(sorted(spec.data_options().items())))
+
+
+def plan_packs(specs: Sequence[RunSpec], size: int) -> list[list[RunSpec]]:
+    """``specs`` in packs of at most ``size`` cells that ``can_pack``, in their order; a cell that cannot
+    be packed with any other (a text model, say) is a pack of one."""
+    if size < 1:
+        raise ValueError(f"Invalid pack size: {size} (must be >= 1)")
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        key = pack_key(spec) if can_pack([spec]) is None else ("alone", spec.key)
+        groups.setdefault(key, []).append(spec)
+    packs = []
+    for group in groups.values():
+        packs.extend(group[i : i + size] for i in range(0, len(group), size))
+    return packs
+
+
 @dataclass
 class _Pack:
     spec: RunSpec  # the first member's: the shared fields
@@ -93,6 +113,7 @@ def train_pack(cells: Sequence[PackMember], options: ExecOptions = ExecOptions()
     Raises ``Unpackable`` (one line: why) before anything is trained or written when the cells cannot be
     packed, so that the caller runs them unpacked. ``datasets`` caches loaded data sets, as in ``prepare``.
     A member's own callbacks raising sets that member aside (see ``MemberOutcome``); anything else raises.
+    ``options.channels_last`` is not applied to a pack (its convolution weights have a member dimension).
     """
     reason = can_pack([c.spec for c in cells])
     if reason is None and options.distributed is not None:
@@ -158,8 +179,6 @@ def _start(pack: _Pack, device: str) -> None:
                                      math.ceil(train_size / batch_size), parameters, m.start_epoch))
         if m.history:
             m.notify("on_resume", m.history)
-        if m.start_epoch >= m.spec.epochs and m.status == "running":
-            m.status = "completed"  # its checkpoint was written after its last epoch
 
 
 def _sync(device: torch.device) -> None:

@@ -143,7 +143,7 @@ class PackedFlatten(nn.Module):
 
 
 class PackedModel(nn.Module):
-    """K members as one module; ``member_state_dict(k)`` / ``load_member_state_dict(k, sd)`` move a member in and out."""
+    """K members as one module; ``member_state_dict(k)`` and ``load_member_state_dict(k, sd)`` move one in and out."""
 
     def __init__(self, module: nn.Module, size: int) -> None:
         super().__init__()
@@ -165,7 +165,8 @@ class PackedModel(nn.Module):
         own = self.module.state_dict()
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or unexpected:
-            raise ValueError(f"member state dict does not fit the pack: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise ValueError(f"member state dict does not fit the pack: missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}")
         for name, tensor in own.items():
             if tuple(state[name].shape) != tuple(tensor.shape[1:]):
                 raise ValueError(f"member state dict does not fit the pack: {name} is {tuple(state[name].shape)}, "
