@@ -19,11 +19,11 @@ from masbench.pack import (
     PackMember,
     Unpackable,
     can_pack,
-    fuse,
     member_views,
     plan_packs,
     train_pack,
 )
+from masbench.pack.fuse import fuse
 from masbench.spec import ExecOptions, RunSpec
 
 TIMING = ("seconds", "samples_per_second")

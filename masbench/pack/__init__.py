@@ -7,14 +7,15 @@
 - ``members``: what a caller passes per cell (``PackMember``) and gets back (``MemberOutcome``).
 
 A set of cells or a model that cannot be packed raises ``Unpackable`` with a one-line reason.
+(``fuse`` is not re-exported: the name would shadow its module, ``masbench.pack.fuse``.)
 """
 
 from masbench.pack.engine import SHARED_FIELDS, can_pack, pack_key, plan_packs, train_pack
-from masbench.pack.fuse import PackedModel, Unpackable, fuse
+from masbench.pack.fuse import PackedModel, Unpackable
 from masbench.pack.members import MemberOutcome, PackMember
 from masbench.pack.optim import PackedOptimizer, member_views
 
 __all__ = [
     "SHARED_FIELDS", "MemberOutcome", "PackMember", "PackedModel", "PackedOptimizer", "Unpackable", "can_pack",
-    "fuse", "member_views", "pack_key", "plan_packs", "train_pack",
+    "member_views", "pack_key", "plan_packs", "train_pack",
 ]
