@@ -26,6 +26,29 @@ TEXT_BASELINES = ("adam", "sgd", "adamw")  # the paper's Table 3 adds AdamW for 
 IMAGE_BASELINES = ("adam", "sgd")
 DEFAULT_MAX_CELLS = 10_000  # a sweep's cap unless raised (--max-cells): far above the paper's 98-cell tables
 MAX_CELLS_CEILING = 100_000  # the cap's own ceiling: the cells are built in memory before the first one runs
+MAX_PACK = 1024  # members per pack: far above what one device holds of the packable models
+PACK_VALID = f"an integer of members per pack in [2, {MAX_PACK}], auto or off"
+
+
+def parse_pack(value: Any, what: str = "pack") -> int | str:
+    """A pack setting (``--pack``, ``pack:``): members per pack (N >= 2), ``auto`` or ``off``.
+
+    Text from the command line (``"7"``) or a YAML value; YAML 1.1 reads ``pack: off`` as false, which
+    is taken as ``off`` (``true`` is refused: it names no size).
+
+    >>> parse_pack("7"), parse_pack("auto"), parse_pack(False)
+    (7, 'auto', 'off')
+    """
+    if value is False:
+        return "off"
+    if isinstance(value, str):
+        if value in ("auto", "off"):
+            return value
+        if value.isascii() and value.isdigit():
+            value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= MAX_PACK:
+        return value
+    raise ValueError(f"Invalid {what}: {shown(value)} ({PACK_VALID})")
 
 
 class GridSpec(BaseModel):
@@ -45,6 +68,7 @@ class GridSpec(BaseModel):
     seeds: StrictInt | None = None
     seed_list: list[StrictInt] | None = None
     data_dir: str | None = None
+    pack: Any = "off"  # how a sweep trains the cells (parse_pack), not part of them
     # Everything else is a RunSpec field shared by the grid's cells.
     lr: StrictFloat | None = None
     momentum: StrictFloat | None = None
@@ -78,6 +102,7 @@ class GridSpec(BaseModel):
         for name in self.baselines or ():
             if name not in BASELINES:
                 raise ValueError(f"Unknown baseline: {shown(name)} (valid: {', '.join(BASELINES)})")
+        object.__setattr__(self, "pack", parse_pack(self.pack))  # frozen: the normal form, 7, auto or off
         if self.seeds is not None and self.seed_list is not None:
             raise ValueError("Invalid seeds: give seeds (a count) or seed_list, not both")
         if self.seed_list is not None and not self.seed_list:
@@ -355,6 +380,7 @@ class Cell:
     spec: RunSpec
     data_dir: str | None = None
     base_dir: str | None = None
+    pack: int | str = "off"  # its grid's pack setting (parse_pack): members per pack, auto or off
 
 
 def plan_sweep(
@@ -392,7 +418,7 @@ def plan_sweep(
     total = sum(grid.cell_count() for grid, _ in grids)
     _check_count(total, max_cells, " + ".join(grid.describe_count() for grid, _ in grids[:3]), label)
     check_benchmarks(file)
-    cells = [Cell(spec, grid.data_dir, str(base))
+    cells = [Cell(spec, grid.data_dir, str(base), grid.pack)
              for grid, base in grids for spec in expand_grid(grid, benchmark, data_base=base)]
     unique = list({cell.spec.key: cell for cell in cells}.values())
     return benchmark, unique

@@ -111,6 +111,18 @@ def lease(claim_timeout: float) -> tuple[float, float]:
     return claim_timeout, min(10.0, claim_timeout / 4)
 
 
+def pack_option(text: str | None) -> int | str | None:
+    """``--pack``: members per pack (N >= 2), auto or off; None when not given (the benchmark's applies)."""
+    if text is None:
+        return None
+    from masbench.benchmarks import parse_pack
+
+    try:
+        return parse_pack(text, "--pack")
+    except ValueError as error:
+        raise MasbenchError(str(error)) from None
+
+
 def parse_betas(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None

@@ -50,6 +50,7 @@ from masbench.cli.options import (
     given,
     int_list,
     lease,
+    pack_option,
     spec_values,
     split_list,
 )
@@ -203,6 +204,7 @@ def sweep(
     test_fraction: TestFractionOpt = None,
     train_subset: TrainSubsetOpt = None,
     test_subset: TestSubsetOpt = None,
+    pack: Annotated[str | None, typer.Option(help="Train cells in packs of N (>= 2) that share data, model, batch size and epochs, each recorded as its own run; auto (the MLP everywhere, conv models on CUDA), or off (default; the benchmark's pack: applies unless given).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per GPU when there are several, else 1).")] = None,
     executor: Annotated[str, typer.Option(help="local (worker processes on this machine) or ray (a task per cell on a Ray cluster).")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="With --executor ray: auto or HOST:PORT of a running cluster (default: start a local one).")] = None,
@@ -223,14 +225,18 @@ def sweep(
 
     _check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
     stale_after, heartbeat_every = lease(claim_timeout)
-    # The grid's axes, then the spec values every cell takes: the same builder as `run`'s.
+    # The grid's axes and how its cells train, then the spec values every cell takes: the same builder as `run`'s.
     overrides = given(
         models=split_list(models, "--models"), lambdas=lambdas,
         baselines=[] if no_baselines else split_list(baselines, "--baselines"),
-        seeds=seeds, seed_list=int_list(seed_list, "--seed-list"),
+        seeds=seeds, seed_list=int_list(seed_list, "--seed-list"), pack=pack_option(pack),
     ) | spec_values(ctx.params, RUN_FIELDS)
     name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks,
                              max_cells=max_cells)
+    if executor == "ray":
+        from masbench.sweep.ray import check_unpacked
+
+        check_unpacked(cells)
     title = name or dataset
     if dry_run:
         _print_plan(title, cells, db)
@@ -295,6 +301,11 @@ def _run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_a
         console.print(banner(describe_device(resolve_device(settings.options.device))), markup=False)
         how = "on Ray" if executor == "ray" else f"{settings.workers} worker(s)"
         console.print(f"sweep {title}: {len(cells)} cells, {how}, store {store.masked_url}", markup=False)
+        if executor != "ray":
+            from masbench.sweep import unpacked_notes
+
+            for line in unpacked_notes(cells, resolve_device(settings.options.device).type):
+                console.print(line, markup=False)
         progress.start()
 
     try:

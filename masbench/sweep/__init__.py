@@ -2,6 +2,7 @@
 
 ``cells``: ``run_cell``, one cell claimed, trained and recorded (``masbench run``, and each
 cell of a sweep). ``local``: ``run_sweep``, a grid in this process or in worker processes.
+``packs``: ``run_pack``, several cells trained as one pack (``--pack``), each recorded as its own run.
 ``ray``: ``run_sweep_ray``, a task per cell on a Ray cluster. ``plan``: what both executors
 share (settings, preflight, registration, the summary). ``stopping``: SIGINT and SIGTERM
 stop cleanly, giving every claim back.
@@ -18,11 +19,12 @@ from masbench.sweep.cells import (
     run_cell,
     run_values,
 )
+from masbench.sweep.packs import AUTO_SIZE, pack_cells, pack_size, run_pack, unpacked_notes
 from masbench.sweep.local import default_workers, gpu_assignment, run_sweep, work_through
 from masbench.sweep.plan import POLL_S, SweepSettings, SweepSummary, cell_options, dry_run, preflight, register, summarize
 from masbench.sweep.ray import run_sweep_ray
 from masbench.sweep.stopping import Stopped, stop_on_signals
 
-__all__ = ["CellOutcome", "Heartbeat", "StoreRecorder", "Stopped", "SweepSettings", "SweepSummary", "dry_run",
-           "preflight", "register", "run_cell", "run_sweep", "run_sweep_ray", "run_values", "stop_on_signals",
-           "summarize", "work_through"]
+__all__ = ["AUTO_SIZE", "CellOutcome", "Heartbeat", "StoreRecorder", "Stopped", "SweepSettings", "SweepSummary",
+           "dry_run", "pack_cells", "pack_size", "preflight", "register", "run_cell", "run_pack", "run_sweep",
+           "run_sweep_ray", "run_values", "stop_on_signals", "summarize", "unpacked_notes", "work_through"]

@@ -117,14 +117,15 @@ class Heartbeat(Callback):
 
 
 def _finished(run: Run, force: bool, retry_failed_before: datetime | None) -> bool:
+    return not force and finished(run.status, run.finished_at, retry_failed_before)
+
+
+def finished(status: str, finished_at: datetime | None, retry_failed_before: datetime | None) -> bool:
     """Done for this sweep: completed, or failed/diverged and not to be retried (both times are the server's)."""
-    if force:
-        return False
-    if run.status == "completed":
+    if status == "completed":
         return True
-    if run.status in ("failed", "diverged"):
-        return (retry_failed_before is None or run.finished_at is None
-                or as_utc(run.finished_at) >= retry_failed_before)
+    if status in ("failed", "diverged"):
+        return retry_failed_before is None or finished_at is None or as_utc(finished_at) >= retry_failed_before
     return False
 
 
@@ -209,10 +210,16 @@ def _train_claimed(spec: RunSpec, store: Store, options: ExecOptions, run_id: in
         if stopping.interrupted(error):
             # Cut short by the stop (an interrupt inside torch.save comes back as a RuntimeError): not a failure.
             raise KeyboardInterrupt from error
-        # Scrubbed: a driver's error may quote the database URL, password and all.
-        summary = scrub(f"{type(error).__name__}: {' '.join(str(error).split())}", store.url)
-        store.finish(run_id, worker, "failed", f"{summary}\n{scrub(traceback.format_exc(), store.url)}")
-        return CellOutcome(spec, "failed", run_id, message=summary)
+        return record_failure(spec, store, run_id, worker, error, traceback.format_exc())
+
+
+def record_failure(spec: RunSpec, store: Store, run_id: int, worker: str, error: Exception, trace: str,
+                   note: str = "") -> CellOutcome:
+    """Record the run ``failed`` with its error and traceback, scrubbed: a driver's error may quote the
+    database URL, password and all."""
+    summary = scrub(f"{type(error).__name__}: {' '.join(str(error).split())}{note}", store.url)
+    store.finish(run_id, worker, "failed", f"{summary}\n{scrub(trace, store.url)}")
+    return CellOutcome(spec, "failed", run_id, message=summary)
 
 
 def _given_back(store: Store, run_id: int, worker: str, stale_after: float, error: DiskFull) -> DiskFull:

@@ -23,10 +23,12 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from masbench.benchmarks import Cell
+from masbench.engine import resolve_device
 from masbench.errors import MasbenchError
 from masbench.store import Store
 from masbench.sweep import stopping
 from masbench.sweep.cells import CellOutcome, new_worker_id, run_cell
+from masbench.sweep.packs import pack_cells, run_pack, unfinished
 from masbench.sweep.plan import SweepSettings, SweepSummary, cell_options, preflight, register, summarize
 
 STOP_GRACE_S = 60.0  # how long a stopping worker may take to give its claim back before it is killed
@@ -45,6 +47,9 @@ def work_through(
 ) -> list[CellOutcome]:
     """One worker's loop: claim and run cells until every cell is finished, by this worker or another.
 
+    Cells whose ``pack`` setting asks for it train in packs (``masbench.sweep.packs``), each member claimed
+    and recorded as its own cell; a pack whose members are partly held by another worker trains the rest.
+
     ``started``: the sweep's start by the database server's clock (``Store.now``). A cell held by a live
     worker elsewhere is passed over and looked at again after ``settings.poll`` seconds; if that worker
     dies, its lease expires and this loop takes the cell over.
@@ -53,22 +58,31 @@ def work_through(
     order = list(cells[offset:]) + list(cells[:offset])
     retry_before = started if settings.retry_failed else None
     datasets = {} if datasets is None else datasets
+    packing = any(cell.pack != "off" for cell in order)
+    device_type = resolve_device(settings.options.device).type if packing else "cpu"
+    refused: dict = {}  # pack keys whose models the fuser refused: said once, then run unpacked
     outcomes: list[CellOutcome] = []
     try:
         while True:
             waiting = False
-            for cell in order:
-                outcome = run_cell(cell.spec, store, cell_options(cell, settings.options), worker=worker,
-                                   callbacks=settings.callbacks, retry_failed_before=retry_before,
-                                   stale_after=settings.stale_after, heartbeat_every=settings.heartbeat_every,
-                                   datasets=datasets)
-                if outcome.status in ("busy", "lost"):
-                    waiting = True
-                    continue
-                if outcome.status != "skipped":
-                    outcomes.append(outcome)
-                    if on_outcome is not None:
-                        on_outcome(outcome)
+            # Packs are made afresh each pass, of the cells still to do, so that finished cells leave no gaps.
+            units = pack_cells(unfinished(order, store, retry_before), device_type) if packing else [[c] for c in order]
+            for unit in units:
+                options = cell_options(unit[0], settings.options)
+                common = dict(callbacks=settings.callbacks, worker=worker, retry_failed_before=retry_before,
+                              stale_after=settings.stale_after, heartbeat_every=settings.heartbeat_every,
+                              datasets=datasets)
+                if len(unit) == 1:
+                    done = [run_cell(unit[0].spec, store, options, **common)]
+                else:
+                    done = run_pack([cell.spec for cell in unit], store, options, refused=refused, **common)
+                for outcome in done:
+                    if outcome.status in ("busy", "lost"):
+                        waiting = True
+                    elif outcome.status != "skipped":
+                        outcomes.append(outcome)
+                        if on_outcome is not None:
+                            on_outcome(outcome)
             if not waiting:
                 return outcomes
             time.sleep(settings.poll)

@@ -32,6 +32,14 @@ def _ray_cell(cell: Cell, url: str, settings: SweepSettings, started: datetime) 
         time.sleep(settings.poll)
 
 
+def check_unpacked(cells: Sequence[Cell]) -> None:
+    """Ray runs a task per cell: a sweep whose cells ask to be packed is refused, not silently unpacked."""
+    pack = next((cell.pack for cell in cells if cell.pack != "off"), None)
+    if pack is not None:
+        raise MasbenchError(f"--executor ray does not pack cells (pack {pack} asked for): give --pack off, "
+                            f"or --executor local")
+
+
 _STORES: dict[str, Store] = {}
 
 
@@ -61,6 +69,7 @@ def run_sweep_ray(
         raise MasbenchError("--executor ray needs Ray: pip install 'masbench[ray]'") from None
 
     cells = list(cells)
+    check_unpacked(cells)
     with stopping.stop_on_signals():
         preflight(cells, settings.options)
         try:
