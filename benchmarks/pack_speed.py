@@ -7,17 +7,23 @@ Side by side in one run, on the same data and device, unpacked and packed taking
   images, batch 128), on the shared JPEGs when ../shared/data has them, else random 32x32 images;
 - ``resnet18``: 7 members (MAS at 0.3..0.7, Adam, SGD) of a CIFAR ResNet18 on random 32x32 images.
 
+- ``sweep quick``: the whole of ``masbench sweep --benchmark quick`` with ``--pack 7`` and without, each in
+  a fresh process and store (claims, store writes, checkpoints, evaluation and the process's start included:
+  the per-cell overheads that a pack shares among its members).
+
 Throughput is training samples per second, every cell's training loops summed (evaluation, checkpoints
 and setup left out, as the engine's ``samples_per_second``); ``wall`` is the whole of it, cells start to
 end. Ratios are packed / unpacked: above 1, packing is faster.
 
-    nice python benchmarks/pack_speed.py [--threads 1] [--rounds 1] [--pack 7] [--only quick,cnn,resnet18]
+    nice python benchmarks/pack_speed.py [--threads 1] [--rounds 1] [--pack 7] [--only quick,cnn,resnet18,sweep]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +61,20 @@ def run_packed(specs: list[RunSpec], options: ExecOptions, datasets: dict, size:
         epochs = max(len(r.epochs) for r in results)
         seconds += sum(max(r.epochs[e].seconds for r in results if len(r.epochs) > e) for e in range(epochs))
     return samples, seconds, time.perf_counter() - start
+
+
+def sweep_wall(work: Path, pack: int | None, threads: int | None) -> float:
+    """Wall seconds of ``masbench sweep --benchmark quick`` (packed when ``pack``) in a fresh process and store."""
+    folder = Path(tempfile.mkdtemp(dir=work, prefix="sweep-"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                                    os.environ.get("PYTHONPATH")])))
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    args = [sys.executable, "-m", "masbench", "sweep", "--benchmark", "quick", "--db", f"sqlite:///{folder / 's.db'}",
+            "--checkpoint-dir", str(folder / "ckpt"), "--device", "cpu", *(["--pack", str(pack)] if pack else [])]
+    start = time.perf_counter()
+    subprocess.run(args, env=env, cwd=folder, check=True, capture_output=True)
+    return time.perf_counter() - start
 
 
 def random_images(train: int, test: int, seed: int = 0) -> ImageDataset:
@@ -105,7 +125,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--pack", type=int, default=7, help="members per pack")
     parser.add_argument("--optimizer-path", default="auto", choices=("auto", "members", "stacked"))
-    parser.add_argument("--only", default="quick,cnn,resnet18")
+    parser.add_argument("--only", default="quick,cnn,resnet18,sweep")
     parser.add_argument("--cnn-cells", type=int, default=7)
     parser.add_argument("--cnn-epochs", type=int, default=1)
     parser.add_argument("--resnet-batch", type=int, default=32)
@@ -125,10 +145,20 @@ def main() -> None:
             unpacked.append(run_unpacked(specs, options, cache))
             packed.append(run_packed(specs, options, cache, args.pack, args.optimizer_path))
         rows.append((label, len(specs), _medians(unpacked), _medians(packed)))
+    sweeps = []
+    if "sweep" in args.only:
+        print("sweep quick: masbench sweep --benchmark quick, unpacked and --pack, fresh processes and stores",
+              flush=True)
+        for _ in range(args.rounds):
+            sweeps.append((sweep_wall(work, None, args.threads), sweep_wall(work, args.pack, args.threads)))
     print(f"\n{'workload':<30} {'cells':>5} {'unpacked/s':>11} {'packed/s':>10} {'ratio':>6} "
           f"{'wall unp.':>10} {'wall pk.':>9} {'ratio':>6}")
     for label, cells, (u_rate, u_wall), (p_rate, p_wall) in rows:
         print(f"{label:<30} {cells:>5} {u_rate:>11.0f} {p_rate:>10.0f} {p_rate / u_rate:>6.2f} "
+              f"{u_wall:>9.1f}s {p_wall:>8.1f}s {u_wall / p_wall:>6.2f}")
+    if sweeps:
+        u_wall, p_wall = (statistics.median(w) for w in zip(*sweeps))
+        print(f"{'sweep quick (whole command)':<30} {14:>5} {'':>11} {'':>10} {'':>6} "
               f"{u_wall:>9.1f}s {p_wall:>8.1f}s {u_wall / p_wall:>6.2f}")
 
 

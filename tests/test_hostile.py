@@ -110,6 +110,10 @@ YAML_FILES = {
     "duplicate_benchmark": "benchmarks:\n  b:\n    lr: 0.1\n  b:\n    lr: 0.2\n",
     "duplicate_seed": "benchmarks:\n  b:\n    seed_list: [0, 1, 0]\n",
     "duplicate_model": "benchmarks:\n  b:\n    models: [mlp, mlp]\n",
+    "pack_one": "benchmarks:\n  b:\n    pack: 1\n",
+    "pack_true": "benchmarks:\n  b:\n    pack: true\n",
+    "pack_float": "benchmarks:\n  b:\n    grids:\n      - pack: 2.5\n",
+    "pack_auto": "benchmarks:\n  b:\n    lambdas: '0.5'\n    pack: auto\n",
 }
 
 
@@ -170,6 +174,18 @@ STORE_CASES = [
     ("lambdas-zero-twice", lambda tmp: _sweep("--lambdas", "0,-0.0"), "-0.0 is listed twice"),
     ("lambdas-arabic", lambda tmp: _sweep("--lambdas", "٠.٣,٠.٥"), "numbers are written in digits 0-9"),
     ("betas-arabic", lambda tmp: ["run", "--betas", "٠.٩,0.999"], "Invalid --betas: '٠.٩,0.999'"),
+    ("pack-1", lambda tmp: ["sweep", "--dataset", "digits", "--lambdas", "0.5", "--pack", "1"],
+     "Invalid --pack: 1 (an integer of members per pack in [2, 1024], auto or off)"),
+    ("pack-word", lambda tmp: ["sweep", "--dataset", "digits", "--lambdas", "0.5", "--pack", "seven"],
+     "Invalid --pack: 'seven'"),
+    ("pack-2^63", lambda tmp: ["sweep", "--dataset", "digits", "--lambdas", "0.5", "--pack", "9223372036854775808"],
+     "Invalid --pack: 9223372036854775808"),
+    ("pack-arabic", lambda tmp: ["sweep", "--dataset", "digits", "--lambdas", "0.5", "--pack", "٧"],
+     "Invalid --pack: '٧'"),
+    ("pack-ray", lambda tmp: ["sweep", "--dataset", "digits", "--lambdas", "0.5", "--executor", "ray", "--pack", "7"],
+     "--executor ray does not pack cells (pack 7 asked for)"),
+    ("yaml-pack-ray", lambda tmp: ["sweep", "--benchmark", "b", "--benchmarks", yaml_file(tmp, "pack_auto"),
+                                   "--executor", "ray"], "--executor ray does not pack cells (pack auto asked for)"),
 ]
 
 # Benchmarks files: refused as they are read, before any store is opened, so SQLite alone.
@@ -199,6 +215,9 @@ FILE_CASES = [
      "line 5, column 5: key 'lr' given twice in one mapping (first at line 3)"),
     ("yaml-duplicate-benchmark", _bench("duplicate_benchmark"), "key 'b' given twice in one mapping (first at line 2)"),
     ("yaml-duplicate-seed", _bench("duplicate_seed"), "benchmark 'b': Invalid seed_list: [0, 1, 0] gives 0 twice"),
+    ("yaml-pack-1", _bench("pack_one"), "benchmark 'b': Invalid pack: 1 (an integer of members per pack in"),
+    ("yaml-pack-true", _bench("pack_true"), "benchmark 'b': Invalid pack: True"),
+    ("yaml-pack-float", _bench("pack_float"), "benchmark 'b', grid 1: Invalid pack: 2.5"),
     ("yaml-duplicate-model", _bench("duplicate_model"), "benchmark 'b': Invalid models: ['mlp', 'mlp'] gives 'mlp'"),
 ]
 

@@ -282,3 +282,16 @@ def test_ray_refuses_packed_cells_in_one_line():
     check_unpacked([Cell(RunSpec(**BASE))])
     with pytest.raises(MasbenchError, match="--executor ray does not pack cells"):
         check_unpacked([Cell(RunSpec(**BASE)), Cell(RunSpec(**BASE, seed=1), pack="auto")])
+
+
+@pytest.mark.parametrize("written, given, expected", [
+    ("pack: 7", None, 7), ("pack: off", None, "off"), ("pack: auto", None, "auto"), ("", None, "off"),
+    ("pack: 7", "off", "off"), ("pack: off", 3, 3),
+])
+def test_pack_in_the_benchmarks_file_and_the_command_line_over_it(written, given, expected, tmp_path):
+    from masbench.benchmarks import plan_sweep
+
+    path = tmp_path / "b.yaml"
+    path.write_text(f"benchmarks:\n  b:\n    lambdas: '0.5'\n    {written}\n")
+    _, cells = plan_sweep(benchmark="b", benchmarks_path=path, overrides={"pack": given})
+    assert {cell.pack for cell in cells} == {expected}
