@@ -100,6 +100,10 @@ YAML_FILES = {
     "big_seed_list": "benchmarks:\n  b:\n    seed_list: [0, 3000000000]\n",
     "nul_name": 'benchmarks:\n  "b\\0":\n    dataset: digits\n',
     "huge_grid": "benchmarks:\n  b:\n    lambdas: 0..1:0.000001\n    seeds: 1000\n",
+    "stray_args": "benchmarks:\n  b:\n    baselines: [adam]\n    optimizer_args: {nadam: {momentum_decay: 0.01}}\n",
+    "flat_args": "benchmarks:\n  b:\n    baselines: [radam]\n    optimizer_args: {decoupled_weight_decay: true}\n",
+    "bad_arg": "benchmarks:\n  b:\n    baselines: [radam]\n    optimizer_args: {radam: {betas: [0.9]}}\n",
+    "bad_lambda_schedules": "benchmarks:\n  b:\n    lambda_schedule: [constant, 'linear:0.5']\n",
     "huge_file": "benchmarks:\n  b:\n    description: '" + "x" * (2 << 20) + "'\n",
 }
 
@@ -148,6 +152,39 @@ STORE_CASES = [
     ("seed-list-3e9", lambda tmp: _sweep("--seed-list", "0,3000000000"), "Invalid seed_list: 3000000000"),
     ("sweep-lr-inf", lambda tmp: _sweep("--lr", "inf"), "Invalid lr: inf"),
     ("sweep-epochs-2^63", lambda tmp: _sweep("--epochs", "9223372036854775808"), "Invalid epochs"),
+    # Optimizers by import path, their arguments, and lr schedules (issue 13).
+    ("optimizer-no-class", lambda tmp: ["run", "--optimizer", "torch.optim.Lion"], "module torch.optim has no Lion"),
+    ("optimizer-no-module", lambda tmp: ["run", "--optimizer", "no_such_pkg.opt:Lion"], "no module of that path"),
+    ("optimizer-not-a-class", lambda tmp: ["run", "--optimizer", "os.path:join"], "not a torch.optim.Optimizer subclass"),
+    ("optimizer-not-optimizer", lambda tmp: ["run", "--optimizer", "torch.nn.Linear"], "not a torch.optim.Optimizer"),
+    ("optimizer-arg-unknown", lambda tmp: ["run", "--optimizer", "radam", "--optimizer-arg", "momentum=0.9"],
+     "Unknown optimizer argument 'momentum' for radam (valid: betas, eps, weight_decay, decoupled_weight_decay"),
+    ("optimizer-arg-inf", lambda tmp: ["run", "--optimizer", "radam", "--optimizer-arg", "weight_decay=inf"],
+     "must be a finite number"),
+    ("optimizer-arg-nan-tuple", lambda tmp: ["run", "--optimizer", "radam", "--optimizer-arg", "betas=0.9,nan"],
+     "must be a finite number"),
+    ("optimizer-arg-bool", lambda tmp: ["run", "--optimizer", "radam", "--optimizer-arg", "decoupled_weight_decay=2"],
+     "expected true or false"),
+    ("optimizer-arg-no-equals", lambda tmp: ["run", "--optimizer", "radam", "--optimizer-arg", "betas"],
+     "expected KEY=VALUE"),
+    ("optimizer-arg-spec-field", lambda tmp: ["run", "--optimizer", "sgd", "--optimizer-arg", "momentum=0.9"],
+     "it is set by --momentum"),
+    ("optimizer-arg-torch-check", lambda tmp: ["run", "--optimizer", "radam", "--optimizer-arg", "betas=0.9,1.5"],
+     "Invalid settings for optimizer radam: Invalid beta parameter at index 1"),
+    ("momentum-for-rmsprop", lambda tmp: ["run", "--optimizer", "rmsprop", "--momentum", "0.9"],
+     "--momentum does not reach optimizer rmsprop"),
+    ("lr-schedule-step-0", lambda tmp: ["run", "--lr-schedule", "step:0:0.1"], "Invalid lr schedule: 'step:0:0.1'"),
+    ("lr-schedule-gamma-nan", lambda tmp: ["run", "--lr-schedule", "step:5:nan"], "GAMMA 'nan'"),
+    ("lr-schedule-warmup", lambda tmp: ["run", "--lr-schedule", "cosine:3", "--epochs", "3"], "WARMUP must be < epochs"),
+    ("lr-schedule-milestones", lambda tmp: ["run", "--lr-schedule", "multistep:150,100:0.1"], "milestones must increase"),
+    ("sweep-baseline-path", lambda tmp: _sweep("--baselines", "adam,torch.optim.Lion"), "Invalid baseline"),
+    ("sweep-baseline-mas", lambda tmp: _sweep("--baselines", "mas"), "Invalid baseline 'mas'"),
+    ("sweep-stray-optimizer-arg", lambda tmp: _sweep("--optimizer-arg", "radam:decoupled_weight_decay=true"),
+     "optimizer_args for 'radam': it is not a baseline of the grid (baselines: adam, sgd)"),
+    ("sweep-optimizer-arg-form", lambda tmp: _sweep("--optimizer-arg", "decoupled_weight_decay=true"),
+     "a sweep's is OPTIMIZER:KEY=VALUE"),
+    ("sweep-lambda-schedule", lambda tmp: _sweep("--lambda-schedule", "constant,linear:2:0"), "Invalid lambda schedule"),
+    ("sweep-lr-schedule", lambda tmp: _sweep("--lr-schedule", "cosine:-1"), "Invalid lr schedule"),
 ]
 
 # Benchmarks files: refused as they are read, before any store is opened, so SQLite alone.
@@ -168,6 +205,10 @@ FILE_CASES = [
     ("yaml-nul-name", _bench("nul_name"), "holds a control character"),
     ("yaml-huge-grid", _bench("huge_grid"), "1,000,003,000 cells"),
     ("yaml-huge-file", _bench("huge_file"), "bytes (at most 1,048,576)"),
+    ("yaml-stray-args", _bench("stray_args"), "optimizer_args for 'nadam': it is not a baseline of the grid"),
+    ("yaml-flat-args", _bench("flat_args"), "key 'optimizer_args.decoupled_weight_decay': True is invalid"),
+    ("yaml-bad-arg", _bench("bad_arg"), "Invalid optimizer argument betas=[0.9] for radam (expected 2 numbers"),
+    ("yaml-lambda-schedules", _bench("bad_lambda_schedules"), "Invalid lambda schedule: 'linear:0.5'"),
 ]
 
 

@@ -33,10 +33,12 @@ from masbench.cli.options import (
     LambdaScheduleOpt,
     LambdaSgdOpt,
     LrOpt,
+    LrScheduleOpt,
     MaxLengthOpt,
     ModelOpt,
     MomentumOpt,
     NesterovOpt,
+    OptimizerArgsOpt,
     OptimizerOpt,
     PretrainedOpt,
     SeedOpt,
@@ -64,6 +66,7 @@ def run(
     dataset: DatasetOpt = None,
     model: ModelOpt = None,
     optimizer: OptimizerOpt = None,
+    optimizer_args: OptimizerArgsOpt = None,
     lambda_adam: LambdaAdamOpt = None,
     lambda_sgd: LambdaSgdOpt = None,
     lr: LrOpt = None,
@@ -76,6 +79,7 @@ def run(
     dampening: DampeningOpt = None,
     bias_correction: BiasCorrectionOpt = None,
     lambda_schedule: LambdaScheduleOpt = None,
+    lr_schedule: LrScheduleOpt = None,
     batch_size: BatchSizeOpt = None,
     epochs: EpochsOpt = None,
     seed: SeedOpt = None,
@@ -102,10 +106,13 @@ def run(
 
     Under torchrun (torchrun --nproc-per-node N -m masbench run ...) the cell trains with DistributedDataParallel.
     """
+    from masbench.cli.axes import check_settings_reach
     from masbench.spec import RunSpec, make_spec
 
     # The options reach the spec by name through ctx.params: an option declared above cannot be left out.
-    spec = make_spec(**spec_values(ctx.params, RunSpec.model_fields))
+    values = spec_values(ctx.params, RunSpec.model_fields)
+    spec = make_spec(**values)
+    check_settings_reach(spec, values)
     options = exec_options(ctx.params)
     stale_after, heartbeat_every = lease(claim_timeout)
     store, outcome = _train_cell(spec, options, db, force, stale_after, heartbeat_every)
@@ -180,12 +187,15 @@ def sweep(
     dataset: Annotated[str | None, typer.Option(help="The data set; alone, it picks the benchmark of that name if there is one.")] = None,
     models: Annotated[str | None, typer.Option(help="Models, comma-separated: e.g. resnet18,resnet34.")] = None,
     lambdas: Annotated[str | None, typer.Option(help="lambda_adam values: 0.3..0.7 (step 0.1), 0.3..0.7:0.05, or 0.3,0.5,0.7; lambda_sgd = 1 - lambda_adam.")] = None,
-    baselines: Annotated[str | None, typer.Option(help="Baselines, comma-separated: adam, sgd, adamw (default adam,sgd; plus adamw for text).")] = None,
+    baselines: Annotated[str | None, typer.Option(help="Baselines, comma-separated: what --optimizer takes but mas, e.g. adam,sgd,radam,torch.optim.NAdam (default adam,sgd; plus adamw for text).")] = None,
+    optimizer_args: Annotated[list[str] | None, typer.Option("--optimizer-arg", help="OPTIMIZER:KEY=VALUE, repeatable: an argument of one of the baselines, e.g. radam:decoupled_weight_decay=true.")] = None,
+    lambda_schedule: Annotated[str | None, typer.Option(help="MAS's lambda schedules, comma-separated: constant (the --lambdas grid, the default) and linear:START:END[:EPOCHS] (one MAS cell each), e.g. constant,linear:1:0:100.")] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Run MAS only.")] = False,
     seeds: Annotated[int | None, typer.Option(help="Seeds 0..N-1.")] = None,
     seed_list: Annotated[str | None, typer.Option(help="Explicit seeds, comma-separated: 0,1,2.")] = None,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
+    lr_schedule: LrScheduleOpt = None,
     momentum: MomentumOpt = None,
     weight_decay: WeightDecayOpt = None,
     betas: BetasOpt = None,
@@ -218,8 +228,12 @@ def sweep(
     compile: CompileOpt = False,
     checkpoint_dir: CheckpointDirOpt = ".masbench/checkpoints",
 ) -> None:
-    """Run a grid of cells: idempotent (finished cells are skipped), resumable, with parallel workers."""
+    """Run a grid of cells: idempotent (finished cells are skipped), resumable, with parallel workers.
+
+    The axes: --models, --baselines (any optimizer), --lambdas, --lambda-schedule, the seeds; other flags: every cell.
+    """
     from masbench.benchmarks import RUN_FIELDS, plan_sweep
+    from masbench.cli.axes import parse_optimizer_assignments
 
     _check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
     stale_after, heartbeat_every = lease(claim_timeout)
@@ -228,6 +242,8 @@ def sweep(
         models=split_list(models, "--models"), lambdas=lambdas,
         baselines=[] if no_baselines else split_list(baselines, "--baselines"),
         seeds=seeds, seed_list=int_list(seed_list, "--seed-list"),
+        lambda_schedule=split_list(lambda_schedule, "--lambda-schedule"),
+        optimizer_args=parse_optimizer_assignments(optimizer_args),
     ) | spec_values(ctx.params, RUN_FIELDS)
     name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks,
                              max_cells=max_cells)

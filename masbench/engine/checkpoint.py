@@ -1,6 +1,6 @@
 """Checkpoints: a run's state after an epoch (``capture``), put back (``restore``), read (``load``) and written (``save``).
 
-A checkpoint holds the model, the optimizer, the lambda schedule, every RNG
+A checkpoint holds the model, the optimizer, the lambda and lr schedules, every RNG
 state and the epochs so far; a run that finds its checkpoint continues at the
 next epoch and ends with the metrics of an uninterrupted run. It is read onto
 the CPU, whatever device it was written on: ``load_state_dict`` moves the
@@ -66,6 +66,7 @@ def capture(p: Prepared, epoch: int, history: list[EpochMetrics], owner: Checkpo
         "model": p.model.state_dict(),
         "optimizer": p.optimizer.state_dict(),
         "schedule": p.schedule.state_dict() if p.schedule is not None else {},
+        "lr_schedule": p.lr_schedule.state_dict() if p.lr_schedule is not None else {},
         "history": [m.as_dict() for m in history],
         "rng": {
             "torch": torch.get_rng_state(),
@@ -87,6 +88,8 @@ def restore(p: Prepared, state: dict[str, Any]) -> tuple[int, list[EpochMetrics]
     p.optimizer.load_state_dict(state["optimizer"])
     if p.schedule is not None:
         p.schedule.load_state_dict(state["schedule"])
+    if p.lr_schedule is not None:  # the key is in the run's, so a checkpoint of it has its lr schedule's state
+        p.lr_schedule.load_state_dict(state["lr_schedule"])
     rng = state["rng"]
     torch.set_rng_state(_rng_bytes(rng["torch"]))
     if p.device.type == "cuda" and rng["cuda"]:
