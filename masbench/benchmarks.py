@@ -136,9 +136,9 @@ class GridSpec(BaseModel):
                 + f") x {self.seed_count():,} seed(s)")
 
 
-RUN_FIELDS = ("lr", "lr_schedule", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "amsgrad", "bias_correction",
-              "batch_size", "epochs", "pretrained", "max_length", "text_column", "label_column", "test_file",
-              "test_fraction", "train_subset", "test_subset")
+RUN_FIELDS = ("lr", "lr_schedule", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "amsgrad",
+              "bias_correction", "batch_size", "epochs", "pretrained", "max_length", "text_column", "label_column",
+              "test_file", "test_fraction", "train_subset", "test_subset")
 
 
 def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -147,7 +147,8 @@ def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]
 
     shared = {name: getattr(grid, name) for name in RUN_FIELDS if getattr(grid, name) is not None}
     configs = optimizer_configs(grid.baseline_names(dataset_kind(grid.dataset)), grid.optimizer_args)
-    lambdas = [dict(lambda_adam=lam, lambda_sgd=complement(lam)) for lam in parse_lambdas(grid.lambdas, MAX_CELLS_CEILING)]
+    lambdas = [dict(lambda_adam=lam, lambda_sgd=complement(lam))
+               for lam in parse_lambdas(grid.lambdas, MAX_CELLS_CEILING)]
     return shared, configs + mas_configs(grid.lambda_schedule, lambdas)
 
 

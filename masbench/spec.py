@@ -81,19 +81,21 @@ class RunSpec(BaseModel):
     @field_validator("optimizer_args")
     @classmethod
     def _type_optimizer_args(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        from masbench.optim import typed_arguments
-
         if not value or "optimizer" not in info.data:  # none, or the optimizer is invalid: its error is the one shown
             return value
+        from masbench.optim import typed_arguments
+
         return typed_arguments(info.data["optimizer"], value, cls.model_fields)
 
     @field_validator("lr_schedule")
     @classmethod
     def _normalise_lr_schedule(cls, value: str) -> str:
+        check_str("lr_schedule", value, STR_LIMITS["lr_schedule"])
+        if value == "constant":
+            return value
         from masbench.optim import normalise_lr_schedule
 
-        check_str("lr_schedule", value, STR_LIMITS["lr_schedule"])
-        return value if value == "constant" else normalise_lr_schedule(value)
+        return normalise_lr_schedule(value)
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
@@ -113,9 +115,10 @@ class RunSpec(BaseModel):
             raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
                              f"(got momentum={self.momentum}, dampening={self.dampening})")
         check_lambda_schedule(self.lambda_schedule)
-        from masbench.optim import check_lr_schedule
+        if self.lr_schedule != "constant":
+            from masbench.optim import check_lr_schedule
 
-        check_lr_schedule(self.lr_schedule, self.epochs)
+            check_lr_schedule(self.lr_schedule, self.epochs)
 
     def _check_names(self) -> None:
         """The data set, model, optimizer, bias correction and schedule exist, and go together."""
@@ -223,6 +226,10 @@ class RunSpec(BaseModel):
         if self.lr_schedule != "constant":
             out["lr_schedule"] = self.lr_schedule
         return out
+
+    def __hash__(self) -> int:
+        # Hashable as before optimizer_args (a dict) joined the fields: equal specs have one canonical form.
+        return hash(self.key)
 
     @property
     def key(self) -> str:

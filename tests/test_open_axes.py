@@ -183,6 +183,7 @@ def test_arguments_are_part_of_the_cell_and_its_name():
     # Nested in the canonical config: an argument can never stand in for a field of the cell.
     assert decoupled.canonical()["optimizer_args"] == {"decoupled_weight_decay": True}
     assert "optimizer_args" not in plain.canonical()
+    assert len({plain, decoupled, make_spec(optimizer="torch.optim.RAdam")}) == 2  # hashable, as specs always were
 
 
 def test_the_other_optimizers_take_lr_from_the_spec_and_keep_their_own_defaults():

@@ -109,8 +109,8 @@ def build_lr_schedule(text: str, optimizer: Optimizer, epochs: int) -> LRSchedul
         warmup = numbers[0]
         if warmup == 0:
             return CosineAnnealingLR(optimizer, T_max=epochs)
-        return SequentialLR(optimizer, [_warmup(optimizer, warmup), CosineAnnealingLR(optimizer, T_max=epochs - warmup)],
-                            milestones=[warmup])
+        annealing = CosineAnnealingLR(optimizer, T_max=epochs - warmup)
+        return SequentialLR(optimizer, [_warmup(optimizer, warmup), annealing], milestones=[warmup])
     return None
 
 

@@ -64,7 +64,8 @@ def _resolve(text: str) -> tuple[str, type[torch.optim.Optimizer]]:
         return text, OPTIMIZERS[text]
     valid = f"valid: {', '.join(OPTIMIZERS)}, or an import path package.module:Class of a torch.optim.Optimizer"
     if len(text) > STR_LIMITS["optimizer"]:
-        raise ValueError(f"Invalid optimizer: {shown(text)} is {len(text)} characters (at most {STR_LIMITS['optimizer']})")
+        longest = STR_LIMITS["optimizer"]
+        raise ValueError(f"Invalid optimizer: {shown(text)} is {len(text)} characters (at most {longest})")
     if not _PATH.fullmatch(text) or ("." not in text and ":" not in text):
         raise ValueError(f"Unknown optimizer: {shown(text)} ({valid})")
     module, attribute, found = _import(text)
