@@ -17,8 +17,8 @@ import statistics
 import time
 
 import torch
-import torchvision
 
+from masbench.models.resnet import cifar_resnet
 from masbench.optim import MAS
 
 
@@ -43,6 +43,53 @@ def naive_mas(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, momentum=0.9, lambd
     return step
 
 
+def resnet18_tensors(device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The parameters of a CIFAR ResNet18 (11.17M in 62 tensors) on ``device``, and a random gradient for each."""
+    model = cifar_resnet(18, (3, 32, 32), 10)
+    base = [p.detach().to(device) for p in model.parameters()]
+    generator = torch.Generator(device=device).manual_seed(0)
+    return base, [torch.randn(p.shape, generator=generator, device=device) for p in base]
+
+
+MAS_KWARGS = dict(lr=1e-3, momentum=0.9, lambda_adam=0.5, lambda_sgd=0.5)
+CANDIDATES = {
+    "Adam(foreach=True)": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True).step,
+    "SGD(momentum=0.9, foreach=True)": lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9, foreach=True).step,
+    "Adam(fused=True)": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True).step,
+    "MAS (default path)": lambda ps: MAS(ps, **MAS_KWARGS).step,
+    "MAS(fused=True)": lambda ps: MAS(ps, fused=True, **MAS_KWARGS).step,
+    "MAS(foreach=True)": lambda ps: MAS(ps, foreach=True, **MAS_KWARGS).step,
+    "MAS(foreach=False)": lambda ps: MAS(ps, foreach=False, **MAS_KWARGS).step,
+    "naive per-parameter MAS": naive_mas,
+}
+
+
+def time_steps(names, base, grads, device: torch.device, rounds: int, steps: int) -> dict[str, list[float]]:
+    """Seconds per ``step()`` of each of ``CANDIDATES[names]``, taking turns in ``rounds`` rounds of ``steps``."""
+    step_of = {}
+    for name in names:
+        params = [torch.nn.Parameter(p.clone()) for p in base]
+        for p, g in zip(params, grads):
+            p.grad = g
+        step_of[name] = CANDIDATES[name](params)
+        step_of[name]()  # allocate state outside the timings
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    times: dict[str, list[float]] = {name: [] for name in step_of}
+    for _ in range(rounds):
+        for name, step in step_of.items():
+            sync()
+            for _ in range(steps):
+                start = time.perf_counter()
+                step()
+                sync()
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -51,45 +98,9 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
 
-    model = torchvision.models.resnet18(num_classes=10)
-    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-    base = [p.detach().to(device) for p in model.parameters()]
+    base, grads = resnet18_tensors(device)
     n_params = sum(p.numel() for p in base)
-    generator = torch.Generator(device=device).manual_seed(0)
-    grads = [torch.randn(p.shape, generator=generator, device=device) for p in base]
-
-    mas_kwargs = dict(lr=1e-3, momentum=0.9, lambda_adam=0.5, lambda_sgd=0.5)
-    candidates = {
-        "Adam(foreach=True)": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True).step,
-        "SGD(momentum=0.9, foreach=True)": lambda ps: torch.optim.SGD(ps, lr=1e-3, momentum=0.9, foreach=True).step,
-        "Adam(fused=True)": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True).step,
-        "MAS (default path)": lambda ps: MAS(ps, **mas_kwargs).step,
-        "MAS(fused=True)": lambda ps: MAS(ps, fused=True, **mas_kwargs).step,
-        "MAS(foreach=True)": lambda ps: MAS(ps, foreach=True, **mas_kwargs).step,
-        "MAS(foreach=False)": lambda ps: MAS(ps, foreach=False, **mas_kwargs).step,
-        "naive per-parameter MAS": naive_mas,
-    }
-    steps = {}
-    for name, factory in candidates.items():
-        params = [torch.nn.Parameter(p.clone()) for p in base]
-        for p, g in zip(params, grads):
-            p.grad = g
-        steps[name] = factory(params)
-        steps[name]()  # allocate state outside the timings
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            sync()
-            for _ in range(args.steps):
-                start = time.perf_counter()
-                step()
-                sync()
-                times[name].append(time.perf_counter() - start)
+    times = time_steps(CANDIDATES, base, grads, device, args.rounds, args.steps)
 
     baseline = statistics.median(times["Adam(foreach=True)"])
     print(f"ResNet18 (CIFAR stem) parameters: {n_params / 1e6:.2f}M in {len(base)} tensors; device {device}; "

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from masbench.errors import MasbenchError
 from masbench.grid_optimizers import (
@@ -26,7 +35,7 @@ from masbench.grid_optimizers import (
     resolve_optimizer_args,
 )
 from masbench.lambdas import complement, count_lambdas, count_text, parse_lambdas
-from masbench.limits import check_ranges, one_line, shown
+from masbench.limits import STR_LIMITS, check_ranges, check_str, one_line, shown
 from masbench.safe_yaml import load_yaml
 from masbench.spec import RunSpec, make_spec
 
@@ -37,7 +46,11 @@ MAX_CELLS_CEILING = 100_000  # the cap's own ceiling: the cells are built in mem
 
 
 class GridSpec(BaseModel):
-    """One grid of a benchmark: a data set, its models, the lambdas, baselines and seeds, and shared settings."""
+    """One grid of a benchmark: a data set, its models, the lambdas, baselines and seeds, and shared settings.
+
+    Numbers and switches are strict: ``epochs: true`` or ``lr: "1e-3"`` is refused, not read as 1 and
+    0.001 (an integer may stand for a float).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,35 +61,35 @@ class GridSpec(BaseModel):
     baselines: list[str] | None = None  # None: adam and sgd, plus adamw for text data
     optimizer_args: dict[str, dict[str, Any]] | None = None  # per baseline: its optimizer arguments
     lambda_schedule: str | list[str] | None = None  # MAS's: constant (the lambdas grid) and linear ones; None: constant
-    seeds: int | None = None
-    seed_list: list[int] | None = None
+    seeds: StrictInt | None = None
+    seed_list: list[StrictInt] | None = None
     data_dir: str | None = None
     # Everything else is a RunSpec field shared by the grid's cells.
-    lr: float | None = None
+    lr: StrictFloat | None = None
     lr_schedule: str | None = None
-    momentum: float | None = None
-    dampening: float | None = None
-    nesterov: bool | None = None
-    weight_decay: float | None = None
-    betas: tuple[float, float] | None = None
-    eps: float | None = None
-    amsgrad: bool | None = None
+    momentum: StrictFloat | None = None
+    dampening: StrictFloat | None = None
+    nesterov: StrictBool | None = None
+    weight_decay: StrictFloat | None = None
+    betas: tuple[StrictFloat, StrictFloat] | None = None
+    eps: StrictFloat | None = None
+    amsgrad: StrictBool | None = None
     bias_correction: str | None = None
-    batch_size: int | None = None
-    epochs: int | None = None
+    batch_size: StrictInt | None = None
+    epochs: StrictInt | None = None
     pretrained: str | None = None
-    max_length: int | None = None
+    max_length: StrictInt | None = None
     text_column: str | None = None
     label_column: str | None = None
     test_file: str | None = None
-    test_fraction: float | None = None
-    train_subset: int | None = None
-    test_subset: int | None = None
+    test_fraction: StrictFloat | None = None
+    train_subset: StrictInt | None = None
+    test_subset: StrictInt | None = None
 
     @field_validator("baselines")
     @classmethod
     def _resolve_baselines(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else check_baselines(value, plain=False)
+        return None if value is None else check_baselines(value)
 
     @field_validator("optimizer_args")
     @classmethod
@@ -97,11 +110,15 @@ class GridSpec(BaseModel):
             raise ValueError(str(error)) from None
         if not self.models:
             raise ValueError("Invalid models: the list is empty")
-        check_baselines(self.baselines or [])
         if self.seeds is not None and self.seed_list is not None:
             raise ValueError("Invalid seeds: give seeds (a count) or seed_list, not both")
         if self.seed_list is not None and not self.seed_list:
             raise ValueError("Invalid seed_list: [] (non-negative integers, at least one)")
+        for name in ("models", "baselines", "seed_list"):
+            values = getattr(self, name) or []
+            twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+            if twice is not None:  # a typo more often than a wish: said, not silently merged
+                raise ValueError(f"Invalid {name}: {shown(values)} gives {shown(twice)} twice (give each once)")
         return self
 
     def seed_values(self) -> list[int]:
@@ -152,14 +169,17 @@ def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return shared, configs + mas_configs(grid.lambda_schedule, lambdas)
 
 
-def expand_grid(grid: GridSpec, benchmark: str | None, max_cells: int = MAX_CELLS_CEILING) -> list[RunSpec]:
+def expand_grid(grid: GridSpec, benchmark: str | None, max_cells: int = MAX_CELLS_CEILING, *,
+                data_base: Path | str | None = None) -> list[RunSpec]:
     """Every cell of ``grid``: model x (baselines, then MAS per lambda_adam) x seed, in that order.
 
-    More than ``max_cells`` cells is an error, found from the count before any cell is made.
+    More than ``max_cells`` cells is an error, found from the count before any cell is made. Relative data
+    paths are relative to ``data_base`` (default: the working directory); each is fingerprinted once.
     """
     _check_count(grid.cell_count(), max_cells, grid.describe_count(), repr(benchmark or grid.dataset))
     shared, configs = _grid_configs(grid)
-    return [make_spec(benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, **shared, **config)
+    context = {"data_base": data_base, "fingerprints": {}}
+    return [make_spec(context, benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, **shared, **config)
             for model in grid.models for config in configs for seed in grid.seed_values()]
 
 
@@ -167,7 +187,8 @@ def check_grid(grid: GridSpec, benchmark: str | None) -> None:
     """Validate ``grid`` by building one cell per model and optimizer, not the whole grid.
 
     The other cells differ only in lambda_adam (in [0, 1] by the grid's check) and the seed (in range by it),
-    so they are valid when these are; a large grid in the file costs nothing until it is swept.
+    so they are valid when these are; a large grid in the file costs nothing until it is swept. Nor are its
+    data read: their fingerprints are for the cells of a sweep, and a file may name data this machine lacks.
     """
     from masbench.data import dataset_kind
 
@@ -175,9 +196,10 @@ def check_grid(grid: GridSpec, benchmark: str | None) -> None:
     configs = optimizer_configs(grid.baseline_names(dataset_kind(grid.dataset)), grid.optimizer_args)
     configs += mas_configs(grid.lambda_schedule, [{}])
     seed = grid.seed_list[0] if grid.seed_list else 0
+    context = {"identify_data": False}
     for model in grid.models:
         for config in configs:
-            make_spec(benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, **shared, **config)
+            make_spec(context, benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, **shared, **config)
 
 
 def _check_count(count: int, max_cells: int, detail: str, label: str) -> None:
@@ -233,8 +255,8 @@ def _resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
     """A relative ``data_dir`` in a benchmarks file is relative to the file's folder.
 
     Relative data paths inside specs (``imagefolder:../x``, ``test_file``) stay as written, so that a
-    cell's key and name are the same on every machine; they too resolve against the file's folder
-    when the data are loaded (``Cell.base_dir``).
+    cell's name is the same on every machine and its key too (the key knows the data by their content);
+    they too resolve against the file's folder when the data are fingerprinted and loaded (``Cell.base_dir``).
     """
     out = dict(values)
     if isinstance(out.get("data_dir"), str) and not Path(out["data_dir"]).expanduser().is_absolute():
@@ -242,12 +264,14 @@ def _resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
     return out
 
 
-def load_benchmarks(path: Path | str | None = None) -> BenchmarksFile:
+def load_benchmarks(path: Path | str | None = None, check_specs: bool = True) -> BenchmarksFile:
     """Read and validate a benchmarks file; any problem is one line naming the file, benchmark and key.
 
     The file is read with ``BoundedLoader`` (no alias bombs, bounded size and nesting), and each grid is
     checked by building one cell per model and optimizer, so that loading takes time in proportion to
-    the file, however many cells its grids hold.
+    the file, however many cells its grids hold. ``check_specs=False`` leaves that last check (which
+    imports the registries, and torch with them) to ``check_benchmarks``: the grids' values, names and
+    sizes are checked either way.
     """
     path = Path(path) if path is not None else default_benchmarks_path()
     if not path.is_file():
@@ -267,13 +291,24 @@ def load_benchmarks(path: Path | str | None = None) -> BenchmarksFile:
         raise MasbenchError(f"{path}: 'defaults' and 'benchmarks' must be mappings")
     _string_keys(defaults, f"{path}: defaults")
     _string_keys(entries, f"{path}: benchmarks")
+    for name in entries:  # names reach messages and the store's VARCHAR: checked before any is used
+        try:
+            check_str("benchmark", name, STR_LIMITS["benchmark"])
+        except ValueError as error:
+            raise MasbenchError(one_line(f"{path}: benchmarks: {error}")) from None
     base = path.absolute().parent
-    benchmarks = {name: _load_benchmark(name, entry, defaults, base, one_line(f"{path}: benchmark {shown(name)}"))
-                  for name, entry in entries.items()}
-    return BenchmarksFile(path=path, defaults=defaults, benchmarks=benchmarks)
+    benchmarks = {name: _load_benchmark(entry, defaults, base, _where(path, name)) for name, entry in entries.items()}
+    file = BenchmarksFile(path=path, defaults=defaults, benchmarks=benchmarks)
+    if check_specs:
+        check_benchmarks(file)
+    return file
 
 
-def _load_benchmark(name: str, entry: Any, defaults: dict[str, Any], base: Path, where: str) -> BenchmarkSpec:
+def _where(path: Path, name: str) -> str:
+    return one_line(f"{path}: benchmark {shown(name)}")
+
+
+def _load_benchmark(entry: Any, defaults: dict[str, Any], base: Path, where: str) -> BenchmarkSpec:
     if not isinstance(entry, dict):
         raise MasbenchError(f"{where}: expected a mapping of settings")
     _string_keys(entry, where)
@@ -295,20 +330,40 @@ def _load_benchmark(name: str, entry: Any, defaults: dict[str, Any], base: Path,
         settings=_resolve_paths({**defaults, **settings}, base),
     )
     for i, grid in enumerate(spec.grids or [None]):
-        label = f"{where}, grid {i + 1}" if spec.grids else where
         try:
-            check_grid(GridSpec(**spec.settings if grid is None else {**spec.settings, **grid}), name)
+            GridSpec(**spec.settings if grid is None else {**spec.settings, **grid})
         except ValidationError as error:
-            raise MasbenchError(_grid_message(error, label)) from None
-        except MasbenchError as error:
-            raise MasbenchError(one_line(f"{label}: {error}")) from None
+            raise MasbenchError(_grid_message(error, f"{where}, grid {i + 1}" if spec.grids else where)) from None
     return spec
+
+
+def check_benchmarks(file: BenchmarksFile) -> None:
+    """Check every grid of ``file`` by building one cell per model and optimizer (``check_grid``)."""
+    for name, spec in file.benchmarks.items():
+        where = _where(file.path, name)
+        for i, grid in enumerate(spec.grid_specs()):
+            try:
+                check_grid(grid, name)
+            except MasbenchError as error:
+                label = f"{where}, grid {i + 1}" if spec.grids else where
+                raise MasbenchError(one_line(f"{label}: {error}")) from None
 
 
 def _string_keys(mapping: dict[Any, Any], where: str) -> None:
     for key in mapping:
         if not isinstance(key, str):
             raise MasbenchError(one_line(f"{where}: key {shown(key)} is not a name (keys are text: quote it)"))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+STRICT_TYPES = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false"}
 
 
 def _grid_message(error: ValidationError, where: str) -> str:
@@ -319,13 +374,19 @@ def _grid_message(error: ValidationError, where: str) -> str:
         return one_line(f"{where}: unknown key {shown(key)} (valid keys: {', '.join(GridSpec.model_fields)})")
     if first["type"] == "value_error" or not key:
         return one_line(f"{where}: {message}")
+    if first["type"] in STRICT_TYPES:
+        value = first.get("input")
+        kind = {bool: "a boolean, ", str: "text, "}.get(type(value), "")
+        fix = " (write it without quotes)" if isinstance(value, str) and _is_number(value) else ""
+        return one_line(f"{where}, key {shown(key)}: {shown(value)} is {kind}not {STRICT_TYPES[first['type']]}{fix}")
     return one_line(f"{where}, key {shown(key)}: {shown(first.get('input'))} is invalid ({message})")
 
 
 @dataclass(frozen=True)
 class Cell:
     """A cell of a sweep: its spec, where its data lives (``None``: the run's default data directory), and
-    the folder that relative data paths in its spec are relative to (the benchmarks file's)."""
+    the folder that relative data paths in its spec are relative to (the benchmarks file's for paths
+    written there, the working directory for paths typed on the command line)."""
 
     spec: RunSpec
     data_dir: str | None = None
@@ -358,27 +419,30 @@ def plan_sweep(
             count_lambdas(overrides["lambdas"])
     except (ValueError, MasbenchError) as error:
         raise MasbenchError(one_line(f"sweep {label}: {error}")) from None
-    file = load_benchmarks(benchmarks_path)
+    file = load_benchmarks(benchmarks_path, check_specs=False)  # the count first: it needs no torch
     if benchmark is None and dataset is None:
         raise MasbenchError(f"give --benchmark NAME (in {file.path}: {', '.join(file.benchmarks)}) or --dataset NAME")
     if benchmark is None and dataset in file.benchmarks:
         benchmark = dataset
     grids = _sweep_grids(file, benchmark, dataset, overrides, label)
-    total = sum(grid.cell_count() for grid in grids)
-    _check_count(total, max_cells, " + ".join(grid.describe_count() for grid in grids[:3]), label)
-    base = str(file.path.absolute().parent)
-    cells = [Cell(spec, grid.data_dir, base) for grid in grids for spec in expand_grid(grid, benchmark)]
+    total = sum(grid.cell_count() for grid, _ in grids)
+    _check_count(total, max_cells, " + ".join(grid.describe_count() for grid, _ in grids[:3]), label)
+    check_benchmarks(file)
+    cells = [Cell(spec, grid.data_dir, str(base))
+             for grid, base in grids for spec in expand_grid(grid, benchmark, data_base=base)]
     unique = list({cell.spec.key: cell for cell in cells}.values())
     return benchmark, unique
 
 
 def _sweep_grids(file: BenchmarksFile, benchmark: str | None, dataset: str | None,
-                 overrides: dict[str, Any] | None, label: str) -> list[GridSpec]:
-    """The sweep's grids, validated, with the command line's ``overrides`` applied."""
+                 overrides: dict[str, Any] | None, label: str) -> list[tuple[GridSpec, Path]]:
+    """The sweep's grids, validated, with the command line's ``overrides`` applied, and each one's data base."""
     overrides = dict(overrides or {})
+    dataset_typed = True  # the data set is the command line's, unless --dataset only picks the file's grids
     if benchmark is not None:
         entry = file.get(benchmark)
         grids = [g.model_dump(exclude_unset=True) for g in entry.grid_specs()]
+        dataset_typed = dataset is not None and len(grids) == 1
         if dataset is not None:
             if len(grids) == 1:
                 grids[0]["dataset"] = dataset
@@ -392,6 +456,7 @@ def _sweep_grids(file: BenchmarksFile, benchmark: str | None, dataset: str | Non
         grids = [dict(file.defaults, dataset=dataset)]
     if "seeds" in overrides:
         overrides.pop("seed_list", None)
+    typed = ({"test_file"} & set(overrides)) | ({"dataset"} if dataset_typed else set())
     specs = []
     for values in grids:
         if "seeds" in overrides or "seed_list" in overrides:
@@ -401,9 +466,35 @@ def _sweep_grids(file: BenchmarksFile, benchmark: str | None, dataset: str | Non
         if "optimizer_args" in overrides and isinstance(values.get("optimizer_args"), dict):
             # Per optimizer: the flags' arguments replace the file's; the file's for other optimizers stay.
             flagged["optimizer_args"] = merge_optimizer_args(values.get("optimizer_args"), overrides["optimizer_args"])
-        values = flagged
+        values, base = _data_base(flagged, typed, file.path.absolute().parent)
         try:
-            specs.append(GridSpec(**values))
+            specs.append((GridSpec(**values), base))
         except ValidationError as error:
             raise MasbenchError(_grid_message(error, f"sweep {label}")) from None
     return specs
+
+
+def _data_base(values: dict[str, Any], typed: set[str], file_base: Path) -> tuple[dict[str, Any], Path]:
+    """The folder a grid's relative data paths are relative to, and its values.
+
+    Paths written in the benchmarks file are relative to its folder; paths typed on the command line
+    (``typed``: ``dataset``, ``test_file``) to the working directory, as ``masbench run``'s are, so that both
+    commands make the same cell of them. A grid holding both kinds gets its typed paths made absolute.
+    """
+    from masbench.data import PARAMETRIC
+    from masbench.data.identity import under
+
+    dataset = values.get("dataset")
+    prefix, sep, path = dataset.partition(":") if isinstance(dataset, str) else ("", "", "")
+    paths = {"dataset": path if sep and prefix in PARAMETRIC else None, "test_file": values.get("test_file")}
+    relative = {key for key, path in paths.items()
+                if isinstance(path, str) and path and not Path(path).expanduser().is_absolute()}
+    if not relative & typed:
+        return values, file_base
+    if relative <= typed:
+        return values, Path.cwd()
+    values = dict(values)
+    for key in relative & typed:
+        absolute = under(Path.cwd(), paths[key])
+        values[key] = absolute if key == "test_file" else f"{prefix}:{absolute}"
+    return values, file_base

@@ -14,38 +14,39 @@ from typing import Any
 
 from masbench.errors import MasbenchError
 from masbench.limits import check_lambda_schedule, one_line, shown
+from masbench.optimizer_names import OPTIMIZER_NAMES, is_path, unknown_optimizer
 
 CONSTANT = "constant"
 
 
-def check_baselines(names: list[str], plain: bool = True) -> list[str]:
-    """The baselines resolved to their names, once each; ValueError for an unknown one or for mas.
-
-    ``plain=False`` leaves plain names (no ``.`` nor ``:``) unchecked: they need no import, and their check can
-    wait until the grid's numbers are checked, which needs no torch.
-    """
+def optimizer_name(text: str, what: str = "optimizer") -> str:
+    """A grid's optimizer as its one name: a plain name checked against the registry's names without torch,
+    an import path resolved (imported); ValueError names a bad one."""
+    if not is_path(text):
+        if text not in OPTIMIZER_NAMES:
+            raise ValueError(unknown_optimizer(text, what))
+        return text
     from masbench.optim import resolve_optimizer
 
-    out: list[str] = []
-    for name in names:
-        try:
-            resolved = resolve_optimizer(name) if plain or "." in name or ":" in name else name
-        except ValueError as error:  # "Unknown baseline: 'lion' (valid: ...)"
-            raise ValueError(str(error).replace("optimizer", "baseline", 1)) from None
-        if resolved == "mas":
-            raise ValueError("Invalid baseline 'mas': MAS's cells come from lambdas (and lambda_schedule)")
-        if resolved not in out:
-            out.append(resolved)
+    try:
+        return resolve_optimizer(text)
+    except ValueError as error:  # "Invalid baseline 'x': ..."
+        raise ValueError(str(error).replace("optimizer", what, 1)) from None
+
+
+def check_baselines(names: list[str]) -> list[str]:
+    """The baselines as their names (a name twice is refused by the grid's check); ValueError for mas."""
+    out = [optimizer_name(name, "baseline") for name in names]
+    if "mas" in out:
+        raise ValueError("Invalid baseline 'mas': MAS's cells come from lambdas (and lambda_schedule)")
     return out
 
 
 def resolve_optimizer_args(args: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``{optimizer: {key: value}}`` with each optimizer resolved to its name (the values are typed per cell)."""
-    from masbench.optim import resolve_optimizer
-
+    """``{optimizer: {key: value}}`` with each optimizer as its name (the values are typed per cell)."""
     out: dict[str, dict[str, Any]] = {}
     for name, values in args.items():
-        resolved = resolve_optimizer(name)
+        resolved = optimizer_name(name)
         if resolved in out:
             raise ValueError(f"Invalid optimizer_args: {shown(name)} names {resolved}, given twice")
         out[resolved] = dict(values)
@@ -63,16 +64,16 @@ def merge_optimizer_args(file: Mapping[str, Mapping[str, Any]] | None,
 
 
 def check_lambda_schedules(value: str | list[str]) -> list[str]:
-    """One schedule or a list of them, each valid, once each; ValueError names a bad one."""
-    from masbench.optim import parse_lambda_schedule
-
+    """One schedule or a list of them, each once; their numbers checked here (torch-free), their form when
+    the grid's cells are built."""
     schedules = [value] if isinstance(value, str) else list(value)
     if not schedules:
         raise ValueError("Invalid lambda_schedule: the list is empty (give constant, linear:START:END[:EPOCHS], ...)")
-    for schedule in schedules:
+    for i, schedule in enumerate(schedules):
         check_lambda_schedule(schedule)
-        parse_lambda_schedule(schedule)
-    return list(dict.fromkeys(schedules))
+        if schedule in schedules[:i]:
+            raise ValueError(f"Invalid lambda_schedule: {shown(schedules)} gives {shown(schedule)} twice")
+    return schedules
 
 
 def mas_parts(schedules: list[str] | None) -> tuple[bool, int]:

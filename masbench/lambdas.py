@@ -20,6 +20,8 @@ def _lambda_terms(text: str) -> tuple[list[Decimal], tuple[Decimal, Decimal, Dec
     text = text.strip()
     if len(text) > STR_LIMITS["lambdas"]:  # the exact-decimal context grows with the text: bound it
         raise MasbenchError(f"Invalid lambdas {shown(text)}: {len(text):,} characters (at most {STR_LIMITS['lambdas']:,})")
+    if not text.isascii() or "_" in text:  # Decimal() takes ٠.٣ and 0_3: a number is written in 0-9 here
+        raise MasbenchError(f"Invalid lambdas {shown(text)}: numbers are written in digits 0-9 ({LAMBDAS_VALID})")
     try:
         if ".." in text:
             start_text, _, rest = text.partition("..")
@@ -33,6 +35,9 @@ def _lambda_terms(text: str) -> tuple[list[Decimal], tuple[Decimal, Decimal, Dec
         raise MasbenchError(f"Invalid lambdas {shown(text)}: every number must be finite ({LAMBDAS_VALID})")
     if ".." not in text:
         _in_unit_interval(terms, text)
+        twice = next((t for i, t in enumerate(terms) if t in terms[:i]), None)
+        if twice is not None:  # 0.3 and 0.30 are one cell
+            raise MasbenchError(f"Invalid lambdas {shown(text)}: {str(twice)[:40]} is listed twice (give each once)")
         return terms, None
     start, end, step = terms
     if step <= 0:

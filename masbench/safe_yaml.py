@@ -7,6 +7,11 @@ it (a validator, a ``repr`` in an error message). ``BoundedLoader`` counts the
 document's nodes as if every alias were copied out, and refuses it past
 ``MAX_NODES``; it also refuses nesting past ``MAX_DEPTH`` (deeper input would end in
 a ``RecursionError``), integers too long to convert, and files past ``MAX_BYTES``.
+
+Two departures from PyYAML's YAML 1.1, both so that a file means what it says: a key
+given twice in one mapping is refused (PyYAML keeps the last, silently; keys merged in
+with ``<<: *anchor`` may still be overridden), and ``1e-3`` is a number, as in YAML 1.2
+and JSON (PyYAML reads it as text, which the benchmarks file refuses where a number belongs).
 """
 
 from __future__ import annotations
@@ -14,20 +19,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import re
+
 import yaml
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.parser import ParserError
 from yaml.scanner import ScannerError
 
 from masbench.errors import MasbenchError
-from masbench.limits import one_line
+from masbench.limits import one_line, shown
 
 MAX_BYTES = 1 << 20  # a benchmarks file is a few kilobytes; a megabyte is far beyond any real one
 MAX_NODES = 100_000  # nodes with every alias expanded: merge keys (<<: *common) stay far below it
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 40
+MERGE_TAG = "tag:yaml.org,2002:merge"
+# YAML 1.2's floats that YAML 1.1 reads as text: an exponent with no dot (1e-3) or no sign (1.0e8).
+EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
 
 
 class BoundedLoader(yaml.SafeLoader):
@@ -46,6 +56,18 @@ class BoundedLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def compose_mapping_node(self, anchor: Any) -> MappingNode:
+        node = super().compose_mapping_node(anchor)
+        seen: dict[tuple[str, str], int] = {}
+        for key, _ in node.value:  # the mapping's own keys: merged-in ones are not in it yet
+            if not isinstance(key, ScalarNode) or key.tag == MERGE_TAG:
+                continue  # a list or mapping as a key is refused later, as "not a name"
+            if (key.tag, key.value) in seen:
+                raise ComposerError(None, None, f"key {shown(key.value)} given twice in one mapping (first at line "
+                                    f"{seen[key.tag, key.value]}); give it once", key.start_mark)
+            seen[key.tag, key.value] = key.start_mark.line + 1
+        return node
+
     def compose_document(self) -> Node:
         node = super().compose_document()
         expanded_size(node, MAX_NODES)
@@ -60,6 +82,7 @@ class BoundedLoader(yaml.SafeLoader):
 
 
 BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_yaml_int)
+BoundedLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+0123456789."))
 
 
 def _children(node: Node) -> list[Node]:

@@ -13,6 +13,14 @@ cell's identity, which reports, ``compare`` and the regression gate group by.
 ``spec.name`` is the run's readable name,
 ``mas[lambda_adam=0.3,lambda_sgd=0.7,lr=0.001]``, keys sorted; two cells may
 share a name (other epochs, batch size or data options), never a config key.
+
+Path-based data (``csv:PATH``, its ``test_file``, ``imagefolder:PATH``) enter the
+canonical form twice: as written, and as ``data_fingerprint``, a hash of their
+content (``masbench.data.identity``) computed when the spec is made. Relative paths
+are relative to the validation context's ``data_base`` (``make_spec(context, ...)``;
+a sweep passes the benchmarks file's folder), else the working directory. So
+``csv:data.csv`` in two folders holding different files is two cells, and the same
+file in two clones is one. The fingerprint is no field: nobody can set it.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from masbench.errors import MasbenchError
 from masbench.limits import MAX_NAME, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, one_line, shown
@@ -66,6 +74,19 @@ class RunSpec(BaseModel):
     test_fraction: float = 0.2
     train_subset: int | None = None
     test_subset: int | None = None
+    # Set by validation, never given: the path-based data's content fingerprint (None for named data sets).
+    _data_fingerprint: str | None = PrivateAttr(default=None)
+    _identified: bool = PrivateAttr(default=False)
+
+    @field_validator("*")
+    @classmethod
+    def _no_negative_zero(cls, value: Any) -> Any:
+        """-0.0 as 0.0: they are equal, but JSON writes ``-0.0``, which would make another key for the same cell."""
+        if isinstance(value, float):
+            return value + 0.0  # -0.0 + 0.0 is 0.0; every other float is unchanged
+        if isinstance(value, tuple):
+            return tuple(v + 0.0 if isinstance(v, float) else v for v in value)
+        return value
 
     @field_validator("optimizer")
     @classmethod
@@ -98,9 +119,12 @@ class RunSpec(BaseModel):
         return normalise_lr_schedule(value)
 
     @model_validator(mode="after")
-    def _check(self) -> RunSpec:
+    def _check(self, info: ValidationInfo) -> RunSpec:
         self._check_values()
         self._check_names()
+        context = info.context or {}
+        if context.get("identify_data", True):
+            self._identify_data(context.get("data_base"), context.get("fingerprints"))
         return self
 
     def _check_values(self) -> None:
@@ -149,7 +173,18 @@ class RunSpec(BaseModel):
             raise ValueError(f"Invalid run: its name {shown(self.name)} is {len(self.name)} characters "
                              f"(the store holds {MAX_NAME}); shorten the lambda schedule or the values")
 
+    def _identify_data(self, base: Path | str | None, cache: dict | None) -> None:
+        from masbench.data import data_fingerprint
+
+        self._data_fingerprint = data_fingerprint(self.dataset, self.data_options(), base, cache)
+        self._identified = True
+
     # --- derived views -----------------------------------------------------------------------
+
+    @property
+    def data_fingerprint(self) -> str | None:
+        """The content fingerprint of path-based data (``missing`` if absent when planned); None for named sets."""
+        return self._data_fingerprint
 
     @property
     def kind(self) -> str:
@@ -215,6 +250,10 @@ class RunSpec(BaseModel):
             out["lambda_schedule"] = self.lambda_schedule
         out.update(self._open_settings())
         out.update(self.data_options())
+        if not self._identified:
+            raise RuntimeError(f"{self.describe()} was validated without identifying its data: it has no key")
+        if self._data_fingerprint is not None:
+            out["data_fingerprint"] = self._data_fingerprint
         return out
 
     def _open_settings(self) -> dict[str, Any]:
@@ -228,8 +267,8 @@ class RunSpec(BaseModel):
         return out
 
     def __hash__(self) -> int:
-        # Hashable as before optimizer_args (a dict) joined the fields: equal specs have one canonical form.
-        return hash(self.key)
+        # Hashable as before optimizer_args (a dict) joined the fields: equal specs dump alike.
+        return hash(json.dumps(self.model_dump(mode="json"), sort_keys=True))
 
     @property
     def key(self) -> str:
@@ -285,10 +324,15 @@ def _format(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def make_spec(**values: Any) -> RunSpec:
-    """``RunSpec(**values)``, with a one-line ``MasbenchError`` naming the value instead of pydantic's report."""
+def make_spec(context: dict[str, Any] | None = None, /, **values: Any) -> RunSpec:
+    """``RunSpec(**values)``, with a one-line ``MasbenchError`` naming the value instead of pydantic's report.
+
+    ``context``: ``data_base``, the folder relative data paths are relative to (default: the working
+    directory); ``fingerprints``, a dict that specs made together share, so that each data path is
+    fingerprinted once; ``identify_data=False`` to check the values alone (such a spec has no key).
+    """
     try:
-        return RunSpec(**values)
+        return RunSpec.model_validate(values, context=context)
     except ValidationError as error:
         raise MasbenchError(validation_message(error)) from None
 

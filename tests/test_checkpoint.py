@@ -101,6 +101,7 @@ def test_a_checkpoint_is_not_mapped_to_the_training_device(options, straight, mo
     assert numbers(resumed) == straight
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_run_on_a_gpu_resumes_from_its_checkpoint(tmp_path):
     cuda = ExecOptions(device="cuda", checkpoint_dir=tmp_path / "ckpt", amp=False)

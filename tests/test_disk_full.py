@@ -5,8 +5,9 @@ place, so that epoch 2's write is the one that meets the full disk: the epoch's 
 or its checkpoint (checkpoint folder on the tmpfs). After the filler is removed, running the same command
 again completes the cell with one row per epoch and the numbers of a run that never stopped.
 
-PostgreSQL: the server's disk cannot be filled from here; its "disk full" (SQLSTATE 53100) takes the same
-path (``opening.is_disk_full``) but is not exercised.
+PostgreSQL: the server's disk cannot be filled from here, so a trigger on the epochs table raises the
+server's own "disk full" (SQLSTATE 53100, ``disk_full``) from epoch 2 on: the real error through the real
+driver, on the same path (``opening.is_disk_full``); the other "insufficient resources" states are not disk full.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import postgres_database
+
 from masbench.cli import app
 from masbench.fileio import load_torch_file
 from masbench.progress import RunProgress
 from masbench.store import Store
+from masbench.store.opening import is_disk_full
+from masbench.urls import mask_url
 
 runner = CliRunner()
 ARGS = ["run", "--dataset", "digits", "--model", "mlp", "--epochs", "3", "--claim-timeout", "1"]
@@ -159,3 +164,63 @@ def test_a_full_disk_under_the_checkpoint_folder(small_disk, fill_after_epoch_1,
     assert again.exit_code == 0, again.output
     assert rows(db, "select status from runs") == [("completed",)]
     assert rows(db, NUMBERS) == _uninterrupted(tmp_path)
+
+
+# --- PostgreSQL: SQLSTATE 53100 ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sqlstate, full", [("53100", True), ("53000", False), ("53200", False), ("53300", False),
+                                            ("53400", False), ("08006", False)])
+def test_only_sqlstate_53100_is_a_full_disk(sqlstate, full):
+    """53100 is disk_full; 53000 insufficient_resources, 53200 out_of_memory, 53300 too_many_connections and 53400
+    configuration_limit_exceeded are not, and neither is a lost connection (08006)."""
+    from psycopg import errors
+    from sqlalchemy.exc import OperationalError
+
+    error = errors.lookup(sqlstate)("could not extend file")
+    assert error.sqlstate == sqlstate
+    assert is_disk_full(error) is full
+    assert is_disk_full(OperationalError("INSERT INTO epochs ...", {}, error)) is full
+
+
+FULL_FROM_EPOCH_2 = """
+CREATE FUNCTION masbench_test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.epoch >= 2 THEN
+        RAISE EXCEPTION 'could not extend file "base/16384/16402": No space left on device' USING ERRCODE = 'disk_full';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER masbench_test_disk_full BEFORE INSERT ON epochs FOR EACH ROW EXECUTE FUNCTION masbench_test_disk_full();
+"""
+
+
+def _pg(url: str, sql: str, fetch: bool = False):
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            result = connection.exec_driver_sql(sql)
+            return [tuple(row) for row in result] if fetch else None
+    finally:
+        engine.dispose()
+
+
+def test_a_full_disk_on_the_postgresql_server(tmp_path):
+    with postgres_database() as url:
+        Store(url).close()
+        _pg(url, FULL_FROM_EPOCH_2)
+        args = [*ARGS, "--db", url, "--checkpoint-dir", str(tmp_path / "ckpt")]
+        line = _one_error_line(runner.invoke(app, args))
+        assert line.startswith(f"Error: disk full: cannot write the server of database {mask_url(url)} (could not "
+                               f"extend file"), line
+        assert "is pending again" in line
+        assert _pg(url, "select status, error from runs", fetch=True) == [("pending", None)]
+        assert _pg(url, "select epoch from epochs", fetch=True) == [(1,)]
+
+        _pg(url, "DROP TRIGGER masbench_test_disk_full ON epochs")  # space freed
+        again = runner.invoke(app, args)
+        assert again.exit_code == 0, again.output
+        assert _pg(url, "select status from runs", fetch=True) == [("completed",)]
+        assert _pg(url, NUMBERS, fetch=True) == _uninterrupted(tmp_path)

@@ -101,6 +101,24 @@ def test_an_unparsable_cell_of_the_baseline_is_refused(db, tmp_path, column, val
     one_line_error(gate(db, baseline), message)
 
 
+@pytest.mark.parametrize("edit, message", [
+    (dict(avg_acc="120"), "avg_acc 120 is out of range (accuracies are percent, in [0, 100])"),
+    (dict(avg_acc="-5"), "avg_acc -5 is out of range"),
+    (dict(seed_accs="200 0", avg_acc="100"), "seed_accs value (seed 0) 200 is out of range"),
+    (dict(seed_accs="100 -2", avg_acc="49"), "seed_accs value (seed 1) -2 is out of range"),
+    (dict(std_acc="-1"), "std_acc -1 is out of range (a spread of percents, in [0, 100])"),
+    (dict(std_acc="250"), "std_acc 250 is out of range"),
+])
+def test_a_baseline_accuracy_outside_percent_is_refused(db, tmp_path, edit, message):
+    """Accuracies are percent: 120 or -5 is no accuracy at all, and would move the gate's threshold."""
+    baseline = save_baseline(db, tmp_path / "b.csv")
+    row = next(csv.DictReader(io.StringIO(baseline.read_text())))  # line 2: two seeds, 0 and 1
+    assert row["seeds"] == "0 1"
+    for column, value in edit.items():
+        _edit(baseline, 2, column, value)
+    one_line_error(gate(db, baseline), f"baseline {baseline}, line 2: cell {row['name']}: {message}")
+
+
 def test_an_empty_baseline_is_refused(db, tmp_path):
     baseline = save_baseline(db, tmp_path / "b.csv")
     baseline.write_text(baseline.read_text().splitlines()[0] + "\n")

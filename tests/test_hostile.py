@@ -24,13 +24,13 @@ MEMORY_LIMIT = 4 << 30
 TIME_GUARD_S = 120
 
 
-def masbench(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def masbench(args: list[str], cwd: Path, entry: tuple[str, ...] = ("-m", "masbench")) -> subprocess.CompletedProcess:
     def limit_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
     env = {k: v for k, v in os.environ.items() if k != "MASBENCH_DEBUG"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "masbench", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, *entry, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=TIME_GUARD_S, preexec_fn=limit_memory)
 
 
@@ -105,6 +105,15 @@ YAML_FILES = {
     "bad_arg": "benchmarks:\n  b:\n    baselines: [radam]\n    optimizer_args: {radam: {betas: [0.9]}}\n",
     "bad_lambda_schedules": "benchmarks:\n  b:\n    lambda_schedule: [constant, 'linear:0.5']\n",
     "huge_file": "benchmarks:\n  b:\n    description: '" + "x" * (2 << 20) + "'\n",
+    "bool_epochs": "benchmarks:\n  b:\n    epochs: true\n",
+    "text_lr": 'benchmarks:\n  b:\n    lr: "1e-3"\n',
+    "text_beta": "benchmarks:\n  b:\n    betas: [0.9, '0.999']\n",
+    "float_seeds": "benchmarks:\n  b:\n    seeds: 3.0\n",
+    "int_nesterov": "benchmarks:\n  b:\n    momentum: 0.9\n    nesterov: 1\n",
+    "duplicate_key": "benchmarks:\n  b:\n    lr: 0.1\n    epochs: 2\n    lr: 0.001\n",
+    "duplicate_benchmark": "benchmarks:\n  b:\n    lr: 0.1\n  b:\n    lr: 0.2\n",
+    "duplicate_seed": "benchmarks:\n  b:\n    seed_list: [0, 1, 0]\n",
+    "duplicate_model": "benchmarks:\n  b:\n    models: [mlp, mlp]\n",
 }
 
 
@@ -188,6 +197,19 @@ STORE_CASES = [
     ("sweep-lambda-schedule", lambda tmp: _sweep("--lambda-schedule", "constant,linear:2:0"),
      "Invalid lambda schedule"),
     ("sweep-lr-schedule", lambda tmp: _sweep("--lr-schedule", "cosine:-1"), "Invalid lr schedule"),
+    ("benchmark-seeds-1e8", lambda tmp: ["sweep", "--benchmark", "quick", "--seeds", "100000000", "--dry-run"],
+     "sweep 'quick': 700,000,000 cells"),
+    ("seed-list-twice", lambda tmp: _sweep("--seed-list", "0,0"), "Invalid --seed-list: '0,0' gives '0' twice"),
+    ("seed-list-1-01", lambda tmp: _sweep("--seed-list", "1,01"), "Invalid --seed-list: '1,01' gives 1 twice"),
+    ("seed-list-empty-item", lambda tmp: _sweep("--seed-list", "1,,2"), "'1,,2' has an empty item"),
+    ("seed-list-arabic", lambda tmp: _sweep("--seed-list", "١,٢"), "'١' is not an integer in digits 0-9"),
+    ("seed-list-underscore", lambda tmp: _sweep("--seed-list", "1_000"), "'1_000' is not an integer in digits 0-9"),
+    ("models-twice", lambda tmp: _sweep("--models", "mlp,mlp"), "Invalid --models: 'mlp,mlp' gives 'mlp' twice"),
+    ("baselines-empty-item", lambda tmp: _sweep("--baselines", "adam,"), "Invalid --baselines: 'adam,' has an empty"),
+    ("lambdas-twice", lambda tmp: _sweep("--lambdas", "0.3,0.30"), "0.30 is listed twice"),
+    ("lambdas-zero-twice", lambda tmp: _sweep("--lambdas", "0,-0.0"), "-0.0 is listed twice"),
+    ("lambdas-arabic", lambda tmp: _sweep("--lambdas", "٠.٣,٠.٥"), "numbers are written in digits 0-9"),
+    ("betas-arabic", lambda tmp: ["run", "--betas", "٠.٩,0.999"], "Invalid --betas: '٠.٩,0.999'"),
 ]
 
 # Benchmarks files: refused as they are read, before any store is opened, so SQLite alone.
@@ -212,6 +234,16 @@ FILE_CASES = [
     ("yaml-flat-args", _bench("flat_args"), "key 'optimizer_args.decoupled_weight_decay': True is invalid"),
     ("yaml-bad-arg", _bench("bad_arg"), "Invalid optimizer argument betas=[0.9] for radam (expected 2 numbers"),
     ("yaml-lambda-schedules", _bench("bad_lambda_schedules"), "Invalid lambda schedule: 'linear:0.5'"),
+    ("yaml-bool-epochs", _bench("bool_epochs"), "benchmark 'b', key 'epochs': True is a boolean, not an integer"),
+    ("yaml-text-lr", _bench("text_lr"), "benchmark 'b', key 'lr': '1e-3' is text, not a number (write it without"),
+    ("yaml-text-beta", _bench("text_beta"), "benchmark 'b', key 'betas.1': '0.999' is text, not a number"),
+    ("yaml-float-seeds", _bench("float_seeds"), "benchmark 'b', key 'seeds': 3.0 is not an integer"),
+    ("yaml-int-nesterov", _bench("int_nesterov"), "benchmark 'b', key 'nesterov': 1 is not true or false"),
+    ("yaml-duplicate-key", _bench("duplicate_key"),
+     "line 5, column 5: key 'lr' given twice in one mapping (first at line 3)"),
+    ("yaml-duplicate-benchmark", _bench("duplicate_benchmark"), "key 'b' given twice in one mapping (first at line 2)"),
+    ("yaml-duplicate-seed", _bench("duplicate_seed"), "benchmark 'b': Invalid seed_list: [0, 1, 0] gives 0 twice"),
+    ("yaml-duplicate-model", _bench("duplicate_model"), "benchmark 'b': Invalid models: ['mlp', 'mlp'] gives 'mlp'"),
 ]
 
 
@@ -276,3 +308,65 @@ def test_hostile_toy_settings_are_one_line(args, message, tmp_path):
     result = masbench(args, tmp_path)
     assert_refused(result, message)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- too many cells: refused from the arithmetic, before torch is imported ----------------------------
+
+# The command line, then whether torch was imported by the time it exited (stdout).
+WITHOUT_TORCH_PROBE = """
+import sys
+from masbench.cli import main
+sys.argv[0] = "masbench"
+try:
+    main()
+finally:
+    print("torch imported:", "torch" in sys.modules)
+"""
+
+CELL_CAP_CASES = [
+    ("benchmark-seeds", ["sweep", "--benchmark", "quick", "--seeds", "100000000"], "sweep 'quick': 700,000,000 cells"),
+    ("benchmark-lambdas", ["sweep", "--benchmark", "quick", "--lambdas", "0..1:0.00001"],
+     "sweep 'quick': 200,006 cells"),
+    ("dataset-seeds", ["sweep", "--dataset", "digits", "--seeds", "100000000"], "sweep 'digits': 700,000,000 cells"),
+    ("grids-of-a-file", ["sweep", "--benchmark", "nightly", "--seeds", "10000"], "more than the cap of 10,000"),
+]
+
+
+@pytest.mark.parametrize("args, message", [c[1:] for c in CELL_CAP_CASES], ids=[c[0] for c in CELL_CAP_CASES])
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "run"])
+def test_too_many_cells_are_refused_before_torch_is_imported(args, message, dry_run, sqlite_url, tmp_path):
+    """The answer in a fraction of a second and a few tens of MB: torch's import alone takes ~1.6 s and ~870 MB."""
+    result = masbench([*args, *(["--dry-run"] if dry_run else []), "--db", sqlite_url], tmp_path,
+                      entry=("-c", WITHOUT_TORCH_PROBE))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == "torch imported: False\n", result.stdout
+    assert_refused(subprocess.CompletedProcess(result.args, result.returncode, "", result.stderr), message)
+    assert tables_of(sqlite_url) == []
+
+
+# --- database URLs: refused before anything connects, nothing written, the password never shown -----------
+
+URL_CASES = [
+    ("sqlite-mode-ro", lambda tmp: f"sqlite:///{tmp}/x.db?mode=ro", "(SQLite: unsupported query parameter 'mode'"),
+    ("sqlite-timeout", lambda tmp: f"sqlite:///{tmp}/x.db?timeout=5", "unsupported query parameter 'timeout'"),
+    ("sqlite-uri-maybe", lambda tmp: f"sqlite:///{tmp}/x.db?uri=maybe", "(SQLite: uri='maybe' must be true or false)"),
+    ("sqlite-mode-twice", lambda tmp: f"sqlite:///file:{tmp}/x.db?uri=true&mode=ro&mode=rwc",
+     "unsupported parameter 'mode' given twice"),
+    ("pg-port-text", lambda tmp: "postgresql+psycopg://u:s3cret@db.example:notaport/runs",
+     "Invalid database URL: postgresql+psycopg://u:***@db.example:notaport/runs "
+     "(its port must be an integer in 1-65535)"),
+    ("pg-port-70000", lambda tmp: "postgresql+psycopg://u:s3cret@db.example:70000/runs",
+     "postgresql+psycopg://u:***@db.example:70000/runs (its port 70000 must be an integer in 1-65535)"),
+    ("pg-port-0", lambda tmp: "postgresql+psycopg://u:s3cret@db.example:0/runs", "its port 0 must be an integer"),
+]
+URL_COMMANDS = {"run": ["run", "--epochs", "1"], "sweep": ["sweep", "--dataset", "digits", "--lambdas", "0.5"],
+                "dry-run": ["sweep", "--dataset", "digits", "--dry-run"], "report": ["report"]}
+
+
+@pytest.mark.parametrize("command", list(URL_COMMANDS))
+@pytest.mark.parametrize("make_url, message", [c[1:] for c in URL_CASES], ids=[c[0] for c in URL_CASES])
+def test_hostile_database_urls_are_one_line_and_write_nothing(make_url, message, command, tmp_path):
+    result = masbench([*URL_COMMANDS[command], "--db", make_url(tmp_path)], tmp_path)
+    assert_refused(result, message)
+    assert "s3cret" not in result.stderr and "Warning" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

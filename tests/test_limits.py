@@ -98,7 +98,7 @@ def test_shown_never_carries_a_huge_value_whole():
 # --- grids: counted, not built -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["0.3..0.7", "0..1:0.3", "0..1:0.001", "0.3..0.7:0.05", "0.2,0.2,0.4", "0..0", "1"])
+@pytest.mark.parametrize("text", ["0.3..0.7", "0..1:0.3", "0..1:0.001", "0.3..0.7:0.05", "0.2,0.25,0.4", "0..0", "1"])
 def test_counting_agrees_with_building(text):
     assert count_lambdas(text) == len(parse_lambdas(text))
 
@@ -123,7 +123,7 @@ def test_lambda_text_is_bounded_before_its_numbers_are_read():
 
 @pytest.mark.parametrize(
     "values",
-    [dict(models=["mlp", "cnn"], lambdas="0.3..0.7", seeds=3), dict(lambdas="0.5", baselines=[], seed_list=[4, 4, 9]),
+    [dict(models=["mlp", "cnn"], lambdas="0.3..0.7", seeds=3), dict(lambdas="0.5", baselines=[], seed_list=[4, 9]),
      dict(lambdas="0..1:0.25", baselines=["adam", "sgd", "adamw"])],
 )
 def test_cell_count_agrees_with_the_expanded_grid(values):
@@ -166,6 +166,34 @@ def test_merge_keys_and_shared_settings_still_load(tmp_path):
                     "  b:\n    <<: *common\n    models: [cnn]\n")
     grid = load_benchmarks(path).get("b").grid_specs()[0]
     assert (grid.lr, grid.momentum, grid.models) == (0.01, 0.9, ["cnn"])
+
+
+@pytest.mark.parametrize("text, value", [
+    ("1e-3", 0.001), ("1E-3", 0.001), ("-2e+4", -20000.0), ("1.0e8", 1e8), (".5e-3", 0.0005), ("3e2", 300.0),
+    ("1.5", 1.5), ("10", 10), ("'1e-3'", "1e-3"), ("1e", "1e"), ("e5", "e5"), ("1e-3x", "1e-3x"),
+])
+def test_exponents_are_numbers_as_in_yaml_1_2(text, value):
+    """PyYAML (YAML 1.1) reads ``1e-3`` as text; the benchmarks file, strict about numbers, reads it as YAML 1.2."""
+    loaded = yaml.load(f"lr: {text}\n", Loader=BoundedLoader)["lr"]
+    assert loaded == value and type(loaded) is type(value)
+
+
+@pytest.mark.parametrize("text, line", [
+    ("a: 1\nb: 2\na: 3\n", 3),
+    ("a: 1\n'a': 2\n", 2),
+    ("top:\n  x: [1]\n  y: 2\n  x: {}\n", 4),
+    ("- {k: 1, k: 1}\n", 1),
+])
+def test_a_key_given_twice_is_refused_with_its_lines(text, line):
+    with pytest.raises(yaml.YAMLError, match="given twice in one mapping") as caught:
+        yaml.load(text, Loader=BoundedLoader)
+    assert caught.value.problem_mark.line + 1 == line
+
+
+def test_a_key_merged_in_may_be_overridden(tmp_path):
+    text = "base: &b {lr: 0.1, momentum: 0.9}\nover:\n  <<: *b\n  lr: 0.2\ntwo:\n  <<: [*b, {lr: 0.3}]\n"
+    loaded = yaml.load(text, Loader=BoundedLoader)
+    assert loaded["over"] == {"lr": 0.2, "momentum": 0.9} and loaded == yaml.safe_load(text)
 
 
 @pytest.mark.parametrize("levels, refused", [(3, False), (4, True)])

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 import statistics
 
 import pytest
@@ -128,6 +129,41 @@ def test_latex_is_booktabs_with_bold_best_and_flags(db):
                   r"\multicolumn{7}{l}{\textit{mlp}}"):
         assert token in text
     assert text.count(r"\textbf{") == 4
+
+
+# Each of LaTeX's special characters and what prints it, written out independently of the renderer.
+LATEX_PRINTS = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{",
+                "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+@pytest.mark.parametrize("char", list(LATEX_PRINTS))
+def test_latex_escapes_each_special_character(char):
+    from masbench.report.render import _latex_escape
+
+    assert _latex_escape(f"a{char}b{char}{char}") == f"a{LATEX_PRINTS[char]}b{LATEX_PRINTS[char] * 2}"
+
+
+def test_latex_output_holds_names_verbatim(tmp_path):
+    """A benchmark named with every special character: the caption reads back as the name, and the document's
+    braces balance with no bare ``%`` (a stray ``{`` or ``%`` would break or truncate the document)."""
+    name = "".join(LATEX_PRINTS) + " q_1 100% {x}"
+    url = f"sqlite:///{tmp_path / 'latex.db'}"
+    store = Store(url)
+    for seed in (0, 1):
+        spec = spec_for("adam", None, "mlp", seed).model_copy(update={"benchmark": name})
+        run = store.ensure_run(run_values(spec))
+        store.claim(run.id, "w", stale_after=60)
+        store.record_epoch(run.id, "w", epoch_row(1, 0.5 + seed / 10))
+        store.finish(run.id, "w", "completed")
+    result = runner.invoke(app, ["report", "--format", "latex", "--db", url])
+    assert result.exit_code == 0, result.output
+    caption = next(line for line in result.stdout.splitlines() if line.startswith(r"\caption{"))
+    inner = caption.removeprefix(r"\caption{").removesuffix("}")
+    assert inner == f"digits (benchmark {''.join(LATEX_PRINTS.get(c, c) for c in name)}): best test accuracy over " \
+                    f"epochs, percent over seeds"
+    text = result.stdout.replace(r"\{", "").replace(r"\}", "")
+    assert text.count("{") == text.count("}"), "unbalanced braces"
+    assert not re.search(r"(?<!\\)[%#~]", result.stdout), "an unescaped comment or special character"
 
 
 def test_rich_table_and_output_file(db, tmp_path):

@@ -108,3 +108,24 @@ def test_spec_is_frozen():
     spec = RunSpec()
     with pytest.raises(Exception):
         spec.lr = 0.5
+
+
+@pytest.mark.parametrize("values", [
+    dict(lr=-0.0), dict(momentum=-0.0), dict(weight_decay=-0.0), dict(dampening=-0.0), dict(eps=-0.0),
+    dict(lambda_adam=-0.0, lambda_sgd=1.0), dict(lambda_adam=1.0, lambda_sgd=-0.0), dict(betas=(-0.0, 0.999)),
+    dict(optimizer="sgd", momentum=-0.0), dict(optimizer="adamw", weight_decay=-0.0, lr=-0.0),
+])
+def test_negative_zero_is_the_cell_of_zero(values):
+    """-0.0 == 0.0, but JSON writes "-0.0": without normalising, ``--lr -0.0`` would be a cell of its own."""
+    import json
+    import math
+
+    def positive_zero(value):
+        return tuple(map(positive_zero, value)) if isinstance(value, tuple) else 0.0 if value == 0.0 else value
+
+    negative = make_spec(**values)
+    positive = make_spec(**{k: positive_zero(v) for k, v in values.items()})
+    assert (negative.key, negative.config_key, negative.name) == (positive.key, positive.config_key, positive.name)
+    assert "-0.0" not in json.dumps(negative.canonical()) and "-0.0" not in negative.name
+    signs = [math.copysign(1.0, v) for v in negative.model_dump().values() if isinstance(v, float)]
+    assert -1.0 not in signs

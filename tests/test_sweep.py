@@ -60,7 +60,7 @@ def query(db: Path, sql: str):
         ("0.5", [0.5]),
         ("0..1:0.5", [0.0, 0.5, 1.0]),
         ("0.3..0.6:0.2", [0.3, 0.5]),
-        (" 0.2 , 0.2 ,0.4", [0.2, 0.4]),
+        (" 0.2 , 0.3 ,0.4", [0.2, 0.3, 0.4]),
     ],
 )
 def test_lambda_grids(text, values):
@@ -79,6 +79,11 @@ def test_lambda_grids(text, values):
         ("-0.1", "Invalid lambda_adam -0.1"),
         ("", "Invalid lambdas ''"),
         ("nan", "Invalid lambdas 'nan'"),
+        (" 0.2 , 0.2 ,0.4", "0.2 is listed twice"),
+        ("0.5,0.50", "0.50 is listed twice"),
+        ("0.3,,0.5", "Invalid lambdas '0.3,,0.5'"),
+        ("٠.٣", "numbers are written in digits 0-9"),
+        ("0_3..0_7", "numbers are written in digits 0-9"),
     ],
 )
 def test_bad_lambda_grids(text, message):
@@ -142,7 +147,7 @@ def test_a_dataset_without_a_benchmark_makes_an_ad_hoc_grid(bench_file):
 BAD_FILES = [
     ("benchmarks: {tiny: {dataset: digits, lr: 0.1}\n", "YAML syntax error at line"),
     ("benchmarks:\n  tiny:\n    dataset: digits\n    lrate: 0.1\n", "benchmark 'tiny': unknown key 'lrate'"),
-    ("benchmarks:\n  tiny:\n    dataset: digits\n    epochs: many\n", "benchmark 'tiny', key 'epochs': 'many' is invalid"),
+    ("benchmarks:\n  tiny:\n    dataset: digits\n    epochs: many\n", "benchmark 'tiny', key 'epochs': 'many' is text, not an integer"),
     ("benchmarks:\n  tiny:\n    dataset: digits\n    epochs: 0\n", "benchmark 'tiny': Invalid epochs: 0 (must be >= 1)"),
     ("benchmarks:\n  tiny:\n    lambdas: '0.7..0.3'\n", "benchmark 'tiny': Invalid lambda range '0.7..0.3'"),
     ("benchmarks:\n  tiny:\n    models: [vgg]\n", "benchmark 'tiny': Unknown model: 'vgg'"),

@@ -12,12 +12,16 @@ Heavy modules are imported inside the functions: ``masbench --help`` imports thi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 import typer
 
 from masbench.errors import MasbenchError
+from masbench.limits import shown
+
+ASCII_INT = re.compile(r"[-+]?[0-9]+", re.ASCII)
 
 # --- spec options: one per RunSpec field --------------------------------------------------------
 
@@ -122,9 +126,11 @@ def parse_betas(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None
     try:
+        if not text.isascii() or "_" in text:  # float() takes ٠.٩ and 0_9: a number is written in 0-9 here
+            raise ValueError(text)
         b1, b2 = (float(part) for part in text.split(","))
     except ValueError:
-        raise MasbenchError(f"Invalid --betas: {text!r} (expected two numbers, B1,B2, e.g. 0.9,0.999)") from None
+        raise MasbenchError(f"Invalid --betas: {shown(text)} (expected two numbers, B1,B2, e.g. 0.9,0.999)") from None
     return b1, b2
 
 
@@ -134,19 +140,34 @@ def given(**values: Any) -> dict[str, Any]:
 
 
 def split_list(text: str | None, what: str) -> list[str] | None:
+    """The items of a comma-separated list, spaces around them dropped; an empty item or one given twice is refused.
+
+    ``--seed-list 0,0`` or ``--models mlp,,cnn`` is a typo more often than a wish: said, not silently mended.
+    """
     if text is None:
         return None
-    items = [part.strip() for part in text.split(",") if part.strip()]
-    if not items:
-        raise MasbenchError(f"Invalid {what}: {text!r} (a comma-separated list)")
+    items = [part.strip() for part in text.split(",")]
+    if not any(items):
+        raise MasbenchError(f"Invalid {what}: {shown(text)} (a comma-separated list)")
+    if "" in items:
+        raise MasbenchError(f"Invalid {what}: {shown(text)} has an empty item (a comma-separated list, e.g. a,b)")
+    twice = next((item for i, item in enumerate(items) if item in items[:i]), None)
+    if twice is not None:
+        raise MasbenchError(f"Invalid {what}: {shown(text)} gives {shown(twice)} twice (give each once)")
     return items
 
 
 def int_list(text: str | None, what: str) -> list[int] | None:
+    """The integers of a comma-separated list, in ASCII digits: ``int()`` would take ``١,٢`` and ``1_000`` too."""
     items = split_list(text, what)
     if items is None:
         return None
-    try:
-        return [int(item) for item in items]
-    except ValueError:
-        raise MasbenchError(f"Invalid {what}: {text!r} (comma-separated integers, e.g. 0,1,2)") from None
+    bad = next((item for item in items if not ASCII_INT.fullmatch(item)), None)
+    if bad is not None:
+        raise MasbenchError(f"Invalid {what}: {shown(text)} ({shown(bad)} is not an integer in digits 0-9; "
+                            f"comma-separated integers, e.g. 0,1,2)")
+    values = [int(item) for item in items]
+    twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if twice is not None:  # 1 and 01 are one seed
+        raise MasbenchError(f"Invalid {what}: {shown(text)} gives {twice} twice (give each once)")
+    return values

@@ -2,7 +2,11 @@
 
 ``load_dataset(name, data_dir, ...)`` returns an ``ImageDataset`` or a
 ``TextDataset``: tensors that the engine batches on its device. An unknown name
-raises ``MasbenchError`` listing the valid ones.
+raises ``MasbenchError`` listing the valid ones. ``data_fingerprint`` identifies
+the data of a path-based set by content (``masbench.data.identity``), for its run's key.
+
+The registry (``resolve``, ``dataset_kind``) imports no torch: a sweep counts its
+cells, and refuses too many, from it before anything heavy is imported.
 """
 
 from __future__ import annotations
@@ -11,9 +15,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from masbench.data.base import Batch, ImageDataset, TextDataset, check_classes, subset
+from masbench.data.identity import MISSING, csv_fingerprint, imagefolder_fingerprint, under
 from masbench.errors import MasbenchError
+from masbench.limits import shown
+
+if TYPE_CHECKING:
+    from masbench.data.base import ImageDataset, TextDataset
+
+_FROM_BASE = ("Batch", "ImageDataset", "TextDataset")
 
 
 @dataclass(frozen=True)
@@ -21,6 +32,7 @@ class DatasetEntry:
     kind: str  # "image" or "text"
     description: str
     load: Callable  # (argument, data_dir, options) -> ImageDataset | TextDataset
+    identify: Callable | None = None  # path-based sets: (argument, options, base_dir, cache) -> fingerprint
 
 
 def _digits(_, data_dir, options):
@@ -72,8 +84,9 @@ DATASETS: dict[str, DatasetEntry] = {
     "agnews": DatasetEntry("text", "AG News", _text("agnews")),
 }
 PARAMETRIC: dict[str, DatasetEntry] = {
-    "imagefolder": DatasetEntry("image", "an ImageFolder tree with train/ and test/", _imagefolder),
-    "csv": DatasetEntry("text", "a CSV/TSV text-classification file", _text("csv")),
+    "imagefolder": DatasetEntry("image", "an ImageFolder tree with train/ and test/", _imagefolder,
+                                imagefolder_fingerprint),
+    "csv": DatasetEntry("text", "a CSV/TSV text-classification file", _text("csv"), csv_fingerprint),
 }
 
 
@@ -95,6 +108,33 @@ def dataset_kind(name: str) -> str:
     return resolve(name)[0].kind
 
 
+def data_fingerprint(name: str, options: dict, base_dir: Path | str | None = None,
+                     cache: dict | None = None) -> str | None:
+    """The content fingerprint of a path-based set (``options``: its ``data_options``); ``None`` for named sets.
+
+    Relative paths are relative to ``base_dir``, else the working directory, as in ``load_dataset``.
+    ``cache`` (a dict) computes each path's fingerprint once across the calls that share it.
+    """
+    entry, argument = resolve(name)
+    if entry.identify is None:
+        return None
+    return entry.identify(argument, options, base_dir, cache)
+
+
+def check_fingerprint(name: str, options: dict, base_dir: Path | str | None, planned: str | None) -> None:
+    """Refuse data that are not the ones a run was planned with: its results would go to another data set's cell."""
+    now = data_fingerprint(name, options, base_dir)
+    if now == planned:
+        return
+    where = under(base_dir, resolve(name)[1] or "")
+    if planned == MISSING:
+        problem = f"was missing when this run was planned and is there now ({where})"
+    else:
+        problem = f"changed since this run was planned ({where}: {planned} then, {now} now)"
+    raise MasbenchError(f"dataset {shown(name)} {problem}: start the run or sweep again, so that its cells are "
+                        f"those of the data it trains on")
+
+
 def default_data_dir() -> Path:
     return Path(os.environ.get("MASBENCH_DATA") or Path.home() / ".cache" / "masbench" / "data").expanduser()
 
@@ -114,11 +154,13 @@ def load_dataset(
     ``text_column``, ``label_column``, ``test_file`` and ``test_fraction``. Relative paths
     (``imagefolder:PATH``, ``csv:PATH``, ``test_file``) are relative to ``base_dir``, else the working directory.
     """
+    from masbench.data.base import check_classes, subset
+
     entry, argument = resolve(name)
     if base_dir is not None:
-        argument = _under(base_dir, argument)
+        argument = under(base_dir, argument)
         if options.get("test_file"):
-            options["test_file"] = _under(base_dir, options["test_file"])
+            options["test_file"] = under(base_dir, options["test_file"])
     data_dir = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
     dataset = entry.load(argument, data_dir, options)
     dataset.train = subset(dataset.train, train_subset)
@@ -128,11 +170,14 @@ def load_dataset(
     return dataset
 
 
-def _under(base: Path | str, path: str | None) -> str | None:
-    if path is None or Path(path).expanduser().is_absolute():
-        return path
-    return os.path.normpath(Path(base) / path)
+def __getattr__(name: str) -> Any:
+    """``Batch``, ``ImageDataset`` and ``TextDataset`` from ``masbench.data.base``, imported (with torch) when asked."""
+    if name in _FROM_BASE:
+        from masbench.data import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Batch", "DATASETS", "ImageDataset", "TextDataset", "dataset_kind", "default_data_dir", "load_dataset",
-           "resolve", "valid_names"]
+__all__ = ["Batch", "DATASETS", "ImageDataset", "TextDataset", "check_fingerprint", "data_fingerprint", "dataset_kind",
+           "default_data_dir", "load_dataset", "resolve", "valid_names"]

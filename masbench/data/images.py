@@ -1,9 +1,9 @@
 """``imagefolder:PATH``: any torchvision ImageFolder layout with ``train/`` and ``test/`` below PATH.
 
 PATH may be a folder holding ``train/<class>/<image>`` and ``test/<class>/<image>``,
-or zip archives with that layout (a folder of them, or one archive): the shared
-CIFAR-10 copy's ``cifar10_train_jpg.zip`` and ``cifar10_test_jpg.zip`` work as they
-are. The images are decoded once (torchvision.io, no PIL) into one uint8 tensor
+or zip archives with that layout (a folder of them, or one archive: ``masbench.data.layout``
+lists them): the shared CIFAR-10 copy's ``cifar10_train_jpg.zip`` and ``cifar10_test_jpg.zip``
+work as they are. The images are decoded once (torchvision.io, no PIL) into one uint8 tensor
 per split and cached under ``DATA_DIR/cache``, keyed on the files' names, sizes and
 modification times, so that the next run starts in a fraction of a second.
 """
@@ -14,68 +14,16 @@ import hashlib
 import os
 import warnings
 import zipfile
-from collections import defaultdict
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
 from masbench.data.base import ImageDataset, ImageSplit, channel_stats, check_classes
+from masbench.data.layout import EXTENSIONS, SPLITS, Item, collect
 from masbench.errors import MasbenchError
 from masbench.fileio import cached_payload
 
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-SPLITS = ("train", "test")
-
-
-class Item(NamedTuple):
-    label: str  # the class folder's name
-    path: str  # an image file, or the zip archive holding it
-    member: str | None  # the name inside the archive
-
-
-def _from_folder(split_dir: Path) -> list[Item]:
-    items = []
-    for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
-        if entry.is_dir():
-            files = sorted(f.name for f in os.scandir(entry.path) if f.name.lower().endswith(EXTENSIONS))
-            items += [Item(entry.name, os.path.join(entry.path, f), None) for f in files]
-    return items
-
-
-def _from_archives(archives: list[Path]) -> dict[str, list[Item]]:
-    found: dict[str, list[Item]] = defaultdict(list)
-    for archive in archives:
-        try:
-            with zipfile.ZipFile(archive) as handle:
-                names = handle.namelist()
-        except (zipfile.BadZipFile, OSError) as error:
-            raise MasbenchError(f"cannot read archive {archive}: {error}") from None
-        for name in names:
-            parts = name.strip("/").split("/")
-            # <anything>/train/<class>/<image>: git archives put the tree under a folder of their own.
-            if len(parts) >= 3 and parts[-3] in SPLITS and name.lower().endswith(EXTENSIONS):
-                found[parts[-3]].append(Item(parts[-2], str(archive), name))
-    return {split: sorted(items) for split, items in found.items()}
-
-
-def collect(root: Path) -> dict[str, list[Item]]:
-    """Every image of each split, in ImageFolder order: classes sorted, files sorted within a class."""
-    if root.is_file() and zipfile.is_zipfile(root):
-        listings = _from_archives([root])
-    elif root.is_dir() and all((root / split).is_dir() for split in SPLITS):
-        listings = {split: _from_folder(root / split) for split in SPLITS}
-    elif root.is_dir() and sorted(root.glob("*.zip")):
-        listings = _from_archives(sorted(root.glob("*.zip")))
-    else:
-        raise MasbenchError(
-            f"image folder {root} does not exist or lacks train/ and test/: expected {root}/train/<class>/<image> "
-            f"and {root}/test/<class>/<image>, or zip archives with that layout"
-        )
-    for split in SPLITS:
-        if not listings.get(split):
-            raise MasbenchError(f"image folder {root} holds no {split} images: expected {split}/<class>/<image> files")
-    return listings
+__all__ = ["EXTENSIONS", "SPLITS", "Item", "collect", "load_imagefolder"]
 
 
 def _decode_rgb(data: bytes) -> torch.Tensor:

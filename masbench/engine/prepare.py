@@ -76,13 +76,21 @@ class Prepared:
 
 def data_cache_key(spec: RunSpec, options: ExecOptions) -> tuple:
     """Cells with the same key can share one loaded data set."""
-    return spec.dataset, str(options.data_dir), str(options.base_dir), tuple(sorted(spec.data_options().items()))
+    return (spec.dataset, spec.data_fingerprint, str(options.data_dir), str(options.base_dir),
+            tuple(sorted(spec.data_options().items())))
 
 
 def load_data(spec: RunSpec, options: ExecOptions):
-    from masbench.data import load_dataset
+    """The spec's data set; path-based data must still be those it was planned with (its key names them).
 
-    return load_dataset(spec.dataset, options.data_dir, base_dir=options.base_dir, **spec.data_options())
+    The check comes after loading, so that missing data fail with the loader's own message, and data
+    replaced while they loaded are caught too.
+    """
+    from masbench.data import check_fingerprint, load_dataset
+
+    dataset = load_dataset(spec.dataset, options.data_dir, base_dir=options.base_dir, **spec.data_options())
+    check_fingerprint(spec.dataset, spec.data_options(), options.base_dir, spec.data_fingerprint)
+    return dataset
 
 
 def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict | None = None) -> Prepared:

@@ -142,4 +142,4 @@ def _number(where: str, raw: Any) -> float:
         value = math.inf
     if not math.isfinite(value) or abs(value) > MAX_SCALE:
         raise ValueError(f"Invalid {where} (must be a finite number of at most {MAX_SCALE:g} in size)")
-    return value
+    return value + 0.0  # -0.0 is 0.0: JSON would write it apart, another key for the same cell

@@ -22,6 +22,9 @@ import torch
 
 from masbench.limits import STR_LIMITS, shown
 from masbench.optim.mas import MAS
+from masbench.optimizer_names import SPEC_OPTIMIZERS, unknown_optimizer
+
+# The names are listed torch-free in masbench.optimizer_names too (a test holds the two together).
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "mas": MAS,
@@ -37,8 +40,6 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "asgd": torch.optim.ASGD,
     "rprop": torch.optim.Rprop,
 }
-# Their hyperparameters are RunSpec fields (lr, momentum, betas, ...): the cells and keys masbench has always had.
-SPEC_OPTIMIZERS = ("mas", "sgd", "adam", "adamw")
 # How an optimizer runs, not what it computes (up to rounding): never a cell's argument.
 EXECUTION_ARGS = frozenset({"foreach", "fused", "capturable", "differentiable"})
 MAX_OPTIMIZER = 32  # runs.optimizer is VARCHAR(32)
@@ -62,12 +63,11 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
 def _resolve(text: str) -> tuple[str, type[torch.optim.Optimizer]]:
     if text in OPTIMIZERS:
         return text, OPTIMIZERS[text]
-    valid = f"valid: {', '.join(OPTIMIZERS)}, or an import path package.module:Class of a torch.optim.Optimizer"
     if len(text) > STR_LIMITS["optimizer"]:
         longest = STR_LIMITS["optimizer"]
         raise ValueError(f"Invalid optimizer: {shown(text)} is {len(text)} characters (at most {longest})")
     if not _PATH.fullmatch(text) or ("." not in text and ":" not in text):
-        raise ValueError(f"Unknown optimizer: {shown(text)} ({valid})")
+        raise ValueError(unknown_optimizer(text))
     module, attribute, found = _import(text)
     if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
         raise ValueError(f"Invalid optimizer {shown(text)}: {module}:{attribute} is {shown(found)}, not a "

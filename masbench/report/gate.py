@@ -64,6 +64,13 @@ def _parse_row(row: dict, where: str) -> dict:
                             f"do not hold {n} distinct seeds with an accuracy each")
     avg = _number(row["avg_acc"], "avg_acc", where)
     std = _number(row["std_acc"], "std_acc", where) if n > 1 or row["std_acc"] else float("nan")
+    for what, value in [("avg_acc", avg), *((f"seed_accs value (seed {s})", a) for s, a in zip(seeds, accs))]:
+        if not 0 <= value <= 100:
+            raise MasbenchError(f"{where}: cell {row['name']}: {what} {value:g} is out of range (accuracies are "
+                                f"percent, in [0, 100])")
+    if not (math.isnan(std) or 0 <= std <= 100):
+        raise MasbenchError(f"{where}: cell {row['name']}: std_acc {std:g} is out of range (a spread of percents, "
+                            f"in [0, 100])")
     if abs(avg - sum(accs) / n) > 1e-3:
         raise MasbenchError(f"{where}: avg_acc {avg} is not the mean of seed_accs ({sum(accs) / n:.4f})")
     if row["metric"] not in METRICS:

@@ -141,11 +141,17 @@ def _markdown_table(frame: pd.DataFrame, metric: str) -> str:
     return "\n".join(lines)
 
 
+# In one pass: replacing one character after another would escape the braces of ``\textbackslash{}``.
+LATEX_SPECIALS = str.maketrans({
+    "\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+})
+
+
 def _latex_escape(text: str) -> str:
-    for char, replacement in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"),
-                              ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
-        text = text.replace(char, replacement)
-    return text
+    """``text`` as LaTeX prints it: its ten special characters (and ``<``, ``>``, ``|``, which OT1 fonts misprint)."""
+    return str(text).translate(LATEX_SPECIALS)
 
 
 def _bold_latex(text: str) -> str:

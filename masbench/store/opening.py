@@ -27,10 +27,14 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
 from masbench.errors import DiskFull, MasbenchError
+from masbench.limits import shown
 from masbench.urls import check_url
 
 SQLITE_FULL = 13
-PG_DISK_FULL = "53100"
+PG_DISK_FULL = "53100"  # disk_full; class 53's others (out of memory, too many connections, ...) are not
+MAX_PORT = 65535
+# SQLite's own URI parameters (https://www.sqlite.org/uri.html), read only with uri=true.
+SQLITE_URI_PARAMETERS = ("uri", "mode", "cache", "immutable", "nolock", "psow", "vfs")
 
 
 class EmptyStore(MasbenchError):
@@ -107,10 +111,41 @@ def parse_url(url: str, masked_url: str):
 
     check_url(url)
     try:
-        return make_url(url)
+        parsed = make_url(url)
     except ArgumentError:
         raise MasbenchError(f"Invalid database URL: {masked_url} (expected an SQLAlchemy URL such as "
                             f"sqlite:///masbench.db or postgresql+psycopg://user@host/db)") from None
+    except ValueError:  # SQLAlchemy's int() of the port: "invalid literal for int() with base 10"
+        raise MasbenchError(f"Invalid database URL: {masked_url} (its port must be an integer in "
+                            f"1-{MAX_PORT})") from None
+    if parsed.port is not None and not 1 <= parsed.port <= MAX_PORT:
+        raise MasbenchError(f"Invalid database URL: {masked_url} (its port {parsed.port} must be an integer in "
+                            f"1-{MAX_PORT})")
+    if parsed.get_backend_name() == "sqlite":
+        check_sqlite_query(parsed, masked_url)
+    return parsed
+
+
+def check_sqlite_query(parsed, masked_url: str) -> None:
+    """Refuse query parameters that SQLite would ignore: SQLAlchemy only warns (``?mode=ro`` without
+    ``uri=true`` is dropped, and the store is then written), and masbench sets its own timeout and
+    transactions, so ``timeout`` or ``isolation_level`` in the URL would be dropped too."""
+    from sqlalchemy.util import asbool
+
+    query = dict(parsed.query)
+    try:
+        uri = asbool(query.get("uri", False))
+    except ValueError:
+        raise MasbenchError(f"Invalid database URL: {masked_url} (SQLite: uri={shown(query['uri'])} must be true "
+                            f"or false)") from None
+    valid = SQLITE_URI_PARAMETERS if uri else ("uri",)
+    for key, value in query.items():
+        if key not in valid or isinstance(value, tuple):
+            given = f"parameter {key!r} given twice" if isinstance(value, tuple) else f"query parameter {key!r}"
+            raise MasbenchError(
+                f"Invalid database URL: {masked_url} (SQLite: unsupported {given}; valid: a path alone, e.g. "
+                f"sqlite:///masbench.db, or an SQLite URI with uri=true and {', '.join(SQLITE_URI_PARAMETERS[1:])}, "
+                f"e.g. sqlite:///file:masbench.db?mode=ro&uri=true)")
 
 
 def create_store_engine(parsed, read_only: bool, masked_url: str,

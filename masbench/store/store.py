@@ -70,7 +70,7 @@ def absolute_sqlite(url: str) -> str:
     """An SQLite URL with a relative path, made absolute: worker processes may start elsewhere."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number; parse_url says so in one line
         return url
     database = parsed.database
     if (parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")

@@ -103,17 +103,13 @@ def summarize(cells: Sequence[Cell], store: Store, started: datetime, stopped_by
 
 def dry_run(cells: Sequence[Cell], url: str | None) -> list[tuple[Cell, str]]:
     """Each cell and its state in the store ("new" when absent), writing nothing."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     from masbench.store import EmptyStore, open_for_reading, resolve_url
+    from masbench.store.opening import parse_url
+    from masbench.urls import mask_url
 
     resolved = resolve_url(url)
-    try:
-        parsed = make_url(resolved)
-    except ArgumentError:
-        parsed = None
-    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+    parsed = parse_url(resolved, mask_url(resolved))  # a bad URL is refused here too, store or no store
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         if not Path(parsed.database).exists():
             return [(cell, "new") for cell in cells]
     try:
