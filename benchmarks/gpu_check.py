@@ -307,7 +307,7 @@ def check_optimizer(sizes: Sizes, device: torch.device) -> Iterator[Row]:
 def check_packed(sizes: Sizes, device: torch.device) -> Iterator[Row]:
     check = f"packed ResNet18 ({sizes.members} members) vs unpacked"
     try:
-        from masbench.pack.fuse import fuse_models
+        from masbench.pack.fuse import fuse
     except ModuleNotFoundError as error:
         if error.name not in ("masbench.pack", "masbench.pack.fuse"):
             raise  # masbench.pack is there but something it needs is not: a failure, not a skip
@@ -317,7 +317,7 @@ def check_packed(sizes: Sizes, device: torch.device) -> Iterator[Row]:
     images, labels = random_images(device, sizes.batch)
     single, _ = images_per_second(resnet18(device, True), images.contiguous(memory_format=torch.channels_last),
                                   labels, sizes, amp)
-    fused = fuse_models([cifar_resnet(18, (3, 32, 32), 10) for _ in range(sizes.members)]).to(device)
+    fused = fuse([cifar_resnet(18, (3, 32, 32), 10) for _ in range(sizes.members)]).to(device)
     images, labels = random_images(device, sizes.members, sizes.batch)
     packed, _ = images_per_second(fused, images, labels, sizes, amp)
     yield Row(check, f"{packed:,.0f} vs {single:,.0f} images/s: {packed / single:.2f}x (bf16, batch {sizes.batch} "

@@ -356,3 +356,13 @@ def test_the_authors_dynamic_variant_is_sweepable_and_is_the_run_of_its_flags(tm
     assert len(cells) == 6 and [cell.lambda_schedule for cell in cells].count("linear:1:0:100") == 1
     run = spec_of_run(monkeypatch, ["--dataset", "digits", "--epochs", "100", "--lambda-schedule", "linear:1:0:100"])
     assert cells[-1] == run and cells[-1].key == run.key
+
+
+def test_an_optimizer_without_a_packed_form_is_not_packed():
+    """masbench.pack steps MAS, SGD, Adam and AdamW members; another optimizer's cell trains unpacked."""
+    from masbench.pack import PackedOptimizer, Unpackable, member_views
+
+    w = torch.nn.Parameter(torch.zeros(2, 3))
+    members = [build_optimizer("radam", member_views([w], k), lr=0.1) for k in range(2)]
+    with pytest.raises(Unpackable, match="optimizer RAdam has no packed form"):
+        PackedOptimizer([w], members)

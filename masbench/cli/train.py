@@ -301,7 +301,7 @@ def _run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_a
     from masbench.environment import banner
     from masbench.progress import SweepProgress, stderr_console
     from masbench.store import Store
-    from masbench.sweep import run_sweep, run_sweep_ray
+    from masbench.sweep import run_sweep, run_sweep_ray, stop_on_signals
 
     store = Store(db)
     console = stderr_console()
@@ -313,15 +313,18 @@ def _run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_a
         console.print(f"sweep {title}: {len(cells)} cells, {how}, store {store.masked_url}", markup=False)
         progress.start()
 
-    try:
-        if executor == "ray":
-            summary = run_sweep_ray(cells, store, settings, address=ray_address, on_start=started)
-        else:
-            summary = run_sweep(cells, store, settings, on_start=started)
-    finally:
-        if progress.progress.live.is_started:
-            progress.stop()
-    _report_sweep(title, summary, console)
+    # One stop_on_signals around the report too: a signal once the sweep's work is over is only recorded
+    # (see stopping.finishing), so that it cannot cut the summary short or turn it into "aborted".
+    with stop_on_signals():
+        try:
+            if executor == "ray":
+                summary = run_sweep_ray(cells, store, settings, address=ray_address, on_start=started)
+            else:
+                summary = run_sweep(cells, store, settings, on_start=started)
+        finally:
+            if progress.progress.live.is_started:
+                progress.stop()
+        _report_sweep(title, summary, console)
 
 
 def _report_sweep(title: str, summary, console) -> None:

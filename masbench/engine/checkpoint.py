@@ -58,26 +58,40 @@ def checkpoint_path(spec: RunSpec, options: ExecOptions, owner: CheckpointOwner 
 
 
 def capture(p: Prepared, epoch: int, history: list[EpochMetrics], owner: CheckpointOwner | None) -> dict[str, Any]:
+    return checkpoint_state(p.spec, owner, epoch, p.model.state_dict(), p.optimizer.state_dict(),
+                            p.schedule.state_dict() if p.schedule is not None else {}, history,
+                            {**global_rng_states(p.device), "data": p.generator.get_state()},
+                            lr_schedule=p.lr_schedule.state_dict() if p.lr_schedule is not None else {})
+
+
+def global_rng_states(device: torch.device) -> dict[str, Any]:
+    """The process's RNG states as a checkpoint records them (``data``, the run's own generator, aside)."""
     return {
-        "format": CHECKPOINT_FORMAT,
-        "key": p.spec.key,
-        "owner": owner.as_dict() if owner is not None else None,
-        "epoch": epoch,
-        "model": p.model.state_dict(),
-        "optimizer": p.optimizer.state_dict(),
-        "schedule": p.schedule.state_dict() if p.schedule is not None else {},
-        "lr_schedule": p.lr_schedule.state_dict() if p.lr_schedule is not None else {},
-        "history": [m.as_dict() for m in history],
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if p.device.type == "cuda" else [],
-            "data": p.generator.get_state(),
-            "python": list(random.getstate()[1]),
-        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+        "python": list(random.getstate()[1]),
     }
 
 
-def _rng_bytes(state: torch.Tensor) -> torch.Tensor:
+def checkpoint_state(spec: RunSpec, owner: CheckpointOwner | None, epoch: int, model: dict, optimizer: dict,
+                     schedule: dict, history: list[EpochMetrics], rng: dict[str, Any], *,
+                     lr_schedule: dict | None = None) -> dict[str, Any]:
+    """A checkpoint's contents; packed cells (``masbench.pack``) write theirs through here too."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "key": spec.key,
+        "owner": owner.as_dict() if owner is not None else None,
+        "epoch": epoch,
+        "model": model,
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "lr_schedule": lr_schedule or {},
+        "history": [m.as_dict() for m in history],
+        "rng": {key: rng[key] for key in ("torch", "cuda", "data", "python")},
+    }
+
+
+def rng_bytes(state: torch.Tensor) -> torch.Tensor:
     """An RNG state as the setters take it, a CPU byte tensor, wherever and however it was loaded."""
     return state.to(device="cpu", dtype=torch.uint8)
 
@@ -91,10 +105,10 @@ def restore(p: Prepared, state: dict[str, Any]) -> tuple[int, list[EpochMetrics]
     if p.lr_schedule is not None:  # the key is in the run's, so a checkpoint of it has its lr schedule's state
         p.lr_schedule.load_state_dict(state["lr_schedule"])
     rng = state["rng"]
-    torch.set_rng_state(_rng_bytes(rng["torch"]))
+    torch.set_rng_state(rng_bytes(rng["torch"]))
     if p.device.type == "cuda" and rng["cuda"]:
-        torch.cuda.set_rng_state_all([_rng_bytes(s) for s in rng["cuda"]])
-    p.generator.set_state(_rng_bytes(rng["data"]))
+        torch.cuda.set_rng_state_all([rng_bytes(s) for s in rng["cuda"]])
+    p.generator.set_state(rng_bytes(rng["data"]))
     random.setstate((3, tuple(rng["python"]), None))
     history = [EpochMetrics(**m) for m in state["history"]]
     return int(state["epoch"]), history
@@ -125,27 +139,34 @@ def load(p: Prepared, owner: CheckpointOwner | None, warn: Callable[[str], None]
 
     ``main``: this process writes the run's checkpoints (under DDP, rank 0 alone), so it cleans up and warns.
     """
-    path = checkpoint_path(p.spec, p.options, owner)
+    state = read(p.spec, p.options, owner, warn, main)
+    return (0, []) if state is None else restore(p, state)
+
+
+def read(spec: RunSpec, options: ExecOptions, owner: CheckpointOwner | None, warn: Callable[[str], None],
+         main: bool = True) -> dict[str, Any] | None:
+    """The run's usable checkpoint, read onto the CPU, or None (nothing there, or unusable: see the module)."""
+    path = checkpoint_path(spec, options, owner)
     if main:
         # With an owner the cell is claimed: no one else may be writing this file.
         remove_stale_temporaries(path, exclusive=owner is not None)
-    cell = p.spec.describe()
+    cell = spec.describe()
     if not path.exists():
         if main and owner is not None:
-            _note_other_owners(path, p.spec, cell, warn)
-        return 0, []
+            _note_other_owners(path, spec, cell, warn)
+        return None
     try:
         state = load_torch_file(path)
     except CorruptFile as error:
         if main:
             warn(f"checkpoint {path} is unusable ({error}); restarting {cell} from scratch")
-        return 0, []
-    problem = foreign(state, p.spec.key, owner)
+        return None
+    problem = foreign(state, spec.key, owner)
     if problem is not None:
         if main:
             warn(f"checkpoint {path} {problem}: starting {cell} fresh")
-        return 0, []
-    return restore(p, state)
+        return None
+    return state
 
 
 def _note_other_owners(path: Path, spec: RunSpec, cell: str, warn: Callable[[str], None]) -> None:

@@ -93,12 +93,23 @@ def load_data(spec: RunSpec, options: ExecOptions):
     return dataset
 
 
+def build_seeded_model(spec: RunSpec, dataset) -> torch.nn.Module:
+    """The run's model with its initial weights: every RNG seeded with ``spec.seed``, then the model built.
+
+    Packed cells (``masbench.pack``) build each member through here, so that its weights are bitwise the
+    unpacked cell's.
+    """
+    from masbench.models import build_model
+
+    seed_everything(spec.seed)
+    return build_model(spec.model, dataset, spec.resolved_pretrained)
+
+
 def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict | None = None) -> Prepared:
     """Load the data and build the model, optimizer and schedule; raises ``MasbenchError`` for bad input.
 
     ``datasets`` caches loaded data sets across the cells of a sweep (keyed by ``data_cache_key``).
     """
-    from masbench.models import build_model
     from masbench.optim import build_lambda_schedule, build_lr_schedule, build_optimizer
 
     dist = options.distributed
@@ -110,8 +121,7 @@ def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict 
         dataset = load_data(spec, options)
         if datasets is not None:
             datasets[key] = dataset
-    seed_everything(spec.seed)
-    model = build_model(spec.model, dataset, spec.resolved_pretrained)
+    model = build_seeded_model(spec, dataset)
     channels_last = (device.type == "cuda") if options.channels_last is None else options.channels_last
     channels_last = channels_last and dataset.kind == "image"
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)

@@ -1,0 +1,141 @@
+"""Training throughput of packed cells (``masbench.pack.train_pack``) against the same cells run one by one.
+
+Side by side in one run, on the same data and device, unpacked and packed taking turns each round:
+
+- ``quick``: the quick suite's cells (digits, MLP, MAS at 0.3..0.7, Adam, SGD, 2 seeds, 5 epochs);
+- ``nightly cnn``: cells of the nightly suite's CIFAR-10 subset grid (the small CNN, 2000 training
+  images, batch 128), on the shared JPEGs when ../shared/data has them, else random 32x32 images;
+- ``resnet18``: 7 members (MAS at 0.3..0.7, Adam, SGD) of a CIFAR ResNet18 on random 32x32 images.
+
+Throughput is training samples per second, every cell's training loops summed (evaluation, checkpoints
+and setup left out, as the engine's ``samples_per_second``); ``wall`` is the whole of it, cells start to
+end. Ratios are packed / unpacked: above 1, packing is faster.
+
+    nice python benchmarks/pack_speed.py [--threads 1] [--rounds 1] [--pack 7] [--only quick,cnn,resnet18]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from masbench.benchmarks import plan_sweep
+from masbench.data.base import ImageDataset, ImageSplit
+from masbench.engine import data_cache_key, prepare, train
+from masbench.pack import PackMember, plan_packs, train_pack
+from masbench.spec import ExecOptions, RunSpec
+
+
+def run_unpacked(specs: list[RunSpec], options: ExecOptions, datasets: dict) -> tuple[float, float, float]:
+    """(training samples, training seconds, wall seconds) of the cells one after another."""
+    samples = seconds = 0.0
+    start = time.perf_counter()
+    for spec in specs:
+        result = train(spec, options, prepared=prepare(spec, options, datasets))
+        samples += sum(m.samples_per_second * m.seconds for m in result.epochs)
+        seconds += sum(m.seconds for m in result.epochs)
+    return samples, seconds, time.perf_counter() - start
+
+
+def run_packed(specs: list[RunSpec], options: ExecOptions, datasets: dict, size: int,
+               path: str) -> tuple[float, float, float]:
+    """The same, in packs of ``size``: a pack's epoch counts once, however many members trained in it."""
+    samples = seconds = 0.0
+    start = time.perf_counter()
+    for pack in plan_packs(specs, size):
+        results = [o.result for o in train_pack([PackMember(s) for s in pack], options, datasets=datasets,
+                                                optimizer_path=path)]
+        samples += sum(m.samples_per_second * m.seconds for r in results for m in r.epochs)
+        epochs = max(len(r.epochs) for r in results)
+        seconds += sum(max(r.epochs[e].seconds for r in results if len(r.epochs) > e) for e in range(epochs))
+    return samples, seconds, time.perf_counter() - start
+
+
+def random_images(train: int, test: int, seed: int = 0) -> ImageDataset:
+    g = torch.Generator().manual_seed(seed)
+
+    def split(n: int) -> ImageSplit:
+        return ImageSplit(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+                          torch.randint(0, 10, (n,), generator=g))
+
+    return ImageDataset("random", split(train), split(test), [str(c) for c in range(10)], (0.5,) * 3, (0.25,) * 3)
+
+
+def workloads(args, work: Path) -> list[tuple[str, list[RunSpec], ExecOptions, dict, str]]:
+    """(label, cells, options, a data-set cache holding their data, where the data come from)."""
+    out = []
+    options = ExecOptions(device=args.device, checkpoint_dir=work / "ckpt")
+    if "quick" in args.only:
+        _, cells = plan_sweep(benchmark="quick")
+        out.append(("quick (digits, mlp)", [c.spec for c in cells], options, {}, "scikit-learn digits"))
+    if "cnn" in args.only:
+        _, cells = plan_sweep(benchmark="nightly", overrides={"epochs": args.cnn_epochs})
+        cells = [c for c in cells if c.spec.model == "cnn"][: args.cnn_cells]
+        specs = [c.spec for c in cells]
+        cnn_options = ExecOptions(device=args.device, checkpoint_dir=work / "ckpt", base_dir=cells[0].base_dir)
+        cache: dict = {}
+        try:
+            prepare(specs[0], cnn_options, cache)
+            what = "the shared CIFAR-10 JPEG subset"
+        except Exception as error:  # noqa: BLE001 - any reason the real data cannot load: use random images
+            cache = {data_cache_key(specs[0], cnn_options): random_images(2000, 3000)}
+            what = f"random 32x32 images ({type(error).__name__} loading the real ones)"
+        out.append((f"nightly cnn ({len(specs)} cells)", specs, cnn_options, cache, what))
+    if "resnet18" in args.only:
+        base = dict(dataset="imagefolder:/random-32x32", model="resnet18", lr=1e-3, momentum=0.9,
+                    batch_size=args.resnet_batch, epochs=1)
+        specs = [RunSpec(**base, optimizer="mas", lambda_adam=a, lambda_sgd=round(1 - a, 10))
+                 for a in (0.3, 0.4, 0.5, 0.6, 0.7)] + [RunSpec(**base, optimizer=o) for o in ("adam", "sgd")]
+        cache = {data_cache_key(specs[0], options): random_images(args.resnet_batch * args.resnet_batches, 64)}
+        out.append(("resnet18 32x32 (7 members)", specs, options, cache,
+                    f"random images, {args.resnet_batches} batches of {args.resnet_batch}"))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--pack", type=int, default=7, help="members per pack")
+    parser.add_argument("--optimizer-path", default="auto", choices=("auto", "members", "stacked"))
+    parser.add_argument("--only", default="quick,cnn,resnet18")
+    parser.add_argument("--cnn-cells", type=int, default=7)
+    parser.add_argument("--cnn-epochs", type=int, default=1)
+    parser.add_argument("--resnet-batch", type=int, default=32)
+    parser.add_argument("--resnet-batches", type=int, default=3)
+    args = parser.parse_args()
+    args.only = set(args.only.split(","))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="masbench-pack-speed-"))
+    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, pack of {args.pack}, "
+          f"optimizer path {args.optimizer_path}, {args.rounds} round(s); python {sys.version.split()[0]}")
+    rows = []
+    for label, specs, options, cache, what in workloads(args, work):
+        print(f"{label}: {what}", flush=True)
+        unpacked, packed = [], []
+        for _ in range(args.rounds):
+            unpacked.append(run_unpacked(specs, options, cache))
+            packed.append(run_packed(specs, options, cache, args.pack, args.optimizer_path))
+        rows.append((label, len(specs), _medians(unpacked), _medians(packed)))
+    print(f"\n{'workload':<30} {'cells':>5} {'unpacked/s':>11} {'packed/s':>10} {'ratio':>6} "
+          f"{'wall unp.':>10} {'wall pk.':>9} {'ratio':>6}")
+    for label, cells, (u_rate, u_wall), (p_rate, p_wall) in rows:
+        print(f"{label:<30} {cells:>5} {u_rate:>11.0f} {p_rate:>10.0f} {p_rate / u_rate:>6.2f} "
+              f"{u_wall:>9.1f}s {p_wall:>8.1f}s {u_wall / p_wall:>6.2f}")
+
+
+def _medians(runs: list[tuple[float, float, float]]) -> tuple[float, float]:
+    """The median over rounds of the training throughput and, apart, of the wall time."""
+    return statistics.median(s / t for s, t, _ in runs), statistics.median(w for _, _, w in runs)
+
+
+if __name__ == "__main__":
+    main()
