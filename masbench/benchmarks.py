@@ -13,15 +13,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from masbench.errors import MasbenchError
+from masbench.grid_optimizers import (
+    check_baselines,
+    check_lambda_schedules,
+    mas_configs,
+    mas_parts,
+    merge_optimizer_args,
+    optimizer_configs,
+    resolve_optimizer_args,
+)
 from masbench.lambdas import complement, count_lambdas, count_text, parse_lambdas
 from masbench.limits import STR_LIMITS, check_ranges, check_str, one_line, shown
 from masbench.safe_yaml import load_yaml
 from masbench.spec import RunSpec, make_spec
 
-BASELINES = ("adam", "sgd", "adamw")
 TEXT_BASELINES = ("adam", "sgd", "adamw")  # the paper's Table 3 adds AdamW for the text sets
 IMAGE_BASELINES = ("adam", "sgd")
 DEFAULT_MAX_CELLS = 10_000  # a sweep's cap unless raised (--max-cells): far above the paper's 98-cell tables
@@ -65,12 +82,15 @@ class GridSpec(BaseModel):
     models: list[str] = ["mlp"]
     lambdas: str = "0.3..0.7"
     baselines: list[str] | None = None  # None: adam and sgd, plus adamw for text data
+    optimizer_args: dict[str, dict[str, Any]] | None = None  # per baseline: its optimizer arguments
+    lambda_schedule: str | list[str] | None = None  # MAS's: constant (the lambdas grid) and linear ones; None: constant
     seeds: StrictInt | None = None
     seed_list: list[StrictInt] | None = None
     data_dir: str | None = None
     pack: Any = "off"  # how a sweep trains the cells (parse_pack), not part of them
     # Everything else is a RunSpec field shared by the grid's cells.
     lr: StrictFloat | None = None
+    lr_schedule: str | None = None
     momentum: StrictFloat | None = None
     dampening: StrictFloat | None = None
     nesterov: StrictBool | None = None
@@ -90,6 +110,21 @@ class GridSpec(BaseModel):
     train_subset: StrictInt | None = None
     test_subset: StrictInt | None = None
 
+    @field_validator("baselines")
+    @classmethod
+    def _resolve_baselines(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else check_baselines(value)
+
+    @field_validator("optimizer_args")
+    @classmethod
+    def _resolve_optimizer_args(cls, value: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]] | None:
+        return None if value is None else resolve_optimizer_args(value)
+
+    @field_validator("lambda_schedule")
+    @classmethod
+    def _check_lambda_schedules(cls, value: str | list[str] | None) -> list[str] | None:
+        return None if value is None else check_lambda_schedules(value)
+
     @model_validator(mode="after")
     def _check(self) -> GridSpec:
         check_ranges(self.model_dump(exclude_none=True))
@@ -99,9 +134,6 @@ class GridSpec(BaseModel):
             raise ValueError(str(error)) from None
         if not self.models:
             raise ValueError("Invalid models: the list is empty")
-        for name in self.baselines or ():
-            if name not in BASELINES:
-                raise ValueError(f"Unknown baseline: {shown(name)} (valid: {', '.join(BASELINES)})")
         object.__setattr__(self, "pack", parse_pack(self.pack))  # frozen: the normal form, 7, auto or off
         if self.seeds is not None and self.seed_list is not None:
             raise ValueError("Invalid seeds: give seeds (a count) or seed_list, not both")
@@ -131,20 +163,24 @@ class GridSpec(BaseModel):
         """models x (baselines + lambdas) x seeds, from the arithmetic: nothing is built (duplicates included)."""
         from masbench.data import dataset_kind
 
-        configs = len(self.baseline_names(dataset_kind(self.dataset))) + count_lambdas(self.lambdas)
+        grid, schedules = mas_parts(self.lambda_schedule)
+        configs = len(self.baseline_names(dataset_kind(self.dataset))) + grid * count_lambdas(self.lambdas) + schedules
         return len(self.models) * configs * self.seed_count()
 
     def describe_count(self) -> str:
         from masbench.data import dataset_kind
 
         baselines = len(self.baseline_names(dataset_kind(self.dataset)))
-        return (f"{len(self.models):,} model(s) x ({baselines} baseline(s) + {count_text(count_lambdas(self.lambdas))} "
-                f"lambda(s)) x {self.seed_count():,} seed(s)")
+        grid, schedules = mas_parts(self.lambda_schedule)
+        lambdas = count_lambdas(self.lambdas) if grid else 0
+        return (f"{len(self.models):,} model(s) x ({baselines} baseline(s) + {count_text(lambdas)} lambda(s)"
+                + (f" + {schedules} lambda schedule(s)" if schedules else "")
+                + f") x {self.seed_count():,} seed(s)")
 
 
-RUN_FIELDS = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "amsgrad", "bias_correction",
-              "batch_size", "epochs", "pretrained", "max_length", "text_column", "label_column", "test_file",
-              "test_fraction", "train_subset", "test_subset")
+RUN_FIELDS = ("lr", "lr_schedule", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "amsgrad",
+              "bias_correction", "batch_size", "epochs", "pretrained", "max_length", "text_column", "label_column",
+              "test_file", "test_fraction", "train_subset", "test_subset")
 
 
 def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -152,10 +188,10 @@ def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]
     from masbench.data import dataset_kind
 
     shared = {name: getattr(grid, name) for name in RUN_FIELDS if getattr(grid, name) is not None}
-    configs = [dict(optimizer=name) for name in grid.baseline_names(dataset_kind(grid.dataset))]
-    configs += [dict(optimizer="mas", lambda_adam=lam, lambda_sgd=complement(lam))
-                for lam in parse_lambdas(grid.lambdas, MAX_CELLS_CEILING)]
-    return shared, configs
+    configs = optimizer_configs(grid.baseline_names(dataset_kind(grid.dataset)), grid.optimizer_args)
+    lambdas = [dict(lambda_adam=lam, lambda_sgd=complement(lam))
+               for lam in parse_lambdas(grid.lambdas, MAX_CELLS_CEILING)]
+    return shared, configs + mas_configs(grid.lambda_schedule, lambdas)
 
 
 def expand_grid(grid: GridSpec, benchmark: str | None, max_cells: int = MAX_CELLS_CEILING, *,
@@ -182,13 +218,13 @@ def check_grid(grid: GridSpec, benchmark: str | None) -> None:
     from masbench.data import dataset_kind
 
     shared = {name: getattr(grid, name) for name in RUN_FIELDS if getattr(grid, name) is not None}
-    names = grid.baseline_names(dataset_kind(grid.dataset)) + ["mas"]
+    configs = optimizer_configs(grid.baseline_names(dataset_kind(grid.dataset)), grid.optimizer_args)
+    configs += mas_configs(grid.lambda_schedule, [{}])
     seed = grid.seed_list[0] if grid.seed_list else 0
     context = {"identify_data": False}
     for model in grid.models:
-        for optimizer in names:
-            make_spec(context, benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, optimizer=optimizer,
-                      **shared)
+        for config in configs:
+            make_spec(context, benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, **shared, **config)
 
 
 def _check_count(count: int, max_cells: int, detail: str, label: str) -> None:
@@ -452,8 +488,11 @@ def _sweep_grids(file: BenchmarksFile, benchmark: str | None, dataset: str | Non
         if "seeds" in overrides or "seed_list" in overrides:
             values.pop("seeds", None)
             values.pop("seed_list", None)
-        values.update(overrides)
-        values, base = _data_base(values, typed, file.path.absolute().parent)
+        flagged = {**values, **overrides}
+        if "optimizer_args" in overrides and isinstance(values.get("optimizer_args"), dict):
+            # Per optimizer: the flags' arguments replace the file's; the file's for other optimizers stay.
+            flagged["optimizer_args"] = merge_optimizer_args(values.get("optimizer_args"), overrides["optimizer_args"])
+        values, base = _data_base(flagged, typed, file.path.absolute().parent)
         try:
             specs.append((GridSpec(**values), base))
         except ValidationError as error:

@@ -56,6 +56,8 @@ STR_LIMITS: dict[str, int] = {
     "test_file": 1024,
     "data_dir": 1024,
     "lambda_schedule": 100,
+    "lr_schedule": 200,
+    "optimizer": 255,  # as written (an import path); the name it resolves to is at most 32, the store's column
     "lambdas": 10_000,  # a grid's lambda_adam values as text: a thousand listed values and more
 }
 
@@ -91,7 +93,8 @@ def check_ranges(values: Mapping[str, Any]) -> None:
         elif name in INT_RANGES:
             check_int(name, value, *INT_RANGES[name])
         elif name in STR_LIMITS:
-            check_str(name, value, STR_LIMITS[name])
+            for item in value if isinstance(value, list) else [value]:  # a grid may list several (lambda_schedule)
+                check_str(name, item, STR_LIMITS[name])
         elif name == "seed_list":
             for seed in value:
                 check_int("seed_list", seed, *INT_RANGES["seed"])

@@ -14,6 +14,14 @@ def stderr_console() -> Console:
     return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
+def stop_quietly(progress: Progress) -> None:
+    """Stop a transient display without the blank line rich's ``Progress.stop`` adds when stderr is no terminal.
+
+    That line would come before a stop's one-line message, and between a log's lines.
+    """
+    progress.live.stop()
+
+
 class RunProgress(Callback):
     """Two bars, epochs and the current epoch's batches, and a line per finished epoch."""
 
@@ -31,7 +39,7 @@ class RunProgress(Callback):
 
     def __exit__(self, *exc) -> None:
         if self.epochs is not None:
-            self.progress.stop()
+            stop_quietly(self.progress)
 
     def on_start(self, info: RunInfo) -> None:
         # The log begins with the code version, the libraries and the hardware, once the run is sure to start.
@@ -102,7 +110,7 @@ class SweepProgress:
         self._stop.set()
         self._thread.join(timeout=5)
         self.refresh()
-        self.progress.stop()
+        stop_quietly(self.progress)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):

@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from masbench.errors import MasbenchError
-from masbench.limits import MAX_NAME, check_lambda_schedule, check_ranges, one_line, shown
+from masbench.limits import MAX_NAME, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, one_line, shown
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
 
@@ -48,7 +48,8 @@ class RunSpec(BaseModel):
     benchmark: str | None = None
     dataset: str = "digits"
     model: str = "mlp"
-    optimizer: str = "mas"
+    optimizer: str = "mas"  # a registered name or an import path (masbench.optim.registry), resolved to one name
+    optimizer_args: dict[str, Any] = {}  # its other keyword arguments, typed by its signature (optim.arguments)
     lr: float = 1e-3
     momentum: float = 0.0
     dampening: float = 0.0
@@ -61,6 +62,7 @@ class RunSpec(BaseModel):
     lambda_sgd: float = 0.5
     bias_correction: str = "step"
     lambda_schedule: str = "constant"
+    lr_schedule: str = "constant"  # optim.lr_schedules; a constant one stays out of the key, as before it existed
     batch_size: int = 128
     epochs: int = 10
     seed: int = 0
@@ -86,6 +88,36 @@ class RunSpec(BaseModel):
             return tuple(v + 0.0 if isinstance(v, float) else v for v in value)
         return value
 
+    @field_validator("optimizer")
+    @classmethod
+    def _resolve_optimizer(cls, value: str) -> str:
+        # An import path is resolved (imported) here, to its one name; a plain name is checked in _check_names,
+        # after the ranges, so that a bad number is refused before torch is imported.
+        if "." not in value and ":" not in value:
+            return value
+        from masbench.optim import resolve_optimizer
+
+        return resolve_optimizer(value)
+
+    @field_validator("optimizer_args")
+    @classmethod
+    def _type_optimizer_args(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if not value or "optimizer" not in info.data:  # none, or the optimizer is invalid: its error is the one shown
+            return value
+        from masbench.optim import typed_arguments
+
+        return typed_arguments(info.data["optimizer"], value, cls.model_fields)
+
+    @field_validator("lr_schedule")
+    @classmethod
+    def _normalise_lr_schedule(cls, value: str) -> str:
+        check_str("lr_schedule", value, STR_LIMITS["lr_schedule"])
+        if value == "constant":
+            return value
+        from masbench.optim import normalise_lr_schedule
+
+        return normalise_lr_schedule(value)
+
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> RunSpec:
         self._check_values()
@@ -107,12 +139,16 @@ class RunSpec(BaseModel):
             raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
                              f"(got momentum={self.momentum}, dampening={self.dampening})")
         check_lambda_schedule(self.lambda_schedule)
+        if self.lr_schedule != "constant":
+            from masbench.optim import check_lr_schedule
+
+            check_lr_schedule(self.lr_schedule, self.epochs)
 
     def _check_names(self) -> None:
         """The data set, model, optimizer, bias correction and schedule exist, and go together."""
         from masbench.data import dataset_kind
         from masbench.models import model_entry
-        from masbench.optim import OPTIMIZERS, parse_lambda_schedule
+        from masbench.optim import SPEC_OPTIMIZERS, check_builds, parse_lambda_schedule, resolve_optimizer
         from masbench.optim.functional import BIAS_CORRECTIONS
 
         try:
@@ -123,8 +159,9 @@ class RunSpec(BaseModel):
         if entry.kind != kind:
             raise ValueError(f"Invalid model {self.model!r} for dataset {shown(self.dataset)}: it takes {entry.kind} "
                              f"data, the dataset is {kind}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"Unknown optimizer: {shown(self.optimizer)} (valid: {', '.join(sorted(OPTIMIZERS))})")
+        resolve_optimizer(self.optimizer)  # a plain name: registered?
+        if self.optimizer not in SPEC_OPTIMIZERS or self.optimizer_args:
+            check_builds(self.optimizer, self.optimizer_hparams())
         if self.bias_correction not in BIAS_CORRECTIONS:
             raise ValueError(f"Invalid bias_correction: {shown(self.bias_correction)} "
                              f"(valid: {', '.join(BIAS_CORRECTIONS)})")
@@ -157,8 +194,13 @@ class RunSpec(BaseModel):
 
     @property
     def lambdas(self) -> tuple[float, float]:
-        """(lambda_adam, lambda_sgd) as the optimizer uses them: fixed at the endpoints for the baselines."""
-        return ENDPOINT_LAMBDAS.get(self.optimizer, (self.lambda_adam, self.lambda_sgd))
+        """(lambda_adam, lambda_sgd) as the optimizer uses them: fixed at the endpoints for the baselines.
+
+        Optimizers that are neither MAS nor one of its endpoints have no lambdas: (0, 0) in the store's columns.
+        """
+        if self.optimizer == "mas":
+            return self.lambda_adam, self.lambda_sgd
+        return ENDPOINT_LAMBDAS.get(self.optimizer, (0.0, 0.0))
 
     @property
     def resolved_pretrained(self) -> str | None:
@@ -166,8 +208,12 @@ class RunSpec(BaseModel):
 
         return (self.pretrained or DEFAULT_PRETRAINED) if self.kind == "text" else None
 
-    def optimizer_hparams(self) -> dict[str, Any]:
-        """The keyword arguments for ``build_optimizer(self.optimizer, ...)``, defaults resolved."""
+    def optimizer_hparams(self, with_args: bool = True) -> dict[str, Any]:
+        """The keyword arguments for ``build_optimizer(self.optimizer, ...)``, defaults resolved.
+
+        The spec's fields that the optimizer takes (``lr`` alone for those other than mas, sgd, adam and
+        adamw), then, ``with_args``, its ``optimizer_args``.
+        """
         from masbench.optim import optimizer_defaults, select_hyperparameters
 
         values = self.model_dump()
@@ -176,7 +222,7 @@ class RunSpec(BaseModel):
         hparams = select_hyperparameters(self.optimizer, values)
         hparams.pop("foreach", None)
         hparams.pop("fused", None)
-        return hparams
+        return {**hparams, **self.optimizer_args} if with_args else hparams
 
     def data_options(self) -> dict[str, Any]:
         """The keyword arguments for ``load_dataset`` that matter for this dataset."""
@@ -199,15 +245,30 @@ class RunSpec(BaseModel):
             benchmark=self.benchmark, dataset=self.dataset, model=self.model, optimizer=self.optimizer,
             batch_size=self.batch_size, epochs=self.epochs, seed=self.seed,
         )
-        out.update({k: list(v) if isinstance(v, tuple) else v for k, v in self.optimizer_hparams().items()})
+        out.update({k: list(v) if isinstance(v, tuple) else v for k, v in self.optimizer_hparams(False).items()})
         if self.optimizer == "mas":
             out["lambda_schedule"] = self.lambda_schedule
+        out.update(self._open_settings())
         out.update(self.data_options())
         if not self._identified:
             raise RuntimeError(f"{self.describe()} was validated without identifying its data: it has no key")
         if self._data_fingerprint is not None:
             out["data_fingerprint"] = self._data_fingerprint
         return out
+
+    def _open_settings(self) -> dict[str, Any]:
+        """Optimizer arguments (nested: no argument can shadow a field) and a schedule other than constant;
+        absent when not given, so that the cells that have neither keep their keys."""
+        out: dict[str, Any] = {}
+        if self.optimizer_args:
+            out["optimizer_args"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.optimizer_args.items()}
+        if self.lr_schedule != "constant":
+            out["lr_schedule"] = self.lr_schedule
+        return out
+
+    def __hash__(self) -> int:
+        # Hashable as before optimizer_args (a dict) joined the fields: equal specs dump alike.
+        return hash(json.dumps(self.model_dump(mode="json"), sort_keys=True))
 
     @property
     def key(self) -> str:
@@ -237,6 +298,8 @@ class RunSpec(BaseModel):
                 shown[k] = v
         if self.optimizer == "mas" and self.lambda_schedule != "constant":
             shown["lambda_schedule"] = self.lambda_schedule
+        if self.lr_schedule != "constant":
+            shown["lr_schedule"] = self.lr_schedule
         inner = ",".join(f"{k}={_format(shown[k])}" for k in sorted(shown))
         return f"{self.optimizer}[{inner}]"
 

@@ -24,12 +24,13 @@ GRID_AXES = {
     "dataset": ["dataset"],
     "model": ["models"],
     "optimizer": ["baselines", "no_baselines", "lambdas"],
+    "optimizer_args": ["optimizer_args"],  # per baseline: OPTIMIZER:KEY=VALUE
     "lambda_adam": ["lambdas"],
     "lambda_sgd": ["lambdas"],
+    "lambda_schedule": ["lambda_schedule"],  # a list: constant (the lambdas grid) and linear ones
     "seed": ["seeds", "seed_list"],
 }
-# A grid has no lambda schedule yet (benchmarks.GridSpec): it would apply to the MAS cells only.
-NOT_IN_SWEEP = {"lambda_schedule"}
+NOT_IN_SWEEP: set[str] = set()
 EXEC_OPTIONS = ["device", "db", "data_dir", "amp", "channels_last", "compile", "checkpoint_dir", "claim_timeout"]
 
 

@@ -322,14 +322,15 @@ def test_a_packed_members_checkpoint_resumes_in_an_unpacked_run_and_the_reverse(
     a, b = quick_grid(epochs=3)[:2]
     straight = [train(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in (a, b)]
     # The pack crashes right after member a's checkpoint of epoch 1 (b's is not written yet).
+    in_the_pack = Record()
     with pytest.raises(Crash):
-        train_pack([PackMember(a, [CrashAt(1)]), PackMember(b)], options)
+        train_pack([PackMember(a, [in_the_pack, CrashAt(1)]), PackMember(b)], options)
     assert checkpoint_path(a, options).exists() and not checkpoint_path(b, options).exists()
     resumed = train(a, options)  # the unpacked engine takes over member a
     assert resumed.resumed_from == 1
     assert_close_runs(resumed, straight[0])  # its epoch 1 is the pack's: equal within the tolerance
-    alone_in_a_pack = train_pack([PackMember(a)], replace(options, checkpoint_dir=options.checkpoint_dir / "p"))
-    assert numbers(resumed)[0] == numbers(alone_in_a_pack[0].result)[0]  # epoch 1 came from the pack's checkpoint
+    # Epoch 1 came from the pack's checkpoint, bit for bit (a pack of another size may round differently).
+    assert numbers(resumed)[0] == numbers(RunResult("completed", in_the_pack.epochs, ""))[0]
 
     # The reverse: b's unpacked run crashes after epoch 2; a pack of b and a fresh a resumes b there.
     with pytest.raises(Crash):

@@ -1,6 +1,7 @@
 """Stopping with real signals: SIGTERM and SIGINT to a sweep, to its process group, or to ``masbench run``;
-a parent killed outright; an interrupt that surfaces as another exception. And a second sweep with a short
-``--claim-timeout`` next to a running one.
+to workers still starting up (held where they import torch), or to one of them; to a sweep whose cells are
+all done; a parent killed outright; an interrupt that surfaces as another exception. And a second sweep
+with a short ``--claim-timeout`` next to a running one.
 
 Every stop must end the same way: the shell's exit code for the signal (130, 143), one line saying so and
 no traceback, no worker process left, no cell ``failed`` or ``running``, every claim given back, and a
@@ -86,11 +87,19 @@ def wait_for_workers(pid: int, count: int, bound_s: float = 120) -> list[int]:
     return found
 
 
+SWEEP_STOPPED = "interrupted: claims released; run the same command again to resume"
+
+
+def after_start(err: str) -> list[str]:
+    """Stderr's lines after the two a sweep prints as it starts (the versions and hardware, then its plan)."""
+    lines = err.splitlines()
+    assert len(lines) >= 2 and lines[0].startswith("masbench ") and lines[1].startswith("sweep "), err
+    return lines[2:]
+
+
 def assert_stopped_cleanly(url: str, process: subprocess.Popen, err: str, code: int, pids: list[int]) -> None:
     assert process.returncode == code, err
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if "interrupted" in line]
-    assert len(lines) == 1 and err.rstrip().endswith(lines[0]), err
+    assert after_start(err) == [SWEEP_STOPPED], err  # one line: no traceback, no blank line before it
     assert not [pid for pid in pids if alive(pid)], "a worker outlived its sweep"
     assert rows(url, "select count(*) from runs where status in ('failed', 'running')") == [(0,)]
     assert rows(url, "select count(*) from runs where worker is not null and status = 'pending'") == [(0,)]
@@ -134,6 +143,94 @@ def test_workers_stop_and_release_their_claims_when_the_parent_is_killed(bench_f
     assert_rerun_completes(bench_file, sqlite_url, tmp_path)
 
 
+# Put on the sweep's PYTHONPATH, this holds each spawned worker (only those: "spawn_main" is in their command
+# line) where multiprocessing's bootstrap first imports torch, before any masbench code of the worker has run,
+# until the test creates DIR/go: a signal sent meanwhile lands in the bootstrap for certain.
+HOLD_AT_TORCH = textwrap.dedent("""
+    import os
+    import sys
+    import time
+    from pathlib import Path
+
+    FOLDER = os.environ.get("MASBENCH_TEST_HOLD_AT_TORCH")
+
+
+    class HoldAtTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch":
+                sys.meta_path.remove(self)
+                Path(FOLDER, f"worker.{os.getpid()}").touch()
+                deadline = time.monotonic() + 300
+                while not Path(FOLDER, "go").exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            return None
+
+
+    if FOLDER and "spawn_main" in " ".join(sys.orig_argv):
+        sys.meta_path.insert(0, HoldAtTorch())
+""")
+
+
+@pytest.fixture
+def held_at_torch(tmp_path, monkeypatch) -> Path:
+    """The folder where held workers announce themselves (``worker.PID``) and wait for ``go``."""
+    hook, folder = tmp_path / "hook", tmp_path / "held"
+    hook.mkdir()
+    folder.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_AT_TORCH)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("MASBENCH_TEST_HOLD_AT_TORCH", str(folder))
+    return folder
+
+
+def wait_for_files(folder: Path, pattern: str, count: int, bound_s: float = 300) -> list[Path]:
+    deadline = time.monotonic() + bound_s  # a bound for a loaded machine, not a speed
+    while len(found := sorted(folder.glob(pattern))) < count:
+        assert time.monotonic() < deadline, f"only {found} of {count} {pattern} in {folder}"
+        time.sleep(0.05)
+    return found
+
+
+def test_ctrl_c_while_the_workers_import_torch_stops_with_one_line(bench_file, db_url, tmp_path, held_at_torch):
+    """A terminal's Ctrl-C (SIGINT to the whole group) while the workers are still starting up."""
+    process = sweep(bench_file, db_url, tmp_path, "--workers", "2", benchmark="stop")
+    held = wait_for_files(held_at_torch, "worker.*", 2)
+    pids = [int(path.suffix[1:]) for path in held]
+    os.killpg(process.pid, signal.SIGINT)
+    (held_at_torch / "go").touch()
+    out, err = process.communicate(timeout=300)
+    assert_stopped_cleanly(db_url, process, err, 130, pids)
+    assert rows(db_url, "select status, worker, count(*) from runs group by status, worker") == [("pending", None, 2)]
+
+
+def test_sigterm_to_one_starting_worker_stops_it_and_the_other_finishes_the_sweep(bench_file, sqlite_url, tmp_path,
+                                                                                 held_at_torch):
+    """A worker told to stop stops cleanly (it does not die of the signal); the sweep itself goes on."""
+    process = sweep(bench_file, sqlite_url, tmp_path, "--workers", "2", benchmark="stop")
+    held = wait_for_files(held_at_torch, "worker.*", 2)
+    os.kill(int(held[0].suffix[1:]), signal.SIGTERM)
+    (held_at_torch / "go").touch()
+    out, err = finish(process)
+    assert after_start(err) == [], err  # no traceback, and no "worker process(es) died"
+    assert "2 finished now; 2 completed" in out
+    assert rows(sqlite_url, "select count(*), count(distinct run_id * 1000 + epoch) from epochs") == [(6, 6)]
+
+
+def test_ctrl_c_once_every_cell_is_done_lets_the_sweep_finish(bench_file, sqlite_url, tmp_path, monkeypatch):
+    """Finishing wins: a stop that lands after the last cell finished changes nothing, so nothing says it did."""
+    held = tmp_path / "held"
+    held.mkdir()
+    monkeypatch.setenv("MASBENCH_HOLD", f"sweep.finished:{held}")
+    process = sweep(bench_file, sqlite_url, tmp_path, "--workers", "2", benchmark="stop")
+    wait_for_files(held, "sweep.finished.*", 1)
+    os.killpg(process.pid, signal.SIGINT)
+    (held / "go").touch()
+    out, err = finish(process)
+    assert after_start(err) == [], err
+    assert out.strip() == "sweep stop: 2 cells, 2 finished now; 2 completed"
+    assert rows(sqlite_url, "select status, count(*) from runs group by status") == [("completed", 2)]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_masbench_run_with_one_line(sqlite_url, tmp_path, signum):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -149,7 +246,7 @@ def test_a_signal_stops_masbench_run_with_one_line(sqlite_url, tmp_path, signum)
     last = err.rstrip().splitlines()[-1]
     assert last == (f"Error: interrupted by {signal.Signals(signum).name}: claims released; run the same command "
                     f"again to resume"), err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "" not in err.splitlines(), err
     assert rows(sqlite_url, "select status, worker, attempts from runs") == [("pending", None, 1)]
 
 

@@ -78,7 +78,7 @@ def test_optimizer_hparams_resolve_defaults_and_keep_only_accepted_keys():
     [
         (dict(dataset="mnist"), "Unknown dataset: 'mnist' (valid: digits, cifar10"),
         (dict(model="vgg"), "Unknown model: 'vgg' (valid: mlp, cnn, resnet18, resnet34, bert)"),
-        (dict(optimizer="lion"), "Unknown optimizer: 'lion' (valid: adam, adamw, mas, sgd)"),
+        (dict(optimizer="lion"), "Unknown optimizer: 'lion' (valid: mas, sgd, adam, adamw, radam,"),
         (dict(model="bert"), "Invalid model 'bert' for dataset 'digits'"),
         (dict(dataset="cola", model="mlp"), "Invalid model 'mlp' for dataset 'cola'"),
         (dict(lr=-0.1), "Invalid lr: -0.1 (must be >= 0)"),

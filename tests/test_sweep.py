@@ -329,3 +329,36 @@ def test_an_interrupt_chained_in_an_error_is_not_a_failure_without_handlers_eith
     run = store.get_run(spec.key)
     assert (run.status, run.worker, run.error) == ("pending", None, None)
     store.close()
+
+
+@pytest.mark.parametrize("statuses, retry_failed, earlier, interrupted", [
+    (("completed", "completed"), False, True, False),  # finishing wins: the stop left nothing undone
+    (("completed", "pending"), False, True, True),
+    (("completed", "running"), False, True, True),
+    (("completed", "failed"), False, True, False),  # an earlier failure is not retried without --retry-failed ...
+    (("completed", "failed"), True, True, True),  # ... and with it, it was still to run
+    (("completed", "diverged"), True, False, False),  # this sweep's own failures are not retried
+])
+def test_a_stop_is_reported_only_where_it_left_a_cell_undone(db_url, statuses, retry_failed, earlier, interrupted):
+    """``earlier``: the cells finished before the sweep started (else while it ran)."""
+    from datetime import timedelta
+
+    from masbench.benchmarks import Cell
+    from masbench.spec import RunSpec
+    from masbench.store import Store
+    from masbench.sweep import register, summarize
+
+    store = Store(db_url)
+    cells = [Cell(RunSpec(dataset="digits", model="mlp", epochs=1, seed=seed)) for seed in range(len(statuses))]
+    register(cells, store)
+    before = store.now()
+    for cell, status in zip(cells, statuses):
+        run = store.get_run(cell.spec.key)
+        if status != "pending":
+            assert store.claim(run.id, "w")
+        if status not in ("pending", "running"):
+            store.finish(run.id, "w", status)
+    started = store.now() + timedelta(seconds=1) if earlier else before
+    summary = summarize(cells, store, started, stopped_by=2, retry_failed=retry_failed)
+    assert (summary.interrupted, summary.exit_code) == (interrupted, 130 if interrupted else 0)
+    store.close()

@@ -27,7 +27,12 @@ ASCII_INT = re.compile(r"[-+]?[0-9]+", re.ASCII)
 
 DatasetOpt = Annotated[str | None, typer.Option(help="digits, cifar10, cifar100, cola, agnews, imagefolder:PATH or csv:PATH.")]
 ModelOpt = Annotated[str | None, typer.Option(help="mlp, cnn, resnet18, resnet34 or bert.")]
-OptimizerOpt = Annotated[str | None, typer.Option(help="mas, sgd, adam or adamw.")]
+OptimizerOpt = Annotated[str | None, typer.Option(
+    help="mas, sgd, adam, adamw, radam, nadam, adamax, rmsprop, adagrad, adadelta, asgd, rprop, or an import path "
+         "package.module:Class of a torch.optim.Optimizer (e.g. torch.optim.RAdam).")]
+OptimizerArgsOpt = Annotated[list[str] | None, typer.Option(
+    "--optimizer-arg", help="KEY=VALUE, repeatable: a keyword of the optimizer that no other option sets, typed by "
+                            "its signature (e.g. decoupled_weight_decay=true, betas=0.9,0.99).")]
 LambdaAdamOpt = Annotated[float | None, typer.Option(help="MAS's weight of the Adam part (default 0.5).")]
 LambdaSgdOpt = Annotated[float | None, typer.Option(help="MAS's weight of the SGD part (default 0.5).")]
 LrOpt = Annotated[float | None, typer.Option(help="Learning rate (MAS: SGD's, and Adam's before bias correction).")]
@@ -42,6 +47,8 @@ BiasCorrectionOpt = Annotated[str | None, typer.Option(help="MAS's bias correcti
 LambdaScheduleOpt = Annotated[
     str | None, typer.Option(help="constant, or linear:START:END[:EPOCHS] for lambda_adam (lambda_sgd = 1 - it).")
 ]
+LrScheduleOpt = Annotated[str | None, typer.Option(
+    help="constant, step:EVERY:GAMMA, multistep:M1,M2:GAMMA, cosine[:WARMUP] or linear-warmup:N (per epoch).")]
 BatchSizeOpt = Annotated[int | None, typer.Option(help="Batch size (default 128).")]
 EpochsOpt = Annotated[int | None, typer.Option(help="Epochs (default 10).")]
 SeedOpt = Annotated[int | None, typer.Option(help="Random seed (default 0).")]
@@ -89,6 +96,10 @@ def spec_values(params: Mapping[str, Any], fields: Iterable[str]) -> dict[str, A
     values = {name: value for name, value in params.items() if name in wanted and value is not None}
     if "betas" in values:
         values["betas"] = parse_betas(values["betas"])
+    if "optimizer_args" in values:
+        from masbench.cli.axes import parse_assignments
+
+        values["optimizer_args"] = parse_assignments(values["optimizer_args"], "--optimizer-arg")
     return values
 
 

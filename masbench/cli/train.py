@@ -33,10 +33,12 @@ from masbench.cli.options import (
     LambdaScheduleOpt,
     LambdaSgdOpt,
     LrOpt,
+    LrScheduleOpt,
     MaxLengthOpt,
     ModelOpt,
     MomentumOpt,
     NesterovOpt,
+    OptimizerArgsOpt,
     OptimizerOpt,
     PretrainedOpt,
     SeedOpt,
@@ -65,6 +67,7 @@ def run(
     dataset: DatasetOpt = None,
     model: ModelOpt = None,
     optimizer: OptimizerOpt = None,
+    optimizer_args: OptimizerArgsOpt = None,
     lambda_adam: LambdaAdamOpt = None,
     lambda_sgd: LambdaSgdOpt = None,
     lr: LrOpt = None,
@@ -77,6 +80,7 @@ def run(
     dampening: DampeningOpt = None,
     bias_correction: BiasCorrectionOpt = None,
     lambda_schedule: LambdaScheduleOpt = None,
+    lr_schedule: LrScheduleOpt = None,
     batch_size: BatchSizeOpt = None,
     epochs: EpochsOpt = None,
     seed: SeedOpt = None,
@@ -103,10 +107,13 @@ def run(
 
     Under torchrun (torchrun --nproc-per-node N -m masbench run ...) the cell trains with DistributedDataParallel.
     """
+    from masbench.cli.axes import check_settings_reach
     from masbench.spec import RunSpec, make_spec
 
     # The options reach the spec by name through ctx.params: an option declared above cannot be left out.
-    spec = make_spec(**spec_values(ctx.params, RunSpec.model_fields))
+    values = spec_values(ctx.params, RunSpec.model_fields)
+    spec = make_spec(**values)
+    check_settings_reach(spec, values)
     options = exec_options(ctx.params)
     stale_after, heartbeat_every = lease(claim_timeout)
     store, outcome = _train_cell(spec, options, db, force, stale_after, heartbeat_every)
@@ -181,12 +188,15 @@ def sweep(
     dataset: Annotated[str | None, typer.Option(help="The data set; alone, it picks the benchmark of that name if there is one.")] = None,
     models: Annotated[str | None, typer.Option(help="Models, comma-separated: e.g. resnet18,resnet34.")] = None,
     lambdas: Annotated[str | None, typer.Option(help="lambda_adam values: 0.3..0.7 (step 0.1), 0.3..0.7:0.05, or 0.3,0.5,0.7; lambda_sgd = 1 - lambda_adam.")] = None,
-    baselines: Annotated[str | None, typer.Option(help="Baselines, comma-separated: adam, sgd, adamw (default adam,sgd; plus adamw for text).")] = None,
+    baselines: Annotated[str | None, typer.Option(help="Baselines, comma-separated: what --optimizer takes but mas, e.g. adam,sgd,radam,torch.optim.NAdam (default adam,sgd; plus adamw for text).")] = None,
+    optimizer_args: Annotated[list[str] | None, typer.Option("--optimizer-arg", help="OPTIMIZER:KEY=VALUE, repeatable: an argument of one of the baselines, e.g. radam:decoupled_weight_decay=true.")] = None,
+    lambda_schedule: Annotated[str | None, typer.Option(help="MAS's lambda schedules, comma-separated: constant (the --lambdas grid, the default) and linear:START:END[:EPOCHS] (one MAS cell each), e.g. constant,linear:1:0:100.")] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Run MAS only.")] = False,
     seeds: Annotated[int | None, typer.Option(help="Seeds 0..N-1.")] = None,
     seed_list: Annotated[str | None, typer.Option(help="Explicit seeds, comma-separated: 0,1,2.")] = None,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
+    lr_schedule: LrScheduleOpt = None,
     momentum: MomentumOpt = None,
     weight_decay: WeightDecayOpt = None,
     betas: BetasOpt = None,
@@ -220,8 +230,12 @@ def sweep(
     compile: CompileOpt = False,
     checkpoint_dir: CheckpointDirOpt = ".masbench/checkpoints",
 ) -> None:
-    """Run a grid of cells: idempotent (finished cells are skipped), resumable, with parallel workers."""
+    """Run a grid of cells: idempotent (finished cells are skipped), resumable, with parallel workers.
+
+    The axes: --models, --baselines (any optimizer), --lambdas, --lambda-schedule, the seeds; other flags: every cell.
+    """
     from masbench.benchmarks import RUN_FIELDS, plan_sweep
+    from masbench.cli.axes import parse_optimizer_assignments
 
     _check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
     stale_after, heartbeat_every = lease(claim_timeout)
@@ -230,6 +244,8 @@ def sweep(
         models=split_list(models, "--models"), lambdas=lambdas,
         baselines=[] if no_baselines else split_list(baselines, "--baselines"),
         seeds=seeds, seed_list=int_list(seed_list, "--seed-list"), pack=pack_option(pack),
+        lambda_schedule=split_list(lambda_schedule, "--lambda-schedule"),
+        optimizer_args=parse_optimizer_assignments(optimizer_args),
     ) | spec_values(ctx.params, RUN_FIELDS)
     name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks,
                              max_cells=max_cells)
@@ -291,7 +307,7 @@ def _run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_a
     from masbench.environment import banner
     from masbench.progress import SweepProgress, stderr_console
     from masbench.store import Store
-    from masbench.sweep import run_sweep, run_sweep_ray
+    from masbench.sweep import run_sweep, run_sweep_ray, stop_on_signals
 
     store = Store(db)
     console = stderr_console()
@@ -308,15 +324,18 @@ def _run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_a
                 console.print(line, markup=False)
         progress.start()
 
-    try:
-        if executor == "ray":
-            summary = run_sweep_ray(cells, store, settings, address=ray_address, on_start=started)
-        else:
-            summary = run_sweep(cells, store, settings, on_start=started)
-    finally:
-        if progress.progress.live.is_started:
-            progress.stop()
-    _report_sweep(title, summary, console)
+    # One stop_on_signals around the report too: a signal once the sweep's work is over is only recorded
+    # (see stopping.finishing), so that it cannot cut the summary short or turn it into "aborted".
+    with stop_on_signals():
+        try:
+            if executor == "ray":
+                summary = run_sweep_ray(cells, store, settings, address=ray_address, on_start=started)
+            else:
+                summary = run_sweep(cells, store, settings, on_start=started)
+        finally:
+            if progress.progress.live.is_started:
+                progress.stop()
+        _report_sweep(title, summary, console)
 
 
 def _report_sweep(title: str, summary, console) -> None:

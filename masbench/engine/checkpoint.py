@@ -1,6 +1,6 @@
 """Checkpoints: a run's state after an epoch (``capture``), put back (``restore``), read (``load``) and written (``save``).
 
-A checkpoint holds the model, the optimizer, the lambda schedule, every RNG
+A checkpoint holds the model, the optimizer, the lambda and lr schedules, every RNG
 state and the epochs so far; a run that finds its checkpoint continues at the
 next epoch and ends with the metrics of an uninterrupted run. It is read onto
 the CPU, whatever device it was written on: ``load_state_dict`` moves the
@@ -60,7 +60,8 @@ def checkpoint_path(spec: RunSpec, options: ExecOptions, owner: CheckpointOwner 
 def capture(p: Prepared, epoch: int, history: list[EpochMetrics], owner: CheckpointOwner | None) -> dict[str, Any]:
     return checkpoint_state(p.spec, owner, epoch, p.model.state_dict(), p.optimizer.state_dict(),
                             p.schedule.state_dict() if p.schedule is not None else {}, history,
-                            {**global_rng_states(p.device), "data": p.generator.get_state()})
+                            {**global_rng_states(p.device), "data": p.generator.get_state()},
+                            lr_schedule=p.lr_schedule.state_dict() if p.lr_schedule is not None else {})
 
 
 def global_rng_states(device: torch.device) -> dict[str, Any]:
@@ -73,7 +74,8 @@ def global_rng_states(device: torch.device) -> dict[str, Any]:
 
 
 def checkpoint_state(spec: RunSpec, owner: CheckpointOwner | None, epoch: int, model: dict, optimizer: dict,
-                     schedule: dict, history: list[EpochMetrics], rng: dict[str, Any]) -> dict[str, Any]:
+                     schedule: dict, history: list[EpochMetrics], rng: dict[str, Any], *,
+                     lr_schedule: dict | None = None) -> dict[str, Any]:
     """A checkpoint's contents; packed cells (``masbench.pack``) write theirs through here too."""
     return {
         "format": CHECKPOINT_FORMAT,
@@ -83,6 +85,7 @@ def checkpoint_state(spec: RunSpec, owner: CheckpointOwner | None, epoch: int, m
         "model": model,
         "optimizer": optimizer,
         "schedule": schedule,
+        "lr_schedule": lr_schedule or {},
         "history": [m.as_dict() for m in history],
         "rng": {key: rng[key] for key in ("torch", "cuda", "data", "python")},
     }
@@ -99,6 +102,8 @@ def restore(p: Prepared, state: dict[str, Any]) -> tuple[int, list[EpochMetrics]
     p.optimizer.load_state_dict(state["optimizer"])
     if p.schedule is not None:
         p.schedule.load_state_dict(state["schedule"])
+    if p.lr_schedule is not None:  # the key is in the run's, so a checkpoint of it has its lr schedule's state
+        p.lr_schedule.load_state_dict(state["lr_schedule"])
     rng = state["rng"]
     torch.set_rng_state(rng_bytes(rng["torch"]))
     if p.device.type == "cuda" and rng["cuda"]:

@@ -71,6 +71,7 @@ class Prepared:
     generator: torch.Generator
     amp: bool
     channels_last: bool
+    lr_schedule: Any = None  # a torch LR scheduler, or None for a constant lr (the spec's lr_schedule)
 
 
 def data_cache_key(spec: RunSpec, options: ExecOptions) -> tuple:
@@ -109,7 +110,7 @@ def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict 
 
     ``datasets`` caches loaded data sets across the cells of a sweep (keyed by ``data_cache_key``).
     """
-    from masbench.optim import build_lambda_schedule, build_optimizer
+    from masbench.optim import build_lambda_schedule, build_lr_schedule, build_optimizer
 
     dist = options.distributed
     device = resolve_device(options.device, dist.local_rank if dist is not None else None)
@@ -126,6 +127,8 @@ def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict 
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     optimizer = build_optimizer(spec.optimizer, model.parameters(), **spec.optimizer_hparams())
     schedule = build_lambda_schedule(spec.lambda_schedule, optimizer, spec.epochs) if spec.optimizer == "mas" else None
+    lr_schedule = build_lr_schedule(spec.lr_schedule, optimizer, spec.epochs)
     amp = options.amp if options.amp is not None else device.type == "cuda" and torch.cuda.is_bf16_supported()
     generator = torch.Generator().manual_seed(spec.seed)
-    return Prepared(spec, options, device, dataset, model, optimizer, schedule, generator, amp, channels_last)
+    return Prepared(spec, options, device, dataset, model, optimizer, schedule, generator, amp, channels_last,
+                    lr_schedule)

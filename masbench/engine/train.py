@@ -33,7 +33,7 @@ from masbench.engine import checkpoint
 from masbench.engine.callbacks import Callback, EpochMetrics, RunInfo, RunResult
 from masbench.engine.checkpoint import CheckpointOwner
 from masbench.engine.prepare import Prepared, describe_device, prepare
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import ENDPOINT_LAMBDAS, ExecOptions, RunSpec
 
 
 def train(
@@ -87,6 +87,8 @@ def train(
             return RunResult("diverged", history, info.device, diverged, start_epoch)
         if p.schedule is not None:
             p.schedule.step()
+        if p.lr_schedule is not None:
+            p.lr_schedule.step()
         # After the callbacks (the store has the epoch), so that a crash in between only repeats an epoch.
         if main:
             path = checkpoint.save(p, epoch, history, owner)
@@ -225,7 +227,8 @@ def _shard(p: Prepared) -> tuple[int, int] | None:
 
 
 def _current_lambdas(p: Prepared) -> tuple[float | None, float | None]:
+    """MAS's lambdas in force; Adam's, AdamW's and SGD's endpoints; none for other optimizers."""
     group = p.optimizer.param_groups[0]
     if "lambda_adam" in group:
         return group["lambda_adam"], group["lambda_sgd"]
-    return p.spec.lambdas
+    return p.spec.lambdas if p.spec.optimizer in ENDPOINT_LAMBDAS else (None, None)

@@ -1,16 +1,26 @@
-"""Optimizers: MAS, its lambda schedules, and a registry with torch's baselines."""
+"""Optimizers: MAS, its lambda schedules, a registry of names and import paths, and learning-rate schedules."""
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
+from masbench.optim.arguments import check_builds, typed_arguments
 from masbench.optim.functional import default_path
+from masbench.optim.lr_schedules import build_lr_schedule, check_lr_schedule, normalise_lr_schedule
 from masbench.optim.mas import MAS
+from masbench.optim.registry import (
+    OPTIMIZERS,
+    SPEC_OPTIMIZERS,
+    argument_names,
+    hyperparameter_names,
+    optimizer_class,
+    optimizer_defaults,
+    resolve_optimizer,
+    select_hyperparameters,
+)
 from masbench.optim.schedules import (
     ConstantLambda,
     LambdaSchedule,
@@ -19,41 +29,11 @@ from masbench.optim.schedules import (
     parse_lambda_schedule,
 )
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "mas": MAS,
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-}
-
-
-def hyperparameter_names(name: str) -> list[str]:
-    """The keyword arguments that optimizer ``name`` accepts besides ``params``."""
-    return list(_signature(name))
-
-
-def select_hyperparameters(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
-    """The subset of ``hparams`` that optimizer ``name`` accepts (a run config holds them all)."""
-    accepted = set(hyperparameter_names(name))
-    return {key: value for key, value in hparams.items() if key in accepted}
-
-
-def optimizer_defaults(name: str) -> dict[str, Any]:
-    """The keyword defaults of optimizer ``name`` (for example AdamW's weight_decay=0.01)."""
-    return {p.name: p.default for p in _signature(name).values() if p.default is not inspect.Parameter.empty}
-
-
-@functools.cache
-def _signature(name: str) -> dict[str, inspect.Parameter]:
-    # Cached: planning a sweep asks for every cell, and inspect.signature was most of its time.
-    parameters = inspect.signature(_lookup(name).__init__).parameters
-    return {p: parameters[p] for p in parameters if p not in ("self", "params")}
-
 
 def build_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], **hparams: Any) -> torch.optim.Optimizer:
-    """Build optimizer ``name`` ("mas", "sgd", "adam", "adamw") over ``params``.
+    """Build optimizer ``name`` (a registered name or an import path, see ``registry``) over ``params``.
 
-    The baselines are torch's own classes. Unless ``foreach`` or ``fused`` is given,
+    The baselines are torch's own classes. For sgd, adam and adamw, unless ``foreach`` or ``fused`` is given,
     they run on the kernel family that MAS's default picks for the same parameters
     (``masbench.optim.functional.default_path``: fused on CPU, foreach on CUDA), so that
     MAS at its endpoints equals them bit for bit; torch's own default on CPU would be
@@ -64,12 +44,12 @@ def build_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], 
         >>> import torch
         >>> opt = build_optimizer("sgd", [torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
     """
-    cls = _lookup(name)
+    cls = optimizer_class(name)
     valid = hyperparameter_names(name)
     unknown = sorted(set(hparams) - set(valid))
     if unknown:
         raise ValueError(f"Invalid hyperparameter(s) for optimizer {name!r}: {', '.join(unknown)} (valid: {', '.join(valid)})")
-    if cls is not MAS and "foreach" not in hparams and "fused" not in hparams:
+    if resolve_optimizer(name) in ("sgd", "adam", "adamw") and "foreach" not in hparams and "fused" not in hparams:
         params, hparams = _with_mas_default_path(list(params), hparams)
     return cls(params, **hparams)
 
@@ -93,23 +73,25 @@ def _with_mas_default_path(params: list, hparams: dict[str, Any]) -> tuple[list,
     return groups, hparams
 
 
-def _lookup(name: str) -> type[torch.optim.Optimizer]:
-    try:
-        return OPTIMIZERS[name]
-    except KeyError:
-        raise ValueError(f"Unknown optimizer: {name!r} (valid: {', '.join(sorted(OPTIMIZERS))})") from None
-
-
 __all__ = [
     "MAS",
     "OPTIMIZERS",
     "ConstantLambda",
     "LambdaSchedule",
     "LinearLambda",
+    "SPEC_OPTIMIZERS",
+    "argument_names",
     "build_lambda_schedule",
+    "build_lr_schedule",
     "build_optimizer",
+    "check_builds",
+    "check_lr_schedule",
     "hyperparameter_names",
+    "normalise_lr_schedule",
+    "optimizer_class",
     "optimizer_defaults",
     "parse_lambda_schedule",
+    "resolve_optimizer",
     "select_hyperparameters",
+    "typed_arguments",
 ]

@@ -66,6 +66,9 @@ def can_pack(specs: Sequence[RunSpec]) -> str | None:
             return f"the cells differ in {name} ({', '.join(sorted(map(str, values)))}); a pack's cells share it"
     if any(s.data_options() != first.data_options() for s in specs):
         return "the cells differ in their data options; a pack's cells share them"
+    scheduled = next((s for s in specs if s.lr_schedule != "constant"), None)
+    if scheduled is not None:  # a member's lr would stay constant: other numbers than its cell's, silently
+        return f"{scheduled.name} has an lr schedule, which packing does not run; it trains unpacked"
     if first.kind != "image":
         return f"model {first.model!r} takes text; packing covers the image models (mlp, cnn, resnet18, resnet34)"
     keys = [s.key for s in specs]

@@ -108,12 +108,21 @@ def differing_settings(cells: pd.DataFrame, keys: list[str] | list[pd.Series]) -
     for _, group in cells.groupby(keys, sort=False, dropna=False):
         if len(group) < 2:
             continue
-        configs = list(group["canonical"])
+        configs = [_flat(c) for c in group["canonical"]]
         names = sorted({k for c in configs for k in c} - {"seed"})
         differ = [k for k in names if len({repr(c.get(k)) for c in configs}) > 1]
         for index, config in zip(group.index, configs):
-            out[index] = ", ".join(f"{k}={_shown(config.get(k))}" for k in differ)
+            out[index] = ", ".join(f"{k}={_shown(config[k]) if k in config else ABSENT.get(k, 'default')}"
+                                   for k in differ)
     return out
+
+
+ABSENT = {"lr_schedule": "constant"}  # what a setting left out of a canonical config means, where not "default"
+
+
+def _flat(canonical: dict[str, Any]) -> dict[str, Any]:
+    """A canonical config with its optimizer arguments beside the other settings, as run names show them."""
+    return {**{k: v for k, v in canonical.items() if k != "optimizer_args"}, **canonical.get("optimizer_args", {})}
 
 
 def display_names(cells: pd.DataFrame) -> pd.Series:

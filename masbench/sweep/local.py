@@ -7,8 +7,11 @@ checkpoint.
 
 Stopping: SIGINT or SIGTERM to the sweep (or to its whole process group)
 reaches every worker, which gives its claim back and exits; the parent waits
-for them and reports the signal. A worker whose parent dies (even by SIGKILL)
-stops the same way, so that no worker outlives its sweep.
+for them and reports the signal. A worker still starting up has both signals
+blocked (from its first instruction) and stops once its handlers are in; a
+signal to one worker alone stops that worker, and the others take its cells.
+A worker whose parent dies (even by SIGKILL) stops the same way, so that no
+worker outlives its sweep.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
+from masbench import faults
 from masbench.benchmarks import Cell
 from masbench.engine import resolve_device
 from masbench.errors import MasbenchError
@@ -95,28 +99,41 @@ def _worker_process(cells: list[Cell], url: str, settings: SweepSettings, starte
                     cuda_device: str | None) -> None:
     """Entry point of a worker process (spawned: it starts from scratch and opens its own store).
 
-    It starts with SIGINT and SIGTERM blocked (see ``_signals_blocked``) and unblocks them once its own
-    handlers are in, so that a signal at any moment stops it cleanly, never with a traceback.
+    No signal at any moment of its life ends it with a traceback. It starts with SIGINT and SIGTERM
+    blocked (see ``_signals_blocked``): a signal while multiprocessing's bootstrap imports torch waits,
+    and stops the worker as soon as its own handlers are in and the signals are unblocked. Once its work
+    is over (done, stopped, or failed) it blocks them again: the process is only exiting.
     """
+    error = None
     try:
-        stopping.install()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping.SIGNALS)
-        _stop_with_parent()
-        if cuda_device is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = cuda_device
-        import torch
-
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.workers))
-        store = Store(url)
         try:
-            work_through(cells, store, settings, started=started, offset=index * len(cells) // settings.workers)
+            stopping.install()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping.SIGNALS)  # a signal that waited stops it here
+            _work(cells, url, settings, started, index, cuda_device)
+        except MasbenchError as raised:  # a full disk, a store gone read-only: one line, not a traceback
+            error = raised
         finally:
-            store.close()
+            signal.pthread_sigmask(signal.SIG_BLOCK, stopping.SIGNALS)
     except KeyboardInterrupt:
         pass  # stopped by a signal: run_cell and work_through have given the claims back
-    except MasbenchError as error:  # a full disk, a store gone read-only: one line, not a traceback
+    if error is not None:
         print(f"Error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def _work(cells: list[Cell], url: str, settings: SweepSettings, started: datetime, index: int,
+          cuda_device: str | None) -> None:
+    _stop_with_parent()
+    if cuda_device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = cuda_device
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.workers))
+    store = Store(url)
+    try:
+        work_through(cells, store, settings, started=started, offset=index * len(cells) // settings.workers)
+    finally:
+        store.close()
 
 
 def _stop_with_parent() -> None:
@@ -137,12 +154,21 @@ def _stop_with_parent() -> None:
 
 @contextmanager
 def _signals_blocked():
-    """SIGINT and SIGTERM held back in this thread, and so in the processes it starts, until the block ends."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, stopping.SIGNALS)
+    """SIGINT and SIGTERM blocked in this thread, and so in the processes it starts until the block ends.
+
+    A blocked signal stays blocked across fork and exec, so a worker is protected from its first
+    instruction (multiprocessing's bootstrap, before any masbench code) until it unblocks them itself.
+    """
+    from multiprocessing import resource_tracker
+
+    # Starting the resource tracker ends with SIG_UNBLOCK of both signals (CPython's ensure_running), which
+    # would leave the workers started after it unprotected: start it first.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stopping.SIGNALS)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping.SIGNALS)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _run_processes(cells: list[Cell], store: Store, settings: SweepSettings, started: datetime) -> int:
@@ -156,7 +182,8 @@ def _run_processes(cells: list[Cell], store: Store, settings: SweepSettings, sta
         for i, gpu in enumerate(gpu_assignment(settings.workers))
     ]
     try:
-        with _signals_blocked():
+        # held: a stop while they start waits until every worker has a pid to pass it on to
+        with stopping.held(), _signals_blocked():
             for process in processes:
                 process.start()
         for process in processes:
@@ -210,7 +237,8 @@ def run_sweep(
     """Run every cell not yet finished, in ``settings.workers`` processes (1: in this one).
 
     A stop (SIGINT, SIGTERM) once the cells are running ends the sweep with every claim given back, and
-    the summary names the signal; a stop before that raises ``Stopped``.
+    the summary names the signal, unless every cell was finished anyway (see ``summarize``); a stop
+    before that raises ``Stopped``.
     """
     cells = list(cells)
     with stopping.stop_on_signals():
@@ -219,13 +247,18 @@ def run_sweep(
         started = store.now()
         if on_start is not None:
             on_start()
-        dead = 0
+        dead, stopped_by = 0, None
         try:
-            if settings.workers <= 1:
-                work_through(cells, store, settings, started=started, datasets=loaded)
-            else:
-                loaded.clear()  # each worker process loads its own copy; the parent need not hold one meanwhile
-                dead = _run_processes(cells, store, settings, started)
+            try:
+                if settings.workers <= 1:
+                    work_through(cells, store, settings, started=started, datasets=loaded)
+                else:
+                    loaded.clear()  # each worker process loads its own copy; the parent need not hold one meanwhile
+                    dead = _run_processes(cells, store, settings, started)
+            finally:
+                stopping.finishing()  # a signal from here on does not cut the summary short
         except KeyboardInterrupt:
-            return summarize(cells, store, started, stopping.requested() or signal.SIGINT)
-        return summarize(cells, store, started, dead_workers=dead)
+            stopped_by = signal.SIGINT  # stopped, every claim given back; requested() names the signal
+        faults.point("sweep.finished")
+        return summarize(cells, store, started, stopping.requested() or stopped_by, dead_workers=dead,
+                         retry_failed=settings.retry_failed)

@@ -93,12 +93,27 @@ class SweepSummary:
 
 
 def summarize(cells: Sequence[Cell], store: Store, started: datetime, stopped_by: int | None = None,
-              dead_workers: int = 0) -> SweepSummary:
-    """The cells' states in the store; ``started`` (the server's clock) tells the cells this sweep finished."""
+              dead_workers: int = 0, retry_failed: bool = False) -> SweepSummary:
+    """The cells' states in the store; ``started`` (the server's clock) tells the cells this sweep finished.
+
+    Finishing wins over a stop: if the stop left nothing undone (every cell finished, and none failed
+    before ``started`` still waiting for ``retry_failed``), the sweep is not reported as interrupted.
+    """
     states = store.cell_states([cell.spec.key for cell in cells])
     ran = sum(1 for s in states.values()
               if s["status"] in FINAL and s["finished_at"] is not None and as_utc(s["finished_at"]) >= started)
+    undone = len(states) < len(cells) or any(_undone(s, started, retry_failed) for s in states.values())
+    if stopped_by is not None and not undone:
+        stopped_by = None
     return SweepSummary(len(cells), states, ran, stopped_by, 0 if stopped_by is not None else dead_workers)
+
+
+def _undone(state: dict[str, Any], started: datetime, retry_failed: bool) -> bool:
+    """Whether the sweep would still have run this cell (as ``run_cell`` decides)."""
+    if state["status"] not in FINAL:
+        return True
+    stale = state["finished_at"] is not None and as_utc(state["finished_at"]) < started
+    return retry_failed and state["status"] != "completed" and stale
 
 
 def dry_run(cells: Sequence[Cell], url: str | None) -> list[tuple[Cell, str]]:

@@ -81,8 +81,10 @@ def run_sweep_ray(
         try:
             started, stopped_by = _run_tasks(ray, cells, store, settings, on_start)
         finally:
+            stopping.finishing()  # a signal from here on does not cut the shutdown or the summary short
             ray.shutdown()
-        return summarize(cells, store, started, stopped_by)
+        return summarize(cells, store, started, stopping.requested() or stopped_by,
+                         retry_failed=settings.retry_failed)
 
 
 def _run_tasks(ray, cells: list[Cell], store: Store, settings: SweepSettings,

@@ -8,6 +8,11 @@ that surfaces while a stop is pending (a ``RuntimeError`` out of a ``torch.save`
 that the interrupt cut short) is the stop, not the cell's failure: ``run_cell``
 asks ``requested()`` before it records ``failed``.
 
+Two moments take a signal without raising it: ``held()`` (a block that must run
+whole, such as starting worker processes, raises the stop when it ends) and
+``finishing()`` (the work is over, so a late signal is recorded and the sweep
+finishes and reports as it would have without it).
+
 The state is process-wide because signal handlers are.
 """
 
@@ -36,7 +41,12 @@ class Stopped(MasbenchError):
 class _State:
     signum: int | None = None  # the first signal received
     depth = 0  # nested stop_on_signals blocks (the CLI's, run_sweep's)
+    holding = 0  # nested held() blocks: a signal is recorded, and raised when the outermost ends
+    finishing = False  # the work is over: a signal is recorded, never raised
     previous: dict = {}
+
+    def reset(self) -> None:
+        self.signum, self.holding, self.finishing = None, 0, False
 
 
 _state = _State()
@@ -64,12 +74,13 @@ def interrupted(error: BaseException) -> bool:
 def _on_signal(signum: int, frame) -> None:
     if _state.signum is None:
         _state.signum = signum
-        raise KeyboardInterrupt
+        if not _state.holding and not _state.finishing:
+            raise KeyboardInterrupt
 
 
 def install() -> None:
     """Handle SIGINT and SIGTERM for the rest of this process's life (a sweep worker's)."""
-    _state.signum = None
+    _state.reset()
     _state.depth += 1
     for signum in SIGNALS:
         signal.signal(signum, _on_signal)
@@ -86,7 +97,7 @@ def stop_on_signals() -> Iterator[None]:
         return
     outermost = _state.depth == 0
     if outermost:
-        _state.signum = None
+        _state.reset()
         _state.previous = {signum: signal.signal(signum, _on_signal) for signum in SIGNALS}
     _state.depth += 1
     try:
@@ -98,4 +109,30 @@ def stop_on_signals() -> Iterator[None]:
         if outermost:
             for signum, handler in _state.previous.items():
                 signal.signal(signum, handler)
-            _state.signum = None
+            _state.reset()
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """Run the block whole: a stop requested meanwhile is raised (``KeyboardInterrupt``) once it ends.
+
+    Python runs handlers in the main thread whichever thread the kernel picked, so blocking the signals
+    in this thread alone would not hold them back; this does, for any thread.
+    """
+    before = _state.signum
+    _state.holding += 1
+    try:
+        yield
+    finally:
+        _state.holding -= 1
+    if before is None and _state.signum is not None and not _state.holding and not _state.finishing:
+        raise KeyboardInterrupt
+
+
+def finishing() -> None:
+    """The work is over: until the outermost ``stop_on_signals`` block ends, a signal is only recorded.
+
+    What comes next (a summary, an exit) is not cut short, and whoever reports asks ``requested()``
+    whether the stop changed anything.
+    """
+    _state.finishing = True

@@ -1,0 +1,157 @@
+"""The optimizer registry: a name or an import path -> a ``torch.optim.Optimizer`` class and its hyperparameters.
+
+Registered names: ``mas``, ``sgd``, ``adam`` and ``adamw``, whose hyperparameters are run spec fields
+(``lr``, ``momentum``, ``betas``, ...), and torch's other built-ins (``radam``, ``nadam``, ``adamax``,
+``rmsprop``, ``adagrad``, ``adadelta``, ``asgd``, ``rprop``), which take ``lr`` from the spec and the
+rest as optimizer arguments (``masbench.optim.arguments``). Any other optimizer is an import path,
+``package.module:Class`` or ``package.module.Class``, imported when a spec naming it is validated or
+built, never before. A path to a registered class is that class's name (``torch.optim.RAdam`` is
+``radam``), and ``pkg.mod.Class`` is written ``pkg.mod:Class``: one optimizer, one name, one cell key.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from masbench.limits import STR_LIMITS, shown
+from masbench.optim.mas import MAS
+from masbench.optimizer_names import SPEC_OPTIMIZERS, unknown_optimizer
+
+# The names are listed torch-free in masbench.optimizer_names too (a test holds the two together).
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "mas": MAS,
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "radam": torch.optim.RAdam,
+    "nadam": torch.optim.NAdam,
+    "adamax": torch.optim.Adamax,
+    "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
+    "adadelta": torch.optim.Adadelta,
+    "asgd": torch.optim.ASGD,
+    "rprop": torch.optim.Rprop,
+}
+# How an optimizer runs, not what it computes (up to rounding): never a cell's argument.
+EXECUTION_ARGS = frozenset({"foreach", "fused", "capturable", "differentiable"})
+MAX_OPTIMIZER = 32  # runs.optimizer is VARCHAR(32)
+_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)?")
+
+
+def resolve_optimizer(text: str) -> str:
+    """The optimizer's one name: a registered name, or an import path as ``module:Class``; ValueError if none.
+
+    >>> resolve_optimizer("torch.optim.RAdam")
+    'radam'
+    """
+    return _resolve(text)[0]
+
+
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    return _resolve(name)[1]
+
+
+@functools.cache
+def _resolve(text: str) -> tuple[str, type[torch.optim.Optimizer]]:
+    if text in OPTIMIZERS:
+        return text, OPTIMIZERS[text]
+    if len(text) > STR_LIMITS["optimizer"]:
+        longest = STR_LIMITS["optimizer"]
+        raise ValueError(f"Invalid optimizer: {shown(text)} is {len(text)} characters (at most {longest})")
+    if not _PATH.fullmatch(text) or ("." not in text and ":" not in text):
+        raise ValueError(unknown_optimizer(text))
+    module, attribute, found = _import(text)
+    if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
+        raise ValueError(f"Invalid optimizer {shown(text)}: {module}:{attribute} is {shown(found)}, not a "
+                         f"torch.optim.Optimizer subclass")
+    for name, cls in OPTIMIZERS.items():
+        if cls is found:
+            return name, cls
+    name = f"{module}:{attribute}"
+    if len(name) > MAX_OPTIMIZER:
+        raise ValueError(f"Invalid optimizer {shown(text)}: {shown(name)} is {len(name)} characters (the store holds "
+                         f"{MAX_OPTIMIZER}); give a shorter import path, e.g. through a package that re-exports it")
+    return name, found
+
+
+def _import(text: str) -> tuple[str, str, Any]:
+    """``pkg.mod:Attr`` imports ``pkg.mod``; ``pkg.mod.Attr`` the longest importable module prefix."""
+    if ":" in text:
+        module, attribute = text.split(":")
+        candidates = [(module, attribute)]
+    else:
+        parts = text.split(".")
+        candidates = [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)]
+    for module, attribute in candidates:
+        try:
+            imported = importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name is not None and (module == error.name or module.startswith(error.name + ".")):
+                continue  # this prefix is not a module: try a shorter one
+            raise ValueError(f"Invalid optimizer {shown(text)}: importing {module} failed ({error})") from None
+        # Importing a user's module runs its code: whatever it raises is that path's fault, told in one line.
+        except Exception as error:  # noqa: BLE001
+            raise ValueError(f"Invalid optimizer {shown(text)}: importing {module} failed "
+                             f"({type(error).__name__}: {error})") from None
+        found: Any = imported
+        for part in attribute.split("."):
+            if not hasattr(found, part):
+                raise ValueError(f"Invalid optimizer {shown(text)}: module {module} has no {attribute}")
+            found = getattr(found, part)
+        return module, attribute, found
+    raise ValueError(f"Invalid optimizer {shown(text)}: no module of that path can be imported")
+
+
+def hyperparameter_names(name: str) -> list[str]:
+    """The keyword arguments that optimizer ``name`` accepts besides ``params``."""
+    return list(_signature(name))
+
+
+def select_hyperparameters(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The values among ``hparams`` (a run spec's fields) that optimizer ``name`` takes from the spec.
+
+    mas, sgd, adam and adamw take every field they accept; the others only ``lr`` (their own settings are
+    optimizer arguments, so that the spec's defaults, such as eps=1e-8, never replace theirs unasked).
+    """
+    accepted = set(hyperparameter_names(name))
+    if resolve_optimizer(name) not in SPEC_OPTIMIZERS:
+        accepted &= {"lr"}
+    return {key: value for key, value in hparams.items() if key in accepted}
+
+
+def spec_hyperparameters(name: str, fields: Iterable[str]) -> set[str]:
+    """The hyperparameters of ``name`` that run spec ``fields`` set (so that no optimizer argument may)."""
+    return set(select_hyperparameters(name, dict.fromkeys(fields)))
+
+
+def argument_names(name: str, fields: Iterable[str]) -> list[str]:
+    """The optimizer arguments ``name`` takes: its keywords, less those the spec's ``fields`` set and how it runs."""
+    taken = spec_hyperparameters(name, fields)
+    return [key for key, parameter in _signature(name).items()
+            if key not in taken and key not in EXECUTION_ARGS
+            and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)]
+
+
+def optimizer_defaults(name: str) -> dict[str, Any]:
+    """The keyword defaults of optimizer ``name`` (for example AdamW's weight_decay=0.01)."""
+    return {p.name: p.default for p in _signature(name).values() if p.default is not inspect.Parameter.empty}
+
+
+def signature_of(name: str) -> dict[str, inspect.Parameter]:
+    return dict(_signature(name))
+
+
+@functools.cache
+def _signature(name: str) -> dict[str, inspect.Parameter]:
+    # Cached: planning a sweep asks for every cell, and inspect.signature was most of its time.
+    parameters = inspect.signature(optimizer_class(name).__init__).parameters
+    return {p: parameters[p] for p in parameters if p not in ("self", "params")}
+

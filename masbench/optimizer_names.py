@@ -1,0 +1,24 @@
+"""The registered optimizer names, torch-free: a grid's plain names are checked before torch is imported.
+
+``masbench.optim.registry`` maps each to its class (and holds them in this order); import paths need the
+import, and are resolved there.
+"""
+
+from __future__ import annotations
+
+from masbench.limits import shown
+
+OPTIMIZER_NAMES = ("mas", "sgd", "adam", "adamw", "radam", "nadam", "adamax", "rmsprop", "adagrad", "adadelta",
+                   "asgd", "rprop")
+# Their hyperparameters are RunSpec fields (lr, momentum, betas, ...): the cells and keys masbench has always had.
+SPEC_OPTIMIZERS = ("mas", "sgd", "adam", "adamw")
+
+
+def is_path(text: str) -> bool:
+    """An import path (``pkg.mod:Class``, ``pkg.mod.Class``), not a plain name."""
+    return "." in text or ":" in text
+
+
+def unknown_optimizer(text: str, what: str = "optimizer") -> str:
+    return (f"Unknown {what}: {shown(text)} (valid: {', '.join(OPTIMIZER_NAMES)}, or an import path "
+            f"package.module:Class of a torch.optim.Optimizer)")
