@@ -126,7 +126,7 @@ def pack_option(text: str | None) -> int | str | None:
     """``--pack``: members per pack (N >= 2), auto or off; None when not given (the benchmark's applies)."""
     if text is None:
         return None
-    from masbench.benchmarks import parse_pack
+    from masbench.grids import parse_pack
 
     try:
         return parse_pack(text, "--pack")

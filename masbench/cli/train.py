@@ -234,8 +234,9 @@ def sweep(
 
     The axes: --models, --baselines (any optimizer), --lambdas, --lambda-schedule, the seeds; other flags: every cell.
     """
-    from masbench.benchmarks import RUN_FIELDS, plan_sweep
+    from masbench.benchmarks import plan_sweep
     from masbench.cli.axes import parse_optimizer_assignments
+    from masbench.grids import RUN_FIELDS
 
     _check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
     stale_after, heartbeat_every = lease(claim_timeout)
