@@ -249,3 +249,61 @@ def test_the_committed_baselines_join_the_planned_cells(name, monkeypatch):
     with open(REPO / "benchmarks" / "baselines" / f"{name}.csv", newline="") as handle:
         baseline = {row["config_key"] for row in csv.DictReader(handle)}
     assert baseline and baseline <= planned
+
+
+def _keep_times(path: Path, write) -> None:
+    """Rewrite ``path`` through ``write`` and put its modification time back, as ``mv``, unzip or ``touch -r`` do."""
+    stat = path.stat()
+    write()
+    import os
+
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+def test_images_changed_with_their_sizes_and_times_kept_are_decoded_again(tmp_path):
+    """The decode cache is keyed on content: a swap that keeps every size and mtime must not be served stale."""
+    import torch
+    from torchvision.io import write_png
+
+    from masbench.data import load_dataset
+
+    root = tmp_path / "imgs"
+    for split, count in (("train", 3), ("test", 1)):
+        for c, name in enumerate(("cat", "dog")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                image = torch.full((3, 6, 6), 40 + 150 * c, dtype=torch.uint8)
+                image[0, 0, i] = 7  # each image its own, all of one size (no compression)
+                write_png(image, str(root / split / name / f"{i:03d}.png"), compression_level=0)
+    cat, dog = root / "train" / "cat" / "000.png", root / "train" / "dog" / "000.png"
+    assert cat.stat().st_size == dog.stat().st_size
+    before = load_dataset("imagefolder:imgs", tmp_path / "cache-dir", base_dir=tmp_path)
+    cat_bytes, dog_bytes = cat.read_bytes(), dog.read_bytes()
+    _keep_times(cat, lambda: cat.write_bytes(dog_bytes))
+    _keep_times(dog, lambda: dog.write_bytes(cat_bytes))
+    after = load_dataset("imagefolder:imgs", tmp_path / "cache-dir", base_dir=tmp_path)
+    fresh = load_dataset("imagefolder:imgs", tmp_path / "fresh-dir", base_dir=tmp_path)
+    assert torch.equal(after.train.images, fresh.train.images)
+    assert not torch.equal(after.train.images, before.train.images)
+
+
+def test_a_csv_changed_with_its_size_and_time_kept_is_tokenized_again(tmp_path, minilm_path):
+    """The token cache is keyed on content: labels swapped in place (same size, same mtime) are read anew."""
+    import torch
+
+    from masbench.data import load_dataset
+
+    path = write_csv(tmp_path / "data.csv", rows_per_label=4)
+    options = dict(pretrained=minilm_path, max_length=16, text_column=None, label_column=None, test_file=None,
+                   test_fraction=0.25)
+    before = load_dataset("csv:data.csv", tmp_path / "cache-dir", base_dir=tmp_path, **options)
+    text = path.read_text()
+    swapped = text.replace(",good", ",TMP").replace(",bad", ",good").replace(",TMP", ",bad")
+    assert len(swapped) == len(text) and swapped != text
+    _keep_times(path, lambda: path.write_text(swapped))
+    after = load_dataset("csv:data.csv", tmp_path / "cache-dir", base_dir=tmp_path, **options)
+    fresh = load_dataset("csv:data.csv", tmp_path / "fresh-dir", base_dir=tmp_path, **options)
+    for split in ("train", "test"):
+        assert torch.equal(getattr(after, split).labels, getattr(fresh, split).labels)
+    assert [before.classes[i] for i in before.train.labels] != [after.classes[i] for i in after.train.labels]

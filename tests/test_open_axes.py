@@ -366,3 +366,17 @@ def test_an_optimizer_without_a_packed_form_is_not_packed():
     members = [build_optimizer("radam", member_views([w], k), lr=0.1) for k in range(2)]
     with pytest.raises(Unpackable, match="optimizer RAdam has no packed form"):
         PackedOptimizer([w], members)
+
+
+@pytest.mark.parametrize("body, kind", [("import sys\nsys.exit(0)\n", "SystemExit"), ("1 / 0\n", "ZeroDivisionError"),
+                                        ("raise SystemExit(3)\n", "SystemExit")])
+def test_a_module_that_exits_or_fails_at_import_is_one_error_line(tmp_path, monkeypatch, body, kind):
+    """``sys.exit(0)`` at import used to end ``masbench run`` with exit 0 and nothing said."""
+    (tmp_path / "bye_module.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["run", "--optimizer", "bye_module:X", "--epochs", "1",
+                                 "--db", f"sqlite:///{tmp_path / 'b.db'}"])
+    assert result.exit_code != 0
+    assert "Invalid optimizer 'bye_module:X': importing bye_module failed" in result.output and kind in result.output
+    assert not (tmp_path / "b.db").exists()

@@ -4,8 +4,8 @@ PATH may be a folder holding ``train/<class>/<image>`` and ``test/<class>/<image
 or zip archives with that layout (a folder of them, or one archive: ``masbench.data.layout``
 lists them): the shared CIFAR-10 copy's ``cifar10_train_jpg.zip`` and ``cifar10_test_jpg.zip``
 work as they are. The images are decoded once (torchvision.io, no PIL) into one uint8 tensor
-per split and cached under ``DATA_DIR/cache``, keyed on the files' names, sizes and
-modification times, so that the next run starts in a fraction of a second.
+per split and cached under ``DATA_DIR/cache``, keyed on the images' contents (names,
+sizes and CRC-32s, as the cell's data fingerprint), so that the next run starts in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 
 from masbench.data.base import ImageDataset, ImageSplit, channel_stats, check_classes
 from masbench.data.layout import EXTENSIONS, SPLITS, Item, collect
+from masbench.data.identity import MISSING, images_fingerprint
 from masbench.errors import MasbenchError
 from masbench.fileio import cached_payload
 
@@ -73,17 +74,6 @@ def _decode_split(items: list[Item], classes: list[str]) -> ImageSplit:
     return ImageSplit(images, torch.tensor([index[item.label] for item in items], dtype=torch.long))
 
 
-def _signature(listings: dict[str, list[Item]]) -> str:
-    digest = hashlib.sha256()
-    stats: dict[str, os.stat_result] = {}
-    for split, items in listings.items():
-        for item in items:
-            stat = stats.get(item.path) or stats.setdefault(item.path, os.stat(item.path))
-            digest.update(f"{split}\0{os.path.abspath(item.path)}\0{item.member}\0{stat.st_size}\0"
-                          f"{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:24]
-
-
 def load_imagefolder(path: str, data_dir: Path) -> ImageDataset:
     root = Path(path).expanduser()
     listings = collect(root)
@@ -103,7 +93,14 @@ def load_imagefolder(path: str, data_dir: Path) -> ImageDataset:
         return dict(train_images=train.images, train_labels=train.labels, test_images=test.images,
                     test_labels=test.labels)
 
-    payload = cached_payload(Path(data_dir) / "cache" / f"imagefolder-{_signature(listings)}.pt", build)
+    # The decode cache is keyed on the images' contents (names, sizes, CRC-32s: the cell's own fingerprint),
+    # never on mtimes: images swapped or rewritten with their sizes and mtimes kept must not be served stale.
+    fingerprint = images_fingerprint(str(root))
+    if fingerprint == MISSING:  # a file went unreadable since the listing: no key to trust, so no cache
+        payload = build()
+    else:
+        digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:24]
+        payload = cached_payload(Path(data_dir) / "cache" / f"imagefolder-{digest}.pt", build)
     train = ImageSplit(payload["train_images"], payload["train_labels"])
     test = ImageSplit(payload["test_images"], payload["test_labels"])
     mean, std = channel_stats(train.images)

@@ -30,7 +30,14 @@ class RawText:
 
 
 def _file_signature(paths: list[Path]) -> str:
-    return ";".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
+    """The token cache's key: the files' contents (SHA-256), never their mtimes.
+
+    A file changed in place with its size and mtime kept (``touch -r``, ``mv``, an unzip) must not be
+    served its old tokens: its run is a new cell (``data.identity``) and must train on the new text.
+    """
+    from masbench.data.identity import file_fingerprint
+
+    return ";".join(f"{p.name}:{file_fingerprint(str(p))}" for p in paths)
 
 
 def _find(data_dir: Path, folders: list[str], names: list[str]) -> list[Path] | None:

@@ -98,7 +98,8 @@ def _import(text: str) -> tuple[str, str, Any]:
                 continue  # this prefix is not a module: try a shorter one
             raise ValueError(f"Invalid optimizer {shown(text)}: importing {module} failed ({error})") from None
         # Importing a user's module runs its code: whatever it raises is that path's fault, told in one line.
-        except Exception as error:  # noqa: BLE001
+        # SystemExit too: a module that exits at import must not end masbench with its own status, silently.
+        except (Exception, SystemExit) as error:  # noqa: BLE001
             raise ValueError(f"Invalid optimizer {shown(text)}: importing {module} failed "
                              f"({type(error).__name__}: {error})") from None
         found: Any = imported
