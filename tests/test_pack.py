@@ -153,6 +153,10 @@ def test_plan_packs_groups_cells_that_can_share_a_pack_in_their_order():
     packs = plan_packs([a[0], b[0], text, *a[1:], b[1]], 3)
     assert packs == [[a[0], a[1], a[2]], [a[3], a[4]], [b[0], b[1]], [text]]
     assert all(can_pack(p) is None for p in packs[:3])
+    # An optimizer with no packed form trains alone, told at planning: it never takes MAS cells out with it.
+    radam = RunSpec(**BASE, optimizer="radam", seed=9)
+    assert "no packed form" in can_pack([a[0], radam])
+    assert plan_packs([a[0], radam, a[1]], 3) == [[a[0], a[1]], [radam]]
     with pytest.raises(ValueError, match="pack size"):
         plan_packs(a, 0)
 

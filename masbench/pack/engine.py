@@ -48,6 +48,7 @@ from masbench.pack.optim import PackedOptimizer, member_views
 from masbench.spec import ExecOptions, RunSpec
 
 SHARED_FIELDS = ("dataset", "model", "batch_size", "epochs")
+PACKED_OPTIMIZERS = ("mas", "sgd", "adam", "adamw")  # the rules pack.optim steps as one
 
 
 def can_pack(specs: Sequence[RunSpec]) -> str | None:
@@ -66,6 +67,9 @@ def can_pack(specs: Sequence[RunSpec]) -> str | None:
             return f"the cells differ in {name} ({', '.join(sorted(map(str, values)))}); a pack's cells share it"
     if any(s.data_options() != first.data_options() for s in specs):
         return "the cells differ in their data options; a pack's cells share them"
+    other = next((s for s in specs if s.optimizer not in PACKED_OPTIMIZERS), None)
+    if other is not None:  # told here, at planning, so that it cannot take the pack's other members with it
+        return f"optimizer {other.optimizer!r} has no packed form (packable: {', '.join(PACKED_OPTIMIZERS)})"
     scheduled = next((s for s in specs if s.lr_schedule != "constant"), None)
     if scheduled is not None:  # a member's lr would stay constant: other numbers than its cell's, silently
         return f"{scheduled.name} has an lr schedule, which packing does not run; it trains unpacked"
