@@ -223,7 +223,7 @@ BAD_INPUT = [
     (lambda p: ["sweep", "--benchmark", "x", "--benchmarks", _yaml(p / "b.yaml", "benchmarks:\n  x: {epoch: 3}\n")],
      "benchmark 'x': unknown key 'epoch'"),
     (lambda p: ["sweep", "--benchmark", "x", "--benchmarks", _yaml(p / "b.yaml", "benchmarks:\n  x: {seeds: two}\n")],
-     "benchmark 'x', key 'seeds': 'two' is invalid"),
+     "benchmark 'x', key 'seeds': 'two' is text, not an integer"),
     (lambda p: ["run", "--db", "postgresql+psycopg://me:pw@127.0.0.1:1/masbench"], "cannot open database"),
     (lambda p: ["sweep", "--dataset", "digits", "--db", "sqlite:////no/such/dir/x.db"], "folder /no/such/dir does not exist"),
     (lambda p: ["run", "--dataset", "cifar10", "--model", "resnet18", "--data-dir", _empty(p / "d")],
