@@ -12,8 +12,7 @@ time it reaches ``POINT`` (N defaults to 1). The points:
 ``MASBENCH_HOLD=POINT:DIR`` makes this process stop at ``POINT`` instead: it
 creates ``DIR/POINT.PID`` and waits there until ``DIR/go`` exists (at most
 ``HOLD_S``), so that a test can send a signal at exactly that moment. The
-points: ``cli.started``: the command line has its signal handlers, its command not yet
-parsed; ``sweep.finished``: a sweep's work is over, its summary not yet made.
+point: ``sweep.finished``: a sweep's work is over, its summary not yet made.
 
 Unset, as they always are outside the tests, a point costs two environment lookups.
 """
