@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from masbench.benchmarks import Cell
@@ -23,6 +22,7 @@ from masbench.pack import Unpackable
 from masbench.spec import ExecOptions, RunSpec
 from masbench.store import Store
 from masbench.sweep import pack_cells, run_pack, unpacked_notes
+from reliability import rows
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -56,15 +56,6 @@ def sweep(db: str, *flags: str, where: Path | None = None):
                                  "--data-dir", str(where / "data")])
     assert result.exit_code == 0, result.output
     return result
-
-
-def rows(url: str, sql: str) -> list[tuple]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return [tuple(r) for r in connection.execute(text(sql))]
-    finally:
-        engine.dispose()
 
 
 def epochs(url: str) -> dict[str, list[tuple]]:
