@@ -10,7 +10,23 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from masbench.engine import Callback
+
 TIMING = ("seconds", "samples_per_second")
+
+
+class StopAfter(Callback):
+    """A crash right after epoch ``n`` has been checkpointed."""
+
+    class Crash(Exception):
+        pass
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_checkpoint(self, epoch, path):
+        if epoch == self.n:
+            raise self.Crash
 
 
 def rows(url: str, sql: str) -> list[tuple]:

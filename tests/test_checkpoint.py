@@ -19,7 +19,7 @@ import torch
 from masbench.engine import Callback, CheckpointOwner, checkpoint_path, prepare, train
 from masbench.fileio import _host
 from masbench.spec import ExecOptions, RunSpec
-from reliability import rows
+from reliability import StopAfter, rows
 
 TIMING = ("seconds", "samples_per_second")
 SPEC = RunSpec(dataset="digits", optimizer="mas", momentum=0.9, lr=3e-3, lambda_adam=0.3, lambda_sgd=0.7, epochs=3)
@@ -28,19 +28,6 @@ SPEC = RunSpec(dataset="digits", optimizer="mas", momentum=0.9, lr=3e-3, lambda_
 def numbers(result):
     return [{k: v for k, v in m.as_dict().items() if k not in TIMING} for m in result.epochs]
 
-
-class StopAfter(Callback):
-    """A crash right after epoch ``n`` has been checkpointed."""
-
-    class Crash(Exception):
-        pass
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def on_checkpoint(self, epoch, path):
-        if epoch == self.n:
-            raise self.Crash
 
 
 class Warnings(Callback):

@@ -8,6 +8,7 @@ import pytest
 
 from masbench.spec import ExecOptions, RunSpec
 from masbench.engine import Callback, checkpoint_path, train
+from reliability import StopAfter
 
 TIMING = ("seconds", "samples_per_second")
 
@@ -16,19 +17,6 @@ def numbers(result):
     """Every metric but the timings, epoch by epoch."""
     return [{k: v for k, v in m.as_dict().items() if k not in TIMING} for m in result.epochs]
 
-
-class StopAfter(Callback):
-    """Simulates a crash right after epoch ``n`` has been checkpointed."""
-
-    class Crash(Exception):
-        pass
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def on_checkpoint(self, epoch, path):
-        if epoch == self.n:
-            raise self.Crash
 
 
 class Warnings(Callback):

@@ -11,10 +11,11 @@ import math
 
 import pytest
 
-from masbench.engine import Callback, checkpoint_path, train
+from masbench.engine import checkpoint_path, train
 from masbench.errors import MasbenchError
 from masbench.optim import normalise_lr_schedule
 from masbench.spec import ExecOptions, make_spec
+from reliability import StopAfter
 
 EPOCHS = 7
 TIMING = ("seconds", "samples_per_second")
@@ -56,17 +57,6 @@ def test_each_epoch_records_the_lr_of_its_schedule(schedule, optimizer, lr, opti
     if schedule != "constant":
         assert len(set(recorded)) > 1
 
-
-class StopAfter(Callback):
-    class Crash(Exception):
-        pass
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def on_checkpoint(self, epoch, path):
-        if epoch == self.n:
-            raise self.Crash
 
 
 @pytest.mark.parametrize(
