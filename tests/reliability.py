@@ -44,13 +44,31 @@ def metrics(url: str) -> list[tuple]:
                      "from epochs e join runs r on r.id = e.run_id order by r.key, e.epoch")
 
 
-def sweep(bench_file: Path, url: str, workdir: Path, *extra: str, benchmark: str = "crash",
-          fault: str | None = None) -> subprocess.Popen:
-    """``masbench sweep`` in a process of its own (and its own process group, for killing)."""
+def environment(fault: str | None = None, hold: Path | None = None) -> dict[str, str]:
+    """The environment of a masbench process under test: the fault asked for (none inherited), and a hold.
+
+    ``hold``: every training process stops after its epochs are stored and checkpointed (``faults``'
+    ``epoch.saved``) until ``release(hold)``, so that a test sees a cell part-way through for certain, however
+    fast the machine or slow the test's polling."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("MASBENCH_FAULT", None)
     if fault:
         env["MASBENCH_FAULT"] = fault
+    if hold is not None:
+        hold.mkdir(parents=True, exist_ok=True)
+        env["MASBENCH_HOLD"] = f"epoch.saved:{hold}"
+    return env
+
+
+def release(hold: Path) -> None:
+    """Let the processes held by ``environment(hold=...)`` go on (and never stop again)."""
+    (hold / "go").touch()
+
+
+def sweep(bench_file: Path, url: str, workdir: Path, *extra: str, benchmark: str = "crash",
+          fault: str | None = None, hold: Path | None = None) -> subprocess.Popen:
+    """``masbench sweep`` in a process of its own (and its own process group, for killing)."""
+    env = environment(fault, hold)
     workdir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [sys.executable, "-m", "masbench.cli", "sweep", "--benchmark", benchmark, "--benchmarks", str(bench_file),

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from reliability import finish, rows, sweep, wait_for_running_cell
+from reliability import finish, release, rows, sweep, wait_for_running_cell
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'masbench[ray]')")
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -54,9 +54,11 @@ def test_a_ray_sweep_runs_every_cell_once(bench_file, db_url, tmp_path):
 
 
 def test_a_killed_ray_worker_has_its_cell_retried_and_completed(bench_file, db_url, tmp_path):
-    process = sweep(bench_file, db_url, tmp_path, "--executor", "ray", "--claim-timeout", "3", benchmark="slow")
+    process = sweep(bench_file, db_url, tmp_path, "--executor", "ray", "--claim-timeout", "3", benchmark="slow",
+                    hold=tmp_path / "held")
     worker = wait_for_running_cell(db_url)
     os.kill(int(worker.split(":")[1]), signal.SIGKILL)  # the Ray worker process running the cell
+    release(tmp_path / "held")
     out, err = finish(process)
     assert "2 completed" in out
     assert rows(db_url, "select count(*) from runs where attempts = 2 and status = 'completed'") == [(1,)]
@@ -64,9 +66,10 @@ def test_a_killed_ray_worker_has_its_cell_retried_and_completed(bench_file, db_u
 
 
 def test_ctrl_c_stops_cleanly_and_releases_the_claims(bench_file, sqlite_url, tmp_path):
-    process = sweep(bench_file, sqlite_url, tmp_path, "--executor", "ray", benchmark="slow")
+    process = sweep(bench_file, sqlite_url, tmp_path, "--executor", "ray", benchmark="slow", hold=tmp_path / "held")
     wait_for_running_cell(sqlite_url)
     os.killpg(process.pid, signal.SIGINT)
+    release(tmp_path / "held")
     out, err = process.communicate(timeout=300)
     assert process.returncode == 130, err
     assert "claims released" in err

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from conftest import write_csv, write_image_folder
 from masbench.cli import app
-from reliability import finish, metrics, rows, sweep, wait_for_running_cell
+from reliability import finish, metrics, release, rows, sweep, wait_for_running_cell
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
@@ -137,9 +137,11 @@ def test_two_sweeps_at_once_never_run_a_cell_twice(bench_file, db_url, tmp_path)
 
 
 def test_a_worker_killed_while_holding_a_claim_is_taken_over(bench_file, db_url, tmp_path):
-    process = sweep(bench_file, db_url, tmp_path, "--workers", "2", "--claim-timeout", "3", benchmark="slow")
+    process = sweep(bench_file, db_url, tmp_path, "--workers", "2", "--claim-timeout", "3", benchmark="slow",
+                    hold=tmp_path / "held")
     worker = wait_for_running_cell(db_url)
     os.kill(int(worker.split(":")[1]), signal.SIGKILL)  # that worker process, not the sweep
+    release(tmp_path / "held")
 
     out, err = finish(process)
     assert "4 completed" in out and "1 worker process(es) died" in err
@@ -282,9 +284,10 @@ def test_a_read_only_database_file(immutable_database, command):
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_ctrl_c_stops_a_local_sweep_cleanly_and_releases_its_claims(bench_file, sqlite_url, tmp_path, workers):
-    process = sweep(bench_file, sqlite_url, tmp_path, "--workers", workers, benchmark="slow")
+    process = sweep(bench_file, sqlite_url, tmp_path, "--workers", workers, benchmark="slow", hold=tmp_path / "held")
     wait_for_running_cell(sqlite_url)
     os.killpg(process.pid, signal.SIGINT)
+    release(tmp_path / "held")
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "claims released" in err and "Traceback" not in err

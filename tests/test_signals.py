@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability import finish, rows, sweep, wait_for_running_cell
+from reliability import environment, finish, release, rows, sweep, wait_for_running_cell
 
 pytestmark = pytest.mark.slow
 
@@ -117,23 +117,25 @@ def assert_rerun_completes(bench_file: Path, url: str, workdir: Path, cells: int
 def test_a_signal_stops_a_sweep_of_two_workers_cleanly(bench_file, db_url, tmp_path, signum, target):
     if db_url.startswith("postgresql") and (signum, target) != (signal.SIGTERM, "parent"):
         pytest.skip("the other stops are the same code on PostgreSQL; one of them runs there")
-    process = sweep(bench_file, db_url, tmp_path, "--workers", "2", benchmark="stop")
+    process = sweep(bench_file, db_url, tmp_path, "--workers", "2", benchmark="stop", hold=tmp_path / "held")
     pids = wait_for_workers(process.pid, 2)
     wait_for_running_cell(db_url)
     if target == "parent":
         os.kill(process.pid, signum)
     else:
         os.killpg(process.pid, signum)
+    release(tmp_path / "held")
     out, err = process.communicate(timeout=300)
     assert_stopped_cleanly(db_url, process, err, 128 + signum, pids)
     assert_rerun_completes(bench_file, db_url, tmp_path)
 
 
 def test_workers_stop_and_release_their_claims_when_the_parent_is_killed(bench_file, sqlite_url, tmp_path):
-    process = sweep(bench_file, sqlite_url, tmp_path, "--workers", "2", benchmark="stop")
+    process = sweep(bench_file, sqlite_url, tmp_path, "--workers", "2", benchmark="stop", hold=tmp_path / "held")
     pids = wait_for_workers(process.pid, 2)
     wait_for_running_cell(sqlite_url)
     os.kill(process.pid, signal.SIGKILL)
+    release(tmp_path / "held")
     process.communicate(timeout=60)
     deadline = time.monotonic() + 120  # a bound for the orphans to notice, not a speed
     while [pid for pid in pids if alive(pid)]:
@@ -233,14 +235,14 @@ def test_ctrl_c_once_every_cell_is_done_lets_the_sweep_finish(bench_file, sqlite
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_masbench_run_with_one_line(sqlite_url, tmp_path, signum):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("MASBENCH_FAULT", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "masbench.cli", "run", "--dataset", "digits", "--model", "mlp", "--batch-size", "16",
          "--epochs", "3", "--lr", "0.003", "--db", sqlite_url],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        cwd=tmp_path, env=environment(hold=tmp_path / "held"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True)
     wait_for_running_cell(sqlite_url)
     os.kill(process.pid, signum)
+    release(tmp_path / "held")
     out, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, err
     last = err.rstrip().splitlines()[-1]
@@ -251,9 +253,11 @@ def test_a_signal_stops_masbench_run_with_one_line(sqlite_url, tmp_path, signum)
 
 
 def test_a_second_sweep_with_a_short_claim_timeout_leaves_a_running_cell_alone(bench_file, db_url, tmp_path):
-    first = sweep(bench_file, db_url, tmp_path / "a", benchmark="one")  # the default 60 s lease, a beat every 10 s
+    first = sweep(bench_file, db_url, tmp_path / "a", benchmark="one",  # the default 60 s lease, a beat every 10 s
+                  hold=tmp_path / "held")
     holder = wait_for_running_cell(db_url)
     second = sweep(bench_file, db_url, tmp_path / "b", "--claim-timeout", "1", benchmark="one")
+    release(tmp_path / "held")
     finish(first)
     finish(second)
     assert rows(db_url, "select status, attempts, worker from runs") == [("completed", 1, holder)]

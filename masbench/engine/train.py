@@ -94,6 +94,7 @@ def train(
             path = checkpoint.save(p, epoch, history, owner)
             for cb in callbacks:
                 cb.on_checkpoint(epoch, path)
+        faults.point("epoch.saved")
 
     if main and not options.keep_checkpoint:
         checkpoint.remove(p, owner)

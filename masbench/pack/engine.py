@@ -231,6 +231,7 @@ def _epoch(pack: _Pack, epoch: int, training: list[Member], forward) -> None:
                 m.schedule.step()
             member_io.save(m, pack.options, epoch, pack.model.member_state_dict(m.index),
                            pack.optimizer.member_state_dict(m.index))
+    faults.point("epoch.saved")
 
 
 def _train_batches(pack: _Pack, epoch: int, training: list[Member], forward, start: float):
