@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from conftest import postgres_database
 from masbench.cli import app
 from masbench.errors import MasbenchError
-from masbench.store import ForeignStore, Store
+from masbench.store import SCHEMA_VERSION, ForeignStore, Store
 
 runner = CliRunner()
 
@@ -41,10 +41,10 @@ FOREIGN = {
                               "is not a masbench store: it has tables (photos) but no masbench meta table"),
     "unreadable version": (["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
                             "INSERT INTO meta VALUES ('schema_version', 'abc')"],
-                           "has an unreadable schema version 'abc' (valid: a whole number, 1 to 2)"),
+                           f"has an unreadable schema version 'abc' (valid: a whole number, 1 to {SCHEMA_VERSION})"),
     "version 0": (["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
                    "INSERT INTO meta VALUES ('schema_version', '0')"],
-                  "has schema version 0 (valid: 1 to 2): it was not written by masbench"),
+                  f"has schema version 0 (valid: 1 to {SCHEMA_VERSION}): it was not written by masbench"),
     "meta of another shape": (["CREATE TABLE meta (name TEXT, size INTEGER)", "INSERT INTO meta VALUES ('x', 1)"],
                               "its meta table has columns (name, size), not masbench's (key, value)"),
     "a meta with no version": (["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)", *OTHER_RUNS],
@@ -95,10 +95,10 @@ def test_a_newer_store_is_refused_by_every_command(command, tmp_path):
     folder.mkdir()
     Store(f"sqlite:///{folder / 'store.db'}").close()
     with sqlite3.connect(folder / "store.db") as connection:
-        connection.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     connection.close()
     before = digest(folder)
-    refused(COMMANDS[command], f"sqlite:///{folder / 'store.db'}", "has schema version 3, newer than this masbench's (2)")
+    refused(COMMANDS[command], f"sqlite:///{folder / 'store.db'}", f"has schema version {SCHEMA_VERSION + 1}, newer than this masbench's ({SCHEMA_VERSION})")
     assert digest(folder) == before
 
 

@@ -16,18 +16,19 @@ from sqlalchemy import Column, ForeignKey, MetaData, Table, create_engine, selec
 
 from masbench.spec import RunSpec
 from masbench.store import Store
+from masbench.store.migrate import ADDED_IN
 from masbench.store.models import SCHEMA_VERSION, Base
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v1.sqlite"
-NEW_IN_V2 = {"config_key", "lease_expires_at"}
+AFTER_V1 = {column for tables in ADDED_IN.values() for columns in tables.values() for column in columns}
 
 
 def _v1_metadata() -> MetaData:
-    """Today's tables without what version 2 added: the schema of masbench 0.1."""
+    """Today's tables without what versions 2 and later added: the schema of masbench 0.1."""
     metadata = MetaData()
     for table in Base.metadata.sorted_tables:
         columns = [Column(c.name, c.type, *[ForeignKey(fk.target_fullname, ondelete=fk.ondelete) for fk in c.foreign_keys], primary_key=c.primary_key,
-                          nullable=c.nullable) for c in table.columns if c.name not in NEW_IN_V2]
+                          nullable=c.nullable) for c in table.columns if c.name not in AFTER_V1]
         Table(table.name, metadata, *columns)
     return metadata
 
@@ -107,12 +108,35 @@ def test_a_read_only_open_upgrades_an_old_store_too(tmp_path):
     assert store.runs_frame()["config_key"].notna().all()
 
 
+def test_a_version_2_store_gains_the_version_3_columns_and_keeps_its_rows(db_url):
+    """A store of version 2 (masbench before mixes and validation splits): its runs and epochs stay as they
+    were, the new columns are NULL, and it records version 3."""
+    v1_rows = _write_v1_store(db_url)
+    Store(db_url).close()  # to version 3 ...
+    engine = create_engine(db_url)
+    with engine.begin() as connection:  # ... and back to what version 2 was
+        for table, columns in ADDED_IN[3].items():
+            for column in columns:
+                connection.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+        connection.exec_driver_sql("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    engine.dispose()
+    store = Store(db_url)
+    _check_upgraded(store, v1_rows)
+    assert store.runs_frame()["weights"].isna().all()
+    assert store.epochs_frame()[["val_loss", "val_acc"]].isna().all().all()
+    store.close()
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar() == "3"
+    engine.dispose()
+
+
 def test_two_stores_have_different_identities(tmp_path):
     a, b = Store(f"sqlite:///{tmp_path / 'a.db'}"), Store(f"sqlite:///{tmp_path / 'b.db'}")
     assert a.store_id != b.store_id
 
 
-@pytest.mark.parametrize("version", ["3", "99"])
+@pytest.mark.parametrize("version", [str(SCHEMA_VERSION + 1), "99"])
 def test_a_newer_schema_is_refused(tmp_path, version):
     from masbench.errors import MasbenchError
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from masbench.cli import app
 from masbench.spec import RunSpec
-from masbench.store import NeedsUpgrade, Store
+from masbench.store import SCHEMA_VERSION, NeedsUpgrade, Store
 from masbench.sweep.cells import run_values
 
 runner = CliRunner()
@@ -129,8 +129,8 @@ def test_an_old_store_on_a_read_only_mount_is_refused_with_the_way_out(read_only
         result = runner.invoke(app, [*_args(args, tmp_path), "--db", f"sqlite:///{path}"])
         assert result.exit_code == 1, result.output
         assert result.stderr.count("\n") == 1, result.stderr
-        assert ("has schema version 1, older than this masbench's (2), and is opened read-only here: open it once "
-                "where it can be written") in result.stderr
+        assert (f"has schema version 1, older than this masbench's ({SCHEMA_VERSION}), and is opened read-only "
+                f"here: open it once where it can be written") in result.stderr
     assert digest(path.parent) == before
 
 
@@ -141,7 +141,7 @@ def test_an_old_store_that_can_be_written_is_upgraded_once_then_read(tmp_path):
     result = runner.invoke(app, ["report", "--db", f"sqlite:///{path}"])
     assert result.exit_code == 0, result.output
     with sqlite3.connect(path) as connection:
-        assert connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("2",)]
+        assert connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [(str(SCHEMA_VERSION),)]
     connection.close()
 
 

@@ -8,6 +8,8 @@ store upgrade it once. A newer version than this masbench knows is refused.
 Version 1 (masbench 0.1) to 2: ``runs`` gains ``config_key``, computed from
 each run's stored canonical config exactly as ``RunSpec.config_key`` computes
 it, and ``lease_expires_at``; ``meta`` gains ``store_id``.
+Version 2 to 3: ``runs`` gains ``weights`` and ``epochs`` gains ``val_loss`` and
+``val_acc``, all NULL for the runs already there (none had a mix or a validation split).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from sqlalchemy.orm import Session
 
 from masbench.errors import MasbenchError
 from masbench.spec import config_key_of
-from masbench.store.models import SCHEMA_VERSION, Meta, Run
+from masbench.store.models import SCHEMA_VERSION, Base, Meta, Run
 
 # The columns each version added, by table: a store of an older version lacks them until it is upgraded.
-ADDED_IN: dict[int, dict[str, tuple[str, ...]]] = {2: {"runs": ("config_key", "lease_expires_at")}}
+ADDED_IN: dict[int, dict[str, tuple[str, ...]]] = {
+    2: {"runs": ("config_key", "lease_expires_at")},
+    3: {"runs": ("weights",), "epochs": ("val_loss", "val_acc")},
+}
 
 
 def stored_version(s: Session, masked_url: str) -> int | None:
@@ -52,16 +57,25 @@ def initialise_or_upgrade(s: Session, masked_url: str) -> None:
                             f"({SCHEMA_VERSION}): upgrade masbench")
     if version < 2:
         _v1_to_v2(s)
+    if version < 3:
+        _add_columns(s, 3)
     if version < SCHEMA_VERSION:
         s.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
 
-def _v1_to_v2(s: Session) -> None:
+def _add_columns(s: Session, version: int) -> None:
+    """Add the (nullable) columns that ``version`` added, as they are declared in ``models``."""
     dialect = s.get_bind().dialect
+    for table_name, names in ADDED_IN[version].items():
+        table = Base.metadata.tables[table_name]
+        for name in names:
+            column_type = table.c[name].type.compile(dialect=dialect)
+            s.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {column_type}"))
+
+
+def _v1_to_v2(s: Session) -> None:
     runs = Run.__table__
-    for name in ADDED_IN[2]["runs"]:
-        column_type = runs.c[name].type.compile(dialect=dialect)
-        s.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {column_type}"))
+    _add_columns(s, 2)
     rows = s.execute(select(runs.c.id, runs.c.config)).all()
     if rows:
         s.execute(update(runs).where(runs.c.id == bindparam("run_id")).values(config_key=bindparam("cell")),

@@ -7,6 +7,11 @@ until ``lease_expires_at``, a time of the database server's clock.
 ``epochs``: one row per (run, epoch), unique on that pair, so that a repeated
 epoch replaces its row instead of adding one. ``meta`` records the schema
 version and the store's identity (``store_id``, a UUID that checkpoints name).
+
+Version 3 adds ``runs.weights`` (a mix's components and their weights, as JSON;
+NULL for a single optimizer or MAS, whose weights are ``lambda_adam`` and
+``lambda_sgd``) and ``epochs.val_loss`` / ``epochs.val_acc`` (NULL without a
+validation split).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 STATUSES = ("pending", "running", "completed", "failed", "diverged")
 
@@ -77,6 +82,7 @@ class Run(Base):
     device: Mapped[str | None]
     versions: Mapped[dict[str, Any] | None]
     git_commit: Mapped[str | None] = mapped_column(String(64))
+    weights: Mapped[dict[str, Any] | None]  # {component: weight} for a mix of optimizers; NULL otherwise
 
     epoch_rows: Mapped[list[Epoch]] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True, order_by="Epoch.epoch"
@@ -100,6 +106,8 @@ class Epoch(Base):
     lambda_sgd: Mapped[float | None]
     seconds: Mapped[float]
     samples_per_second: Mapped[float]
+    val_loss: Mapped[float | None]  # on the validation split held out of the training set; NULL without one
+    val_acc: Mapped[float | None]
 
     run: Mapped[Run] = relationship(back_populates="epoch_rows")
 
