@@ -202,6 +202,8 @@ class Cell:
     data_dir: str | None = None
     base_dir: str | None = None
     pack: int | str = "off"  # its grid's pack setting (parse_pack): members per pack, auto or off
+    until_ci: float | None = None  # its grid's adaptive seeds (masbench.sweep.adaptive): the CI95 width to reach
+    max_seeds: int | None = None  # and the most seeds its cell may have
 
 
 def plan_sweep(
@@ -239,7 +241,7 @@ def plan_sweep(
     total = sum(grid.cell_count() for grid, _ in grids)
     check_count(total, max_cells, " + ".join(grid.describe_count() for grid, _ in grids[:3]), label)
     check_benchmarks(file)
-    cells = [Cell(spec, grid.data_dir, str(base), grid.pack)
+    cells = [Cell(spec, grid.data_dir, str(base), grid.pack, grid.until_ci, grid.max_seeds)
              for grid, base in grids for spec in expand_grid(grid, benchmark, data_base=base)]
     unique = list({cell.spec.key: cell for cell in cells}.values())
     return benchmark, unique

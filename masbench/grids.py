@@ -83,6 +83,8 @@ class GridSpec(BaseModel):
     seed_list: list[StrictInt] | None = None
     data_dir: str | None = None
     pack: Any = "off"  # how a sweep trains the cells (parse_pack), not part of them
+    until_ci: Any = None  # adaptive seeds (masbench.seed_budget): the CI95 width to reach, in accuracy points
+    max_seeds: Any = None  # with until_ci: the most seeds per cell (default DEFAULT_MAX_SEEDS); the cap counts it
     # Everything else is a RunSpec field shared by the grid's cells.
     lr: StrictFloat | None = None
     lr_schedule: str | None = None
@@ -134,6 +136,7 @@ class GridSpec(BaseModel):
             raise ValueError("Invalid seeds: give seeds (a count) or seed_list, not both")
         if self.seed_list is not None and not self.seed_list:
             raise ValueError("Invalid seed_list: [] (non-negative integers, at least one)")
+        _check_adaptive(self)
         for name in ("models", "baselines", "seed_list"):
             values = getattr(self, name) or []
             twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
@@ -149,6 +152,10 @@ class GridSpec(BaseModel):
     def seed_count(self) -> int:
         return len(set(self.seed_list)) if self.seed_list is not None else self.seeds or 1
 
+    def planned_seeds(self) -> int:
+        """Seeds per cell that the cap counts: ``max_seeds`` with adaptive seeds (``until_ci``), else the seeds."""
+        return self.max_seeds if self.until_ci is not None else self.seed_count()
+
     def baseline_names(self, kind: str) -> list[str]:
         if self.baselines is not None:
             return list(self.baselines)
@@ -160,7 +167,7 @@ class GridSpec(BaseModel):
 
         grid, schedules = mas_parts(self.lambda_schedule)
         configs = len(self.baseline_names(dataset_kind(self.dataset))) + grid * count_lambdas(self.lambdas) + schedules
-        return len(self.models) * configs * self.seed_count()
+        return len(self.models) * configs * self.planned_seeds()
 
     def describe_count(self) -> str:
         from masbench.data import dataset_kind
@@ -170,7 +177,23 @@ class GridSpec(BaseModel):
         lambdas = count_lambdas(self.lambdas) if grid else 0
         return (f"{len(self.models):,} model(s) x ({baselines} baseline(s) + {count_text(lambdas)} lambda(s)"
                 + (f" + {schedules} lambda schedule(s)" if schedules else "")
-                + f") x {self.seed_count():,} seed(s)")
+                + f") x {self.planned_seeds():,} seed(s)" + (" at most" if self.until_ci is not None else ""))
+
+
+def _check_adaptive(grid: GridSpec) -> None:
+    """until_ci and max_seeds, checked and put in normal form (max_seeds defaults with until_ci)."""
+    from masbench.seed_budget import DEFAULT_MAX_SEEDS, check_max_seeds, check_until_ci
+
+    if grid.until_ci is None:
+        if grid.max_seeds is not None:
+            raise ValueError(f"Invalid max_seeds: {shown(grid.max_seeds)} (it goes with until_ci, the CI95 width "
+                             f"to reach)")
+        return
+    object.__setattr__(grid, "until_ci", check_until_ci(grid.until_ci))  # frozen: set once, here
+    given = grid.max_seeds is not None
+    object.__setattr__(grid, "max_seeds", check_max_seeds(
+        grid.max_seeds if given else DEFAULT_MAX_SEEDS, grid.seed_values(),
+        "max_seeds" if given else "max_seeds (default; give max_seeds or --max-seeds)"))
 
 
 RUN_FIELDS = ("lr", "lr_schedule", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "amsgrad",

@@ -194,6 +194,8 @@ def sweep(
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Run MAS only.")] = False,
     seeds: Annotated[int | None, typer.Option(help="Seeds 0..N-1.")] = None,
     seed_list: Annotated[str | None, typer.Option(help="Explicit seeds, comma-separated: 0,1,2.")] = None,
+    until_ci: Annotated[float | None, typer.Option(help="Adaptive seeds: add seeds to each cell, in rounds, until the 95% confidence interval of its mean best test accuracy is narrower than this many points (the initial seeds, at least 2, come first).")] = None,
+    max_seeds: Annotated[int | None, typer.Option(help="With --until-ci: at most this many seeds per cell (default 10); the cell cap counts them all.")] = None,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
     lr_schedule: LrScheduleOpt = None,
@@ -245,6 +247,7 @@ def sweep(
         models=split_list(models, "--models"), lambdas=lambdas,
         baselines=[] if no_baselines else split_list(baselines, "--baselines"),
         seeds=seeds, seed_list=int_list(seed_list, "--seed-list"), pack=pack_option(pack),
+        until_ci=until_ci, max_seeds=max_seeds,
         lambda_schedule=split_list(lambda_schedule, "--lambda-schedule"),
         optimizer_args=parse_optimizer_assignments(optimizer_args),
     ) | spec_values(ctx.params, RUN_FIELDS)
@@ -303,21 +306,47 @@ def _print_plan(title: str, cells, db: str | None) -> None:
 
 
 def _run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_address: str | None) -> None:
-    """Run the cells with live progress on stderr, then a summary on stdout; exit 130 if interrupted, 1 if a cell failed."""
-    from masbench.engine import describe_device, resolve_device
-    from masbench.environment import banner
-    from masbench.progress import SweepProgress, stderr_console
+    """Run the cells (in rounds, with adaptive seeds) with live progress on stderr, then a summary on stdout;
+    exit 130 if interrupted, 1 if a cell failed."""
+    from masbench.progress import stderr_console
     from masbench.store import Store
-    from masbench.sweep import run_sweep, run_sweep_ray, stop_on_signals
+    from masbench.sweep import stop_on_signals
 
     store = Store(db)
     console = stderr_console()
+    # One stop_on_signals around the report too: a signal once the sweep's work is over is only recorded
+    # (see stopping.finishing), so that it cannot cut the summary short or turn it into "aborted".
+    with stop_on_signals():
+        def run_round(round_cells, number: int):
+            return _sweep_round(title, round_cells, store, console, settings, executor, ray_address, number)
+
+        if any(cell.until_ci is not None for cell in cells):
+            from masbench.cli.seeds import report_seeds
+            from masbench.sweep.adaptive import run_adaptive
+
+            summary, groups = run_adaptive(cells, store, run_round)
+            if not summary.interrupted:
+                report_seeds(groups)
+        else:
+            summary = run_round(cells, 1)
+        _report_sweep(title, summary, console)
+
+
+def _sweep_round(title: str, cells, store, console, settings, executor: str, ray_address: str | None, number: int):
+    """One round of a sweep (every sweep has one; adaptive seeds add more): its summary."""
+    from masbench.engine import describe_device, resolve_device
+    from masbench.environment import banner
+    from masbench.progress import SweepProgress
+    from masbench.sweep import run_sweep, run_sweep_ray
+
     progress = SweepProgress(store, [cell.spec.key for cell in cells], console)
 
     def started() -> None:
-        console.print(banner(describe_device(resolve_device(settings.options.device))), markup=False)
+        if number == 1:
+            console.print(banner(describe_device(resolve_device(settings.options.device))), markup=False)
         how = "on Ray" if executor == "ray" else f"{settings.workers} worker(s)"
-        console.print(f"sweep {title}: {len(cells)} cells, {how}, store {store.masked_url}", markup=False)
+        which = "" if number == 1 else f" (round {number} of adaptive seeds)"
+        console.print(f"sweep {title}{which}: {len(cells)} cells, {how}, store {store.masked_url}", markup=False)
         if executor != "ray":
             from masbench.sweep import unpacked_notes
 
@@ -325,18 +354,13 @@ def _run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_a
                 console.print(line, markup=False)
         progress.start()
 
-    # One stop_on_signals around the report too: a signal once the sweep's work is over is only recorded
-    # (see stopping.finishing), so that it cannot cut the summary short or turn it into "aborted".
-    with stop_on_signals():
-        try:
-            if executor == "ray":
-                summary = run_sweep_ray(cells, store, settings, address=ray_address, on_start=started)
-            else:
-                summary = run_sweep(cells, store, settings, on_start=started)
-        finally:
-            if progress.progress.live.is_started:
-                progress.stop()
-        _report_sweep(title, summary, console)
+    try:
+        if executor == "ray":
+            return run_sweep_ray(cells, store, settings, address=ray_address, on_start=started)
+        return run_sweep(cells, store, settings, on_start=started)
+    finally:
+        if progress.progress.live.is_started:
+            progress.stop()
 
 
 def _report_sweep(title: str, summary, console) -> None:

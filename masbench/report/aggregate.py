@@ -6,7 +6,8 @@ its last epoch's (``metric="final"``), in percent. Runs are grouped into cells b
 two cells that share a run name (the same optimizer settings, other epochs,
 batch size or data options) never pool. Only completed runs count as seeds;
 pending, running, failed and diverged ones are counted and flagged, never
-averaged in. A seed twice in one cell is an error, never an overwrite.
+averaged in (nor in ``ci95``: the width of the 95% t-interval of the mean).
+A seed twice in one cell is an error, never an overwrite.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ BASELINE_ORDER = {"adam": 0, "sgd": 1, "adamw": 2, "mas": 3}
 LABELS = {"adam": "Adam", "sgd": "SGD", "adamw": "AdamW", "mas": "MAS"}
 TABLE = ["benchmark", "dataset", "model"]  # one table (or leaderboard) section per value of these
 CELL_COLUMNS = [*TABLE, "config_key", "name", "optimizer", "lambda_adam", "lambda_sgd", "n", "planned", "avg_acc",
-                "std_acc", "max_acc", "failed", "diverged", "flags", "seeds", "accs", "canonical", "settings"]
+                "std_acc", "ci95", "max_acc", "failed", "diverged", "flags", "seeds", "accs", "canonical", "settings"]
 
 
 def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, model: str | None = None,
@@ -86,11 +87,20 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     for column in ("seeds", "accs"):  # a cell without a completed seed has none
         cells[column] = [value if isinstance(value, tuple) else () for value in cells[column]]
     cells[["n", "planned", "failed", "diverged"]] = cells[["n", "planned", "failed", "diverged"]].astype(int)
+    cells["ci95"] = ci95_widths(cells["std_acc"], cells["n"])
     cells["flags"] = [_flags(*row) for row in zip(cells["n"], cells["planned"], cells["failed"], cells["diverged"])]
     cells["settings"] = differing_settings(cells, [*TABLE, "name"])
     cells["order"] = cells["optimizer"].map(BASELINE_ORDER).fillna(9)
     cells = cells.sort_values([*TABLE, "order", "lambda_adam", "name", "settings"], kind="stable")
     return cells.drop(columns="order").reset_index(drop=True)[CELL_COLUMNS]
+
+
+def ci95_widths(std: pd.Series, n: pd.Series) -> pd.Series:
+    """The full width of each cell's 95% t-interval of its mean, 2 t_{0.975,n-1} std / sqrt(n) (percent
+    points; NaN for n < 2): what ``sweep --until-ci`` compares with (``masbench.seed_budget``)."""
+    from masbench.seed_budget import ci95_factor
+
+    return pd.Series([ci95_factor(int(k)) * s for s, k in zip(std, n)], index=std.index, dtype=float)
 
 
 def _shown(value: Any) -> str:

@@ -19,7 +19,7 @@ from masbench.report.aggregate import cell_names, display_names, with_best
 
 FORMATS = ("rich", "csv", "markdown", "latex", "json")
 CSV_COLUMNS = ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd", "metric",
-               "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs", "masbench_version"]
+               "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs", "masbench_version", "ci95"]
 
 
 def _pct(value: float) -> str:
@@ -69,7 +69,7 @@ def csv_table(cells: pd.DataFrame, metric: str) -> str:
     frame = cells.copy()
     frame["metric"] = metric
     frame["masbench_version"] = __version__
-    for column in ("avg_acc", "std_acc", "max_acc"):
+    for column in ("avg_acc", "std_acc", "max_acc", "ci95"):
         frame[column] = frame[column].round(4)
     frame["seeds"] = [" ".join(str(s) for s in seeds) for seeds in frame["seeds"]]
     frame["seed_accs"] = [" ".join(f"{a:.6f}" for a in accs) for accs in frame["accs"]]
@@ -85,7 +85,8 @@ def _records(cells: pd.DataFrame, metric: str) -> list[dict[str, Any]]:
             "label": row["label"], "optimizer": row["optimizer"],
             "lambda_adam": row["lambda_adam"], "lambda_sgd": row["lambda_sgd"], "metric": metric,
             "n": row["n"], "planned": row["planned"], "seeds": list(row["seeds"]),
-            **{k: None if pd.isna(row[k]) else round(float(row[k]), 4) for k in ("avg_acc", "std_acc", "max_acc")},
+            **{k: None if pd.isna(row[k]) else round(float(row[k]), 4)
+               for k in ("avg_acc", "std_acc", "max_acc", "ci95")},
             "best_avg_acc": bool(row["best_avg_acc"]), "best_max_acc": bool(row["best_max_acc"]),
             "failed": row["failed"], "diverged": row["diverged"], "flags": row["flags"] or None,
         })
@@ -98,7 +99,8 @@ def _rich_table(frame: pd.DataFrame, metric: str):
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
     table = Table(title=_title(benchmark, dataset, metric), title_justify="left")
     for column, justify in (("Name", "left"), ("λa", "right"), ("λs", "right"), ("avg acc", "right"),
-                            ("acc max", "right"), ("std", "right"), ("n", "right"), ("flags", "left")):
+                            ("acc max", "right"), ("std", "right"), ("CI95", "right"), ("n", "right"),
+                            ("flags", "left")):
         table.add_column(column, justify=justify)
     for model, rows in frame.groupby("model", sort=False):
         table.add_row(f"[bold]{model.capitalize() if model.startswith('resnet') else model}[/]", end_section=False)
@@ -110,7 +112,7 @@ def _rich_table(frame: pd.DataFrame, metric: str):
                 _escape(row["label"]), la, ls,
                 f"[bold]{avg}[/]" if row["best_avg_acc"] else avg,
                 f"[bold]{best}[/]" if row["best_max_acc"] else best,
-                _pct(row["std_acc"]), f"{row['n']}",
+                _pct(row["std_acc"]), _pct(row["ci95"]), f"{row['n']}",
                 f"[yellow]{_escape(row['flags'])}[/]" if row["flags"] else "",
             )
         table.add_section()
@@ -126,17 +128,17 @@ def _escape(text: str) -> str:
 def _markdown_table(frame: pd.DataFrame, metric: str) -> str:
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
     lines = [f"**{_title(benchmark, dataset, metric)}**", "",
-             "| Name | λa | λs | avg acc | acc max | std | n | flags |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| Name | λa | λs | avg acc | acc max | std | CI95 | n | flags |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for model, rows in frame.groupby("model", sort=False):
-        lines.append(f"| **{model}** | | | | | | | |")
+        lines.append(f"| **{model}** | | | | | | | | |")
         for row in rows.to_dict("records"):
             la, ls = _lam(row)
             avg, best = _pct(row["avg_acc"]), _pct(row["max_acc"])
             lines.append(
                 f"| {row['label']} | {la} | {ls} | {f'**{avg}**' if row['best_avg_acc'] else avg} | "
-                f"{f'**{best}**' if row['best_max_acc'] else best} | {_pct(row['std_acc'])} | {row['n']} | "
-                f"{row['flags']} |"
+                f"{f'**{best}**' if row['best_max_acc'] else best} | {_pct(row['std_acc'])} | {_pct(row['ci95'])} | "
+                f"{row['n']} | {row['flags']} |"
             )
     return "\n".join(lines)
 
@@ -162,21 +164,22 @@ def _latex_table(frame: pd.DataFrame, metric: str) -> str:
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
     lines = [r"\begin{table}[t]", r"\centering",
              rf"\caption{{{_latex_escape(_title(benchmark, dataset, metric))}}}",
-             r"\begin{tabular}{lrrrrrr}", r"\toprule",
-             r"Name & $\lambda_a$ & $\lambda_s$ & avg acc & acc max & std & $n$ \\", r"\midrule"]
+             r"\begin{tabular}{lrrrrrrr}", r"\toprule",
+             r"Name & $\lambda_a$ & $\lambda_s$ & avg acc & acc max & std & CI95 & $n$ \\", r"\midrule"]
     first = True
     for model, rows in frame.groupby("model", sort=False):
         if not first:
             lines.append(r"\midrule")
         first = False
-        lines.append(rf"\multicolumn{{7}}{{l}}{{\textit{{{_latex_escape(model)}}}}} \\")
+        lines.append(rf"\multicolumn{{8}}{{l}}{{\textit{{{_latex_escape(model)}}}}} \\")
         for row in rows.to_dict("records"):
             la, ls = _lam(row)
             avg, best = _pct(row["avg_acc"]), _pct(row["max_acc"])
             name = _latex_escape(row["label"]) + (r"$^\dagger$" if row["flags"] else "")
             avg = _bold_latex(avg) if row["best_avg_acc"] else avg
             best = _bold_latex(best) if row["best_max_acc"] else best
-            lines.append(f"{name} & {la} & {ls} & {avg} & {best} & {_pct(row['std_acc'])} & {row['n']} " + "\\\\")
+            spread = f"{_pct(row['std_acc'])} & {_pct(row['ci95'])}"
+            lines.append(f"{name} & {la} & {ls} & {avg} & {best} & {spread} & {row['n']} " + "\\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if frame["flags"].astype(bool).any():
         lines.append(r"\\[2pt]{\footnotesize $^\dagger$ fewer completed seeds than planned, or failed/diverged seeds.}")
@@ -187,10 +190,10 @@ def _latex_table(frame: pd.DataFrame, metric: str) -> str:
 def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
     """Ranked cells per data set and model; the csv and json carry each cell's ``config_key`` and ``settings``."""
     columns = ["rank", "benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd",
-               "n", "avg_acc", "std_acc", "max_acc", "flags"]
+               "n", "avg_acc", "std_acc", "ci95", "max_acc", "flags"]
     if fmt == "csv":
         frame = board[columns].copy()
-        for column in ("avg_acc", "std_acc", "max_acc"):
+        for column in ("avg_acc", "std_acc", "max_acc", "ci95"):
             frame[column] = frame[column].round(4)
         return Rendered(frame.to_csv(index=False, lineterminator="\n"))
     if fmt == "json":
@@ -207,10 +210,11 @@ def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
     for (benchmark, dataset, model), rows in board.groupby(["benchmark", "dataset", "model"], sort=False):
         title = f"leaderboard {dataset}/{model}" + (f" (benchmark {benchmark})" if benchmark else "")
         table = Table(title=f"{title}: {'best' if metric == 'best' else 'final'} test accuracy, %", title_justify="left")
-        for column in ("rank", "name", "n", "avg acc", "std", "acc max", "flags"):
+        for column in ("rank", "name", "n", "avg acc", "std", "CI95", "acc max", "flags"):
             table.add_column(column, justify="left" if column in ("name", "flags") else "right", overflow="fold")
         for row in rows.to_dict("records"):
             table.add_row("-" if pd.isna(row["rank"]) else str(row["rank"]), _escape(row["shown"]), str(row["n"]),
-                          _pct(row["avg_acc"]), _pct(row["std_acc"]), _pct(row["max_acc"]), _escape(row["flags"]))
+                          _pct(row["avg_acc"]), _pct(row["std_acc"]), _pct(row["ci95"]), _pct(row["max_acc"]),
+                          _escape(row["flags"]))
         tables.append(table)
     return Rendered("", tables)

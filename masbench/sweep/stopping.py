@@ -129,6 +129,16 @@ def held() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def next_round() -> None:
+    """Work starts again after ``finishing`` (an adaptive sweep's next round): a signal stops it again.
+
+    A signal recorded meanwhile is raised here, as it would have been had the work not paused.
+    """
+    _state.finishing = False
+    if _state.signum is not None and not _state.holding:
+        raise KeyboardInterrupt
+
+
 def finishing() -> None:
     """The work is over: until the outermost ``stop_on_signals`` block ends, a signal is only recorded.
 
