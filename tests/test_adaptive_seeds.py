@@ -227,3 +227,54 @@ def test_bad_values_in_the_benchmarks_file_are_one_line(key, value, message, tmp
     result = runner.invoke(app, ["sweep", "--benchmark", "adaptive", "--benchmarks", str(path), "--dry-run"])
     assert result.exit_code == 1
     assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_diverged_runs_use_up_seeds_and_are_named_not_averaged(tmp_path, sqlite_url):
+    path = tmp_path / "benchmarks.yaml"
+    path.write_text(BENCHMARKS.replace("baselines: [adam]", "baselines: [sgd]\n    momentum: 0.9")
+                    .replace("lr: 0.01", "lr: 1.0e+12").replace("max_seeds: 4", "max_seeds: 3"))
+    result = runner.invoke(app, ["sweep", "--benchmark", "adaptive", "--benchmarks", str(path), "--db", sqlite_url,
+                                 "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert result.exit_code == 0, result.output
+    runs = stored(sqlite_url)
+    assert [(name.split("[")[0], seed, status) for name, seed, status, _ in runs] == [
+        (optimizer, seed, "diverged") for optimizer in ("mas", "sgd") for seed in (0, 1, 2)]
+    assert "0 with CI95 narrower than asked, 2 stopped at their max seeds" in result.output
+    assert result.output.count("over 0 completed of 3 seeds (max 3), 3 not completed") == 2
+
+
+def test_a_dry_run_lists_round_one_and_says_more_may_follow(bench_file, sqlite_url):
+    result = runner.invoke(app, ["sweep", "--benchmark", "adaptive", "--benchmarks", str(bench_file), "--db",
+                                 sqlite_url, "--dry-run", "--until-ci", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "4 cells: 0 completed, 4 to run" in result.output
+    assert "narrower than 0.5 points, up to 4 seeds" in result.output
+
+
+@pytest.mark.parametrize("max_seeds, interrupted", [(4, True), (2, False)])
+def test_a_signal_between_rounds_stops_the_sweep_unless_nothing_is_left(sqlite_url, max_seeds, interrupted):
+    """The signal lands while round 1 is finishing (recorded, not raised): round 2 must not start, and the
+    sweep is interrupted; with no round 2 to run (max_seeds = the initial seeds) it finished, as one round."""
+    import os
+    import signal
+
+    from masbench.benchmarks import plan_sweep
+    from masbench.store import Store
+    from masbench.sweep import SweepSummary, stop_on_signals, stopping
+    from masbench.sweep.adaptive import run_adaptive
+
+    _, cells = plan_sweep(dataset="digits", overrides=dict(models=["mlp"], baselines=["adam"], lambdas="0.5",
+                                                           seeds=2, until_ci=1.0, max_seeds=max_seeds))
+    rounds = []
+
+    def run_round(round_cells, number):
+        rounds.append(number)
+        stopping.finishing()  # as run_sweep ends
+        os.kill(os.getpid(), signal.SIGINT)
+        return SweepSummary(len(round_cells), {}, 0)
+
+    with stop_on_signals():
+        summary, _ = run_adaptive(cells, Store(sqlite_url), run_round)
+    assert rounds == [1]
+    assert summary.interrupted is interrupted
+    assert summary.exit_code == (130 if interrupted else 0)

@@ -7,6 +7,17 @@ import math
 from masbench.cli.output import stdout_console
 
 
+def plan_note(cells) -> str | None:
+    """``--dry-run``'s line on adaptive seeds: the cells listed are round 1 only."""
+    adaptive = [cell for cell in cells if cell.until_ci is not None]
+    if not adaptive:
+        return None
+    widths = sorted({cell.until_ci for cell in adaptive})
+    most = max(cell.max_seeds for cell in adaptive)
+    return (f"adaptive seeds: these are round 1; then each cell gets more seeds until its CI95 is narrower than "
+            f"{', '.join(f'{w:g}' for w in widths)} points, up to {most} seeds")
+
+
 def report_seeds(groups) -> None:
     """A count of the cells that reached their width, then a line for each that did not, or whose
     interval leaves runs out (failed or diverged: they have no accuracy, as in the report)."""

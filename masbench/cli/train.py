@@ -303,6 +303,11 @@ def _print_plan(title: str, cells, db: str | None) -> None:
     out.print(table, markup=False)
     done = sum(1 for _, status in listed if status == "completed")
     out.print(f"{len(cells)} cells: {done} completed, {len(cells) - done} to run", markup=False)
+    from masbench.cli.seeds import plan_note
+
+    note = plan_note(cells)
+    if note is not None:
+        out.print(note, markup=False)
 
 
 def _run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_address: str | None) -> None:
