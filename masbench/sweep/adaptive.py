@@ -73,7 +73,9 @@ def record_results(groups: Sequence[AdaptiveCell], store: Store) -> None:
     """Each cell's completed accuracies (best test accuracy, percent) over the seeds it has planned."""
     from masbench.report import run_accuracies
 
-    runs = run_accuracies(store, metric="best")
+    benchmarks = {group.first.spec.benchmark for group in groups}
+    only = benchmarks.pop() if len(benchmarks) == 1 else None  # fewer rows to read; None reads them all
+    runs = run_accuracies(store, metric="best", benchmark=only)
     by_run = {(row.config_key, int(row.seed)): (row.status, row.acc) for row in runs.itertuples()}
     for group in groups:
         key = group.first.spec.config_key
