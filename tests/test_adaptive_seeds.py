@@ -7,6 +7,7 @@ own t-interval, not through masbench's code.
 
 from __future__ import annotations
 
+import json
 import math
 import textwrap
 from pathlib import Path
@@ -154,6 +155,7 @@ def run_sweep(bench_file: Path, url: str, *extra: str):
                                "--checkpoint-dir", str(bench_file.parent / "ckpt"), *extra])
 
 
+@pytest.mark.slow
 def test_a_tiny_width_stops_each_cell_at_max_seeds_and_a_rerun_does_nothing(bench_file, sqlite_url):
     result = run_sweep(bench_file, sqlite_url)  # until_ci 1e-9 and max_seeds 4 from the file
     assert result.exit_code == 0, result.output
@@ -174,12 +176,11 @@ def test_a_tiny_width_stops_each_cell_at_max_seeds_and_a_rerun_does_nothing(benc
 
     report = runner.invoke(app, ["report", "--format", "json", "--db", sqlite_url])
     assert report.exit_code == 0, report.output
-    import json
-
     for cell in json.loads(report.stdout):
         assert cell["ci95"] == pytest.approx(t_width(accs[cell["config_key"]]), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_a_huge_width_stops_after_the_initial_seeds(bench_file, sqlite_url):
     result = run_sweep(bench_file, sqlite_url, "--until-ci", "1e6", "--max-seeds", "6")
     assert result.exit_code == 0, result.output
@@ -188,6 +189,7 @@ def test_a_huge_width_stops_after_the_initial_seeds(bench_file, sqlite_url):
     assert sorted(seed for _, seed, _, _ in stored(sqlite_url)) == [0, 0, 1, 1]
 
 
+@pytest.mark.slow
 def test_two_adaptive_sweeps_at_once_never_train_a_run_twice(bench_file, db_url, tmp_path):
     first = sweep(bench_file, db_url, tmp_path / "a", benchmark="adaptive")
     second = sweep(bench_file, db_url, tmp_path / "b", benchmark="adaptive")
@@ -229,6 +231,7 @@ def test_bad_values_in_the_benchmarks_file_are_one_line(key, value, message, tmp
     assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
 
 
+@pytest.mark.slow
 def test_diverged_runs_use_up_seeds_and_are_named_not_averaged(tmp_path, sqlite_url):
     path = tmp_path / "benchmarks.yaml"
     path.write_text(BENCHMARKS.replace("baselines: [adam]", "baselines: [sgd]\n    momentum: 0.9")
