@@ -21,7 +21,7 @@ from masbench.sweep import run_values
 
 runner = CliRunner()
 HOSTILE_NAME = "<script>alert('name')</script>"
-HOSTILE_DATASET = '<img src=x onerror="alert(1)">&amp;'
+HOSTILE_DATASET = '<img src=x onerror="alert(1)">&amp; $x_{'  # and mathtext that cannot parse
 HOSTILE_BENCHMARK = "</section><script>alert(2)</script>"
 ENVIRONMENT = dict(device="cuda:0 (NVIDIA <H200>)", git_commit="0123abcd" * 5,
                    versions={"masbench": "0.1.0", "torch": "2.9.0", "python": "3.11.7"})
@@ -197,6 +197,7 @@ def test_hostile_store_strings_are_text(sqlite_url):
     assert not any(name.startswith("on") for _, name, _ in page.attrs)
     shown = "".join(page.text)
     assert HOSTILE_DATASET in shown and HOSTILE_BENCHMARK in shown  # as text, unchanged
+    assert page.tags.count("svg") == 3  # the figures too: "$x_{" in their titles is text, not mathtext
     titles = [value for tag, name, value in page.attrs if tag == "tr" and name == "title"]
     assert any(title.startswith(HOSTILE_NAME) for title in titles)
     assert [t["caption"] for t in page.of_class("results")] == [
