@@ -143,7 +143,8 @@ def test_tables_hold_the_text_reports_numbers(db_url, metric):
     store.close()
     page = Page(page_of(db_url, metric))
     results = page.of_class("results")
-    assert [t["caption"] for t in results] == [f"digits (benchmark b): {'best test accuracy over epochs' if metric == 'best' else 'final-epoch test accuracy'}, percent over seeds"]
+    which = "best test accuracy over epochs" if metric == "best" else "final-epoch test accuracy"
+    assert [t["caption"] for t in results] == [f"digits (benchmark b): {which}, percent over seeds"]
     rows = [row for row in results[0]["rows"][1:] if len(row) > 1]  # past the header and the model rows
     assert rows == markdown_rows(db_url, metric)
     assert [row[0] for row in results[0]["rows"] if len(row) == 1] == ["cnn", "mlp"]  # as the text report orders them
@@ -183,7 +184,8 @@ def test_page_is_self_contained_and_deterministic(db):
     assert "no completed MAS runs for digits/cnn" in text
     ids = [value for _, name, value in page.attrs if name == "id"]
     assert len(ids) == len(set(ids)), "two figures share an id"
-    references = {value[1:] for tag, name, value in page.attrs if name in ("href", "xlink:href") and value.startswith("#")}
+    references = {value[1:] for _, name, value in page.attrs
+                  if name in ("href", "xlink:href") and value.startswith("#")}
     assert references and references <= set(ids)
 
 
@@ -211,7 +213,8 @@ def test_cli_writes_the_page_and_rejects_what_it_cannot_make(db, tmp_path):
     page = Page(out.read_text())
     assert len(page.of_class("results")) == 1 and "generated" in "".join(page.text)
     for args, message in ((["--format", "html", "--leaderboard"], "--format html makes the tables and plots"),
-                          (["--format", "htm"], "Invalid --format: 'htm' (valid: rich, csv, markdown, latex, json, html)")):
+                          (["--format", "htm"],
+                           "Invalid --format: 'htm' (valid: rich, csv, markdown, latex, json, html)")):
         result = runner.invoke(app, ["report", *args, "--db", db])
         assert result.exit_code == 1
         assert message in result.output and "Traceback" not in result.output
@@ -252,3 +255,24 @@ def test_chromium_renders_the_page(db, tmp_path):
     results = rendered.of_class("results")
     assert len(results) == 1 and results[0]["rows"] == Page(path.read_text()).of_class("results")[0]["rows"]
     assert rendered.tags.count("svg") == 3 and rendered.tags.count("text") > 20  # the figures' text is text
+
+
+def test_profile_section_appears_only_with_a_profile_plot(db, monkeypatch):
+    from masbench import plots
+
+    assert "Performance profile" not in page_of(db) or hasattr(plots, "plot_profile")
+    drawn = []
+
+    def plot_profile(runs, output, *, metric):  # the hook's contract: save one figure to ``output``
+        drawn.append((len(runs), metric))
+        plt = plots._figure()
+        fig, ax = plt.subplots()
+        ax.plot([1, 2], [0.5, 1.0], label="stand-in profile")
+        fig.savefig(output)
+        plt.close(fig)
+        return output
+
+    monkeypatch.setattr(plots, "plot_profile", plot_profile, raising=False)
+    page = Page(page_of(db, "final"))
+    assert "Performance profile" in "".join(page.text)
+    assert page.tags.count("svg") == 4 and drawn == [(sum(len(s) for s in RUNS.values()), "final")]

@@ -146,8 +146,9 @@ def _profile(index: int, runs: pd.DataFrame, metric: str) -> str:
     plot_profile = getattr(_plots(), "plot_profile", None)
     if plot_profile is None:
         return ""
-    return "<h3>Performance profile</h3>\n" + _figure(lambda path: plot_profile(runs, path, metric=metric),
-                                                      f"b{index}p", "Performance profile over the benchmark's problems.")
+    figure = _figure(lambda path: plot_profile(runs, path, metric=metric), f"b{index}p",
+                     "Performance profile over the benchmark's problems.")
+    return f"<h3>Performance profile</h3>\n{figure}"
 
 
 def results_table(frame: pd.DataFrame, metric: str) -> str:
@@ -165,7 +166,8 @@ def results_table(frame: pd.DataFrame, metric: str) -> str:
                        (_pct(row["max_acc"]), row["best_max_acc"]), (_pct(row["std_acc"]), False),
                        (str(row["n"]), False)]
             cells_html = "".join(f'<td class="num{" best" if best else ""}">{esc(text)}</td>' for text, best in numbers)
-            title = esc(row["name"] + (f" ({row['settings']})" if row["settings"] else "") + f", config {row['config_key']}")
+            settings = f" ({row['settings']})" if row["settings"] else ""
+            title = esc(f"{row['name']}{settings}, config {row['config_key']}")
             rows.append(f'<tr class="cell{" flagged" if row["flags"] else ""}" title="{title}">'
                         f'<td>{esc(row["label"])}</td>{cells_html}<td class="flags">{esc(row["flags"])}</td></tr>')
     rows += ["</tbody>", "</table>"]
