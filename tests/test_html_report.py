@@ -213,11 +213,14 @@ def test_cli_writes_the_page_and_rejects_what_it_cannot_make(db, tmp_path):
     page = Page(out.read_text())
     assert len(page.of_class("results")) == 1 and "generated" in "".join(page.text)
     for args, message in ((["--format", "html", "--leaderboard"], "--format html makes the tables and plots"),
+                          (["--format", "html", "--benchmark", "<nope>"], "no runs in sqlite:///"),
                           (["--format", "htm"],
                            "Invalid --format: 'htm' (valid: rich, csv, markdown, latex, json, html)")):
-        result = runner.invoke(app, ["report", *args, "--db", db])
+        bad = tmp_path / "bad.html"
+        result = runner.invoke(app, ["report", *args, "--output", str(bad), "--db", db])
         assert result.exit_code == 1
         assert message in result.output and "Traceback" not in result.output
+        assert not bad.exists(), "bad input wrote a file"
 
 
 def chromium() -> str | None:

@@ -68,7 +68,9 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
 
     runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
     if runs.empty:
-        raise MasbenchError(f"no runs in {store.masked_url}")
+        filters = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
+                                                        ("benchmark", benchmark)) if v)
+        raise MasbenchError(f"no runs in {store.masked_url}" + (f" for {filters}" if filters else ""))
     cells = with_best(cell_table(runs))
     cells["label"] = display_names(cells)
     environment = store.runs_frame(dataset=dataset, model=model)
