@@ -187,7 +187,7 @@ def test_leaderboard_ranks_within_dataset_and_model(db):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["report", "--format", "xml"], "Invalid --format: 'xml' (valid: rich, csv, markdown, latex, json)"),
+        (["report", "--format", "xml"], "Invalid --format: 'xml' (valid: rich, csv, markdown, latex, json, html)"),
         (["report", "--metric", "mean"], "Invalid --metric: 'mean' (valid: best, final)"),
         (["report", "--dataset", "cifar10"], "no runs in sqlite:///"),
         (["report", "--table", "--leaderboard"], "give --table or --leaderboard, not both"),

@@ -62,7 +62,7 @@ def report(
     table: Annotated[bool, typer.Option("--table", help="The paper's tables: one per data set, grouped by model (default).")] = False,
     leaderboard: Annotated[bool, typer.Option("--leaderboard", help="Every cell ranked by avg acc within its data set and model.")] = False,
     metric: MetricOpt = "best",
-    format: Annotated[str, typer.Option("--format", help="rich, csv, markdown, latex or json.")] = "rich",
+    format: Annotated[str, typer.Option("--format", help="rich, csv, markdown, latex, json, or html (one self-contained page with the tables, plots and run environment).")] = "rich",
     output: Annotated[str | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
     dataset: FilterDataset = None,
     model: FilterModel = None,
@@ -74,11 +74,22 @@ def report(
 
     if table and leaderboard:
         raise MasbenchError("give --table or --leaderboard, not both")
-    if format not in reporting.FORMATS:
-        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)})")
+    if format not in (*reporting.FORMATS, "html"):
+        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)}, html)")
+    if format == "html" and leaderboard:
+        raise MasbenchError("--format html makes the tables and plots, not --leaderboard")
     if metric not in reporting.METRICS:
         raise MasbenchError(f"Invalid --metric: {metric!r} (valid: {', '.join(reporting.METRICS)})")
     store = _open_for_reading(db)
+    if format == "html":
+        from datetime import datetime, timezone
+
+        from masbench.report.html import render_html
+
+        page = render_html(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark,
+                           generated=datetime.now(timezone.utc))
+        _emit(reporting.Rendered(page), output)
+        return
     cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark))
     if leaderboard:
         rendered = reporting.render_leaderboard(reporting.leaderboard(cells), metric, format)
