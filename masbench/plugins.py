@@ -15,7 +15,8 @@ Built-ins win a clash: a plugin's ``adam`` is never used, and ``masbench list`` 
 Two plugins giving one name are refused when that name is used, naming both distributions.
 
 A plugin's name is its cell identity, as a built-in's is: a new version of the plugin with other
-numbers is the same cell unless it takes another name. The run's stored ``versions`` record it.
+numbers is the same cell unless it takes another name. Each run's stored ``versions`` name the plugins
+its process had imported (``plugin:DISTRIBUTION``), so that such a change can at least be seen.
 """
 
 from __future__ import annotations
@@ -80,11 +81,16 @@ def load(plugin: Plugin) -> Any:
     if not NAME.fullmatch(plugin.name):
         raise ValueError(f"plugin {plugin.source}: its {plugin.singular} name {shown(plugin.name)} is not a plain "
                          f"name (letters, digits, _ and -)")
-    return _load(plugin)
+    if plugin not in _LOADED:
+        _LOADED[plugin] = _import(plugin)
+    return _LOADED[plugin]
 
 
-@functools.cache
-def _load(plugin: Plugin) -> Any:
+# The plugins imported so far, as functools.cache would hold them, but readable: a run records their versions.
+_LOADED: dict[Plugin, Any] = {}
+
+
+def _import(plugin: Plugin) -> Any:
     try:
         return metadata.EntryPoint(plugin.name, plugin.value, GROUPS[plugin.what]).load()
     # Importing a plugin runs its code: whatever it raises is that plugin's fault, told in one line naming it.
@@ -94,7 +100,12 @@ def _load(plugin: Plugin) -> Any:
                          f"failed to import ({type(error).__name__}: {error})") from None
 
 
+def loaded_versions() -> dict[str, str]:
+    """``{"plugin:DISTRIBUTION": VERSION}`` for the plugins this process has imported (for a run's record)."""
+    return {f"plugin:{plugin.distribution}": plugin.version for plugin in _LOADED}
+
+
 def clear() -> None:
     """Forget what was discovered and loaded (tests that install a plugin part-way through a process)."""
     discovered.cache_clear()
-    _load.cache_clear()
+    _LOADED.clear()

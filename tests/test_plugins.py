@@ -141,6 +141,7 @@ def test_a_cell_with_the_plugins_optimizer_model_and_data_set_trains_in_a_fresh_
     assert done.stdout.startswith("completed signsgd[lr=0.01] on blobs/wide seed 0")
     assert rows(db, "select dataset, model, optimizer, lr, status from runs") == [
         ("blobs", "wide", "signsgd", 0.01, "completed")]
+    assert '"plugin:masbench-demo": "0.1"' in rows(db, "select versions from runs")[0][0]
     (epoch, test_acc), = rows(db, "select epoch, test_acc from epochs")
     # 60 test rows: an accuracy is a count of them, and the blobs (3 sigma apart) are learned above chance.
     assert epoch == 1 and round(test_acc * 60, 6) == round(test_acc * 60) and test_acc > 0.5
