@@ -76,6 +76,7 @@ wide = masbench_demo:wide
 
 [masbench.datasets]
 blobs = masbench_demo:blobs
+csv = masbench_demo:blobs
 broken = masbench_demo_broken:blobs
 untyped = masbench_demo:untyped
 """
@@ -161,15 +162,29 @@ def test_list_shows_the_plugins_with_their_distribution(installed):
     datasets = runner.invoke(app, ["list", "datasets"]).stdout.splitlines()
     assert any(line.split() == ["blobs", "tabular", "masbench-demo", "0.1"] for line in datasets)
     assert any(line.startswith("broken ") and "broken (masbench run" in line for line in datasets)
+    assert any(line.split() == ["csv", "-", "masbench-demo", "0.1", "(shadowed", "by", "the", "built-in)"]
+               for line in datasets)
 
 
 def test_a_built_in_name_wins_over_a_plugins(installed):
     import torch
 
+    from masbench.data import resolve
+    from masbench.errors import MasbenchError
     from masbench.optim import optimizer_class, resolve_optimizer
 
     assert resolve_optimizer("adam") == "adam" and optimizer_class("adam") is torch.optim.Adam
     assert optimizer_class("signsgd").__name__ == "SignSGD"
+    with pytest.raises(MasbenchError, match="Unknown dataset: 'csv'"):  # csv:PATH's prefix is built-in
+        resolve("csv")
+
+
+def test_a_sweeps_baselines_take_a_plugins_optimizer(installed):
+    from masbench.grid_optimizers import check_baselines
+
+    assert check_baselines(["adam", "signsgd"]) == ["adam", "signsgd"]
+    with pytest.raises(ValueError, match="Unknown baseline: 'nosuch'"):
+        check_baselines(["nosuch"])
 
 
 @pytest.mark.parametrize("args, message", [

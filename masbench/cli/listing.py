@@ -23,7 +23,7 @@ def list_(
     if what not in WHAT:
         raise MasbenchError(f"Invalid list {shown(what)} (valid: {', '.join(WHAT)})")
     rows = {"optimizers": _optimizers, "models": _models, "datasets": _datasets}[what]()
-    rows += _plugins(what, {name for name, _, _ in rows})
+    rows += _plugins(what, {name.partition(":")[0] if name.endswith(":PATH") else name for name, _, _ in rows})
     widths = [max(len(row[i]) for row in [("name", "kind", "source"), *rows]) for i in range(2)]
     for name, kind, source in [("name", "kind", "source"), *rows]:
         typer.echo(f"{name:<{widths[0]}}  {kind:<{widths[1]}}  {source}")

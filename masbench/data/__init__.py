@@ -102,7 +102,7 @@ def resolve(name: str) -> tuple[DatasetEntry, str | None]:
     prefix, sep, argument = name.partition(":")
     if sep and prefix in PARAMETRIC and argument:
         return PARAMETRIC[prefix], argument
-    if not sep:
+    if not sep and name not in PARAMETRIC:  # a built-in's prefix (csv) is no plugin's name either
         from masbench.data.plugins import plugin_entry
 
         entry = plugin_entry(name)
