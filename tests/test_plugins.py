@@ -147,6 +147,11 @@ def test_a_cell_with_the_plugins_optimizer_model_and_data_set_trains_in_a_fresh_
     # 60 test rows: an accuracy is a count of them, and the blobs (3 sigma apart) are learned above chance.
     assert epoch == 1 and round(test_acc * 60, 6) == round(test_acc * 60) and test_acc > 0.5
 
+    listed = subprocess.run([sys.executable, "-m", "masbench", "list", "datasets"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert listed.returncode == 0, listed.stderr
+    assert ["blobs", "tabular", "masbench-demo", "0.1"] in [line.split() for line in listed.stdout.splitlines()]
+
 
 def test_list_shows_the_plugins_with_their_distribution(installed):
     optimizers = runner.invoke(app, ["list", "optimizers"])
