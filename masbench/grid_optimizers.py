@@ -14,7 +14,7 @@ from typing import Any
 
 from masbench.errors import MasbenchError
 from masbench.limits import check_lambda_schedule, one_line, shown
-from masbench.optimizer_names import OPTIMIZER_NAMES, is_path, unknown_optimizer
+from masbench.optimizer_names import is_known, is_path, unknown_optimizer
 
 CONSTANT = "constant"
 
@@ -23,7 +23,7 @@ def optimizer_name(text: str, what: str = "optimizer") -> str:
     """A grid's optimizer as its one name: a plain name checked against the registry's names without torch,
     an import path resolved (imported); ValueError names a bad one."""
     if not is_path(text):
-        if text not in OPTIMIZER_NAMES:
+        if not is_known(text):
             raise ValueError(unknown_optimizer(text, what))
         return text
     from masbench.optim import resolve_optimizer

@@ -19,6 +19,13 @@ def is_path(text: str) -> bool:
     return "." in text or ":" in text
 
 
+def is_known(text: str) -> bool:
+    """A registered name, or a plugin's (``masbench.plugins``: metadata only, no import, no torch)."""
+    from masbench.plugins import find
+
+    return text in OPTIMIZER_NAMES or find("optimizers", text) is not None
+
+
 def unknown_optimizer(text: str, what: str = "optimizer") -> str:
     return (f"Unknown {what}: {shown(text)} (valid: {', '.join(OPTIMIZER_NAMES)}, or an import path "
-            f"package.module:Class of a torch.optim.Optimizer)")
+            f"package.module:Class of a torch.optim.Optimizer, or a plugin's: see masbench list optimizers)")

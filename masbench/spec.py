@@ -66,7 +66,7 @@ class RunSpec(BaseModel):
     batch_size: int = 128
     epochs: int = 10
     seed: int = 0
-    pretrained: str | None = None  # text models; None: bert-base-uncased
+    pretrained: str | None = None  # text models (None: bert-base-uncased); tv: models' weights (None: none)
     max_length: int = 128
     text_column: str | None = None
     label_column: str | None = None
@@ -147,18 +147,19 @@ class RunSpec(BaseModel):
     def _check_names(self) -> None:
         """The data set, model, optimizer, bias correction and schedule exist, and go together."""
         from masbench.data import dataset_kind
-        from masbench.models import model_entry
+        from masbench.models import model_entry, model_settings
         from masbench.optim import SPEC_OPTIMIZERS, check_builds, parse_lambda_schedule, resolve_optimizer
         from masbench.optim.functional import BIAS_CORRECTIONS
 
         try:
             kind = dataset_kind(self.dataset)
             entry = model_entry(self.model)
+            model_settings(self.model, self.pretrained)  # tv:'s weights exist
         except MasbenchError as error:
             raise ValueError(str(error)) from None
-        if entry.kind != kind:
-            raise ValueError(f"Invalid model {self.model!r} for dataset {shown(self.dataset)}: it takes {entry.kind} "
-                             f"data, the dataset is {kind}")
+        if kind not in entry.kinds:
+            raise ValueError(f"Invalid model {shown(self.model)} for dataset {shown(self.dataset)}: it takes "
+                             f"{' or '.join(entry.kinds)} data, the dataset is {kind}")
         resolve_optimizer(self.optimizer)  # a plain name: registered?
         if self.optimizer not in SPEC_OPTIMIZERS or self.optimizer_args:
             check_builds(self.optimizer, self.optimizer_hparams())
@@ -204,9 +205,11 @@ class RunSpec(BaseModel):
 
     @property
     def resolved_pretrained(self) -> str | None:
-        from masbench.models import DEFAULT_PRETRAINED
+        from masbench.models import DEFAULT_PRETRAINED, model_settings
 
-        return (self.pretrained or DEFAULT_PRETRAINED) if self.kind == "text" else None
+        if self.kind == "text":
+            return self.pretrained or DEFAULT_PRETRAINED
+        return model_settings(self.model, self.pretrained).get("pretrained")  # tv:'s weights, else None
 
     def optimizer_hparams(self, with_args: bool = True) -> dict[str, Any]:
         """The keyword arguments for ``build_optimizer(self.optimizer, ...)``, defaults resolved.
@@ -250,6 +253,10 @@ class RunSpec(BaseModel):
             out["lambda_schedule"] = self.lambda_schedule
         out.update(self._open_settings())
         out.update(self.data_options())
+        if self.kind != "text":  # tv:'s weights (a text model's pretrained is among the data options)
+            from masbench.models import model_settings
+
+            out.update(model_settings(self.model, self.pretrained))
         if not self._identified:
             raise RuntimeError(f"{self.describe()} was validated without identifying its data: it has no key")
         if self._data_fingerprint is not None:

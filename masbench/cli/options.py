@@ -25,8 +25,11 @@ ASCII_INT = re.compile(r"[-+]?[0-9]+", re.ASCII)
 
 # --- spec options: one per RunSpec field --------------------------------------------------------
 
-DatasetOpt = Annotated[str | None, typer.Option(help="digits, cifar10, cifar100, cola, agnews, imagefolder:PATH or csv:PATH.")]
-ModelOpt = Annotated[str | None, typer.Option(help="mlp, cnn, resnet18, resnet34 or bert.")]
+DatasetOpt = Annotated[str | None, typer.Option(
+    help="digits, cifar10, cifar100, cola, agnews, imagefolder:PATH, csv:PATH, or a plugin's (masbench list datasets).")]
+ModelOpt = Annotated[str | None, typer.Option(
+    help="mlp, cnn, resnet18, resnet34, bert, tv:NAME (torchvision's), package.module:function(num_classes, "
+         "input_shape), or a plugin's (masbench list models).")]
 OptimizerOpt = Annotated[str | None, typer.Option(
     help="mas, sgd, adam, adamw, radam, nadam, adamax, rmsprop, adagrad, adadelta, asgd, rprop, or an import path "
          "package.module:Class of a torch.optim.Optimizer (e.g. torch.optim.RAdam).")]
@@ -52,7 +55,9 @@ LrScheduleOpt = Annotated[str | None, typer.Option(
 BatchSizeOpt = Annotated[int | None, typer.Option(help="Batch size (default 128).")]
 EpochsOpt = Annotated[int | None, typer.Option(help="Epochs (default 10).")]
 SeedOpt = Annotated[int | None, typer.Option(help="Random seed (default 0).")]
-PretrainedOpt = Annotated[str | None, typer.Option(help="Pre-trained text model, hub name or local path (default bert-base-uncased).")]
+PretrainedOpt = Annotated[str | None, typer.Option(
+    help="Pre-trained text model, hub name or local path (default bert-base-uncased); for tv:NAME, torchvision's "
+         "weights (DEFAULT, IMAGENET1K_V1, ...).")]
 MaxLengthOpt = Annotated[int | None, typer.Option(help="Text: longest token sequence (default 128).")]
 TextColumnOpt = Annotated[str | None, typer.Option(help="csv: the text column, a name or a 0-based index.")]
 LabelColumnOpt = Annotated[str | None, typer.Option(help="csv: the label column, a name or a 0-based index.")]

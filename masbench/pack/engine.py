@@ -74,7 +74,7 @@ def can_pack(specs: Sequence[RunSpec]) -> str | None:
     if scheduled is not None:  # a member's lr would stay constant: other numbers than its cell's, silently
         return f"{scheduled.name} has an lr schedule, which packing does not run; it trains unpacked"
     if first.kind != "image":
-        return f"model {first.model!r} takes text; packing covers the image models (mlp, cnn, resnet18, resnet34)"
+        return f"model {first.model!r} takes {first.kind}; packing covers image data (mlp, cnn, resnet18, resnet34)"
     keys = [s.key for s in specs]
     if len(set(keys)) < len(keys):
         return "a cell appears twice (same key); each member writes its own checkpoint"
