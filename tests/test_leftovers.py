@@ -3,9 +3,13 @@ dry run shows. The command-line cases (one line, nothing written) are in test_ho
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from conftest import write_image_folder
 from masbench.cli.numbers import integer, number
+from masbench.data import load_dataset
 from masbench.errors import MasbenchError
 from masbench.grid_optimizers import check_lambda_schedules
 from masbench.grids import GridSpec
@@ -106,3 +110,39 @@ def test_a_number_option_passes_nan_on_for_the_range_check_to_name():
 def test_a_number_option_refuses_other_digits_and_forms(text):
     with pytest.raises(ValueError, match="is not a number in digits 0-9"):
         number(text)
+
+
+# --- every image suffix the layout lists is decoded -----------------------------------------------------
+
+
+def _convert(root: Path, fmt: str, suffix: str) -> None:
+    """Each PNG under ``root`` as ``fmt`` (same pixels), the PNG removed."""
+    from PIL import Image
+
+    for png in sorted(root.rglob("*.png")):
+        with Image.open(png) as image:
+            image.convert("RGB").save(png.with_suffix(suffix), fmt)
+        png.unlink()
+
+
+@pytest.mark.parametrize("fmt, suffix", [("BMP", ".bmp"), ("TIFF", ".tif"), ("TIFF", ".tiff")])
+def test_bmp_and_tiff_folders_decode_to_the_pixels_of_their_png(fmt, suffix, tmp_path):
+    png = load_dataset(f"imagefolder:{write_image_folder(tmp_path / 'png')}", tmp_path / "cache")
+    other = write_image_folder(tmp_path / fmt)
+    _convert(other, fmt, suffix)
+    assert not list(other.rglob("*.png")) and len(list(other.rglob(f"*{suffix}"))) == 48
+    data = load_dataset(f"imagefolder:{other}", tmp_path / "cache")
+    assert data.classes == png.classes
+    for split in ("train", "test"):
+        assert getattr(data, split).images.equal(getattr(png, split).images)
+        assert getattr(data, split).labels.equal(getattr(png, split).labels)
+
+
+@pytest.mark.parametrize("body", [b"BM" + b"\x00" * 40, b"II*\x00garbage", b"BM\xff\xff\xff\x7f"])
+def test_a_broken_bmp_or_tiff_is_one_line(body, tmp_path):
+    root = write_image_folder(tmp_path / "images")
+    (root / "train" / "cat" / "000.png").unlink()
+    (root / "train" / "cat" / "000.bmp").write_bytes(body)
+    with pytest.raises(MasbenchError, match="cannot decode image .*000.bmp") as error:
+        load_dataset(f"imagefolder:{root}", tmp_path / "cache")
+    assert "\n" not in str(error.value)
