@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import write_image_folder
 from masbench.cli.numbers import integer, number
@@ -14,7 +15,8 @@ from masbench.errors import MasbenchError
 from masbench.grid_optimizers import check_lambda_schedules
 from masbench.grids import GridSpec
 from masbench.lambdas import normalise_lambda_schedule
-from masbench.spec import make_spec
+from masbench.optim import typed_arguments
+from masbench.spec import RunSpec, make_spec
 
 # --- a lambda schedule has one text, and the cells written before keep theirs ---------------------------
 
@@ -146,3 +148,43 @@ def test_a_broken_bmp_or_tiff_is_one_line(body, tmp_path):
     with pytest.raises(MasbenchError, match="cannot decode image .*000.bmp") as error:
         load_dataset(f"imagefolder:{root}", tmp_path / "cache")
     assert "\n" not in str(error.value)
+
+
+# --- optimizer arguments without annotation -------------------------------------------------------------
+
+
+class Loose(torch.optim.Optimizer):
+    """An optimizer whose keywords have no annotations: their types come from defaults, else the values."""
+
+    def __init__(self, params, lr=1e-3, count=3, ratio=0.5, maybe=None, *, free):
+        if not isinstance(count, int) or (maybe is not None and not isinstance(maybe, (int, float))):
+            raise ValueError(f"Invalid count: {count!r}")
+        super().__init__(params, dict(lr=lr, count=count, ratio=ratio, maybe=maybe, free=free))
+
+    def step(self, closure=None):
+        return None
+
+
+@pytest.mark.parametrize(
+    "given, typed",
+    [
+        ({"count": "4", "free": "x"}, {"count": 4, "free": "x"}),  # int default: an int
+        ({"ratio": "1", "free": "3"}, {"free": 3, "ratio": 1.0}),  # float default: a float; none: as written
+        ({"free": "3.0"}, {"free": 3.0}),
+        ({"free": 3, "maybe": 7}, {"free": 3, "maybe": 7}),  # as YAML gives them
+        ({"free": "-2", "maybe": "2.5"}, {"free": -2, "maybe": 2.5}),
+        ({"free": "1e3"}, {"free": 1000.0}),
+        ({"free": "true"}, {"free": True}),
+    ],
+)
+def test_an_argument_without_annotation_is_typed_by_its_default_else_its_value(given, typed):
+    name = "test_leftovers:Loose"
+    out = typed_arguments(name, given, RunSpec.model_fields)
+    assert out == typed and {k: type(v) for k, v in out.items()} == {k: type(v) for k, v in typed.items()}
+    assert make_spec(optimizer=name, optimizer_args=given).optimizer_args == out
+
+
+@pytest.mark.parametrize("given", [{"free": "٣"}, {"count": "1_0", "free": 1}, {"ratio": "０.５", "free": 1}])
+def test_an_argument_is_written_in_ascii_digits(given):
+    with pytest.raises(MasbenchError, match="expected a number in digits 0-9"):
+        make_spec(optimizer="test_leftovers:Loose", optimizer_args=given)
