@@ -257,7 +257,7 @@ def sweep(
         check_unpacked(cells)
     title = name or dataset
     if dry_run:
-        _print_plan(title, cells, db)
+        _print_plan(title, cells, db, device, retry_failed)
         return
 
     from masbench.progress import WarningLog
@@ -284,11 +284,12 @@ def _check_sweep_flags(no_baselines: bool, baselines: str | None, workers: int |
         raise MasbenchError("--workers is for --executor local; Ray runs as many cells at once as the cluster has GPUs or CPUs")
 
 
-def _print_plan(title: str, cells, db: str | None) -> None:
-    """``--dry-run``: the cells and their state in the store; nothing is written."""
+def _print_plan(title: str, cells, db: str | None, device: str, retry_failed: bool) -> None:
+    """``--dry-run``: the cells and their state in the store, and the packs of those to run; nothing is written."""
     from rich.table import Table
 
     from masbench.sweep import dry_run as plan
+    from masbench.sweep.pack_plan import pack_lines, planned_device_type
 
     out = stdout_console()
     table = Table(title=f"sweep {title}: {len(cells)} cells")
@@ -301,6 +302,9 @@ def _print_plan(title: str, cells, db: str | None) -> None:
     out.print(table, markup=False)
     done = sum(1 for _, status in listed if status == "completed")
     out.print(f"{len(cells)} cells: {done} completed, {len(cells) - done} to run", markup=False)
+    if any(cell.pack != "off" for cell in cells):
+        for line in pack_lines(listed, planned_device_type(device), retry_failed):
+            out.print(line, markup=False)
 
 
 def _run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_address: str | None) -> None:
