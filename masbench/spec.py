@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from masbench.errors import MasbenchError
+from masbench.lambdas import normalise_lambda_schedule
 from masbench.limits import MAX_NAME, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, one_line, shown
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
@@ -107,6 +108,12 @@ class RunSpec(BaseModel):
         from masbench.optim import typed_arguments
 
         return typed_arguments(info.data["optimizer"], value, cls.model_fields)
+
+    @field_validator("lambda_schedule")
+    @classmethod
+    def _normalise_lambda_schedule(cls, value: str) -> str:
+        check_lambda_schedule(value)  # its numbers first: ``linear:0.7:0.3:inf`` is named as not finite
+        return normalise_lambda_schedule(value)
 
     @field_validator("lr_schedule")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from masbench.cli.numbers import number
 from masbench.cli.options import DbOpt
 from masbench.cli.output import stdout_console
 from masbench.errors import MasbenchError
@@ -101,7 +102,7 @@ def report(
 def compare(
     configs: Annotated[list[str] | None, typer.Argument(help="Configurations: mas:0.3, mas:0.3:0.7, adam, sgd, adamw, run names or config keys; the first is the reference.")] = None,
     baseline: Annotated[str | None, typer.Option(help="Regression gate: a saved report --format csv to compare the store with.")] = None,
-    tolerance: Annotated[float | None, typer.Option(help="Gate: the smallest drop in avg acc, in points, that counts (default 1); it must also be significant (one-sided t-test, alpha 0.01).")] = None,
+    tolerance: Annotated[float | None, typer.Option(parser=number, help="Gate: the smallest drop in avg acc, in points, that counts (default 1); it must also be significant (one-sided t-test, alpha 0.01).")] = None,
     metric: MetricOpt = "best",
     dataset: FilterDataset = None,
     model: FilterModel = None,

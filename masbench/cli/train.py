@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from masbench.cli.numbers import integer
 from masbench.cli.options import (
     AmpOpt,
     AmsgradOpt,
@@ -192,7 +193,7 @@ def sweep(
     optimizer_args: Annotated[list[str] | None, typer.Option("--optimizer-arg", help="OPTIMIZER:KEY=VALUE, repeatable: an argument of one of the baselines, e.g. radam:decoupled_weight_decay=true.")] = None,
     lambda_schedule: Annotated[str | None, typer.Option(help="MAS's lambda schedules, comma-separated: constant (the --lambdas grid, the default) and linear:START:END[:EPOCHS] (one MAS cell each), e.g. constant,linear:1:0:100.")] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Run MAS only.")] = False,
-    seeds: Annotated[int | None, typer.Option(help="Seeds 0..N-1.")] = None,
+    seeds: Annotated[int | None, typer.Option(parser=integer, help="Seeds 0..N-1.")] = None,
     seed_list: Annotated[str | None, typer.Option(help="Explicit seeds, comma-separated: 0,1,2.")] = None,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
@@ -215,12 +216,12 @@ def sweep(
     train_subset: TrainSubsetOpt = None,
     test_subset: TestSubsetOpt = None,
     pack: Annotated[str | None, typer.Option(help="Train cells in packs of N (>= 2) that share data, model, batch size and epochs, each recorded as its own run; auto (the MLP everywhere, conv models on CUDA), or off (default; the benchmark's pack: applies unless given).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per GPU when there are several, else 1).")] = None,
+    workers: Annotated[int | None, typer.Option(parser=integer, help="Worker processes (default: one per GPU when there are several, else 1).")] = None,
     executor: Annotated[str, typer.Option(help="local (worker processes on this machine) or ray (a task per cell on a Ray cluster).")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="With --executor ray: auto or HOST:PORT of a running cluster (default: start a local one).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and which are done; run nothing.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed and diverged cells again.")] = False,
-    max_cells: Annotated[int, typer.Option(help="Refuse a grid of more cells than this (at most 100,000), counted before any is built.")] = 10_000,
+    max_cells: Annotated[int, typer.Option(parser=integer, help="Refuse a grid of more cells than this (at most 100,000), counted before any is built.")] = 10_000,
     claim_timeout: ClaimTimeoutOpt = 60.0,
     device: DeviceOpt = "auto",
     db: DbOpt = None,
@@ -256,7 +257,7 @@ def sweep(
         check_unpacked(cells)
     title = name or dataset
     if dry_run:
-        _print_plan(title, cells, db)
+        _print_plan(title, cells, db, device, retry_failed)
         return
 
     from masbench.progress import WarningLog
@@ -283,11 +284,12 @@ def _check_sweep_flags(no_baselines: bool, baselines: str | None, workers: int |
         raise MasbenchError("--workers is for --executor local; Ray runs as many cells at once as the cluster has GPUs or CPUs")
 
 
-def _print_plan(title: str, cells, db: str | None) -> None:
-    """``--dry-run``: the cells and their state in the store; nothing is written."""
+def _print_plan(title: str, cells, db: str | None, device: str, retry_failed: bool) -> None:
+    """``--dry-run``: the cells and their state in the store, and the packs of those to run; nothing is written."""
     from rich.table import Table
 
     from masbench.sweep import dry_run as plan
+    from masbench.sweep.pack_plan import pack_lines, planned_device_type
 
     out = stdout_console()
     table = Table(title=f"sweep {title}: {len(cells)} cells")
@@ -300,6 +302,9 @@ def _print_plan(title: str, cells, db: str | None) -> None:
     out.print(table, markup=False)
     done = sum(1 for _, status in listed if status == "completed")
     out.print(f"{len(cells)} cells: {done} completed, {len(cells) - done} to run", markup=False)
+    if any(cell.pack != "off" for cell in cells):
+        for line in pack_lines(listed, planned_device_type(device), retry_failed):
+            out.print(line, markup=False)
 
 
 def _run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_address: str | None) -> None:
