@@ -9,7 +9,7 @@ from __future__ import annotations
 from masbench.limits import shown
 
 OPTIMIZER_NAMES = ("mas", "sgd", "adam", "adamw", "radam", "nadam", "adamax", "rmsprop", "adagrad", "adadelta",
-                   "asgd", "rprop")
+                   "asgd", "rprop", "mix")
 # Their hyperparameters are RunSpec fields (lr, momentum, betas, ...): the cells and keys masbench has always had.
 SPEC_OPTIMIZERS = ("mas", "sgd", "adam", "adamw")
 
