@@ -31,10 +31,41 @@ def _as_mix(config: dict) -> dict:
 @pytest.mark.parametrize("config", MAS_CONFIGS)
 def test_adam_sgd_mix_is_mas_bitwise(config, dtype):
     expected, mas_opt = run(lambda p: MAS(p, foreach=False, fused=False, **config), dtype)
-    got, _ = run(lambda p: Mix(p, **_as_mix(config)), dtype)
+    got, _ = run(lambda p: Mix(p, foreach=False, fused=False, **_as_mix(config)), dtype)
     for e, g in zip(expected, got):
         assert torch.equal(e, g)
     assert not torch.equal(expected[0], make_params(dtype)[0])  # the runs moved
+
+
+@pytest.mark.parametrize("path", [dict(foreach=True), dict(fused=True), dict()])
+@pytest.mark.parametrize("config", MAS_CONFIGS[:3])
+def test_adam_sgd_mix_is_mas_bitwise_on_every_path(config, path):
+    """On MAS's fast paths (and its default, fused on CPU) too, where the loop would round otherwise."""
+    expected, _ = run(lambda p: MAS(p, **path, **config))
+    got, _ = run(lambda p: Mix(p, **path, **_as_mix(config)))
+    loop, _ = run(lambda p: Mix(p, foreach=False, fused=False, **_as_mix(config)))
+    assert all(torch.equal(e, g) for e, g in zip(expected, got))
+    torch.testing.assert_close(loop, got)  # the paths agree to rounding
+
+
+def test_fast_path_and_loop_share_one_state_layout():
+    """A checkpoint taken on the fused path resumes on the loop (same state keys), close to rounding."""
+    fused, _ = run(lambda p: Mix(p, fused=True, adam=0.4, sgd=0.6, momentum=0.9), steps=10)
+    params = make_params()
+    opt = Mix(params, fused=True, adam=0.4, sgd=0.6, momentum=0.9)
+    stream = grad_stream(params, 10)
+    for grads in stream[:5]:
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+    loop = Mix(params, foreach=False, fused=False, adam=0.4, sgd=0.6, momentum=0.9)
+    loop.load_state_dict(opt.state_dict())
+    loop.param_groups[0]["fused"] = False  # the saved group said fused; this run continues on the loop
+    for grads in stream[5:]:
+        for p, g in zip(params, grads):
+            p.grad = g
+        loop.step()
+    torch.testing.assert_close(params, fused)
 
 
 def test_order_of_the_weights_does_not_change_the_numbers():
@@ -215,6 +246,10 @@ def test_checkpoint_round_trip_continues_bit_identically(dtype):
                    components={"sgd": {"momentum": 0.9}, "rmsprop": {"momentum": 0.5}})
 
     straight, resumed = _train_and_resume(make, dtype)
+    for a, b in zip(straight, resumed):
+        assert torch.equal(a, b)
+    # And on MAS's fused path, which a mix of adam and sgd takes by default on CPU.
+    straight, resumed = _train_and_resume(lambda p: Mix(p, adam=0.3, sgd=0.7, momentum=0.9, amsgrad=True), dtype)
     for a, b in zip(straight, resumed):
         assert torch.equal(a, b)
 

@@ -11,7 +11,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.optimizer import _use_grad_for_differentiable
 
-from masbench.optim import mix_kinds
+from masbench.optim import mix_kinds, mix_mas as mas_path
 from masbench.optim.mix_kinds import KINDS
 
 # Hyperparameters a Mix takes once for all components (None: each component's own default).
@@ -43,6 +43,11 @@ class Mix(Optimizer):
     bit for bit, in every floating dtype. Components are applied in a fixed order (``KINDS``'s, then the
     others by name), so the order the weights are written in never changes the numbers.
 
+    The loop above is the reference. A mix of adam and sgd alone (with one weight decay and the group's
+    lr) may run MAS's multi-tensor or fused kernels instead (``foreach``, ``fused``; with neither given,
+    MAS's default path: fused on CPU, foreach on CUDA), so that ``--optimizer mix:adam=a,sgd=s`` and
+    ``mas`` at those lambdas give the same numbers; ``foreach=False, fused=False`` keeps the loop.
+
     Args:
         params: iterable of parameters or dicts defining parameter groups.
         lr: the learning rate of every component that sets none of its own (an lr schedule changes it).
@@ -51,6 +56,7 @@ class Mix(Optimizer):
             ``{"sgd": {"momentum": 0.9, "lr": 0.1}}``; a component's own ``lr`` is fixed.
         betas, eps, weight_decay, amsgrad, momentum, dampening, nesterov, bias_correction: given (not
             None), each applies to every component that takes it, unless that component sets its own.
+        foreach, fused: the path of a mix of adam and sgd alone (see above); other mixes run the loop.
 
     Example:
         >>> import torch
@@ -74,12 +80,16 @@ class Mix(Optimizer):
         dampening: float | None = None,
         nesterov: bool | None = None,
         bias_correction: str | None = None,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
         **keyword_weights: float,
     ) -> None:
         shared = dict(betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, momentum=momentum,
                       dampening=dampening, nesterov=nesterov, bias_correction=bias_correction)
         defaults = dict(lr=lr, weights={**dict(weights or {}), **keyword_weights},
-                        components=dict(components or {}), shared=shared, differentiable=False)
+                        components=dict(components or {}), shared=shared, foreach=foreach, fused=fused,
+                        differentiable=False)
         self._linear: dict[str, Optimizer] = {}
         super().__init__(params, _resolved(defaults))
         self._scratch = {p: torch.zeros_like(p) for group in self.param_groups for p in group["params"]}
@@ -134,12 +144,15 @@ class Mix(Optimizer):
         moves = self._linear_moves()
         for group in self.param_groups:
             kinds = [(name, group["weights"][name]) for name in _product_names(group)]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
                 if p.grad.is_sparse or torch.is_complex(p):
                     raise RuntimeError(f"Mix takes dense real parameters and gradients (got {p.dtype}, "
                                        f"{'sparse' if p.grad.is_sparse else 'dense'} gradient)")
+            if params and mas_path.takes(group, params, bool(self._linear)):
+                mas_path.step(self.state, group, params)
+                continue
+            for p in params:
                 self._step_param(p, group, kinds)
                 if p in moves:
                     p.add_(moves[p])
@@ -229,6 +242,8 @@ def _resolved(group: dict[str, Any]) -> dict[str, Any]:
     for k in _FLOATS:
         if k in shared and not shared[k] >= 0:
             raise ValueError(f"Invalid {k} value: {shared[k]} (must be >= 0)")
+    if group.get("fused") and group.get("foreach"):
+        raise ValueError("Invalid options: fused=True and foreach=True cannot both be set")
     if not group["lr"] >= 0 or isinstance(group["lr"], torch.Tensor):
         raise ValueError(f"Invalid learning rate: {group['lr']} (must be a float >= 0)")
     components = {}
