@@ -283,3 +283,38 @@ def test_param_without_grad_and_zero_weight_keep_their_state_moving():
         opt.step()
     assert torch.equal(params[1].detach(), frozen) and params[1] not in opt.state
     assert opt.state[params[0]]["adam"]["step"].item() == 3  # zero weight: its moments still follow
+
+
+def test_an_lr_schedule_reaches_every_component_but_those_with_their_own_lr():
+    params = make_params()
+    opt = Mix(params, lr=0.5, adam=0.5, adadelta=0.5)
+    own = make_params()
+    opt_own = Mix(own, lr=0.5, adam=0.5, adadelta=0.5, components={"adadelta": {"lr": 0.5}})
+    for o in (opt, opt_own):
+        o.param_groups[0]["lr"] = 0.0  # what an lr scheduler does
+    before, before_own = [p.detach().clone() for p in params], [p.detach().clone() for p in own]
+    for group, o in ((params, opt), (own, opt_own)):
+        for p, g in zip(group, grad_stream(group, 1)[0]):
+            p.grad = g
+        o.step()
+    assert all(torch.equal(p, b) for p, b in zip(params, before))  # lr 0: neither part moves
+    assert not any(torch.equal(p, b) for p, b in zip(own, before_own))  # adadelta kept its own lr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_mas_and_the_cpu_loop():
+    def on_cuda(make):
+        params = [p.detach().cuda().requires_grad_() for p in make_params()]
+        opt = make(params)
+        for grads in grad_stream(make_params(), 10):
+            for p, g in zip(params, grads):
+                p.grad = g.cuda()
+            opt.step()
+        return [p.detach().cpu() for p in params]
+
+    mas = on_cuda(lambda p: MAS(p, lambda_adam=0.3, lambda_sgd=0.7, momentum=0.9))
+    mix = on_cuda(lambda p: Mix(p, adam=0.3, sgd=0.7, momentum=0.9))
+    assert all(torch.equal(a, b) for a, b in zip(mas, mix))
+    three = on_cuda(lambda p: Mix(p, adam=0.3, sgd=0.5, rmsprop=0.2, adadelta=0.1))
+    cpu, _ = run(lambda p: Mix(p, adam=0.3, sgd=0.5, rmsprop=0.2, adadelta=0.1), steps=10)
+    torch.testing.assert_close(three, [p.detach() for p in cpu])

@@ -20,7 +20,7 @@ _FLOATS = ("eps", "weight_decay", "momentum", "dampening")
 
 
 class Mix(Optimizer):
-    r"""A mix of optimizers with weights :math:`\lambda_i \ge 0`; ``Mix(adam=a, sgd=s)`` is ``MAS(lambda_adam=a, lambda_sgd=s)``.
+    r"""A mix of optimizers with weights :math:`\lambda_i \ge 0`; ``Mix(adam=a, sgd=s)`` is ``MAS`` at those lambdas.
 
     Components whose update is a step size times a direction (``mix_kinds``: sgd, adam, adamw, adamax,
     nadam, rmsprop, adagrad and lion) follow the paper's product form, in one pass over the parameters:
@@ -61,7 +61,8 @@ class Mix(Optimizer):
     Example:
         >>> import torch
         >>> model = torch.nn.Linear(4, 2)
-        >>> opt = Mix(model.parameters(), lr=1e-3, adam=0.3, sgd=0.5, rmsprop=0.2, components={"sgd": {"momentum": 0.9}})
+        >>> opt = Mix(model.parameters(), lr=1e-3, adam=0.3, sgd=0.5, rmsprop=0.2,
+        ...           components={"sgd": {"momentum": 0.9}})
         >>> model(torch.randn(8, 4)).pow(2).mean().backward()
         >>> opt.step()
     """
@@ -128,9 +129,8 @@ class Mix(Optimizer):
         ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
         params = chain.from_iterable(g["params"] for g in self.param_groups)
         for saved_id, p in zip(ids, params):
-            for (key_id, kind, key), value in scalars.items():
-                if key_id == saved_id:
-                    self.state[p][kind][key] = value.to(device="cpu", dtype=torch.float32)
+            for kind, key, value in scalars.get(saved_id, ()):
+                self.state[p][kind][key] = value.to(device="cpu", dtype=torch.float32)
         for name, inner in self._linear.items():
             inner.load_state_dict(linear[name])
 
@@ -222,7 +222,10 @@ def component_name(component: Any) -> str:
         component = f"{component.__module__}:{component.__qualname__}"
     if not isinstance(component, str):
         raise ValueError(f"Invalid mix component {component!r} (a name such as adam, or a torch.optim.Optimizer)")
-    name = resolve_optimizer(component)
+    try:
+        name = resolve_optimizer(component)
+    except ValueError as error:
+        raise ValueError(f"Invalid mix component {component!r}: {error}") from None
     if name in ("mix", "mas"):
         raise ValueError(f"Invalid mix component {name}: mix adam and sgd instead (mas is Mix(adam=..., sgd=...))")
     return name
@@ -290,11 +293,12 @@ def _build_linear(name: str, groups: list[dict[str, Any]], scratch: dict) -> Opt
         raise ValueError(f"Invalid settings for mix component {name}: {' '.join(str(error).split())}") from None
 
 
-def _scalars(state_dict: dict[str, Any]) -> dict[tuple[int, str, str], torch.Tensor]:
-    """The saved steps and NAdam's mu_product, by (parameter id, component, key), before torch casts them."""
-    out = {}
+def _scalars(state_dict: dict[str, Any]) -> dict[Any, list[tuple[str, str, torch.Tensor]]]:
+    """The saved steps and NAdam's mu_product, per parameter id as (component, key, value), before torch casts them."""
+    out: dict[Any, list[tuple[str, str, torch.Tensor]]] = {}
     for param_id, state in state_dict["state"].items():
         for kind, values in state.items():
             if isinstance(values, dict):
-                out.update({(param_id, kind, k): v for k, v in values.items() if k in ("step", "mu_product")})
+                out.setdefault(param_id, []).extend(
+                    (kind, k, v) for k, v in values.items() if k in ("step", "mu_product"))
     return out
