@@ -165,3 +165,19 @@ def test_a_mix_cell_resumes_from_its_checkpoint_with_the_numbers_of_a_straight_r
         train(spec, options, [StopAfter(1)])
     resumed = train(spec, options)
     assert resumed.resumed_from == 1 and numbers(resumed) == straight
+
+
+def test_both_stores_hold_the_weights_as_json_and_null_for_other_optimizers(db_url):
+    from sqlalchemy import create_engine, text
+
+    for optimizer in ("mix:adam=0.25,sgd=0.5,rmsprop=0.25", "adam"):
+        result = runner.invoke(app, ["run", "--dataset", "digits", "--optimizer", optimizer, "--epochs", "1",
+                                     "--train-subset", "64", "--test-subset", "64", "--db", db_url])
+        assert result.exit_code == 0, result.output
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        stored = connection.execute(text("select optimizer, weights, weights is null from runs order by id")).all()
+    engine.dispose()
+    weights = stored[0][1] if isinstance(stored[0][1], dict) else json.loads(stored[0][1])
+    assert stored[0][0] == "mix" and weights == {"adam": 0.25, "sgd": 0.5, "rmsprop": 0.25}
+    assert stored[1][0] == "adam" and stored[1][1] is None and stored[1][2] in (True, 1)
