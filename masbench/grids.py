@@ -1,6 +1,6 @@
 """Sweep grids: ``GridSpec`` (one grid's settings, checked), its cell count, and its expansion into run specs.
 
-A grid is counted from its arithmetic (models x (baselines + lambdas) x seeds) before any cell is built,
+A grid is counted from its arithmetic (models x (baselines + lambdas + mixes) x seeds) before any cell is built,
 and without torch: the registries are imported only to build cells (``expand_grid``, ``check_grid``).
 ``masbench.benchmarks`` reads the benchmarks file into grids and re-exports these names.
 """
@@ -27,11 +27,13 @@ from masbench.grid_optimizers import (
     check_lambda_schedules,
     mas_configs,
     mas_parts,
+    mix_configs,
     optimizer_configs,
     resolve_optimizer_args,
 )
 from masbench.lambdas import complement, count_lambdas, count_text, parse_lambdas
 from masbench.limits import check_ranges, one_line, shown
+from masbench.mix_weights import simplex_count
 from masbench.spec import RunSpec, make_spec
 
 TEXT_BASELINES = ("adam", "sgd", "adamw")  # the paper's Table 3 adds AdamW for the text sets
@@ -79,6 +81,8 @@ class GridSpec(BaseModel):
     baselines: list[str] | None = None  # None: adam and sgd, plus adamw for text data
     optimizer_args: dict[str, dict[str, Any]] | None = None  # per baseline: its optimizer arguments
     lambda_schedule: str | list[str] | None = None  # MAS's: constant (the lambdas grid) and linear ones; None: constant
+    mix: str | list[str] | None = None  # components of a mix grid over the simplex (mix_weights.simplex)
+    mix_step: StrictFloat | str | None = None  # its step: weights are multiples of it that sum to 1
     seeds: StrictInt | None = None
     seed_list: list[StrictInt] | None = None
     data_dir: str | None = None
@@ -120,9 +124,19 @@ class GridSpec(BaseModel):
     def _check_lambda_schedules(cls, value: str | list[str] | None) -> list[str] | None:
         return None if value is None else check_lambda_schedules(value)
 
+    @field_validator("mix")
+    @classmethod
+    def _split_mix(cls, value: str | list[str] | None) -> list[str] | None:
+        return [part.strip() for part in value.split(",")] if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check(self) -> GridSpec:
         check_ranges(self.model_dump(exclude_none=True))
+        if (self.mix is None) != (self.mix_step is None):
+            raise ValueError("Invalid mix: give mix (its components) and mix_step together, e.g. mix: adam,sgd,rmsprop "
+                             "and mix_step: 0.25")
+        if self.mix is not None:
+            simplex_count(self.mix, self.mix_step)
         try:
             count_lambdas(self.lambdas)
         except MasbenchError as error:
@@ -163,7 +177,10 @@ class GridSpec(BaseModel):
 
         grid, schedules = mas_parts(self.lambda_schedule)
         configs = len(self.baseline_names(dataset_kind(self.dataset))) + grid * count_lambdas(self.lambdas) + schedules
-        return len(self.models) * configs * self.seed_count()
+        return len(self.models) * (configs + self.mix_count()) * self.seed_count()
+
+    def mix_count(self) -> int:
+        return simplex_count(self.mix, self.mix_step) if self.mix is not None else 0
 
     def describe_count(self) -> str:
         from masbench.data import dataset_kind
@@ -173,6 +190,7 @@ class GridSpec(BaseModel):
         lambdas = count_lambdas(self.lambdas) if grid else 0
         return (f"{len(self.models):,} model(s) x ({baselines} baseline(s) + {count_text(lambdas)} lambda(s)"
                 + (f" + {schedules} lambda schedule(s)" if schedules else "")
+                + (f" + {self.mix_count():,} mix(es)" if self.mix else "")
                 + f") x {self.seed_count():,} seed(s)")
 
 
@@ -189,7 +207,7 @@ def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]
     configs = optimizer_configs(grid.baseline_names(dataset_kind(grid.dataset)), grid.optimizer_args)
     lambdas = [dict(lambda_adam=lam, lambda_sgd=complement(lam))
                for lam in parse_lambdas(grid.lambdas, MAX_CELLS_CEILING)]
-    return shared, configs + mas_configs(grid.lambda_schedule, lambdas)
+    return shared, configs + mas_configs(grid.lambda_schedule, lambdas) + mix_configs(grid.mix, grid.mix_step)
 
 
 def expand_grid(grid: GridSpec, benchmark: str | None, max_cells: int = MAX_CELLS_CEILING, *,
@@ -217,7 +235,7 @@ def check_grid(grid: GridSpec, benchmark: str | None) -> None:
 
     shared = {name: getattr(grid, name) for name in RUN_FIELDS if getattr(grid, name) is not None}
     configs = optimizer_configs(grid.baseline_names(dataset_kind(grid.dataset)), grid.optimizer_args)
-    configs += mas_configs(grid.lambda_schedule, [{}])
+    configs += mas_configs(grid.lambda_schedule, [{}]) + mix_configs(grid.mix, grid.mix_step)[:1]
     seed = grid.seed_list[0] if grid.seed_list else 0
     context = {"identify_data": False}
     for model in grid.models:

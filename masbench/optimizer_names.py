@@ -9,9 +9,10 @@ from __future__ import annotations
 from masbench.limits import shown
 
 OPTIMIZER_NAMES = ("mas", "sgd", "adam", "adamw", "radam", "nadam", "adamax", "rmsprop", "adagrad", "adadelta",
-                   "asgd", "rprop")
-# Their hyperparameters are RunSpec fields (lr, momentum, betas, ...): the cells and keys masbench has always had.
-SPEC_OPTIMIZERS = ("mas", "sgd", "adam", "adamw")
+                   "asgd", "rprop", "mix")
+# Their hyperparameters are RunSpec fields (lr, momentum, betas, ...): the cells and keys masbench has always had
+# (and mix's: the spec's settings reach each of its components that takes them).
+SPEC_OPTIMIZERS = ("mas", "sgd", "adam", "adamw", "mix")
 
 
 def is_path(text: str) -> bool:

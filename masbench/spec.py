@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, Valida
 from masbench.errors import MasbenchError
 from masbench.lambdas import normalise_lambda_schedule
 from masbench.limits import MAX_NAME, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, one_line, shown
+from masbench.mix_weights import is_mix, mix_text, parse_mix, resolve_weights
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
 
@@ -51,6 +52,7 @@ class RunSpec(BaseModel):
     model: str = "mlp"
     optimizer: str = "mas"  # a registered name or an import path (masbench.optim.registry), resolved to one name
     optimizer_args: dict[str, Any] = {}  # its other keyword arguments, typed by its signature (optim.arguments)
+    weights: dict[str, Any] | None = None  # mix's {component: weight} (optimizer "mix:adam=0.3,sgd=0.7" sets it)
     lr: float = 1e-3
     momentum: float = 0.0
     dampening: float = 0.0
@@ -88,6 +90,22 @@ class RunSpec(BaseModel):
         if isinstance(value, tuple):
             return tuple(v + 0.0 if isinstance(v, float) else v for v in value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_mix(cls, values: Any) -> Any:
+        """``optimizer: mix:adam=0.3,sgd=0.7`` is optimizer ``mix`` with those weights."""
+        if isinstance(values, dict) and is_mix(values.get("optimizer")):
+            if values.get("weights") is not None:
+                raise ValueError(f"Invalid optimizer {shown(values['optimizer'])}: weights are given twice "
+                                 f"(in the optimizer's text and as weights)")
+            values = {**values, "optimizer": "mix", "weights": parse_mix(values["optimizer"])}
+        return values
+
+    @field_validator("weights")
+    @classmethod
+    def _resolve_weights(cls, value: dict[str, Any] | None) -> dict[str, float] | None:
+        return None if value is None else resolve_weights(value)
 
     @field_validator("optimizer")
     @classmethod
@@ -146,6 +164,10 @@ class RunSpec(BaseModel):
             raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
                              f"(got momentum={self.momentum}, dampening={self.dampening})")
         check_lambda_schedule(self.lambda_schedule)
+        if (self.optimizer == "mix") != (self.weights is not None):
+            if self.weights is None:
+                raise ValueError("Invalid optimizer mix: give its weights, e.g. mix:adam=0.5,sgd=0.5")
+            raise ValueError(f"Invalid weights for optimizer {shown(self.optimizer)}: only mix has weights")
         if self.lr_schedule != "constant":
             from masbench.optim import check_lr_schedule
 
@@ -168,7 +190,7 @@ class RunSpec(BaseModel):
             raise ValueError(f"Invalid model {shown(self.model)} for dataset {shown(self.dataset)}: it takes "
                              f"{' or '.join(entry.kinds)} data, the dataset is {kind}")
         resolve_optimizer(self.optimizer)  # a plain name: registered?
-        if self.optimizer not in SPEC_OPTIMIZERS or self.optimizer_args:
+        if self.optimizer not in SPEC_OPTIMIZERS or self.optimizer_args or self.optimizer == "mix":
             check_builds(self.optimizer, self.optimizer_hparams())
         if self.bias_correction not in BIAS_CORRECTIONS:
             raise ValueError(f"Invalid bias_correction: {shown(self.bias_correction)} "
@@ -228,7 +250,8 @@ class RunSpec(BaseModel):
 
         values = self.model_dump()
         if self.weight_decay is None:
-            values["weight_decay"] = float(optimizer_defaults(self.optimizer).get("weight_decay", 0.0))
+            default = optimizer_defaults(self.optimizer).get("weight_decay", 0.0)
+            values["weight_decay"] = None if default is None else float(default)  # mix: each component's own
         hparams = select_hyperparameters(self.optimizer, values)
         hparams.pop("foreach", None)
         hparams.pop("fused", None)
@@ -302,9 +325,12 @@ class RunSpec(BaseModel):
         """
         from masbench.optim import optimizer_defaults
 
-        defaults = optimizer_defaults(self.optimizer)
+        # A mix is named by its weights, and shows the settings that differ from MAS's, which it shares.
+        defaults = optimizer_defaults("mas" if self.optimizer == "mix" else self.optimizer)
         shown = {}
         for k, v in self.optimizer_hparams().items():
+            if self.optimizer == "mix" and (k == "weights" or v is None):
+                continue
             if self.optimizer == "mas" and k in ("lambda_adam", "lambda_sgd"):
                 if self.lambda_schedule == "constant":
                     shown[k] = v
@@ -315,7 +341,8 @@ class RunSpec(BaseModel):
         if self.lr_schedule != "constant":
             shown["lr_schedule"] = self.lr_schedule
         inner = ",".join(f"{k}={_format(shown[k])}" for k in sorted(shown))
-        return f"{self.optimizer}[{inner}]"
+        head = mix_text(self.weights) if self.optimizer == "mix" and self.weights else self.optimizer
+        return f"{head}[{inner}]"
 
     def describe(self) -> str:
         """One line for messages: the name, the data, the model and the seed."""

@@ -78,7 +78,7 @@ def test_csv_numbers_for_both_metrics(db, metric):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert list(rows[0]) == ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam",
-                             "lambda_sgd", "metric", "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs",
+                             "lambda_sgd", "weights", "metric", "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs",
                              "masbench_version"]
     assert {r["metric"] for r in rows} == {metric}
     by_name = {(r["model"], r["name"]): r for r in rows}

@@ -32,7 +32,8 @@ ModelOpt = Annotated[str | None, typer.Option(
     help="mlp, cnn, resnet18, resnet34, bert, tv:NAME (torchvision's), package.module:function(num_classes, "
          "input_shape), or a plugin's (masbench list models).")]
 OptimizerOpt = Annotated[str | None, typer.Option(
-    help="mas, sgd, adam, adamw, radam, nadam, adamax, rmsprop, adagrad, adadelta, asgd, rprop, or an import path "
+    help="mas, sgd, adam, adamw, radam, nadam, adamax, rmsprop, adagrad, adadelta, asgd, rprop, a mix "
+         "mix:adam=0.3,sgd=0.5,rmsprop=0.2, or an import path "
          "package.module:Class of a torch.optim.Optimizer (e.g. torch.optim.RAdam).")]
 OptimizerArgsOpt = Annotated[list[str] | None, typer.Option(
     "--optimizer-arg", help="KEY=VALUE, repeatable: a keyword of the optimizer that no other option sets, typed by "
@@ -157,7 +158,21 @@ def given(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def split_list(text: str | None, what: str) -> list[str] | None:
+def split_baselines(text: str | None) -> list[str] | None:
+    """``--baselines``: as ``split_list``, with each mix whole (``adam,mix:adam=0.5,sgd=0.5`` is two baselines)."""
+    from masbench.mix_weights import join_mix_items
+
+    items = split_list(text, "--baselines", unique=False)
+    if items is None:
+        return None
+    items = join_mix_items(items)
+    twice = next((item for i, item in enumerate(items) if item in items[:i]), None)
+    if twice is not None:
+        raise MasbenchError(f"Invalid --baselines: {shown(text)} gives {shown(twice)} twice (give each once)")
+    return items
+
+
+def split_list(text: str | None, what: str, unique: bool = True) -> list[str] | None:
     """The items of a comma-separated list, spaces around them dropped; an empty item or one given twice is refused.
 
     ``--seed-list 0,0`` or ``--models mlp,,cnn`` is a typo more often than a wish: said, not silently mended.
@@ -169,7 +184,7 @@ def split_list(text: str | None, what: str) -> list[str] | None:
         raise MasbenchError(f"Invalid {what}: {shown(text)} (a comma-separated list)")
     if "" in items:
         raise MasbenchError(f"Invalid {what}: {shown(text)} has an empty item (a comma-separated list, e.g. a,b)")
-    twice = next((item for i, item in enumerate(items) if item in items[:i]), None)
+    twice = next((item for i, item in enumerate(items) if item in items[:i]), None) if unique else None
     if twice is not None:
         raise MasbenchError(f"Invalid {what}: {shown(text)} gives {shown(twice)} twice (give each once)")
     return items

@@ -55,6 +55,7 @@ from masbench.cli.options import (
     lease,
     pack_option,
     spec_values,
+    split_baselines,
     split_list,
 )
 from masbench.cli.output import percent, stdout_console
@@ -193,6 +194,8 @@ def sweep(
     optimizer_args: Annotated[list[str] | None, typer.Option("--optimizer-arg", help="OPTIMIZER:KEY=VALUE, repeatable: an argument of one of the baselines, e.g. radam:decoupled_weight_decay=true.")] = None,
     lambda_schedule: Annotated[str | None, typer.Option(help="MAS's lambda schedules, comma-separated: constant (the --lambdas grid, the default) and linear:START:END[:EPOCHS] (one MAS cell each), e.g. constant,linear:1:0:100.")] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Run MAS only.")] = False,
+    mix: Annotated[str | None, typer.Option(help="Mixes over the simplex of these optimizers, comma-separated (e.g. adam,sgd,rmsprop): one cell per weights that are multiples of --mix-step and sum to 1.")] = None,
+    mix_step: Annotated[str | None, typer.Option(help="The step of the --mix grid, a number that divides 1: 0.25, 0.1, ...")] = None,
     seeds: Annotated[int | None, typer.Option(parser=integer, help="Seeds 0..N-1.")] = None,
     seed_list: Annotated[str | None, typer.Option(help="Explicit seeds, comma-separated: 0,1,2.")] = None,
     epochs: EpochsOpt = None,
@@ -233,7 +236,8 @@ def sweep(
 ) -> None:
     """Run a grid of cells: idempotent (finished cells are skipped), resumable, with parallel workers.
 
-    The axes: --models, --baselines (any optimizer), --lambdas, --lambda-schedule, the seeds; other flags: every cell.
+    The axes: --models, --baselines (any optimizer, mix:adam=0.3,sgd=0.7 too), --lambdas, --lambda-schedule,
+    --mix with --mix-step, the seeds; other flags: every cell.
     """
     from masbench.benchmarks import plan_sweep
     from masbench.cli.axes import parse_optimizer_assignments
@@ -244,7 +248,8 @@ def sweep(
     # The grid's axes and how its cells train, then the spec values every cell takes: the same builder as `run`'s.
     overrides = given(
         models=split_list(models, "--models"), lambdas=lambdas,
-        baselines=[] if no_baselines else split_list(baselines, "--baselines"),
+        baselines=[] if no_baselines else split_baselines(baselines),
+        mix=split_list(mix, "--mix"), mix_step=mix_step,
         seeds=seeds, seed_list=int_list(seed_list, "--seed-list"), pack=pack_option(pack),
         lambda_schedule=split_list(lambda_schedule, "--lambda-schedule"),
         optimizer_args=parse_optimizer_assignments(optimizer_args),

@@ -24,6 +24,7 @@ import torch
 
 from masbench.limits import STR_LIMITS, shown
 from masbench.optim.mas import MAS
+from masbench.optim.mix import Mix
 from masbench.optimizer_names import SPEC_OPTIMIZERS, is_path, unknown_optimizer
 
 # The names are listed torch-free in masbench.optimizer_names too (a test holds the two together).
@@ -41,6 +42,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adadelta": torch.optim.Adadelta,
     "asgd": torch.optim.ASGD,
     "rprop": torch.optim.Rprop,
+    "mix": Mix,
 }
 # How an optimizer runs, not what it computes (up to rounding): never a cell's argument.
 EXECUTION_ARGS = frozenset({"foreach", "fused", "capturable", "differentiable"})

@@ -11,6 +11,7 @@ averaged in. A seed twice in one cell is an error, never an overwrite.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
@@ -21,7 +22,7 @@ METRICS = ("best", "final")
 BASELINE_ORDER = {"adam": 0, "sgd": 1, "adamw": 2, "mas": 3}
 LABELS = {"adam": "Adam", "sgd": "SGD", "adamw": "AdamW", "mas": "MAS"}
 TABLE = ["benchmark", "dataset", "model"]  # one table (or leaderboard) section per value of these
-CELL_COLUMNS = [*TABLE, "config_key", "name", "optimizer", "lambda_adam", "lambda_sgd", "n", "planned", "avg_acc",
+CELL_COLUMNS = [*TABLE, "config_key", "name", "optimizer", "lambda_adam", "lambda_sgd", "weights", "n", "planned", "avg_acc",
                 "std_acc", "max_acc", "failed", "diverged", "flags", "seeds", "accs", "canonical", "settings"]
 
 
@@ -88,9 +89,16 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     cells[["n", "planned", "failed", "diverged"]] = cells[["n", "planned", "failed", "diverged"]].astype(int)
     cells["flags"] = [_flags(*row) for row in zip(cells["n"], cells["planned"], cells["failed"], cells["diverged"])]
     cells["settings"] = differing_settings(cells, [*TABLE, "name"])
+    cells["weights"] = [mix_weights(canonical) for canonical in cells["canonical"]]
     cells["order"] = cells["optimizer"].map(BASELINE_ORDER).fillna(9)
     cells = cells.sort_values([*TABLE, "order", "lambda_adam", "name", "settings"], kind="stable")
     return cells.drop(columns="order").reset_index(drop=True)[CELL_COLUMNS]
+
+
+def mix_weights(canonical: dict[str, Any]) -> str:
+    """A mix's ``{component: weight}`` as JSON, keys sorted (the store's ``runs.weights``); "" for other cells."""
+    weights = canonical.get("weights")
+    return json.dumps(weights, sort_keys=True) if weights else ""
 
 
 def _shown(value: Any) -> str:
@@ -127,8 +135,11 @@ def _flat(canonical: dict[str, Any]) -> dict[str, Any]:
 
 def display_names(cells: pd.DataFrame) -> pd.Series:
     """Adam, SGD, AdamW, MAS as in the paper, with the settings that tell apart the cells of a table
-    that would otherwise show the same label and lambdas: ``MAS (epochs=2)``, ``MAS (lr=0.01)``."""
+    that would otherwise show the same label and lambdas: ``MAS (epochs=2)``, ``MAS (lr=0.01)``; a mix
+    as its weights, ``mix:adam=0.3,sgd=0.7``."""
     labels = cells["optimizer"].map(LABELS).fillna(cells["optimizer"])
+    # A mix is told by its weights: its run name's head, mix:adam=0.3,sgd=0.7.
+    labels = labels.where(cells["optimizer"] != "mix", cells["name"].str.split("[", n=1).str[0])
     keys = [cells["benchmark"], cells["dataset"], cells["model"], labels, cells["lambda_adam"], cells["lambda_sgd"]]
     settings = differing_settings(cells, keys)
     return labels.where(settings == "", labels + " (" + settings + ")")

@@ -18,7 +18,8 @@ from masbench.errors import MasbenchError
 from masbench.report.aggregate import cell_names, display_names, with_best
 
 FORMATS = ("rich", "csv", "markdown", "latex", "json")
-CSV_COLUMNS = ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd", "metric",
+CSV_COLUMNS = ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd", "weights",
+               "metric",
                "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs", "masbench_version"]
 
 
@@ -83,7 +84,8 @@ def _records(cells: pd.DataFrame, metric: str) -> list[dict[str, Any]]:
             "benchmark": row["benchmark"] or None, "dataset": row["dataset"], "model": row["model"],
             "name": row["name"], "config_key": row["config_key"], "settings": row["settings"] or None,
             "label": row["label"], "optimizer": row["optimizer"],
-            "lambda_adam": row["lambda_adam"], "lambda_sgd": row["lambda_sgd"], "metric": metric,
+            "lambda_adam": row["lambda_adam"], "lambda_sgd": row["lambda_sgd"],
+            "weights": json.loads(row["weights"]) if row["weights"] else None, "metric": metric,
             "n": row["n"], "planned": row["planned"], "seeds": list(row["seeds"]),
             **{k: None if pd.isna(row[k]) else round(float(row[k]), 4) for k in ("avg_acc", "std_acc", "max_acc")},
             "best_avg_acc": bool(row["best_avg_acc"]), "best_max_acc": bool(row["best_max_acc"]),
