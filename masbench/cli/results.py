@@ -67,6 +67,7 @@ def report(
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    target: Annotated[float | None, typer.Option(help="Time to target: a test accuracy in percent (e.g. 85); adds, per cell, the seeds that reached it and the median epochs and training seconds to it (default: the benchmarks file's target: keys).")] = None,
     db: DbOpt = None,
 ) -> None:
     """The paper's tables (avg acc and acc max over seeds, best in bold), or a leaderboard."""
@@ -78,8 +79,17 @@ def report(
         raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)})")
     if metric not in reporting.METRICS:
         raise MasbenchError(f"Invalid --metric: {metric!r} (valid: {', '.join(reporting.METRICS)})")
+    if target is not None:
+        if leaderboard:
+            raise MasbenchError("--target goes with --table, not --leaderboard")
+        reporting.check_target(target)
     store = _open_for_reading(db)
     cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark))
+    if not leaderboard:
+        per_table = reporting.benchmark_targets() if target is None else None
+        if target is not None or per_table:
+            epochs = store.epochs_frame(dataset=dataset, model=model, benchmark=benchmark)
+            cells = reporting.with_time_to_target(cells, epochs, target, per_table)
     if leaderboard:
         rendered = reporting.render_leaderboard(reporting.leaderboard(cells), metric, format)
     else:
