@@ -144,21 +144,26 @@ def compare(
     for c in comparisons:
         where = f"{c.dataset}/{c.model}" + (f" (benchmark {c.benchmark})" if c.benchmark else "")
         table = Table(title=f"{where}: {metric} test accuracy, %", title_justify="left")
-        for column in ("configuration", "seeds", "mean ± std", "diff vs ref [95% CI]", "p", "test"):
+        for column in ("configuration", "seeds", "mean ± std", "diff vs ref [95% CI]", "p", "p (Holm)", "test"):
             table.add_column(column, overflow="fold")
         ref = c.reference
-        table.add_row(f"{ref.label} (ref)", str(ref.n), f"{ref.mean:.2f} ± {ref.std:.2f}", "", "", "")
+        table.add_row(f"{ref.label} (ref)", str(ref.n), f"{ref.mean:.2f} ± {ref.std:.2f}", "", "", "", "")
         for d in c.differences:
             o = d.other
             ci = f"{d.diff:+.2f}" if math.isnan(d.low) else f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
             table.add_row(o.label, str(o.n), f"{o.mean:.2f} ± {o.std:.2f}", ci,
-                          "" if math.isnan(d.p_value) else f"{d.p_value:.3g}", d.test or "")
+                          "" if math.isnan(d.p_value) else f"{d.p_value:.3g}",
+                          "" if math.isnan(d.p_adjusted) else f"{d.p_adjusted:.3g}", d.test or "")
         console.print(table, markup=False)
         for side in (ref, *(d.other for d in c.differences)):
             console.print(f"  {side.label} = {side.name}" + (f" ({side.settings})" if side.settings else "")
                           + f", config {side.config_key}", markup=False)
         for d in c.differences:
             console.print(f"  verdict: {d.verdict}", markup=False)
+    tests = reporting.family_size([d.p_value for c in comparisons for d in c.differences])
+    if tests >= 2:
+        console.print(f"Holm–Bonferroni over {tests} comparisons: p (Holm) is each raw p adjusted for the others, "
+                      f"and the verdicts use it (the 95% CIs are per comparison, not adjusted)", markup=False)
 
 
 def plot(
