@@ -97,3 +97,84 @@ def test_one_comparison_is_not_corrected(db):
     result = runner.invoke(app, ["compare", "adam", "sgd", "--model", "mlp", "--db", db])
     assert result.exit_code == 0, result.output
     assert "Holm" not in result.output.split("p (Holm)")[-1]
+
+
+# --- report --table --significance ------------------------------------------------------------------------------
+
+# One epoch per run, so a run's accuracy is that epoch's. mlp: adam is the best baseline; mas 0.3 beats it on every
+# seed (paired), mas 0.7 holds other seeds (Welch). cnn: sgd is the best baseline, and mas 0.5 is below it.
+SIG_RUNS = {
+    ("adam", None, "mlp"): {0: [0.80], 1: [0.82], 2: [0.79], 3: [0.81]},
+    ("sgd", None, "mlp"): {0: [0.70], 1: [0.72], 2: [0.69], 3: [0.71]},
+    ("mas", 0.3, "mlp"): {0: [0.85], 1: [0.88], 2: [0.84], 3: [0.86]},
+    ("mas", 0.7, "mlp"): {0: [0.81], 1: [0.84], 2: [0.80]},
+    ("adam", None, "cnn"): {0: [0.60], 1: [0.61], 2: [0.59]},
+    ("sgd", None, "cnn"): {0: [0.66], 1: [0.64], 2: [0.65]},
+    ("mas", 0.5, "cnn"): {0: [0.63], 1: [0.65], 2: [0.62]},
+}
+
+
+def _one_sided_by_hand(mas, base):
+    """p for H1 mean(mas) > mean(base), from the t statistic written out (paired when the seeds match, else Welch)."""
+    import statistics
+
+    if set(mas) == set(base):
+        d = [mas[s] - base[s] for s in mas]
+        t = statistics.mean(d) / (statistics.stdev(d) / math.sqrt(len(d)))
+        return stats.t.sf(t, len(d) - 1)
+    a, b = list(mas.values()), list(base.values())
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    t = (statistics.mean(a) - statistics.mean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return stats.t.sf(t, df)
+
+
+@pytest.fixture
+def sig_db(tmp_path):
+    from test_report import fill
+
+    from masbench.store import Store
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    fill(Store(url), SIG_RUNS)
+    return url
+
+
+def test_significance_matches_a_computation_by_hand(sig_db):
+    import csv
+    import io
+
+    result = runner.invoke(app, ["report", "--table", "--significance", "--format", "csv", "--db", sig_db])
+    assert result.exit_code == 0, result.output
+    rows = {(r["model"], r["name"]): r for r in csv.DictReader(io.StringIO(result.stdout))}
+
+    def accs(key):
+        return {s: 100 * a[0] for s, a in SIG_RUNS[key].items()}
+
+    tests = {("mlp", 0.3): ("adam", None, "mlp"), ("mlp", 0.7): ("adam", None, "mlp"), ("cnn", 0.5): ("sgd", None, "cnn")}
+    raw = {k: _one_sided_by_hand(accs(("mas", k[1], k[0])), accs(base)) for k, base in tests.items()}
+    order = sorted(raw, key=raw.get)
+    adjusted, running = {}, 0.0
+    for rank, key in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * raw[key]))
+        adjusted[key] = running
+    for (model, lam), base in tests.items():
+        row = next(r for (m, name), r in rows.items() if m == model and f"lambda_adam={lam}," in name)
+        assert row["vs_baseline"].startswith(base[0] + "[")
+        assert float(row["p_vs_baseline"]) == pytest.approx(raw[(model, lam)], rel=1e-6)
+        assert float(row["p_holm"]) == pytest.approx(adjusted[(model, lam)], rel=1e-6)
+        assert (row["beats_baseline"] == "True") == (adjusted[(model, lam)] < 0.05)
+        assert int(row["significance_tests"]) == 3
+    assert adjusted[("mlp", 0.3)] < 0.05 and adjusted[("cnn", 0.5)] > 0.05  # the table marks one and not the other
+
+
+@pytest.mark.parametrize("fmt, mark, best", [("markdown", "\\*", "**85.75**"), ("rich", "*", "85.75"),
+                                             ("latex", "$^*$", r"\textbf{85.75}")])
+def test_significance_marks_and_legend_in_each_format(sig_db, fmt, mark, best):
+    result = runner.invoke(app, ["report", "--significance", "--format", fmt, "--db", sig_db])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert best + mark in out  # mlp's MAS 0.3: mean 85.75, beats adam on every seed
+    assert "81.67" + mark not in out and "63.33" + mark not in out  # the Welch cell and cnn's MAS: not marked
+    assert out.count(mark) == 2  # the one mark and the legend's
+    assert "over 3 MAS cell(s)" in " ".join(out.split())

@@ -67,6 +67,7 @@ def report(
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    significance: Annotated[bool, typer.Option("--significance", help="Mark each MAS cell that beats the best baseline of its model (one-sided t-test, paired by seed where seeds match, else Welch; Holm-Bonferroni over the table, p < 0.05).")] = False,
     target: Annotated[float | None, typer.Option(help="Time to target: a test accuracy in percent (e.g. 85); adds, per cell, the seeds that reached it and the median epochs and training seconds to it (default: the benchmarks file's target: keys).")] = None,
     db: DbOpt = None,
 ) -> None:
@@ -79,6 +80,8 @@ def report(
         raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)})")
     if metric not in reporting.METRICS:
         raise MasbenchError(f"Invalid --metric: {metric!r} (valid: {', '.join(reporting.METRICS)})")
+    if significance and leaderboard:
+        raise MasbenchError("--significance goes with --table, not --leaderboard")
     if target is not None:
         if leaderboard:
             raise MasbenchError("--target goes with --table, not --leaderboard")
@@ -90,6 +93,8 @@ def report(
         if target is not None or per_table:
             epochs = store.epochs_frame(dataset=dataset, model=model, benchmark=benchmark)
             cells = reporting.with_time_to_target(cells, epochs, target, per_table)
+        if significance:
+            cells, _ = reporting.with_significance(cells)
     if leaderboard:
         rendered = reporting.render_leaderboard(reporting.leaderboard(cells), metric, format)
     else:
@@ -168,20 +173,37 @@ def compare(
 
 def plot(
     output: Annotated[str, typer.Option(help="The image file: .png, .svg or .pdf.")],
-    kind: Annotated[str, typer.Option(help="curves (test accuracy and loss per epoch) or lambda (avg acc against λa).")] = "curves",
+    kind: Annotated[str, typer.Option(help="curves (test accuracy and loss per epoch), lambda (avg acc against λa) or profile (performance profile of time to --target over every data set and model).")] = "curves",
     metric: MetricOpt = "best",
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    target: Annotated[float | None, typer.Option(help="--kind profile: the test accuracy in percent to reach (default: the benchmarks file's target: keys).")] = None,
     db: DbOpt = None,
 ) -> None:
     """Plot one data set and model: learning curves with ± std bands (the paper's Fig. 7), or λ sensitivity."""
     from masbench import plots
 
-    if kind not in ("curves", "lambda"):
-        raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda)")
+    if kind not in ("curves", "lambda", "profile"):
+        raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda, profile)")
+    if target is not None and kind != "profile":
+        raise MasbenchError("--target goes with --kind profile")
+    if kind == "profile":
+        from masbench.report import check_target
+
+        if target is not None:
+            check_target(target)
+        plots._check_output(output)
     store = _open_for_reading(db)
     runs = _runs(store, metric, dataset, model, benchmark)
+    if kind == "profile":
+        from masbench.plot_profile import plot_profile, profile_frame
+
+        profile, ratio = profile_frame(store, runs, target, benchmark, dataset, model)
+        path = plot_profile(profile, output, workloads=len(ratio),
+                            target_text=f"{target:g}%" if target is not None else "per benchmark")
+        typer.echo(f"plot written to {path}")
+        return
     chosen_dataset = plots.choose(runs, "dataset", dataset, "dataset")
     chosen_model = plots.choose(runs[runs["dataset"] == chosen_dataset], "model", model, "model")
     if kind == "curves":

@@ -16,6 +16,7 @@ import pandas as pd
 
 from masbench.errors import MasbenchError
 from masbench.report.aggregate import cell_names, display_names, with_best
+from masbench.report.significance import SIGNIFICANCE_COLUMNS, has_significance, legend, mark
 from masbench.report.target import TARGET_COLUMNS, has_target, target_note, target_texts
 
 FORMATS = ("rich", "csv", "markdown", "latex", "json")
@@ -74,7 +75,8 @@ def csv_table(cells: pd.DataFrame, metric: str) -> str:
         frame[column] = frame[column].round(4)
     frame["seeds"] = [" ".join(str(s) for s in seeds) for seeds in frame["seeds"]]
     frame["seed_accs"] = [" ".join(f"{a:.6f}" for a in accs) for accs in frame["accs"]]
-    columns = CSV_COLUMNS + (TARGET_COLUMNS if has_target(cells) else [])  # time to target, when asked for
+    columns = (CSV_COLUMNS + (TARGET_COLUMNS if has_target(cells) else [])  # time to target, when asked for
+               + (SIGNIFICANCE_COLUMNS if has_significance(cells) else []))
     return frame[columns].to_csv(index=False, lineterminator="\n")
 
 
@@ -92,6 +94,8 @@ def _records(cells: pd.DataFrame, metric: str) -> list[dict[str, Any]]:
             "failed": row["failed"], "diverged": row["diverged"], "flags": row["flags"] or None,
             **({k: None if pd.isna(row[k]) else (int(row[k]) if k == "reached" else float(row[k]))
                 for k in TARGET_COLUMNS} if "target" in row else {}),
+            **({k: None if isinstance(row[k], float) and math.isnan(row[k]) else row[k] for k in SIGNIFICANCE_COLUMNS}
+               if "beats_baseline" in row else {}),
         })
     return out
 
@@ -101,8 +105,9 @@ def _rich_table(frame: pd.DataFrame, metric: str):
 
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
     timed = has_target(frame)
+    notes = ([target_note(frame)] if timed else []) + ([legend(frame)] if has_significance(frame) else [])
     table = Table(title=_title(benchmark, dataset, metric), title_justify="left",
-                  caption=target_note(frame) if timed else None, caption_justify="left")
+                  caption="\n".join(notes) or None, caption_justify="left")
     for column, justify in (("Name", "left"), ("λa", "right"), ("λs", "right"), ("avg acc", "right"),
                             ("acc max", "right"), ("std", "right"), ("n", "right"), ("flags", "left"),
                             *((("reached", "right"), ("epochs", "right"), ("seconds", "right")) if timed else ())):
@@ -111,7 +116,7 @@ def _rich_table(frame: pd.DataFrame, metric: str):
         table.add_row(f"[bold]{model.capitalize() if model.startswith('resnet') else model}[/]", end_section=False)
         for row in rows.to_dict("records"):
             la, ls = _lam(row)
-            avg = _pct(row["avg_acc"])
+            avg = _pct(row["avg_acc"]) + mark(row)
             best = _pct(row["max_acc"])
             table.add_row(
                 _escape(row["label"]), la, ls,
@@ -142,13 +147,16 @@ def _markdown_table(frame: pd.DataFrame, metric: str) -> str:
         for row in rows.to_dict("records"):
             la, ls = _lam(row)
             avg, best = _pct(row["avg_acc"]), _pct(row["max_acc"])
+            starred = "\\*" if mark(row) else ""  # escaped: after ** it would read as emphasis
             lines.append(
-                f"| {row['label']} | {la} | {ls} | {f'**{avg}**' if row['best_avg_acc'] else avg} | "
+                f"| {row['label']} | {la} | {ls} | {f'**{avg}**' if row['best_avg_acc'] else avg}{starred} | "
                 f"{f'**{best}**' if row['best_max_acc'] else best} | {_pct(row['std_acc'])} | {row['n']} | "
                 f"{row['flags']} |" + "".join(f" {text} |" for text in (target_texts(row) if timed else ()))
             )
     if timed:
         lines += ["", f"*{target_note(frame)}*"]
+    if has_significance(frame):
+        lines += ["", "\\" + legend(frame)]  # escaped: a leading * would start emphasis
     return "\n".join(lines)
 
 
@@ -188,7 +196,7 @@ def _latex_table(frame: pd.DataFrame, metric: str) -> str:
             la, ls = _lam(row)
             avg, best = _pct(row["avg_acc"]), _pct(row["max_acc"])
             name = _latex_escape(row["label"]) + (r"$^\dagger$" if row["flags"] else "")
-            avg = _bold_latex(avg) if row["best_avg_acc"] else avg
+            avg = (_bold_latex(avg) if row["best_avg_acc"] else avg) + (r"$^*$" if mark(row) else "")
             best = _bold_latex(best) if row["best_max_acc"] else best
             timing = "".join(f" & {text}" for text in (target_texts(row) if timed else ()))
             lines.append(f"{name} & {la} & {ls} & {avg} & {best} & {_pct(row['std_acc'])} & {row['n']}{timing} "
@@ -196,6 +204,9 @@ def _latex_table(frame: pd.DataFrame, metric: str) -> str:
     lines += [r"\bottomrule", r"\end{tabular}"]
     if frame["flags"].astype(bool).any():
         lines.append(r"\\[2pt]{\footnotesize $^\dagger$ fewer completed seeds than planned, or failed/diverged seeds.}")
+    if has_significance(frame):
+        note = _latex_escape(legend(frame).removeprefix("* ").replace("–", "--"))
+        lines.append(r"\\[2pt]{\footnotesize $^*$ " + note + "}")
     lines.append(r"\end{table}")
     return "\n".join(lines)
 
