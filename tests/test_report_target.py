@@ -165,3 +165,15 @@ def test_a_bad_benchmark_target_is_one_line(tmp_path):
     path.write_text("benchmarks:\n  t:\n    dataset: digits\n    target: 120\n")
     with pytest.raises(MasbenchError, match="Invalid target: 120"):
         load_benchmarks(path, check_specs=False)
+
+
+def test_a_benchmark_target_is_not_part_of_its_cells(tmp_path):
+    from masbench.benchmarks import plan_sweep
+
+    cells = {}
+    for target in ("", "    target: 80\n"):
+        path = tmp_path / "b.yaml"
+        path.write_text(f"benchmarks:\n  t:\n    dataset: digits\n    models: [mlp]\n    lambdas: '0.5'\n{target}")
+        _, planned = plan_sweep(benchmark="t", benchmarks_path=path)
+        cells[target] = sorted(cell.spec.key for cell in planned)
+    assert cells[""] == cells["    target: 80\n"] and len(cells[""]) == 3
