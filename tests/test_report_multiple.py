@@ -178,3 +178,38 @@ def test_significance_marks_and_legend_in_each_format(sig_db, fmt, mark, best):
     assert "81.67" + mark not in out and "63.33" + mark not in out  # the Welch cell and cnn's MAS: not marked
     assert out.count(mark) == 2  # the one mark and the legend's
     assert "over 3 MAS cell(s)" in " ".join(out.split())
+
+
+def test_cells_without_variance_or_seeds_are_not_tested_nor_counted():
+    import warnings
+
+    import pandas as pd
+
+    from masbench.report.significance import with_significance
+
+    def cell(model, optimizer, accs):
+        return dict(benchmark="", dataset="d", model=model, optimizer=optimizer, name=f"{optimizer}-{model}",
+                    seeds=tuple(range(len(accs))), accs=tuple(accs),
+                    avg_acc=sum(accs) / len(accs) if accs else float("nan"))
+
+    cells = pd.DataFrame([
+        cell("a", "adam", [80.0, 81.0]), cell("a", "mas", [81.0, 82.0]),  # a constant +1 on each seed: no variance
+        cell("b", "adam", [70.0, 71.0, 69.0]), cell("b", "mas", [75.0]),  # one seed: no test
+        cell("c", "sgd", [60.0, 61.0, 62.0]), cell("c", "mas", [66.0, 64.0, 65.0]),  # paired, testable
+    ])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no scipy warning reaches the user
+        marked, m = with_significance(cells)
+    assert m == 1
+    tested = marked[marked["p_holm"].notna()]
+    assert list(tested["model"]) == ["c"]
+    d = [6.0, 3.0, 3.0]
+    t = statistics_t(d)
+    assert tested["p_holm"].iloc[0] == pytest.approx(stats.t.sf(t, 2))  # m = 1: Holm leaves p as it is
+    assert not marked.loc[marked["model"] != "c", "beats_baseline"].any()
+
+
+def statistics_t(d):
+    import statistics
+
+    return statistics.mean(d) / (statistics.stdev(d) / math.sqrt(len(d)))

@@ -177,3 +177,11 @@ def test_a_benchmark_target_is_not_part_of_its_cells(tmp_path):
         _, planned = plan_sweep(benchmark="t", benchmarks_path=path)
         cells[target] = sorted(cell.spec.key for cell in planned)
     assert cells[""] == cells["    target: 80\n"] and len(cells[""]) == 3
+
+
+def test_a_target_for_another_benchmark_leaves_the_table_alone(db, tmp_path, monkeypatch):
+    (tmp_path / "benchmarks.yaml").write_text("benchmarks:\n  other:\n    dataset: digits\n    target: 30\n")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["report", "--format", "csv", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "median_seconds" not in result.stdout.splitlines()[0]

@@ -11,6 +11,7 @@ baseline, or no variance at all) is not marked and does not count in the family.
 from __future__ import annotations
 
 import math
+import warnings
 
 import pandas as pd
 
@@ -27,10 +28,18 @@ def one_sided_p(mas: dict[int, float], baseline: dict[int, float]) -> tuple[floa
 
     if set(mas) == set(baseline) and len(mas) >= 2:
         seeds = sorted(mas)
+        if len({mas[s] - baseline[s] for s in seeds}) == 1:  # no variance: t is undefined, scipy only warns
+            return math.nan, None
         result = stats.ttest_rel([mas[s] for s in seeds], [baseline[s] for s in seeds], alternative="greater")
         return float(result.pvalue), "paired"
     if len(mas) >= 2 and len(baseline) >= 2:
-        result = stats.ttest_ind(list(mas.values()), list(baseline.values()), equal_var=False, alternative="greater")
+        if len(set(mas.values())) == 1 and len(set(baseline.values())) == 1:
+            return math.nan, None
+        with warnings.catch_warnings():
+            # One side without variance is exact (its variance is 0.0); scipy warns of a precision loss anyway.
+            warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+            result = stats.ttest_ind(list(mas.values()), list(baseline.values()), equal_var=False,
+                                     alternative="greater")
         return float(result.pvalue), "Welch"
     return math.nan, None
 

@@ -40,18 +40,21 @@ def run_times(epochs: pd.DataFrame, targets: Mapping[str, float]) -> pd.DataFram
     (config_key -> percent): ``run_id``, ``config_key``, ``seed``, ``status``, ``reached`` and, when
     reached, ``epochs_to_target`` and ``seconds_to_target`` (NaN otherwise)."""
     columns = ["run_id", "config_key", "seed", "status", "reached", "epochs_to_target", "seconds_to_target"]
-    frame = epochs[epochs["config_key"].isin(list(targets))].sort_values(["run_id", "epoch"])
-    rows = []
-    for run_id, run in frame.groupby("run_id", sort=True):
-        # Compared as fractions: target / 100 rounds to the same double as the stored accuracy would.
-        threshold = targets[run["config_key"].iloc[0]] / 100.0
-        hit = run["test_acc"].ge(threshold).to_numpy()  # NaN/NULL accuracy (a diverged epoch) never reaches
-        first = int(hit.argmax()) if hit.any() else None
-        epoch = float(run["epoch"].iloc[first]) if first is not None else math.nan
-        seconds = float(run["seconds"].iloc[: first + 1].sum()) if first is not None else math.nan
-        rows.append((int(run_id), run["config_key"].iloc[0], int(run["seed"].iloc[0]), run["status"].iloc[0],
-                     first is not None, epoch, seconds))
-    return pd.DataFrame(rows, columns=columns)
+    frame = epochs[epochs["config_key"].isin(list(targets))].sort_values(["run_id", "epoch"], kind="stable")
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    runs = frame.groupby("run_id", sort=True)[["config_key", "seed", "status"]].first()
+    # Compared as fractions: target / 100 rounds to the same double as the stored accuracy would (29 and 0.29).
+    threshold = frame["config_key"].map(targets).astype(float) / 100.0
+    elapsed = frame["seconds"].astype(float).groupby(frame["run_id"], sort=False).cumsum()
+    hits = frame.assign(elapsed=elapsed)[frame["test_acc"].astype(float).ge(threshold)]  # NaN/NULL (a diverged epoch): never
+    first = hits.groupby("run_id", sort=True)[["epoch", "elapsed"]].first()
+    out = runs.join(first.rename(columns={"epoch": "epochs_to_target", "elapsed": "seconds_to_target"}))
+    out["reached"] = out["epochs_to_target"].notna()
+    out = out.reset_index()
+    out["seed"] = out["seed"].astype(int)
+    out[["epochs_to_target", "seconds_to_target"]] = out[["epochs_to_target", "seconds_to_target"]].astype(float)
+    return out[columns]
 
 
 def with_time_to_target(cells: pd.DataFrame, epochs: pd.DataFrame, target: float | None,
