@@ -78,10 +78,12 @@ def expected(runs, target):
 
 
 @pytest.fixture
-def db(tmp_path):
-    url = f"sqlite:///{tmp_path / 't.db'}"
-    fill(Store(url))
-    return url
+def db(db_url):
+    """The store on SQLite and on PostgreSQL (when MASBENCH_TEST_POSTGRES is set)."""
+    store = Store(db_url)
+    fill(store)
+    store.close()
+    return db_url
 
 
 def _optimizer(name):

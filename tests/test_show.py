@@ -35,13 +35,14 @@ def fill(url, seeds=range(6)):
                 lambda_adam=0.3, lambda_sgd=0.7, seconds=seconds, samples_per_second=1000 / seconds))
         store.finish(run.id, f"worker-{seed}", "completed")
         runs.append(store.get_run(run.key))
+    store.close()
     return runs
 
 
 @pytest.fixture
-def stored(tmp_path):
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    return url, fill(url)
+def stored(db_url):
+    """On SQLite and on PostgreSQL (when MASBENCH_TEST_POSTGRES is set)."""
+    return db_url, fill(db_url)
 
 
 def field(output, name):
