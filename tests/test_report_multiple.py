@@ -213,3 +213,8 @@ def statistics_t(d):
     import statistics
 
     return statistics.mean(d) / (statistics.stdev(d) / math.sqrt(len(d)))
+
+
+def test_significance_with_a_leaderboard_is_one_line(sig_db):
+    result = runner.invoke(app, ["report", "--leaderboard", "--significance", "--db", sig_db])
+    assert result.exit_code == 1 and "--significance goes with --table" in result.output, result.output

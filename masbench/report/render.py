@@ -139,9 +139,10 @@ def _escape(text: str) -> str:
 def _markdown_table(frame: pd.DataFrame, metric: str) -> str:
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
     timed = has_target(frame)
+    head, rule = (" reached | epochs | seconds |", " ---: | ---: | ---: |") if timed else ("", "")
     lines = [f"**{_title(benchmark, dataset, metric)}**", "",
-             "| Name | λa | λs | avg acc | acc max | std | n | flags |" + (" reached | epochs | seconds |" if timed else ""),
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |" + (" ---: | ---: | ---: |" if timed else "")]
+             "| Name | λa | λs | avg acc | acc max | std | n | flags |" + head,
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |" + rule]
     for model, rows in frame.groupby("model", sort=False):
         lines.append(f"| **{model}** | | | | | | | |" + (" | | |" if timed else ""))
         for row in rows.to_dict("records"):

@@ -88,7 +88,7 @@ def detail_sections(detail: RunDetail) -> list[tuple[str, list[tuple[str, str]]]
     environment = [("host", _value(run["host"])), ("device", _value(run["device"])),
                    ("git commit", _value(run["git_commit"])),
                    *((f"version {k}", _value(v)) for k, v in sorted(versions.items()))]
-    settings = [(k, _value(v) if not isinstance(v, (dict, list)) else _compact(v)) for k, v in sorted(canonical.items())]
+    settings = [(k, _compact(v) if isinstance(v, (dict, list)) else _value(v)) for k, v in sorted(canonical.items())]
     return [("run", identity), ("status", status), ("claim history (database server's clock)",
                                                     [(k, _value(run[k])) for k in CLAIM_FIELDS]),
             ("environment", environment), ("config (canonical)", settings)]

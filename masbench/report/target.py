@@ -47,7 +47,8 @@ def run_times(epochs: pd.DataFrame, targets: Mapping[str, float]) -> pd.DataFram
     # Compared as fractions: target / 100 rounds to the same double as the stored accuracy would (29 and 0.29).
     threshold = frame["config_key"].map(targets).astype(float) / 100.0
     elapsed = frame["seconds"].astype(float).groupby(frame["run_id"], sort=False).cumsum()
-    hits = frame.assign(elapsed=elapsed)[frame["test_acc"].astype(float).ge(threshold)]  # NaN/NULL (a diverged epoch): never
+    reached = frame["test_acc"].astype(float).ge(threshold)  # NaN/NULL accuracy (a diverged epoch) never reaches
+    hits = frame.assign(elapsed=elapsed)[reached]
     first = hits.groupby("run_id", sort=True)[["epoch", "elapsed"]].first()
     out = runs.join(first.rename(columns={"epoch": "epochs_to_target", "elapsed": "seconds_to_target"}))
     out["reached"] = out["epochs_to_target"].notna()
