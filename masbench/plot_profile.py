@@ -33,8 +33,10 @@ def plot_profile(profile: pd.DataFrame, output: str | Path, *, workloads: int, t
     path = _check_output(output)
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label in profile.columns:
-        ax.step(profile.index, profile[label], where="post", label=label, linewidth=1.4)
+    styles = ("-", "--", "-.", ":")  # profiles often coincide: line styles keep each one visible
+    for i, label in enumerate(profile.columns):
+        ax.step(profile.index, profile[label], where="post", label=label, linewidth=1.6,
+                linestyle=styles[i % len(styles)])
     ax.set(xlabel="τ (time to target within a factor τ of the fastest)", ylabel="fraction of workloads",
            title=f"performance profile: {workloads} workload(s), target {target_text}", ylim=(-0.02, 1.02),
            xlim=(profile.index.min(), profile.index.max()))
