@@ -218,3 +218,22 @@ def statistics_t(d):
 def test_significance_with_a_leaderboard_is_one_line(sig_db):
     result = runner.invoke(app, ["report", "--leaderboard", "--significance", "--db", sig_db])
     assert result.exit_code == 1 and "--significance goes with --table" in result.output, result.output
+
+
+def test_significance_json_agrees_with_csv(sig_db):
+    import csv
+    import io
+    import json
+
+    rows = {}
+    for fmt in ("csv", "json"):
+        result = runner.invoke(app, ["report", "--significance", "--format", fmt, "--db", sig_db])
+        assert result.exit_code == 0, result.output
+        records = json.loads(result.stdout) if fmt == "json" else list(csv.DictReader(io.StringIO(result.stdout)))
+        rows[fmt] = {r["config_key"]: r for r in records}
+    assert rows["csv"].keys() == rows["json"].keys()
+    for key, row in rows["json"].items():
+        text = rows["csv"][key]["p_holm"]
+        assert (row["p_holm"] is None) == (text == "")
+        if text:
+            assert row["p_holm"] == pytest.approx(float(text)) and row["beats_baseline"] == (text and float(text) < 0.05)
