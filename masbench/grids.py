@@ -87,6 +87,7 @@ class GridSpec(BaseModel):
     seed_list: list[StrictInt] | None = None
     data_dir: str | None = None
     pack: Any = "off"  # how a sweep trains the cells (parse_pack), not part of them
+    target: StrictFloat | None = None  # reports' time to target: a test accuracy in percent, not part of the cells
     # Everything else is a RunSpec field shared by the grid's cells.
     lr: StrictFloat | None = None
     lr_schedule: str | None = None
@@ -118,6 +119,13 @@ class GridSpec(BaseModel):
     @classmethod
     def _resolve_optimizer_args(cls, value: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]] | None:
         return None if value is None else resolve_optimizer_args(value)
+
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 100:
+            raise ValueError(f"Invalid target: {shown(value)} (a test accuracy in percent, in (0, 100], e.g. 85)")
+        return value
 
     @field_validator("lambda_schedule")
     @classmethod

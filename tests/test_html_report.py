@@ -262,22 +262,20 @@ def test_chromium_renders_the_page(db, tmp_path):
     assert rendered.tags.count("svg") == 3 and rendered.tags.count("text") > 20  # the figures' text is text
 
 
-def test_profile_section_appears_only_with_a_profile_plot(db, monkeypatch):
-    from masbench import plots
+def test_the_profile_is_drawn_for_a_target_and_left_out_without_one(db, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no ./benchmarks.yaml: the packaged one gives benchmark "b" no target
+    without = Page(page_of(db))
+    assert "performance profile" not in "".join(without.text) and without.tags.count("svg") == 3
+    store = Store(db, writable=False, create=False)
+    try:
+        page = render_html(store, target=85)
+    finally:
+        store.close()
+    parsed = Page(page)
+    assert parsed.tags.count("svg") == 4
+    text = "".join(parsed.text)
+    assert "Benchmark b: performance profile" in text and "reaches 85% test accuracy" in text
+    # The profile's legend names the configurations that plot --kind profile draws, as text in the SVG.
+    assert "performance profile: 2 workload(s), target 85%" in text
 
-    assert "Performance profile" not in page_of(db) or hasattr(plots, "plot_profile")
-    drawn = []
 
-    def plot_profile(runs, output, *, metric):  # the hook's contract: save one figure to ``output``
-        drawn.append((len(runs), metric))
-        plt = plots._figure()
-        fig, ax = plt.subplots()
-        ax.plot([1, 2], [0.5, 1.0], label="stand-in profile")
-        fig.savefig(output)
-        plt.close(fig)
-        return output
-
-    monkeypatch.setattr(plots, "plot_profile", plot_profile, raising=False)
-    page = Page(page_of(db, "final"))
-    assert "Performance profile" in "".join(page.text)
-    assert page.tags.count("svg") == 4 and drawn == [(sum(len(s) for s in RUNS.values()), "final")]

@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from masbench import __version__, faults
-from masbench.cli import listing, results, toy, train
+from masbench.cli import listing, results, show, toy, train
 from masbench.errors import MasbenchError
 
 # Typer >= 0.20 vendors click; older releases use click itself. Take the exceptions from whichever it uses.
@@ -127,7 +127,7 @@ def _root(
 
 
 # The order here is the order of `masbench --help`.
-for command in (toy.toy, train.run, train.sweep, results.report, results.compare, results.plot):
+for command in (toy.toy, train.run, train.sweep, results.report, results.compare, results.plot, show.show):
     app.command()(command)
 app.command("list")(listing.list_)
 

@@ -68,6 +68,8 @@ def report(
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    significance: Annotated[bool, typer.Option("--significance", help="Mark each MAS cell that beats the best baseline of its model (one-sided t-test, paired by seed where seeds match, else Welch; Holm-Bonferroni over the table, p < 0.05).")] = False,
+    target: Annotated[float | None, typer.Option(help="Time to target: a test accuracy in percent (e.g. 85); adds, per cell, the seeds that reached it and the median epochs and training seconds to it (default: the benchmarks file's target: keys).")] = None,
     db: DbOpt = None,
 ) -> None:
     """The paper's tables (avg acc and acc max over seeds, best in bold), or a leaderboard."""
@@ -81,6 +83,12 @@ def report(
         raise MasbenchError("--format html makes the tables and plots, not --leaderboard")
     if metric not in reporting.METRICS:
         raise MasbenchError(f"Invalid --metric: {metric!r} (valid: {', '.join(reporting.METRICS)})")
+    if significance and leaderboard:
+        raise MasbenchError("--significance goes with --table, not --leaderboard")
+    if target is not None:
+        if leaderboard:
+            raise MasbenchError("--target goes with --table, not --leaderboard")
+        reporting.check_target(target)
     store = _open_for_reading(db)
     if format == "html":
         from datetime import datetime, timezone
@@ -88,10 +96,17 @@ def report(
         from masbench.report.html import render_html
 
         page = render_html(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark,
-                           generated=datetime.now(timezone.utc))
+                           generated=datetime.now(timezone.utc), target=target)
         _emit(reporting.Rendered(page), output)
         return
     cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark))
+    if not leaderboard:
+        per_table = reporting.benchmark_targets() if target is None else None
+        if target is not None or per_table:
+            epochs = store.epochs_frame(dataset=dataset, model=model, benchmark=benchmark)
+            cells = reporting.with_time_to_target(cells, epochs, target, per_table)
+        if significance:
+            cells, _ = reporting.with_significance(cells)
     if leaderboard:
         rendered = reporting.render_leaderboard(reporting.leaderboard(cells), metric, format)
     else:
@@ -146,39 +161,61 @@ def compare(
     for c in comparisons:
         where = f"{c.dataset}/{c.model}" + (f" (benchmark {c.benchmark})" if c.benchmark else "")
         table = Table(title=f"{where}: {metric} test accuracy, %", title_justify="left")
-        for column in ("configuration", "seeds", "mean ± std", "diff vs ref [95% CI]", "p", "test"):
+        for column in ("configuration", "seeds", "mean ± std", "diff vs ref [95% CI]", "p", "p (Holm)", "test"):
             table.add_column(column, overflow="fold")
         ref = c.reference
-        table.add_row(f"{ref.label} (ref)", str(ref.n), f"{ref.mean:.2f} ± {ref.std:.2f}", "", "", "")
+        table.add_row(f"{ref.label} (ref)", str(ref.n), f"{ref.mean:.2f} ± {ref.std:.2f}", "", "", "", "")
         for d in c.differences:
             o = d.other
             ci = f"{d.diff:+.2f}" if math.isnan(d.low) else f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
             table.add_row(o.label, str(o.n), f"{o.mean:.2f} ± {o.std:.2f}", ci,
-                          "" if math.isnan(d.p_value) else f"{d.p_value:.3g}", d.test or "")
+                          "" if math.isnan(d.p_value) else f"{d.p_value:.3g}",
+                          "" if math.isnan(d.p_adjusted) else f"{d.p_adjusted:.3g}", d.test or "")
         console.print(table, markup=False)
         for side in (ref, *(d.other for d in c.differences)):
             console.print(f"  {side.label} = {side.name}" + (f" ({side.settings})" if side.settings else "")
                           + f", config {side.config_key}", markup=False)
         for d in c.differences:
             console.print(f"  verdict: {d.verdict}", markup=False)
+    tests = reporting.family_size([d.p_value for c in comparisons for d in c.differences])
+    if tests >= 2:
+        console.print(f"Holm–Bonferroni over {tests} comparisons: p (Holm) is each raw p adjusted for the others, "
+                      f"and the verdicts use it (the 95% CIs are per comparison, not adjusted)", markup=False)
 
 
 def plot(
     output: Annotated[str, typer.Option(help="The image file: .png, .svg or .pdf.")],
-    kind: Annotated[str, typer.Option(help="curves (test accuracy and loss per epoch) or lambda (avg acc against λa).")] = "curves",
+    kind: Annotated[str, typer.Option(help="curves (test accuracy and loss per epoch), lambda (avg acc against λa) or profile (performance profile of time to --target over every data set and model).")] = "curves",
     metric: MetricOpt = "best",
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    target: Annotated[float | None, typer.Option(help="--kind profile: the test accuracy in percent to reach (default: the benchmarks file's target: keys).")] = None,
     db: DbOpt = None,
 ) -> None:
     """Plot one data set and model: learning curves with ± std bands (the paper's Fig. 7), or λ sensitivity."""
     from masbench import plots
 
-    if kind not in ("curves", "lambda"):
-        raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda)")
+    if kind not in ("curves", "lambda", "profile"):
+        raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda, profile)")
+    if target is not None and kind != "profile":
+        raise MasbenchError("--target goes with --kind profile")
+    if kind == "profile":
+        from masbench.report import check_target
+
+        if target is not None:
+            check_target(target)
+        plots._check_output(output)
     store = _open_for_reading(db)
     runs = _runs(store, metric, dataset, model, benchmark)
+    if kind == "profile":
+        from masbench.plot_profile import plot_profile, profile_frame
+
+        profile, ratio = profile_frame(store, runs, target, benchmark, dataset, model)
+        path = plot_profile(profile, output, workloads=len(ratio),
+                            target_text=f"{target:g}%" if target is not None else "per benchmark")
+        typer.echo(f"plot written to {path}")
+        return
     chosen_dataset = plots.choose(runs, "dataset", dataset, "dataset")
     chosen_model = plots.choose(runs[runs["dataset"] == chosen_dataset], "model", model, "model")
     if kind == "curves":

@@ -20,6 +20,9 @@ from masbench.report.aggregate import (
 )
 from masbench.report.compare import Comparison, Difference, Selector, Side, compare, parse_selector
 from masbench.report.gate import ALPHA, FLOOR, Baseline, GateResult, GateRow, allowed_drop, read_baseline, regression_gate
+from masbench.report.multiple import family_size, holm
+from masbench.report.significance import with_significance
+from masbench.report.target import TARGET_COLUMNS, benchmark_targets, check_target, run_times, with_time_to_target
 from masbench.report.render import CSV_COLUMNS, FORMATS, Rendered, csv_table, render_leaderboard, render_tables
 
 __all__ = [
@@ -27,5 +30,5 @@ __all__ = [
     "Difference", "GateResult", "GateRow", "Rendered", "Selector", "Side", "allowed_drop", "cell_names", "cell_table",
     "check_unique_seeds", "compare", "csv_table", "differing_settings", "display_names", "leaderboard",
     "parse_selector", "read_baseline", "regression_gate", "render_leaderboard", "render_tables", "run_accuracies",
-    "with_best",
+    "with_best", "family_size", "holm", "with_significance", "TARGET_COLUMNS", "benchmark_targets", "check_target", "run_times", "with_time_to_target",
 ]

@@ -61,9 +61,10 @@ def esc(value: Any) -> str:
 
 
 def render_html(store, *, metric: str = "best", dataset: str | None = None, model: str | None = None,
-                benchmark: str | None = None, generated: datetime | None = None) -> str:
+                benchmark: str | None = None, generated: datetime | None = None, target: float | None = None) -> str:
     """The report as one HTML document. ``generated``: a time to print in the header (none by default, so that
-    one store gives one file, byte for byte)."""
+    one store gives one file, byte for byte). ``target``: the test accuracy (percent) of the performance
+    profiles; without it, the benchmarks file's ``target:`` keys, and no profile where there is none."""
     from masbench import __version__
 
     runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
@@ -81,6 +82,7 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
     sections = [_benchmark_section(i, name, cells[cells["benchmark"] == name], runs[runs["benchmark"] == name],
                                    epochs[epochs["benchmark"] == name],
                                    environment[environment["benchmark"] == name], metric)
+                + _profile(i, store, runs[runs["benchmark"] == name], name, target, dataset, model)
                 for i, name in enumerate(benchmarks, start=1)]
     which = "best test accuracy over epochs" if metric == "best" else "final-epoch test accuracy"
     meta = [f"masbench {esc(__version__)}", f"metric: {esc(which)}", f"store: {esc(store.masked_url)}"]
@@ -122,7 +124,6 @@ def _benchmark_section(index: int, name: str, cells: pd.DataFrame, runs: pd.Data
         parts.append(_figure(lambda path: _plots().plot_lambda(runs, path, dataset=dataset_name, model=model_name,
                                                                metric=metric), f"{prefix}l",
                              "avg acc against λa for MAS (± std over seeds); the baselines as dashed lines."))
-    parts.append(_profile(index, runs, metric))
     parts.append("</section>")
     return "\n".join(part for part in parts if part)
 
@@ -142,15 +143,26 @@ def _figure(draw, prefix: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{esc(caption)}</figcaption></figure>"
 
 
-def _profile(index: int, runs: pd.DataFrame, metric: str) -> str:
-    """HOOK: the performance profile of the benchmark's optimizers, shown once ``masbench.plots`` provides
-    ``plot_profile(runs, output, *, metric)`` (being built apart from this report); until then omitted."""
-    plot_profile = getattr(_plots(), "plot_profile", None)
-    if plot_profile is None:
-        return ""
-    figure = _figure(lambda path: plot_profile(runs, path, metric=metric), f"b{index}p",
-                     "Performance profile over the benchmark's problems.")
-    return f"<h3>Performance profile</h3>\n{figure}"
+def _profile(index: int, store, runs: pd.DataFrame, name: str, target: float | None, dataset: str | None,
+             model: str | None) -> str:
+    """The benchmark's performance profile (``masbench plot --kind profile``), after its section; nothing where
+    no target is known (no ``--target``, no ``target:`` key for the benchmark)."""
+    from masbench.plot_profile import plot_profile, profile_frame
+    from masbench.report.target import benchmark_targets
+
+    if target is None and not any(key[0] == name for key in benchmark_targets()):
+        return ""  # no target for this benchmark: no profile to show (a broken benchmarks file is its one line)
+    try:
+        profile, ratio = profile_frame(store, runs, target, name or None, dataset, model)
+    except MasbenchError as error:  # the benchmark's targets name no cell shown here: say so in the page
+        return f'\n<p class="note">performance profile: {esc(error)}</p>'
+    target_text = f"{target:g}%" if target is not None else "per benchmark"
+    figure = _figure(lambda path: plot_profile(profile, path, workloads=len(ratio), target_text=target_text),
+                     f"b{index}p", f"Performance profile: the fraction of workloads (data set × model) on which each "
+                                   f"configuration reaches {target_text} test accuracy within a factor τ of the "
+                                   f"fastest.")
+    return (f'\n<section class="benchmark" id="benchmark-{index}-profile">'
+            f"<h3>{esc(_benchmark_name(name).capitalize())}: performance profile</h3>\n{figure}</section>")
 
 
 def results_table(frame: pd.DataFrame, metric: str) -> str:
