@@ -271,3 +271,43 @@ def test_compare_and_the_gate_take_metric_val(sqlite_url, tmp_path):
     assert gate.exit_code == 0 and "no regression" in gate.stdout, gate.output
     wrong = runner.invoke(app, ["compare", "--baseline", str(baseline), "--db", sqlite_url])
     assert wrong.exit_code == 1 and "give --metric val" in wrong.stderr
+
+
+# --- sweeps ----------------------------------------------------------------------------------------------
+
+BENCHMARKS = """benchmarks:
+  v:
+    dataset: digits
+    models: [mlp]
+    lambdas: "0.5"
+    baselines: []
+    epochs: 1
+    seeds: 1
+    val_fraction: 0.2
+"""
+
+
+def test_a_sweep_takes_the_fraction_from_its_benchmark_and_a_flag_overrides_it(sqlite_url, tmp_path):
+    (tmp_path / "benchmarks.yaml").write_text(BENCHMARKS)
+    sweep = ["sweep", "--benchmark", "v", "--benchmarks", str(tmp_path / "benchmarks.yaml"), "--device", "cpu",
+             "--db", sqlite_url]
+    for extra in ([], ["--val-fraction", "0.3"]):
+        result = runner.invoke(app, [*sweep, *extra])
+        assert result.exit_code == 0, result.output
+    engine = create_engine(sqlite_url)
+    runs = pd.read_sql("select id, config from runs order by id", engine)
+    fractions = [json.loads(c)["canonical"]["val_fraction"] for c in runs["config"]]
+    assert fractions == [0.2, 0.3]
+    epochs = pd.read_sql("select run_id, val_acc from epochs", engine)
+    assert len(epochs) == 2 and epochs["val_acc"].notna().all()
+
+
+def test_a_sweep_whose_split_would_empty_a_class_is_refused_before_any_run(sqlite_url, tmp_path):
+    (tmp_path / "benchmarks.yaml").write_text(BENCHMARKS)
+    result = runner.invoke(app, ["sweep", "--benchmark", "v", "--benchmarks", str(tmp_path / "benchmarks.yaml"),
+                                 "--val-fraction", "0.01", "--train-subset", "30", "--device", "cpu",
+                                 "--db", sqlite_url])
+    assert result.exit_code == 1, result.output
+    assert "leaves it none for validation" in result.stderr and result.stderr.count("\n") == 1
+    if (tmp_path / "store.db").exists():
+        assert pd.read_sql("select id from runs", create_engine(sqlite_url)).empty
