@@ -109,6 +109,7 @@ class GridSpec(BaseModel):
     test_fraction: StrictFloat | None = None
     train_subset: StrictInt | None = None
     test_subset: StrictInt | None = None
+    val_fraction: StrictFloat | None = None
 
     @field_validator("baselines")
     @classmethod
@@ -204,7 +205,7 @@ class GridSpec(BaseModel):
 
 RUN_FIELDS = ("lr", "lr_schedule", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "amsgrad",
               "bias_correction", "batch_size", "epochs", "pretrained", "max_length", "text_column", "label_column",
-              "test_file", "test_fraction", "train_subset", "test_subset")
+              "test_file", "test_fraction", "train_subset", "test_subset", "val_fraction")
 
 
 def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -77,6 +77,7 @@ class RunSpec(BaseModel):
     test_fraction: float = 0.2
     train_subset: int | None = None
     test_subset: int | None = None
+    val_fraction: float | None = None  # a validation split held out of train (data.validation); in the key when set
     # Set by validation, never given: the path-based data's content fingerprint (None for named data sets).
     _data_fingerprint: str | None = PrivateAttr(default=None)
     _identified: bool = PrivateAttr(default=False)
@@ -160,6 +161,10 @@ class RunSpec(BaseModel):
                 raise ValueError(f"Invalid betas[{i}]: {shown(beta)} (must be in [0, 1))")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"Invalid test_fraction: {shown(self.test_fraction)} (must be in (0, 1))")
+        if self.val_fraction is not None:
+            from masbench.data.validation import check_val_fraction
+
+            check_val_fraction(self.val_fraction)
         if self.nesterov and self.optimizer in ("mas", "sgd") and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
                              f"(got momentum={self.momentum}, dampening={self.dampening})")
@@ -287,6 +292,8 @@ class RunSpec(BaseModel):
             from masbench.models import model_settings
 
             out.update(model_settings(self.model, self.pretrained))
+        if self.val_fraction is not None:  # absent when not set, so that the cells without one keep their keys
+            out["val_fraction"] = self.val_fraction
         if not self._identified:
             raise RuntimeError(f"{self.describe()} was validated without identifying its data: it has no key")
         if self._data_fingerprint is not None:

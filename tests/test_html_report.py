@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from masbench.cli import app
-from masbench.report import cell_table, render_tables, run_accuracies
+from masbench.report import METRIC_TITLES, cell_table, render_tables, run_accuracies
 from masbench.report.html import render_html
 from masbench.spec import RunSpec
 from masbench.store import Store
@@ -143,7 +143,7 @@ def test_tables_hold_the_text_reports_numbers(db_url, metric):
     store.close()
     page = Page(page_of(db_url, metric))
     results = page.of_class("results")
-    which = "best test accuracy over epochs" if metric == "best" else "final-epoch test accuracy"
+    which = METRIC_TITLES[metric]
     assert [t["caption"] for t in results] == [f"digits (benchmark b): {which}, percent over seeds"]
     rows = [row for row in results[0]["rows"][1:] if len(row) > 1]  # past the header and the model rows
     assert rows == markdown_rows(db_url, metric)

@@ -160,7 +160,7 @@ def test_latex_output_holds_names_verbatim(tmp_path):
     caption = next(line for line in result.stdout.splitlines() if line.startswith(r"\caption{"))
     inner = caption.removeprefix(r"\caption{").removesuffix("}")
     assert inner == f"digits (benchmark {''.join(LATEX_PRINTS.get(c, c) for c in name)}): best test accuracy over " \
-                    f"epochs, percent over seeds"
+                    f"epochs (selected on the test set), percent over seeds"
     text = result.stdout.replace(r"\{", "").replace(r"\}", "")
     assert text.count("{") == text.count("}"), "unbalanced braces"
     assert not re.search(r"(?<!\\)[%#~]", result.stdout), "an unescaped comment or special character"
@@ -188,7 +188,7 @@ def test_leaderboard_ranks_within_dataset_and_model(db):
     "args, message",
     [
         (["report", "--format", "xml"], "Invalid --format: 'xml' (valid: rich, csv, markdown, latex, json, html)"),
-        (["report", "--metric", "mean"], "Invalid --metric: 'mean' (valid: best, final)"),
+        (["report", "--metric", "mean"], "Invalid --metric: 'mean' (valid: best, final, val)"),
         (["report", "--dataset", "cifar10"], "no runs in sqlite:///"),
         (["report", "--table", "--leaderboard"], "give --table or --leaderboard, not both"),
         (["compare", "adam"], "compare needs two configurations or more"),

@@ -67,6 +67,10 @@ TestFileOpt = Annotated[str | None, typer.Option(help="csv: a file with the test
 TestFractionOpt = Annotated[float | None, typer.Option(parser=number, help="csv without --test-file: held-out fraction (0.2).")]
 TrainSubsetOpt = Annotated[int | None, typer.Option(parser=integer, help="Train on a fixed random subset of this size.")]
 TestSubsetOpt = Annotated[int | None, typer.Option(parser=integer, help="Test on a fixed random subset of this size.")]
+ValFractionOpt = Annotated[float | None, typer.Option(
+    parser=number,
+    help="Hold out this fraction (0 < F <= 0.5) of the training set, stratified and seeded by the run's seed, "
+         "and record validation loss and accuracy per epoch (for report --metric val).")]
 
 # --- execution options: how a run is executed, never part of its key ---------------------------
 

@@ -13,7 +13,9 @@ from masbench.cli.options import DbOpt
 from masbench.cli.output import stdout_console
 from masbench.errors import MasbenchError
 
-MetricOpt = Annotated[str, typer.Option(help="A run's accuracy: best (over its epochs) or final (its last epoch's).")]
+MetricOpt = Annotated[str, typer.Option(help="A run's accuracy: best (over its epochs: selected on the test set), "
+                                               "final (its last epoch's) or val (its test accuracy at the epoch of its "
+                                               "best validation accuracy; runs need --val-fraction).")]
 FilterDataset = Annotated[str | None, typer.Option(help="Only this data set.")]
 FilterModel = Annotated[str | None, typer.Option(help="Only this model.")]
 FilterBenchmark = Annotated[str | None, typer.Option(help="Only runs of this benchmark.")]
@@ -160,7 +162,7 @@ def compare(
     console = stdout_console()
     for c in comparisons:
         where = f"{c.dataset}/{c.model}" + (f" (benchmark {c.benchmark})" if c.benchmark else "")
-        table = Table(title=f"{where}: {metric} test accuracy, %", title_justify="left")
+        table = Table(title=f"{where}: {reporting.METRIC_TITLES[metric]}, %", title_justify="left")
         for column in ("configuration", "seeds", "mean ± std", "diff vs ref [95% CI]", "p", "p (Holm)", "test"):
             table.add_column(column, overflow="fold")
         ref = c.reference

@@ -8,6 +8,7 @@ config without its seed. The SQL lives with the store (``masbench.store.queries`
 from masbench.report.aggregate import (
     BASELINE_ORDER,
     LABELS,
+    METRIC_TITLES,
     METRICS,
     cell_names,
     cell_table,
@@ -26,7 +27,8 @@ from masbench.report.target import TARGET_COLUMNS, benchmark_targets, check_targ
 from masbench.report.render import CSV_COLUMNS, FORMATS, Rendered, csv_table, render_leaderboard, render_tables
 
 __all__ = [
-    "ALPHA", "BASELINE_ORDER", "CSV_COLUMNS", "FLOOR", "FORMATS", "LABELS", "METRICS", "Baseline", "Comparison",
+    "ALPHA", "BASELINE_ORDER", "CSV_COLUMNS", "FLOOR", "FORMATS", "LABELS", "METRIC_TITLES", "METRICS", "Baseline",
+    "Comparison",
     "Difference", "GateResult", "GateRow", "Rendered", "Selector", "Side", "allowed_drop", "cell_names", "cell_table",
     "check_unique_seeds", "compare", "csv_table", "differing_settings", "display_names", "leaderboard",
     "parse_selector", "read_baseline", "regression_gate", "render_leaderboard", "render_tables", "run_accuracies",

@@ -1,10 +1,12 @@
 """Runs into cells (pandas): the numbers every table, comparison, gate and plot shows.
 
-A run's accuracy is its best test accuracy over its epochs (``metric="best"``) or
-its last epoch's (``metric="final"``), in percent. Runs are grouped into cells by
-``config_key``: the hash of the run's canonical config without the seed, so
-two cells that share a run name (the same optimizer settings, other epochs,
-batch size or data options) never pool. Only completed runs count as seeds;
+A run's accuracy is its best test accuracy over its epochs (``metric="best"``, the
+paper's: selected on the test set), its last epoch's (``metric="final"``), or its test
+accuracy at the epoch of its best validation accuracy, the earliest of ties
+(``metric="val"``: selected on validation, for runs with a ``val_fraction``), in
+percent. Runs are grouped into cells by ``config_key``: the hash of the run's
+canonical config without the seed, so two cells that share a run name (the same
+optimizer settings, other epochs, batch size or data options) never pool. Only completed runs count as seeds;
 pending, running, failed and diverged ones are counted and flagged, never
 averaged in. A seed twice in one cell is an error, never an overwrite.
 """
@@ -18,7 +20,11 @@ import pandas as pd
 
 from masbench.errors import MasbenchError
 
-METRICS = ("best", "final")
+METRICS = ("best", "final", "val")
+# What a run's accuracy is under each metric, for titles and captions.
+METRIC_TITLES = {"best": "best test accuracy over epochs (selected on the test set)",
+                 "final": "final-epoch test accuracy",
+                 "val": "test accuracy at the best validation epoch (selected on validation)"}
 BASELINE_ORDER = {"adam": 0, "sgd": 1, "adamw": 2, "mas": 3}
 LABELS = {"adam": "Adam", "sgd": "SGD", "adamw": "AdamW", "mas": "MAS"}
 TABLE = ["benchmark", "dataset", "model"]  # one table (or leaderboard) section per value of these
@@ -34,11 +40,28 @@ def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, m
     if metric not in METRICS:
         raise MasbenchError(f"Invalid metric: {metric!r} (valid: {', '.join(METRICS)})")
     frame = run_accuracy_frame(store, dataset=dataset, model=model, benchmark=benchmark)
+    if metric == "val":
+        check_val_data(frame)
     frame["benchmark"] = frame["benchmark"].fillna("")
     frame["canonical"] = [(config or {}).get("canonical") or {} for config in frame["config"]]
     frame["acc"] = pd.to_numeric(frame[metric], errors="coerce").astype(float) * 100.0
     frame.loc[frame["status"] != "completed", "acc"] = float("nan")
     return frame.drop(columns="config")
+
+
+def check_val_data(runs: pd.DataFrame) -> None:
+    """Refuse completed runs without validation accuracies: under ``val`` they have no accuracy to show."""
+    done = runs[runs["status"] == "completed"]
+    missing = done[done["val_epochs"] == 0]
+    if missing.empty:
+        return
+    cells = missing.drop_duplicates("config_key")
+    shown_cells = [f"{row['name']} on {row['dataset']}/{row['model']} (config {row['config_key']})"
+                   for row in cells.head(3).to_dict("records")]
+    more = f" and {len(cells) - 3} more" if len(cells) > 3 else ""
+    raise MasbenchError(f"--metric val needs a validation split: {len(cells)} cell(s) ran without one: "
+                        f"{'; '.join(shown_cells)}{more} (run them with --val-fraction, or filter them out with "
+                        f"--dataset/--model/--benchmark)")
 
 
 def check_unique_seeds(runs: pd.DataFrame) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.aggregate import TABLE, cell_table, display_names, run_accuracies, with_best
+from masbench.report.aggregate import METRIC_TITLES, TABLE, cell_table, display_names, run_accuracies, with_best
 from masbench.report.render import _lam, _pct, _title
 from masbench.report.svg import figure_svg
 
@@ -84,8 +84,7 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
                                    environment[environment["benchmark"] == name], metric)
                 + _profile(i, store, runs[runs["benchmark"] == name], name, target, dataset, model)
                 for i, name in enumerate(benchmarks, start=1)]
-    which = "best test accuracy over epochs" if metric == "best" else "final-epoch test accuracy"
-    meta = [f"masbench {esc(__version__)}", f"metric: {esc(which)}", f"store: {esc(store.masked_url)}"]
+    meta = [f"masbench {esc(__version__)}", f"metric: {esc(METRIC_TITLES[metric])}", f"store: {esc(store.masked_url)}"]
     if generated is not None:
         meta.append(f"generated {esc(generated.strftime('%Y-%m-%d %H:%M:%S %Z').strip())}")
     nav = " ".join(f'<a href="#benchmark-{i}">{esc(_benchmark_name(name))}</a>'

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.aggregate import cell_names, display_names, with_best
+from masbench.report.aggregate import METRIC_TITLES, cell_names, display_names, with_best
 from masbench.report.significance import SIGNIFICANCE_COLUMNS, has_significance, legend, mark
 from masbench.report.target import TARGET_COLUMNS, has_target, target_note, target_texts
 
@@ -36,7 +36,7 @@ def _lam(row) -> tuple[str, str]:
 
 
 def _title(benchmark: str, dataset: str, metric: str) -> str:
-    which = "best test accuracy over epochs" if metric == "best" else "final-epoch test accuracy"
+    which = METRIC_TITLES[metric]
     head = f"{dataset}" + (f" (benchmark {benchmark})" if benchmark else "")
     return f"{head}: {which}, percent over seeds"
 
@@ -236,7 +236,7 @@ def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
     tables = []
     for (benchmark, dataset, model), rows in board.groupby(["benchmark", "dataset", "model"], sort=False):
         title = f"leaderboard {dataset}/{model}" + (f" (benchmark {benchmark})" if benchmark else "")
-        table = Table(title=f"{title}: {'best' if metric == 'best' else 'final'} test accuracy, %", title_justify="left")
+        table = Table(title=f"{title}: {METRIC_TITLES[metric]}, %", title_justify="left")
         for column in ("rank", "name", "n", "avg acc", "std", "acc max", "flags"):
             table.add_column(column, justify="left" if column in ("name", "flags") else "right", overflow="fold")
         for row in rows.to_dict("records"):
