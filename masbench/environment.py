@@ -10,8 +10,15 @@ import subprocess
 from pathlib import Path
 
 
-@functools.cache
 def versions() -> dict[str, str]:
+    """The libraries', and the plugins' this process has imported (``plugin:NAME``), so a run records them."""
+    from masbench.plugins import loaded_versions
+
+    return {**_library_versions(), **loaded_versions()}
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
     import torch
 
     from masbench import __version__

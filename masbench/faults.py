@@ -12,7 +12,8 @@ time it reaches ``POINT`` (N defaults to 1). The points:
 ``MASBENCH_HOLD=POINT:DIR`` makes this process stop at ``POINT`` instead: it
 creates ``DIR/POINT.PID`` and waits there until ``DIR/go`` exists (at most
 ``HOLD_S``), so that a test can send a signal at exactly that moment. The
-points: ``epoch.saved``: an epoch is in the store and checkpointed, the next not
+points: ``cli.started``: the command line has its signal handlers, its command not yet
+parsed; ``epoch.saved``: an epoch is in the store and checkpointed, the next not
 begun (so a test sees a cell part-way through, however fast the machine);
 ``sweep.finished``: a sweep's work is over, its summary not yet made.
 

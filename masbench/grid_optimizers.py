@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from masbench.errors import MasbenchError
+from masbench.lambdas import normalise_lambda_schedule
 from masbench.limits import check_lambda_schedule, one_line, shown
-from masbench.optimizer_names import OPTIMIZER_NAMES, is_path, unknown_optimizer
+from masbench.mix_weights import is_mix, mix_text, parse_mix, simplex
+from masbench.optimizer_names import is_known, is_path, unknown_optimizer
 
 CONSTANT = "constant"
 
@@ -22,8 +24,12 @@ CONSTANT = "constant"
 def optimizer_name(text: str, what: str = "optimizer") -> str:
     """A grid's optimizer as its one name: a plain name checked against the registry's names without torch,
     an import path resolved (imported); ValueError names a bad one."""
+    if is_mix(text):  # mix:adam=0.3,sgd=0.7, written in its one order (its components resolve in its spec)
+        return mix_text(parse_mix(text))
+    if text == "mix":
+        raise ValueError(f"Invalid {what} 'mix': give its weights, e.g. mix:adam=0.5,sgd=0.5")
     if not is_path(text):
-        if text not in OPTIMIZER_NAMES:
+        if not is_known(text):
             raise ValueError(unknown_optimizer(text, what))
         return text
     from masbench.optim import resolve_optimizer
@@ -71,6 +77,7 @@ def check_lambda_schedules(value: str | list[str]) -> list[str]:
         raise ValueError("Invalid lambda_schedule: the list is empty (give constant, linear:START:END[:EPOCHS], ...)")
     for i, schedule in enumerate(schedules):
         check_lambda_schedule(schedule)
+        schedules[i] = schedule = normalise_lambda_schedule(schedule)  # linear:1:0 and linear:1.0:0.0 are one
         if schedule in schedules[:i]:
             raise ValueError(f"Invalid lambda_schedule: {shown(schedules)} gives {shown(schedule)} twice")
     return schedules
@@ -91,6 +98,11 @@ def mas_configs(schedules: list[str] | None, lambdas: list[dict[str, Any]]) -> l
         else:
             out.append(dict(optimizer="mas", lambda_schedule=schedule))
     return out
+
+
+def mix_configs(names: list[str] | None, step: Any) -> list[dict[str, Any]]:
+    """A ``mix`` grid's cells: one per point of the simplex over ``names`` at ``step`` (none without names)."""
+    return [dict(optimizer="mix", weights=point) for point in simplex(names, step)] if names else []
 
 
 def optimizer_configs(baselines: list[str], args: Mapping[str, dict[str, Any]] | None) -> list[dict[str, Any]]:

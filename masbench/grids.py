@@ -1,6 +1,6 @@
 """Sweep grids: ``GridSpec`` (one grid's settings, checked), its cell count, and its expansion into run specs.
 
-A grid is counted from its arithmetic (models x (baselines + lambdas) x seeds) before any cell is built,
+A grid is counted from its arithmetic (models x (baselines + lambdas + mixes) x seeds) before any cell is built,
 and without torch: the registries are imported only to build cells (``expand_grid``, ``check_grid``).
 ``masbench.benchmarks`` reads the benchmarks file into grids and re-exports these names.
 """
@@ -27,11 +27,13 @@ from masbench.grid_optimizers import (
     check_lambda_schedules,
     mas_configs,
     mas_parts,
+    mix_configs,
     optimizer_configs,
     resolve_optimizer_args,
 )
 from masbench.lambdas import complement, count_lambdas, count_text, parse_lambdas
 from masbench.limits import check_ranges, one_line, shown
+from masbench.mix_weights import simplex_count
 from masbench.spec import RunSpec, make_spec
 
 TEXT_BASELINES = ("adam", "sgd", "adamw")  # the paper's Table 3 adds AdamW for the text sets
@@ -79,12 +81,15 @@ class GridSpec(BaseModel):
     baselines: list[str] | None = None  # None: adam and sgd, plus adamw for text data
     optimizer_args: dict[str, dict[str, Any]] | None = None  # per baseline: its optimizer arguments
     lambda_schedule: str | list[str] | None = None  # MAS's: constant (the lambdas grid) and linear ones; None: constant
+    mix: str | list[str] | None = None  # components of a mix grid over the simplex (mix_weights.simplex)
+    mix_step: StrictFloat | str | None = None  # its step: weights are multiples of it that sum to 1
     seeds: StrictInt | None = None
     seed_list: list[StrictInt] | None = None
     data_dir: str | None = None
     pack: Any = "off"  # how a sweep trains the cells (parse_pack), not part of them
     until_ci: Any = None  # adaptive seeds (masbench.seed_budget): the CI95 width to reach, in accuracy points
     max_seeds: Any = None  # with until_ci: the most seeds per cell (default DEFAULT_MAX_SEEDS); the cap counts it
+    target: StrictFloat | None = None  # reports' time to target: a test accuracy in percent, not part of the cells
     # Everything else is a RunSpec field shared by the grid's cells.
     lr: StrictFloat | None = None
     lr_schedule: str | None = None
@@ -106,6 +111,7 @@ class GridSpec(BaseModel):
     test_fraction: StrictFloat | None = None
     train_subset: StrictInt | None = None
     test_subset: StrictInt | None = None
+    val_fraction: StrictFloat | None = None
 
     @field_validator("baselines")
     @classmethod
@@ -117,20 +123,40 @@ class GridSpec(BaseModel):
     def _resolve_optimizer_args(cls, value: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]] | None:
         return None if value is None else resolve_optimizer_args(value)
 
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 100:
+            raise ValueError(f"Invalid target: {shown(value)} (a test accuracy in percent, in (0, 100], e.g. 85)")
+        return value
+
     @field_validator("lambda_schedule")
     @classmethod
     def _check_lambda_schedules(cls, value: str | list[str] | None) -> list[str] | None:
         return None if value is None else check_lambda_schedules(value)
 
+    @field_validator("mix")
+    @classmethod
+    def _split_mix(cls, value: str | list[str] | None) -> list[str] | None:
+        return [part.strip() for part in value.split(",")] if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check(self) -> GridSpec:
         check_ranges(self.model_dump(exclude_none=True))
+        if (self.mix is None) != (self.mix_step is None):
+            raise ValueError("Invalid mix: give mix (its components) and mix_step together, e.g. mix: adam,sgd,rmsprop "
+                             "and mix_step: 0.25")
+        if self.mix is not None:
+            simplex_count(self.mix, self.mix_step)
         try:
             count_lambdas(self.lambdas)
         except MasbenchError as error:
             raise ValueError(str(error)) from None
         if not self.models:
             raise ValueError("Invalid models: the list is empty")
+        if isinstance(self.pack, str) and self.pack not in ("auto", "off"):  # strict as the numbers are: "7" is text
+            raise ValueError(f"Invalid pack: {shown(self.pack)} is text, not an integer (write it without quotes; "
+                             f"{PACK_VALID})")
         object.__setattr__(self, "pack", parse_pack(self.pack))  # frozen: the normal form, 7, auto or off
         if self.seeds is not None and self.seed_list is not None:
             raise ValueError("Invalid seeds: give seeds (a count) or seed_list, not both")
@@ -167,7 +193,10 @@ class GridSpec(BaseModel):
 
         grid, schedules = mas_parts(self.lambda_schedule)
         configs = len(self.baseline_names(dataset_kind(self.dataset))) + grid * count_lambdas(self.lambdas) + schedules
-        return len(self.models) * configs * self.planned_seeds()
+        return len(self.models) * (configs + self.mix_count()) * self.planned_seeds()
+
+    def mix_count(self) -> int:
+        return simplex_count(self.mix, self.mix_step) if self.mix is not None else 0
 
     def describe_count(self) -> str:
         from masbench.data import dataset_kind
@@ -177,6 +206,7 @@ class GridSpec(BaseModel):
         lambdas = count_lambdas(self.lambdas) if grid else 0
         return (f"{len(self.models):,} model(s) x ({baselines} baseline(s) + {count_text(lambdas)} lambda(s)"
                 + (f" + {schedules} lambda schedule(s)" if schedules else "")
+                + (f" + {self.mix_count():,} mix(es)" if self.mix else "")
                 + f") x {self.planned_seeds():,} seed(s)" + (" at most" if self.until_ci is not None else ""))
 
 
@@ -198,7 +228,7 @@ def _check_adaptive(grid: GridSpec) -> None:
 
 RUN_FIELDS = ("lr", "lr_schedule", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "amsgrad",
               "bias_correction", "batch_size", "epochs", "pretrained", "max_length", "text_column", "label_column",
-              "test_file", "test_fraction", "train_subset", "test_subset")
+              "test_file", "test_fraction", "train_subset", "test_subset", "val_fraction")
 
 
 def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -209,7 +239,7 @@ def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]
     configs = optimizer_configs(grid.baseline_names(dataset_kind(grid.dataset)), grid.optimizer_args)
     lambdas = [dict(lambda_adam=lam, lambda_sgd=complement(lam))
                for lam in parse_lambdas(grid.lambdas, MAX_CELLS_CEILING)]
-    return shared, configs + mas_configs(grid.lambda_schedule, lambdas)
+    return shared, configs + mas_configs(grid.lambda_schedule, lambdas) + mix_configs(grid.mix, grid.mix_step)
 
 
 def expand_grid(grid: GridSpec, benchmark: str | None, max_cells: int = MAX_CELLS_CEILING, *,
@@ -237,7 +267,7 @@ def check_grid(grid: GridSpec, benchmark: str | None) -> None:
 
     shared = {name: getattr(grid, name) for name in RUN_FIELDS if getattr(grid, name) is not None}
     configs = optimizer_configs(grid.baseline_names(dataset_kind(grid.dataset)), grid.optimizer_args)
-    configs += mas_configs(grid.lambda_schedule, [{}])
+    configs += mas_configs(grid.lambda_schedule, [{}]) + mix_configs(grid.mix, grid.mix_step)[:1]
     seed = grid.seed_list[0] if grid.seed_list else 0
     context = {"identify_data": False}
     for model in grid.models:

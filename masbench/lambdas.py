@@ -6,6 +6,7 @@ sweep's size is known (and refused past its cap) in microseconds, however small 
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal, InvalidOperation, localcontext
 
 from masbench.errors import MasbenchError
@@ -102,3 +103,35 @@ def count_text(count: int) -> str:
 def complement(lambda_adam: float) -> float:
     """1 - lambda_adam without binary noise (1 - 0.7 is 0.30000000000000004 in floats)."""
     return float(Decimal(1) - Decimal(repr(lambda_adam)))
+
+
+def parse_lambda_schedule(text: str) -> tuple[str, tuple[float, ...]]:
+    """``"constant"`` or ``"linear:START:END[:EPOCHS]"`` -> (kind, numbers); ValueError names what is wrong."""
+    kind, _, rest = text.partition(":")
+    if kind == "constant" and not rest:
+        return "constant", ()
+    if kind == "linear" and text.isascii() and "_" not in text:  # float() takes ٠.٧ and 0_7: digits 0-9 here
+        parts = rest.split(":") if rest else []
+        try:
+            numbers = tuple(float(p) + 0.0 for p in parts)  # + 0.0: -0 is 0
+        except ValueError:
+            numbers = ()
+        if len(numbers) in (2, 3) and all(0.0 <= v <= 1.0 for v in numbers[:2]) and (
+            len(numbers) == 2 or (numbers[2] >= 1 and math.isfinite(numbers[2]) and numbers[2].is_integer())
+        ):
+            return "linear", numbers
+    raise ValueError(
+        f"Invalid lambda schedule: {shown(text)} (valid: constant, or linear:START:END[:EPOCHS] with START and END "
+        f"in [0, 1] and EPOCHS >= 1, in digits 0-9, e.g. linear:0.7:0.3)"
+    )
+
+
+def normalise_lambda_schedule(text: str) -> str:
+    """The one text of the schedule ``text`` names: ``linear:1.0:0.0``, ``linear:1e0:0`` and ``linear:1:0`` are
+    ``linear:1:0``, one cell. Each number is written as Python's shortest repr, less a trailing ``.0``: the form
+    of ``linear:1:0:100`` and ``linear:0.7:0.3``, which named cells before texts were normalised."""
+    kind, numbers = parse_lambda_schedule(text)
+    if kind == "constant":
+        return kind
+    texts = [repr(v).removesuffix(".0") for v in numbers[:2]] + [str(int(v)) for v in numbers[2:]]
+    return ":".join([kind, *texts])

@@ -9,9 +9,10 @@ from __future__ import annotations
 from masbench.limits import shown
 
 OPTIMIZER_NAMES = ("mas", "sgd", "adam", "adamw", "radam", "nadam", "adamax", "rmsprop", "adagrad", "adadelta",
-                   "asgd", "rprop")
-# Their hyperparameters are RunSpec fields (lr, momentum, betas, ...): the cells and keys masbench has always had.
-SPEC_OPTIMIZERS = ("mas", "sgd", "adam", "adamw")
+                   "asgd", "rprop", "mix")
+# Their hyperparameters are RunSpec fields (lr, momentum, betas, ...): the cells and keys masbench has always had
+# (and mix's: the spec's settings reach each of its components that takes them).
+SPEC_OPTIMIZERS = ("mas", "sgd", "adam", "adamw", "mix")
 
 
 def is_path(text: str) -> bool:
@@ -19,6 +20,13 @@ def is_path(text: str) -> bool:
     return "." in text or ":" in text
 
 
+def is_known(text: str) -> bool:
+    """A registered name, or a plugin's (``masbench.plugins``: metadata only, no import, no torch)."""
+    from masbench.plugins import find
+
+    return text in OPTIMIZER_NAMES or find("optimizers", text) is not None
+
+
 def unknown_optimizer(text: str, what: str = "optimizer") -> str:
     return (f"Unknown {what}: {shown(text)} (valid: {', '.join(OPTIMIZER_NAMES)}, or an import path "
-            f"package.module:Class of a torch.optim.Optimizer)")
+            f"package.module:Class of a torch.optim.Optimizer, or a plugin's: see masbench list optimizers)")

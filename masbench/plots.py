@@ -136,7 +136,7 @@ def plot_lambda(runs: pd.DataFrame, output: str | Path, *, dataset: str, model: 
         ax.axhline(row["avg_acc"], linestyle="--", linewidth=1.1, color=colour,
                    label=f"{names[row['config_key']]} ({row['avg_acc']:.2f})")
         ax.axhspan(row["avg_acc"] - std, row["avg_acc"] + std, color=colour, alpha=0.08)
-    which = "best" if metric == "best" else "final"
+    which = {"best": "best", "final": "final", "val": "best-validation-epoch"}[metric]
     ax.set(xlabel="λa (weight of Adam)", ylabel=f"avg {which} test accuracy (%)",
            title=f"{dataset} / {model}: λ sensitivity")
     ax.grid(alpha=0.3)

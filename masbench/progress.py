@@ -63,7 +63,8 @@ class RunProgress(Callback):
         self.progress.update(self.batches, completed=0)
         self.console.print(
             f"epoch {m.epoch}: train loss {m.train_loss:.4f} acc {m.train_acc:.2%} · test "
-            f"{'-' if m.test_loss is None else f'{m.test_loss:.4f}'} acc {test} · {m.seconds:.1f}s "
+            f"{'-' if m.test_loss is None else f'{m.test_loss:.4f}'} acc {test} · "
+            + ("" if m.val_acc is None else f"val {m.val_loss:.4f} acc {m.val_acc:.2%} · ") + f"{m.seconds:.1f}s "
             f"({m.samples_per_second:,.0f} samples/s)",
             markup=False,
         )

@@ -35,7 +35,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from masbench.errors import MasbenchError
+from masbench.lambdas import normalise_lambda_schedule
 from masbench.limits import MAX_NAME, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, one_line, shown
+from masbench.mix_weights import is_mix, mix_text, parse_mix, resolve_weights
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
 
@@ -50,6 +52,7 @@ class RunSpec(BaseModel):
     model: str = "mlp"
     optimizer: str = "mas"  # a registered name or an import path (masbench.optim.registry), resolved to one name
     optimizer_args: dict[str, Any] = {}  # its other keyword arguments, typed by its signature (optim.arguments)
+    weights: dict[str, Any] | None = None  # mix's {component: weight} (optimizer "mix:adam=0.3,sgd=0.7" sets it)
     lr: float = 1e-3
     momentum: float = 0.0
     dampening: float = 0.0
@@ -66,7 +69,7 @@ class RunSpec(BaseModel):
     batch_size: int = 128
     epochs: int = 10
     seed: int = 0
-    pretrained: str | None = None  # text models; None: bert-base-uncased
+    pretrained: str | None = None  # text models (None: bert-base-uncased); tv: models' weights (None: none)
     max_length: int = 128
     text_column: str | None = None
     label_column: str | None = None
@@ -74,6 +77,7 @@ class RunSpec(BaseModel):
     test_fraction: float = 0.2
     train_subset: int | None = None
     test_subset: int | None = None
+    val_fraction: float | None = None  # a validation split held out of train (data.validation); in the key when set
     # Set by validation, never given: the path-based data's content fingerprint (None for named data sets).
     _data_fingerprint: str | None = PrivateAttr(default=None)
     _identified: bool = PrivateAttr(default=False)
@@ -87,6 +91,22 @@ class RunSpec(BaseModel):
         if isinstance(value, tuple):
             return tuple(v + 0.0 if isinstance(v, float) else v for v in value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_mix(cls, values: Any) -> Any:
+        """``optimizer: mix:adam=0.3,sgd=0.7`` is optimizer ``mix`` with those weights."""
+        if isinstance(values, dict) and is_mix(values.get("optimizer")):
+            if values.get("weights") is not None:
+                raise ValueError(f"Invalid optimizer {shown(values['optimizer'])}: weights are given twice "
+                                 f"(in the optimizer's text and as weights)")
+            values = {**values, "optimizer": "mix", "weights": parse_mix(values["optimizer"])}
+        return values
+
+    @field_validator("weights")
+    @classmethod
+    def _resolve_weights(cls, value: dict[str, Any] | None) -> dict[str, float] | None:
+        return None if value is None else resolve_weights(value)
 
     @field_validator("optimizer")
     @classmethod
@@ -107,6 +127,12 @@ class RunSpec(BaseModel):
         from masbench.optim import typed_arguments
 
         return typed_arguments(info.data["optimizer"], value, cls.model_fields)
+
+    @field_validator("lambda_schedule")
+    @classmethod
+    def _normalise_lambda_schedule(cls, value: str) -> str:
+        check_lambda_schedule(value)  # its numbers first: ``linear:0.7:0.3:inf`` is named as not finite
+        return normalise_lambda_schedule(value)
 
     @field_validator("lr_schedule")
     @classmethod
@@ -135,10 +161,18 @@ class RunSpec(BaseModel):
                 raise ValueError(f"Invalid betas[{i}]: {shown(beta)} (must be in [0, 1))")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"Invalid test_fraction: {shown(self.test_fraction)} (must be in (0, 1))")
+        if self.val_fraction is not None:
+            from masbench.data.validation import check_val_fraction
+
+            check_val_fraction(self.val_fraction)
         if self.nesterov and self.optimizer in ("mas", "sgd") and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
                              f"(got momentum={self.momentum}, dampening={self.dampening})")
         check_lambda_schedule(self.lambda_schedule)
+        if (self.optimizer == "mix") != (self.weights is not None):
+            if self.weights is None:
+                raise ValueError("Invalid optimizer mix: give its weights, e.g. mix:adam=0.5,sgd=0.5")
+            raise ValueError(f"Invalid weights for optimizer {shown(self.optimizer)}: only mix has weights")
         if self.lr_schedule != "constant":
             from masbench.optim import check_lr_schedule
 
@@ -147,20 +181,21 @@ class RunSpec(BaseModel):
     def _check_names(self) -> None:
         """The data set, model, optimizer, bias correction and schedule exist, and go together."""
         from masbench.data import dataset_kind
-        from masbench.models import model_entry
+        from masbench.models import model_entry, model_settings
         from masbench.optim import SPEC_OPTIMIZERS, check_builds, parse_lambda_schedule, resolve_optimizer
         from masbench.optim.functional import BIAS_CORRECTIONS
 
         try:
             kind = dataset_kind(self.dataset)
             entry = model_entry(self.model)
+            model_settings(self.model, self.pretrained)  # tv:'s weights exist
         except MasbenchError as error:
             raise ValueError(str(error)) from None
-        if entry.kind != kind:
-            raise ValueError(f"Invalid model {self.model!r} for dataset {shown(self.dataset)}: it takes {entry.kind} "
-                             f"data, the dataset is {kind}")
+        if kind not in entry.kinds:
+            raise ValueError(f"Invalid model {shown(self.model)} for dataset {shown(self.dataset)}: it takes "
+                             f"{' or '.join(entry.kinds)} data, the dataset is {kind}")
         resolve_optimizer(self.optimizer)  # a plain name: registered?
-        if self.optimizer not in SPEC_OPTIMIZERS or self.optimizer_args:
+        if self.optimizer not in SPEC_OPTIMIZERS or self.optimizer_args or self.optimizer == "mix":
             check_builds(self.optimizer, self.optimizer_hparams())
         if self.bias_correction not in BIAS_CORRECTIONS:
             raise ValueError(f"Invalid bias_correction: {shown(self.bias_correction)} "
@@ -204,9 +239,11 @@ class RunSpec(BaseModel):
 
     @property
     def resolved_pretrained(self) -> str | None:
-        from masbench.models import DEFAULT_PRETRAINED
+        from masbench.models import DEFAULT_PRETRAINED, model_settings
 
-        return (self.pretrained or DEFAULT_PRETRAINED) if self.kind == "text" else None
+        if self.kind == "text":
+            return self.pretrained or DEFAULT_PRETRAINED
+        return model_settings(self.model, self.pretrained).get("pretrained")  # tv:'s weights, else None
 
     def optimizer_hparams(self, with_args: bool = True) -> dict[str, Any]:
         """The keyword arguments for ``build_optimizer(self.optimizer, ...)``, defaults resolved.
@@ -218,7 +255,8 @@ class RunSpec(BaseModel):
 
         values = self.model_dump()
         if self.weight_decay is None:
-            values["weight_decay"] = float(optimizer_defaults(self.optimizer).get("weight_decay", 0.0))
+            default = optimizer_defaults(self.optimizer).get("weight_decay", 0.0)
+            values["weight_decay"] = None if default is None else float(default)  # mix: each component's own
         hparams = select_hyperparameters(self.optimizer, values)
         hparams.pop("foreach", None)
         hparams.pop("fused", None)
@@ -250,6 +288,12 @@ class RunSpec(BaseModel):
             out["lambda_schedule"] = self.lambda_schedule
         out.update(self._open_settings())
         out.update(self.data_options())
+        if self.kind != "text":  # tv:'s weights (a text model's pretrained is among the data options)
+            from masbench.models import model_settings
+
+            out.update(model_settings(self.model, self.pretrained))
+        if self.val_fraction is not None:  # absent when not set, so that the cells without one keep their keys
+            out["val_fraction"] = self.val_fraction
         if not self._identified:
             raise RuntimeError(f"{self.describe()} was validated without identifying its data: it has no key")
         if self._data_fingerprint is not None:
@@ -288,9 +332,12 @@ class RunSpec(BaseModel):
         """
         from masbench.optim import optimizer_defaults
 
-        defaults = optimizer_defaults(self.optimizer)
+        # A mix is named by its weights, and shows the settings that differ from MAS's, which it shares.
+        defaults = optimizer_defaults("mas" if self.optimizer == "mix" else self.optimizer)
         shown = {}
         for k, v in self.optimizer_hparams().items():
+            if self.optimizer == "mix" and (k == "weights" or v is None):
+                continue
             if self.optimizer == "mas" and k in ("lambda_adam", "lambda_sgd"):
                 if self.lambda_schedule == "constant":
                     shown[k] = v
@@ -301,7 +348,8 @@ class RunSpec(BaseModel):
         if self.lr_schedule != "constant":
             shown["lr_schedule"] = self.lr_schedule
         inner = ",".join(f"{k}={_format(shown[k])}" for k in sorted(shown))
-        return f"{self.optimizer}[{inner}]"
+        head = mix_text(self.weights) if self.optimizer == "mix" and self.weights else self.optimizer
+        return f"{head}[{inner}]"
 
     def describe(self) -> str:
         """One line for messages: the name, the data, the model and the seed."""

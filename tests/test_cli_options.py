@@ -25,6 +25,7 @@ GRID_AXES = {
     "model": ["models"],
     "optimizer": ["baselines", "no_baselines", "lambdas"],
     "optimizer_args": ["optimizer_args"],  # per baseline: OPTIMIZER:KEY=VALUE
+    "weights": ["mix", "mix_step", "baselines"],  # a grid over the simplex; a baseline mix:adam=0.5,sgd=0.5
     "lambda_adam": ["lambdas"],
     "lambda_sgd": ["lambdas"],
     "lambda_schedule": ["lambda_schedule"],  # a list: constant (the lambdas grid) and linear ones
@@ -46,8 +47,13 @@ def annotations_of(command) -> dict[str, object]:
     return typing.get_type_hints(command, include_extras=True)
 
 
+# Set through another option: a mix's weights are the text of --optimizer mix:adam=0.3,sgd=0.7.
+THROUGH = {"weights": "optimizer"}
+
+
 def test_every_spec_field_is_a_run_option():
-    assert set(RunSpec.model_fields) <= set(options_of("run"))
+    run = set(options_of("run"))
+    assert set(RunSpec.model_fields) - set(THROUGH) <= run and set(THROUGH.values()) <= run
 
 
 def test_every_spec_option_of_run_is_the_same_option_of_sweep():

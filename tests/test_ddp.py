@@ -96,3 +96,19 @@ def test_uneven_shares_and_tiny_last_batches_give_the_single_process_numbers(tmp
         # Counted over all 125 and 257 examples (not 124 or 256): the accuracies are whole numbers of them.
         assert train_acc * 125 == pytest.approx(round(train_acc * 125), abs=1e-9)
         assert test_acc * 257 == pytest.approx(round(test_acc * 257), abs=1e-9)
+
+
+def test_two_processes_record_the_validation_split_of_one(tmp_path):
+    """Each rank holds out the same split (seeded by the run) and evaluates its share: one process's numbers."""
+    query = "select epoch, val_loss, val_acc, test_acc from epochs order by epoch"
+    cell = [*CELL, "--epochs", "1", "--val-fraction", "0.2"]  # the last --epochs given counts
+    found = []
+    for processes in (2, 1):
+        url = f"sqlite:///{tmp_path / f'p{processes}.db'}"
+        result = masbench_run(*cell, "--db", url, "--checkpoint-dir", str(tmp_path / f"c{processes}"),
+                              tmp_path=tmp_path, processes=processes)
+        assert result.returncode == 0, result.stderr
+        found.append(rows(url, query))
+    ddp, single = found
+    assert len(ddp) == 1 and ddp[0][2] is not None
+    assert ddp[0] == pytest.approx(single[0], rel=1e-5, abs=1e-6)

@@ -118,6 +118,7 @@ YAML_FILES = {
     "pack_true": "benchmarks:\n  b:\n    pack: true\n",
     "pack_float": "benchmarks:\n  b:\n    grids:\n      - pack: 2.5\n",
     "pack_auto": "benchmarks:\n  b:\n    lambdas: '0.5'\n    pack: auto\n",
+    "pack_text": 'benchmarks:\n  b:\n    pack: "7"\n',
 }
 
 
@@ -226,6 +227,14 @@ STORE_CASES = [
      "--executor ray does not pack cells (pack 7 asked for)"),
     ("yaml-pack-ray", lambda tmp: ["sweep", "--benchmark", "b", "--benchmarks", yaml_file(tmp, "pack_auto"),
                                    "--executor", "ray"], "--executor ray does not pack cells (pack auto asked for)"),
+    ("epochs-fullwidth", lambda tmp: ["run", "--epochs", "３"], "'３' is not an integer in digits 0-9"),
+    ("seeds-underscore", lambda tmp: _sweep("--seeds", "1_0"), "'1_0' is not an integer in digits 0-9"),
+    ("lr-arabic", lambda tmp: ["run", "--lr", "٠.١"], "'٠.١' is not a number in digits 0-9"),
+    ("seed-list-plus", lambda tmp: _sweep("--seed-list", "0,+1"), "'+1' is not an integer in digits 0-9 without a sign"),
+    ("seed-list-minus", lambda tmp: _sweep("--seed-list", "-1"), "'-1' is not an integer in digits 0-9 without a sign"),
+    ("sweep-schedule-twice", lambda tmp: _sweep("--lambda-schedule", "linear:1:0,linear:1.0:0.0"),
+     "gives 'linear:1:0' twice"),
+    ("lr-schedule-underscore", lambda tmp: ["run", "--lr-schedule", "step:30:0_1"], "numbers are written in digits 0-9"),
 ]
 
 # Benchmarks files: refused as they are read, before any store is opened, so SQLite alone.
@@ -262,6 +271,7 @@ FILE_CASES = [
     ("yaml-pack-1", _bench("pack_one"), "benchmark 'b': Invalid pack: 1 (an integer of members per pack in"),
     ("yaml-pack-true", _bench("pack_true"), "benchmark 'b': Invalid pack: True"),
     ("yaml-pack-float", _bench("pack_float"), "benchmark 'b', grid 1: Invalid pack: 2.5"),
+    ("yaml-pack-text", _bench("pack_text"), "benchmark 'b': Invalid pack: '7' is text, not an integer (write it without"),
     ("yaml-duplicate-model", _bench("duplicate_model"), "benchmark 'b': Invalid models: ['mlp', 'mlp'] gives 'mlp'"),
 ]
 

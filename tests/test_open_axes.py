@@ -109,7 +109,7 @@ def test_an_optimizer_has_one_name_however_it_is_written(text, name):
     "values, message",
     [
         (dict(optimizer="lion"), "Unknown optimizer: 'lion' (valid: mas, sgd, adam, adamw, radam, nadam, adamax, "
-                                 "rmsprop, adagrad, adadelta, asgd, rprop, or an import path"),
+                                 "rmsprop, adagrad, adadelta, asgd, rprop, mix, or an import path"),
         (dict(optimizer="torch.optim.Lion"), "Invalid optimizer 'torch.optim.Lion': module torch.optim has no Lion"),
         (dict(optimizer="no_such_pkg:Lion"), "no module of that path can be imported"),
         (dict(optimizer="torch.nn.Linear"), "is <class 'torch.nn.modules.linear.Linear'>, not a torch.optim.Optimizer"),

@@ -139,6 +139,7 @@ BASE = dict(dataset="digits", model="mlp", lr=3e-3, momentum=0.9, batch_size=64,
     ([RunSpec(**BASE), RunSpec(**{**BASE, "model": "cnn"})], "model"),
     ([RunSpec(**BASE), RunSpec(**BASE, train_subset=100)], "data options"),
     ([RunSpec(**BASE), RunSpec(**BASE)], "twice"),
+    ([RunSpec(**BASE, val_fraction=0.2), RunSpec(**BASE, seed=1, val_fraction=0.2)], "validation split"),
     ([RunSpec(dataset="csv:x.csv", model="bert")], "text"),
 ])
 def test_can_pack_names_what_the_cells_must_share(specs, reason):

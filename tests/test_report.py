@@ -78,8 +78,8 @@ def test_csv_numbers_for_both_metrics(db, metric):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert list(rows[0]) == ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam",
-                             "lambda_sgd", "metric", "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs",
-                             "masbench_version", "ci95"]
+                             "lambda_sgd", "weights", "metric", "n", "avg_acc", "std_acc", "max_acc", "seeds",
+                             "seed_accs", "masbench_version", "ci95"]
     assert {r["metric"] for r in rows} == {metric}
     by_name = {(r["model"], r["name"]): r for r in rows}
     assert len(rows) == len(RUNS)
@@ -162,7 +162,7 @@ def test_latex_output_holds_names_verbatim(tmp_path):
     caption = next(line for line in result.stdout.splitlines() if line.startswith(r"\caption{"))
     inner = caption.removeprefix(r"\caption{").removesuffix("}")
     assert inner == f"digits (benchmark {''.join(LATEX_PRINTS.get(c, c) for c in name)}): best test accuracy over " \
-                    f"epochs, percent over seeds"
+                    f"epochs (selected on the test set), percent over seeds"
     text = result.stdout.replace(r"\{", "").replace(r"\}", "")
     assert text.count("{") == text.count("}"), "unbalanced braces"
     assert not re.search(r"(?<!\\)[%#~]", result.stdout), "an unescaped comment or special character"
@@ -189,8 +189,8 @@ def test_leaderboard_ranks_within_dataset_and_model(db):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["report", "--format", "xml"], "Invalid --format: 'xml' (valid: rich, csv, markdown, latex, json)"),
-        (["report", "--metric", "mean"], "Invalid --metric: 'mean' (valid: best, final)"),
+        (["report", "--format", "xml"], "Invalid --format: 'xml' (valid: rich, csv, markdown, latex, json, html)"),
+        (["report", "--metric", "mean"], "Invalid --metric: 'mean' (valid: best, final, val)"),
         (["report", "--dataset", "cifar10"], "no runs in sqlite:///"),
         (["report", "--table", "--leaderboard"], "give --table or --leaderboard, not both"),
         (["compare", "adam"], "compare needs two configurations or more"),

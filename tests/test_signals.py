@@ -262,3 +262,24 @@ def test_a_second_sweep_with_a_short_claim_timeout_leaves_a_running_cell_alone(b
     finish(second)
     assert rows(db_url, "select status, attempts, worker from runs") == [("completed", 1, holder)]
     assert holder.split(":")[1] == str(first.pid)
+
+
+@pytest.mark.parametrize("command", ["sweep", "report"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_before_the_command_holds_anything_is_one_line(tmp_path, command, signum):
+    """Parsing, planning, opening the store: a stop there was a silent death (SIGTERM) or click's blank line."""
+    held = tmp_path / "held"
+    held.mkdir()
+    env = dict(environment(), MASBENCH_HOLD=f"cli.started:{held}")
+    db = tmp_path / "s.db"
+    args = {"sweep": ["sweep", "--dataset", "digits", "--lambdas", "0.5", "--epochs", "1"], "report": ["report"]}[command]
+    process = subprocess.Popen([sys.executable, "-m", "masbench.cli", *args, "--db", f"sqlite:///{db}"], cwd=tmp_path,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    wait_for_files(held, "cli.started.*", 1)
+    os.kill(process.pid, signum)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, err
+    name = signal.Signals(signum).name
+    assert err == f"Error: interrupted by {name}: no cell was held; run the same command again\n", err
+    assert out == "" and not db.exists()

@@ -77,7 +77,7 @@ def test_optimizer_hparams_resolve_defaults_and_keep_only_accepted_keys():
     "values, message",
     [
         (dict(dataset="mnist"), "Unknown dataset: 'mnist' (valid: digits, cifar10"),
-        (dict(model="vgg"), "Unknown model: 'vgg' (valid: mlp, cnn, resnet18, resnet34, bert)"),
+        (dict(model="vgg"), "Unknown model: 'vgg' (valid: mlp, cnn, resnet18, resnet34, bert, tv:NAME"),
         (dict(optimizer="lion"), "Unknown optimizer: 'lion' (valid: mas, sgd, adam, adamw, radam,"),
         (dict(model="bert"), "Invalid model 'bert' for dataset 'digits'"),
         (dict(dataset="cola", model="mlp"), "Invalid model 'mlp' for dataset 'cola'"),

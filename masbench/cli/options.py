@@ -18,48 +18,59 @@ from typing import Annotated, Any
 
 import typer
 
+from masbench.cli.numbers import integer, number
 from masbench.errors import MasbenchError
 from masbench.limits import shown
 
-ASCII_INT = re.compile(r"[-+]?[0-9]+", re.ASCII)
+DIGITS = re.compile(r"[0-9]+", re.ASCII)  # a list item: no sign (0,+1 would be 0,1 in another spelling)
 
 # --- spec options: one per RunSpec field --------------------------------------------------------
 
-DatasetOpt = Annotated[str | None, typer.Option(help="digits, cifar10, cifar100, cola, agnews, imagefolder:PATH or csv:PATH.")]
-ModelOpt = Annotated[str | None, typer.Option(help="mlp, cnn, resnet18, resnet34 or bert.")]
+DatasetOpt = Annotated[str | None, typer.Option(
+    help="digits, cifar10, cifar100, cola, agnews, imagefolder:PATH, csv:PATH, or a plugin's (masbench list datasets).")]
+ModelOpt = Annotated[str | None, typer.Option(
+    help="mlp, cnn, resnet18, resnet34, bert, tv:NAME (torchvision's), package.module:function(num_classes, "
+         "input_shape), or a plugin's (masbench list models).")]
 OptimizerOpt = Annotated[str | None, typer.Option(
-    help="mas, sgd, adam, adamw, radam, nadam, adamax, rmsprop, adagrad, adadelta, asgd, rprop, or an import path "
+    help="mas, sgd, adam, adamw, radam, nadam, adamax, rmsprop, adagrad, adadelta, asgd, rprop, a mix "
+         "mix:adam=0.3,sgd=0.5,rmsprop=0.2, or an import path "
          "package.module:Class of a torch.optim.Optimizer (e.g. torch.optim.RAdam).")]
 OptimizerArgsOpt = Annotated[list[str] | None, typer.Option(
     "--optimizer-arg", help="KEY=VALUE, repeatable: a keyword of the optimizer that no other option sets, typed by "
                             "its signature (e.g. decoupled_weight_decay=true, betas=0.9,0.99).")]
-LambdaAdamOpt = Annotated[float | None, typer.Option(help="MAS's weight of the Adam part (default 0.5).")]
-LambdaSgdOpt = Annotated[float | None, typer.Option(help="MAS's weight of the SGD part (default 0.5).")]
-LrOpt = Annotated[float | None, typer.Option(help="Learning rate (MAS: SGD's, and Adam's before bias correction).")]
-MomentumOpt = Annotated[float | None, typer.Option(help="SGD momentum (also MAS's SGD part).")]
-WeightDecayOpt = Annotated[float | None, typer.Option(help="Weight decay (default: the optimizer's own; AdamW 0.01).")]
+LambdaAdamOpt = Annotated[float | None, typer.Option(parser=number, help="MAS's weight of the Adam part (default 0.5).")]
+LambdaSgdOpt = Annotated[float | None, typer.Option(parser=number, help="MAS's weight of the SGD part (default 0.5).")]
+LrOpt = Annotated[float | None, typer.Option(parser=number, help="Learning rate (MAS: SGD's, and Adam's before bias correction).")]
+MomentumOpt = Annotated[float | None, typer.Option(parser=number, help="SGD momentum (also MAS's SGD part).")]
+WeightDecayOpt = Annotated[float | None, typer.Option(parser=number, help="Weight decay (default: the optimizer's own; AdamW 0.01).")]
 BetasOpt = Annotated[str | None, typer.Option(help="Adam's betas, as B1,B2 (default 0.9,0.999).")]
-EpsOpt = Annotated[float | None, typer.Option(help="Adam's epsilon (default 1e-8).")]
+EpsOpt = Annotated[float | None, typer.Option(parser=number, help="Adam's epsilon (default 1e-8).")]
 AmsgradOpt = Annotated[bool | None, typer.Option("--amsgrad/--no-amsgrad", help="AMSGrad for the Adam part.")]
 NesterovOpt = Annotated[bool | None, typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum.")]
-DampeningOpt = Annotated[float | None, typer.Option(help="SGD dampening (default 0).")]
+DampeningOpt = Annotated[float | None, typer.Option(parser=number, help="SGD dampening (default 0).")]
 BiasCorrectionOpt = Annotated[str | None, typer.Option(help="MAS's bias correction: step (authors' code) or constant (paper).")]
 LambdaScheduleOpt = Annotated[
     str | None, typer.Option(help="constant, or linear:START:END[:EPOCHS] for lambda_adam (lambda_sgd = 1 - it).")
 ]
 LrScheduleOpt = Annotated[str | None, typer.Option(
     help="constant, step:EVERY:GAMMA, multistep:M1,M2:GAMMA, cosine[:WARMUP] or linear-warmup:N (per epoch).")]
-BatchSizeOpt = Annotated[int | None, typer.Option(help="Batch size (default 128).")]
-EpochsOpt = Annotated[int | None, typer.Option(help="Epochs (default 10).")]
-SeedOpt = Annotated[int | None, typer.Option(help="Random seed (default 0).")]
-PretrainedOpt = Annotated[str | None, typer.Option(help="Pre-trained text model, hub name or local path (default bert-base-uncased).")]
-MaxLengthOpt = Annotated[int | None, typer.Option(help="Text: longest token sequence (default 128).")]
+BatchSizeOpt = Annotated[int | None, typer.Option(parser=integer, help="Batch size (default 128).")]
+EpochsOpt = Annotated[int | None, typer.Option(parser=integer, help="Epochs (default 10).")]
+SeedOpt = Annotated[int | None, typer.Option(parser=integer, help="Random seed (default 0).")]
+PretrainedOpt = Annotated[str | None, typer.Option(
+    help="Pre-trained text model, hub name or local path (default bert-base-uncased); for tv:NAME, torchvision's "
+         "weights (DEFAULT, IMAGENET1K_V1, ...).")]
+MaxLengthOpt = Annotated[int | None, typer.Option(parser=integer, help="Text: longest token sequence (default 128).")]
 TextColumnOpt = Annotated[str | None, typer.Option(help="csv: the text column, a name or a 0-based index.")]
 LabelColumnOpt = Annotated[str | None, typer.Option(help="csv: the label column, a name or a 0-based index.")]
 TestFileOpt = Annotated[str | None, typer.Option(help="csv: a file with the test split.")]
-TestFractionOpt = Annotated[float | None, typer.Option(help="csv without --test-file: held-out fraction (0.2).")]
-TrainSubsetOpt = Annotated[int | None, typer.Option(help="Train on a fixed random subset of this size.")]
-TestSubsetOpt = Annotated[int | None, typer.Option(help="Test on a fixed random subset of this size.")]
+TestFractionOpt = Annotated[float | None, typer.Option(parser=number, help="csv without --test-file: held-out fraction (0.2).")]
+TrainSubsetOpt = Annotated[int | None, typer.Option(parser=integer, help="Train on a fixed random subset of this size.")]
+TestSubsetOpt = Annotated[int | None, typer.Option(parser=integer, help="Test on a fixed random subset of this size.")]
+ValFractionOpt = Annotated[float | None, typer.Option(
+    parser=number,
+    help="Hold out this fraction (0 < F <= 0.5) of the training set, stratified and seeded by the run's seed, "
+         "and record validation loss and accuracy per epoch (for report --metric val).")]
 
 # --- execution options: how a run is executed, never part of its key ---------------------------
 
@@ -77,8 +88,8 @@ ChannelsLastOpt = Annotated[
 CompileOpt = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")]
 CheckpointDirOpt = Annotated[str, typer.Option(help="Where per-epoch checkpoints go.")]
 ClaimTimeoutOpt = Annotated[
-    float, typer.Option(help="This worker's lease, in seconds: if it stops renewing its claim for that long (by the "
-                        "database server's clock), another worker may take the cell over.")
+    float, typer.Option(parser=number, help="This worker's lease, in seconds: if it stops renewing its claim for that "
+                        "long (by the database server's clock), another worker may take the cell over.")
 ]
 
 
@@ -151,7 +162,21 @@ def given(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def split_list(text: str | None, what: str) -> list[str] | None:
+def split_baselines(text: str | None) -> list[str] | None:
+    """``--baselines``: as ``split_list``, with each mix whole (``adam,mix:adam=0.5,sgd=0.5`` is two baselines)."""
+    from masbench.mix_weights import join_mix_items
+
+    items = split_list(text, "--baselines", unique=False)
+    if items is None:
+        return None
+    items = join_mix_items(items)
+    twice = next((item for i, item in enumerate(items) if item in items[:i]), None)
+    if twice is not None:
+        raise MasbenchError(f"Invalid --baselines: {shown(text)} gives {shown(twice)} twice (give each once)")
+    return items
+
+
+def split_list(text: str | None, what: str, unique: bool = True) -> list[str] | None:
     """The items of a comma-separated list, spaces around them dropped; an empty item or one given twice is refused.
 
     ``--seed-list 0,0`` or ``--models mlp,,cnn`` is a typo more often than a wish: said, not silently mended.
@@ -163,21 +188,22 @@ def split_list(text: str | None, what: str) -> list[str] | None:
         raise MasbenchError(f"Invalid {what}: {shown(text)} (a comma-separated list)")
     if "" in items:
         raise MasbenchError(f"Invalid {what}: {shown(text)} has an empty item (a comma-separated list, e.g. a,b)")
-    twice = next((item for i, item in enumerate(items) if item in items[:i]), None)
+    twice = next((item for i, item in enumerate(items) if item in items[:i]), None) if unique else None
     if twice is not None:
         raise MasbenchError(f"Invalid {what}: {shown(text)} gives {shown(twice)} twice (give each once)")
     return items
 
 
 def int_list(text: str | None, what: str) -> list[int] | None:
-    """The integers of a comma-separated list, in ASCII digits: ``int()`` would take ``١,٢`` and ``1_000`` too."""
+    """The non-negative integers of a comma-separated list, in digits 0-9 without a sign: ``int()`` would take
+    ``١,٢``, ``1_000`` and ``+1`` too."""
     items = split_list(text, what)
     if items is None:
         return None
-    bad = next((item for item in items if not ASCII_INT.fullmatch(item)), None)
+    bad = next((item for item in items if not DIGITS.fullmatch(item)), None)
     if bad is not None:
-        raise MasbenchError(f"Invalid {what}: {shown(text)} ({shown(bad)} is not an integer in digits 0-9; "
-                            f"comma-separated integers, e.g. 0,1,2)")
+        raise MasbenchError(f"Invalid {what}: {shown(text)} ({shown(bad)} is not an integer in digits 0-9 without "
+                            f"a sign; comma-separated non-negative integers, e.g. 0,1,2)")
     values = [int(item) for item in items]
     twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
     if twice is not None:  # 1 and 01 are one seed

@@ -8,11 +8,14 @@ from typing import Annotated
 
 import typer
 
+from masbench.cli.numbers import number
 from masbench.cli.options import DbOpt
 from masbench.cli.output import stdout_console
 from masbench.errors import MasbenchError
 
-MetricOpt = Annotated[str, typer.Option(help="A run's accuracy: best (over its epochs) or final (its last epoch's).")]
+MetricOpt = Annotated[str, typer.Option(help="A run's accuracy: best (over its epochs: selected on the test set), "
+                                               "final (its last epoch's) or val (its test accuracy at the epoch of its "
+                                               "best validation accuracy; runs need --val-fraction).")]
 FilterDataset = Annotated[str | None, typer.Option(help="Only this data set.")]
 FilterModel = Annotated[str | None, typer.Option(help="Only this model.")]
 FilterBenchmark = Annotated[str | None, typer.Option(help="Only runs of this benchmark.")]
@@ -62,11 +65,13 @@ def report(
     table: Annotated[bool, typer.Option("--table", help="The paper's tables: one per data set, grouped by model (default).")] = False,
     leaderboard: Annotated[bool, typer.Option("--leaderboard", help="Every cell ranked by avg acc within its data set and model.")] = False,
     metric: MetricOpt = "best",
-    format: Annotated[str, typer.Option("--format", help="rich, csv, markdown, latex or json.")] = "rich",
+    format: Annotated[str, typer.Option("--format", help="rich, csv, markdown, latex, json, or html (one self-contained page with the tables, plots and run environment).")] = "rich",
     output: Annotated[str | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    significance: Annotated[bool, typer.Option("--significance", help="Mark each MAS cell that beats the best baseline of its model (one-sided t-test, paired by seed where seeds match, else Welch; Holm-Bonferroni over the table, p < 0.05).")] = False,
+    target: Annotated[float | None, typer.Option(help="Time to target: a test accuracy in percent (e.g. 85); adds, per cell, the seeds that reached it and the median epochs and training seconds to it (default: the benchmarks file's target: keys).")] = None,
     db: DbOpt = None,
 ) -> None:
     """The paper's tables (avg acc and acc max over seeds, best in bold), or a leaderboard."""
@@ -74,12 +79,36 @@ def report(
 
     if table and leaderboard:
         raise MasbenchError("give --table or --leaderboard, not both")
-    if format not in reporting.FORMATS:
-        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)})")
+    if format not in (*reporting.FORMATS, "html"):
+        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)}, html)")
+    if format == "html" and leaderboard:
+        raise MasbenchError("--format html makes the tables and plots, not --leaderboard")
     if metric not in reporting.METRICS:
         raise MasbenchError(f"Invalid --metric: {metric!r} (valid: {', '.join(reporting.METRICS)})")
+    if significance and leaderboard:
+        raise MasbenchError("--significance goes with --table, not --leaderboard")
+    if target is not None:
+        if leaderboard:
+            raise MasbenchError("--target goes with --table, not --leaderboard")
+        reporting.check_target(target)
     store = _open_for_reading(db)
+    if format == "html":
+        from datetime import datetime, timezone
+
+        from masbench.report.html import render_html
+
+        page = render_html(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark,
+                           generated=datetime.now(timezone.utc), target=target)
+        _emit(reporting.Rendered(page), output)
+        return
     cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark))
+    if not leaderboard:
+        per_table = reporting.benchmark_targets() if target is None else None
+        if target is not None or per_table:
+            epochs = store.epochs_frame(dataset=dataset, model=model, benchmark=benchmark)
+            cells = reporting.with_time_to_target(cells, epochs, target, per_table)
+        if significance:
+            cells, _ = reporting.with_significance(cells)
     if leaderboard:
         rendered = reporting.render_leaderboard(reporting.leaderboard(cells), metric, format)
     else:
@@ -90,7 +119,7 @@ def report(
 def compare(
     configs: Annotated[list[str] | None, typer.Argument(help="Configurations: mas:0.3, mas:0.3:0.7, adam, sgd, adamw, run names or config keys; the first is the reference.")] = None,
     baseline: Annotated[str | None, typer.Option(help="Regression gate: a saved report --format csv to compare the store with.")] = None,
-    tolerance: Annotated[float | None, typer.Option(help="Gate: the smallest drop in avg acc, in points, that counts (default 1); it must also be significant (one-sided t-test, alpha 0.01).")] = None,
+    tolerance: Annotated[float | None, typer.Option(parser=number, help="Gate: the smallest drop in avg acc, in points, that counts (default 1); it must also be significant (one-sided t-test, alpha 0.01).")] = None,
     metric: MetricOpt = "best",
     dataset: FilterDataset = None,
     model: FilterModel = None,
@@ -133,40 +162,62 @@ def compare(
     console = stdout_console()
     for c in comparisons:
         where = f"{c.dataset}/{c.model}" + (f" (benchmark {c.benchmark})" if c.benchmark else "")
-        table = Table(title=f"{where}: {metric} test accuracy, %", title_justify="left")
-        for column in ("configuration", "seeds", "mean ± std", "diff vs ref [95% CI]", "p", "test"):
+        table = Table(title=f"{where}: {reporting.METRIC_TITLES[metric]}, %", title_justify="left")
+        for column in ("configuration", "seeds", "mean ± std", "diff vs ref [95% CI]", "p", "p (Holm)", "test"):
             table.add_column(column, overflow="fold")
         ref = c.reference
-        table.add_row(f"{ref.label} (ref)", str(ref.n), f"{ref.mean:.2f} ± {ref.std:.2f}", "", "", "")
+        table.add_row(f"{ref.label} (ref)", str(ref.n), f"{ref.mean:.2f} ± {ref.std:.2f}", "", "", "", "")
         for d in c.differences:
             o = d.other
             ci = f"{d.diff:+.2f}" if math.isnan(d.low) else f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
             table.add_row(o.label, str(o.n), f"{o.mean:.2f} ± {o.std:.2f}", ci,
-                          "" if math.isnan(d.p_value) else f"{d.p_value:.3g}", d.test or "")
+                          "" if math.isnan(d.p_value) else f"{d.p_value:.3g}",
+                          "" if math.isnan(d.p_adjusted) else f"{d.p_adjusted:.3g}", d.test or "")
         console.print(table, markup=False)
         for side in (ref, *(d.other for d in c.differences)):
             console.print(f"  {side.label} = {side.name}" + (f" ({side.settings})" if side.settings else "")
                           + f", config {side.config_key}", markup=False)
         for d in c.differences:
             console.print(f"  verdict: {d.verdict}", markup=False)
+    tests = reporting.family_size([d.p_value for c in comparisons for d in c.differences])
+    if tests >= 2:
+        console.print(f"Holm–Bonferroni over {tests} comparisons: p (Holm) is each raw p adjusted for the others, "
+                      f"and the verdicts use it (the 95% CIs are per comparison, not adjusted)", markup=False)
 
 
 def plot(
     output: Annotated[str, typer.Option(help="The image file: .png, .svg or .pdf.")],
-    kind: Annotated[str, typer.Option(help="curves (test accuracy and loss per epoch) or lambda (avg acc against λa).")] = "curves",
+    kind: Annotated[str, typer.Option(help="curves (test accuracy and loss per epoch), lambda (avg acc against λa) or profile (performance profile of time to --target over every data set and model).")] = "curves",
     metric: MetricOpt = "best",
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    target: Annotated[float | None, typer.Option(help="--kind profile: the test accuracy in percent to reach (default: the benchmarks file's target: keys).")] = None,
     db: DbOpt = None,
 ) -> None:
     """Plot one data set and model: learning curves with ± std bands (the paper's Fig. 7), or λ sensitivity."""
     from masbench import plots
 
-    if kind not in ("curves", "lambda"):
-        raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda)")
+    if kind not in ("curves", "lambda", "profile"):
+        raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda, profile)")
+    if target is not None and kind != "profile":
+        raise MasbenchError("--target goes with --kind profile")
+    if kind == "profile":
+        from masbench.report import check_target
+
+        if target is not None:
+            check_target(target)
+        plots._check_output(output)
     store = _open_for_reading(db)
     runs = _runs(store, metric, dataset, model, benchmark)
+    if kind == "profile":
+        from masbench.plot_profile import plot_profile, profile_frame
+
+        profile, ratio = profile_frame(store, runs, target, benchmark, dataset, model)
+        path = plot_profile(profile, output, workloads=len(ratio),
+                            target_text=f"{target:g}%" if target is not None else "per benchmark")
+        typer.echo(f"plot written to {path}")
+        return
     chosen_dataset = plots.choose(runs, "dataset", dataset, "dataset")
     chosen_model = plots.choose(runs[runs["dataset"] == chosen_dataset], "model", model, "model")
     if kind == "curves":

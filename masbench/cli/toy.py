@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from masbench.cli.numbers import integer, number
 from masbench.errors import MasbenchError
 
 
@@ -20,15 +21,15 @@ def _parse_point(text: str) -> tuple[float, float]:
 
 def toy(
     name: Annotated[str, typer.Argument(help="The problem: quadratic, rosenbrock or abs.")],
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the paper's for this problem).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Number of steps (default: the paper's for this problem).")] = None,
+    lr: Annotated[float | None, typer.Option(parser=number, help="Learning rate (default: the paper's for this problem).")] = None,
+    steps: Annotated[int | None, typer.Option(parser=integer, help="Number of steps (default: the paper's for this problem).")] = None,
     start: Annotated[str | None, typer.Option(help="Start point X,Y (default: the paper's).")] = None,
-    momentum: Annotated[float, typer.Option(help="Momentum of SGD and of MAS's SGD part.")] = 0.0,
-    lambda_adam: Annotated[float, typer.Option(help="MAS's weight of the Adam part.")] = 0.5,
-    lambda_sgd: Annotated[float, typer.Option(help="MAS's weight of the SGD part.")] = 0.5,
+    momentum: Annotated[float, typer.Option(parser=number, help="Momentum of SGD and of MAS's SGD part.")] = 0.0,
+    lambda_adam: Annotated[float, typer.Option(parser=number, help="MAS's weight of the Adam part.")] = 0.5,
+    lambda_sgd: Annotated[float, typer.Option(parser=number, help="MAS's weight of the SGD part.")] = 0.5,
     bias_correction: Annotated[str, typer.Option(help="MAS's Adam bias correction: step or constant.")] = "step",
     threshold: Annotated[
-        float | None, typer.Option(help="Count the steps until the loss falls below this (default per problem).")
+        float | None, typer.Option(parser=number, help="Count the steps until the loss falls below this (default per problem).")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as a JSON list.")] = False,
     plot: Annotated[str | None, typer.Option(help="Also draw the trajectories over the loss contours to this PNG/SVG file.")] = None,

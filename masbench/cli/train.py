@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from masbench.cli.numbers import integer, number
 from masbench.cli.options import (
     AmpOpt,
     AmsgradOpt,
@@ -47,6 +48,7 @@ from masbench.cli.options import (
     TestSubsetOpt,
     TextColumnOpt,
     TrainSubsetOpt,
+    ValFractionOpt,
     WeightDecayOpt,
     exec_options,
     given,
@@ -54,6 +56,7 @@ from masbench.cli.options import (
     lease,
     pack_option,
     spec_values,
+    split_baselines,
     split_list,
 )
 from masbench.cli.output import percent, stdout_console
@@ -95,6 +98,7 @@ def run(
     test_fraction: TestFractionOpt = None,
     train_subset: TrainSubsetOpt = None,
     test_subset: TestSubsetOpt = None,
+    val_fraction: ValFractionOpt = None,
     benchmark: Annotated[str | None, typer.Option(help="Label the run as part of this benchmark.")] = None,
     amp: AmpOpt = None,
     channels_last: ChannelsLastOpt = None,
@@ -192,10 +196,12 @@ def sweep(
     optimizer_args: Annotated[list[str] | None, typer.Option("--optimizer-arg", help="OPTIMIZER:KEY=VALUE, repeatable: an argument of one of the baselines, e.g. radam:decoupled_weight_decay=true.")] = None,
     lambda_schedule: Annotated[str | None, typer.Option(help="MAS's lambda schedules, comma-separated: constant (the --lambdas grid, the default) and linear:START:END[:EPOCHS] (one MAS cell each), e.g. constant,linear:1:0:100.")] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Run MAS only.")] = False,
-    seeds: Annotated[int | None, typer.Option(help="Seeds 0..N-1.")] = None,
+    mix: Annotated[str | None, typer.Option(help="Mixes over the simplex of these optimizers, comma-separated (e.g. adam,sgd,rmsprop): one cell per weights that are multiples of --mix-step and sum to 1.")] = None,
+    mix_step: Annotated[str | None, typer.Option(help="The step of the --mix grid, a number that divides 1: 0.25, 0.1, ...")] = None,
+    seeds: Annotated[int | None, typer.Option(parser=integer, help="Seeds 0..N-1.")] = None,
     seed_list: Annotated[str | None, typer.Option(help="Explicit seeds, comma-separated: 0,1,2.")] = None,
-    until_ci: Annotated[float | None, typer.Option(help="Adaptive seeds: add seeds to each cell, in rounds, until the 95% confidence interval of its mean best test accuracy is narrower than this many points (the initial seeds, at least 2, come first).")] = None,
-    max_seeds: Annotated[int | None, typer.Option(help="With --until-ci: at most this many seeds per cell (default 10); the cell cap counts them all.")] = None,
+    until_ci: Annotated[float | None, typer.Option(parser=number, help="Adaptive seeds: add seeds to each cell, in rounds, until the 95% confidence interval of its mean best test accuracy is narrower than this many points (the initial seeds, at least 2, come first).")] = None,
+    max_seeds: Annotated[int | None, typer.Option(parser=integer, help="With --until-ci: at most this many seeds per cell (default 10); the cell cap counts them all.")] = None,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
     lr_schedule: LrScheduleOpt = None,
@@ -216,13 +222,14 @@ def sweep(
     test_fraction: TestFractionOpt = None,
     train_subset: TrainSubsetOpt = None,
     test_subset: TestSubsetOpt = None,
+    val_fraction: ValFractionOpt = None,
     pack: Annotated[str | None, typer.Option(help="Train cells in packs of N (>= 2) that share data, model, batch size and epochs, each recorded as its own run; auto (the MLP everywhere, conv models on CUDA), or off (default; the benchmark's pack: applies unless given).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per GPU when there are several, else 1).")] = None,
+    workers: Annotated[int | None, typer.Option(parser=integer, help="Worker processes (default: one per GPU when there are several, else 1).")] = None,
     executor: Annotated[str, typer.Option(help="local (worker processes on this machine) or ray (a task per cell on a Ray cluster).")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="With --executor ray: auto or HOST:PORT of a running cluster (default: start a local one).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and which are done; run nothing.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed and diverged cells again.")] = False,
-    max_cells: Annotated[int, typer.Option(help="Refuse a grid of more cells than this (at most 100,000), counted before any is built.")] = 10_000,
+    max_cells: Annotated[int, typer.Option(parser=integer, help="Refuse a grid of more cells than this (at most 100,000), counted before any is built.")] = 10_000,
     claim_timeout: ClaimTimeoutOpt = 60.0,
     device: DeviceOpt = "auto",
     db: DbOpt = None,
@@ -234,7 +241,8 @@ def sweep(
 ) -> None:
     """Run a grid of cells: idempotent (finished cells are skipped), resumable, with parallel workers.
 
-    The axes: --models, --baselines (any optimizer), --lambdas, --lambda-schedule, the seeds; other flags: every cell.
+    The axes: --models, --baselines (any optimizer, mix:adam=0.3,sgd=0.7 too), --lambdas, --lambda-schedule,
+    --mix with --mix-step, the seeds; other flags: every cell.
     """
     from masbench.benchmarks import plan_sweep
     from masbench.cli.axes import parse_optimizer_assignments
@@ -245,7 +253,8 @@ def sweep(
     # The grid's axes and how its cells train, then the spec values every cell takes: the same builder as `run`'s.
     overrides = given(
         models=split_list(models, "--models"), lambdas=lambdas,
-        baselines=[] if no_baselines else split_list(baselines, "--baselines"),
+        baselines=[] if no_baselines else split_baselines(baselines),
+        mix=split_list(mix, "--mix"), mix_step=mix_step,
         seeds=seeds, seed_list=int_list(seed_list, "--seed-list"), pack=pack_option(pack),
         until_ci=until_ci, max_seeds=max_seeds,
         lambda_schedule=split_list(lambda_schedule, "--lambda-schedule"),
@@ -259,7 +268,7 @@ def sweep(
         check_unpacked(cells)
     title = name or dataset
     if dry_run:
-        _print_plan(title, cells, db)
+        _print_plan(title, cells, db, device, retry_failed)
         return
 
     from masbench.progress import WarningLog
@@ -286,11 +295,12 @@ def _check_sweep_flags(no_baselines: bool, baselines: str | None, workers: int |
         raise MasbenchError("--workers is for --executor local; Ray runs as many cells at once as the cluster has GPUs or CPUs")
 
 
-def _print_plan(title: str, cells, db: str | None) -> None:
-    """``--dry-run``: the cells and their state in the store; nothing is written."""
+def _print_plan(title: str, cells, db: str | None, device: str, retry_failed: bool) -> None:
+    """``--dry-run``: the cells and their state in the store, and the packs of those to run; nothing is written."""
     from rich.table import Table
 
     from masbench.sweep import dry_run as plan
+    from masbench.sweep.pack_plan import pack_lines, planned_device_type
 
     out = stdout_console()
     table = Table(title=f"sweep {title}: {len(cells)} cells")
@@ -303,6 +313,9 @@ def _print_plan(title: str, cells, db: str | None) -> None:
     out.print(table, markup=False)
     done = sum(1 for _, status in listed if status == "completed")
     out.print(f"{len(cells)} cells: {done} completed, {len(cells) - done} to run", markup=False)
+    if any(cell.pack != "off" for cell in cells):
+        for line in pack_lines(listed, planned_device_type(device), retry_failed):
+            out.print(line, markup=False)
     from masbench.cli.seeds import plan_note
 
     note = plan_note(cells)

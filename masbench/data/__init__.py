@@ -1,7 +1,7 @@
 """Datasets by name: ``digits``, ``cifar10``, ``cifar100``, ``cola``, ``agnews``, ``imagefolder:PATH``, ``csv:PATH``.
 
-``load_dataset(name, data_dir, ...)`` returns an ``ImageDataset`` or a
-``TextDataset``: tensors that the engine batches on its device. An unknown name
+``load_dataset(name, data_dir, ...)`` returns an ``ImageDataset``, a ``TextDataset``
+or (plugins' sets, ``masbench.data.plugins``) a ``TabularDataset``: tensors that the engine batches on its device. An unknown name
 raises ``MasbenchError`` listing the valid ones. ``data_fingerprint`` identifies
 the data of a path-based set by content (``masbench.data.identity``), for its run's key.
 
@@ -33,6 +33,7 @@ class DatasetEntry:
     description: str
     load: Callable  # (argument, data_dir, options) -> ImageDataset | TextDataset
     identify: Callable | None = None  # path-based sets: (argument, options, base_dir, cache) -> fingerprint
+    source: str = "built-in"
 
 
 def _digits(_, data_dir, options):
@@ -101,7 +102,14 @@ def resolve(name: str) -> tuple[DatasetEntry, str | None]:
     prefix, sep, argument = name.partition(":")
     if sep and prefix in PARAMETRIC and argument:
         return PARAMETRIC[prefix], argument
-    raise MasbenchError(f"Unknown dataset: {name!r} (valid: {', '.join(valid_names())})")
+    if not sep and name not in PARAMETRIC:  # a built-in's prefix (csv) is no plugin's name either
+        from masbench.data.plugins import plugin_entry
+
+        entry = plugin_entry(name)
+        if entry is not None:
+            return entry, None
+    raise MasbenchError(f"Unknown dataset: {name!r} (valid: {', '.join(valid_names())}, or a plugin's: see "
+                        f"masbench list datasets)")
 
 
 def dataset_kind(name: str) -> str:

@@ -80,6 +80,7 @@ class ImageDataset:
     std: tuple[float, ...]
     augment: bool = True
     crop_padding: int = 4
+    val: ImageSplit | None = None  # held out of train by masbench.data.validation when a run asks for it
     kind: str = field(default="image", init=False)
 
     @property
@@ -165,6 +166,7 @@ class TextDataset:
     train: TextSplit
     test: TextSplit
     classes: list[str]
+    val: TextSplit | None = None  # held out of train by masbench.data.validation when a run asks for it
     kind: str = field(default="text", init=False)
 
     @property

@@ -3,7 +3,7 @@
 PATH may be a folder holding ``train/<class>/<image>`` and ``test/<class>/<image>``,
 or zip archives with that layout (a folder of them, or one archive: ``masbench.data.layout``
 lists them): the shared CIFAR-10 copy's ``cifar10_train_jpg.zip`` and ``cifar10_test_jpg.zip``
-work as they are. The images are decoded once (torchvision.io, no PIL) into one uint8 tensor
+work as they are. The images are decoded once (torchvision.io; Pillow for BMP and TIFF) into one uint8 tensor
 per split and cached under ``DATA_DIR/cache``, keyed on the images' contents (names,
 sizes and CRC-32s, as the cell's data fingerprint), so that the next run starts in a fraction of a second.
 """
@@ -27,21 +27,36 @@ from masbench.fileio import cached_payload
 __all__ = ["EXTENSIONS", "SPLITS", "Item", "collect", "load_imagefolder"]
 
 
+# Formats layout.EXTENSIONS lists that torchvision's decode_image does not read (it reads JPEG, PNG, GIF, WebP):
+# told by their first bytes, not their suffix, and decoded by Pillow (a dependency of torchvision).
+PILLOW_MAGIC = (b"BM", b"II*\x00", b"MM\x00*")  # BMP, TIFF (little-endian), TIFF (big-endian)
+
+
 def _decode_rgb(data: bytes) -> torch.Tensor:
-    """uint8 (3, H, W): torchvision's decoders (libjpeg/libpng, no PIL), else Pillow where torchvision dropped them."""
+    """uint8 (3, H, W): torchvision's decoders (libjpeg/libpng, no PIL), else Pillow (BMP, TIFF, or where
+    torchvision dropped its decoders)."""
     try:
         from torchvision.io import ImageReadMode, decode_image
     except ImportError:
-        import io
-
-        import numpy as np
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as image:
-            return torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+        return _decode_pillow(data)
+    if data.startswith(PILLOW_MAGIC):
+        return _decode_pillow(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to torchcodec; both work
         return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+
+
+def _decode_pillow(data: bytes) -> torch.Tensor:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
+    except Image.DecompressionBombError as error:  # a header that claims gigapixels: no OSError, said as one
+        raise ValueError(str(error)) from None
 
 
 def _decode_split(items: list[Item], classes: list[str]) -> ImageSplit:

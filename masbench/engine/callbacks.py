@@ -21,6 +21,8 @@ class EpochMetrics:
     lambda_sgd: float | None
     seconds: float
     samples_per_second: float
+    val_loss: float | None = None  # on the validation split held out of train (spec.val_fraction); None without one
+    val_acc: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -121,6 +121,10 @@ def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict 
         dataset = load_data(spec, options)
         if datasets is not None:
             datasets[key] = dataset
+    if spec.val_fraction is not None:  # per run (its seed): the cached data set keeps its whole training split
+        from masbench.data.validation import with_validation
+
+        dataset = with_validation(dataset, spec.val_fraction, spec.seed)
     model = build_seeded_model(spec, dataset)
     channels_last = (device.type == "cuda") if options.channels_last is None else options.channels_last
     channels_last = channels_last and dataset.kind == "image"

@@ -2,8 +2,10 @@
 
 No printing and no database: what happens goes to callbacks (progress, the
 metric store). Per epoch the engine reports train loss and accuracy, test loss
-and accuracy, the learning rate, the lambdas in force, seconds and samples per
-second (training only: evaluation is left out of the timing).
+and accuracy, validation loss and accuracy (with a ``val_fraction``: the same
+evaluation on the split held out of training), the learning rate, the lambdas in
+force, seconds and samples per second (training only: evaluation is left out of
+the timing).
 
 Reproducible: a seed fixes the initial weights, the order of the batches and
 the augmentation, so on CPU the same spec gives the same metrics. Resumable:
@@ -156,9 +158,11 @@ def _epoch(p: Prepared, epoch: int, forward, eval_forward, callbacks: Sequence[C
         metrics = EpochMetrics(epoch, value, total_correct / max(seen, 1), None, None, lr, lambda_adam, lambda_sgd,
                                seconds, speed)
         return metrics, f"non-finite training loss ({value}) at epoch {epoch}, batch {at_batch}"
-    test_loss, test_acc = _evaluate(p, max(p.spec.batch_size, 256), eval_forward)
+    eval_batch = max(p.spec.batch_size, 256)
+    test_loss, test_acc = _evaluate(p, eval_batch, eval_forward)
+    val_loss, val_acc = _evaluate(p, eval_batch, eval_forward, "val") if p.dataset.val is not None else (None, None)
     metrics = EpochMetrics(epoch, total_loss / seen, total_correct / seen, test_loss, test_acc, lr, lambda_adam,
-                           lambda_sgd, seconds, speed)
+                           lambda_sgd, seconds, speed, val_loss, val_acc)
     return metrics, None
 
 
@@ -201,12 +205,12 @@ def _train_batches(p: Prepared, epoch: int, forward, callbacks: Sequence[Callbac
     return sums, None
 
 
-def _evaluate(p: Prepared, batch_size: int, forward) -> tuple[float, float]:
-    """Test loss and accuracy over every test example, each counted once (under DDP, on one rank)."""
+def _evaluate(p: Prepared, batch_size: int, forward, split: str = "test") -> tuple[float, float]:
+    """Loss and accuracy over every example of ``split`` (test or val), each counted once (under DDP, on one rank)."""
     p.model.eval()
     sums = _Sums.zeros(p.device)
     with torch.no_grad(), torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
-        for batch in p.dataset.batches("test", batch_size, p.device, None, p.channels_last, _shard(p)):
+        for batch in p.dataset.batches(split, batch_size, p.device, None, p.channels_last, _shard(p)):
             if len(batch) == 0:  # this rank's share of a last batch smaller than the number of ranks
                 continue
             logits = forward(batch.inputs).float()

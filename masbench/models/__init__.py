@@ -1,4 +1,8 @@
-"""Models by name: ``mlp``, ``cnn`` (small, for CPU), ``resnet18``, ``resnet34`` (CIFAR stem), ``bert``."""
+"""Models by name: ``mlp``, ``cnn`` (small, for CPU), ``resnet18``, ``resnet34`` (CIFAR stem), ``bert``.
+
+Beyond these (``masbench.models.external``): ``tv:NAME`` (torchvision's classifiers), an import path
+``package.module:function`` and plugins' models, resolved when a spec naming them is validated.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,12 @@ DEFAULT_PRETRAINED = "bert-base-uncased"
 
 @dataclass(frozen=True)
 class ModelEntry:
-    kind: str  # the dataset kind it takes: "image" or "text"
+    kinds: tuple[str, ...]  # the dataset kinds it takes: "image", "tabular", "text"
     description: str
     build: Callable[..., nn.Module]  # (dataset, pretrained) -> module
+    source: str = "built-in"
+    # (pretrained) -> its resolved name, for models whose --pretrained is part of the cell (tv:); else None
+    weights: Callable[[str], str] | None = None
 
 
 def _mlp(dataset, pretrained):
@@ -47,27 +54,42 @@ def _bert(dataset, pretrained):
 
 
 MODELS: dict[str, ModelEntry] = {
-    "mlp": ModelEntry("image", "2 hidden layers of 256 units", _mlp),
-    "cnn": ModelEntry("image", "3 conv-BN-ReLU blocks", _cnn),
-    "resnet18": ModelEntry("image", "torchvision ResNet18, 3x3 stem, no max-pool", _resnet(18)),
-    "resnet34": ModelEntry("image", "torchvision ResNet34, 3x3 stem, no max-pool", _resnet(34)),
-    "bert": ModelEntry("text", "AutoModelForSequenceClassification from --pretrained", _bert),
+    "mlp": ModelEntry(("image", "tabular"), "2 hidden layers of 256 units", _mlp),
+    "cnn": ModelEntry(("image",), "3 conv-BN-ReLU blocks", _cnn),
+    "resnet18": ModelEntry(("image",), "torchvision ResNet18, 3x3 stem, no max-pool", _resnet(18)),
+    "resnet34": ModelEntry(("image",), "torchvision ResNet34, 3x3 stem, no max-pool", _resnet(34)),
+    "bert": ModelEntry(("text",), "AutoModelForSequenceClassification from --pretrained", _bert),
 }
 
 
 def model_entry(name: str) -> ModelEntry:
-    try:
+    if name in MODELS:
         return MODELS[name]
-    except KeyError:
-        raise MasbenchError(f"Unknown model: {name!r} (valid: {', '.join(MODELS)})") from None
+    from masbench.models.external import external_entry
+
+    entry = external_entry(name)
+    if entry is None:
+        raise MasbenchError(f"Unknown model: {name!r} (valid: {', '.join(MODELS)}, tv:NAME for a torchvision "
+                            f"classifier, an import path package.module:function, or a plugin's: see masbench "
+                            f"list models)")
+    return entry
+
+
+def model_settings(name: str, pretrained: str | None) -> dict[str, str]:
+    """What besides its name makes model ``name`` a cell: tv:'s weights, resolved; MasbenchError for bad ones."""
+    entry = model_entry(name)
+    if entry.weights is None or pretrained is None:
+        return {}
+    return {"pretrained": entry.weights(pretrained)}
 
 
 def build_model(name: str, dataset, pretrained: str | None = None) -> nn.Module:
     """Model ``name`` sized for ``dataset`` (its input shape and number of classes)."""
     entry = model_entry(name)
-    if entry.kind != dataset.kind:
-        raise MasbenchError(f"model {name!r} takes {entry.kind} data, but dataset {dataset.name!r} is {dataset.kind}")
+    if dataset.kind not in entry.kinds:
+        raise MasbenchError(f"model {name!r} takes {' or '.join(entry.kinds)} data, but dataset {dataset.name!r} "
+                            f"is {dataset.kind}")
     return entry.build(dataset, pretrained)
 
 
-__all__ = ["DEFAULT_PRETRAINED", "MODELS", "build_model", "model_entry"]
+__all__ = ["DEFAULT_PRETRAINED", "MODELS", "ModelEntry", "build_model", "model_entry", "model_settings"]

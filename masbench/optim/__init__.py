@@ -1,4 +1,4 @@
-"""Optimizers: MAS, its lambda schedules, a registry of names and import paths, and learning-rate schedules."""
+"""Optimizers: MAS, Mix (N optimizers), its lambda schedules, a registry of names and import paths, and learning-rate schedules."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from masbench.optim.arguments import check_builds, typed_arguments
 from masbench.optim.functional import default_path
 from masbench.optim.lr_schedules import build_lr_schedule, check_lr_schedule, normalise_lr_schedule
 from masbench.optim.mas import MAS
+from masbench.optim.mix import Mix
 from masbench.optim.registry import (
     OPTIMIZERS,
     SPEC_OPTIMIZERS,
@@ -75,6 +76,7 @@ def _with_mas_default_path(params: list, hparams: dict[str, Any]) -> tuple[list,
 
 __all__ = [
     "MAS",
+    "Mix",
     "OPTIMIZERS",
     "ConstantLambda",
     "LambdaSchedule",

@@ -1,7 +1,8 @@
 """Optimizer arguments (``--optimizer-arg KEY=VALUE``, ``optimizer_args:``), typed by the optimizer's signature.
 
 A keyword's type comes from its annotation (``float | Tensor`` is a float, ``tuple[float, float]`` a pair
-of floats), else from its default. Text is parsed (``true``/``false``, numbers, ``0.9,0.99`` for a tuple);
+of floats), else from its default (``k=3`` is an int), else from the value as written (``3`` an int, ``3.0``
+a float). Text is parsed (``true``/``false``, numbers, ``0.9,0.99`` for a tuple);
 a value from YAML must already have the type (a number for a float, a list for a tuple). Keywords that
 the run spec sets (``lr``; for mas, sgd, adam and adamw also momentum, betas, ...) and those that say how
 the optimizer runs (foreach, fused, ...) are not arguments. An argument equal to its default is dropped,
@@ -23,6 +24,7 @@ from masbench.optim.registry import argument_names, optimizer_class, signature_o
 
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
 _KINDS = ("tuple", "bool", "float", "int", "str")
+_INTEGER = re.compile(r"[-+]?[0-9]+", re.ASCII)
 
 
 def typed_arguments(name: str, args: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
@@ -124,6 +126,8 @@ def _guess(raw: Any) -> str:
         return "tuple"
     if isinstance(raw, bool) or (isinstance(raw, str) and raw.strip().lower() in ("true", "false")):
         return "bool"
+    if isinstance(raw, int) or (isinstance(raw, str) and _INTEGER.fullmatch(raw.strip())):
+        return "int"  # 3 as written, not 3.0: the optimizer may use it as a count
     try:
         float(raw)
     except (TypeError, ValueError, OverflowError):
@@ -134,6 +138,8 @@ def _guess(raw: Any) -> str:
 def _number(where: str, raw: Any) -> float:
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
         raise ValueError(f"Invalid {where} (expected a number)")
+    if isinstance(raw, str) and (not raw.isascii() or "_" in raw):  # float() takes ٣ and 1_0: digits 0-9 here
+        raise ValueError(f"Invalid {where} (expected a number in digits 0-9)")
     try:
         value = float(raw)
     except ValueError:

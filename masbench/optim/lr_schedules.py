@@ -39,6 +39,8 @@ def parse_lr_schedule(text: str) -> tuple[str, tuple]:
     """``text`` -> (kind, numbers): ``("step", (K, G))``, ``("multistep", ((M1, ...), G))``, ``("cosine", (W,))``,
     ``("linear-warmup", (N,))`` or ``("constant", ())``; ValueError names what is wrong."""
     kind, *parts = text.split(":")
+    if not text.isascii() or "_" in text:  # int() and float() take ３0, ٠.١ and 0_1 (as 1): digits 0-9 here
+        raise ValueError(f"Invalid lr schedule: {shown(text)} (numbers are written in digits 0-9; {VALID})")
     try:
         if kind == "constant" and not parts:
             return "constant", ()

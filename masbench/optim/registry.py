@@ -5,7 +5,9 @@ Registered names: ``mas``, ``sgd``, ``adam`` and ``adamw``, whose hyperparameter
 ``rmsprop``, ``adagrad``, ``adadelta``, ``asgd``, ``rprop``), which take ``lr`` from the spec and the
 rest as optimizer arguments (``masbench.optim.arguments``). Any other optimizer is an import path,
 ``package.module:Class`` or ``package.module.Class``, imported when a spec naming it is validated or
-built, never before. A path to a registered class is that class's name (``torch.optim.RAdam`` is
+built, never before. Plugins' optimizers (``masbench.plugins``) go by their entry point's name, taking
+``lr`` from the spec and the rest as optimizer arguments, as torch's other built-ins do; a built-in's name
+is never a plugin's. A path to a registered class is that class's name (``torch.optim.RAdam`` is
 ``radam``), and ``pkg.mod.Class`` is written ``pkg.mod:Class``: one optimizer, one name, one cell key.
 """
 
@@ -22,7 +24,8 @@ import torch
 
 from masbench.limits import STR_LIMITS, shown
 from masbench.optim.mas import MAS
-from masbench.optimizer_names import SPEC_OPTIMIZERS, unknown_optimizer
+from masbench.optim.mix import Mix
+from masbench.optimizer_names import SPEC_OPTIMIZERS, is_path, unknown_optimizer
 
 # The names are listed torch-free in masbench.optimizer_names too (a test holds the two together).
 
@@ -39,6 +42,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adadelta": torch.optim.Adadelta,
     "asgd": torch.optim.ASGD,
     "rprop": torch.optim.Rprop,
+    "mix": Mix,
 }
 # How an optimizer runs, not what it computes (up to rounding): never a cell's argument.
 EXECUTION_ARGS = frozenset({"foreach", "fused", "capturable", "differentiable"})
@@ -63,6 +67,12 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
 def _resolve(text: str) -> tuple[str, type[torch.optim.Optimizer]]:
     if text in OPTIMIZERS:
         return text, OPTIMIZERS[text]
+    if not is_path(text):
+        from masbench.plugins import find
+
+        plugin = find("optimizers", text)
+        if plugin is not None:
+            return text, _plugin_optimizer(plugin)
     if len(text) > STR_LIMITS["optimizer"]:
         longest = STR_LIMITS["optimizer"]
         raise ValueError(f"Invalid optimizer: {shown(text)} is {len(text)} characters (at most {longest})")
@@ -80,6 +90,19 @@ def _resolve(text: str) -> tuple[str, type[torch.optim.Optimizer]]:
         raise ValueError(f"Invalid optimizer {shown(text)}: {shown(name)} is {len(name)} characters (the store holds "
                          f"{MAX_OPTIMIZER}); give a shorter import path, e.g. through a package that re-exports it")
     return name, found
+
+
+def _plugin_optimizer(plugin) -> type[torch.optim.Optimizer]:
+    from masbench.plugins import load
+
+    found = load(plugin)
+    if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
+        raise ValueError(f"plugin {plugin.source}: its optimizer {shown(plugin.name)} ({plugin.value}) is "
+                         f"{shown(found)}, not a torch.optim.Optimizer subclass")
+    if len(plugin.name) > MAX_OPTIMIZER:
+        raise ValueError(f"plugin {plugin.source}: its optimizer name {shown(plugin.name)} is {len(plugin.name)} "
+                         f"characters (the store holds {MAX_OPTIMIZER})")
+    return found
 
 
 def _import(text: str) -> tuple[str, str, Any]:

@@ -7,10 +7,11 @@ once per epoch, after the epoch's optimizer steps, as with torch's LR schedulers
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from torch.optim import Optimizer
+
+from masbench.lambdas import parse_lambda_schedule  # torch-free, so that specs normalise without torch
 
 
 class LambdaSchedule:
@@ -84,27 +85,6 @@ class LinearLambda(LambdaSchedule):
     def lambdas(self, epoch: int) -> tuple[float, float]:
         lambda_adam = self.start + (self.end - self.start) * min(epoch, self.epochs) / self.epochs
         return lambda_adam, 1.0 - lambda_adam
-
-
-def parse_lambda_schedule(text: str) -> tuple[str, tuple[float, ...]]:
-    """``"constant"`` or ``"linear:START:END[:EPOCHS]"`` -> (kind, numbers); ValueError names what is wrong."""
-    kind, _, rest = text.partition(":")
-    if kind == "constant" and not rest:
-        return "constant", ()
-    if kind == "linear":
-        parts = rest.split(":") if rest else []
-        try:
-            numbers = tuple(float(p) for p in parts)
-        except ValueError:
-            numbers = ()
-        if len(numbers) in (2, 3) and all(0.0 <= v <= 1.0 for v in numbers[:2]) and (
-            len(numbers) == 2 or (numbers[2] >= 1 and math.isfinite(numbers[2]) and numbers[2].is_integer())
-        ):
-            return "linear", numbers
-    raise ValueError(
-        f"Invalid lambda schedule: {text!r} (valid: constant, or linear:START:END[:EPOCHS] with START and END "
-        f"in [0, 1] and EPOCHS >= 1, e.g. linear:0.7:0.3)"
-    )
 
 
 def build_lambda_schedule(text: str, optimizer: Optimizer, epochs: int) -> LambdaSchedule:

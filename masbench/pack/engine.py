@@ -73,8 +73,11 @@ def can_pack(specs: Sequence[RunSpec]) -> str | None:
     scheduled = next((s for s in specs if s.lr_schedule != "constant"), None)
     if scheduled is not None:  # a member's lr would stay constant: other numbers than its cell's, silently
         return f"{scheduled.name} has an lr schedule, which packing does not run; it trains unpacked"
+    held_out = next((s for s in specs if s.val_fraction is not None), None)
+    if held_out is not None:  # each member's split follows its seed; the pack evaluates the test set alone
+        return f"{held_out.name} has a validation split, which packing does not evaluate; it trains unpacked"
     if first.kind != "image":
-        return f"model {first.model!r} takes text; packing covers the image models (mlp, cnn, resnet18, resnet34)"
+        return f"model {first.model!r} takes {first.kind}; packing covers image data (mlp, cnn, resnet18, resnet34)"
     keys = [s.key for s in specs]
     if len(set(keys)) < len(keys):
         return "a cell appears twice (same key); each member writes its own checkpoint"

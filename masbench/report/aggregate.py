@@ -1,10 +1,12 @@
 """Runs into cells (pandas): the numbers every table, comparison, gate and plot shows.
 
-A run's accuracy is its best test accuracy over its epochs (``metric="best"``) or
-its last epoch's (``metric="final"``), in percent. Runs are grouped into cells by
-``config_key``: the hash of the run's canonical config without the seed, so
-two cells that share a run name (the same optimizer settings, other epochs,
-batch size or data options) never pool. Only completed runs count as seeds;
+A run's accuracy is its best test accuracy over its epochs (``metric="best"``, the
+paper's: selected on the test set), its last epoch's (``metric="final"``), or its test
+accuracy at the epoch of its best validation accuracy, the earliest of ties
+(``metric="val"``: selected on validation, for runs with a ``val_fraction``), in
+percent. Runs are grouped into cells by ``config_key``: the hash of the run's
+canonical config without the seed, so two cells that share a run name (the same
+optimizer settings, other epochs, batch size or data options) never pool. Only completed runs count as seeds;
 pending, running, failed and diverged ones are counted and flagged, never
 averaged in (nor in ``ci95``: the width of the 95% t-interval of the mean).
 A seed twice in one cell is an error, never an overwrite.
@@ -12,17 +14,22 @@ A seed twice in one cell is an error, never an overwrite.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
 
 from masbench.errors import MasbenchError
 
-METRICS = ("best", "final")
+METRICS = ("best", "final", "val")
+# What a run's accuracy is under each metric, for titles and captions.
+METRIC_TITLES = {"best": "best test accuracy over epochs (selected on the test set)",
+                 "final": "final-epoch test accuracy",
+                 "val": "test accuracy at the best validation epoch (selected on validation)"}
 BASELINE_ORDER = {"adam": 0, "sgd": 1, "adamw": 2, "mas": 3}
 LABELS = {"adam": "Adam", "sgd": "SGD", "adamw": "AdamW", "mas": "MAS"}
 TABLE = ["benchmark", "dataset", "model"]  # one table (or leaderboard) section per value of these
-CELL_COLUMNS = [*TABLE, "config_key", "name", "optimizer", "lambda_adam", "lambda_sgd", "n", "planned", "avg_acc",
+CELL_COLUMNS = [*TABLE, "config_key", "name", "optimizer", "lambda_adam", "lambda_sgd", "weights", "n", "planned", "avg_acc",
                 "std_acc", "ci95", "max_acc", "failed", "diverged", "flags", "seeds", "accs", "canonical", "settings"]
 
 
@@ -34,11 +41,28 @@ def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, m
     if metric not in METRICS:
         raise MasbenchError(f"Invalid metric: {metric!r} (valid: {', '.join(METRICS)})")
     frame = run_accuracy_frame(store, dataset=dataset, model=model, benchmark=benchmark)
+    if metric == "val":
+        check_val_data(frame)
     frame["benchmark"] = frame["benchmark"].fillna("")
     frame["canonical"] = [(config or {}).get("canonical") or {} for config in frame["config"]]
     frame["acc"] = pd.to_numeric(frame[metric], errors="coerce").astype(float) * 100.0
     frame.loc[frame["status"] != "completed", "acc"] = float("nan")
     return frame.drop(columns="config")
+
+
+def check_val_data(runs: pd.DataFrame) -> None:
+    """Refuse completed runs without validation accuracies: under ``val`` they have no accuracy to show."""
+    done = runs[runs["status"] == "completed"]
+    missing = done[done["val_epochs"] == 0]
+    if missing.empty:
+        return
+    cells = missing.drop_duplicates("config_key")
+    shown_cells = [f"{row['name']} on {row['dataset']}/{row['model']} (config {row['config_key']})"
+                   for row in cells.head(3).to_dict("records")]
+    more = f" and {len(cells) - 3} more" if len(cells) > 3 else ""
+    raise MasbenchError(f"--metric val needs a validation split: {len(cells)} cell(s) ran without one: "
+                        f"{'; '.join(shown_cells)}{more} (run them with --val-fraction, or filter them out with "
+                        f"--dataset/--model/--benchmark)")
 
 
 def check_unique_seeds(runs: pd.DataFrame) -> None:
@@ -90,6 +114,7 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     cells["ci95"] = ci95_widths(cells["std_acc"], cells["n"])
     cells["flags"] = [_flags(*row) for row in zip(cells["n"], cells["planned"], cells["failed"], cells["diverged"])]
     cells["settings"] = differing_settings(cells, [*TABLE, "name"])
+    cells["weights"] = [mix_weights(canonical) for canonical in cells["canonical"]]
     cells["order"] = cells["optimizer"].map(BASELINE_ORDER).fillna(9)
     cells = cells.sort_values([*TABLE, "order", "lambda_adam", "name", "settings"], kind="stable")
     return cells.drop(columns="order").reset_index(drop=True)[CELL_COLUMNS]
@@ -101,6 +126,12 @@ def ci95_widths(std: pd.Series, n: pd.Series) -> pd.Series:
     from masbench.seed_budget import ci95_factor
 
     return pd.Series([ci95_factor(int(k)) * s for s, k in zip(std, n)], index=std.index, dtype=float)
+
+
+def mix_weights(canonical: dict[str, Any]) -> str:
+    """A mix's ``{component: weight}`` as JSON, keys sorted (the store's ``runs.weights``); "" for other cells."""
+    weights = canonical.get("weights")
+    return json.dumps(weights, sort_keys=True) if weights else ""
 
 
 def _shown(value: Any) -> str:
@@ -137,8 +168,11 @@ def _flat(canonical: dict[str, Any]) -> dict[str, Any]:
 
 def display_names(cells: pd.DataFrame) -> pd.Series:
     """Adam, SGD, AdamW, MAS as in the paper, with the settings that tell apart the cells of a table
-    that would otherwise show the same label and lambdas: ``MAS (epochs=2)``, ``MAS (lr=0.01)``."""
+    that would otherwise show the same label and lambdas: ``MAS (epochs=2)``, ``MAS (lr=0.01)``; a mix
+    as its weights, ``mix:adam=0.3,sgd=0.7``."""
     labels = cells["optimizer"].map(LABELS).fillna(cells["optimizer"])
+    # A mix is told by its weights: its run name's head, mix:adam=0.3,sgd=0.7.
+    labels = labels.where(cells["optimizer"] != "mix", cells["name"].str.split("[", n=1).str[0])
     keys = [cells["benchmark"], cells["dataset"], cells["model"], labels, cells["lambda_adam"], cells["lambda_sgd"]]
     settings = differing_settings(cells, keys)
     return labels.where(settings == "", labels + " (" + settings + ")")

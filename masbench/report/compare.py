@@ -17,6 +17,7 @@ import pandas as pd
 
 from masbench.errors import MasbenchError
 from masbench.report.aggregate import TABLE, cell_names, cell_table
+from masbench.report.multiple import family_size, holm
 
 CONFIG_KEY = re.compile(r"[0-9a-f]{6,64}")
 
@@ -97,6 +98,7 @@ class Difference:
     p_value: float
     test: str | None  # "paired t-test", "Welch t-test", or None when too few seeds
     verdict: str
+    p_adjusted: float = math.nan  # Holm-adjusted over every test of one compare (``p_value`` when it made one)
 
 
 @dataclass
@@ -138,7 +140,7 @@ def _difference(a: Side, b: Side, level: float = 0.95) -> Difference:
         verdict = f"too few seeds for a test ({a.label}: {a.n}, {b.label}: {b.n}; need 2 on each side)"
         return Difference(b, diff, float("nan"), float("nan"), float("nan"), None, verdict)
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se if se > 0 else 0.0
-    return Difference(b, diff, diff - half, diff + half, p, test, _verdict(a, b, diff, p, test, level))
+    return Difference(b, diff, diff - half, diff + half, p, test, _verdict(a, b, diff, p, test, level), p)
 
 
 def _side(selector: Selector, group: pd.DataFrame, where: str) -> Side | None:
@@ -174,4 +176,19 @@ def compare(runs: pd.DataFrame, selectors: list[Selector]) -> list[Comparison]:
     if not comparisons:
         wanted = ", ".join(s.text for s in selectors)
         raise MasbenchError(f"no data set and model in the store has all of {wanted} (see masbench report --leaderboard)")
+    correct_holm(comparisons)
     return comparisons
+
+
+def correct_holm(comparisons: list[Comparison], level: float = 0.95) -> int:
+    """Holm-Bonferroni over every test of ``comparisons`` (all tables, all configurations against the reference):
+    sets each ``p_adjusted`` and bases the verdicts on it. Returns the family's size m (1: nothing to correct)."""
+    pairs = [(c.reference, d) for c in comparisons for d in c.differences]
+    m = family_size([d.p_value for _, d in pairs])
+    if m < 2:
+        return m
+    for (reference, d), adjusted in zip(pairs, holm([d.p_value for _, d in pairs])):
+        d.p_adjusted = adjusted
+        if not math.isnan(adjusted):
+            d.verdict = _verdict(reference, d.other, d.diff, adjusted, f"{d.test}, Holm-adjusted over {m}", level)
+    return m

@@ -15,10 +15,13 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.aggregate import cell_names, display_names, with_best
+from masbench.report.aggregate import METRIC_TITLES, cell_names, display_names, with_best
+from masbench.report.significance import SIGNIFICANCE_COLUMNS, has_significance, legend, mark
+from masbench.report.target import TARGET_COLUMNS, has_target, target_note, target_texts
 
 FORMATS = ("rich", "csv", "markdown", "latex", "json")
-CSV_COLUMNS = ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd", "metric",
+CSV_COLUMNS = ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd", "weights",
+               "metric",
                "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs", "masbench_version", "ci95"]
 
 
@@ -33,7 +36,7 @@ def _lam(row) -> tuple[str, str]:
 
 
 def _title(benchmark: str, dataset: str, metric: str) -> str:
-    which = "best test accuracy over epochs" if metric == "best" else "final-epoch test accuracy"
+    which = METRIC_TITLES[metric]
     head = f"{dataset}" + (f" (benchmark {benchmark})" if benchmark else "")
     return f"{head}: {which}, percent over seeds"
 
@@ -73,7 +76,9 @@ def csv_table(cells: pd.DataFrame, metric: str) -> str:
         frame[column] = frame[column].round(4)
     frame["seeds"] = [" ".join(str(s) for s in seeds) for seeds in frame["seeds"]]
     frame["seed_accs"] = [" ".join(f"{a:.6f}" for a in accs) for accs in frame["accs"]]
-    return frame[CSV_COLUMNS].to_csv(index=False, lineterminator="\n")
+    columns = (CSV_COLUMNS + (TARGET_COLUMNS if has_target(cells) else [])  # time to target, when asked for
+               + (SIGNIFICANCE_COLUMNS if has_significance(cells) else []))
+    return frame[columns].to_csv(index=False, lineterminator="\n")
 
 
 def _records(cells: pd.DataFrame, metric: str) -> list[dict[str, Any]]:
@@ -83,12 +88,17 @@ def _records(cells: pd.DataFrame, metric: str) -> list[dict[str, Any]]:
             "benchmark": row["benchmark"] or None, "dataset": row["dataset"], "model": row["model"],
             "name": row["name"], "config_key": row["config_key"], "settings": row["settings"] or None,
             "label": row["label"], "optimizer": row["optimizer"],
-            "lambda_adam": row["lambda_adam"], "lambda_sgd": row["lambda_sgd"], "metric": metric,
+            "lambda_adam": row["lambda_adam"], "lambda_sgd": row["lambda_sgd"],
+            "weights": json.loads(row["weights"]) if row["weights"] else None, "metric": metric,
             "n": row["n"], "planned": row["planned"], "seeds": list(row["seeds"]),
             **{k: None if pd.isna(row[k]) else round(float(row[k]), 4)
                for k in ("avg_acc", "std_acc", "max_acc", "ci95")},
             "best_avg_acc": bool(row["best_avg_acc"]), "best_max_acc": bool(row["best_max_acc"]),
             "failed": row["failed"], "diverged": row["diverged"], "flags": row["flags"] or None,
+            **({k: None if pd.isna(row[k]) else (int(row[k]) if k == "reached" else float(row[k]))
+                for k in TARGET_COLUMNS} if "target" in row else {}),
+            **({k: None if isinstance(row[k], float) and math.isnan(row[k]) else row[k] for k in SIGNIFICANCE_COLUMNS}
+               if "beats_baseline" in row else {}),
         })
     return out
 
@@ -97,16 +107,19 @@ def _rich_table(frame: pd.DataFrame, metric: str):
     from rich.table import Table
 
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
-    table = Table(title=_title(benchmark, dataset, metric), title_justify="left")
+    timed = has_target(frame)
+    notes = ([target_note(frame)] if timed else []) + ([legend(frame)] if has_significance(frame) else [])
+    table = Table(title=_title(benchmark, dataset, metric), title_justify="left",
+                  caption="\n".join(notes) or None, caption_justify="left")
     for column, justify in (("Name", "left"), ("λa", "right"), ("λs", "right"), ("avg acc", "right"),
-                            ("acc max", "right"), ("std", "right"), ("CI95", "right"), ("n", "right"),
-                            ("flags", "left")):
+                            ("acc max", "right"), ("std", "right"), ("CI95", "right"), ("n", "right"), ("flags", "left"),
+                            *((("reached", "right"), ("epochs", "right"), ("seconds", "right")) if timed else ())):
         table.add_column(column, justify=justify)
     for model, rows in frame.groupby("model", sort=False):
         table.add_row(f"[bold]{model.capitalize() if model.startswith('resnet') else model}[/]", end_section=False)
         for row in rows.to_dict("records"):
             la, ls = _lam(row)
-            avg = _pct(row["avg_acc"])
+            avg = _pct(row["avg_acc"]) + mark(row)
             best = _pct(row["max_acc"])
             table.add_row(
                 _escape(row["label"]), la, ls,
@@ -114,6 +127,7 @@ def _rich_table(frame: pd.DataFrame, metric: str):
                 f"[bold]{best}[/]" if row["best_max_acc"] else best,
                 _pct(row["std_acc"]), _pct(row["ci95"]), f"{row['n']}",
                 f"[yellow]{_escape(row['flags'])}[/]" if row["flags"] else "",
+                *(target_texts(row) if timed else ()),
             )
         table.add_section()
     return table
@@ -127,19 +141,26 @@ def _escape(text: str) -> str:
 
 def _markdown_table(frame: pd.DataFrame, metric: str) -> str:
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
+    timed = has_target(frame)
+    head, rule = (" reached | epochs | seconds |", " ---: | ---: | ---: |") if timed else ("", "")
     lines = [f"**{_title(benchmark, dataset, metric)}**", "",
-             "| Name | λa | λs | avg acc | acc max | std | CI95 | n | flags |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| Name | λa | λs | avg acc | acc max | std | CI95 | n | flags |" + head,
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |" + rule]
     for model, rows in frame.groupby("model", sort=False):
-        lines.append(f"| **{model}** | | | | | | | | |")
+        lines.append(f"| **{model}** | | | | | | | | |" + (" | | |" if timed else ""))
         for row in rows.to_dict("records"):
             la, ls = _lam(row)
             avg, best = _pct(row["avg_acc"]), _pct(row["max_acc"])
+            starred = "\\*" if mark(row) else ""  # escaped: after ** it would read as emphasis
             lines.append(
-                f"| {row['label']} | {la} | {ls} | {f'**{avg}**' if row['best_avg_acc'] else avg} | "
+                f"| {row['label']} | {la} | {ls} | {f'**{avg}**' if row['best_avg_acc'] else avg}{starred} | "
                 f"{f'**{best}**' if row['best_max_acc'] else best} | {_pct(row['std_acc'])} | {_pct(row['ci95'])} | "
-                f"{row['n']} | {row['flags']} |"
+                f"{row['n']} | {row['flags']} |" + "".join(f" {text} |" for text in (target_texts(row) if timed else ()))
             )
+    if timed:
+        lines += ["", f"*{target_note(frame)}*"]
+    if has_significance(frame):
+        lines += ["", "\\" + legend(frame)]  # escaped: a leading * would start emphasis
     return "\n".join(lines)
 
 
@@ -162,27 +183,34 @@ def _bold_latex(text: str) -> str:
 
 def _latex_table(frame: pd.DataFrame, metric: str) -> str:
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
+    timed = has_target(frame)
+    caption = _title(benchmark, dataset, metric) + (f"; {target_note(frame)}" if timed else "")
     lines = [r"\begin{table}[t]", r"\centering",
-             rf"\caption{{{_latex_escape(_title(benchmark, dataset, metric))}}}",
-             r"\begin{tabular}{lrrrrrrr}", r"\toprule",
-             r"Name & $\lambda_a$ & $\lambda_s$ & avg acc & acc max & std & CI95 & $n$ \\", r"\midrule"]
+             rf"\caption{{{_latex_escape(caption)}}}",
+             r"\begin{tabular}{lrrrrrrr" + ("rrr}" if timed else "}"), r"\toprule",
+             r"Name & $\lambda_a$ & $\lambda_s$ & avg acc & acc max & std & CI95 & $n$"
+             + (r" & reached & epochs & seconds" if timed else "") + r" \\", r"\midrule"]
     first = True
     for model, rows in frame.groupby("model", sort=False):
         if not first:
             lines.append(r"\midrule")
         first = False
-        lines.append(rf"\multicolumn{{8}}{{l}}{{\textit{{{_latex_escape(model)}}}}} \\")
+        lines.append(rf"\multicolumn{{{11 if timed else 8}}}{{l}}{{\textit{{{_latex_escape(model)}}}}} \\")
         for row in rows.to_dict("records"):
             la, ls = _lam(row)
             avg, best = _pct(row["avg_acc"]), _pct(row["max_acc"])
             name = _latex_escape(row["label"]) + (r"$^\dagger$" if row["flags"] else "")
-            avg = _bold_latex(avg) if row["best_avg_acc"] else avg
+            avg = (_bold_latex(avg) if row["best_avg_acc"] else avg) + (r"$^*$" if mark(row) else "")
             best = _bold_latex(best) if row["best_max_acc"] else best
+            timing = "".join(f" & {text}" for text in (target_texts(row) if timed else ()))
             spread = f"{_pct(row['std_acc'])} & {_pct(row['ci95'])}"
-            lines.append(f"{name} & {la} & {ls} & {avg} & {best} & {spread} & {row['n']} " + "\\\\")
+            lines.append(f"{name} & {la} & {ls} & {avg} & {best} & {spread} & {row['n']}{timing} " + "\\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if frame["flags"].astype(bool).any():
         lines.append(r"\\[2pt]{\footnotesize $^\dagger$ fewer completed seeds than planned, or failed/diverged seeds.}")
+    if has_significance(frame):
+        note = _latex_escape(legend(frame).removeprefix("* ").replace("–", "--"))
+        lines.append(r"\\[2pt]{\footnotesize $^*$ " + note + "}")
     lines.append(r"\end{table}")
     return "\n".join(lines)
 
@@ -209,7 +237,7 @@ def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
     tables = []
     for (benchmark, dataset, model), rows in board.groupby(["benchmark", "dataset", "model"], sort=False):
         title = f"leaderboard {dataset}/{model}" + (f" (benchmark {benchmark})" if benchmark else "")
-        table = Table(title=f"{title}: {'best' if metric == 'best' else 'final'} test accuracy, %", title_justify="left")
+        table = Table(title=f"{title}: {METRIC_TITLES[metric]}, %", title_justify="left")
         for column in ("rank", "name", "n", "avg acc", "std", "CI95", "acc max", "flags"):
             table.add_column(column, justify="left" if column in ("name", "flags") else "right", overflow="fold")
         for row in rows.to_dict("records"):

@@ -113,4 +113,4 @@ class Epoch(Base):
 
 
 EPOCH_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "lambda_adam", "lambda_sgd", "seconds",
-                 "samples_per_second")
+                 "samples_per_second", "val_loss", "val_acc")

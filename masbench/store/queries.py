@@ -1,4 +1,4 @@
-"""The SQL that reports run: one aggregate per run (its best and its last epoch's test accuracy).
+"""The SQL that reports run: one aggregate per run (its best, last and best-validation epoch's test accuracy).
 
 Reports, ``compare``, the regression gate and plots read the store through
 these queries and do the rest in pandas, so a store of 100,000 epoch rows
@@ -19,22 +19,33 @@ RUN_FILTERS = ("dataset", "model", "benchmark")
 def run_accuracy_query(**filters: Any) -> Select:
     """One row per run: its identity (``config_key`` is its cell), status, stored config, and per-run
     aggregates of its epochs: ``best`` (the highest test accuracy), ``last_epoch`` and ``final`` (that
-    epoch's test accuracy). Runs without epochs have NULL aggregates.
+    epoch's test accuracy), ``val_epoch`` (the earliest epoch of the highest validation accuracy) and ``val``
+    (that epoch's test accuracy), and ``val_epochs`` (how many epochs have a validation accuracy). Runs
+    without epochs have NULL aggregates (and 0 ``val_epochs``).
 
     ``filters``: equality on ``dataset``, ``model`` or ``benchmark``; ``None`` values are ignored.
     """
     unknown = set(filters) - set(RUN_FILTERS)
     if unknown:
         raise ValueError(f"Invalid filter(s): {', '.join(sorted(unknown))} (valid: {', '.join(RUN_FILTERS)})")
-    per_run = (select(Epoch.run_id, func.max(Epoch.test_acc).label("best"), func.max(Epoch.epoch).label("last_epoch"))
+    per_run = (select(Epoch.run_id, func.max(Epoch.test_acc).label("best"), func.max(Epoch.epoch).label("last_epoch"),
+                      func.max(Epoch.val_acc).label("best_val"), func.count(Epoch.val_acc).label("val_epochs"))
                .group_by(Epoch.run_id).subquery())
     last = Epoch.__table__.alias("last")
+    # The earliest epoch whose validation accuracy is the run's best (max returns one of the stored values).
+    val_pick = (select(Epoch.run_id, func.min(Epoch.epoch).label("val_epoch"))
+                .join(per_run, (per_run.c.run_id == Epoch.run_id) & (Epoch.val_acc == per_run.c.best_val))
+                .group_by(Epoch.run_id).subquery())
+    picked = Epoch.__table__.alias("picked")
     query = (
         select(Run.id, Run.config_key, Run.benchmark, Run.dataset, Run.model, Run.name, Run.optimizer,
                Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, Run.config, per_run.c.best,
-               per_run.c.last_epoch, last.c.test_acc.label("final"))
+               per_run.c.last_epoch, last.c.test_acc.label("final"), picked.c.test_acc.label("val"),
+               val_pick.c.val_epoch, func.coalesce(per_run.c.val_epochs, 0).label("val_epochs"))
         .outerjoin(per_run, per_run.c.run_id == Run.id)
         .outerjoin(last, (last.c.run_id == Run.id) & (last.c.epoch == per_run.c.last_epoch))
+        .outerjoin(val_pick, val_pick.c.run_id == Run.id)
+        .outerjoin(picked, (picked.c.run_id == Run.id) & (picked.c.epoch == val_pick.c.val_epoch))
     )
     for column, value in filters.items():
         if value is not None:

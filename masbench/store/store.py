@@ -288,7 +288,9 @@ class Store:
         """Upsert one epoch's row, and renew the lease for ``stale_after`` seconds, if ``worker`` holds the run."""
         with self.session() as s:
             self._check_claim(s, run_id, worker, stale_after)
-            values = {"run_id": run_id, "epoch": metrics["epoch"], **{c: metrics[c] for c in EPOCH_COLUMNS}}
+            # val_loss and val_acc only with a validation split; every other column is required.
+            values = {"run_id": run_id, "epoch": metrics["epoch"],
+                      **{c: metrics.get(c) if c.startswith("val_") else metrics[c] for c in EPOCH_COLUMNS}}
             self._upsert_epoch(s, values)
             s.flush()
             faults.point("store.epoch")

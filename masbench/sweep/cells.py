@@ -53,9 +53,12 @@ def run_values(spec: RunSpec) -> dict[str, Any]:
     return dict(
         key=spec.key, config_key=spec.config_key, name=spec.name, benchmark=spec.benchmark, dataset=spec.dataset,
         model=spec.model, optimizer=spec.optimizer, lambda_adam=lambda_adam, lambda_sgd=lambda_sgd, lr=spec.lr,
-        momentum=hparams.get("momentum", 0.0), weight_decay=hparams.get("weight_decay", 0.0),
+        # A mix leaves weight_decay to each component (None): the column, not nullable, says 0 as for MAS.
+        momentum=hparams.get("momentum", 0.0), weight_decay=hparams.get("weight_decay") or 0.0,
         batch_size=spec.batch_size, epochs=spec.epochs, seed=spec.seed,
         config={"spec": spec.model_dump(mode="json"), "canonical": spec.canonical()},
+        # Left out for other optimizers: the JSON column would store None as the JSON text null, not NULL.
+        **({"weights": spec.weights} if spec.weights is not None else {}),
     )
 
 

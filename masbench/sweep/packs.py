@@ -74,18 +74,22 @@ def pack_cells(cells: Sequence[Cell], device_type: str) -> list[list[Cell]]:
     return packs
 
 
+def unpacked_reason(cell: Cell, device_type: str) -> str | None:
+    """Why ``cell``, which asks to be packed, cannot be (whatever the other cells); None if it can, or is off."""
+    if cell.pack == "auto" and pack_size(cell, device_type) == 1:
+        return (f"--pack auto leaves model {cell.spec.model!r} unpacked on {device_type} (it packs the MLP, "
+                f"and convolutional models on CUDA only)")
+    if pack_size(cell, device_type) > 1 and (why := can_pack([cell.spec])) is not None:
+        return f"not packed: {why}"
+    return None
+
+
 def unpacked_notes(cells: Sequence[Cell], device_type: str) -> list[str]:
     """One line per reason why cells that ask to be packed run unpacked."""
     reasons: dict[str, int] = {}
     for cell in cells:
-        if cell.pack == "auto" and pack_size(cell, device_type) == 1:
-            reason = (f"--pack auto leaves model {cell.spec.model!r} unpacked on {device_type} (it packs the MLP, "
-                      f"and convolutional models on CUDA only)")
-        elif pack_size(cell, device_type) > 1 and (why := can_pack([cell.spec])) is not None:
-            reason = f"not packed: {why}"
-        else:
-            continue
-        reasons[reason] = reasons.get(reason, 0) + 1
+        if (reason := unpacked_reason(cell, device_type)) is not None:
+            reasons[reason] = reasons.get(reason, 0) + 1
     return [f"{n} cell(s) run unpacked: {reason}" for reason, n in reasons.items()]
 
 

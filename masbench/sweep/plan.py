@@ -45,10 +45,12 @@ def cell_options(cell: Cell, options: ExecOptions) -> ExecOptions:
 
 
 def preflight(cells: Sequence[Cell], options: ExecOptions) -> dict:
-    """Load each distinct data set once, so that missing or broken data fails before anything is written.
+    """Load each distinct data set once, so that missing or broken data fails before anything is written;
+    so does a validation split that would leave a class without examples.
 
     Returns the loaded sets (keyed by ``data_cache_key``), for a worker in this process to reuse.
     """
+    from masbench.data.validation import val_indices
     from masbench.engine import data_cache_key, load_data, resolve_device
 
     resolve_device(options.device)
@@ -58,6 +60,9 @@ def preflight(cells: Sequence[Cell], options: ExecOptions) -> dict:
         key = data_cache_key(cell.spec, opts)
         if key not in datasets:
             datasets[key] = load_data(cell.spec, opts)
+        if cell.spec.val_fraction is not None:
+            data = datasets[key]
+            val_indices(data.train.labels, cell.spec.val_fraction, cell.spec.seed, data.classes)
     return datasets
 
 

@@ -1,0 +1,87 @@
+"""A validation split held out of the training set: stratified, seeded, reproducible anywhere.
+
+``with_validation(dataset, fraction, seed)`` returns a copy of ``dataset`` whose ``train`` has lost, in
+every class, ``round(fraction * n_class)`` examples (half up) to its ``val``. The examples are chosen by
+a generator of their own, seeded from the run's seed through a hash (``split_seed``): the split draws
+nothing from the global RNG that seeds the weights, nor from the generator that orders the batches,
+so a run with a validation split starts from the same weights as one without, and the split is the
+same in every process (no ``hash()``, which Python salts per process). Both splits keep the examples
+in their original order.
+
+A fraction outside (0, 0.5], or a class that would be left without a training or a validation example,
+is refused in one line: a validation accuracy over missing classes would select on a different task.
+
+Example:
+    >>> from masbench.data import load_dataset
+    >>> data = with_validation(load_dataset("digits"), 0.1, seed=0)  # doctest: +SKIP
+    >>> len(data.train), len(data.val)  # doctest: +SKIP
+    (1293, 144)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import TYPE_CHECKING
+
+from masbench.errors import MasbenchError
+from masbench.limits import shown
+
+if TYPE_CHECKING:
+    import torch
+
+MAX_VAL_FRACTION = 0.5
+
+
+def check_val_fraction(fraction: float) -> None:
+    """Raise ``ValueError`` unless ``fraction`` is in (0, 0.5] (no torch import: a spec checks it before any)."""
+    if not 0.0 < fraction <= MAX_VAL_FRACTION:  # NaN fails too
+        raise ValueError(f"Invalid val_fraction: {shown(fraction)} (must be in (0, {MAX_VAL_FRACTION:g}])")
+
+
+def split_seed(seed: int) -> int:
+    """The split's own seed, derived from the run's: a stream apart from the weights' and the batches'."""
+    digest = hashlib.sha256(f"masbench.val_split:{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def val_indices(labels: torch.Tensor, fraction: float, seed: int, classes: list[str] | None = None) -> torch.Tensor:
+    """The sorted indices of the validation examples among ``labels`` (int64, one per training example).
+
+    Per class present: a random ``round(fraction * n)`` of its examples (half up). Raises ``MasbenchError``
+    if a class would have none in either split.
+    """
+    import torch
+
+    try:
+        check_val_fraction(fraction)
+    except ValueError as error:
+        raise MasbenchError(str(error)) from None
+    generator = torch.Generator().manual_seed(split_seed(seed))
+    chosen = []
+    for label in labels.unique().tolist():  # ascending: the same draws in the same order everywhere
+        members = (labels == label).nonzero().flatten()
+        take = int(fraction * len(members) + 0.5)
+        if take == 0 or take == len(members):
+            name = classes[label] if classes is not None and 0 <= label < len(classes) else label
+            where = "validation" if take == 0 else "training"
+            raise MasbenchError(f"Invalid val_fraction {fraction:g}: class {shown(name)} has {len(members)} training "
+                                f"example(s), which leaves it none for {where}; use another fraction or more data")
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:take]])
+    return torch.cat(chosen).sort().values
+
+
+def _take(split, index: torch.Tensor):
+    return type(split)(**{name: getattr(split, name)[index] for name in split.__dataclass_fields__})
+
+
+def with_validation(dataset, fraction: float, seed: int):
+    """A copy of ``dataset`` (train and test shared, not copied) with ``val`` held out of ``train``."""
+    import torch
+
+    train = dataset.train
+    val = val_indices(train.labels, fraction, seed, dataset.classes)
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[val] = False
+    # replace() builds a new object: the original's device cache (its train on the GPU) is not carried over.
+    return dataclasses.replace(dataset, train=_take(train, keep.nonzero().flatten()), val=_take(train, val))

@@ -1,0 +1,207 @@
+"""The HTML report (``masbench report --format html``): one self-contained file, per benchmark the paper's
+tables, the learning curves, the λ plot, the run environment and the flags.
+
+Self-contained: inline CSS, figures as inline SVG, no script and no URL, so it opens offline and can be
+mailed. Every string that comes from the store (run names, data sets, models, benchmarks, versions,
+devices) is escaped with ``html.escape``: a data set called ``<script>`` shows as text. The numbers are
+those of the text report (``render_tables``): the same cells, the same rounding, the same bold best.
+
+Example::
+
+    from masbench.store import open_for_reading
+    page = render_html(open_for_reading("sqlite:///masbench.db"), metric="best")
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from masbench.errors import MasbenchError
+from masbench.report.aggregate import METRIC_TITLES, TABLE, cell_table, display_names, run_accuracies, with_best
+from masbench.report.render import _lam, _pct, _title
+from masbench.report.svg import figure_svg
+
+COLUMNS = ("Name", "λa", "λs", "avg acc", "acc max", "std", "CI95", "n", "flags")
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; margin: 0 auto;
+       max-width: 1200px; padding: 1.5rem 2rem; color: #1b1f24; background: #fff; line-height: 1.4; }
+header { border-bottom: 2px solid #d0d7de; margin-bottom: 1rem; }
+h1 { font-size: 1.6rem; margin: 0 0 .3rem; }
+h2 { font-size: 1.3rem; margin: 2rem 0 .5rem; }
+section + section h2 { padding-top: .5rem; border-top: 1px solid #d0d7de; }
+h3 { font-size: 1.05rem; margin: 1.2rem 0 .4rem; }
+.meta { color: #57606a; font-size: .9rem; margin: .2rem 0 .8rem; }
+nav a { margin-right: 1rem; }
+table { border-collapse: collapse; margin: .4rem 0 1rem; font-size: .9rem; }
+caption { text-align: left; font-weight: 600; padding: .3rem 0; white-space: nowrap; }
+th, td { padding: .25rem .7rem; border-bottom: 1px solid #e5e8eb; vertical-align: top; }
+.env td:nth-child(-n+3) { white-space: nowrap; }
+th { background: #f3f5f7; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.model td { background: #eef2f6; font-weight: 600; }
+tr.flagged td { background: #fff8c5; }
+td.flags { color: #9a6700; font-weight: 600; }
+td.best { font-weight: 700; }
+.env td { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .8rem; }
+figure { margin: .5rem 0 1.2rem; }
+figure svg { max-width: 100%; height: auto; }
+figcaption, .note { color: #57606a; font-size: .85rem; }
+"""
+
+
+def esc(value: Any) -> str:
+    """Text from the store, as HTML text or an attribute value (quotes escaped too)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def render_html(store, *, metric: str = "best", dataset: str | None = None, model: str | None = None,
+                benchmark: str | None = None, generated: datetime | None = None, target: float | None = None) -> str:
+    """The report as one HTML document. ``generated``: a time to print in the header (none by default, so that
+    one store gives one file, byte for byte). ``target``: the test accuracy (percent) of the performance
+    profiles; without it, the benchmarks file's ``target:`` keys, and no profile where there is none."""
+    from masbench import __version__
+
+    runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
+    if runs.empty:
+        filters = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
+                                                        ("benchmark", benchmark)) if v)
+        raise MasbenchError(f"no runs in {store.masked_url}" + (f" for {filters}" if filters else ""))
+    cells = with_best(cell_table(runs))
+    cells["label"] = display_names(cells)
+    environment = store.runs_frame(dataset=dataset, model=model)
+    environment["benchmark"] = environment["benchmark"].fillna("")
+    epochs = store.epochs_frame(dataset=dataset, model=model)
+    epochs["benchmark"] = epochs["benchmark"].fillna("")
+    benchmarks = list(dict.fromkeys(cells["benchmark"]))
+    sections = [_benchmark_section(i, name, cells[cells["benchmark"] == name], runs[runs["benchmark"] == name],
+                                   epochs[epochs["benchmark"] == name],
+                                   environment[environment["benchmark"] == name], metric)
+                + _profile(i, store, runs[runs["benchmark"] == name], name, target, dataset, model)
+                for i, name in enumerate(benchmarks, start=1)]
+    meta = [f"masbench {esc(__version__)}", f"metric: {esc(METRIC_TITLES[metric])}", f"store: {esc(store.masked_url)}"]
+    if generated is not None:
+        meta.append(f"generated {esc(generated.strftime('%Y-%m-%d %H:%M:%S %Z').strip())}")
+    nav = " ".join(f'<a href="#benchmark-{i}">{esc(_benchmark_name(name))}</a>'
+                   for i, name in enumerate(benchmarks, start=1))
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>masbench report</title>", f"<style>{CSS}</style>", "</head>", "<body>",
+        "<header>", "<h1>masbench report</h1>", f'<p class="meta">{" · ".join(meta)}</p>',
+        f"<nav>{nav}</nav>" if len(benchmarks) > 1 else "", "</header>",
+        *sections, "</body>", "</html>", "",
+    ])
+
+
+def _benchmark_name(name: str) -> str:
+    return f"benchmark {name}" if name else "runs outside a benchmark"
+
+
+def _benchmark_section(index: int, name: str, cells: pd.DataFrame, runs: pd.DataFrame, epochs: pd.DataFrame,
+                       environment: pd.DataFrame, metric: str) -> str:
+    flagged = int(cells["flags"].astype(bool).sum())
+    parts = [f'<section class="benchmark" id="benchmark-{index}" data-benchmark="{esc(name)}">',
+             f"<h2>{esc(_benchmark_name(name).capitalize())}</h2>",
+             f'<p class="meta">{len(cells)} cells, {len(runs)} runs'
+             + (f', <span class="flags">{flagged} flagged</span> (incomplete, failed or diverged)' if flagged else "")
+             + "</p>",
+             "<h3>Environment</h3>", environment_table(environment)]
+    for (dataset_name,), frame in cells.groupby(["dataset"], sort=False):
+        parts.append(results_table(frame, metric))
+    for figure_index, ((dataset_name, model_name), _) in enumerate(cells.groupby(TABLE[1:], sort=False), start=1):
+        prefix = f"b{index}f{figure_index}"
+        parts.append(f"<h3>{esc(dataset_name)} / {esc(model_name)}: curves and λ sensitivity</h3>")
+        parts.append(_figure(lambda path: _plots().plot_curves(epochs, path, dataset=dataset_name, model=model_name,
+                                                               runs=runs), f"{prefix}c",
+                             "Test accuracy and loss per epoch: mean over completed seeds, ± std band."))
+        parts.append(_figure(lambda path: _plots().plot_lambda(runs, path, dataset=dataset_name, model=model_name,
+                                                               metric=metric), f"{prefix}l",
+                             "avg acc against λa for MAS (± std over seeds); the baselines as dashed lines."))
+    parts.append("</section>")
+    return "\n".join(part for part in parts if part)
+
+
+def _plots():
+    from masbench import plots
+
+    return plots
+
+
+def _figure(draw, prefix: str, caption: str) -> str:
+    """One plot as inline SVG; a plot the data cannot make (no completed run, no MAS cell) is a one-line note."""
+    try:
+        svg = figure_svg(draw, prefix)
+    except MasbenchError as error:
+        return f'<p class="note">{esc(error)}</p>'
+    return f"<figure>{svg}<figcaption>{esc(caption)}</figcaption></figure>"
+
+
+def _profile(index: int, store, runs: pd.DataFrame, name: str, target: float | None, dataset: str | None,
+             model: str | None) -> str:
+    """The benchmark's performance profile (``masbench plot --kind profile``), after its section; nothing where
+    no target is known (no ``--target``, no ``target:`` key for the benchmark)."""
+    from masbench.plot_profile import plot_profile, profile_frame
+    from masbench.report.target import benchmark_targets
+
+    if target is None and not any(key[0] == name for key in benchmark_targets()):
+        return ""  # no target for this benchmark: no profile to show (a broken benchmarks file is its one line)
+    try:
+        profile, ratio = profile_frame(store, runs, target, name or None, dataset, model)
+    except MasbenchError as error:  # the benchmark's targets name no cell shown here: say so in the page
+        return f'\n<p class="note">performance profile: {esc(error)}</p>'
+    target_text = f"{target:g}%" if target is not None else "per benchmark"
+    figure = _figure(lambda path: plot_profile(profile, path, workloads=len(ratio), target_text=target_text),
+                     f"b{index}p", f"Performance profile: the fraction of workloads (data set × model) on which each "
+                                   f"configuration reaches {target_text} test accuracy within a factor τ of the "
+                                   f"fastest.")
+    return (f'\n<section class="benchmark" id="benchmark-{index}-profile">'
+            f"<h3>{esc(_benchmark_name(name).capitalize())}: performance profile</h3>\n{figure}</section>")
+
+
+def results_table(frame: pd.DataFrame, metric: str) -> str:
+    """One data set's paper-format table: a header row per model, then its cells; best avg acc and acc max bold,
+    flagged cells (fewer completed seeds than planned, failed or diverged seeds) highlighted."""
+    benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
+    rows = [f'<table class="results" data-dataset="{esc(dataset)}">',
+            f"<caption>{esc(_title(benchmark, dataset, metric))}</caption>",
+            "<thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in COLUMNS) + "</tr></thead>", "<tbody>"]
+    for model, cells in frame.groupby("model", sort=False):
+        rows.append(f'<tr class="model"><td colspan="{len(COLUMNS)}">{esc(model)}</td></tr>')
+        for row in cells.to_dict("records"):
+            la, ls = _lam(row)
+            numbers = [(la, False), (ls, False), (_pct(row["avg_acc"]), row["best_avg_acc"]),
+                       (_pct(row["max_acc"]), row["best_max_acc"]), (_pct(row["std_acc"]), False),
+                       (_pct(row["ci95"]), False), (str(row["n"]), False)]
+            cells_html = "".join(f'<td class="num{" best" if best else ""}">{esc(text)}</td>' for text, best in numbers)
+            settings = f" ({row['settings']})" if row["settings"] else ""
+            title = esc(f"{row['name']}{settings}, config {row['config_key']}")
+            rows.append(f'<tr class="cell{" flagged" if row["flags"] else ""}" title="{title}">'
+                        f'<td>{esc(row["label"])}</td>{cells_html}<td class="flags">{esc(row["flags"])}</td></tr>')
+    rows += ["</tbody>", "</table>"]
+    return "\n".join(rows)
+
+
+def environment_table(runs: pd.DataFrame) -> str:
+    """What the benchmark's runs executed with, one row per distinct (versions, device, git commit), with its
+    count of runs; runs that never started have recorded none."""
+    started = runs[runs["versions"].notna() | runs["device"].notna() | runs["git_commit"].notna()]
+    if started.empty:
+        return '<p class="note">No run has started: no environment recorded.</p>'
+    keys = pd.DataFrame({
+        "versions": [json.dumps(v, sort_keys=True) if isinstance(v, dict) else "" for v in started["versions"]],
+        "device": started["device"].fillna(""), "git_commit": started["git_commit"].fillna(""),
+    })
+    rows = ['<table class="env">', "<thead><tr><th>runs</th><th>device</th><th>git commit</th><th>versions</th>"
+            "</tr></thead>", "<tbody>"]
+    for (versions, device, commit), group in keys.groupby(["versions", "device", "git_commit"], sort=True):
+        shown = ", ".join(f"{k} {v}" for k, v in json.loads(versions).items()) if versions else ""
+        rows.append(f'<tr><td class="num">{len(group)}</td><td>{esc(device) or "-"}</td>'
+                    f"<td>{esc(commit) or '-'}</td><td>{esc(shown) or '-'}</td></tr>")
+    rows += ["</tbody>", "</table>"]
+    return "\n".join(rows)

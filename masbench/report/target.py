@@ -1,0 +1,119 @@
+"""Time to target: how soon each run first reaches a test accuracy, and each cell's medians over its seeds.
+
+A run reaches ``target`` (a test accuracy in percent) at the first epoch whose test accuracy is at least
+``target``. Its *epochs to target* is that epoch's number; its *seconds to target* is the sum of the
+``seconds`` of its recorded epochs up to and including that one. ``seconds`` is training time only (the
+engine times the training batches and leaves evaluation out), so seconds to target leaves evaluation
+out too. A resumed run's epochs count as recorded: each stored epoch once, with the training time of
+the process that trained it (an epoch interrupted and trained again is stored, and counted, once).
+
+Only completed runs are a cell's seeds, as in every report: ``reached`` counts those that reached the
+target, out of ``n``; the medians are over the seeds that reached it (an unreached seed has no time,
+and is shown by ``reached`` < ``n``, never counted as a time).
+
+Example: epochs with test accuracy 0.50, 0.70, 0.90 and 2, 3, 4 seconds reach a target of 70 at epoch 2,
+after 5 seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import pandas as pd
+
+from masbench.errors import MasbenchError
+
+TARGET_COLUMNS = ["target", "reached", "median_epochs", "median_seconds"]
+
+
+def check_target(value: float, what: str = "--target") -> float:
+    """A target accuracy in percent: a finite number in (0, 100]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 < value <= 100:
+        raise MasbenchError(f"Invalid {what}: {value!r} (a test accuracy in percent, in (0, 100], e.g. 85)")
+    return float(value)
+
+
+def run_times(epochs: pd.DataFrame, targets: Mapping[str, float]) -> pd.DataFrame:
+    """One row per run of ``epochs`` (``Store.epochs_frame``) whose cell has a target in ``targets``
+    (config_key -> percent): ``run_id``, ``config_key``, ``seed``, ``status``, ``reached`` and, when
+    reached, ``epochs_to_target`` and ``seconds_to_target`` (NaN otherwise)."""
+    columns = ["run_id", "config_key", "seed", "status", "reached", "epochs_to_target", "seconds_to_target"]
+    frame = epochs[epochs["config_key"].isin(list(targets))].sort_values(["run_id", "epoch"], kind="stable")
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    runs = frame.groupby("run_id", sort=True)[["config_key", "seed", "status"]].first()
+    # Compared as fractions: target / 100 rounds to the same double as the stored accuracy would (29 and 0.29).
+    threshold = frame["config_key"].map(targets).astype(float) / 100.0
+    elapsed = frame["seconds"].astype(float).groupby(frame["run_id"], sort=False).cumsum()
+    reached = frame["test_acc"].astype(float).ge(threshold)  # NaN/NULL accuracy (a diverged epoch) never reaches
+    hits = frame.assign(elapsed=elapsed)[reached]
+    first = hits.groupby("run_id", sort=True)[["epoch", "elapsed"]].first()
+    out = runs.join(first.rename(columns={"epoch": "epochs_to_target", "elapsed": "seconds_to_target"}))
+    out["reached"] = out["epochs_to_target"].notna()
+    out = out.reset_index()
+    out["seed"] = out["seed"].astype(int)
+    out[["epochs_to_target", "seconds_to_target"]] = out[["epochs_to_target", "seconds_to_target"]].astype(float)
+    return out[columns]
+
+
+def with_time_to_target(cells: pd.DataFrame, epochs: pd.DataFrame, target: float | None,
+                        per_table: Mapping[tuple[str, str, str], float] | None = None) -> pd.DataFrame:
+    """``cells`` (``cell_table``) with ``TARGET_COLUMNS``: the cell's target (percent; ``target``, else
+    ``per_table[(benchmark, dataset, model)]``, else NaN), how many of its ``n`` completed seeds reached
+    it, and the median epochs and seconds to it over those seeds (NaN when none did)."""
+    cells = cells.copy()
+    per_table = per_table or {}
+    cells["target"] = [target if target is not None else per_table.get((b, d, m), math.nan)
+                       for b, d, m in zip(cells["benchmark"], cells["dataset"], cells["model"])]
+    targets = {key: t for key, t in zip(cells["config_key"], cells["target"]) if not math.isnan(t)}
+    times = run_times(epochs, targets)
+    done = times[(times["status"] == "completed") & times["reached"]]
+    medians = done.groupby("config_key")[["epochs_to_target", "seconds_to_target"]].median()
+    counts = done.groupby("config_key").size()
+    cells["reached"] = [int(counts.get(key, 0)) if key in targets else pd.NA for key in cells["config_key"]]
+    cells["reached"] = cells["reached"].astype("Int64")
+    cells["median_epochs"] = cells["config_key"].map(medians["epochs_to_target"]).astype(float)
+    cells["median_seconds"] = cells["config_key"].map(medians["seconds_to_target"]).astype(float)
+    return cells
+
+
+def benchmark_targets(path=None) -> dict[tuple[str, str, str], float]:
+    """``(benchmark, dataset, model) -> target`` from the benchmarks file's ``target:`` keys (a benchmark's,
+    or a grid's, which inherits it). Two grids giving one data set and model two targets is an error."""
+    from masbench.benchmarks import load_benchmarks
+
+    file = load_benchmarks(path, check_specs=False)
+    out: dict[tuple[str, str, str], float] = {}
+    for name, spec in file.benchmarks.items():
+        for grid in spec.grid_specs():
+            if grid.target is None:
+                continue
+            for model in grid.models:
+                key = (name, grid.dataset, model)
+                if out.get(key, grid.target) != grid.target:
+                    raise MasbenchError(f"{file.path}: benchmark {name!r} gives {grid.dataset}/{model} two targets "
+                                        f"({out[key]:g} and {grid.target:g}); give one")
+                out[key] = grid.target
+    return out
+
+
+def has_target(cells: pd.DataFrame) -> bool:
+    return "target" in cells and bool(cells["target"].notna().any())
+
+
+def target_texts(row: Mapping) -> tuple[str, str, str]:
+    """A cell's ``reached`` as ``k/n``, median epochs and median seconds to target, as tables show them."""
+    if row.get("target") is None or pd.isna(row["target"]):
+        return "", "", ""
+    epochs, seconds = row["median_epochs"], row["median_seconds"]
+    return (f"{row['reached']}/{row['n']}", "-" if pd.isna(epochs) else f"{epochs:g}",
+            "-" if pd.isna(seconds) else f"{seconds:.1f}")
+
+
+def target_note(frame: pd.DataFrame) -> str:
+    """What the time-to-target columns of a table mean, with its target(s)."""
+    shown = ", ".join(f"{t:g}%" for t in sorted(frame["target"].dropna().unique()))
+    return (f"to target {shown}: seeds that reached it / completed seeds, and the median epochs and training "
+            f"seconds (evaluation excluded) to reach it over the seeds that did")

@@ -1,0 +1,257 @@
+"""Plugins: a distribution built here (a package and its ``*.dist-info``) registers an optimizer, a model and a
+data set through entry points; ``masbench run`` trains a cell with all three and ``masbench list`` shows them."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from masbench.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+
+DEMO = '''
+import math
+
+import torch
+from torch import nn
+
+from masbench.data.tabular import TabularDataset
+
+
+class SignSGD(torch.optim.Optimizer):
+    """p -= lr * sign(grad)."""
+
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad.sign(), alpha=-group["lr"])
+        return loss
+
+
+def wide(num_classes, input_shape):
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 32), nn.ReLU(), nn.Linear(32, num_classes))
+
+
+def blobs(data_dir):
+    """Three Gaussian blobs in 4 dimensions: 240 train, 60 test rows."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[3.0, 0, 0, 0], [-3.0, 0, 0, 0], [0, 3.0, 0, 0]])
+    y = torch.arange(300) % 3
+    x = centers[y] + torch.randn(300, 4, generator=g)
+    return TabularDataset.from_arrays("blobs", x[:240], y[:240], x[240:], y[240:], ["a", "b", "c"])
+
+
+blobs.kind = "tabular"
+
+
+def untyped(data_dir):
+    return blobs(data_dir)
+'''
+
+ENTRY_POINTS = """
+[masbench.optimizers]
+signsgd = masbench_demo:SignSGD
+adam = masbench_demo:SignSGD
+notopt = masbench_demo:wide
+
+[masbench.models]
+wide = masbench_demo:wide
+
+[masbench.datasets]
+blobs = masbench_demo:blobs
+csv = masbench_demo:blobs
+broken = masbench_demo_broken:blobs
+untyped = masbench_demo:untyped
+"""
+
+
+def write_distribution(site: Path, name: str, version: str, entry_points: str, modules: dict[str, str]) -> Path:
+    """What pip would install: the modules and a ``NAME-VERSION.dist-info`` with METADATA and entry_points.txt."""
+    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(source)
+    return site
+
+
+@pytest.fixture
+def demo_site(tmp_path) -> Path:
+    return write_distribution(tmp_path / "site", "masbench-demo", "0.1", ENTRY_POINTS, {
+        "masbench_demo": DEMO,
+        "masbench_demo_broken": "raise RuntimeError('needs a GPU cluster')\n",
+        "demo_models": "from masbench_demo import wide\n\ndef not_a_module(num_classes, input_shape):\n    return 3\n\n"
+                       "def one_argument(shape):\n    return None\n",
+    })
+
+
+def clear_caches() -> None:
+    from masbench import plugins
+    from masbench.data.plugins import plugin_entry
+    from masbench.models.external import external_entry
+    from masbench.optim import registry
+
+    for cache in (plugins.clear, plugin_entry.cache_clear, external_entry.cache_clear, registry._resolve.cache_clear,
+                  registry._signature.cache_clear):
+        cache()
+
+
+@pytest.fixture
+def installed(demo_site, monkeypatch):
+    """The demo distribution on this process's path, and every cache that holds a plugin forgotten after."""
+    before = set(sys.modules)
+    monkeypatch.syspath_prepend(str(demo_site))
+    clear_caches()
+    yield demo_site
+    clear_caches()
+    for name in set(sys.modules) - before:
+        if name.startswith(("masbench_demo", "masbench_rival", "demo_models")):
+            del sys.modules[name]
+
+
+def rows(db: Path, query: str) -> list[tuple]:
+    return sqlite3.connect(db).execute(query).fetchall()
+
+
+def test_a_cell_with_the_plugins_optimizer_model_and_data_set_trains_in_a_fresh_process(demo_site, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(demo_site), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    db = tmp_path / "plugins.db"
+    args = [sys.executable, "-m", "masbench", "run", "--dataset", "blobs", "--model", "wide", "--optimizer", "signsgd",
+            "--lr", "0.01", "--epochs", "1", "--batch-size", "32", "--db", f"sqlite:///{db}",
+            "--checkpoint-dir", str(tmp_path / "ckpt")]
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("completed signsgd[lr=0.01] on blobs/wide seed 0")
+    assert rows(db, "select dataset, model, optimizer, lr, status from runs") == [
+        ("blobs", "wide", "signsgd", 0.01, "completed")]
+    assert '"plugin:masbench-demo": "0.1"' in rows(db, "select versions from runs")[0][0]
+    (epoch, test_acc), = rows(db, "select epoch, test_acc from epochs")
+    # 60 test rows: an accuracy is a count of them, and the blobs (3 sigma apart) are learned above chance.
+    assert epoch == 1 and round(test_acc * 60, 6) == round(test_acc * 60) and test_acc > 0.5
+
+    listed = subprocess.run([sys.executable, "-m", "masbench", "list", "datasets"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert listed.returncode == 0, listed.stderr
+    assert ["blobs", "tabular", "masbench-demo", "0.1"] in [line.split() for line in listed.stdout.splitlines()]
+
+
+def test_list_shows_the_plugins_with_their_distribution(installed):
+    optimizers = runner.invoke(app, ["list", "optimizers"])
+    assert optimizers.exit_code == 0, optimizers.output
+    lines = {line.split()[0]: line for line in optimizers.stdout.splitlines()}
+    assert lines["signsgd"].split(None, 1)[1].split() == ["lr", "+", "optimizer", "args", "masbench-demo", "0.1"]
+    assert lines["mas"].endswith("built-in") and "torch" in lines["sgd"]
+    shadowed = [line for line in optimizers.stdout.splitlines() if line.startswith("adam ")]
+    assert len(shadowed) == 2 and shadowed[1].endswith("masbench-demo 0.1 (shadowed by the built-in)")
+
+    models = runner.invoke(app, ["list", "models"]).stdout
+    assert any(line.split() == ["wide", "image/tabular", "masbench-demo", "0.1"] for line in models.splitlines())
+    datasets = runner.invoke(app, ["list", "datasets"]).stdout.splitlines()
+    assert any(line.split() == ["blobs", "tabular", "masbench-demo", "0.1"] for line in datasets)
+    assert any(line.startswith("broken ") and "broken (masbench run" in line for line in datasets)
+    assert any(line.split() == ["csv", "-", "masbench-demo", "0.1", "(shadowed", "by", "the", "built-in)"]
+               for line in datasets)
+
+
+def test_a_built_in_name_wins_over_a_plugins(installed):
+    import torch
+
+    from masbench.data import resolve
+    from masbench.errors import MasbenchError
+    from masbench.optim import optimizer_class, resolve_optimizer
+
+    assert resolve_optimizer("adam") == "adam" and optimizer_class("adam") is torch.optim.Adam
+    assert optimizer_class("signsgd").__name__ == "SignSGD"
+    with pytest.raises(MasbenchError, match="Unknown dataset: 'csv'"):  # csv:PATH's prefix is built-in
+        resolve("csv")
+
+
+def test_a_sweeps_baselines_take_a_plugins_optimizer(installed):
+    from masbench.grid_optimizers import check_baselines
+
+    assert check_baselines(["adam", "signsgd"]) == ["adam", "signsgd"]
+    with pytest.raises(ValueError, match="Unknown baseline: 'nosuch'"):
+        check_baselines(["nosuch"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "broken"], "Error: plugin masbench-demo 0.1: its data set 'broken' (masbench_demo_broken:blobs) "
+                              "failed to import (RuntimeError: needs a GPU cluster)"),
+    (["--dataset", "untyped"], "Error: plugin masbench-demo 0.1: its data set 'untyped' (masbench_demo:untyped) must "
+                               "be a function load(data_dir) with an attribute kind, one of image, tabular"),
+    (["--optimizer", "notopt"], "Error: plugin masbench-demo 0.1: its optimizer 'notopt' (masbench_demo:wide) is "
+                                "<function wide"),
+    (["--model", "demo_models:one_argument"], "Error: Invalid model 'demo_models:one_argument': its signature "
+                                              "one_argument(shape) does not take (num_classes, input_shape)"),
+    (["--model", "demo_models:absent"], "Error: Invalid model 'demo_models:absent': module demo_models has no absent"),
+    (["--model", "no_such_module:f"], "Error: Invalid model 'no_such_module:f': no module named no_such_module"),
+    (["--model", "demo_models:"], "Error: Invalid model 'demo_models:': not an import path package.module:function"),
+    (["--model", "tv:resnet9000"], "Error: Unknown torchvision model 'tv:resnet9000' (valid: tv:NAME for one of"),
+    (["--model", "tv:resnet18", "--pretrained", "IMAGENET9K"], "Error: Invalid pretrained 'IMAGENET9K' for model "
+                                                               "'tv:resnet18' (valid: IMAGENET1K_V1, DEFAULT)"),
+    (["--model", "wide", "--dataset", "cola"], "Error: Invalid model 'wide' for dataset 'cola': it takes image or "
+                                               "tabular data, the dataset is text"),
+])
+def test_bad_plugins_and_paths_are_one_line_and_write_nothing(installed, tmp_path, args, message):
+    db = tmp_path / "never.db"
+    result = runner.invoke(app, ["run", "--epochs", "1", "--db", f"sqlite:///{db}", *args])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+    assert not db.exists()
+
+
+def test_a_model_that_returns_no_module_is_refused_before_any_run_is_written(installed, tmp_path):
+    db = tmp_path / "x.db"
+    result = runner.invoke(app, ["run", "--model", "demo_models:not_a_module", "--epochs", "1", "--db", f"sqlite:///{db}"])
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: model 'demo_models:not_a_module': demo_models:not_a_module returned 3, not a "
+                             "torch.nn.Module\n")
+    assert not db.exists() or rows(db, "select count(*) from runs") == [(0,)]
+
+
+def test_two_plugins_with_one_name_are_refused_naming_both(installed, tmp_path, monkeypatch):
+    rival = write_distribution(tmp_path / "rival", "masbench-rival", "2.0", "[masbench.models]\nwide = masbench_rival:wide\n",
+                               {"masbench_rival": "from masbench_demo import wide\n"})
+    monkeypatch.syspath_prepend(str(rival))
+    clear_caches()
+    result = runner.invoke(app, ["run", "--model", "wide", "--epochs", "1", "--db", f"sqlite:///{tmp_path / 'n.db'}"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: model 'wide' is registered by two plugins (")
+    assert "masbench-demo 0.1" in result.stderr and "masbench-rival 2.0" in result.stderr
+    listed = runner.invoke(app, ["list", "models"]).stdout
+    assert "(clashes with masbench-rival 2.0: refused)" in listed
+
+
+def test_built_in_names_never_look_for_plugins(monkeypatch):
+    from masbench import plugins
+    from masbench.spec import make_spec
+
+    class Looked(Exception):
+        pass
+
+    def no_discovery(what):
+        raise Looked(f"looked for {what} plugins")
+
+    monkeypatch.setattr(plugins, "discovered", no_discovery)
+    spec = make_spec(dataset="digits", model="mlp", optimizer="radam", epochs=1)
+    assert spec.model == "mlp" and spec.optimizer == "radam"
+    with pytest.raises(Looked, match="looked for models plugins"):
+        make_spec(dataset="digits", model="nosuchmodel")

@@ -1,0 +1,106 @@
+"""Performance profiles (``plot --kind profile``): rho(tau) against a computation by hand from the epoch rows."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+from typer.testing import CliRunner
+
+from masbench.cli import app
+from masbench.store import Store
+
+runner = CliRunner()
+
+C = "completed"
+# (optimizer, model) -> {seed: (status, [(test_acc, seconds) per epoch])}; target 50.
+RUNS = {
+    # mlp: mas fastest (median 2.0), adam 3.0 (ratio 1.5), sgd reaches on 1 seed of 3 only (median inf).
+    ("mas", "mlp"): {0: (C, [(0.4, 1.0), (0.6, 1.0)]), 1: (C, [(0.5, 2.0)]), 2: (C, [(0.3, 1.5), (0.7, 1.5)])},
+    ("adam", "mlp"): {0: (C, [(0.4, 1.5), (0.6, 1.5)]), 1: (C, [(0.6, 3.5)]), 2: (C, [(0.55, 2.5)])},
+    ("sgd", "mlp"): {0: (C, [(0.6, 0.5)]), 1: (C, [(0.2, 1.0), (0.3, 1.0)]), 2: (C, [(0.1, 1.0)])},
+    # cnn: adam fastest (1.0), mas 3.5 (ratio 3.5), no sgd cell at all.
+    ("mas", "cnn"): {0: (C, [(0.1, 2.0), (0.5, 1.5)]), 1: (C, [(0.6, 3.5)]), 2: (C, [(0.6, 4.0)])},
+    ("adam", "cnn"): {0: (C, [(0.9, 1.0)]), 1: (C, [(0.9, 1.0)]), 2: ("failed", [(0.1, 0.1)])},
+    # resnet18: nobody reaches the target (every ratio inf).
+    ("mas", "resnet18"): {0: (C, [(0.1, 1.0)])},
+    ("adam", "resnet18"): {0: (C, [(0.2, 1.0)]), 1: (C, [(0.3, 1.0)])},
+}
+TARGET = 50.0
+
+
+def by_hand():
+    """t(c, w), r(c, w) and rho_c(tau) by plain loops over RUNS."""
+    times = {}
+    for (optimizer, model), seeds in RUNS.items():
+        per_seed = []
+        for status, epochs in seeds.values():
+            if status != C:
+                continue
+            total, reached = 0.0, math.inf
+            for acc, seconds in epochs:
+                total += seconds
+                if acc >= TARGET / 100:
+                    reached = total
+                    break
+            per_seed.append(reached)
+        times[(optimizer, model)] = statistics.median(per_seed)
+    configs = sorted({o for o, _ in RUNS})
+    workloads = sorted({m for _, m in RUNS})
+    ratio = {}
+    for w in workloads:
+        best = min(times.get((c, w), math.inf) for c in configs)
+        for c in configs:
+            t = times.get((c, w), math.inf)
+            ratio[(c, w)] = math.inf if math.isinf(t) else t / best
+    return configs, workloads, ratio
+
+
+@pytest.fixture
+def db(tmp_path):
+    from test_report_target import fill
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    fill(Store(url), RUNS)
+    return url
+
+
+def test_profile_matches_a_computation_by_hand(db):
+    from masbench.plot_profile import profile_frame
+    from masbench.report import run_accuracies
+    from masbench.report.aggregate import LABELS
+
+    store = Store(db, read_only=True)
+    profile, ratio = profile_frame(store, run_accuracies(store), TARGET)
+    configs, workloads, want = by_hand()
+    label = {"adam": LABELS["adam"], "sgd": LABELS["sgd"], "mas": "MAS λa=0.5, λs=0.5"}
+    assert sorted(profile.columns) == sorted(label[c] for c in configs)
+    assert len(ratio) == len(workloads) == 3
+    assert want[("mas", "mlp")] == 1 and want[("adam", "mlp")] == 1.5 and want[("mas", "cnn")] == 3.5
+    for tau in (1.0, 1.49, 1.5, 2.0, 3.49, 3.5, 4.0):
+        row = profile.loc[profile.index[abs(profile.index - tau).argmin()]]
+        tau_used = row.name
+        for c in configs:
+            expected = sum(want[(c, w)] <= tau_used for w in workloads) / len(workloads)
+            assert row[label[c]] == pytest.approx(expected), (c, tau_used)
+    assert profile.index.min() == 1.0 and profile.index.max() == 4.0
+
+
+def test_plot_profile_writes_an_image(db, tmp_path):
+    out = tmp_path / "profile.png"
+    result = runner.invoke(app, ["plot", "--kind", "profile", "--target", "50", "--output", str(out), "--db", db])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--kind", "profile"], "needs --target"),
+    (["--kind", "profile", "--target", "150"], "Invalid --target"),
+    (["--kind", "curves", "--target", "50"], "--target goes with --kind profile"),
+])
+def test_bad_profile_input_is_one_line(db, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)  # no benchmarks.yaml here: the packaged one has no targets
+    result = runner.invoke(app, ["plot", *args, "--output", str(tmp_path / "x.png"), "--db", db])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "x.png").exists()
