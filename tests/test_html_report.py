@@ -205,7 +205,7 @@ def test_hostile_store_strings_are_text(sqlite_url):
     titles = [value for tag, name, value in page.attrs if tag == "tr" and name == "title"]
     assert any(title.startswith(HOSTILE_NAME) for title in titles)
     assert [t["caption"] for t in page.of_class("results")] == [
-        f"{HOSTILE_DATASET} (benchmark {HOSTILE_BENCHMARK}): best test accuracy over epochs, percent over seeds"]
+        f"{HOSTILE_DATASET} (benchmark {HOSTILE_BENCHMARK}): {METRIC_TITLES['best']}, percent over seeds"]
 
 
 def test_cli_writes_the_page_and_rejects_what_it_cannot_make(db, tmp_path):

@@ -9,6 +9,7 @@ seed is never counted twice nor silently replaced.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from masbench.errors import MasbenchError
+from masbench.grid_optimizers import optimizer_name
+from masbench.mix_weights import is_mix, parse_mix, resolve_weights
+from masbench.optimizer_names import is_path
 from masbench.report.aggregate import TABLE, cell_names, cell_table
 from masbench.report.multiple import family_size, holm
 
@@ -24,7 +28,8 @@ CONFIG_KEY = re.compile(r"[0-9a-f]{6,64}")
 
 @dataclass(frozen=True)
 class Selector:
-    """A configuration on the command line: ``mas:0.3``, ``mas:0.3:0.7``, ``adam``, ``sgd``, ``adamw``, a run
+    """A configuration on the command line: ``mas:0.3``, ``mas:0.3:0.7``, an optimizer's name (``adam``,
+    ``radam``, a plugin's) or import path, a mix by its weights (``mix:adam=0.3,sgd=0.7``, in any order), a run
     name, or a config key (a prefix of 6 hex digits or more)."""
 
     text: str
@@ -33,12 +38,15 @@ class Selector:
     lambda_sgd: float | None = None
     name: str | None = None
     config_key: str | None = None
+    weights: str | None = None  # a mix's, as the cells' ``weights`` column holds them (JSON, keys sorted)
 
     def matches(self, cells: pd.DataFrame) -> pd.Series:
         if self.config_key is not None:
             return cells["config_key"].str.startswith(self.config_key)
         if self.name is not None:
             return cells["name"] == self.name
+        if self.weights is not None:
+            return cells["weights"] == self.weights
         mask = cells["optimizer"] == self.optimizer
         if self.lambda_adam is not None:
             mask &= (cells["lambda_adam"] - self.lambda_adam).abs() < 1e-9
@@ -48,15 +56,19 @@ class Selector:
 
 
 def parse_selector(text: str) -> Selector:
-    valid = ("valid: mas:LAMBDA_ADAM, mas:LAMBDA_ADAM:LAMBDA_SGD, adam, sgd, adamw, a run name such as mas[...], "
-             "or a config key")
+    valid = ("valid: mas:LAMBDA_ADAM, mas:LAMBDA_ADAM:LAMBDA_SGD, an optimizer's name or import path (adam, sgd, "
+             "radam, torch.optim.RAdam, ...), mix:NAME=WEIGHT,..., a run name such as mas[...], or a config key")
     if "[" in text:
         return Selector(text, name=text)
     if CONFIG_KEY.fullmatch(text):
         return Selector(text, config_key=text)
-    head, *numbers = text.split(":")
-    if head in ("adam", "sgd", "adamw") and not numbers:
-        return Selector(text, optimizer=head)
+    if is_mix(text):
+        try:
+            weights = resolve_weights(parse_mix(text))
+        except ValueError as error:
+            raise MasbenchError(str(error)) from None
+        return Selector(text, optimizer="mix", weights=json.dumps(weights, sort_keys=True))
+    head, *numbers = text.split(":") if not is_path(text) or text.startswith("mas:") else (text,)
     if head == "mas" and 1 <= len(numbers) <= 2:
         try:
             values = [float(v) for v in numbers]
@@ -65,6 +77,11 @@ def parse_selector(text: str) -> Selector:
         if values and all(0 <= v for v in values):
             return Selector(text, optimizer="mas", lambda_adam=values[0],
                             lambda_sgd=values[1] if len(values) == 2 else None)
+    if not numbers and head not in ("mas", "mix"):
+        try:
+            return Selector(text, optimizer=optimizer_name(head, "configuration"))
+        except ValueError:
+            pass
     raise MasbenchError(f"Invalid configuration: {text!r} ({valid})")
 
 
