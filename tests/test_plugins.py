@@ -158,7 +158,7 @@ def test_list_shows_the_plugins_with_their_distribution(installed):
     assert optimizers.exit_code == 0, optimizers.output
     lines = {line.split()[0]: line for line in optimizers.stdout.splitlines()}
     assert lines["signsgd"].split(None, 1)[1].split() == ["lr", "+", "optimizer", "args", "masbench-demo", "0.1"]
-    assert lines["mas"].endswith("built-in") and "torch" in lines["sgd"]
+    assert lines["mas"].endswith("built-in") and lines["mix"].endswith("built-in") and "torch" in lines["sgd"]
     shadowed = [line for line in optimizers.stdout.splitlines() if line.startswith("adam ")]
     assert len(shadowed) == 2 and shadowed[1].endswith("masbench-demo 0.1 (shadowed by the built-in)")
 

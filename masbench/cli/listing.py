@@ -36,7 +36,7 @@ def _optimizers() -> list[tuple[str, str, str]]:
 
     torch = f"torch {metadata.version('torch')}"
     rows = [(name, "spec options" if name in SPEC_OPTIMIZERS else "lr + optimizer args",
-             "built-in" if name == "mas" else torch) for name in OPTIMIZER_NAMES]
+             "built-in" if name in ("mas", "mix") else torch) for name in OPTIMIZER_NAMES]
     return [*rows, ("package.module:Class", "lr + optimizer args", "import path")]
 
 
