@@ -48,3 +48,19 @@ def test_arrays_that_are_no_data_set_are_refused_in_one_line(change, message):
     with pytest.raises(MasbenchError) as error:
         TabularDataset.from_arrays("t", train_x, train_y, x[30:], y[30:], ["a", "b"])
     assert str(error.value) == f"dataset 't': {message}"
+
+
+def test_a_validation_split_is_held_out_of_the_training_rows():
+    """--val-fraction on a plugin's tabular data: stratified rows out of train, standardised as train's were."""
+    from masbench.data.validation import with_validation
+
+    x, y = blobs()
+    data = TabularDataset.from_arrays("t", x[:30], y[:30], x[30:], y[30:], ["a", "b"])
+    split = with_validation(data, 0.2, seed=0)
+    assert len(split.train) + len(split.val) == 30 and len(split.val) == 6
+    assert sorted(split.val.labels.tolist()) == [0, 0, 0, 1, 1, 1]  # 20% of each class's 15 rows
+    rows = {tuple(r) for r in x[:30].tolist()}
+    val_rows = {tuple(r) for r in split.val.features.tolist()}
+    assert val_rows <= rows and not val_rows & {tuple(r) for r in split.train.features.tolist()}
+    val = next(split.batches("val", 100, torch.device("cpu")))
+    assert torch.allclose(val.inputs[:, :2], (split.val.features[:, :2] - data.mean[:2]) / data.std[:2])

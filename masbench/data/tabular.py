@@ -35,6 +35,7 @@ class TabularDataset:
     classes: list[str]
     mean: Tensor  # (F,) of the training split
     std: Tensor  # (F,), 1 where a feature is constant
+    val: TabularSplit | None = None  # held out of train by masbench.data.validation when a run asks for it
     kind: str = field(default="tabular", init=False)
 
     @classmethod
