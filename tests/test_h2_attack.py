@@ -20,3 +20,45 @@ def test_default_lambdas_with_a_linear_schedule_stay_the_one_cell():
     plain = make_spec(lambda_schedule="linear:1:0")
     assert make_spec(lambda_schedule="linear:1:0", lambda_adam=0.5, lambda_sgd=0.5).config_key == plain.config_key
     assert make_spec(lambda_adam=0.3, lambda_sgd=0.7).lambda_adam == 0.3  # constant keeps its lambdas
+
+
+def _tiny_folder(root, save):
+    import numpy as np
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c, name in enumerate(("a", "b")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(3):
+                pixels = np.zeros((6, 6, 3), dtype=np.uint8)
+                pixels[..., c] = 100 + 40 * i  # red or green by class; blue always 0
+                save(Image.fromarray(pixels), folder / str(i))
+    return root
+
+
+@pytest.mark.parametrize("mode", ["I;16", "F"])
+def test_a_tiff_of_more_than_8_bits_is_refused_not_clipped_to_one_colour(tmp_path, mode):
+    import numpy as np
+    from PIL import Image
+
+    from masbench.data.images import load_imagefolder
+
+    def save(image, path):
+        grey = np.asarray(image.convert("L"))
+        wide = grey.astype(np.uint16) * 257 if mode == "I;16" else grey.astype(np.float32) / 255
+        Image.fromarray(wide).save(path.with_suffix(".tiff"))
+
+    root = _tiny_folder(tmp_path / "wide", save)
+    with pytest.raises(MasbenchError, match=f"pixels are {mode}.*8-bit"):
+        load_imagefolder(str(root), tmp_path / "data")
+
+
+def test_a_channel_of_one_value_trains_instead_of_dividing_by_zero(tmp_path):
+    from masbench.data.images import load_imagefolder
+
+    root = _tiny_folder(tmp_path / "flat", lambda image, path: image.save(path.with_suffix(".bmp")))
+    dataset = load_imagefolder(str(root), tmp_path / "data")
+    assert dataset.std[2] == 1.0 and dataset.std[0] > 0
+    batch = next(iter(dataset.batches("train", 4, "cpu", None, False)))
+    assert bool(batch.inputs.isfinite().all())
