@@ -62,3 +62,25 @@ def test_a_channel_of_one_value_trains_instead_of_dividing_by_zero(tmp_path):
     assert dataset.std[2] == 1.0 and dataset.std[0] > 0
     batch = next(iter(dataset.batches("train", 4, "cpu", None, False)))
     assert bool(batch.inputs.isfinite().all())
+
+
+def test_report_output_naming_the_store_is_refused_and_the_store_kept(tmp_path, monkeypatch):
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from masbench.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    trained = runner.invoke(app, ["run", "--dataset", "digits", "--model", "mlp", "--epochs", "1",
+                                  "--train-subset", "64", "--test-subset", "32", "--db", url])
+    assert trained.exit_code == 0, trained.output
+    for output, form in (("runs.db", "html"), ("./runs.db", "csv"), (str(tmp_path / "runs.db"), "json")):
+        result = runner.invoke(app, ["report", "--format", form, "--output", output, "--db", url])
+        assert result.exit_code == 1 and "is the store's database file" in result.stderr
+    # still a database holding its run (its bytes may move: opening checkpoints SQLite's journal)
+    assert sqlite3.connect(tmp_path / "runs.db").execute("select count(*) from runs").fetchone() == (1,)
+    written = runner.invoke(app, ["report", "--format", "csv", "--output", "report.csv", "--db", url])
+    assert written.exit_code == 0 and "mas[" in (tmp_path / "report.csv").read_text()
