@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from itertools import combinations
 
 from masbench.limits import MAX_SCALE, shown
@@ -118,7 +119,15 @@ def parse_step(value: object) -> Decimal:
         step = Decimal(str(value).strip())
     except InvalidOperation:
         step = Decimal("NaN")
-    if not step.is_finite() or not 0 < step <= 1 or (1 / step) % 1 != 0:
+    if not step.is_finite() or not 0 < step <= 1:
+        raise ValueError(f"Invalid mix step: {shown(value)} (a number in (0, 1] that divides 1, e.g. 0.25 or 0.1)")
+    # Finer than 1/MAX_SIMPLEX is too many mixes for any two components; refusing it here keeps the exact
+    # arithmetic below small (1e-999999999 would be a billion-digit integer).
+    if step * MAX_SIMPLEX < 1:
+        raise ValueError(f"Invalid mix step: {shown(value)} makes more than {MAX_SIMPLEX:,} mixes "
+                         f"(at least {Decimal(1) / MAX_SIMPLEX})")
+    # Exactly, as a fraction: Decimal's 28 digits would let 0.333...3 (29 digits) "divide" 1.
+    if (1 / Fraction(step)).denominator != 1:
         raise ValueError(f"Invalid mix step: {shown(value)} (a number in (0, 1] that divides 1, e.g. 0.25 or 0.1)")
     return step
 

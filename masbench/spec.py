@@ -169,6 +169,11 @@ class RunSpec(BaseModel):
             raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
                              f"(got momentum={self.momentum}, dampening={self.dampening})")
         check_lambda_schedule(self.lambda_schedule)
+        if self.lambda_schedule != "constant" and (self.lambda_adam, self.lambda_sgd) != (0.5, 0.5):
+            # A linear schedule sets λa (λs = 1 − λa): these would be a second cell of the same numbers, and the
+            # report would show the run as MAS at these λ.
+            raise ValueError(f"Invalid lambda_adam={self.lambda_adam}, lambda_sgd={self.lambda_sgd} with "
+                             f"lambda_schedule {self.lambda_schedule!r}: the schedule sets the lambdas; drop them")
         if (self.optimizer == "mix") != (self.weights is not None):
             if self.weights is None:
                 raise ValueError("Invalid optimizer mix: give its weights, e.g. mix:adam=0.5,sgd=0.5")

@@ -101,6 +101,18 @@ def test_bad_simplex_steps_are_refused(step):
         parse_step(step)
 
 
+@pytest.mark.parametrize("step", ["1e-28", "1e-300", "1e-999999999", "0.000001"])
+def test_too_fine_simplex_steps_are_one_line_not_a_decimal_error(step):
+    with pytest.raises(ValueError, match=r"Invalid mix step: .* makes more than 100,000 mixes"):
+        parse_step(step)
+
+
+def test_a_step_must_divide_one_exactly_beyond_decimal_precision():
+    with pytest.raises(ValueError, match="divides 1"):
+        parse_step("0." + "3" * 29)  # 1/step rounds to 3 in Decimal's 28 digits
+    assert parse_step("0.00001") == parse_step("1e-5")
+
+
 def _epochs(db):
     return sqlite3.connect(db).execute(
         "select r.name, e.epoch, e.train_loss, e.train_acc, e.test_loss, e.test_acc from epochs e "

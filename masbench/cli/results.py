@@ -39,6 +39,21 @@ def _runs(store, metric, dataset, model, benchmark):
     return runs
 
 
+def _refuse_the_store(store, output: str | None) -> None:
+    """``--output`` naming the SQLite store (or its journal) would overwrite the runs with the report."""
+    database = store.engine.url.database if store.is_sqlite else None
+    if not output or database in (None, "", ":memory:"):
+        return
+    for path in (database, *(database + suffix for suffix in ("-wal", "-shm", "-journal"))):
+        try:
+            same = os.path.samefile(output, path)
+        except OSError:  # either file absent: the output cannot be it
+            continue
+        if same:
+            raise MasbenchError(f"Invalid --output {output!r}: it is the store's database file {path} "
+                                f"(writing the report there would destroy the runs); give another file")
+
+
 def _emit(rendered, output: str | None) -> None:
     from pathlib import Path
 
@@ -92,6 +107,7 @@ def report(
             raise MasbenchError("--target goes with --table, not --leaderboard")
         reporting.check_target(target)
     store = _open_for_reading(db)
+    _refuse_the_store(store, output)
     if format == "html":
         from datetime import datetime, timezone
 

@@ -220,5 +220,6 @@ def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
         mean = (counts * values).sum() / n
         var = (counts * (values - mean) ** 2).sum() / (n - 1)
         means.append(mean.item())
-        stds.append(var.sqrt().item())
+        # A channel of one value (every image's blue at 0) has std 0: scaled by 1 rather than divided by zero.
+        stds.append(var.sqrt().item() or 1.0)
     return tuple(means), tuple(stds)

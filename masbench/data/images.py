@@ -54,6 +54,10 @@ def _decode_pillow(data: bytes) -> torch.Tensor:
 
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.mode in ("I", "F") or image.mode.startswith("I;"):
+                # convert("RGB") clips 16-bit to 255 and maps [0, 1] floats to 0: images of one colour, silently
+                raise ValueError(f"its pixels are {image.mode} (more than 8 bits a channel); masbench reads 8-bit "
+                                 f"images: convert it to 8-bit (L or RGB)")
             return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
     except Image.DecompressionBombError as error:  # a header that claims gigapixels: no OSError, said as one
         raise ValueError(str(error)) from None
