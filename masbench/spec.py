@@ -262,6 +262,10 @@ class RunSpec(BaseModel):
         if self.weight_decay is None:
             default = optimizer_defaults(self.optimizer).get("weight_decay", 0.0)
             values["weight_decay"] = None if default is None else float(default)  # mix: each component's own
+        if self.optimizer == "mix":  # eps and betas left at masbench's defaults: each component's own (Adagrad's
+            for name in ("eps", "betas"):  # eps 1e-10, Lion's betas (0.9, 0.99)), so that weight 1 is that optimizer
+                if values[name] == type(self).model_fields[name].default:
+                    values[name] = None
         hparams = select_hyperparameters(self.optimizer, values)
         hparams.pop("foreach", None)
         hparams.pop("fused", None)

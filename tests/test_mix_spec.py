@@ -69,6 +69,45 @@ def test_spec_settings_reach_the_components_and_show_in_the_name():
     assert parts["adam"]["weight_decay"] == 0.0  # weight_decay unset: each component's own default
 
 
+@pytest.mark.parametrize("kind", ["adagrad", "rmsprop", "adadelta", "adamax", "nadam", "radam"])
+def test_a_mix_of_one_optimizer_at_weight_1_from_a_spec_is_that_optimizer(kind):
+    """The spec's eps and betas, left at masbench's defaults, do not override a component's own (Adagrad's eps
+    1e-10, Adadelta's 1e-6): a run of mix:K=1 is a run of K. A hostile tester found Adagrad 2.5 points off."""
+    import torch
+
+    from masbench.optim import build_optimizer
+
+    for scale in (1.0, 1e-5):  # large and small gradients: eps matters against one or the other
+        torch.manual_seed(0)
+        start, data = torch.randn(5, 3), torch.randn(8, 5) * scale
+        finals = []
+        for optimizer in (f"mix:{kind}=1", kind):
+            spec = make_spec(optimizer=optimizer, lr=0.01)
+            weight = start.clone().requires_grad_(True)
+            opt = build_optimizer(spec.optimizer, [weight], **spec.optimizer_hparams())
+            for _ in range(5):
+                opt.zero_grad()
+                (data @ weight).tanh().square().sum().backward()
+                opt.step()
+            finals.append(weight.detach())
+        assert torch.equal(finals[0], finals[1]), (scale, (finals[0] - finals[1]).abs().max())
+
+
+def test_eps_and_betas_given_reach_every_component_that_takes_them():
+    import torch
+
+    from masbench.optim import build_optimizer
+
+    spec = make_spec(optimizer="mix:adagrad=0.5,adam=0.5", eps=1e-6, lr=0.01)
+    opt = build_optimizer("mix", [torch.zeros(2, requires_grad=True)], **spec.optimizer_hparams())
+    parts = opt.param_groups[0]["components"]
+    assert parts["adagrad"]["eps"] == parts["adam"]["eps"] == 1e-6
+    default = make_spec(optimizer="mix:adagrad=0.5,adam=0.5", lr=0.01)
+    opt = build_optimizer("mix", [torch.zeros(2, requires_grad=True)], **default.optimizer_hparams())
+    parts = opt.param_groups[0]["components"]
+    assert (parts["adagrad"]["eps"], parts["adam"]["eps"], parts["adam"]["betas"]) == (1e-10, 1e-8, (0.9, 0.999))
+
+
 @pytest.mark.parametrize("values, message", [
     (dict(optimizer="mix"), "give its weights"),
     (dict(optimizer="adam", weights={"adam": 1.0}), "only mix has weights"),
