@@ -9,6 +9,7 @@ to 1, exactly: each weight is a decimal (``0.3``, never ``0.30000000000000004``)
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from itertools import combinations
@@ -63,17 +64,28 @@ def check_components(where: str, weights: dict[str, float]) -> None:
         raise ValueError(f"Invalid mix {shown(where)}: every weight is zero (at least one must be > 0)")
 
 
+_DECIMAL = re.compile(r"[0-9]+\.?[0-9]*(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?", re.ASCII)
+_NONZERO = re.compile(r"[1-9]")
+
+
 def _weight(text: str, name: str, value: object) -> float:
     if isinstance(value, bool):
         number = math.nan
     else:
-        try:
-            number = float(value.strip() if isinstance(value, str) else value)  # type: ignore[arg-type]
-        except (TypeError, ValueError, OverflowError):
-            number = math.nan
+        text_value = value.strip() if isinstance(value, str) else value
+        if isinstance(text_value, str) and not _DECIMAL.fullmatch(text_value):
+            number = math.nan  # digits 0-9 only: float() would take "1_0" as 10 and "０.3" as 0.3
+        else:
+            try:
+                number = float(text_value)  # type: ignore[arg-type]
+            except (TypeError, ValueError, OverflowError):
+                number = math.nan
+    if number == 0.0 and isinstance(value, str) and _NONZERO.search(value.split("e")[0].split("E")[0]):
+        number = math.nan  # 1e-400 underflows to 0: a weight given as non-zero must not vanish
     if not (math.isfinite(number) and 0.0 <= number <= MAX_SCALE):
         raise ValueError(f"Invalid mix {shown(text)}: weight {shown(value)} of {shown(name)} "
-                         f"(must be a finite number in [0, {MAX_SCALE:g}])")
+                         f"(must be a finite number in [0, {MAX_SCALE:g}] in digits 0-9, 0 or not so small "
+                         f"that it is 0)")
     return number + 0.0
 
 
@@ -91,7 +103,9 @@ def check_weights(weights: object) -> dict[str, float]:
 
 
 def resolve_weights(weights: object) -> dict[str, float]:
-    """Checked weights with each component as its one name (an import path resolved, which imports it)."""
+    """Checked weights with each component as its one name (an import path resolved, which imports it), less
+    the components of weight 0, which move nothing: ``mix:adam=0.3,sgd=0.7,rmsprop=0`` is one cell with
+    ``mix:adam=0.3,sgd=0.7``, and a corner of a simplex one with its single component."""
     out: dict[str, float] = {}
     checked = check_weights(weights)
     for name, weight in checked.items():
@@ -104,7 +118,7 @@ def resolve_weights(weights: object) -> dict[str, float]:
         if resolved in out:
             raise ValueError(f"Invalid mix {mix_text(checked)}: {shown(name)} names {resolved}, given twice")
         out[resolved] = weight
-    return out
+    return {name: weight for name, weight in out.items() if weight > 0}
 
 
 def mix_text(weights: dict[str, object]) -> str:

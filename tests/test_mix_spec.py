@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 import pytest
@@ -232,3 +233,14 @@ def test_both_stores_hold_the_weights_as_json_and_null_for_other_optimizers(db_u
     weights = stored[0][1] if isinstance(stored[0][1], dict) else json.loads(stored[0][1])
     assert stored[0][0] == "mix" and weights == {"adam": 0.25, "sgd": 0.5, "rmsprop": 0.25}
     assert stored[1][0] == "adam" and stored[1][1] is None and stored[1][2] in (True, 1)
+
+
+@pytest.mark.parametrize("same", ["mix:adam=0.3,sgd=0.7,rmsprop=0", "mix:rmsprop=0.0,sgd=0.7,adam=0.3"])
+def test_a_component_of_weight_0_is_not_part_of_the_cell(same):
+    assert make_spec(optimizer=same).key == make_spec(optimizer="mix:adam=0.3,sgd=0.7").key
+
+
+@pytest.mark.parametrize("weight", ["1_0", "\uff10.3", "+1", "1e-400", "0x1"])
+def test_a_weight_is_written_in_ascii_digits_and_never_vanishes(weight):
+    with pytest.raises(ValueError, match=re.escape(f"weight '{weight}' of 'adam'")):
+        parse_mix(f"mix:adam={weight},sgd=1")  # noqa: PT011
