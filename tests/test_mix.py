@@ -301,6 +301,7 @@ def test_an_lr_schedule_reaches_every_component_but_those_with_their_own_lr():
     assert not any(torch.equal(p, b) for p, b in zip(own, before_own))  # adadelta kept its own lr
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_mas_and_the_cpu_loop():
     def on_cuda(make):
