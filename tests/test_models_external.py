@@ -34,6 +34,31 @@ def hidden(num_classes, input_shape):
 
 def raises(num_classes, input_shape):
     raise RuntimeError("out of ideas")
+
+
+def too_wide(num_classes, input_shape):
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes + 3))
+
+
+def flat(num_classes, input_shape):
+    return nn.Sequential(nn.Flatten(0), nn.LazyLinear(num_classes))
+
+
+def wrong_input(num_classes, input_shape):
+    return nn.Sequential(nn.Flatten(), nn.Linear(7, num_classes))
+
+
+class Pair(nn.Module):
+    def __init__(self, num_classes, input_shape):
+        super().__init__()
+        self.head = nn.Linear(math.prod(input_shape), num_classes)
+
+    def forward(self, x):
+        return self.head(x.flatten(1)), x
+
+
+def pair(num_classes, input_shape):
+    return Pair(num_classes, input_shape)
 '''
 
 
@@ -130,3 +155,39 @@ def test_tv_refuses_images_it_cannot_take():
     with pytest.raises(MasbenchError, match=r"^model 'tv:resnet18' takes 3-channel images \(C, H, W\); dataset "
                                             r"'folder' has input shape \(1, 8, 8\)$"):
         build_model("tv:resnet18", three_classes((1, 8, 8)))
+
+
+@pytest.mark.parametrize("function, message", [
+    ("too_wide", r"gives outputs of shape \(2, 13\) for inputs of shape \(2, 1, 8, 8\): expected \(2, 10\)"),
+    ("pair", r"gives outputs of shape tuple for inputs of shape \(2, 1, 8, 8\): expected \(2, 10\)"),
+    ("wrong_input", r"cannot take digits's inputs: a forward pass of shape \(2, 1, 8, 8\) failed \(RuntimeError"),
+])
+def test_a_model_whose_outputs_are_not_one_logit_per_class_is_refused_in_one_line(user_models, tmp_path, function,
+                                                                                   message):
+    """13 logits for 10 classes would train without complaint into numbers that mean nothing; a model that
+    cannot take the data would fail only after its run was stored."""
+    db = tmp_path / "m.db"
+    result = runner.invoke(app, ["run", "--model", f"user_models:{function}", "--epochs", "1", "--db",
+                                 f"sqlite:///{db}", "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    import re
+
+    assert re.search(message, result.stderr), result.stderr
+    if db.exists():
+        assert sqlite3.connect(db).execute("select count(*) from runs").fetchone() == (0,)
+
+
+def test_the_output_check_leaves_the_initial_weights_and_the_rng_alone(user_models):
+    from masbench.data import load_dataset
+    from masbench.engine.prepare import build_seeded_model
+
+    digits = load_dataset("digits")
+    spec = make_spec(model="user_models:hidden", epochs=1)
+    model = build_seeded_model(spec, digits)
+    after = torch.rand(3)
+    torch.manual_seed(spec.seed)
+    from user_models import hidden
+
+    expected = hidden(num_classes=10, input_shape=(1, 8, 8))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), expected.state_dict().values()))
+    assert torch.equal(after, torch.rand(3))

@@ -89,7 +89,12 @@ def build_model(name: str, dataset, pretrained: str | None = None) -> nn.Module:
     if dataset.kind not in entry.kinds:
         raise MasbenchError(f"model {name!r} takes {' or '.join(entry.kinds)} data, but dataset {dataset.name!r} "
                             f"is {dataset.kind}")
-    return entry.build(dataset, pretrained)
+    model = entry.build(dataset, pretrained)
+    if name not in MODELS:  # a user's, a plugin's or torchvision's: its outputs must be one logit per class
+        from masbench.models.external import check_outputs
+
+        check_outputs(model, dataset, name)
+    return model
 
 
 __all__ = ["DEFAULT_PRETRAINED", "MODELS", "ModelEntry", "build_model", "model_entry", "model_settings"]

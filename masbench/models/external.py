@@ -168,3 +168,33 @@ def _new_head(model: nn.Module, num_classes: int) -> nn.Module:
     parent = model.get_submodule(path.rpartition(".")[0]) if "." in path else model
     setattr(parent, path.rpartition(".")[2], nn.Linear(layer.in_features, num_classes, bias=layer.bias is not None))
     return model
+
+
+def check_outputs(model: nn.Module, dataset, name: str) -> None:
+    """One forward pass of two zero inputs: the model must give a (2, num_classes) tensor of logits.
+
+    Outputs of another width train without complaint (cross-entropy takes 13 logits for 10 classes) into
+    numbers that mean nothing, and a model that cannot take the data's shape would fail only once its run is
+    stored. Evaluation mode, no gradient, and the RNGs restored: the run's initial weights and streams are
+    those it would have had without the check.
+    """
+    import torch
+
+    shape = (2, *(int(n) for n in dataset.input_shape))
+    training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            out = model(torch.zeros(shape))
+    # The user's model: whatever it raises is its fault, said in one line (MASBENCH_DEBUG=1 shows it whole).
+    except Exception as error:  # noqa: BLE001
+        raise MasbenchError(f"model {shown(name)} cannot take {dataset.name}'s inputs: a forward pass of shape "
+                            f"{shape} failed ({type(error).__name__}: {str(error)[:200]})") from error
+    finally:
+        model.train(training)
+    expected = (2, dataset.num_classes)
+    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if got != expected:
+        raise MasbenchError(f"model {shown(name)} gives outputs of shape {got} for inputs of shape {shape}: "
+                            f"expected {expected}, one logit for each of {dataset.name}'s {dataset.num_classes} "
+                            f"classes")
