@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,9 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, Valida
 
 from masbench.errors import MasbenchError
 from masbench.lambdas import normalise_lambda_schedule
-from masbench.limits import MAX_NAME, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, one_line, shown
+from masbench.limits import MAX_NAME, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, shown
 from masbench.mix_weights import is_mix, mix_text, parse_mix, resolve_weights
+from masbench.spec_options import ExecOptions, validation_message  # noqa: F401 (re-exported: where they were)
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
 
@@ -392,38 +392,3 @@ def make_spec(context: dict[str, Any] | None = None, /, **values: Any) -> RunSpe
         return RunSpec.model_validate(values, context=context)
     except ValidationError as error:
         raise MasbenchError(validation_message(error)) from None
-
-
-def validation_message(error: ValidationError, where: str = "") -> str:
-    """The first problem of a pydantic error, as one line that names the key and the value."""
-    return one_line(_first_problem(error, where))
-
-
-def _first_problem(error: ValidationError, where: str) -> str:
-    first = error.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
-    location = ".".join(str(part) for part in first["loc"])
-    prefix = f"{where}: " if where else ""
-    if first["type"] == "value_error" or not location:
-        return f"{prefix}{message}"
-    if first["type"] == "extra_forbidden":
-        return f"{prefix}unknown key {shown(location)} (see --help for the valid options)"
-    return f"{prefix}invalid {location}: {shown(first.get('input'))} ({message})"
-
-
-@dataclass(frozen=True)
-class ExecOptions:
-    """How a run is executed; none of it enters the run's key.
-
-    ``amp`` (bf16 autocast) and ``channels_last`` default to on with CUDA and off elsewhere.
-    """
-
-    device: str = "auto"
-    data_dir: Path | None = None
-    amp: bool | None = None
-    channels_last: bool | None = None
-    compile: bool = False
-    checkpoint_dir: Path = field(default_factory=lambda: Path(".masbench") / "checkpoints")
-    keep_checkpoint: bool = False
-    base_dir: Path | None = None  # what relative data paths in a spec are relative to (default: the working directory)
-    distributed: Any = None  # a masbench.distributed.Distributed under torchrun, else None
