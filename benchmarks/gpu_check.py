@@ -143,21 +143,21 @@ def epoch_numbers(db: Path) -> list[tuple]:
 
 
 def kill_after_first_checkpoint(command: list[str], db: Path, checkpoints: Path, cwd: Path, bound_s: float) -> int:
-    """Start ``command``, SIGKILL it once the store holds an epoch and its checkpoint is in place; the epochs stored."""
-    log = cwd / "killed.log"  # a file, not a pipe nobody reads while it runs
+    """Start ``command``, SIGKILL it once the store holds an epoch and its checkpoint is in place; the epochs stored.
+
+    The run holds there (``masbench.faults``' ``epoch.saved`` point) until it is killed: a small run on a fast
+    device, or a loaded machine, would otherwise finish between two looks at the store.
+    """
+    log, held = cwd / "killed.log", cwd / "held"  # a file, not a pipe nobody reads while it runs
+    held.mkdir(exist_ok=True)
     with log.open("w") as handle:
-        process = subprocess.Popen(command, cwd=cwd, env=child_env(), stdout=subprocess.DEVNULL, stderr=handle,
-                                   start_new_session=True)
+        process = subprocess.Popen(command, cwd=cwd, env={**child_env(), "MASBENCH_HOLD": f"epoch.saved:{held}"},
+                                   stdout=subprocess.DEVNULL, stderr=handle, start_new_session=True)
     deadline = time.monotonic() + bound_s
     try:
         while time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.02)
-            try:
-                epochs = stored(db, "select count(*) from epochs")[0][0] if db.exists() else 0
-            except sqlite3.OperationalError:  # the schema is still being made, or a writer holds the lock
-                continue
-            # The engine checkpoints after the store has the epoch: both, and the kill lands in a later epoch.
-            if epochs >= 1 and any(checkpoints.glob("*.pt")):
+            if any(held.glob("epoch.saved.*")):  # an epoch stored and checkpointed; the next not begun
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
                 return stored(db, "select count(*) from epochs")[0][0]

@@ -6,6 +6,7 @@ import ast
 import shutil
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import types
@@ -60,7 +61,9 @@ def test_the_smoke_run_prints_the_environment_and_every_row(tmp_path):
     assert [(check, status) for check, _, status, _ in rows] == list(expected.items()), done.stdout
     results = {check: result for check, result, _, _ in rows}
     assert "resumed at epoch" in results["kill-and-resume"]
-    assert "5 skipped" in results["CUDA tests (pytest -m gpu)"] or torch.cuda.is_available()
+    # Without CUDA every GPU test is collected and skipped (some, not none: the marker selects them).
+    assert re.fullmatch(r"0 passed, 0 failed, [1-9][0-9]* skipped", results["CUDA tests (pytest -m gpu)"]) \
+        or torch.cuda.is_available()
     assert results[f"MAS default path on {device}"].endswith("no advice from smoke sizes")
 
 

@@ -69,8 +69,13 @@ def test_ctrl_c_stops_cleanly_and_releases_the_claims(bench_file, sqlite_url, tm
     process = sweep(bench_file, sqlite_url, tmp_path, "--executor", "ray", benchmark="slow", hold=tmp_path / "held")
     wait_for_running_cell(sqlite_url)
     os.killpg(process.pid, signal.SIGINT)
-    release(tmp_path / "held")
-    out, err = process.communicate(timeout=300)
+    # Held until the sweep has ended: released at once, the task could finish its cell before the driver acted
+    # on the signal (Ray's workers are not in the sweep's process group), and the sweep end as completed. The
+    # driver's stop cancels the held task (a KeyboardInterrupt where it waits), which releases its claim.
+    try:
+        out, err = process.communicate(timeout=300)
+    finally:
+        release(tmp_path / "held")
     assert process.returncode == 130, err
     assert "claims released" in err
     assert rows(sqlite_url, "select count(*) from runs where status = 'running'") == [(0,)]
