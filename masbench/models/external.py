@@ -15,7 +15,6 @@ or a plugin's new entry) to be a new cell.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import re
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from masbench.errors import MasbenchError
+from masbench.imports import NoModule, import_attribute
 from masbench.limits import shown
 
 TV = "tv:"
@@ -56,20 +56,11 @@ def _by_path(name: str):
         raise MasbenchError(f"Invalid model {shown(name)}: not an import path package.module:function")
     module_name, attribute = name.split(":")
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name is not None and (module_name == error.name or module_name.startswith(error.name + ".")):
-            raise MasbenchError(f"Invalid model {shown(name)}: no module named {module_name}") from None
-        raise MasbenchError(f"Invalid model {shown(name)}: importing {module_name} failed ({error})") from None
-    # Importing a user's module runs its code: whatever it raises is that path's fault, told in one line.
-    except (Exception, SystemExit) as error:  # noqa: BLE001
-        raise MasbenchError(f"Invalid model {shown(name)}: importing {module_name} failed "
-                            f"({type(error).__name__}: {error})") from None
-    found: Any = module
-    for part in attribute.split("."):
-        if not hasattr(found, part):
-            raise MasbenchError(f"Invalid model {shown(name)}: module {module_name} has no {attribute}")
-        found = getattr(found, part)
+        found = import_attribute(module_name, attribute, f"Invalid model {shown(name)}")
+    except NoModule:
+        raise MasbenchError(f"Invalid model {shown(name)}: no module named {module_name}") from None
+    except ValueError as error:
+        raise MasbenchError(str(error)) from None
     _check_signature(found, f"Invalid model {shown(name)}")
     return _entry(name, found, "import path", name)
 

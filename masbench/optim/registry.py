@@ -14,7 +14,6 @@ is never a plugin's. A path to a registered class is that class's name (``torch.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import re
 from collections.abc import Iterable, Mapping
@@ -22,6 +21,7 @@ from typing import Any
 
 import torch
 
+from masbench.imports import NoModule, import_attribute
 from masbench.limits import STR_LIMITS, shown
 from masbench.optim.mas import MAS
 from masbench.optim.mix import Mix
@@ -115,22 +115,9 @@ def _import(text: str) -> tuple[str, str, Any]:
         candidates = [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)]
     for module, attribute in candidates:
         try:
-            imported = importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name is not None and (module == error.name or module.startswith(error.name + ".")):
-                continue  # this prefix is not a module: try a shorter one
-            raise ValueError(f"Invalid optimizer {shown(text)}: importing {module} failed ({error})") from None
-        # Importing a user's module runs its code: whatever it raises is that path's fault, told in one line.
-        # SystemExit too: a module that exits at import must not end masbench with its own status, silently.
-        except (Exception, SystemExit) as error:  # noqa: BLE001
-            raise ValueError(f"Invalid optimizer {shown(text)}: importing {module} failed "
-                             f"({type(error).__name__}: {error})") from None
-        found: Any = imported
-        for part in attribute.split("."):
-            if not hasattr(found, part):
-                raise ValueError(f"Invalid optimizer {shown(text)}: module {module} has no {attribute}")
-            found = getattr(found, part)
-        return module, attribute, found
+            return module, attribute, import_attribute(module, attribute, f"Invalid optimizer {shown(text)}")
+        except NoModule:
+            continue  # this prefix is not a module: try a shorter one
     raise ValueError(f"Invalid optimizer {shown(text)}: no module of that path can be imported")
 
 
