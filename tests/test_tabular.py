@@ -62,5 +62,6 @@ def test_a_validation_split_is_held_out_of_the_training_rows():
     rows = {tuple(r) for r in x[:30].tolist()}
     val_rows = {tuple(r) for r in split.val.features.tolist()}
     assert val_rows <= rows and not val_rows & {tuple(r) for r in split.train.features.tolist()}
+    # Standardised with the statistics of the rows left for training (tests/test_validation_stats.py).
     val = next(split.batches("val", 100, torch.device("cpu")))
-    assert torch.allclose(val.inputs[:, :2], (split.val.features[:, :2] - data.mean[:2]) / data.std[:2])
+    assert torch.allclose(val.inputs[:, :2], (split.val.features[:, :2] - split.mean[:2]) / split.std[:2])

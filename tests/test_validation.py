@@ -113,8 +113,12 @@ def test_the_fraction_is_in_the_key_only_when_set():
 def _independent_val(p, full, fraction, seed):
     """Loss and accuracy of ``p.model`` on the held-out examples, by hand: no engine, no batches()."""
     index = val_indices(full.train.labels, fraction, seed)
-    mean = torch.tensor(full.mean).view(1, -1, 1, 1)
-    std = torch.tensor(full.std).view(1, -1, 1, 1)
+    kept = torch.ones(len(full.train), dtype=torch.bool)
+    kept[index] = False
+    # Normalised with the statistics of the rows left for training, not of the whole training split.
+    pixels = full.train.images[kept].double().transpose(0, 1).reshape(full.train.images.shape[1], -1) / 255.0
+    mean = pixels.mean(1).float().view(1, -1, 1, 1)
+    std = pixels.std(1).float().view(1, -1, 1, 1)
     inputs = (full.train.images[index].float() / 255.0 - mean) / std
     labels = full.train.labels[index]
     p.model.eval()

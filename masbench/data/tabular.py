@@ -18,6 +18,13 @@ from masbench.errors import MasbenchError
 from masbench.limits import shown
 
 
+def feature_stats(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-feature mean and std (unbiased) of ``features`` (N, F); std 1 where a feature is constant."""
+    mean = features.mean(0)
+    std = features.std(0) if len(features) > 1 else torch.ones_like(mean)
+    return mean, torch.where(std > 0, std, torch.ones_like(std))
+
+
 @dataclass
 class TabularSplit:
     features: Tensor  # float32 (N, F)
@@ -57,10 +64,7 @@ class TabularDataset:
         if train.features.shape[1] != test.features.shape[1]:
             raise MasbenchError(f"dataset {shown(name)}: train has {train.features.shape[1]} features, test "
                                 f"{test.features.shape[1]}")
-        mean = train.features.mean(0)
-        std = train.features.std(0) if len(train) > 1 else torch.ones_like(mean)
-        std = torch.where(std > 0, std, torch.ones_like(std))
-        return cls(name, train, test, list(classes), mean, std)
+        return cls(name, train, test, list(classes), *feature_stats(train.features))
 
     @property
     def num_classes(self) -> int:

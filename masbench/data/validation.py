@@ -6,7 +6,8 @@ a generator of their own, seeded from the run's seed through a hash (``split_see
 nothing from the global RNG that seeds the weights, nor from the generator that orders the batches,
 so a run with a validation split starts from the same weights as one without, and the split is the
 same in every process (no ``hash()``, which Python salts per process). Both splits keep the examples
-in their original order.
+in their original order. The normalisation statistics (images' channel mean and std, tabular features')
+are those of the rows left for training, not of the whole training split.
 
 A fraction outside (0, 0.5], or a class that would be left without a training or a validation example,
 is refused in one line: a validation accuracy over missing classes would select on a different task.
@@ -76,12 +77,41 @@ def _take(split, index: torch.Tensor):
 
 
 def with_validation(dataset, fraction: float, seed: int):
-    """A copy of ``dataset`` (train and test shared, not copied) with ``val`` held out of ``train``."""
+    """A copy of ``dataset`` (train and test shared, not copied) with ``val`` held out of ``train``.
+
+    Normalisation statistics that masbench computed over the whole training split are computed again over
+    the rows left for training, so nothing of the held-out rows reaches training.
+    """
     import torch
 
     train = dataset.train
     val = val_indices(train.labels, fraction, seed, dataset.classes)
     keep = torch.ones(len(train), dtype=torch.bool)
     keep[val] = False
+    kept = _take(train, keep.nonzero().flatten())
     # replace() builds a new object: the original's device cache (its train on the GPU) is not carried over.
-    return dataclasses.replace(dataset, train=_take(train, keep.nonzero().flatten()), val=_take(train, val))
+    return dataclasses.replace(dataset, train=kept, val=_take(train, val), **_statistics_of(dataset, kept))
+
+
+def _statistics_of(dataset, kept) -> dict:
+    """``mean`` and ``std`` over ``kept`` where ``dataset``'s are those of its whole training split, else {}.
+
+    masbench's loaders (and ``TabularDataset.from_arrays``) compute them over the training split; a plugin's
+    image set may give its own constants instead, which are its choice and stay. The statistics are
+    recognised by computing them again: the functions are deterministic, so equality is exact.
+    """
+    import torch
+
+    from masbench.data.base import channel_stats
+    from masbench.data.tabular import feature_stats
+
+    if dataset.kind == "image":
+        if (dataset.mean, dataset.std) == channel_stats(dataset.train.images):
+            mean, std = channel_stats(kept.images)
+            return {"mean": mean, "std": std}
+    elif dataset.kind == "tabular":
+        whole = feature_stats(dataset.train.features)
+        if torch.equal(dataset.mean, whole[0]) and torch.equal(dataset.std, whole[1]):
+            mean, std = feature_stats(kept.features)
+            return {"mean": mean, "std": std}
+    return {}  # text sets have no statistics
