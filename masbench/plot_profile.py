@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -11,12 +12,19 @@ from masbench.plots import _check_output, _figure
 
 
 def profile_frame(store, runs: pd.DataFrame, target: float | None, benchmark: str | None = None,
-                  dataset: str | None = None, model: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rho_c(tau), r(c, w)) for the store's workloads (filtered), with ``target`` or the benchmarks file's."""
+                  dataset: str | None = None, model: str | None = None,
+                  per_table: Mapping[tuple[str, str, str], float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rho_c(tau), r(c, w)) for the store's workloads (filtered), with ``target`` or the benchmarks file's.
+
+    ``per_table``: the file's targets (``benchmark_targets()``) where the caller has read them already.
+    """
     from masbench.report import benchmark_targets, cell_table, with_time_to_target
     from masbench.report.profile import performance_profile, profile_labels, ratios, workload_times
 
-    per_table = benchmark_targets() if target is None else None
+    if target is not None:
+        per_table = None
+    elif per_table is None:
+        per_table = benchmark_targets()
     if target is None and not per_table:
         raise MasbenchError("--kind profile needs --target ACC (or target: keys in the benchmarks file)")
     epochs = store.epochs_frame(dataset=dataset, model=model, benchmark=benchmark)

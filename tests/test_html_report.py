@@ -281,3 +281,22 @@ def test_the_profile_is_drawn_for_a_target_and_left_out_without_one(db, monkeypa
     assert "performance profile: 2 workload(s), target 85%" in text
 
 
+
+
+def test_the_benchmarks_file_is_read_once_per_command(db, monkeypatch, tmp_path):
+    """A benchmark with a target: one read of the file draws its profile (it was read twice per benchmark)."""
+    from masbench import benchmarks
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "benchmarks.yaml").write_text("benchmarks:\n  b:\n    dataset: digits\n    models: [mlp, cnn]\n"
+                                              "    target: 85\n")
+    reads = []
+    real = benchmarks.load_benchmarks
+    monkeypatch.setattr(benchmarks, "load_benchmarks", lambda *a, **k: reads.append(a) or real(*a, **k))
+    assert "Benchmark b: performance profile" in "".join(Page(page_of(db)).text)
+    assert len(reads) == 1
+    for args in (["--format", "html"], ["--format", "csv"]):
+        reads.clear()
+        result = runner.invoke(app, ["report", *args, "--db", db])
+        assert result.exit_code == 0, result.output
+        assert len(reads) == 1, args

@@ -25,6 +25,7 @@ from masbench.errors import MasbenchError
 from masbench.report.aggregate import METRIC_TITLES, TABLE, cell_table, display_names, run_accuracies, with_best
 from masbench.report.render import _lam, _pct, _title
 from masbench.report.svg import figure_svg
+from masbench.report.target import benchmark_targets
 
 COLUMNS = ("Name", "λa", "λs", "avg acc", "acc max", "std", "CI95", "n", "flags")
 
@@ -79,10 +80,11 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
     epochs = store.epochs_frame(dataset=dataset, model=model)
     epochs["benchmark"] = epochs["benchmark"].fillna("")
     benchmarks = list(dict.fromkeys(cells["benchmark"]))
+    per_table = benchmark_targets() if target is None else None  # the benchmarks file, read once for all
     sections = [_benchmark_section(i, name, cells[cells["benchmark"] == name], runs[runs["benchmark"] == name],
                                    epochs[epochs["benchmark"] == name],
                                    environment[environment["benchmark"] == name], metric)
-                + _profile(i, store, runs[runs["benchmark"] == name], name, target, dataset, model)
+                + _profile(i, store, runs[runs["benchmark"] == name], name, target, per_table, dataset, model)
                 for i, name in enumerate(benchmarks, start=1)]
     meta = [f"masbench {esc(__version__)}", f"metric: {esc(METRIC_TITLES[metric])}", f"store: {esc(store.masked_url)}"]
     if generated is not None:
@@ -142,17 +144,16 @@ def _figure(draw, prefix: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{esc(caption)}</figcaption></figure>"
 
 
-def _profile(index: int, store, runs: pd.DataFrame, name: str, target: float | None, dataset: str | None,
-             model: str | None) -> str:
+def _profile(index: int, store, runs: pd.DataFrame, name: str, target: float | None,
+             per_table: dict[tuple[str, str, str], float] | None, dataset: str | None, model: str | None) -> str:
     """The benchmark's performance profile (``masbench plot --kind profile``), after its section; nothing where
-    no target is known (no ``--target``, no ``target:`` key for the benchmark)."""
+    no target is known (no ``--target``, no ``target:`` key for the benchmark in ``per_table``)."""
     from masbench.plot_profile import plot_profile, profile_frame
-    from masbench.report.target import benchmark_targets
 
-    if target is None and not any(key[0] == name for key in benchmark_targets()):
-        return ""  # no target for this benchmark: no profile to show (a broken benchmarks file is its one line)
+    if target is None and not any(key[0] == name for key in per_table):
+        return ""  # no target for this benchmark: no profile to show
     try:
-        profile, ratio = profile_frame(store, runs, target, name or None, dataset, model)
+        profile, ratio = profile_frame(store, runs, target, name or None, dataset, model, per_table=per_table)
     except MasbenchError as error:  # the benchmark's targets name no cell shown here: say so in the page
         return f'\n<p class="note">performance profile: {esc(error)}</p>'
     target_text = f"{target:g}%" if target is not None else "per benchmark"
