@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from scipy import stats
-from test_report import RUNS, epoch_row, fill, spec_for
+from report_fixtures import RUNS, epoch_row, fill, spec_for
 from typer.testing import CliRunner
 
 from masbench.cli import app

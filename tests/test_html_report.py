@@ -10,15 +10,14 @@ import subprocess
 from html.parser import HTMLParser
 
 import pytest
+import report_fixtures
 from scipy import stats
 from typer.testing import CliRunner
 
 from masbench.cli import app
 from masbench.report import METRIC_TITLES, cell_table, render_tables, run_accuracies
 from masbench.report.html import render_html
-from masbench.spec import RunSpec
 from masbench.store import Store
-from masbench.sweep import run_values
 
 runner = CliRunner()
 HOSTILE_NAME = "<script>alert('name')</script>"
@@ -27,42 +26,16 @@ HOSTILE_BENCHMARK = "</section><script>alert(2)</script>"
 ENVIRONMENT = dict(device="cuda:0 (NVIDIA <H200>)", git_commit="0123abcd" * 5,
                    versions={"masbench": "0.1.0", "torch": "2.9.0", "python": "3.11.7"})
 
-# (optimizer, lambda_adam, model) -> {seed: per-epoch test accuracies, or a status}.
-RUNS = {
-    ("adam", None, "mlp"): {0: [0.80, 0.90, 0.85], 1: [0.82, 0.88, 0.87], 2: [0.79, 0.86, 0.86]},
-    ("sgd", None, "mlp"): {0: [0.60, 0.70, 0.75], 1: [0.62, 0.72, 0.70], 2: [0.58, 0.69, 0.74]},
-    ("mas", 0.3, "mlp"): {0: [0.85, 0.91, 0.90], 1: [0.84, 0.93, 0.92], 2: "pending"},
-    ("mas", 0.7, "mlp"): {0: [0.81, 0.89, 0.88], 1: [0.83, 0.90, 0.90], 2: "diverged"},
-    ("adam", None, "cnn"): {0: [0.70, 0.75, 0.74], 1: [0.71, 0.77, 0.76]},
-}
+# The shared runs without MAS on cnn (the page's figures and profile are counted for these).
+RUNS = {key: seeds for key, seeds in report_fixtures.RUNS.items() if key != ("mas", 0.3, "cnn")}
 
 
 def fill(store: Store, benchmark: str = "b", dataset: str = "digits", rename: dict | None = None) -> None:
-    for (optimizer, lam, model), seeds in RUNS.items():
-        for seed, accs in seeds.items():
-            extra = dict(lambda_adam=lam, lambda_sgd=round(1 - lam, 10)) if optimizer == "mas" else {}
-            spec = RunSpec(benchmark="b", dataset="digits", model=model, optimizer=optimizer, lr=0.01, epochs=3,
-                           seed=seed, **extra)
-            # Stored strings no spec would make: what a plugin's path or a hand-edited store can hold.
-            values = {**run_values(spec), "benchmark": benchmark, "dataset": dataset}
-            values["name"] = (rename or {}).get(optimizer, values["name"])
-            run = store.ensure_run(values)
-            if accs == "pending":
-                continue
-            store.claim(run.id, "w", stale_after=60)
-            store.start(run.id, "w", **ENVIRONMENT)
-            if accs == "diverged":
-                store.record_epoch(run.id, "w", epoch_row(1, 0.5, loss=float("inf")))
-                store.finish(run.id, "w", "diverged", "non-finite training loss")
-                continue
-            for epoch, acc in enumerate(accs, start=1):
-                store.record_epoch(run.id, "w", epoch_row(epoch, acc))
-            store.finish(run.id, "w", "completed")
+    def hostile(values):  # stored strings no spec would make: what a plugin's path or a hand-edited store holds
+        name = (rename or {}).get(values["optimizer"], values["name"])
+        return {**values, "benchmark": benchmark, "dataset": dataset, "name": name}
 
-
-def epoch_row(epoch, acc, loss=1.0):
-    return dict(epoch=epoch, train_loss=loss, train_acc=acc, test_loss=1 - acc, test_acc=acc, lr=0.01,
-                lambda_adam=None, lambda_sgd=None, seconds=1.0, samples_per_second=100.0)
+    report_fixtures.fill(store, RUNS, stored=hostile, environment=ENVIRONMENT)
 
 
 class Page(HTMLParser):

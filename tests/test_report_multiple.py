@@ -45,7 +45,7 @@ def test_nan_is_left_out_of_the_family():
 
 @pytest.fixture
 def db(tmp_path):
-    from test_report import fill
+    from report_fixtures import fill
 
     from masbench.store import Store
 
@@ -55,8 +55,8 @@ def db(tmp_path):
 
 
 def raw_p_values():
-    """digits/mlp of test_report.RUNS, best accuracy, against adam: paired where the seeds match, else Welch."""
-    from test_report import RUNS
+    """digits/mlp of report_fixtures.RUNS, best accuracy, against adam: paired where the seeds match, else Welch."""
+    from report_fixtures import RUNS
 
     def best(key):
         return {s: 100 * max(a) for s, a in RUNS[key].items() if isinstance(a, list)}
@@ -131,7 +131,7 @@ def _one_sided_by_hand(mas, base):
 
 @pytest.fixture
 def sig_db(tmp_path):
-    from test_report import fill
+    from report_fixtures import fill
 
     from masbench.store import Store
 
