@@ -152,18 +152,7 @@ def compare(
     if baseline is not None:
         if configs:
             raise MasbenchError("give configurations to compare, or --baseline FILE for the gate, not both")
-        store = _open_for_reading(db)
-        cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark))
-        result = reporting.regression_gate(cells, baseline, metric=metric, benchmark=benchmark, dataset=dataset,
-                                           model=model, tolerance=tolerance)
-        for line in result.notes:
-            typer.echo(f"note: {line}")
-        for line in result.regressions:
-            typer.echo(f"REGRESSION {line}")
-        if result.regressions:
-            typer.echo(f"{len(result.regressions)} of {result.checked} cells regressed against {baseline}")
-            raise typer.Exit(1)
-        typer.echo(f"no regression: {result.checked} cells within tolerance of {baseline}")
+        _gate(baseline, tolerance, metric, dataset, model, benchmark, db)
         return
 
     selectors = [reporting.parse_selector(text) for text in configs or []]
@@ -171,9 +160,33 @@ def compare(
         raise MasbenchError("compare needs two configurations or more (e.g. masbench compare adam mas:0.3), "
                             "or --baseline FILE")
     store = _open_for_reading(db)
-    comparisons = reporting.compare(_runs(store, metric, dataset, model, benchmark), selectors)
+    _print_comparisons(reporting.compare(_runs(store, metric, dataset, model, benchmark), selectors), metric)
 
+
+def _gate(baseline: str, tolerance: float | None, metric: str, dataset: str | None, model: str | None,
+          benchmark: str | None, db: str | None) -> None:
+    """``compare --baseline FILE``: one line per regression and a verdict; exit 1 if a cell regressed."""
+    from masbench import report as reporting
+
+    store = _open_for_reading(db)
+    cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark))
+    result = reporting.regression_gate(cells, baseline, metric=metric, benchmark=benchmark, dataset=dataset,
+                                       model=model, tolerance=tolerance)
+    for line in result.notes:
+        typer.echo(f"note: {line}")
+    for line in result.regressions:
+        typer.echo(f"REGRESSION {line}")
+    if result.regressions:
+        typer.echo(f"{len(result.regressions)} of {result.checked} cells regressed against {baseline}")
+        raise typer.Exit(1)
+    typer.echo(f"no regression: {result.checked} cells within tolerance of {baseline}")
+
+
+def _print_comparisons(comparisons, metric: str) -> None:
+    """One table per (benchmark, data set, model) of ``reporting.compare``, what each label names, the verdicts."""
     from rich.table import Table
+
+    from masbench import report as reporting
 
     console = stdout_console()
     for c in comparisons:

@@ -1,0 +1,115 @@
+"""How ``sweep`` shows and runs its cells: the ``--dry-run`` plan, the rounds with live progress, the summary.
+
+The command itself (its options and the grid they make) is ``masbench.cli.train.sweep``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from masbench.cli.output import stdout_console
+
+
+def print_plan(title: str, cells, db: str | None, device: str, retry_failed: bool) -> None:
+    """``--dry-run``: the cells and their state in the store, and the packs of those to run; nothing is written."""
+    from rich.table import Table
+
+    from masbench.sweep import dry_run as plan
+    from masbench.sweep.pack_plan import pack_lines, planned_device_type
+
+    out = stdout_console()
+    table = Table(title=f"sweep {title}: {len(cells)} cells")
+    for column in ("#", "name", "dataset", "model", "seed", "status"):
+        table.add_column(column, overflow="fold")
+    listed = plan(cells, db)
+    for i, (cell, status) in enumerate(listed, start=1):
+        table.add_row(str(i), cell.spec.name, cell.spec.dataset, cell.spec.model, str(cell.spec.seed), status,
+                      style="dim" if status == "completed" else None)
+    out.print(table, markup=False)
+    done = sum(1 for _, status in listed if status == "completed")
+    out.print(f"{len(cells)} cells: {done} completed, {len(cells) - done} to run", markup=False)
+    if any(cell.pack != "off" for cell in cells):
+        for line in pack_lines(listed, planned_device_type(device), retry_failed):
+            out.print(line, markup=False)
+    from masbench.cli.seeds import plan_note
+
+    note = plan_note(cells)
+    if note is not None:
+        out.print(note, markup=False)
+
+
+def run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_address: str | None) -> None:
+    """Run the cells (in rounds, with adaptive seeds) with live progress on stderr, then a summary on stdout;
+    exit 130 if interrupted, 1 if a cell failed."""
+    from masbench.progress import stderr_console
+    from masbench.store import Store
+    from masbench.sweep import stop_on_signals
+
+    store = Store(db)
+    console = stderr_console()
+    # One stop_on_signals around the report too: a signal once the sweep's work is over is only recorded
+    # (see stopping.finishing), so that it cannot cut the summary short or turn it into "aborted".
+    with stop_on_signals():
+        def run_round(round_cells, number: int):
+            return _sweep_round(title, round_cells, store, console, settings, executor, ray_address, number)
+
+        if any(cell.until_ci is not None for cell in cells):
+            from masbench.cli.seeds import report_seeds
+            from masbench.sweep.adaptive import run_adaptive
+
+            summary, groups = run_adaptive(cells, store, run_round)
+            if not summary.interrupted:
+                report_seeds(groups)
+        else:
+            summary = run_round(cells, 1)
+        _report_sweep(title, summary, console)
+
+
+def _sweep_round(title: str, cells, store, console, settings, executor: str, ray_address: str | None, number: int):
+    """One round of a sweep (every sweep has one; adaptive seeds add more): its summary."""
+    from masbench.engine import describe_device, resolve_device
+    from masbench.environment import banner
+    from masbench.progress import SweepProgress
+    from masbench import sweep
+
+    progress = SweepProgress(store, [cell.spec.key for cell in cells], console)
+
+    def started() -> None:
+        if number == 1:
+            console.print(banner(describe_device(resolve_device(settings.options.device))), markup=False)
+        how = "on Ray" if executor == "ray" else f"{settings.workers} worker(s)"
+        which = "" if number == 1 else f" (round {number} of adaptive seeds)"
+        console.print(f"sweep {title}{which}: {len(cells)} cells, {how}, store {store.masked_url}", markup=False)
+        if executor != "ray":
+            from masbench.sweep import unpacked_notes
+
+            for line in unpacked_notes(cells, resolve_device(settings.options.device).type):
+                console.print(line, markup=False)
+        progress.start()
+
+    try:
+        if executor == "ray":
+            return sweep.run_sweep_ray(cells, store, settings, address=ray_address, on_start=started)
+        return sweep.run_sweep(cells, store, settings, on_start=started)
+    finally:
+        if progress.progress.live.is_started:
+            progress.stop()
+
+
+def _report_sweep(title: str, summary, console) -> None:
+    out = stdout_console()
+    counts = {status: summary.count(status) for status in ("completed", "diverged", "failed", "pending", "running")}
+    parts = [f"{n} {status}" for status, n in counts.items() if n]
+    out.print(f"sweep {title}: {summary.total} cells, {summary.ran} finished now; " + ", ".join(parts), markup=False)
+    for state in summary.failed:
+        first = (state["error"] or "").splitlines()[0] if state["error"] else "no error recorded"
+        out.print(f"  failed: {state['name']} {state['dataset']}/{state['model']} seed {state['seed']}: {first}",
+                  markup=False)
+    if summary.dead_workers:
+        console.print(f"warning: {summary.dead_workers} worker process(es) died; the others took their cells over",
+                      markup=False)
+    if summary.interrupted:
+        console.print("interrupted: claims released; run the same command again to resume", markup=False)
+        raise typer.Exit(summary.exit_code)
+    if summary.failed:
+        raise typer.Exit(1)
