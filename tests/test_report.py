@@ -149,6 +149,35 @@ def test_leaderboard_ranks_within_dataset_and_model(db):
     assert cnn == ["1", "2"]
 
 
+def test_the_leaderboard_carries_a_mix_s_weights_as_the_report_does(db):
+    """csv: the JSON text of ``report --format csv``; json: the object of ``report --format json``; "" or null
+    for cells that are no mix."""
+    from masbench.spec import make_spec
+
+    store = Store(db)
+    for seed in (0, 1):
+        spec = make_spec(dataset="digits", model="mlp", optimizer="mix:sgd=0.75,adam=0.25", epochs=3, seed=seed)
+        run = store.ensure_run(run_values(spec))
+        store.claim(run.id, "w", stale_after=60)
+        store.record_epoch(run.id, "w", epoch_row(1, 0.5 + seed / 10))
+        store.finish(run.id, "w", "completed")
+    store.close()
+
+    def output(*args):
+        result = runner.invoke(app, ["report", *args, "--db", db])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    table = {r["config_key"]: r["weights"] for r in csv.DictReader(io.StringIO(output("--format", "csv")))}
+    board = {r["config_key"]: r["weights"] for r in csv.DictReader(io.StringIO(output("--leaderboard",
+                                                                                      "--format", "csv")))}
+    assert board == table and len(board) == len(RUNS) + 1
+    assert sorted(board.values()) == [""] * len(RUNS) + ['{"adam": 0.25, "sgd": 0.75}']
+    records = {r["config_key"]: r["weights"] for r in json.loads(output("--format", "json"))}
+    assert {r["config_key"]: r["weights"] for r in json.loads(output("--leaderboard", "--format", "json"))} == records
+    assert {"adam": 0.25, "sgd": 0.75} in records.values()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

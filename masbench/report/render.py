@@ -216,9 +216,10 @@ def _latex_table(frame: pd.DataFrame, metric: str) -> str:
 
 
 def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
-    """Ranked cells per data set and model; the csv and json carry each cell's ``config_key`` and ``settings``."""
+    """Ranked cells per data set and model; the csv and json carry each cell's ``config_key``, ``settings`` and
+    a mix's ``weights`` (as the tables' csv and json do: JSON text in csv, an object in json)."""
     columns = ["rank", "benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd",
-               "n", "avg_acc", "std_acc", "ci95", "max_acc", "flags"]
+               "weights", "n", "avg_acc", "std_acc", "ci95", "max_acc", "flags"]
     if fmt == "csv":
         frame = board[columns].copy()
         for column in ("avg_acc", "std_acc", "max_acc", "ci95"):
@@ -226,6 +227,7 @@ def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
         return Rendered(frame.to_csv(index=False, lineterminator="\n"))
     if fmt == "json":
         frame = board[columns].astype(object).where(board[columns].notna(), None)
+        frame["weights"] = [json.loads(text) if text else None for text in frame["weights"]]
         return Rendered(json.dumps(frame.to_dict("records"), indent=2, default=float))
     if fmt in ("markdown", "latex"):
         raise MasbenchError(f"Invalid format for --leaderboard: {fmt!r} (valid: rich, csv, json)")
