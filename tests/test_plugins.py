@@ -255,3 +255,24 @@ def test_built_in_names_never_look_for_plugins(monkeypatch):
     assert spec.model == "mlp" and spec.optimizer == "radam"
     with pytest.raises(Looked, match="looked for models plugins"):
         make_spec(dataset="digits", model="nosuchmodel")
+
+
+def test_an_entry_no_option_can_name_is_listed_as_unusable(installed, tmp_path, monkeypatch):
+    odd = write_distribution(tmp_path / "odd", "masbench-odd", "1.0",
+                             "[masbench.models]\n<b>net = masbench_demo:wide\nok_net = masbench_demo:wide\n"
+                             "[masbench.datasets]\na.b = masbench_demo:blobs\n", {})
+    monkeypatch.syspath_prepend(str(odd))
+    clear_caches()
+    models = runner.invoke(app, ["list", "models"])
+    assert models.exit_code == 0, models.output
+    lines = models.stdout.splitlines()
+    assert not any(line.startswith("<b>net") for line in lines)  # never as a name a user could pass
+    unusable = [line for line in lines if line.startswith("'<b>net'")]
+    assert len(unusable) == 1 and unusable[0].split()[1:4] == ["unusable", "masbench-odd", "1.0"]
+    assert "(not a plain name: letters, digits, _ and -" in unusable[0]
+    assert any(line.split() == ["ok_net", "image/tabular", "masbench-odd", "1.0"] for line in lines)
+    datasets = runner.invoke(app, ["list", "datasets"]).stdout.splitlines()
+    assert any(line.startswith("'a.b'") and " unusable " in line for line in datasets)
+    # And indeed no option can name it.
+    result = runner.invoke(app, ["run", "--model", "<b>net", "--epochs", "1", "--db", f"sqlite:///{tmp_path / 'n.db'}"])
+    assert result.exit_code == 1 and "Unknown model" in result.stderr

@@ -1,7 +1,8 @@
 """``masbench list optimizers|models|datasets``: what a run may name, of what kind, and where it comes from.
 
 Plugins (``masbench.plugins``) appear with their distribution and version; one whose name a built-in has
-is listed as shadowed (the built-in wins), and two plugins with one name as a clash (refused when used).
+is listed as shadowed (the built-in wins), two plugins with one name as a clash (refused when used), and
+one whose name is not a plain name (``<b>net``, ``a.b``), which no option can hold, as unusable.
 """
 
 from __future__ import annotations
@@ -59,12 +60,16 @@ def _datasets() -> list[tuple[str, str, str]]:
 
 
 def _plugins(what: str, builtins: set[str]) -> list[tuple[str, str, str]]:
-    from masbench.plugins import discovered
+    from masbench.plugins import NAME, discovered
 
     plugins = discovered(what)
     rows = []
     for plugin in plugins:
         source = plugin.source
+        if not NAME.fullmatch(plugin.name):  # no option can name it (find() never looks it up): say so, quoted
+            rows.append((shown(plugin.name), "unusable",
+                         f"{source} (not a plain name: letters, digits, _ and -, starting with a letter or _)"))
+            continue
         others = [p.source for p in plugins if p.name == plugin.name and p is not plugin]
         if plugin.name in builtins:
             source += " (shadowed by the built-in)"
