@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,7 @@ from masbench.spec import ExecOptions, RunSpec
 from masbench.store import Store
 from masbench.sweep import SweepSettings, run_values
 from masbench.sweep.ray import _ray_pack, plan_units, task_device_type
-from reliability import finish, release, rows, sweep, wait_for_running_cell
+from reliability import finish, release, rows, sweep
 from test_sweep_pack import epochs, execution, report_csv, runs
 from test_sweep_pack import sweep as local_sweep
 
@@ -58,6 +60,17 @@ def bench_file(tmp_path):
 @pytest.fixture
 def ray_module():
     return pytest.importorskip("ray", reason="Ray is not installed (pip install 'masbench[ray]')")
+
+
+def wait_for_hold(folder: Path, deadline_s: float = 300) -> int:
+    """The pid of the process held at ``epoch.saved`` (``reliability.environment(hold=...)``): a pack is there
+    once every member's epoch is stored and checkpointed."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if held := sorted(folder.glob("epoch.saved.*")):
+            return int(held[0].suffix[1:])
+        time.sleep(0.2)
+    raise AssertionError("no pack got to the end of an epoch")
 
 
 def _settings(tmp_path, **extra) -> SweepSettings:
@@ -181,19 +194,22 @@ def test_a_packed_ray_sweep_gives_the_local_unpacked_table(ray_module, bench_fil
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_ctrl_c_mid_pack_gives_every_members_claim_back_and_fails_none(ray_module, bench_file, sqlite_url,
-                                                                        tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_mid_pack_gives_every_members_claim_back_and_fails_none(ray_module, bench_file, sqlite_url,
+                                                                       tmp_path, signum):
     process = sweep(bench_file, sqlite_url, tmp_path, "--executor", "ray", "--pack", "3", benchmark="held",
                     hold=tmp_path / "held")
-    wait_for_running_cell(sqlite_url)  # the pack is held after its first epoch, stored and checkpointed
-    os.killpg(process.pid, signal.SIGINT)
+    wait_for_hold(tmp_path / "held")  # the pack after its first epoch, every member's stored and checkpointed
+    # Ctrl-C reaches the terminal's whole process group, the local Ray instance's own processes too (they
+    # ignore SIGINT); SIGTERM is sent to the sweep's process (to the whole group, it also ends those processes).
+    os.killpg(process.pid, signum) if signum == signal.SIGINT else os.kill(process.pid, signum)
     try:  # held until the sweep has ended (see test_ray's Ctrl-C test): the driver's stop cancels the task
         out, err = process.communicate(timeout=300)
     finally:
         release(tmp_path / "held")
-    assert process.returncode == 130, err
+    assert process.returncode == 128 + signum, err
     assert "claims released" in err
-    assert rows(sqlite_url, "select status, count(*) from runs group by status") == [("pending", 3)]
+    assert rows(sqlite_url, "select status, count(*) from runs group by status") == [("pending", 3)], err
     assert rows(sqlite_url, "select count(*) from runs where worker is not null") == [(0,)]
     assert {len(e) for e in epochs(sqlite_url).values()} == {1} and len(epochs(sqlite_url)) == 3
     first = rows(sqlite_url, "select run_id, seconds from epochs where epoch = 1 order by run_id")
@@ -201,3 +217,25 @@ def test_ctrl_c_mid_pack_gives_every_members_claim_back_and_fails_none(ray_modul
     local_sweep(sqlite_url, "--benchmarks", bench_file, "--benchmark", "held", "--pack", "3", where=tmp_path)
     assert rows(sqlite_url, "select status, count(*) from runs group by status") == [("completed", 3)]
     assert rows(sqlite_url, "select run_id, seconds from epochs where epoch = 1 order by run_id") == first
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_killed_ray_worker_has_its_pack_retried_and_every_member_resumed(ray_module, bench_file, sqlite_url,
+                                                                            tmp_path):
+    """Ray retries the killed pack's task; the retry waits out the dead worker's leases, then takes every
+    member over as one pack and resumes it from epoch 1 (stored once, not trained again)."""
+    process = sweep(bench_file, sqlite_url, tmp_path, "--executor", "ray", "--pack", "3", "--claim-timeout", "3",
+                    benchmark="held", hold=tmp_path / "held")
+    pid = wait_for_hold(tmp_path / "held")  # the Ray worker process running the pack, after its first epoch
+    first = rows(sqlite_url, "select run_id, seconds from epochs where epoch = 1 order by run_id")
+    assert len(first) == 3
+    os.kill(pid, signal.SIGKILL)
+    release(tmp_path / "held")
+    out, err = finish(process)
+    assert "3 cells, 3 finished now; 3 completed" in out
+    stored = runs(sqlite_url)
+    assert {r["attempts"] for r in stored.values()} == {2}
+    assert {execution(r)["packed"] for r in stored.values()} == {3}
+    assert rows(sqlite_url, "select run_id, seconds from epochs where epoch = 1 order by run_id") == first
+    assert {len(e) for e in epochs(sqlite_url).values()} == {2} and len(epochs(sqlite_url)) == 3

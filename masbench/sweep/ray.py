@@ -11,6 +11,7 @@ expired), and ends when every member is finished by someone.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -124,12 +125,14 @@ def run_sweep_ray(
     cells = list(cells)
     with stopping.stop_on_signals():
         preflight(cells, settings.options)
+        handlers = _signal_handlers()
         try:
             ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=True,
                      configure_logging=True)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise MasbenchError(f"cannot reach the Ray cluster at {address!r}: "
                                 f"{' '.join(str(error).split())[:200]}") from None
+        _reinstall(handlers)
         try:
             started, stopped_by = _run_tasks(ray, cells, store, settings, on_start)
         finally:
@@ -137,6 +140,22 @@ def run_sweep_ray(
             ray.shutdown()
         return summarize(cells, store, started, stopping.requested() or stopped_by,
                          retry_failed=settings.retry_failed)
+
+
+def _signal_handlers() -> dict:
+    """This process's Python handlers of SIGINT and SIGTERM (none off the main thread, which has none of the
+    sweep's: see stopping.stop_on_signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.getsignal(signum) for signum in stopping.SIGNALS}
+
+
+def _reinstall(handlers: dict) -> None:
+    """Put back the handlers ``ray.init`` replaced: its SIGTERM handler exits the driver at once (and its C-level
+    one aborts it), leaving the tasks running and their claims held, where the sweep's stops it cleanly."""
+    for signum, handler in handlers.items():
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 def _run_tasks(ray, cells: list[Cell], store: Store, settings: SweepSettings,
