@@ -129,30 +129,32 @@ def test_packing_follows_the_device_the_tasks_train_on(device, gpus, expected):
     assert task_device_type(ExecOptions(device=device), gpus) == expected
 
 
-@pytest.mark.parametrize("device_type, noted", [("cpu", True), ("cuda", False)])
-def test_the_driver_says_why_cells_train_unpacked_on_the_clusters_device(device_type, noted, sqlite_url,
-                                                                         monkeypatch):
-    """The notes follow the device type run_sweep_ray reports for its tasks (the cluster's), not this
-    machine's: --pack auto leaves the CNN unpacked on CPU workers, not on GPU ones. A stand-in for the
-    cluster: it registers the cells and reports them pending."""
+@pytest.mark.parametrize("executor, device_type, noted", [
+    ("ray", "cpu", True), ("ray", "cuda", False), ("local", None, True),
+])
+def test_the_driver_says_why_cells_train_unpacked_on_the_tasks_device(executor, device_type, noted, sqlite_url,
+                                                                      monkeypatch):
+    """On Ray the notes follow the device type run_sweep_ray reports for its tasks (the cluster's), not this
+    machine's: --pack auto leaves the CNN unpacked on CPU workers, not on GPU ones; a local sweep's follow this
+    machine's (a CPU here). A stand-in for either executor: it registers the cells and reports them pending."""
     import masbench.sweep
     from masbench.cli import app
     from masbench.sweep import register, summarize
     from test_sweep_pack import runner
 
-    def on_cluster(cells, store, settings, *, address=None, on_start=None):
+    def stand_in(cells, store, settings, *, address=None, on_start=None):
         register(cells, store)
         started = store.now()
-        on_start(device_type)
+        on_start() if device_type is None else on_start(device_type)
         return summarize(cells, store, started)
 
-    monkeypatch.setattr(masbench.sweep, "run_sweep_ray", on_cluster)
+    monkeypatch.setattr(masbench.sweep, "run_sweep_ray" if executor == "ray" else "run_sweep", stand_in)
     result = runner.invoke(app, ["sweep", "--dataset", "digits", "--models", "mlp,cnn", "--lambdas", "0.5",
-                                 "--no-baselines", "--seeds", "2", "--executor", "ray", "--pack", "auto",
-                                 "--db", sqlite_url])
+                                 "--no-baselines", "--seeds", "2", "--executor", executor, "--pack", "auto",
+                                 *(["--device", "cpu"] if executor == "local" else []), "--db", sqlite_url])
     assert result.exit_code == 0, result.output
     assert "4 cells, 0 finished now; 4 pending" in result.stdout
-    note = f"2 cell(s) run unpacked: --pack auto leaves model 'cnn' unpacked on {device_type}"
+    note = f"2 cell(s) run unpacked: --pack auto leaves model 'cnn' unpacked on {device_type or 'cpu'}"
     assert (note in result.stderr) is noted and ("run unpacked" in result.stderr) is noted, result.stderr
 
 
