@@ -151,8 +151,8 @@ def _signal_handlers() -> dict:
 
 
 def _reinstall(handlers: dict) -> None:
-    """Put back the handlers ``ray.init`` replaced: its SIGTERM handler exits the driver at once (and its C-level
-    one aborts it), leaving the tasks running and their claims held, where the sweep's stops it cleanly."""
+    """Put back the handlers ``ray.init`` replaced: on SIGTERM its own tear the local Ray instance down and exit
+    the driver (or abort it), the tasks' claims left held, where the sweep's stop it cleanly."""
     for signum, handler in handlers.items():
         if handler is not None:
             signal.signal(signum, handler)
