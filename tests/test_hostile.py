@@ -117,7 +117,6 @@ YAML_FILES = {
     "pack_one": "benchmarks:\n  b:\n    pack: 1\n",
     "pack_true": "benchmarks:\n  b:\n    pack: true\n",
     "pack_float": "benchmarks:\n  b:\n    grids:\n      - pack: 2.5\n",
-    "pack_auto": "benchmarks:\n  b:\n    lambdas: '0.5'\n    pack: auto\n",
     "pack_text": 'benchmarks:\n  b:\n    pack: "7"\n',
 }
 
@@ -223,10 +222,6 @@ STORE_CASES = [
      "Invalid --pack: 9223372036854775808"),
     ("pack-arabic", lambda tmp: ["sweep", "--dataset", "digits", "--lambdas", "0.5", "--pack", "٧"],
      "Invalid --pack: '٧'"),
-    ("pack-ray", lambda tmp: ["sweep", "--dataset", "digits", "--lambdas", "0.5", "--executor", "ray", "--pack", "7"],
-     "--executor ray does not pack cells (pack 7 asked for)"),
-    ("yaml-pack-ray", lambda tmp: ["sweep", "--benchmark", "b", "--benchmarks", yaml_file(tmp, "pack_auto"),
-                                   "--executor", "ray"], "--executor ray does not pack cells (pack auto asked for)"),
     ("epochs-fullwidth", lambda tmp: ["run", "--epochs", "３"], "'３' is not an integer in digits 0-9"),
     ("seeds-underscore", lambda tmp: _sweep("--seeds", "1_0"), "'1_0' is not an integer in digits 0-9"),
     ("lr-arabic", lambda tmp: ["run", "--lr", "٠.١"], "'٠.١' is not a number in digits 0-9"),

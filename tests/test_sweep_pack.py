@@ -266,15 +266,6 @@ def test_packs_follow_the_setting_the_device_and_what_can_share_a_pack():
     assert unpacked_notes(cells, "cuda") == notes[1:]
 
 
-def test_ray_refuses_packed_cells_in_one_line():
-    from masbench.errors import MasbenchError
-    from masbench.sweep.ray import check_unpacked
-
-    check_unpacked([Cell(RunSpec(**BASE))])
-    with pytest.raises(MasbenchError, match="--executor ray does not pack cells"):
-        check_unpacked([Cell(RunSpec(**BASE)), Cell(RunSpec(**BASE, seed=1), pack="auto")])
-
-
 @pytest.mark.parametrize("written, given, expected", [
     ("pack: 7", None, 7), ("pack: off", None, "off"), ("pack: auto", None, "auto"), ("", None, "off"),
     ("pack: 7", "off", "off"), ("pack: off", 3, 3),

@@ -74,17 +74,17 @@ def _sweep_round(title: str, cells, store, console, settings, executor: str, ray
 
     progress = SweepProgress(store, [cell.spec.key for cell in cells], console)
 
-    def started() -> None:
+    def started(device_type: str | None = None) -> None:
+        """``device_type``: what Ray's tasks train on (the cluster's); a local sweep's is this machine's."""
+        from masbench.sweep import unpacked_notes
+
         if number == 1:
             console.print(banner(describe_device(resolve_device(settings.options.device))), markup=False)
         how = "on Ray" if executor == "ray" else f"{settings.workers} worker(s)"
         which = "" if number == 1 else f" (round {number} of adaptive seeds)"
         console.print(f"sweep {title}{which}: {len(cells)} cells, {how}, store {store.masked_url}", markup=False)
-        if executor != "ray":
-            from masbench.sweep import unpacked_notes
-
-            for line in unpacked_notes(cells, resolve_device(settings.options.device).type):
-                console.print(line, markup=False)
+        for line in unpacked_notes(cells, device_type or resolve_device(settings.options.device).type):
+            console.print(line, markup=False)
         progress.start()
 
     try:

@@ -264,10 +264,6 @@ def sweep(
     ) | spec_values(ctx.params, RUN_FIELDS)
     name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks,
                              max_cells=max_cells)
-    if executor == "ray":
-        from masbench.sweep.ray import check_unpacked
-
-        check_unpacked(cells)
     title = name or dataset
     if dry_run:
         print_plan(title, cells, db, device, retry_failed)

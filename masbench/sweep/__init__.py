@@ -3,7 +3,7 @@
 ``cells``: ``run_cell``, one cell claimed, trained and recorded (``masbench run``, and each
 cell of a sweep). ``local``: ``run_sweep``, a grid in this process or in worker processes.
 ``packs``: ``run_pack``, several cells trained as one pack (``--pack``), each recorded as its own run.
-``ray``: ``run_sweep_ray``, a task per cell on a Ray cluster. ``plan``: what both executors
+``ray``: ``run_sweep_ray``, a task per cell or per pack on a Ray cluster. ``plan``: what both executors
 share (settings, preflight, registration, the summary). ``adaptive``: ``run_adaptive``, rounds of
 seeds until each cell's CI95 is narrow enough (``sweep --until-ci``). ``stopping``: SIGINT and SIGTERM
 stop cleanly, giving every claim back.
