@@ -234,7 +234,7 @@ def test_a_pack_partly_held_by_another_worker_trains_the_rest(sqlite_url, tmp_pa
 def test_a_model_the_fuser_refuses_runs_unpacked_with_one_line(sqlite_url, tmp_path, monkeypatch):
     import masbench.pack.engine
 
-    def refuse(models):
+    def refuse(models, conv=None):
         raise Unpackable("layer 3 is a Frobnicator, which has no packed form")
 
     monkeypatch.setattr(masbench.pack.engine, "fuse", refuse)
