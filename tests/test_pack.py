@@ -24,6 +24,7 @@ from masbench.pack import (
     train_pack,
 )
 from masbench.pack.fuse import fuse
+from masbench.pack.shared_step import step_groups
 from masbench.spec import ExecOptions, RunSpec
 
 TIMING = ("seconds", "samples_per_second")
@@ -222,23 +223,31 @@ MIXED = [
     ("sgd", dict(lr=0.1)),
 ]
 SHAPES = [(5, 4), (5,), (3, 2, 3, 3)]
+# Pairs alike but for the seed share one step call (masbench.pack.shared_step); each must still be its own.
+TWINS = [MIXED[0], MIXED[0], MIXED[3], MIXED[3], MIXED[5], MIXED[5], MIXED[4]]
 
 
-@pytest.mark.parametrize("path", ["stacked", "members"])
-def test_the_packed_optimizer_equals_each_members_own_optimizer(path):
-    """Mixed members, one of them frozen half way: parameters and state dicts against K separate optimizers."""
-    k = len(MIXED)
+@pytest.mark.parametrize("path, members", [("stacked", MIXED), ("members", MIXED), ("members", TWINS)])
+def test_the_packed_optimizer_equals_each_members_own_optimizer(path, members):
+    """Mixed members, one of them frozen half way, one twin's lambda changed: parameters and state dicts
+    against K separate optimizers."""
+    k = len(members)
     g = torch.Generator().manual_seed(0)
     stacked = [torch.nn.Parameter(torch.randn(k, *s, generator=g)) for s in SHAPES]
     refs = [[torch.nn.Parameter(p[i].detach().clone()) for p in stacked] for i in range(k)]
-    ref_opts = [build_optimizer(name, refs[i], **h) for i, (name, h) in enumerate(MIXED)]
+    ref_opts = [build_optimizer(name, refs[i], **h) for i, (name, h) in enumerate(members)]
     opt = PackedOptimizer(stacked, [build_optimizer(name, member_views(stacked, i), **h)
-                                    for i, (name, h) in enumerate(MIXED)], path=path)
+                                    for i, (name, h) in enumerate(members)], path=path)
+    if members is TWINS:
+        assert step_groups(opt.members, range(k)) == [[0, 1], [2, 3], [4, 5], [6]]
     for step in range(6):
         grads = [torch.randn(k, *s, generator=g) for s in SHAPES]
         for p, grad in zip(stacked, grads):
             p.grad = grad.clone()
         active = [i for i in range(k) if not (step >= 3 and i == 3)]
+        if step == 4:  # as a lambda schedule would: member 1 leaves its twin's param group
+            for o in (opt.members[1], ref_opts[1]):
+                o.param_groups[0].update(lambda_adam=0.5, lambda_sgd=0.5)
         opt.step(active)
         for i in active:
             for r, grad in zip(refs[i], grads):
