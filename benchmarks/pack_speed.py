@@ -170,10 +170,42 @@ def main() -> None:
     for label, cells, (u_rate, u_wall), (p_rate, p_wall) in rows:
         print(f"{label:<40} {cells:>5} {u_rate:>11.0f} {p_rate:>10.0f} {p_rate / u_rate:>6.2f} "
               f"{u_wall:>9.1f}s {p_wall:>8.1f}s {u_wall / p_wall:>6.2f}")
+    quick = next((r for r in rows if r[0].startswith("quick")), None)
+    if quick is not None:
+        ms, gflops = matmul_floor()
+        step_ms = 64 / quick[2][0] * 1e3
+        print(f"quick's matmuls alone: {ms:.2f} ms per member step at {gflops:.0f} GFLOP/s; an unpacked step takes "
+              f"{step_ms:.2f} ms, so a pack that shared everything else would reach {step_ms / ms:.1f}x at most")
     if sweeps:
         u_wall, p_wall = (statistics.median(w) for w in zip(*sweeps))
         print(f"{'sweep quick (whole command)':<40} {14:>5} {'':>11} {'':>10} {'':>6} "
               f"{u_wall:>9.1f}s {p_wall:>8.1f}s {u_wall / p_wall:>6.2f}")
+
+
+def matmul_floor(batch: int = 64, rounds: int = 300) -> tuple[float, float]:
+    """(ms, GFLOP/s) of the quick MLP's matmuls in one training step (forward, and backward without the first
+    layer's input gradient), at the set thread count: no pack can take a member's step below this."""
+    dims = [(64, 256), (256, 256), (256, 10)]
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(batch, i, generator=g) for i, _ in dims]
+    ws = [torch.randn(o, i, generator=g) for i, o in dims]
+    gs = [torch.randn(batch, o, generator=g) for _, o in dims]
+
+    def step() -> None:
+        for i, (x, w, grad) in enumerate(zip(xs, ws, gs)):
+            torch.mm(x, w.t())
+            torch.mm(grad.t(), x)
+            if i:
+                torch.mm(grad, w)
+
+    flops = sum(2 * batch * i * o * (3 if n else 2) for n, (i, o) in enumerate(dims))
+    for _ in range(20):
+        step()
+    start = time.perf_counter()
+    for _ in range(rounds):
+        step()
+    seconds = (time.perf_counter() - start) / rounds
+    return seconds * 1e3, flops / seconds / 1e9
 
 
 def _medians(runs: list[tuple[float, float, float]]) -> tuple[float, float]:

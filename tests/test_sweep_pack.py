@@ -286,3 +286,15 @@ def test_pack_in_the_benchmarks_file_and_the_command_line_over_it(written, given
     path.write_text(f"benchmarks:\n  b:\n    lambdas: '0.5'\n    {written}\n")
     _, cells = plan_sweep(benchmark="b", benchmarks_path=path, overrides={"pack": given})
     assert {cell.pack for cell in cells} == {expected}
+
+
+def test_a_bad_conv_strategy_in_the_environment_is_one_line_before_any_cell_is_claimed(tiny, sqlite_url, tmp_path,
+                                                                                        monkeypatch):
+    monkeypatch.setenv("MASBENCH_PACK_CONV", "fastest")
+    result = runner.invoke(app, ["sweep", "--benchmarks", tiny, "--benchmark", "tiny", "--pack", "4", "--db",
+                                 sqlite_url, "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].endswith(
+        "Invalid MASBENCH_PACK_CONV: 'fastest' (valid: auto, grouped, members)"), result.output
+    assert "Traceback" not in result.output
+    assert {r["status"] for r in runs(sqlite_url).values()} <= {"pending"}  # registered, none claimed or failed

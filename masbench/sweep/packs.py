@@ -28,6 +28,7 @@ from masbench.engine import Callback, CheckpointOwner, describe_device, resolve_
 from masbench.environment import git_commit, hostname, versions
 from masbench.errors import DiskFull
 from masbench.pack import MemberOutcome, PackMember, Unpackable, can_pack, pack_key, plan_packs, train_pack
+from masbench.pack.fuse import default_conv
 from masbench.spec import ExecOptions, RunSpec
 from masbench.store import ClaimLost, Store
 from masbench.sweep import stopping
@@ -67,6 +68,8 @@ def pack_cells(cells: Sequence[Cell], device_type: str) -> list[list[Cell]]:
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         groups.setdefault((pack_size(cell, device_type), cell.data_dir, cell.base_dir), []).append(cell)
+    if any(size > 1 for size, *_ in groups):
+        default_conv()  # a bad $MASBENCH_PACK_CONV: one line before any cell is claimed, not failed packs
     packs = []
     for (size, *_), group in groups.items():
         by_key = {cell.spec.key: cell for cell in group}
