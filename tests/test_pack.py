@@ -117,7 +117,7 @@ def test_the_conv_strategies_agree_and_on_a_cpu_members_runs_the_unpacked_kernel
     for conv in ("auto", "members", "grouped"):
         packed = fuse(models, conv)
         out = packed(x)
-        assert packed.layout.member_major == (conv != "grouped")  # auto: the members' convolutions on a CPU
+        assert packed.strategy(x.device) == ("grouped" if conv == "grouped" else "members")  # auto on a CPU
         torch.stack([F.cross_entropy(o, t) for o, t in zip(out.unbind(0), y.unbind(0))]).sum().backward()
         runs[conv] = (out, [p.grad for p in packed.parameters()], [packed.member_state_dict(i) for i in range(3)])
     for i, model in enumerate(models):
@@ -143,6 +143,7 @@ def test_the_conv_strategy_is_cuda_grouped_else_members_unless_set(monkeypatch):
     assert conv_strategy("members", torch.device("cuda")) == "members"
     models = _members("cnn", 2, (3, 8, 8))
     assert fuse(models).conv == "auto"
+    assert fuse(_members("mlp", 2, (1, 8, 8)), "members").strategy(torch.device("cpu")) == "fused"  # no convolution
     monkeypatch.setenv("MASBENCH_PACK_CONV", "grouped")
     assert fuse(models).conv == "grouped" and fuse(models, "members").conv == "members"
     monkeypatch.setenv("MASBENCH_PACK_CONV", "fast")

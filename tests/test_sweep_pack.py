@@ -253,7 +253,7 @@ def test_a_model_the_fuser_refuses_runs_unpacked_with_one_line(sqlite_url, tmp_p
 
 def test_packs_follow_the_setting_the_device_and_what_can_share_a_pack():
     mlp = [Cell(RunSpec(**BASE, seed=s), pack="auto") for s in range(9)]
-    cnn = [Cell(RunSpec(**{**BASE, "model": "cnn"}, seed=s), pack="auto") for s in range(2)]
+    cnn = [Cell(RunSpec(**{**BASE, "model": "resnet18"}, seed=s), pack="auto") for s in range(2)]
     bert = [Cell(RunSpec(dataset="csv:x.csv", model="bert", seed=s), pack=4) for s in range(2)]
     off = [Cell(RunSpec(**{**BASE, "epochs": 3}, seed=s)) for s in range(2)]
     cells = [*mlp, *cnn, *bert, *off]
@@ -261,7 +261,7 @@ def test_packs_follow_the_setting_the_device_and_what_can_share_a_pack():
     assert sizes == [7, 2, 1, 1, 1, 1, 1, 1]
     assert [len(p) for p in pack_cells(cells, "cuda")] == [7, 2, 2, 1, 1, 1, 1]
     notes = unpacked_notes(cells, "cpu")
-    assert len(notes) == 2 and notes[0].startswith("2 cell(s) run unpacked: --pack auto leaves model 'cnn'")
+    assert len(notes) == 2 and notes[0].startswith("2 cell(s) run unpacked: --pack auto leaves model 'resnet18'")
     assert "model 'bert' takes text" in notes[1]
     assert unpacked_notes(cells, "cuda") == notes[1:]
 

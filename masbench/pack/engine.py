@@ -15,8 +15,10 @@ Each member is its own cell, as if it had run alone:
   killed pack resumes it, or an unpacked run does; a member whose checkpoint is ahead of the others'
   waits (its weights, statistics and optimizer untouched) until the pack reaches its epoch.
 
-The numbers agree with the unpacked cell's to float rounding: batched matmuls and grouped convolutions
-sum in another order than the unpacked layers do.
+On a CPU (the members' own convolutions, ``masbench.pack.fuse``, and the members' own optimizers) the
+numbers are the unpacked cell's bit for bit, the MLP's on one thread (a batched matmul splits its sums
+over threads otherwise than ``mm``). On CUDA, grouped convolutions sum in another order than the
+unpacked layers do: the numbers agree to float rounding.
 
 Example:
     >>> from masbench.spec import RunSpec

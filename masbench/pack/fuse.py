@@ -4,24 +4,26 @@
 and buffer is the members' own, stacked along a leading member dimension of size K:
 
 - ``Linear`` is a batched matmul over the member dimension (``baddbmm``): [K, B, in] -> [K, B, out];
-- ``Conv2d`` runs by one of two strategies (``PackedModel.conv``):
+- ``Conv2d`` is one grouped convolution over the members' concatenated channels: [B, K*C, H, W];
+- ``BatchNorm2d`` normalises K*C channels, so each member keeps exactly its own running statistics;
+- ReLU, pooling and residual additions act elementwise or per channel, so they run unchanged.
 
-  - ``"grouped"`` (HFTA's): one grouped convolution over the members' concatenated channels, images
-    [B, K*C, H, W]; ``BatchNorm2d`` normalises K*C channels, so each member keeps its own statistics;
-  - ``"members"``: each member's own ``F.conv2d``, ``F.batch_norm`` and ``F.linear`` on its contiguous
-    slice of member-major images [K*B, C, H, W], the unpacked model's very kernels on the very same
-    inputs: on a CPU, the unpacked model's numbers bit for bit.
+That is the ``"grouped"`` strategy of a convolutional model (``PackedModel.conv``). The other,
+``"members"``, runs each member's own forward, one after another, on its slices of the stacked tensors
+(``torch.func.functional_call`` of the architecture): the unpacked model's very calls on the very same
+inputs, so its numbers bit for bit, in one backward and one optimizer step. ``"auto"`` (the default) is
+grouped on CUDA and members elsewhere: on a CPU (oneDNN, AVX2) a grouped convolution of 7 members ran
+~1.5x slower than the 7 convolutions it replaces, and any layout of the K*B images that one op takes
+(member-concatenated channels, or member-major [K*B, C, H, W] with per-member convolutions and
+concatenations) costs copies and cache misses that one member's working set does not
+(``benchmarks/pack_speed.py`` prints both strategies). ``MASBENCH_PACK_CONV=grouped|members``
+overrides ``"auto"`` for the packs built while it is set. Models without convolutions (the MLP) always
+run fused: their batched matmuls cost no more than the members' own.
 
-  ``"auto"`` (the default) is grouped on CUDA and members elsewhere: on a CPU (oneDNN, AVX2, one
-  thread) a grouped convolution of 7 members ran ~1.5x slower than the 7 convolutions it replaces
-  (``benchmarks/pack_speed.py`` prints both). ``MASBENCH_PACK_CONV=grouped|members`` overrides
-  ``"auto"`` for the packs built while it is set;
-- ReLU, pooling and residual additions act elementwise or per image and channel, so they run
-  unchanged in either layout.
-
-Features are member-major [K, B, F]. The packed model takes [K, B, C, H, W] (each member's batch) and
-returns logits [K, B, classes]; ``Flatten`` and ``Linear`` convert from the images' layout, and so does
-``torch.flatten(x, 1)`` in a forward, since each member's values are one contiguous block in either.
+Two layouts of activations follow from this: member-major [K, B, F] for features and
+channel-concatenated [B, K*C, H, W] for images. The packed model takes [K, B, C, H, W] (each member's
+batch) and returns logits [K, B, classes]; ``Flatten`` and ``Linear`` convert between the layouts,
+and so does ``torch.flatten(x, 1)`` in a forward, since each member's channels are one contiguous block.
 
 Example:
     >>> import torch
@@ -59,55 +61,24 @@ def conv_strategy(requested: str, device: torch.device) -> str:
 
 
 def default_conv() -> str:
-    """``$MASBENCH_PACK_CONV`` (grouped or members), else ``"auto"``."""
+    """``$MASBENCH_PACK_CONV`` (auto, grouped or members), else ``"auto"``."""
     value = os.environ.get(CONV_ENV, "auto")
     if value not in CONV_STRATEGIES:
         raise ValueError(f"Invalid {CONV_ENV}: {value!r} (valid: {', '.join(CONV_STRATEGIES)})")
     return value
 
 
-class _Layout:
-    """How a pack's images are laid out in the current forward, shared by its packed layers.
-
-    ``member_major``: [K*B, C, H, W], member k's images one contiguous block (the members strategy);
-    otherwise channel-concatenated [B, K*C, H, W] (grouped). Set by ``PackedModel.forward``.
-    """
-
-    def __init__(self, size: int, convolutional: bool) -> None:
-        self.size, self.member_major = size, False
-        # In a convolutional model's members strategy, Linear layers too run each member's own F.linear: the
-        # head is small, and a batched matmul reduces in another order than ``mm`` on more than one thread.
-        self.convolutional = convolutional
-
-
-def _member_images(x: Tensor, k: int) -> tuple[Tensor, ...]:
-    """Each member's images [B, C, H, W] from [K, B, C, H, W] or member-major [K*B, C, H, W] (views; unbind's
-    backward stacks the K gradients in one copy)."""
-    if x.dim() == 4:
-        x = x.view(k, x.shape[0] // k, *x.shape[1:])
-    return x.unbind(0)
-
-
-def _unbound(t: Tensor | None, k: int) -> Sequence[Tensor | None]:
-    return t.unbind(0) if t is not None else (None,) * k
-
-
 class PackedLinear(nn.Module):
     """K ``nn.Linear``: weight [K, out, in], bias [K, out]; [K, B, in] (or [B, K*in]) -> [K, B, out]."""
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, layout: _Layout) -> None:
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(bias) if bias is not None else None
-        self.layout = layout
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 2:  # ``torch.flatten(x, 1)`` of images: [K*B, in] member-major, [B, K*in] channel-concatenated
-            k = self.weight.shape[0]
-            x = x.view(k, -1, x.shape[1]) if self.layout.member_major else x.view(x.shape[0], k, -1).transpose(0, 1)
-        if self.layout.member_major and self.layout.convolutional:
-            return torch.stack([F.linear(xk, w, b) for xk, w, b in zip(x.unbind(0), self.weight.unbind(0),
-                                                                        _unbound(self.bias, len(x)))])
+        if x.dim() == 2:  # [B, K*in]: ``torch.flatten(x, 1)`` of the channel-concatenated layout
+            x = x.view(x.shape[0], self.weight.shape[0], -1).transpose(0, 1)
         if torch.is_autocast_enabled(x.device.type):
             return _batched_linear(x, self.weight, self.bias)  # autocast casts each op, backward included
         return _BatchedLinear.apply(x, self.weight, self.bias)
@@ -150,23 +121,16 @@ def to_channels(x: Tensor) -> Tensor:
 
 
 class PackedConv2d(nn.Module):
-    """K ``nn.Conv2d``, weight [K, out, in/groups, kh, kw]: each member's own convolution on its images
-    (member-major layout), or one convolution with K times the groups (channel-concatenated)."""
+    """K ``nn.Conv2d`` as one convolution with K times the groups; weight [K, out, in/groups, kh, kw]."""
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, stride, padding, dilation, groups: int,
-                 layout: _Layout) -> None:
+    def __init__(self, weight: Tensor, bias: Tensor | None, stride, padding, dilation, groups: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(bias) if bias is not None else None
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-        self.layout = layout
 
     def forward(self, x: Tensor) -> Tensor:
         k = self.weight.shape[0]
-        if self.layout.member_major:
-            return torch.cat([F.conv2d(xk, w, b, self.stride, self.padding, self.dilation, self.groups)
-                              for xk, w, b in zip(_member_images(x, k), self.weight.unbind(0),
-                                                  _unbound(self.bias, k))])
         weight = self.weight.view(k * self.weight.shape[1], *self.weight.shape[2:])
         bias = self.bias.view(-1) if self.bias is not None else None
         return F.conv2d(to_channels(x), weight, bias, self.stride, self.padding, self.dilation, k * self.groups)
@@ -175,9 +139,9 @@ class PackedConv2d(nn.Module):
 class PackedBatchNorm2d(nn.Module):
     """K ``nn.BatchNorm2d`` over K*C channels: weight, bias, running_mean and running_var [K, C]."""
 
-    def __init__(self, first: nn.BatchNorm2d, stacked: dict[str, Tensor | None], layout: _Layout) -> None:
+    def __init__(self, first: nn.BatchNorm2d, stacked: dict[str, Tensor | None]) -> None:
         super().__init__()
-        self.eps, self.momentum, self.layout = first.eps, first.momentum, layout
+        self.eps, self.momentum = first.eps, first.momentum
         self.weight = nn.Parameter(stacked["weight"]) if stacked["weight"] is not None else None
         self.bias = nn.Parameter(stacked["bias"]) if stacked["bias"] is not None else None
         for name in ("running_mean", "running_var", "num_batches_tracked"):
@@ -188,34 +152,23 @@ class PackedBatchNorm2d(nn.Module):
         # kept only for the members' state dicts.
         if self.training and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
-        use_batch = self.training or self.running_mean is None
-        if self.layout.member_major:
-            k = self.layout.size
-            # Member k's running statistics go in as views of row k of the [K, C] buffers (updated in place).
-            means = [self.running_mean[i] for i in range(k)] if self.running_mean is not None else [None] * k
-            variances = [self.running_var[i] for i in range(k)] if self.running_var is not None else [None] * k
-            return torch.cat([F.batch_norm(xk, mean, var, w, b, use_batch, self.momentum, self.eps)
-                              for xk, mean, var, w, b in zip(_member_images(x, k), means, variances,
-                                                             _unbound(self.weight, k), _unbound(self.bias, k))])
 
         def flat(t: Tensor | None) -> Tensor | None:
             return t.view(-1) if t is not None else None
 
         # The running statistics go in as views of the [K, C] buffers: batch_norm updates them in place.
         return F.batch_norm(to_channels(x), flat(self.running_mean), flat(self.running_var), flat(self.weight),
-                            flat(self.bias), use_batch, self.momentum, self.eps)
+                            flat(self.bias), self.training or self.running_mean is None, self.momentum, self.eps)
 
 
 class PackedFlatten(nn.Module):
-    """``nn.Flatten()`` for each of ``size`` members: [K, B, ...], [K*B, C, H, W] or [B, K*C, H, W] -> [K, B, F]."""
+    """``nn.Flatten()`` for each of ``size`` members: [K, B, ...] or [B, K*C, H, W] -> [K, B, features]."""
 
-    def __init__(self, size: int, layout: _Layout) -> None:
+    def __init__(self, size: int) -> None:
         super().__init__()
-        self.size, self.layout = size, layout
+        self.size = size
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 4 and self.layout.member_major:
-            return x.reshape(self.size, x.shape[0] // self.size, -1)
         if x.dim() == 4:  # channel-concatenated: each member's C*H*W values are one contiguous block
             return x.reshape(x.shape[0], self.size, -1).transpose(0, 1)
         return x.reshape(x.shape[0], x.shape[1], -1)
@@ -224,20 +177,40 @@ class PackedFlatten(nn.Module):
 class PackedModel(nn.Module):
     """K members as one module; ``member_state_dict(k)`` and ``load_member_state_dict(k, sd)`` move one in and out.
 
-    ``conv`` (auto, grouped or members; see the module's docstring) may be set between forwards.
+    ``conv`` (auto, grouped or members; see the module's docstring) may be set between forwards; ``strategy(device)``
+    says which one a forward on ``device`` runs.
     """
 
-    def __init__(self, module: nn.Module, size: int, layout: _Layout, conv: str = "auto") -> None:
+    def __init__(self, module: nn.Module, size: int, architecture: nn.Module | None = None, conv: str = "auto") -> None:
         super().__init__()
         if conv not in CONV_STRATEGIES:
             raise ValueError(f"Invalid conv: {conv!r} (valid: {', '.join(CONV_STRATEGIES)})")
-        self.module, self.size, self.layout, self.conv = module, size, layout, conv
+        self.module, self.size, self.conv = module, size, conv
+        # A member's architecture (its own tensors unused), for the members strategy; kept out of the module
+        # tree so that it adds nothing to ``parameters()``, ``state_dict()`` or ``to()``.
+        self.__dict__["architecture"] = architecture
+
+    def strategy(self, device: torch.device) -> str:
+        """What a forward on ``device`` runs: "grouped", "members", or "fused" for a model without convolutions."""
+        return "fused" if self.architecture is None else conv_strategy(self.conv, device)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[0] != self.size:
             raise ValueError(f"a pack of {self.size} members got inputs for {x.shape[0]} (shape {tuple(x.shape)})")
-        self.layout.member_major = conv_strategy(self.conv, x.device) == "members"
+        if self.strategy(x.device) == "members":
+            return self._members_forward(x)
         return self.module(x)
+
+    def _members_forward(self, x: Tensor) -> Tensor:
+        """Each member's own forward on its slices (views: in-place updates of running statistics go through;
+        ``unbind``'s backward stacks the K gradients of a parameter in one copy)."""
+        from torch.func import functional_call
+
+        tensors = [(name, t.unbind(0)) for name, t in (*self.module.named_parameters(),
+                                                        *self.module.named_buffers())]
+        self.architecture.train(self.training)
+        return torch.stack([functional_call(self.architecture, {name: t[k] for name, t in tensors}, (x[k],))
+                            for k in range(self.size)])
 
     def member_state_dict(self, k: int) -> dict[str, Tensor]:
         """Member ``k``'s ``state_dict``, as its own unpacked model would give it (copies, not views)."""
@@ -266,25 +239,25 @@ def _stack(tensors: list[Tensor | None], name: str) -> Tensor | None:
     return torch.stack([t.detach() for t in tensors])
 
 
-def _linear(modules: list[nn.Linear], name: str, layout: _Layout) -> nn.Module:
-    return PackedLinear(_stack([m.weight for m in modules], name), _stack([m.bias for m in modules], name), layout)
+def _linear(modules: list[nn.Linear], name: str) -> nn.Module:
+    return PackedLinear(_stack([m.weight for m in modules], name), _stack([m.bias for m in modules], name))
 
 
-def _conv(modules: list[nn.Conv2d], name: str, layout: _Layout) -> nn.Module:
+def _conv(modules: list[nn.Conv2d], name: str) -> nn.Module:
     first = modules[0]
     if first.padding_mode != "zeros":
         raise Unpackable(f"{name} pads with {first.padding_mode!r}; packing supports zero padding only")
     return PackedConv2d(_stack([m.weight for m in modules], name), _stack([m.bias for m in modules], name),
-                        first.stride, first.padding, first.dilation, first.groups, layout)
+                        first.stride, first.padding, first.dilation, first.groups)
 
 
-def _batch_norm(modules: list[nn.BatchNorm2d], name: str, layout: _Layout) -> nn.Module:
+def _batch_norm(modules: list[nn.BatchNorm2d], name: str) -> nn.Module:
     first = modules[0]
     if first.momentum is None:
         raise Unpackable(f"{name} uses a cumulative average (momentum=None), which packing does not support")
     stacked = {n: _stack([getattr(m, n) for m in modules], name)
                for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
-    return PackedBatchNorm2d(first, stacked, layout)
+    return PackedBatchNorm2d(first, stacked)
 
 
 # Modules with parameters or buffers: each gets its packed form.
@@ -305,7 +278,7 @@ def _containers() -> tuple[type, ...]:
     return nn.Sequential, MLP, SmallCNN, ResNet, BasicBlock, Bottleneck
 
 
-def _fuse(modules: list[nn.Module], name: str, containers: tuple[type, ...], layout: _Layout) -> nn.Module:
+def _fuse(modules: list[nn.Module], name: str, containers: tuple[type, ...]) -> nn.Module:
     first = modules[0]
     kind = type(first)
     where = name or "the model"
@@ -314,9 +287,9 @@ def _fuse(modules: list[nn.Module], name: str, containers: tuple[type, ...], lay
     if any(m.extra_repr() != first.extra_repr() for m in modules):
         raise Unpackable(f"the members differ at {where}: {first.extra_repr()} vs others")
     if kind in _LEAVES:
-        return _LEAVES[kind](modules, where, layout)
+        return _LEAVES[kind](modules, where)
     if kind is nn.Flatten and (first.start_dim, first.end_dim) == (1, -1):
-        return PackedFlatten(len(modules), layout)
+        return PackedFlatten(len(modules))
     if kind in _STATELESS:
         return copy.deepcopy(first)
     if kind not in containers:
@@ -327,7 +300,7 @@ def _fuse(modules: list[nn.Module], name: str, containers: tuple[type, ...], lay
     packed = copy.copy(first)  # the container's settings and forward; its children are replaced below
     packed.__dict__["_modules"] = {
         child: None if sub is None else _fuse([m._modules[child] for m in modules], f"{name}.{child}".lstrip("."),
-                                              containers, layout)
+                                              containers)
         for child, sub in first._modules.items()
     }
     for attr in ("_parameters", "_buffers"):
@@ -338,13 +311,15 @@ def _fuse(modules: list[nn.Module], name: str, containers: tuple[type, ...], lay
 def fuse(models: Sequence[nn.Module], conv: str | None = None) -> PackedModel:
     """One module running ``models`` (K >= 1 of one architecture, each with its own weights) side by side.
 
-    ``conv``: the convolution strategy (auto, grouped or members); None reads ``$MASBENCH_PACK_CONV``.
+    ``conv``: a convolutional model's strategy (auto, grouped or members); None reads ``$MASBENCH_PACK_CONV``.
     Raises ``Unpackable`` naming the first module that has no packed form or where the members differ.
     The members are left untouched; the pack holds copies of their tensors.
     """
     conv = default_conv() if conv is None else conv
     if not models:
         raise Unpackable("a pack needs at least one member")
-    layout = _Layout(len(models), any(isinstance(m, nn.Conv2d) for m in models[0].modules()))
-    packed = _fuse(list(models), "", _containers(), layout)
-    return PackedModel(packed, len(models), layout, conv).train(models[0].training)
+    containers = _containers()
+    packed = _fuse(list(models), "", containers)
+    convolutional = any(isinstance(m, nn.Conv2d) for m in models[0].modules())
+    architecture = copy.deepcopy(models[0]) if convolutional else None
+    return PackedModel(packed, len(models), architecture, conv).train(models[0].training)
