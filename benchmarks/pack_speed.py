@@ -16,7 +16,7 @@ and setup left out, as the engine's ``samples_per_second``); ``wall`` is the who
 end. Ratios are packed / unpacked: above 1, packing is faster.
 
 The convolutional workloads run packed with each convolution strategy of ``--conv`` (``masbench.pack.fuse``:
-the members' own convolutions, or HFTA's one grouped convolution), against one unpacked run.
+each member's own forward on its slices, or HFTA's grouped convolutions), against one unpacked run.
 
     nice python benchmarks/pack_speed.py [--threads 1] [--rounds 1] [--pack 7] [--only quick,cnn,resnet18,sweep]
                                          [--conv members,grouped]

@@ -106,7 +106,8 @@ def test_the_fused_model_in_float32_agrees_to_rounding(name, shape):
     assert all(torch.allclose(out[i], m(x[i]), rtol=1e-4, atol=1e-5) for i, m in enumerate(models))
 
 
-@pytest.mark.parametrize("name, shape", [("cnn", (3, 16, 16)), pytest.param("resnet18", (3, 8, 8), marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name, shape", [("cnn", (3, 16, 16)),
+                                         pytest.param("resnet18", (3, 8, 8), marks=pytest.mark.slow)])
 def test_the_conv_strategies_agree_and_on_a_cpu_members_runs_the_unpacked_kernels(name, shape):
     """Members' convolutions are the unpacked models' own calls: outputs, gradients and statistics bit for bit;
     the grouped convolution sums in another order, so it agrees to rounding."""

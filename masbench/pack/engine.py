@@ -15,7 +15,7 @@ Each member is its own cell, as if it had run alone:
   killed pack resumes it, or an unpacked run does; a member whose checkpoint is ahead of the others'
   waits (its weights, statistics and optimizer untouched) until the pack reaches its epoch.
 
-On a CPU (the members' own convolutions, ``masbench.pack.fuse``, and the members' own optimizers) the
+On a CPU (each member's own forward, ``masbench.pack.fuse``, and its own optimizer) the
 numbers are the unpacked cell's bit for bit, the MLP's on one thread (a batched matmul splits its sums
 over threads otherwise than ``mm``). On CUDA, grouped convolutions sum in another order than the
 unpacked layers do: the numbers agree to float rounding.
@@ -296,7 +296,8 @@ def _evaluate(pack: _Pack, forward) -> dict[int, tuple[float, float]]:
     with torch.no_grad(), torch.autocast(pack.device.type, dtype=torch.bfloat16, enabled=pack.amp):
         for inputs, labels in test_batches(pack.dataset, max(pack.spec.batch_size, 256), pack.device, size):
             logits = forward(inputs).float()
-            loss_sums += torch.stack([F.cross_entropy(out, labels, reduction="sum") for out in logits.unbind(0)]).double()
+            sums = [F.cross_entropy(out, labels, reduction="sum") for out in logits.unbind(0)]  # as unpacked
+            loss_sums += torch.stack(sums).double()
             correct += (logits.argmax(-1) == labels).sum(1)
             total += len(labels)
     pack.model.train()
