@@ -15,7 +15,11 @@ Throughput is training samples per second, every cell's training loops summed (e
 and setup left out, as the engine's ``samples_per_second``); ``wall`` is the whole of it, cells start to
 end. Ratios are packed / unpacked: above 1, packing is faster.
 
+The convolutional workloads run packed with each convolution strategy of ``--conv`` (``masbench.pack.fuse``:
+each member's own forward on its slices, or HFTA's grouped convolutions), against one unpacked run.
+
     nice python benchmarks/pack_speed.py [--threads 1] [--rounds 1] [--pack 7] [--only quick,cnn,resnet18,sweep]
+                                         [--conv members,grouped]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from masbench.benchmarks import plan_sweep
 from masbench.data.base import ImageDataset, ImageSplit
 from masbench.engine import data_cache_key, prepare, train
 from masbench.pack import PackMember, plan_packs, train_pack
+from masbench.pack.fuse import CONV_STRATEGIES
 from masbench.spec import ExecOptions, RunSpec
 
 
@@ -50,13 +55,13 @@ def run_unpacked(specs: list[RunSpec], options: ExecOptions, datasets: dict) -> 
 
 
 def run_packed(specs: list[RunSpec], options: ExecOptions, datasets: dict, size: int,
-               path: str) -> tuple[float, float, float]:
+               path: str, conv: str) -> tuple[float, float, float]:
     """The same, in packs of ``size``: a pack's epoch counts once, however many members trained in it."""
     samples = seconds = 0.0
     start = time.perf_counter()
     for pack in plan_packs(specs, size):
         results = [o.result for o in train_pack([PackMember(s) for s in pack], options, datasets=datasets,
-                                                optimizer_path=path)]
+                                                optimizer_path=path, conv=conv)]
         samples += sum(m.samples_per_second * m.seconds for r in results for m in r.epochs)
         epochs = max(len(r.epochs) for r in results)
         seconds += sum(max(r.epochs[e].seconds for r in results if len(r.epochs) > e) for e in range(epochs))
@@ -126,12 +131,16 @@ def main() -> None:
     parser.add_argument("--pack", type=int, default=7, help="members per pack")
     parser.add_argument("--optimizer-path", default="auto", choices=("auto", "members", "stacked"))
     parser.add_argument("--only", default="quick,cnn,resnet18,sweep")
+    parser.add_argument("--conv", default="members,grouped",
+                        help="convolution strategies to run for cnn and resnet18 (auto, grouped, members)")
     parser.add_argument("--cnn-cells", type=int, default=7)
     parser.add_argument("--cnn-epochs", type=int, default=1)
     parser.add_argument("--resnet-batch", type=int, default=32)
     parser.add_argument("--resnet-batches", type=int, default=3)
     args = parser.parse_args()
     args.only = set(args.only.split(","))
+    if bad := [c for c in args.conv.split(",") if c not in CONV_STRATEGIES]:
+        parser.error(f"invalid --conv {','.join(bad)!r} (valid: {', '.join(CONV_STRATEGIES)})")
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="masbench-pack-speed-"))
@@ -140,26 +149,63 @@ def main() -> None:
     rows = []
     for label, specs, options, cache, what in workloads(args, work):
         print(f"{label}: {what}", flush=True)
-        unpacked, packed = [], []
+        # Convolutional models: both strategies side by side (auto picks one by device; the MLP has no conv).
+        convs = args.conv.split(",") if specs[0].model != "mlp" else ["auto"]
+        unpacked, packed = [], {conv: [] for conv in convs}
         for _ in range(args.rounds):
             unpacked.append(run_unpacked(specs, options, cache))
-            packed.append(run_packed(specs, options, cache, args.pack, args.optimizer_path))
-        rows.append((label, len(specs), _medians(unpacked), _medians(packed)))
+            for conv in convs:
+                packed[conv].append(run_packed(specs, options, cache, args.pack, args.optimizer_path, conv))
+        for conv in convs:
+            rows.append((label if conv == "auto" else f"{label}, {conv}", len(specs), _medians(unpacked),
+                         _medians(packed[conv])))
     sweeps = []
     if "sweep" in args.only:
         print("sweep quick: masbench sweep --benchmark quick, unpacked and --pack, fresh processes and stores",
               flush=True)
         for _ in range(args.rounds):
             sweeps.append((sweep_wall(work, None, args.threads), sweep_wall(work, args.pack, args.threads)))
-    print(f"\n{'workload':<30} {'cells':>5} {'unpacked/s':>11} {'packed/s':>10} {'ratio':>6} "
+    print(f"\n{'workload':<40} {'cells':>5} {'unpacked/s':>11} {'packed/s':>10} {'ratio':>6} "
           f"{'wall unp.':>10} {'wall pk.':>9} {'ratio':>6}")
     for label, cells, (u_rate, u_wall), (p_rate, p_wall) in rows:
-        print(f"{label:<30} {cells:>5} {u_rate:>11.0f} {p_rate:>10.0f} {p_rate / u_rate:>6.2f} "
+        print(f"{label:<40} {cells:>5} {u_rate:>11.0f} {p_rate:>10.0f} {p_rate / u_rate:>6.2f} "
               f"{u_wall:>9.1f}s {p_wall:>8.1f}s {u_wall / p_wall:>6.2f}")
+    quick = next((r for r in rows if r[0].startswith("quick")), None)
+    if quick is not None:
+        ms, gflops = matmul_floor()
+        step_ms = 64 / quick[2][0] * 1e3
+        print(f"quick's matmuls alone: {ms:.2f} ms per member step at {gflops:.0f} GFLOP/s; an unpacked step takes "
+              f"{step_ms:.2f} ms, so a pack that shared everything else would reach {step_ms / ms:.1f}x at most")
     if sweeps:
         u_wall, p_wall = (statistics.median(w) for w in zip(*sweeps))
-        print(f"{'sweep quick (whole command)':<30} {14:>5} {'':>11} {'':>10} {'':>6} "
+        print(f"{'sweep quick (whole command)':<40} {14:>5} {'':>11} {'':>10} {'':>6} "
               f"{u_wall:>9.1f}s {p_wall:>8.1f}s {u_wall / p_wall:>6.2f}")
+
+
+def matmul_floor(batch: int = 64, rounds: int = 300) -> tuple[float, float]:
+    """(ms, GFLOP/s) of the quick MLP's matmuls in one training step (forward, and backward without the first
+    layer's input gradient), at the set thread count: no pack can take a member's step below this."""
+    dims = [(64, 256), (256, 256), (256, 10)]
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(batch, i, generator=g) for i, _ in dims]
+    ws = [torch.randn(o, i, generator=g) for i, o in dims]
+    gs = [torch.randn(batch, o, generator=g) for _, o in dims]
+
+    def step() -> None:
+        for i, (x, w, grad) in enumerate(zip(xs, ws, gs)):
+            torch.mm(x, w.t())
+            torch.mm(grad.t(), x)
+            if i:
+                torch.mm(grad, w)
+
+    flops = sum(2 * batch * i * o * (3 if n else 2) for n, (i, o) in enumerate(dims))
+    for _ in range(20):
+        step()
+    start = time.perf_counter()
+    for _ in range(rounds):
+        step()
+    seconds = (time.perf_counter() - start) / rounds
+    return seconds * 1e3, flops / seconds / 1e9
 
 
 def _medians(runs: list[tuple[float, float, float]]) -> tuple[float, float]:

@@ -37,14 +37,14 @@ def dry_run(tmp_path, *flags: str) -> list[str]:
             "  pack 1: 5 cells (digits, mlp, batch 128, 10 epochs): #1, #3, #4, #5, #6",
             "  alone: #2: not packed: optimizer 'radam' has no packed form (packable: mas, sgd, adam, adamw)",
             "  alone: #7: left over from packs of 5"]),
-        (["--pack", "auto", "--models", "cnn", "--device", "cpu"], [
+        (["--pack", "auto", "--models", "resnet18", "--device", "cpu"], [
             "packing on cpu: 7 cell(s) to run, 0 in 0 pack(s), 7 alone",
-            "  alone: #1, #2, #3, #4, #5, #6, #7: --pack auto leaves model 'cnn' unpacked on cpu (it packs the MLP, "
-            "and convolutional models on CUDA only)"]),
+            "  alone: #1, #2, #3, #4, #5, #6, #7: --pack auto leaves model 'resnet18' unpacked on cpu (it packs the "
+            "MLP and the CNN, and ResNets on CUDA only)"]),
         (["--pack", "off"], []),
         ([], []),
     ],
-    ids=["pack-3", "pack-5-left-over", "auto-cnn-on-cpu", "off", "default"],
+    ids=["pack-3", "pack-5-left-over", "auto-resnet-on-cpu", "off", "default"],
 )
 def test_a_dry_run_shows_the_packs_and_who_trains_alone(flags, expected, tmp_path):
     assert dry_run(tmp_path, *flags) == expected

@@ -24,6 +24,7 @@ from masbench.pack import (
     train_pack,
 )
 from masbench.pack.fuse import fuse
+from masbench.pack.shared_step import step_groups
 from masbench.spec import ExecOptions, RunSpec
 
 TIMING = ("seconds", "samples_per_second")
@@ -65,14 +66,15 @@ def _members(name: str, k: int, shape):
     return models
 
 
-@pytest.mark.parametrize("name, k, shape", [
-    ("mlp", 3, (1, 8, 8)), ("cnn", 3, (3, 32, 32)),
-    pytest.param("resnet18", 2, (3, 32, 32), marks=pytest.mark.slow),
+@pytest.mark.parametrize("name, k, shape, conv", [
+    ("mlp", 3, (1, 8, 8), "auto"), ("cnn", 3, (3, 32, 32), "members"), ("cnn", 3, (3, 32, 32), "grouped"),
+    pytest.param("resnet18", 2, (3, 32, 32), "members", marks=pytest.mark.slow),
+    pytest.param("resnet18", 2, (3, 32, 32), "grouped", marks=pytest.mark.slow),
 ])
-def test_the_fused_model_computes_each_members_forward_backward_and_statistics(name, k, shape):
+def test_the_fused_model_computes_each_members_forward_backward_and_statistics(name, k, shape, conv):
     """In float64, where the order of summation cannot hide a wrong sum: outputs, gradients, running statistics."""
     models = [m.double() for m in _members(name, k, shape)]
-    packed = fuse(models)
+    packed = fuse(models, conv)
     for i, model in enumerate(models):  # initial weights: the members' own, bit for bit
         assert all(torch.equal(a, b) for a, b in zip(packed.member_state_dict(i).values(), model.state_dict().values()))
     x = torch.randn(k, 4, *shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -102,6 +104,54 @@ def test_the_fused_model_in_float32_agrees_to_rounding(name, shape):
     x = torch.randn(3, 8, *shape, generator=torch.Generator().manual_seed(0))
     out = fuse(models)(x)
     assert all(torch.allclose(out[i], m(x[i]), rtol=1e-4, atol=1e-5) for i, m in enumerate(models))
+
+
+@pytest.mark.parametrize("name, shape", [("cnn", (3, 16, 16)),
+                                         pytest.param("resnet18", (3, 8, 8), marks=pytest.mark.slow)])
+def test_the_conv_strategies_agree_and_on_a_cpu_members_runs_the_unpacked_kernels(name, shape):
+    """Members' convolutions are the unpacked models' own calls: outputs, gradients and statistics bit for bit;
+    the grouped convolution sums in another order, so it agrees to rounding."""
+    models = _members(name, 3, shape)
+    x = torch.randn(3, 6, *shape, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 10, (3, 6), generator=torch.Generator().manual_seed(1))
+    runs = {}
+    for conv in ("auto", "members", "grouped"):
+        packed = fuse(models, conv)
+        out = packed(x)
+        assert packed.strategy(x.device) == ("grouped" if conv == "grouped" else "members")  # auto on a CPU
+        torch.stack([F.cross_entropy(o, t) for o, t in zip(out.unbind(0), y.unbind(0))]).sum().backward()
+        runs[conv] = (out, [p.grad for p in packed.parameters()], [packed.member_state_dict(i) for i in range(3)])
+    for i, model in enumerate(models):
+        ref = model(x[i])
+        F.cross_entropy(ref, y[i]).backward()
+        for conv, (out, grads, states) in runs.items():
+            same = torch.equal if conv != "grouped" else _close_to_rounding
+            assert same(out[i], ref), conv
+            assert all(same(g[i], p.grad) for g, p in zip(grads, model.parameters())), conv
+            assert all(same(states[i][n].float(), t.float()) for n, t in model.state_dict().items()), conv
+
+
+def _close_to_rounding(a, b):
+    """float32 rounding through a deep net: within 1e-3 of b's largest value (float64 checks the sums above)."""
+    return torch.allclose(a, b, rtol=1e-3, atol=1e-3 * float(b.detach().abs().max()) + 1e-7)
+
+
+def test_the_conv_strategy_is_cuda_grouped_else_members_unless_set(monkeypatch):
+    from masbench.pack.fuse import conv_strategy
+
+    assert [conv_strategy("auto", torch.device(d)) for d in ("cpu", "cuda", "mps")] == ["members", "grouped", "members"]
+    assert conv_strategy("grouped", torch.device("cpu")) == "grouped"
+    assert conv_strategy("members", torch.device("cuda")) == "members"
+    models = _members("cnn", 2, (3, 8, 8))
+    assert fuse(models).conv == "auto"
+    assert fuse(_members("mlp", 2, (1, 8, 8)), "members").strategy(torch.device("cpu")) == "fused"  # no convolution
+    monkeypatch.setenv("MASBENCH_PACK_CONV", "grouped")
+    assert fuse(models).conv == "grouped" and fuse(models, "members").conv == "members"
+    monkeypatch.setenv("MASBENCH_PACK_CONV", "fast")
+    with pytest.raises(ValueError, match="Invalid MASBENCH_PACK_CONV: 'fast' .valid: auto, grouped, members"):
+        fuse(models)
+    with pytest.raises(ValueError, match="Invalid conv: 'one'"):
+        fuse(models, "one")
 
 
 def test_a_members_state_dict_goes_in_and_out_of_the_pack():
@@ -175,23 +225,31 @@ MIXED = [
     ("sgd", dict(lr=0.1)),
 ]
 SHAPES = [(5, 4), (5,), (3, 2, 3, 3)]
+# Pairs alike but for the seed share one step call (masbench.pack.shared_step); each must still be its own.
+TWINS = [MIXED[0], MIXED[0], MIXED[3], MIXED[3], MIXED[5], MIXED[5], MIXED[4]]
 
 
-@pytest.mark.parametrize("path", ["stacked", "members"])
-def test_the_packed_optimizer_equals_each_members_own_optimizer(path):
-    """Mixed members, one of them frozen half way: parameters and state dicts against K separate optimizers."""
-    k = len(MIXED)
+@pytest.mark.parametrize("path, members", [("stacked", MIXED), ("members", MIXED), ("members", TWINS)])
+def test_the_packed_optimizer_equals_each_members_own_optimizer(path, members):
+    """Mixed members, one of them frozen half way, one twin's lambda changed: parameters and state dicts
+    against K separate optimizers."""
+    k = len(members)
     g = torch.Generator().manual_seed(0)
     stacked = [torch.nn.Parameter(torch.randn(k, *s, generator=g)) for s in SHAPES]
     refs = [[torch.nn.Parameter(p[i].detach().clone()) for p in stacked] for i in range(k)]
-    ref_opts = [build_optimizer(name, refs[i], **h) for i, (name, h) in enumerate(MIXED)]
+    ref_opts = [build_optimizer(name, refs[i], **h) for i, (name, h) in enumerate(members)]
     opt = PackedOptimizer(stacked, [build_optimizer(name, member_views(stacked, i), **h)
-                                    for i, (name, h) in enumerate(MIXED)], path=path)
+                                    for i, (name, h) in enumerate(members)], path=path)
+    if members is TWINS:
+        assert step_groups(opt.members, range(k)) == [[0, 1], [2, 3], [4, 5], [6]]
     for step in range(6):
         grads = [torch.randn(k, *s, generator=g) for s in SHAPES]
         for p, grad in zip(stacked, grads):
             p.grad = grad.clone()
         active = [i for i in range(k) if not (step >= 3 and i == 3)]
+        if step == 4:  # as a lambda schedule would: member 1 leaves its twin's param group
+            for o in (opt.members[1], ref_opts[1]):
+                o.param_groups[0].update(lambda_adam=0.5, lambda_sgd=0.5)
         opt.step(active)
         for i in active:
             for r, grad in zip(refs[i], grads):
@@ -268,8 +326,19 @@ class Record(Callback):
         self.checkpoints.append((epoch, path))
 
 
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("path", ["members", "stacked"])
-def test_a_packed_grid_gives_each_cell_its_unpacked_numbers(path, options):
+def test_a_packed_grid_gives_each_cell_its_unpacked_numbers(path, options, one_thread):
+    """The members path on one CPU thread: every number of every epoch, bit for bit (a batched matmul runs the
+    unpacked matmul's kernel there; on more threads they split the sums differently); the stacked optimizer
+    is exact to rounding."""
     specs = quick_grid()
     unpacked = [train(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in specs]
     records = [Record() for _ in specs]
@@ -277,6 +346,8 @@ def test_a_packed_grid_gives_each_cell_its_unpacked_numbers(path, options):
     for outcome, spec, alone, record in zip(outcomes, specs, unpacked, records):
         assert outcome.spec == spec and outcome.exception is None
         assert_close_runs(outcome.result, alone)
+        if path == "members":
+            assert numbers(outcome.result) == numbers(alone)
         assert record.epochs == outcome.result.epochs  # each member's callbacks got its own metrics
         info = record.starts[0]
         assert (info.spec, info.train_size, info.batches_per_epoch, info.start_epoch) == (spec, 1438, 23, 0)
@@ -286,13 +357,17 @@ def test_a_packed_grid_gives_each_cell_its_unpacked_numbers(path, options):
 
 
 def test_a_packed_cnn_grid_on_augmented_images_gives_each_cell_its_unpacked_numbers(image_folder, options):
+    """With the members' own convolutions (a CPU's default), bit for bit; with the grouped one, to rounding."""
     base = dict(dataset=f"imagefolder:{image_folder}", model="cnn", batch_size=8, epochs=2, lr=1e-2, momentum=0.9)
     specs = [RunSpec(**base, optimizer="mas", lambda_adam=0.3, lambda_sgd=0.7, seed=0),
              RunSpec(**base, optimizer="mas", lambda_adam=0.3, lambda_sgd=0.7, seed=1),
              RunSpec(**base, optimizer="adam", seed=0), RunSpec(**base, optimizer="sgd", seed=2)]
     unpacked = [train(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in specs]
-    for outcome, alone in zip(train_pack([PackMember(s) for s in specs], options), unpacked):
-        assert_close_runs(outcome.result, alone)
+    members = train_pack([PackMember(s) for s in specs], replace(options, checkpoint_dir=options.checkpoint_dir / "m"))
+    grouped = train_pack([PackMember(s) for s in specs], options, conv="grouped")
+    for m, g, alone in zip(members, grouped, unpacked):
+        assert numbers(m.result) == numbers(alone)
+        assert_close_runs(g.result, alone)
 
 
 def test_a_diverging_member_is_frozen_and_the_others_go_on_as_alone(options):

@@ -234,7 +234,7 @@ def test_a_pack_partly_held_by_another_worker_trains_the_rest(sqlite_url, tmp_pa
 def test_a_model_the_fuser_refuses_runs_unpacked_with_one_line(sqlite_url, tmp_path, monkeypatch):
     import masbench.pack.engine
 
-    def refuse(models):
+    def refuse(models, conv=None):
         raise Unpackable("layer 3 is a Frobnicator, which has no packed form")
 
     monkeypatch.setattr(masbench.pack.engine, "fuse", refuse)
@@ -253,7 +253,7 @@ def test_a_model_the_fuser_refuses_runs_unpacked_with_one_line(sqlite_url, tmp_p
 
 def test_packs_follow_the_setting_the_device_and_what_can_share_a_pack():
     mlp = [Cell(RunSpec(**BASE, seed=s), pack="auto") for s in range(9)]
-    cnn = [Cell(RunSpec(**{**BASE, "model": "cnn"}, seed=s), pack="auto") for s in range(2)]
+    cnn = [Cell(RunSpec(**{**BASE, "model": "resnet18"}, seed=s), pack="auto") for s in range(2)]
     bert = [Cell(RunSpec(dataset="csv:x.csv", model="bert", seed=s), pack=4) for s in range(2)]
     off = [Cell(RunSpec(**{**BASE, "epochs": 3}, seed=s)) for s in range(2)]
     cells = [*mlp, *cnn, *bert, *off]
@@ -261,7 +261,7 @@ def test_packs_follow_the_setting_the_device_and_what_can_share_a_pack():
     assert sizes == [7, 2, 1, 1, 1, 1, 1, 1]
     assert [len(p) for p in pack_cells(cells, "cuda")] == [7, 2, 2, 1, 1, 1, 1]
     notes = unpacked_notes(cells, "cpu")
-    assert len(notes) == 2 and notes[0].startswith("2 cell(s) run unpacked: --pack auto leaves model 'cnn'")
+    assert len(notes) == 2 and notes[0].startswith("2 cell(s) run unpacked: --pack auto leaves model 'resnet18'")
     assert "model 'bert' takes text" in notes[1]
     assert unpacked_notes(cells, "cuda") == notes[1:]
 
@@ -277,3 +277,15 @@ def test_pack_in_the_benchmarks_file_and_the_command_line_over_it(written, given
     path.write_text(f"benchmarks:\n  b:\n    lambdas: '0.5'\n    {written}\n")
     _, cells = plan_sweep(benchmark="b", benchmarks_path=path, overrides={"pack": given})
     assert {cell.pack for cell in cells} == {expected}
+
+
+def test_a_bad_conv_strategy_in_the_environment_is_one_line_before_any_cell_is_claimed(tiny, sqlite_url, tmp_path,
+                                                                                        monkeypatch):
+    monkeypatch.setenv("MASBENCH_PACK_CONV", "fastest")
+    result = runner.invoke(app, ["sweep", "--benchmarks", tiny, "--benchmark", "tiny", "--pack", "4", "--db",
+                                 sqlite_url, "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].endswith(
+        "Invalid MASBENCH_PACK_CONV: 'fastest' (valid: auto, grouped, members)"), result.output
+    assert "Traceback" not in result.output
+    assert {r["status"] for r in runs(sqlite_url).values()} <= {"pending"}  # registered, none claimed or failed

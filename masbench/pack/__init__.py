@@ -1,7 +1,7 @@
 """Packed cells: many cells of a grid trained in one pass, each with its own numbers (issue 12).
 
-- ``fuse``: K models of one architecture as one module (HFTA: batched matmuls, grouped convolutions,
-  BatchNorm over K x C channels), every tensor with a leading member dimension;
+- ``fuse``: K models of one architecture as one module (HFTA: batched matmuls, grouped convolutions on
+  CUDA and the members' own on a CPU, BatchNorm per member), every tensor with a leading member dimension;
 - ``optim``: the members' optimizers stepping the stacked parameters;
 - ``engine``: ``train_pack(cells, options)`` and ``can_pack(specs)``;
 - ``members``: what a caller passes per cell (``PackMember``) and gets back (``MemberOutcome``).

@@ -15,8 +15,10 @@ Each member is its own cell, as if it had run alone:
   killed pack resumes it, or an unpacked run does; a member whose checkpoint is ahead of the others'
   waits (its weights, statistics and optimizer untouched) until the pack reaches its epoch.
 
-The numbers agree with the unpacked cell's to float rounding: batched matmuls and grouped convolutions
-sum in another order than the unpacked layers do.
+On a CPU (each member's own forward, ``masbench.pack.fuse``, and its own optimizer) the
+numbers are the unpacked cell's bit for bit, the MLP's on one thread (a batched matmul splits its sums
+over threads otherwise than ``mm``). On CUDA, grouped convolutions sum in another order than the
+unpacked layers do: the numbers agree to float rounding.
 
 Example:
     >>> from masbench.spec import RunSpec
@@ -35,6 +37,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from masbench import faults
 from masbench.engine.callbacks import EpochMetrics, RunInfo
@@ -117,20 +120,21 @@ class _Pack:
 
 
 def train_pack(cells: Sequence[PackMember], options: ExecOptions = ExecOptions(), *, datasets: dict | None = None,
-               optimizer_path: str = "auto") -> list[MemberOutcome]:
+               optimizer_path: str = "auto", conv: str | None = None) -> list[MemberOutcome]:
     """Train ``cells`` as one pack; one ``MemberOutcome`` per cell, in order.
 
     Raises ``Unpackable`` (one line: why) before anything is trained or written when the cells cannot be
     packed, so that the caller runs them unpacked. ``datasets`` caches loaded data sets, as in ``prepare``.
     A member's own callbacks raising sets that member aside (see ``MemberOutcome``); anything else raises.
     ``options.channels_last`` is not applied to a pack (its convolution weights have a member dimension).
+    ``conv`` is the convolutions' strategy (``masbench.pack.fuse``; None: ``$MASBENCH_PACK_CONV`` or auto).
     """
     reason = can_pack([c.spec for c in cells])
     if reason is None and options.distributed is not None:
         reason = "a DDP run is not packed"
     if reason is not None:
         raise Unpackable(reason)
-    pack = _build(cells, options, datasets, optimizer_path)
+    pack = _build(cells, options, datasets, optimizer_path, conv)
     device = describe_device(pack.device)
     for m in pack.members:
         member_io.load(m, options, lambda sd, k=m.index: pack.model.load_member_state_dict(k, sd),
@@ -149,7 +153,8 @@ def train_pack(cells: Sequence[PackMember], options: ExecOptions = ExecOptions()
     return [m.outcome(device) for m in pack.members]
 
 
-def _build(cells: Sequence[PackMember], options: ExecOptions, datasets: dict | None, path: str) -> _Pack:
+def _build(cells: Sequence[PackMember], options: ExecOptions, datasets: dict | None, path: str,
+           conv: str | None) -> _Pack:
     """The shared data, the fused model and the members' optimizers, schedules and generators."""
     from masbench.optim import build_lambda_schedule, build_optimizer
 
@@ -165,7 +170,7 @@ def _build(cells: Sequence[PackMember], options: ExecOptions, datasets: dict | N
     for cell in cells:
         models.append(build_seeded_model(cell.spec, dataset))
         rngs.append(global_rng_states(device))  # what its unpacked run's checkpoints record
-    model = fuse(models).to(device)
+    model = fuse(models, conv).to(device)
     del models
     params = list(model.parameters())
     optimizers, schedules = [], []
@@ -251,8 +256,7 @@ def _train_batches(pack: _Pack, epoch: int, training: list[Member], forward, sta
     for i, (inputs, labels) in enumerate(member_batches(pack.dataset, batch_size, pack.device, generators)):
         with torch.autocast(pack.device.type, dtype=torch.bfloat16, enabled=pack.amp):
             logits = forward(inputs)
-        losses = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="none")
-        losses = losses.view(size, -1).mean(1)
+        losses = _member_losses(logits.float(), labels)
         total = losses.sum() if len(active) == size else losses[torch.tensor(active, device=pack.device)].sum()
         pack.optimizer.zero_grad()
         total.backward()
@@ -276,6 +280,12 @@ def _train_batches(pack: _Pack, epoch: int, training: list[Member], forward, sta
     return (loss_sums, correct, seen), diverged
 
 
+def _member_losses(logits: Tensor, labels: Tensor) -> Tensor:
+    """[K] mean losses, each computed as its unpacked cell computes it (one reduction over [B, classes]): the
+    same logits give the same loss, bit for bit (one loss over [K*B] sums in another order)."""
+    return torch.stack([F.cross_entropy(out, y) for out, y in zip(logits.unbind(0), labels.unbind(0))])
+
+
 def _evaluate(pack: _Pack, forward) -> dict[int, tuple[float, float]]:
     """Every member's test loss and accuracy over every test example, as the unpacked engine computes them."""
     size = pack.model.size
@@ -286,8 +296,8 @@ def _evaluate(pack: _Pack, forward) -> dict[int, tuple[float, float]]:
     with torch.no_grad(), torch.autocast(pack.device.type, dtype=torch.bfloat16, enabled=pack.amp):
         for inputs, labels in test_batches(pack.dataset, max(pack.spec.batch_size, 256), pack.device, size):
             logits = forward(inputs).float()
-            per_example = F.cross_entropy(logits.flatten(0, 1), labels.repeat(size), reduction="none")
-            loss_sums += per_example.view(size, -1).sum(1).double()
+            sums = [F.cross_entropy(out, labels, reduction="sum") for out in logits.unbind(0)]  # as unpacked
+            loss_sums += torch.stack(sums).double()
             correct += (logits.argmax(-1) == labels).sum(1)
             total += len(labels)
     pack.model.train()

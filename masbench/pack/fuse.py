@@ -8,6 +8,18 @@ and buffer is the members' own, stacked along a leading member dimension of size
 - ``BatchNorm2d`` normalises K*C channels, so each member keeps exactly its own running statistics;
 - ReLU, pooling and residual additions act elementwise or per channel, so they run unchanged.
 
+That is the ``"grouped"`` strategy of a convolutional model (``PackedModel.conv``). The other,
+``"members"``, runs each member's own forward, one after another, on its slices of the stacked tensors
+(``torch.func.functional_call`` of the architecture): the unpacked model's very calls on the very same
+inputs, so its numbers bit for bit, in one backward and one optimizer step. ``"auto"`` (the default) is
+grouped on CUDA and members elsewhere: on a CPU (oneDNN, AVX2) a grouped convolution of 7 members ran
+~1.5x slower than the 7 convolutions it replaces, and any layout of the K*B images that one op takes
+(member-concatenated channels, or member-major [K*B, C, H, W] with per-member convolutions and
+concatenations) costs copies and cache misses that one member's working set does not
+(``benchmarks/pack_speed.py`` prints both strategies). ``MASBENCH_PACK_CONV=grouped|members``
+overrides ``"auto"`` for the packs built while it is set. Models without convolutions (the MLP) always
+run fused: their batched matmuls cost no more than the members' own.
+
 Two layouts of activations follow from this: member-major [K, B, F] for features and
 channel-concatenated [B, K*C, H, W] for images. The packed model takes [K, B, C, H, W] (each member's
 batch) and returns logits [K, B, classes]; ``Flatten`` and ``Linear`` convert between the layouts,
@@ -25,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Sequence
 
 import torch
@@ -32,8 +45,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+CONV_STRATEGIES = ("auto", "grouped", "members")
+CONV_ENV = "MASBENCH_PACK_CONV"
+
+
 class Unpackable(Exception):
     """Cells or a model that cannot be packed; ``str(error)`` is the one-line reason."""
+
+
+def conv_strategy(requested: str, device: torch.device) -> str:
+    """The convolution strategy a pack runs on ``device``: ``requested``, or for ``"auto"`` grouped on CUDA only."""
+    if requested != "auto":
+        return requested
+    return "grouped" if device.type == "cuda" else "members"
+
+
+def default_conv() -> str:
+    """``$MASBENCH_PACK_CONV`` (auto, grouped or members), else ``"auto"``."""
+    value = os.environ.get(CONV_ENV, "auto")
+    if value not in CONV_STRATEGIES:
+        raise ValueError(f"Invalid {CONV_ENV}: {value!r} (valid: {', '.join(CONV_STRATEGIES)})")
+    return value
 
 
 class PackedLinear(nn.Module):
@@ -143,17 +175,42 @@ class PackedFlatten(nn.Module):
 
 
 class PackedModel(nn.Module):
-    """K members as one module; ``member_state_dict(k)`` and ``load_member_state_dict(k, sd)`` move one in and out."""
+    """K members as one module; ``member_state_dict(k)`` and ``load_member_state_dict(k, sd)`` move one in and out.
 
-    def __init__(self, module: nn.Module, size: int) -> None:
+    ``conv`` (auto, grouped or members; see the module's docstring) may be set between forwards; ``strategy(device)``
+    says which one a forward on ``device`` runs.
+    """
+
+    def __init__(self, module: nn.Module, size: int, architecture: nn.Module | None = None, conv: str = "auto") -> None:
         super().__init__()
-        self.module = module
-        self.size = size
+        if conv not in CONV_STRATEGIES:
+            raise ValueError(f"Invalid conv: {conv!r} (valid: {', '.join(CONV_STRATEGIES)})")
+        self.module, self.size, self.conv = module, size, conv
+        # A member's architecture (its own tensors unused), for the members strategy; kept out of the module
+        # tree so that it adds nothing to ``parameters()``, ``state_dict()`` or ``to()``.
+        self.__dict__["architecture"] = architecture
+
+    def strategy(self, device: torch.device) -> str:
+        """What a forward on ``device`` runs: "grouped", "members", or "fused" for a model without convolutions."""
+        return "fused" if self.architecture is None else conv_strategy(self.conv, device)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[0] != self.size:
             raise ValueError(f"a pack of {self.size} members got inputs for {x.shape[0]} (shape {tuple(x.shape)})")
+        if self.strategy(x.device) == "members":
+            return self._members_forward(x)
         return self.module(x)
+
+    def _members_forward(self, x: Tensor) -> Tensor:
+        """Each member's own forward on its slices (views: in-place updates of running statistics go through;
+        ``unbind``'s backward stacks the K gradients of a parameter in one copy)."""
+        from torch.func import functional_call
+
+        tensors = [(name, t.unbind(0)) for name, t in (*self.module.named_parameters(),
+                                                        *self.module.named_buffers())]
+        self.architecture.train(self.training)
+        return torch.stack([functional_call(self.architecture, {name: t[k] for name, t in tensors}, (x[k],))
+                            for k in range(self.size)])
 
     def member_state_dict(self, k: int) -> dict[str, Tensor]:
         """Member ``k``'s ``state_dict``, as its own unpacked model would give it (copies, not views)."""
@@ -251,14 +308,18 @@ def _fuse(modules: list[nn.Module], name: str, containers: tuple[type, ...]) -> 
     return packed
 
 
-def fuse(models: Sequence[nn.Module]) -> PackedModel:
+def fuse(models: Sequence[nn.Module], conv: str | None = None) -> PackedModel:
     """One module running ``models`` (K >= 1 of one architecture, each with its own weights) side by side.
 
+    ``conv``: a convolutional model's strategy (auto, grouped or members); None reads ``$MASBENCH_PACK_CONV``.
     Raises ``Unpackable`` naming the first module that has no packed form or where the members differ.
     The members are left untouched; the pack holds copies of their tensors.
     """
+    conv = default_conv() if conv is None else conv
     if not models:
         raise Unpackable("a pack needs at least one member")
     containers = _containers()
     packed = _fuse(list(models), "", containers)
-    return PackedModel(packed, len(models)).train(models[0].training)
+    convolutional = any(isinstance(m, nn.Conv2d) for m in models[0].modules())
+    architecture = copy.deepcopy(models[0]) if convolutional else None
+    return PackedModel(packed, len(models), architecture, conv).train(models[0].training)

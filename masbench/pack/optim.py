@@ -19,7 +19,8 @@ defines its checkpoint format. Two paths update the pack:
   with Adam and AdamW at lambda = (1, 0) and SGD at (0, 1), as in MAS. It equals the members'
   own optimizers to float rounding; its state is stacked and converted on ``member_state_dict``.
 - ``"members"``: each member's own optimizer steps its views, so its kernels and its numbers are
-  exactly those of the unpacked cell (bit for bit), and its state is the optimizer's own.
+  exactly those of the unpacked cell (bit for bit), and its state is the optimizer's own. Members of
+  one class with equal param groups (a cell's seeds) step in one call (``masbench.pack.shared_step``).
 
 ``"auto"`` is the members path. Measured on a CPU (``benchmarks/pack_speed.py --optimizer-path``,
 the quick suite in packs of 7, one thread) packs trained at 1.29x the unpacked cells' throughput with
@@ -143,12 +144,15 @@ class PackedOptimizer:
             self._stacked_step(active)
 
     def _members_step(self, active: list[int]) -> None:
+        from masbench.pack.shared_step import shared_step, step_groups
+
         for k in active:
-            views = self.members[k].param_groups[0]["params"]
-            for p, view in zip(self.params, views):
+            for p, view in zip(self.params, self.members[k].param_groups[0]["params"]):
                 view.grad = None if p.grad is None else p.grad[k]
-            self.members[k].step()
-            for view in views:
+        for group in step_groups(self.members, active):  # members alike (seeds of one cell) step as one call
+            shared_step([self.members[k] for k in group])
+        for k in active:
+            for view in self.members[k].param_groups[0]["params"]:
                 view.grad = None
 
     # --- the stacked path ----------------------------------------------------------------------

@@ -8,10 +8,12 @@ one; only its execution config says ``packed: K``. Cells that cannot be packed r
 line saying why.
 
 ``pack_cells`` groups a sweep's cells into packs by their ``pack`` setting (``Cell.pack``): N members,
-``off``, or ``auto``, which packs the MLP on every device and the convolutional models on CUDA only,
-``AUTO_SIZE`` members at a time. The evidence (benchmarks/pack_speed.py, 2-core CPU): the quick suite's
-MLP trains 1.3x faster packed, while grouped convolutions run slower on a CPU than separate ones
-(CNN 0.59x, ResNet18 0.72x); horizontal fusion pays where one small model leaves a GPU idle.
+``off``, or ``auto``, which packs the MLP and the CNN on every device and the ResNets on CUDA only,
+``AUTO_SIZE`` members at a time. The evidence (benchmarks/pack_speed.py, 2-core CPU, one thread): packed,
+the quick suite's MLP trains 1.3-1.5x faster and the nightly CNN grid 1.15x (each member's own forward,
+``masbench.pack.fuse``), while ResNet18 is even (0.97x): its steps are long enough that what a pack
+shares (data, optimizer calls) is little. HFTA's grouped convolutions run slower on a CPU (CNN 0.72x,
+ResNet18 0.77x); horizontal fusion pays where one small model leaves a GPU idle.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from masbench.engine import Callback, CheckpointOwner, describe_device, resolve_
 from masbench.environment import git_commit, hostname, versions
 from masbench.errors import DiskFull
 from masbench.pack import MemberOutcome, PackMember, Unpackable, can_pack, pack_key, plan_packs, train_pack
+from masbench.pack.fuse import default_conv
 from masbench.spec import ExecOptions, RunSpec
 from masbench.store import ClaimLost, Store
 from masbench.sweep import stopping
@@ -46,7 +49,7 @@ from masbench.sweep.cells import (
 )
 
 AUTO_SIZE = 7  # the size measured in benchmarks/pack_speed.py
-AUTO_DEVICES = {"mlp": ("cpu", "cuda"), "cnn": ("cuda",), "resnet18": ("cuda",), "resnet34": ("cuda",)}
+AUTO_DEVICES = {"mlp": ("cpu", "cuda"), "cnn": ("cpu", "cuda"), "resnet18": ("cuda",), "resnet34": ("cuda",)}
 
 
 def pack_size(cell: Cell, device_type: str) -> int:
@@ -67,6 +70,8 @@ def pack_cells(cells: Sequence[Cell], device_type: str) -> list[list[Cell]]:
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         groups.setdefault((pack_size(cell, device_type), cell.data_dir, cell.base_dir), []).append(cell)
+    if any(size > 1 for size, *_ in groups):
+        default_conv()  # a bad $MASBENCH_PACK_CONV: one line before any cell is claimed, not failed packs
     packs = []
     for (size, *_), group in groups.items():
         by_key = {cell.spec.key: cell for cell in group}
@@ -77,8 +82,8 @@ def pack_cells(cells: Sequence[Cell], device_type: str) -> list[list[Cell]]:
 def unpacked_reason(cell: Cell, device_type: str) -> str | None:
     """Why ``cell``, which asks to be packed, cannot be (whatever the other cells); None if it can, or is off."""
     if cell.pack == "auto" and pack_size(cell, device_type) == 1:
-        return (f"--pack auto leaves model {cell.spec.model!r} unpacked on {device_type} (it packs the MLP, "
-                f"and convolutional models on CUDA only)")
+        return (f"--pack auto leaves model {cell.spec.model!r} unpacked on {device_type} (it packs the MLP and "
+                f"the CNN, and ResNets on CUDA only)")
     if pack_size(cell, device_type) > 1 and (why := can_pack([cell.spec])) is not None:
         return f"not packed: {why}"
     return None
