@@ -116,7 +116,7 @@ def test_the_driver_plans_a_task_per_cell_unpacked_and_a_task_per_pack_of_unfini
     _ray_pack(packed[:1] + packed[2:3], sqlite_url, _settings(tmp_path), store.now())  # seeds 0 and 2 completed
     assert [[c.spec.seed for c in unit] for unit in plan_units(off, store, "cpu", None)] == [[0], [1], [2], [3]]
     assert [[c.spec.seed for c in unit] for unit in plan_units(packed, store, "cpu", None)] == [[1, 3]]
-    auto = [Cell(RunSpec(**{**BASE, "model": "cnn"}, seed=s), pack="auto") for s in range(2)]
+    auto = [Cell(RunSpec(**{**BASE, "model": "resnet18"}, seed=s), pack="auto") for s in range(2)]
     assert [len(unit) for unit in plan_units(auto, store, "cpu", None)] == [1, 1]
     assert [len(unit) for unit in plan_units(auto, store, "cuda", None)] == [2]
     store.close()
@@ -135,7 +135,7 @@ def test_packing_follows_the_device_the_tasks_train_on(device, gpus, expected):
 def test_the_driver_says_why_cells_train_unpacked_on_the_tasks_device(executor, device_type, noted, sqlite_url,
                                                                       monkeypatch):
     """On Ray the notes follow the device type run_sweep_ray reports for its tasks (the cluster's), not this
-    machine's: --pack auto leaves the CNN unpacked on CPU workers, not on GPU ones; a local sweep's follow this
+    machine's: --pack auto leaves a ResNet unpacked on CPU workers, not on GPU ones; a local sweep's follow this
     machine's (a CPU here). A stand-in for either executor: it registers the cells and reports them pending."""
     import masbench.sweep
     from masbench.cli import app
@@ -149,12 +149,12 @@ def test_the_driver_says_why_cells_train_unpacked_on_the_tasks_device(executor, 
         return summarize(cells, store, started)
 
     monkeypatch.setattr(masbench.sweep, "run_sweep_ray" if executor == "ray" else "run_sweep", stand_in)
-    result = runner.invoke(app, ["sweep", "--dataset", "digits", "--models", "mlp,cnn", "--lambdas", "0.5",
+    result = runner.invoke(app, ["sweep", "--dataset", "digits", "--models", "mlp,resnet18", "--lambdas", "0.5",
                                  "--no-baselines", "--seeds", "2", "--executor", executor, "--pack", "auto",
                                  *(["--device", "cpu"] if executor == "local" else []), "--db", sqlite_url])
     assert result.exit_code == 0, result.output
     assert "4 cells, 0 finished now; 4 pending" in result.stdout
-    note = f"2 cell(s) run unpacked: --pack auto leaves model 'cnn' unpacked on {device_type or 'cpu'}"
+    note = f"2 cell(s) run unpacked: --pack auto leaves model 'resnet18' unpacked on {device_type or 'cpu'}"
     assert (note in result.stderr) is noted and ("run unpacked" in result.stderr) is noted, result.stderr
 
 
