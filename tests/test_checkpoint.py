@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from masbench.engine import Callback, CheckpointOwner, checkpoint_path, prepare, train
+from masbench.engine import CHECKPOINT_FORMAT, Callback, CheckpointOwner, checkpoint_path, prepare, train
 from masbench.fileio import _host
 from masbench.spec import ExecOptions, RunSpec
 from reliability import StopAfter, rows
@@ -230,7 +230,7 @@ def test_a_torn_or_damaged_checkpoint_restarts_the_run_with_one_warning(damage, 
     [
         ({"format": 99}, "is not a masbench checkpoint"),
         ([1, 2, 3], "is not a masbench checkpoint"),
-        ({"format": 1, "key": "0" * 20}, "belongs to another run"),
+        ({"format": CHECKPOINT_FORMAT, "key": "0" * 20}, "belongs to another run"),
     ],
 )
 def test_a_foreign_checkpoint_restarts_the_run_with_one_warning(content, expected, options, straight):
@@ -241,6 +241,21 @@ def test_a_foreign_checkpoint_restarts_the_run_with_one_warning(content, expecte
     result = train(SPEC, options, [warnings])
     assert result.resumed_from == 0 and numbers(result) == straight
     assert len(warnings.messages) == 1 and expected in warnings.messages[0]
+
+
+def test_a_checkpoint_from_before_the_separate_seed_streams_starts_the_run_fresh_with_one_line(options, straight):
+    """A format-1 checkpoint drew order and augmentation from one generator seeded with the cell seed:
+    resumed, its later epochs would mix that seeding with this one's, and match neither."""
+    path = crash_after(1, options)
+    state = torch.load(path, weights_only=True)
+    state["format"] = 1
+    del state["rng"]["augment"]  # as format 1 wrote it: one generator, under "data"
+    torch.save(state, path)
+    warnings = Warnings()
+    result = train(SPEC, options, [warnings])
+    assert result.resumed_from == 0 and numbers(result) == straight
+    assert len(warnings.messages) == 1, warnings.messages
+    assert "separate seeds (format 1)" in warnings.messages[0] and "starting" in warnings.messages[0]
 
 
 def test_a_checkpoint_that_cannot_be_restored_is_an_error_not_a_restart(options):

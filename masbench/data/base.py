@@ -4,12 +4,21 @@ An image set is one uint8 tensor (N, C, H, W) plus int64 labels; a text set is
 token ids and attention masks padded to the longest sequence. ``batches`` moves
 a split to the device once, then cuts, augments (random crop with padding and
 horizontal flip) and normalises each batch there: no per-image work in Python
-and no DataLoader workers. The random numbers come from a CPU generator, so a
-seed gives the same batches on every device and a checkpoint can save its state.
+and no DataLoader workers. The random numbers come from CPU generators, so a
+seed gives the same batches on every device and a checkpoint can save their states.
+
+``batches(split, batch_size, device, generator=None, channels_last=False, shard=None,
+augment_generator=None)`` is the protocol every data set follows: ``generator`` draws the order,
+``augment_generator`` the augmentation. The engine hands a run its two streams (``masbench.seeds``);
+``augment_generator=None`` means the augmentation draws from ``generator`` after the order (one stream,
+as masbench did before it derived separate streams). A data set whose ``batches`` takes no
+``augment_generator`` (a plugin's subclass written before) is still called, with the order's generator
+alone (``train_batches``).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -99,9 +108,12 @@ class ImageDataset:
         generator: torch.Generator | None = None,
         channels_last: bool = False,
         shard: tuple[int, int] | None = None,
+        augment_generator: torch.Generator | None = None,
     ) -> Iterator[Batch]:
         """Batches of ``split``; with a generator they are shuffled and (train only) augmented.
 
+        ``generator`` draws the order, ``augment_generator`` the crops and flips (``None``: ``generator``
+        draws them too, after the order); with neither, the split in order, unaugmented.
         ``shard=(rank, world_size)``: this process's share of every global batch (DDP). Every rank draws
         the same random numbers, so the shares are disjoint and together make the global batch.
         """
@@ -110,8 +122,9 @@ class ImageDataset:
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
         scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=device).view(1, -1, 1, 1)
         shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], device=device).view(1, -1, 1, 1)
-        augment = self.augment and split == "train" and generator is not None
-        for index, params in _global_batches(order, batch_size, shard, augment, self.crop_padding, generator):
+        drawing = augment_generator if augment_generator is not None else generator
+        augment = self.augment and split == "train" and drawing is not None
+        for index, params in _global_batches(order, batch_size, shard, augment, self.crop_padding, drawing):
             images = data.images[index.to(device)]
             if params is not None:
                 images = apply_crop_flip(images, self.crop_padding, *params)
@@ -119,6 +132,20 @@ class ImageDataset:
             if channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             yield Batch(inputs, data.labels[index])
+
+
+def train_batches(dataset, batch_size: int, device: torch.device, generator: torch.Generator,
+                  augment_generator: torch.Generator, channels_last: bool = False,
+                  shard: tuple[int, int] | None = None) -> Iterator[Batch]:
+    """``dataset``'s training batches, order and augmentation each from its own generator.
+
+    A ``batches`` without an ``augment_generator`` parameter (written for the one-stream protocol) gets
+    the order's generator alone, and draws its augmentation from it as it always did.
+    """
+    if "augment_generator" in inspect.signature(dataset.batches).parameters:
+        return dataset.batches("train", batch_size, device, generator, channels_last, shard,
+                               augment_generator=augment_generator)
+    return dataset.batches("train", batch_size, device, generator, channels_last, shard)
 
 
 def _global_batches(order: Tensor, batch_size: int, shard: tuple[int, int] | None, augment: bool, padding: int,
@@ -181,7 +208,9 @@ class TextDataset:
         generator: torch.Generator | None = None,
         channels_last: bool = False,
         shard: tuple[int, int] | None = None,
+        augment_generator: torch.Generator | None = None,
     ) -> Iterator[Batch]:
+        """Batches of ``split``, shuffled with a generator; text is not augmented (``augment_generator`` unused)."""
         data: TextSplit = _on_device(self, split, device)
         n = len(data)
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)

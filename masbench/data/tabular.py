@@ -82,8 +82,10 @@ class TabularDataset:
         generator: torch.Generator | None = None,
         channels_last: bool = False,
         shard: tuple[int, int] | None = None,
+        augment_generator: torch.Generator | None = None,
     ) -> Iterator[Batch]:
-        """Batches of ``split``, standardised; shuffled with a generator (no augmentation)."""
+        """Batches of ``split``, standardised; shuffled with a generator (no augmentation: ``augment_generator``
+        is unused)."""
         data: TabularSplit = _on_device(self, split, device)
         order = torch.randperm(len(data), generator=generator) if generator is not None else torch.arange(len(data))
         mean, std = self.mean.to(device), self.std.to(device)

@@ -22,11 +22,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import TYPE_CHECKING
 
 from masbench.errors import MasbenchError
 from masbench.limits import shown
+from masbench.seeds import stream_seed
 
 if TYPE_CHECKING:
     import torch
@@ -42,8 +42,7 @@ def check_val_fraction(fraction: float) -> None:
 
 def split_seed(seed: int) -> int:
     """The split's own seed, derived from the run's: a stream apart from the weights' and the batches'."""
-    digest = hashlib.sha256(f"masbench.val_split:{seed}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+    return stream_seed(seed, "val_split")
 
 
 def val_indices(labels: torch.Tensor, fraction: float, seed: int, classes: list[str] | None = None) -> torch.Tensor:

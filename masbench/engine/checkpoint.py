@@ -13,7 +13,9 @@ a run in one store never resumes, or copies the epochs of, another store's run.
 What ``load`` does with what it finds:
 
 - nothing: start fresh (noting another store's checkpoint of the same run, if there is one);
-- a torn or damaged file, or one of another format, run or owner: start fresh with one warning;
+- a torn or damaged file, or one of another format, run or owner: start fresh with one warning (a
+  format-1 checkpoint was written before each run drew its weights, batch order and augmentation from
+  streams of their own, ``masbench.seeds``: resumed, it would mix the two seedings);
 - anything else that goes wrong raises: a restore that fails is a bug, not a reason to start over.
 """
 
@@ -32,7 +34,7 @@ from masbench.engine.prepare import Prepared
 from masbench.fileio import CorruptFile, atomic_torch_save, load_torch_file, remove_stale_temporaries
 from masbench.spec import ExecOptions, RunSpec
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the order and augmentation generators apart (rng "data" and "augment")
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def checkpoint_path(spec: RunSpec, options: ExecOptions, owner: CheckpointOwner 
 def capture(p: Prepared, epoch: int, history: list[EpochMetrics], owner: CheckpointOwner | None) -> dict[str, Any]:
     return checkpoint_state(p.spec, owner, epoch, p.model.state_dict(), p.optimizer.state_dict(),
                             p.schedule.state_dict() if p.schedule is not None else {}, history,
-                            {**global_rng_states(p.device), "data": p.generator.get_state()},
+                            {**global_rng_states(p.device), **data_rng_states(p.generator, p.augment_generator)},
                             lr_schedule=p.lr_schedule.state_dict() if p.lr_schedule is not None else {})
 
 
@@ -71,6 +73,17 @@ def global_rng_states(device: torch.device) -> dict[str, Any]:
         "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
         "python": list(random.getstate()[1]),
     }
+
+
+def data_rng_states(order: torch.Generator, augment: torch.Generator | None) -> dict[str, Any]:
+    """The run's own generators as a checkpoint records them: ``data`` the order's, ``augment`` the crops'."""
+    return {"data": order.get_state(), "augment": augment.get_state() if augment is not None else None}
+
+
+def restore_data_rng(rng: dict[str, Any], order: torch.Generator, augment: torch.Generator | None) -> None:
+    order.set_state(rng_bytes(rng["data"]))
+    if augment is not None:
+        augment.set_state(rng_bytes(rng["augment"]))
 
 
 def checkpoint_state(spec: RunSpec, owner: CheckpointOwner | None, epoch: int, model: dict, optimizer: dict,
@@ -87,7 +100,7 @@ def checkpoint_state(spec: RunSpec, owner: CheckpointOwner | None, epoch: int, m
         "schedule": schedule,
         "lr_schedule": lr_schedule or {},
         "history": [m.as_dict() for m in history],
-        "rng": {key: rng[key] for key in ("torch", "cuda", "data", "python")},
+        "rng": {key: rng[key] for key in ("torch", "cuda", "data", "augment", "python")},
     }
 
 
@@ -108,7 +121,7 @@ def restore(p: Prepared, state: dict[str, Any]) -> tuple[int, list[EpochMetrics]
     torch.set_rng_state(rng_bytes(rng["torch"]))
     if p.device.type == "cuda" and rng["cuda"]:
         torch.cuda.set_rng_state_all([rng_bytes(s) for s in rng["cuda"]])
-    p.generator.set_state(rng_bytes(rng["data"]))
+    restore_data_rng(rng, p.generator, p.augment_generator)
     random.setstate((3, tuple(rng["python"]), None))
     history = [EpochMetrics(**m) for m in state["history"]]
     return int(state["epoch"]), history
@@ -116,6 +129,9 @@ def restore(p: Prepared, state: dict[str, Any]) -> tuple[int, list[EpochMetrics]
 
 def foreign(state: Any, key: str, owner: CheckpointOwner | None) -> str | None:
     """Why ``state`` is not a checkpoint of run ``key`` for ``owner`` (None: it is one); no owner, no owner check."""
+    if isinstance(state, dict) and state.get("format") == 1:
+        return ("was written before masbench drew the weights, batch order and augmentation from separate "
+                "seeds (format 1): resuming it would mix the two seedings")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         return f"is not a masbench checkpoint of format {CHECKPOINT_FORMAT} (found {found!r})"

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from masbench.errors import MasbenchError
+from masbench import seeds
 from masbench.spec import ExecOptions, RunSpec
 
 
@@ -68,10 +69,11 @@ class Prepared:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     schedule: Any  # a LambdaSchedule, or None for the baselines
-    generator: torch.Generator
+    generator: torch.Generator  # the batch order (masbench.seeds: the run's "order" stream)
     amp: bool
     channels_last: bool
     lr_schedule: Any = None  # a torch LR scheduler, or None for a constant lr (the spec's lr_schedule)
+    augment_generator: torch.Generator | None = None  # crops and flips (the "augment" stream)
 
 
 def data_cache_key(spec: RunSpec, options: ExecOptions) -> tuple:
@@ -94,14 +96,15 @@ def load_data(spec: RunSpec, options: ExecOptions):
 
 
 def build_seeded_model(spec: RunSpec, dataset) -> torch.nn.Module:
-    """The run's model with its initial weights: every RNG seeded with ``spec.seed``, then the model built.
+    """The run's model with its initial weights: every global RNG seeded with the run's ``weights`` stream
+    (``masbench.seeds``), then the model built.
 
     Packed cells (``masbench.pack``) build each member through here, so that its weights are bitwise the
     unpacked cell's.
     """
     from masbench.models import build_model
 
-    seed_everything(spec.seed)
+    seed_everything(seeds.stream_seed(spec.seed, "weights"))
     return build_model(spec.model, dataset, spec.resolved_pretrained)
 
 
@@ -133,6 +136,5 @@ def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict 
     schedule = build_lambda_schedule(spec.lambda_schedule, optimizer, spec.epochs) if spec.optimizer == "mas" else None
     lr_schedule = build_lr_schedule(spec.lr_schedule, optimizer, spec.epochs)
     amp = options.amp if options.amp is not None else device.type == "cuda" and torch.cuda.is_bf16_supported()
-    generator = torch.Generator().manual_seed(spec.seed)
-    return Prepared(spec, options, device, dataset, model, optimizer, schedule, generator, amp, channels_last,
-                    lr_schedule)
+    return Prepared(spec, options, device, dataset, model, optimizer, schedule, seeds.order_generator(spec.seed), amp,
+                    channels_last, lr_schedule, seeds.augment_generator(spec.seed))

@@ -8,7 +8,8 @@ force, seconds and samples per second (training only: evaluation is left out of
 the timing).
 
 Reproducible: a seed fixes the initial weights, the order of the batches and
-the augmentation, so on CPU the same spec gives the same metrics. Resumable:
+the augmentation, each through a stream of its own (``masbench.seeds``), so on
+CPU the same spec gives the same metrics. Resumable:
 after every epoch a checkpoint is written atomically (see ``checkpoint``).
 A NaN or infinite loss ends the run with status ``diverged``.
 
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from masbench import faults
+from masbench.data.base import train_batches
 from masbench.engine import checkpoint
 from masbench.engine.callbacks import Callback, EpochMetrics, RunInfo, RunResult
 from masbench.engine.checkpoint import CheckpointOwner
@@ -175,8 +177,8 @@ def _train_batches(p: Prepared, epoch: int, forward, callbacks: Sequence[Callbac
     check_every = 1 if p.device.type == "cpu" else 25
     p.model.train()
     sums = _Sums.zeros(p.device)
-    for i, batch in enumerate(p.dataset.batches("train", batch_size, p.device, p.generator, p.channels_last,
-                                                _shard(p))):
+    for i, batch in enumerate(train_batches(p.dataset, batch_size, p.device, p.generator, p.augment_generator,
+                                            p.channels_last, _shard(p))):
         with torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
             logits = forward(batch.inputs)
         if dist is None:

@@ -1,8 +1,8 @@
 """Each member's batches, gathered in one indexing op from the device-resident images.
 
-Member k draws its shuffle and its augmentation from its own generator, in the very order the unpacked
-engine does (``ImageDataset.batches``: the permutation, then the crop and flip parameters batch by
-batch), so it sees the very batches its unpacked cell would see. The K batches are then cut, cropped,
+Member k draws its shuffle from its own order generator and its crops and flips from its own
+augmentation generator, as the unpacked engine does (``ImageDataset.batches``: the permutation, then
+the crop and flip parameters batch by batch), so it sees the very batches its unpacked cell would see. The K batches are then cut, cropped,
 flipped and normalised as one batch of K*B images: each of those operations acts image by image.
 """
 
@@ -17,11 +17,13 @@ from masbench.data.base import ImageDataset, _global_batches, _on_device, apply_
 
 
 def member_batches(dataset: ImageDataset, batch_size: int, device: torch.device,
-                   generators: Sequence[torch.Generator | None]) -> Iterator[tuple[Tensor, Tensor]]:
+                   generators: Sequence[tuple[torch.Generator, torch.Generator] | None]
+                   ) -> Iterator[tuple[Tensor, Tensor]]:
     """Training batches (inputs [K, B, C, H, W], labels [K, B]) for K members.
 
-    A member whose generator is ``None`` is not training this epoch: it draws nothing and gets a copy of
-    another member's batch (its outputs are ignored).
+    ``generators[k]``: member k's (order, augmentation) generators. A member whose entry is ``None`` is
+    not training this epoch: it draws nothing and gets a copy of another member's batch (its outputs are
+    ignored).
     """
     data = _on_device(dataset, "train", device)
     n, k = len(data), len(generators)
@@ -29,10 +31,10 @@ def member_batches(dataset: ImageDataset, batch_size: int, device: torch.device,
     if not drawing:
         raise ValueError("member_batches needs at least one member that trains")
     plans = {}
-    for i, g in enumerate(generators):
-        if g is not None:
-            order = torch.randperm(n, generator=g)
-            plans[i] = _global_batches(order, batch_size, None, dataset.augment, dataset.crop_padding, g)
+    for i, pair in enumerate(generators):
+        if pair is not None:
+            order = torch.randperm(n, generator=pair[0])
+            plans[i] = _global_batches(order, batch_size, None, dataset.augment, dataset.crop_padding, pair[1])
     stand_in = next(iter(plans))
     scale, shift = _normalisation(dataset, device)
     for drawn in zip(*plans.values()):

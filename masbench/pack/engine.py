@@ -5,7 +5,7 @@ Each member is its own cell, as if it had run alone:
 - its initial weights are its unpacked cell's, bit for bit (built with its seed by
   ``engine.prepare.build_seeded_model``, then fused: ``masbench.pack.fuse``);
 - it sees its unpacked cell's batches, in the same order, with the same augmentation
-  (``masbench.pack.data``: its own generator, seeded with its seed);
+  (``masbench.pack.data``: its own order and augmentation generators, from its seed: ``masbench.seeds``);
 - the loss is the sum of the members' mean losses, so each member's gradient is its own;
 - its optimizer is its own (``masbench.pack.optim``), with its own lambda schedule;
 - its metrics go to its own callbacks, as ``EpochMetrics`` (``seconds`` is the pack's epoch, in which it
@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from masbench import faults
+from masbench import faults, seeds
 from masbench.engine.callbacks import EpochMetrics, RunInfo
 from masbench.engine.checkpoint import global_rng_states
 from masbench.engine.prepare import build_seeded_model, data_cache_key, describe_device, load_data, resolve_device
@@ -181,8 +181,8 @@ def _build(cells: Sequence[PackMember], options: ExecOptions, datasets: dict | N
                          if cell.spec.optimizer == "mas" else None)
     optimizer = PackedOptimizer(params, optimizers, path)
     amp = options.amp if options.amp is not None else device.type == "cuda" and torch.cuda.is_bf16_supported()
-    members = [Member(k, cell, optimizers[k], schedules[k], torch.Generator().manual_seed(cell.spec.seed), rngs[k])
-               for k, cell in enumerate(cells)]
+    members = [Member(k, cell, optimizers[k], schedules[k], seeds.order_generator(cell.spec.seed),
+                      seeds.augment_generator(cell.spec.seed), rngs[k]) for k, cell in enumerate(cells)]
     return _Pack(spec, options, device, dataset, model, optimizer, members, amp)
 
 
@@ -248,7 +248,7 @@ def _train_batches(pack: _Pack, epoch: int, training: list[Member], forward, sta
     batches = math.ceil(len(pack.dataset.train) / batch_size)
     check_every = 1 if pack.device.type == "cpu" else 25  # as the unpacked engine looks at the loss
     active = [m.index for m in training]
-    generators = [m.generator if m in training else None for m in pack.members]
+    generators = [(m.generator, m.augment_generator) if m in training else None for m in pack.members]
     loss_sums = torch.zeros(size, dtype=torch.float64, device=pack.device)
     correct = torch.zeros(size, dtype=torch.int64, device=pack.device)
     seen, diverged = 0, {}

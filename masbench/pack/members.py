@@ -18,7 +18,7 @@ import torch
 
 from masbench.engine import checkpoint
 from masbench.engine.callbacks import Callback, EpochMetrics, RunResult
-from masbench.engine.checkpoint import CheckpointOwner, checkpoint_path, rng_bytes
+from masbench.engine.checkpoint import CheckpointOwner, checkpoint_path
 from masbench.fileio import atomic_torch_save
 from masbench.spec import ExecOptions, RunSpec
 
@@ -54,7 +54,8 @@ class Member:
     cell: PackMember
     optimizer: torch.optim.Optimizer  # the member's own, over its views of the pack's parameters
     schedule: Any  # its LambdaSchedule, or None
-    generator: torch.Generator
+    generator: torch.Generator  # its batch order (masbench.seeds: its "order" stream)
+    augment_generator: torch.Generator  # its crops and flips (its "augment" stream)
     rng: dict[str, Any]  # torch, cuda, python: the process's RNG states of its unpacked run
     start_epoch: int = 0
     history: list[EpochMetrics] = field(default_factory=list)
@@ -113,7 +114,7 @@ def restore(member: Member, state: dict[str, Any], load_model: Callable[[dict], 
     if member.schedule is not None:
         member.schedule.load_state_dict(state["schedule"])
     rng = state["rng"]
-    member.generator.set_state(rng_bytes(rng["data"]))
+    checkpoint.restore_data_rng(rng, member.generator, member.augment_generator)
     member.rng = {"torch": rng["torch"], "cuda": rng["cuda"], "python": rng["python"]}
     member.start_epoch = int(state["epoch"])
     member.history = [EpochMetrics(**m) for m in state["history"]]
@@ -130,7 +131,7 @@ def load(member: Member, options: ExecOptions, load_model: Callable[[dict], None
 def save(member: Member, options: ExecOptions, epoch: int, model: dict, optimizer: dict) -> None:
     """Write the member's checkpoint after ``epoch`` (atomically, as the unpacked engine does), then tell it."""
     schedule = member.schedule.state_dict() if member.schedule is not None else {}
-    rng = {**member.rng, "data": member.generator.get_state()}
+    rng = {**member.rng, **checkpoint.data_rng_states(member.generator, member.augment_generator)}
     state = checkpoint.checkpoint_state(member.spec, member.cell.owner, epoch, model, optimizer, schedule,
                                         member.history, rng)
     path = checkpoint_path(member.spec, options, member.cell.owner)
