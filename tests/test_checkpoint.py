@@ -364,13 +364,18 @@ def test_a_signal_inside_torch_save_comes_out_as_itself_and_the_checkpoint_is_wh
         raise Terminated
 
     previous = signal.signal(signal.SIGTERM, terminate)
+    # Python's own SIGINT handler, whatever the test process inherited: a shell's background job starts with
+    # SIGINT ignored, and an ignored signal stays ignored through the save (as it should).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         signal_during_save(monkeypatch, signum, on_save=2)
         with pytest.raises(raised):
             train(SPEC, options)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are back
+        assert signal.getsignal(signal.SIGTERM) is terminate
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are back
+        signal.signal(signal.SIGINT, previous_int)
     monkeypatch.undo()
 
     path = checkpoint_path(SPEC, options)
