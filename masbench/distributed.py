@@ -13,6 +13,7 @@ when a run resumes, so several nodes need a checkpoint folder they all see.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from dataclasses import dataclass
@@ -72,6 +73,10 @@ def shutdown() -> None:
     """
     if not torch_dist.is_initialized():
         return
+    # DistributedDataParallel and its reducer sit in reference cycles that hold the process group: collected
+    # at interpreter exit, after gloo's threads are gone, they abort the process ("terminate called without an
+    # active exception", exit -6, and torchrun then SIGTERMs the other ranks). Free them while all is alive.
+    gc.collect()
     if sys.exc_info()[1] is None:
         torch_dist.barrier()
     torch_dist.destroy_process_group()
