@@ -84,3 +84,22 @@ def test_an_image_set_s_own_statistics_are_kept():
                         (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     split = with_validation(data, 0.25, seed=0)
     assert (split.mean, split.std) == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+@pytest.mark.parametrize("fraction, seed", [(0.3, 0), (0.2, 5)])
+def test_a_run_on_a_train_subset_normalises_with_its_kept_rows(tmp_path, fraction, seed):
+    """--train-subset with --val-fraction: the loader's statistics are the whole split's, computed before the
+    cut, so they no longer equal the subset's own; they must still be replaced by the kept rows'."""
+    spec = make_spec(dataset="digits", model="mlp", epochs=1, seed=seed, train_subset=400, val_fraction=fraction)
+    p = prepare(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path), datasets={})
+    subset = load_dataset("digits", train_subset=400)
+    kept = subset.train.images[_kept(subset.train, fraction, seed)]
+    assert len(p.dataset.train) == len(kept) and torch.equal(p.dataset.train.images, kept)
+    mean, std = _pixel_stats(kept)
+    assert p.dataset.mean == pytest.approx(mean, rel=1e-9) and p.dataset.std == pytest.approx(std, rel=1e-9)
+    assert subset.mean != pytest.approx(mean, rel=1e-9)  # the whole split's: what the run used before
+
+
+def test_a_train_subset_without_a_split_keeps_the_whole_splits_statistics():
+    whole, cut = load_dataset("digits"), load_dataset("digits", train_subset=400)
+    assert (cut.mean, cut.std) == (whole.mean, whole.std)

@@ -163,6 +163,7 @@ def load_dataset(
     (``imagefolder:PATH``, ``csv:PATH``, ``test_file``) are relative to ``base_dir``, else the working directory.
     """
     from masbench.data.base import check_classes, subset
+    from masbench.data.validation import FROM_WHOLE_SPLIT, computed_statistics
 
     entry, argument = resolve(name)
     if base_dir is not None:
@@ -171,7 +172,10 @@ def load_dataset(
             options["test_file"] = under(base_dir, options["test_file"])
     data_dir = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
     dataset = entry.load(argument, data_dir, options)
+    whole = train_subset is not None and computed_statistics(dataset)
     dataset.train = subset(dataset.train, train_subset)
+    if whole:  # a validation split of the subset must normalise with its kept rows' statistics, not these
+        setattr(dataset, FROM_WHOLE_SPLIT, True)
     dataset.test = subset(dataset.test, test_subset)
     present = [dataset.classes[i] for i in dataset.train.labels.unique().tolist()]
     check_classes(name, present, "its training split" if train_subset is None else f"its training subset of {train_subset}")
