@@ -279,13 +279,14 @@ def test_pack_in_the_benchmarks_file_and_the_command_line_over_it(written, given
     assert {cell.pack for cell in cells} == {expected}
 
 
-def test_a_bad_conv_strategy_in_the_environment_is_one_line_before_any_cell_is_claimed(tiny, sqlite_url, tmp_path,
-                                                                                        monkeypatch):
+@pytest.mark.parametrize("dry_run", [False, True], ids=["sweep", "dry-run"])
+def test_a_bad_conv_strategy_in_the_environment_is_one_line_and_writes_nothing(tiny, tmp_path, monkeypatch, dry_run):
     monkeypatch.setenv("MASBENCH_PACK_CONV", "fastest")
+    db = tmp_path / "s.db"
     result = runner.invoke(app, ["sweep", "--benchmarks", tiny, "--benchmark", "tiny", "--pack", "4", "--db",
-                                 sqlite_url, "--checkpoint-dir", str(tmp_path / "ckpt")])
+                                 f"sqlite:///{db}", "--checkpoint-dir", str(tmp_path / "ckpt"),
+                                 *(["--dry-run"] if dry_run else [])])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1].endswith(
-        "Invalid MASBENCH_PACK_CONV: 'fastest' (valid: auto, grouped, members)"), result.output
-    assert "Traceback" not in result.output
-    assert {r["status"] for r in runs(sqlite_url).values()} <= {"pending"}  # registered, none claimed or failed
+    assert result.output.strip().splitlines() == [
+        "Error: Invalid MASBENCH_PACK_CONV: 'fastest' (valid: auto, grouped, members)"], result.output
+    assert not db.exists() and not (tmp_path / "ckpt").exists()

@@ -265,6 +265,7 @@ def sweep(
     name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks,
                              max_cells=max_cells)
     title = name or dataset
+    _check_pack_conv(cells)
     if dry_run:
         print_plan(title, cells, db, device, retry_failed)
         return
@@ -277,6 +278,20 @@ def sweep(
                              retry_failed=retry_failed, stale_after=stale_after, heartbeat_every=heartbeat_every,
                              callbacks=(WarningLog(),))
     run_sweep(title, cells, db, settings, executor, ray_address)
+
+
+def _check_pack_conv(cells) -> None:
+    """A bad ``$MASBENCH_PACK_CONV`` is one line before anything is planned, printed or written."""
+    import os
+
+    if os.environ.get("MASBENCH_PACK_CONV") is None or all(cell.pack == "off" for cell in cells):
+        return
+    from masbench.pack.fuse import default_conv
+
+    try:
+        default_conv()
+    except ValueError as error:
+        raise MasbenchError(str(error)) from None
 
 
 def _check_sweep_flags(no_baselines: bool, baselines: str | None, workers: int | None, executor: str,
