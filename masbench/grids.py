@@ -155,8 +155,8 @@ class GridSpec(BaseModel):
         if not self.models:
             raise ValueError("Invalid models: the list is empty")
         if isinstance(self.pack, str) and self.pack not in ("auto", "off"):  # strict as the numbers are: "7" is text
-            raise ValueError(f"Invalid pack: {shown(self.pack)} is text, not an integer (write it without quotes; "
-                             f"{PACK_VALID})")
+            fix = " is text, not an integer (write it without quotes; " if _is_number(self.pack) else " (valid: "
+            raise ValueError(f"Invalid pack: {shown(self.pack)}{fix}{PACK_VALID})")
         object.__setattr__(self, "pack", parse_pack(self.pack))  # frozen: the normal form, 7, auto or off
         if self.seeds is not None and self.seed_list is not None:
             raise ValueError("Invalid seeds: give seeds (a count) or seed_list, not both")

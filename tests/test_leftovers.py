@@ -3,6 +3,7 @@ dry run shows. The command-line cases (one line, nothing written) are in test_ho
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,13 @@ def test_a_quoted_pack_size_in_a_benchmarks_file_is_refused_like_other_strict_nu
     assert GridSpec(pack=7).pack == 7 and GridSpec(pack="auto").pack == "auto" and GridSpec(pack=False).pack == "off"
     with pytest.raises(ValueError, match=r"Invalid pack: '7' is text, not an integer \(write it without quotes"):
         GridSpec(pack="7")
+
+
+@pytest.mark.parametrize("text", ["AUTO", "Off", "seven", ""])
+def test_a_pack_word_that_is_not_auto_or_off_says_what_is_valid_not_to_drop_quotes(text):
+    expected = f"Invalid pack: {text!r} (valid: an integer of members per pack in [2, 1024], auto or off)"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        GridSpec(pack=text)
 
 
 @pytest.mark.parametrize("text, value", [("3", 3), (" 3", 3), ("-1", -1), ("+2", 2), ("2147483648", 2**31)])
