@@ -15,6 +15,21 @@ from masbench.engine import Callback
 TIMING = ("seconds", "samples_per_second")
 
 
+def numbers(result) -> list[dict]:
+    """Every metric of a ``RunResult`` but the timings, epoch by epoch: what two runs must agree on."""
+    return [{k: v for k, v in m.as_dict().items() if k not in TIMING} for m in result.epochs]
+
+
+class Warnings(Callback):
+    """Collects a run's warnings (``on_warning``) in ``messages``."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def on_warning(self, message: str) -> None:
+        self.messages.append(message)
+
+
 class StopAfter(Callback):
     """A crash right after epoch ``n`` has been checkpointed."""
 

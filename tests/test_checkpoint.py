@@ -16,26 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from masbench.engine import CHECKPOINT_FORMAT, Callback, CheckpointOwner, checkpoint_path, prepare, train
+from masbench.engine import CHECKPOINT_FORMAT, CheckpointOwner, checkpoint_path, prepare, train
 from masbench.fileio import _host
 from masbench.spec import ExecOptions, RunSpec
-from reliability import StopAfter, rows
+from reliability import StopAfter, Warnings, numbers, rows
 
-TIMING = ("seconds", "samples_per_second")
 SPEC = RunSpec(dataset="digits", optimizer="mas", momentum=0.9, lr=3e-3, lambda_adam=0.3, lambda_sgd=0.7, epochs=3)
-
-
-def numbers(result):
-    return [{k: v for k, v in m.as_dict().items() if k not in TIMING} for m in result.epochs]
-
-
-
-class Warnings(Callback):
-    def __init__(self):
-        self.messages = []
-
-    def on_warning(self, message):
-        self.messages.append(message)
 
 
 @pytest.fixture

@@ -7,24 +7,11 @@ from dataclasses import replace
 import pytest
 
 from masbench.spec import ExecOptions, RunSpec
-from masbench.engine import Callback, checkpoint_path, train
-from reliability import StopAfter
-
-TIMING = ("seconds", "samples_per_second")
-
-
-def numbers(result):
-    """Every metric but the timings, epoch by epoch."""
-    return [{k: v for k, v in m.as_dict().items() if k not in TIMING} for m in result.epochs]
+from masbench.engine import checkpoint_path, train
+from reliability import StopAfter, Warnings, numbers
 
 
 
-class Warnings(Callback):
-    def __init__(self):
-        self.messages = []
-
-    def on_warning(self, message):
-        self.messages.append(message)
 
 
 @pytest.fixture

@@ -15,10 +15,9 @@ from masbench.engine import checkpoint_path, train
 from masbench.errors import MasbenchError
 from masbench.optim import normalise_lr_schedule
 from masbench.spec import ExecOptions, make_spec
-from reliability import StopAfter
+from reliability import StopAfter, numbers
 
 EPOCHS = 7
-TIMING = ("seconds", "samples_per_second")
 
 
 def expected_lr(text: str, base: float, epoch: int, epochs: int) -> float:
@@ -79,9 +78,6 @@ def test_a_run_killed_after_an_epoch_resumes_with_the_lr_and_metrics_of_an_unint
     assert checkpoint_path(spec, resumable).exists()
     resumed = train(spec, resumable)
     assert resumed.resumed_from == stop
-
-    def numbers(result):
-        return [{k: v for k, v in m.as_dict().items() if k not in TIMING} for m in result.epochs]
 
     assert numbers(resumed) == numbers(straight)
     assert [m.lr for m in resumed.epochs] == pytest.approx(

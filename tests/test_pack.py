@@ -26,12 +26,7 @@ from masbench.pack import (
 from masbench.pack.fuse import fuse
 from masbench.pack.shared_step import step_groups
 from masbench.spec import ExecOptions, RunSpec
-
-TIMING = ("seconds", "samples_per_second")
-
-
-def numbers(result):
-    return [{k: v for k, v in m.as_dict().items() if k not in TIMING} for m in result.epochs]
+from reliability import numbers
 
 
 def assert_close_runs(packed, unpacked, rel=1e-4, acc_points=1.0):

@@ -15,10 +15,10 @@ from masbench import seeds
 from masbench.data import load_dataset
 from masbench.data.base import ImageDataset, crop_flip_params, train_batches
 from masbench.data.validation import split_seed
-from masbench.engine import CHECKPOINT_FORMAT, Callback, checkpoint_path, prepare, train
+from masbench.engine import CHECKPOINT_FORMAT, checkpoint_path, prepare, train
 from masbench.pack import PackMember, train_pack
 from masbench.spec import ExecOptions, make_spec
-from reliability import StopAfter
+from reliability import StopAfter, Warnings, numbers
 
 CPU = torch.device("cpu")
 STREAMS = ("weights", "order", "augment")
@@ -183,20 +183,6 @@ def test_ranks_shares_make_the_global_batch_with_both_generators(image_folder, w
 
 # --- checkpoints: both generators saved and restored; an older seeding is not resumed ----------------------
 
-TIMING = ("seconds", "samples_per_second")
-
-
-def _numbers(result):
-    return [{k: v for k, v in m.as_dict().items() if k not in TIMING} for m in result.epochs]
-
-
-class Warnings(Callback):
-    def __init__(self):
-        self.messages = []
-
-    def on_warning(self, message):
-        self.messages.append(message)
-
 
 def _as_format_1(path) -> None:
     """Rewrite a checkpoint as format 1 wrote it: one data generator, under ``data``."""
@@ -223,7 +209,7 @@ def test_an_augmented_run_resumes_bit_exact_from_both_generators(augmented_specs
     assert state["format"] == CHECKPOINT_FORMAT == 2
     assert not torch.equal(state["rng"]["data"], state["rng"]["augment"])
     resumed = train(spec, options)
-    assert resumed.resumed_from == 1 and _numbers(resumed) == _numbers(straight)
+    assert resumed.resumed_from == 1 and numbers(resumed) == numbers(straight)
 
 
 def test_a_packed_member_with_a_format_1_checkpoint_starts_fresh_with_one_line(augmented_specs, tmp_path):
@@ -238,4 +224,4 @@ def test_a_packed_member_with_a_format_1_checkpoint_starts_fresh_with_one_line(a
     assert [o.result.resumed_from for o in outcomes] == [0, 0]
     assert len(warnings.messages) == 1 and "separate seeds (format 1)" in warnings.messages[0]
     for again, first in zip(outcomes, straight):
-        assert _numbers(again.result) == _numbers(first.result)
+        assert numbers(again.result) == numbers(first.result)

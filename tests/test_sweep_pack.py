@@ -17,12 +17,11 @@ from typer.testing import CliRunner
 
 from masbench.benchmarks import Cell
 from masbench.cli import app
-from masbench.engine import Callback
 from masbench.pack import Unpackable
 from masbench.spec import ExecOptions, RunSpec
 from masbench.store import Store
 from masbench.sweep import pack_cells, run_pack, unpacked_notes
-from reliability import rows
+from reliability import Warnings, rows
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parent.parent
@@ -195,14 +194,6 @@ def test_sigterm_gives_every_members_claim_back_and_the_rerun_completes(tiny, sq
 BASE = dict(dataset="digits", model="mlp", lr=3e-3, momentum=0.9, batch_size=128, epochs=2)
 
 
-class Warnings(Callback):
-    def __init__(self):
-        self.lines = []
-
-    def on_warning(self, message):
-        self.lines.append(message)
-
-
 def test_a_diverging_member_is_recorded_diverged_and_the_others_completed(db_url, tmp_path):
     specs = [RunSpec(**BASE, optimizer="mas", seed=s) for s in range(3)]
     specs.append(RunSpec(**{**BASE, "lr": 1e12}, optimizer="sgd", seed=5))
@@ -244,7 +235,7 @@ def test_a_model_the_fuser_refuses_runs_unpacked_with_one_line(sqlite_url, tmp_p
     for pack in (specs[:2], specs[2:]):
         outcomes = run_pack(pack, store, options, callbacks=[warnings], refused=refused)
         assert [o.status for o in outcomes] == ["completed", "completed"]
-    assert warnings.lines == ["2 cells run unpacked: layer 3 is a Frobnicator, which has no packed form"]
+    assert warnings.messages == ["2 cells run unpacked: layer 3 is a Frobnicator, which has no packed form"]
     stored = runs(sqlite_url)
     assert all("packed" not in execution(stored[s.key]) for s in specs)
     assert {r["attempts"] for r in stored.values()} == {2, 1}  # the first pack's claims were given back
