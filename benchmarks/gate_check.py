@@ -133,7 +133,7 @@ def main() -> None:
                                             "e.g. the one the baseline came from)")
     args = parser.parse_args()
 
-    from masbench.benchmarks import plan_sweep
+    from masbench.grid.benchmarks import plan_sweep
 
     baseline = args.baseline or REPO / "benchmarks" / "baselines" / f"{args.benchmark}.csv"
     _, cells = plan_sweep(benchmark=args.benchmark, benchmarks_path=args.benchmarks,

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from masbench.benchmarks import plan_sweep
+from masbench.grid.benchmarks import plan_sweep
 from masbench.data.base import ImageDataset, ImageSplit
 from masbench.engine import data_cache_key, prepare, train
 from masbench.pack import PackMember, plan_packs, train_pack

@@ -34,9 +34,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from masbench.errors import MasbenchError
-from masbench.lambdas import normalise_lambda_schedule
+from masbench.grid.lambdas import normalise_lambda_schedule
 from masbench.limits import MAX_NAME, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, shown
-from masbench.mix_weights import is_mix, mix_text, parse_mix, resolve_weights
+from masbench.grid.mix_weights import is_mix, mix_text, parse_mix, resolve_weights
 from masbench.spec_options import ExecOptions, validation_message  # noqa: F401 (re-exported: where they were)
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}

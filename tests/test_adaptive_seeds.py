@@ -17,7 +17,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from masbench.cli import app
-from masbench.seed_budget import check_max_seeds, check_until_ci, ci95_width, seed_sequence, seeds_wanted
+from masbench.grid.seed_budget import check_max_seeds, check_until_ci, ci95_width, seed_sequence, seeds_wanted
 from reliability import finish, rows, sweep
 
 runner = CliRunner()
@@ -105,7 +105,7 @@ def test_max_seeds_is_checked(max_seeds, initial, message):
 
 
 def test_a_later_seed_is_the_run_that_run_would_train():
-    from masbench.benchmarks import plan_sweep
+    from masbench.grid.benchmarks import plan_sweep
     from masbench.spec import make_spec
     from masbench.sweep.adaptive import adaptive_cells
 
@@ -261,7 +261,7 @@ def test_a_signal_between_rounds_stops_the_sweep_unless_nothing_is_left(sqlite_u
     import os
     import signal
 
-    from masbench.benchmarks import plan_sweep
+    from masbench.grid.benchmarks import plan_sweep
     from masbench.store import Store
     from masbench.sweep import SweepSummary, stop_on_signals, stopping
     from masbench.sweep.adaptive import run_adaptive

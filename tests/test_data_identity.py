@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import shared_data, write_csv, write_image_folder
-from masbench.benchmarks import load_benchmarks, plan_sweep
+from masbench.grid.benchmarks import load_benchmarks, plan_sweep
 from masbench.cli import app
 from masbench.data.identity import MISSING, file_fingerprint, images_fingerprint
 from masbench.errors import MasbenchError

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from masbench.benchmarks import Cell
+from masbench.grid.benchmarks import Cell
 from masbench.cli import app
 from masbench.spec import RunSpec
-from masbench.sweep.pack_plan import pack_lines
+from masbench.grid.packs import pack_lines
 
 runner = CliRunner()
 # adam (#1), radam (#2: no packed form), then MAS at lambda_adam 0.3 .. 0.7 (#3 .. #7): one seed, digits, mlp.

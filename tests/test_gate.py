@@ -180,7 +180,7 @@ def test_a_noisy_drop_within_the_test_passes_and_is_reported(db, tmp_path):
 def _quick_sweep(url: str, folder: Path, scale: float | None, monkeypatch) -> None:
     import torch
 
-    from masbench.benchmarks import plan_sweep
+    from masbench.grid.benchmarks import plan_sweep
     from masbench.optim.mas import MAS
     from masbench.spec import ExecOptions
     from masbench.sweep import SweepSettings, run_sweep

@@ -258,7 +258,7 @@ def test_the_profile_is_drawn_for_a_target_and_left_out_without_one(db, monkeypa
 
 def test_the_benchmarks_file_is_read_once_per_command(db, monkeypatch, tmp_path):
     """A benchmark with a target: one read of the file draws its profile (it was read twice per benchmark)."""
-    from masbench import benchmarks
+    from masbench.grid import benchmarks
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "benchmarks.yaml").write_text("benchmarks:\n  b:\n    dataset: digits\n    models: [mlp, cnn]\n"

@@ -13,9 +13,9 @@ from conftest import write_image_folder
 from masbench.cli.numbers import integer, number
 from masbench.data import load_dataset
 from masbench.errors import MasbenchError
-from masbench.grid_optimizers import check_lambda_schedules
-from masbench.grids import GridSpec
-from masbench.lambdas import normalise_lambda_schedule
+from masbench.grid.optimizers import check_lambda_schedules
+from masbench.grid.grids import GridSpec
+from masbench.grid.lambdas import normalise_lambda_schedule
 from masbench.optim import typed_arguments
 from masbench.spec import RunSpec, make_spec
 

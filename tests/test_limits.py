@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from conftest import write_csv, write_image_folder
-from masbench.benchmarks import GridSpec, expand_grid, load_benchmarks, packaged_benchmarks, plan_sweep
+from masbench.grid.benchmarks import GridSpec, expand_grid, load_benchmarks, packaged_benchmarks, plan_sweep
 from masbench.errors import MasbenchError
-from masbench.lambdas import count_lambdas, parse_lambdas
+from masbench.grid.lambdas import count_lambdas, parse_lambdas
 from masbench.limits import FLOAT_RANGES, INT_RANGES, INT32_MAX, MAX_LINE, STR_LIMITS, one_line, shown
-from masbench.safe_yaml import MAX_NODES, BoundedLoader, expanded_size
+from masbench.grid.safe_yaml import MAX_NODES, BoundedLoader, expanded_size
 from masbench.spec import make_spec
 
 RUN_INTS = {k: v for k, v in INT_RANGES.items() if k != "seeds"}

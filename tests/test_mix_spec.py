@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from masbench.cli import app
 from masbench.errors import MasbenchError
-from masbench.mix_weights import PRODUCT_KINDS, mix_text, parse_mix, parse_step, simplex
+from masbench.grid.mix_weights import PRODUCT_KINDS, mix_text, parse_mix, parse_step, simplex
 from masbench.optim.mix_kinds import KINDS
 from masbench.spec import make_spec
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from masbench.benchmarks import plan_sweep
+from masbench.grid.benchmarks import plan_sweep
 from masbench.cli import app
 from masbench.cli.options import split_baselines
 from masbench.errors import MasbenchError

@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from masbench.benchmarks import plan_sweep
+from masbench.grid.benchmarks import plan_sweep
 from masbench.cli import app
 from masbench.errors import MasbenchError
 from masbench.optim import build_optimizer, resolve_optimizer, typed_arguments

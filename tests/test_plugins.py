@@ -185,7 +185,7 @@ def test_a_built_in_name_wins_over_a_plugins(installed):
 
 
 def test_a_sweeps_baselines_take_a_plugins_optimizer(installed):
-    from masbench.grid_optimizers import check_baselines
+    from masbench.grid.optimizers import check_baselines
 
     assert check_baselines(["adam", "signsgd"]) == ["adam", "signsgd"]
     with pytest.raises(ValueError, match="Unknown baseline: 'nosuch'"):

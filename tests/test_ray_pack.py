@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from masbench.benchmarks import Cell
+from masbench.grid.benchmarks import Cell
 from masbench.engine import Callback
 from masbench.spec import ExecOptions, RunSpec
 from masbench.store import Store

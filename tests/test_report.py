@@ -305,7 +305,7 @@ def test_the_committed_baselines_match_their_suites(benchmark):
     """Every cell of the suite, and nothing else, by config key; the metric the CI gates with; readable."""
     from pathlib import Path
 
-    from masbench.benchmarks import plan_sweep
+    from masbench.grid.benchmarks import plan_sweep
     from masbench.report import read_baseline
 
     repo = Path(__file__).resolve().parent.parent

@@ -160,7 +160,7 @@ def test_benchmark_target_key_applies_per_benchmark(db, tmp_path, monkeypatch):
 
 
 def test_a_bad_benchmark_target_is_one_line(tmp_path):
-    from masbench.benchmarks import load_benchmarks
+    from masbench.grid.benchmarks import load_benchmarks
     from masbench.errors import MasbenchError
 
     path = tmp_path / "b.yaml"
@@ -170,7 +170,7 @@ def test_a_bad_benchmark_target_is_one_line(tmp_path):
 
 
 def test_a_benchmark_target_is_not_part_of_its_cells(tmp_path):
-    from masbench.benchmarks import plan_sweep
+    from masbench.grid.benchmarks import plan_sweep
 
     cells = {}
     for target in ("", "    target: 80\n"):

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from masbench.cli import app
-from masbench.benchmarks import complement, load_benchmarks, parse_lambdas, plan_sweep
+from masbench.grid.benchmarks import complement, load_benchmarks, parse_lambdas, plan_sweep
 from masbench.errors import MasbenchError
 
 runner = CliRunner()
@@ -114,7 +114,7 @@ def test_the_papers_benchmarks_as_written():
 
 
 def test_the_nightly_suite_keeps_its_data_paths_portable():
-    from masbench.benchmarks import load_benchmarks
+    from masbench.grid.benchmarks import load_benchmarks
 
     _, cells = plan_sweep(benchmark="nightly", benchmarks_path=REPO / "benchmarks.yaml")
     grids = load_benchmarks(REPO / "benchmarks.yaml").get("nightly").grid_specs()
@@ -343,7 +343,7 @@ def test_a_stop_is_reported_only_where_it_left_a_cell_undone(db_url, statuses, r
     """``earlier``: the cells finished before the sweep started (else while it ran)."""
     from datetime import timedelta
 
-    from masbench.benchmarks import Cell
+    from masbench.grid.benchmarks import Cell
     from masbench.spec import RunSpec
     from masbench.store import Store
     from masbench.sweep import register, summarize

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from masbench.benchmarks import Cell
+from masbench.grid.benchmarks import Cell
 from masbench.cli import app
 from masbench.pack import Unpackable
 from masbench.spec import ExecOptions, RunSpec
@@ -262,7 +262,7 @@ def test_packs_follow_the_setting_the_device_and_what_can_share_a_pack():
     ("pack: 7", "off", "off"), ("pack: off", 3, 3),
 ])
 def test_pack_in_the_benchmarks_file_and_the_command_line_over_it(written, given, expected, tmp_path):
-    from masbench.benchmarks import plan_sweep
+    from masbench.grid.benchmarks import plan_sweep
 
     path = tmp_path / "b.yaml"
     path.write_text(f"benchmarks:\n  b:\n    lambdas: '0.5'\n    {written}\n")

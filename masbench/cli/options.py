@@ -137,7 +137,7 @@ def pack_option(text: str | None) -> int | str | None:
     """``--pack``: members per pack (N >= 2), auto or off; None when not given (the benchmark's applies)."""
     if text is None:
         return None
-    from masbench.grids import parse_pack
+    from masbench.grid.grids import parse_pack
 
     try:
         return parse_pack(text, "--pack")
@@ -164,7 +164,7 @@ def given(**values: Any) -> dict[str, Any]:
 
 def split_baselines(text: str | None) -> list[str] | None:
     """``--baselines``: as ``split_list``, with each mix whole (``adam,mix:adam=0.5,sgd=0.5`` is two baselines)."""
-    from masbench.mix_weights import join_mix_items
+    from masbench.grid.mix_weights import join_mix_items
 
     items = split_list(text, "--baselines", unique=False)
     if items is None:

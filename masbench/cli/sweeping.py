@@ -15,7 +15,7 @@ def print_plan(title: str, cells, db: str | None, device: str, retry_failed: boo
     from rich.table import Table
 
     from masbench.sweep import dry_run as plan
-    from masbench.sweep.pack_plan import pack_lines, planned_device_type
+    from masbench.grid.packs import pack_lines, planned_device_type
 
     out = stdout_console()
     table = Table(title=f"sweep {title}: {len(cells)} cells")

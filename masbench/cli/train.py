@@ -246,9 +246,9 @@ def sweep(
     The axes: --models, --baselines (any optimizer, mix:adam=0.3,sgd=0.7 too), --lambdas, --lambda-schedule,
     --mix with --mix-step, the seeds; other flags: every cell.
     """
-    from masbench.benchmarks import plan_sweep
+    from masbench.grid.benchmarks import plan_sweep
     from masbench.cli.axes import parse_optimizer_assignments
-    from masbench.grids import RUN_FIELDS
+    from masbench.grid.grids import RUN_FIELDS
 
     _check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
     stale_after, heartbeat_every = lease(claim_timeout)

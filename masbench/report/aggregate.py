@@ -122,8 +122,8 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def ci95_widths(std: pd.Series, n: pd.Series) -> pd.Series:
     """The full width of each cell's 95% t-interval of its mean, 2 t_{0.975,n-1} std / sqrt(n) (percent
-    points; NaN for n < 2): what ``sweep --until-ci`` compares with (``masbench.seed_budget``)."""
-    from masbench.seed_budget import ci95_factor
+    points; NaN for n < 2): what ``sweep --until-ci`` compares with (``masbench.grid.seed_budget``)."""
+    from masbench.grid.seed_budget import ci95_factor
 
     return pd.Series([ci95_factor(int(k)) * s for s, k in zip(std, n)], index=std.index, dtype=float)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.grid_optimizers import optimizer_name
-from masbench.mix_weights import is_mix, parse_mix, resolve_weights
+from masbench.grid.optimizers import optimizer_name
+from masbench.grid.mix_weights import is_mix, parse_mix, resolve_weights
 from masbench.optimizer_names import is_path
 from masbench.report.aggregate import TABLE, cell_names, cell_table
 from masbench.report.multiple import family_size, holm

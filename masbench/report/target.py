@@ -82,7 +82,7 @@ def with_time_to_target(cells: pd.DataFrame, epochs: pd.DataFrame, target: float
 def benchmark_targets(path=None) -> dict[tuple[str, str, str], float]:
     """``(benchmark, dataset, model) -> target`` from the benchmarks file's ``target:`` keys (a benchmark's,
     or a grid's, which inherits it). Two grids giving one data set and model two targets is an error."""
-    from masbench.benchmarks import load_benchmarks
+    from masbench.grid.benchmarks import load_benchmarks
 
     file = load_benchmarks(path, check_specs=False)
     out: dict[tuple[str, str, str], float] = {}

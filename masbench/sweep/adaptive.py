@@ -2,7 +2,7 @@
 
 Here a *cell* is what the report shows as one row: the runs that share a ``config_key`` and differ by seed.
 Round 1 runs every cell's initial seeds (``--seeds``/``seed_list``, at least two). After each round,
-``seeds_wanted`` (``masbench.seed_budget``) decides from the cell's stored results whether it needs more
+``seeds_wanted`` (``masbench.grid.seed_budget``) decides from the cell's stored results whether it needs more
 seeds and how many; their numbers continue its sequence (``seed_sequence``), so a rerun of the same
 command, or a second sweep run beside it, plans the very same runs, and the claims (``run_cell``) keep
 every run trained once. The sweep ends when no cell needs more, or when a round is interrupted.
@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from masbench.benchmarks import Cell
-from masbench.seed_budget import ci95_width, seed_sequence, seeds_wanted
+from masbench.grid.benchmarks import Cell
+from masbench.grid.seed_budget import ci95_width, seed_sequence, seeds_wanted
 from masbench.store import Store
 from masbench.sweep import stopping
 from masbench.sweep.plan import SweepSummary

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from masbench import faults
-from masbench.benchmarks import Cell
+from masbench.grid.benchmarks import Cell
 from masbench.engine import resolve_device
 from masbench.errors import MasbenchError
 from masbench.store import Store

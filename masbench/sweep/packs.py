@@ -25,7 +25,7 @@ from datetime import datetime
 
 import torch
 
-from masbench.benchmarks import Cell
+from masbench.grid.benchmarks import Cell
 from masbench.engine import Callback, CheckpointOwner, describe_device, resolve_device
 from masbench.environment import git_commit, hostname, versions
 from masbench.errors import DiskFull

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from masbench.benchmarks import Cell
+from masbench.grid.benchmarks import Cell
 from masbench.engine import Callback
 from masbench.spec import ExecOptions
 from masbench.store import Store

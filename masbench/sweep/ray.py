@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from masbench.benchmarks import Cell
+from masbench.grid.benchmarks import Cell
 from masbench.errors import MasbenchError
 from masbench.spec import ExecOptions
 from masbench.store import Store

@@ -2,7 +2,7 @@
 
 A grid is counted from its arithmetic (models x (baselines + lambdas + mixes) x seeds) before any cell is built,
 and without torch: the registries are imported only to build cells (``expand_grid``, ``check_grid``).
-``masbench.benchmarks`` reads the benchmarks file into grids and re-exports these names.
+``masbench.grid.benchmarks`` reads the benchmarks file into grids and re-exports these names.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from masbench.errors import MasbenchError
-from masbench.grid_optimizers import (
+from masbench.grid.optimizers import (
     check_baselines,
     check_lambda_schedules,
     mas_configs,
@@ -31,9 +31,9 @@ from masbench.grid_optimizers import (
     optimizer_configs,
     resolve_optimizer_args,
 )
-from masbench.lambdas import complement, count_lambdas, count_text, parse_lambdas
+from masbench.grid.lambdas import complement, count_lambdas, count_text, parse_lambdas
 from masbench.limits import check_ranges, one_line, shown
-from masbench.mix_weights import simplex_count
+from masbench.grid.mix_weights import simplex_count
 from masbench.spec import RunSpec, make_spec
 
 TEXT_BASELINES = ("adam", "sgd", "adamw")  # the paper's Table 3 adds AdamW for the text sets
@@ -87,7 +87,7 @@ class GridSpec(BaseModel):
     seed_list: list[StrictInt] | None = None
     data_dir: str | None = None
     pack: Any = "off"  # how a sweep trains the cells (parse_pack), not part of them
-    until_ci: Any = None  # adaptive seeds (masbench.seed_budget): the CI95 width to reach, in accuracy points
+    until_ci: Any = None  # adaptive seeds (masbench.grid.seed_budget): the CI95 width to reach, in accuracy points
     max_seeds: Any = None  # with until_ci: the most seeds per cell (default DEFAULT_MAX_SEEDS); the cap counts it
     target: StrictFloat | None = None  # reports' time to target: a test accuracy in percent, not part of the cells
     # Everything else is a RunSpec field shared by the grid's cells.
@@ -212,7 +212,7 @@ class GridSpec(BaseModel):
 
 def _check_adaptive(grid: GridSpec) -> None:
     """until_ci and max_seeds, checked and put in normal form (max_seeds defaults with until_ci)."""
-    from masbench.seed_budget import DEFAULT_MAX_SEEDS, check_max_seeds, check_until_ci
+    from masbench.grid.seed_budget import DEFAULT_MAX_SEEDS, check_max_seeds, check_until_ci
 
     if grid.until_ci is None:
         if grid.max_seeds is not None:

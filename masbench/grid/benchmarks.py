@@ -4,7 +4,7 @@ A benchmark is a named study with grid settings at the top, or several ``grids``
 that inherit them. ``plan_sweep`` turns a benchmark (or a data set) and the
 command line's overrides into the sweep's cells; values given on the command
 line override the file's. The grids themselves (``GridSpec``, counting and
-expansion) live in ``masbench.grids``; their names are re-exported here.
+expansion) live in ``masbench.grid.grids``; their names are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from masbench.errors import MasbenchError
-from masbench.grid_optimizers import merge_optimizer_args
-from masbench.grids import (
+from masbench.grid.optimizers import merge_optimizer_args
+from masbench.grid.grids import (
     DEFAULT_MAX_CELLS,
     IMAGE_BASELINES,
     MAX_CELLS_CEILING,
@@ -34,9 +34,9 @@ from masbench.grids import (
     grid_message,
     parse_pack,
 )
-from masbench.lambdas import complement, count_lambdas, parse_lambdas
+from masbench.grid.lambdas import complement, count_lambdas, parse_lambdas
 from masbench.limits import STR_LIMITS, check_ranges, check_str, one_line, shown
-from masbench.safe_yaml import load_yaml
+from masbench.grid.safe_yaml import load_yaml
 from masbench.spec import RunSpec
 
 __all__ = [  # the grids' names too: callers import them from here
@@ -79,7 +79,7 @@ class BenchmarksFile(BaseModel):
 
 
 def packaged_benchmarks() -> Path:
-    return Path(__file__).resolve().parent / "benchmarks.yaml"
+    return Path(__file__).resolve().parent.parent / "benchmarks.yaml"
 
 
 def default_benchmarks_path() -> Path:

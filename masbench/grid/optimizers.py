@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from masbench.errors import MasbenchError
-from masbench.lambdas import normalise_lambda_schedule
+from masbench.grid.lambdas import normalise_lambda_schedule
 from masbench.limits import check_lambda_schedule, one_line, shown
-from masbench.mix_weights import is_mix, mix_text, parse_mix, simplex
+from masbench.grid.mix_weights import is_mix, mix_text, parse_mix, simplex
 from masbench.optimizer_names import is_known, is_path, unknown_optimizer
 
 CONSTANT = "constant"
