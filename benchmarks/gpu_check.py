@@ -49,7 +49,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from optim_step import resnet18_tensors, time_steps  # noqa: E402
 
-from masbench.environment import git_commit  # noqa: E402
+from masbench.engine.environment import git_commit  # noqa: E402
 from masbench.models.resnet import cifar_resnet  # noqa: E402
 from masbench.optim import MAS  # noqa: E402
 from masbench.optim.functional import default_path  # noqa: E402

@@ -169,7 +169,7 @@ def test_the_gate_joins_on_the_cell(v1, tmp_path):
 
 
 def test_curves_and_lambda_plots_draw_one_line_per_cell(v1, tmp_path):
-    from masbench import plots
+    from masbench.report import plots
     from masbench.report import cell_table, run_accuracies
 
     runs = run_accuracies(Store(f"sqlite:///{v1}", writable=False))

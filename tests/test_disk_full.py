@@ -26,10 +26,10 @@ from conftest import postgres_database
 
 from masbench.cli import app
 from masbench.fileio import load_torch_file
-from masbench.progress import RunProgress
+from masbench.cli.progress import RunProgress
 from masbench.store import Store
 from masbench.store.opening import is_disk_full
-from masbench.urls import mask_url
+from masbench.store.urls import mask_url
 
 runner = CliRunner()
 ARGS = ["run", "--dataset", "digits", "--model", "mlp", "--epochs", "3", "--claim-timeout", "1"]

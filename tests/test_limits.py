@@ -241,7 +241,7 @@ def test_a_header_only_test_file_is_refused_before_any_tokenizer(tmp_path):
 
 
 def test_toy_caps_its_steps_and_checks_the_plot_before_drawing(tmp_path):
-    from masbench.toy import MAX_STEPS, check_plot_path, plot_toy, run_toy
+    from masbench.optim.toy import MAX_STEPS, check_plot_path, plot_toy, run_toy
 
     with pytest.raises(ValueError, match=f"Invalid steps: {MAX_STEPS + 1}"):
         run_toy("abs", steps=MAX_STEPS + 1)

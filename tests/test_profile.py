@@ -67,7 +67,7 @@ def db(tmp_path):
 
 
 def test_profile_matches_a_computation_by_hand(db):
-    from masbench.plot_profile import profile_frame
+    from masbench.report.plot_profile import profile_frame
     from masbench.report import run_accuracies
     from masbench.report.aggregate import LABELS
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from masbench.cli import app
-from masbench.toy import PROBLEMS, run_toy
+from masbench.optim.toy import PROBLEMS, run_toy
 from reference import ReferenceMAS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from masbench.errors import MasbenchError
-from masbench.urls import check_url, mask_url, scrub, secrets_of
+from masbench.store.urls import check_url, mask_url, scrub, secrets_of
 
 # (URL, the masked form, the secret that must not survive: neither it nor its tail after an @ shows)
 FORMS = [

@@ -225,7 +225,7 @@ def plot(
     db: DbOpt = None,
 ) -> None:
     """Plot one data set and model: learning curves with ± std bands (the paper's Fig. 7), or λ sensitivity."""
-    from masbench import plots
+    from masbench.report import plots
 
     if kind not in ("curves", "lambda", "profile"):
         raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda, profile)")
@@ -240,7 +240,7 @@ def plot(
     store = _open_for_reading(db)
     runs = _runs(store, metric, dataset, model, benchmark)
     if kind == "profile":
-        from masbench.plot_profile import plot_profile, profile_frame
+        from masbench.report.plot_profile import plot_profile, profile_frame
 
         profile, ratio = profile_frame(store, runs, target, benchmark, dataset, model)
         path = plot_profile(profile, output, workloads=len(ratio),

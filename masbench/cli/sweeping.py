@@ -41,7 +41,7 @@ def print_plan(title: str, cells, db: str | None, device: str, retry_failed: boo
 def run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_address: str | None) -> None:
     """Run the cells (in rounds, with adaptive seeds) with live progress on stderr, then a summary on stdout;
     exit 130 if interrupted, 1 if a cell failed."""
-    from masbench.progress import stderr_console
+    from masbench.cli.progress import stderr_console
     from masbench.store import Store
     from masbench.sweep import stop_on_signals
 
@@ -68,8 +68,8 @@ def run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_ad
 def _sweep_round(title: str, cells, store, console, settings, executor: str, ray_address: str | None, number: int):
     """One round of a sweep (every sweep has one; adaptive seeds add more): its summary."""
     from masbench.engine import describe_device, resolve_device
-    from masbench.environment import banner
-    from masbench.progress import SweepProgress
+    from masbench.engine.environment import banner
+    from masbench.cli.progress import SweepProgress
     from masbench import sweep
 
     progress = SweepProgress(store, [cell.spec.key for cell in cells], console)

@@ -35,7 +35,7 @@ def toy(
     plot: Annotated[str | None, typer.Option(help="Also draw the trajectories over the loss contours to this PNG/SVG file.")] = None,
 ) -> None:
     """Run SGD, Adam and MAS on one of the paper's toy problems (float64, full batch)."""
-    from masbench.toy import check_plot_path, get_problem, plot_toy, run_toy
+    from masbench.optim.toy import check_plot_path, get_problem, plot_toy, run_toy
 
     problem = get_problem(name)
     if plot:

@@ -132,7 +132,7 @@ def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_ev
     from dataclasses import replace
 
     from masbench import distributed
-    from masbench.progress import RunProgress
+    from masbench.cli.progress import RunProgress
     from masbench.store import Store
     from masbench.sweep import run_cell, stop_on_signals
 
@@ -270,7 +270,7 @@ def sweep(
         print_plan(title, cells, db, device, retry_failed)
         return
 
-    from masbench.progress import WarningLog
+    from masbench.cli.progress import WarningLog
     from masbench.sweep import SweepSettings, default_workers
 
     settings = SweepSettings(options=exec_options(ctx.params),

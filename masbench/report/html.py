@@ -130,7 +130,7 @@ def _benchmark_section(index: int, name: str, cells: pd.DataFrame, runs: pd.Data
 
 
 def _plots():
-    from masbench import plots
+    from masbench.report import plots
 
     return plots
 
@@ -148,7 +148,7 @@ def _profile(index: int, store, runs: pd.DataFrame, name: str, target: float | N
              per_table: dict[tuple[str, str, str], float] | None, dataset: str | None, model: str | None) -> str:
     """The benchmark's performance profile (``masbench plot --kind profile``), after its section; nothing where
     no target is known (no ``--target``, no ``target:`` key for the benchmark in ``per_table``)."""
-    from masbench.plot_profile import plot_profile, profile_frame
+    from masbench.report.plot_profile import plot_profile, profile_frame
 
     if target is None and not any(key[0] == name for key in per_table):
         return ""  # no target for this benchmark: no profile to show

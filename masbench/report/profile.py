@@ -60,7 +60,7 @@ def performance_profile(ratio: pd.DataFrame, taus: np.ndarray | None = None) -> 
 def profile_labels(cells: pd.DataFrame) -> pd.Series:
     """Each cell's configuration label, the same across workloads; settings are added only where two cells of
     one workload would share a label."""
-    from masbench.plots import curve_labels
+    from masbench.report.plots import curve_labels
 
     out = pd.Series("", index=cells.index, dtype=object)
     for _, group in cells.groupby(TABLE, sort=False):

@@ -23,7 +23,7 @@ _REFERENCE = re.compile(r"#([A-Za-z_][\w.\-]*)")
 
 
 def figure_svg(draw: Callable[[Path], object], prefix: str) -> str:
-    """Call ``draw(path)`` (a ``masbench.plots`` function that saves a figure to ``path``) under
+    """Call ``draw(path)`` (a ``masbench.report.plots`` function that saves a figure to ``path``) under
     deterministic SVG settings, and return the figure as inline SVG with ids prefixed by ``prefix``."""
     import matplotlib
 

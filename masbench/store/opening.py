@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from masbench.errors import DiskFull, MasbenchError
 from masbench.limits import shown
-from masbench.urls import check_url
+from masbench.store.urls import check_url
 
 SQLITE_FULL = 13
 PG_DISK_FULL = "53100"  # disk_full; class 53's others (out of memory, too many connections, ...) are not
@@ -229,7 +229,7 @@ def open_error(error: BaseException, parsed, url: str, masked_url: str) -> Masbe
     """The one line for an error met while opening the store at ``url`` (its password never shown)."""
     from sqlalchemy.exc import NoSuchModuleError
 
-    from masbench.urls import scrub
+    from masbench.store.urls import scrub
 
     if isinstance(error, NoSuchModuleError):
         return MasbenchError(

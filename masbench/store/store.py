@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from masbench import faults
 from masbench.errors import DiskFull, MasbenchError
-from masbench.urls import mask_url
+from masbench.store.urls import mask_url
 from masbench.store import leases
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc, server_time
 from masbench.store.migrate import initialise_or_upgrade

@@ -29,13 +29,13 @@ from masbench.engine import (
     prepare,
     train,
 )
-from masbench.environment import git_commit, hostname, versions
+from masbench.engine.environment import git_commit, hostname, versions
 from masbench.errors import DiskFull
 from masbench.spec import ExecOptions, RunSpec
 from masbench.store import ClaimLost, Run, Store
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc
 from masbench.sweep import stopping
-from masbench.urls import scrub
+from masbench.store.urls import scrub
 
 HEARTBEAT_EVERY_S = 10.0
 STALE_AFTER_S = DEFAULT_LEASE_S  # a worker's lease: how long its claim outlives its last heartbeat

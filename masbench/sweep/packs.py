@@ -27,7 +27,7 @@ import torch
 
 from masbench.grid.benchmarks import Cell
 from masbench.engine import Callback, CheckpointOwner, describe_device, resolve_device
-from masbench.environment import git_commit, hostname, versions
+from masbench.engine.environment import git_commit, hostname, versions
 from masbench.errors import DiskFull
 from masbench.pack import MemberOutcome, PackMember, Unpackable, can_pack, pack_key, plan_packs, train_pack
 from masbench.pack.fuse import default_conv

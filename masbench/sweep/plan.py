@@ -125,7 +125,7 @@ def dry_run(cells: Sequence[Cell], url: str | None) -> list[tuple[Cell, str]]:
     """Each cell and its state in the store ("new" when absent), writing nothing."""
     from masbench.store import EmptyStore, open_for_reading, resolve_url
     from masbench.store.opening import parse_url
-    from masbench.urls import mask_url
+    from masbench.store.urls import mask_url
 
     resolved = resolve_url(url)
     parsed = parse_url(resolved, mask_url(resolved))  # a bad URL is refused here too, store or no store

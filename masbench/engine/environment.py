@@ -37,7 +37,7 @@ def _library_versions() -> dict[str, str]:
 @functools.cache
 def git_commit() -> str | None:
     """The commit of the masbench checkout in use ("-dirty" with local changes), or None when installed."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None
     try:

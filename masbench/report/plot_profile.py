@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.plots import _check_output, _figure
+from masbench.report.plots import _check_output, _figure
 
 
 def profile_frame(store, runs: pd.DataFrame, target: float | None, benchmark: str | None = None,

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from masbench.engine import Callback, EpochMetrics, RunInfo
-from masbench.environment import banner
+from masbench.engine.environment import banner
 
 
 def stderr_console() -> Console:
