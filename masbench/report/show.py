@@ -31,36 +31,21 @@ class RunDetail:
 
 def find_run(store, text: str) -> RunDetail:
     """The one run that ``text`` (a run id, or a key prefix) names, with its epochs; else a one-line error."""
-    from sqlalchemy import select
-
-    from masbench.store.models import Epoch, Run
-
     text = text.strip()
     prefix = text.lower().removeprefix("key:")
     if not prefix or not HEX.fullmatch(prefix):
         raise MasbenchError(f"Invalid RUN: {text[:80]!r} (a run id, e.g. 12, or a prefix of a run key in hex digits, "
                             f"e.g. 3fa0 or key:3041)")
-    with store.reading() as s:
-        found: dict[int, Run] = {}
-        if text.isdigit() and len(text) < 10:  # a run id (a 32-bit integer) before a key prefix of digits
-            run = s.get(Run, int(text))
-            if run is not None:
-                found[run.id] = run
-        if not found:
-            for run in s.scalars(select(Run).where(Run.key.startswith(prefix)).order_by(Run.id)
-                                 .limit(MAX_CANDIDATES + 1)):
-                found[run.id] = run
-        if not found:
-            raise MasbenchError(f"no run with id or key prefix {text!r} in {store.masked_url}")
-        if len(found) > 1:
-            shown = ", ".join(f"{r.id} (key {r.key}, {r.name}, seed {r.seed})"
-                              for r in list(found.values())[:MAX_CANDIDATES])
-            more = " and more" if len(found) > MAX_CANDIDATES else ""
-            raise MasbenchError(f"RUN {text!r} is ambiguous: it matches runs {shown}{more} (give a longer key prefix)")
-        run = next(iter(found.values()))
-        epochs = s.scalars(select(Epoch).where(Epoch.run_id == run.id).order_by(Epoch.epoch)).all()
-        return RunDetail({c.name: getattr(run, c.key) for c in Run.__table__.columns},
-                         [{f: getattr(e, f) for f in EPOCH_FIELDS} for e in epochs])
+    run_id = int(text) if text.isdigit() and len(text) < 10 else None  # an id (32 bits) before a key prefix of digits
+    found = store.find_run(run_id, prefix, MAX_CANDIDATES + 1)
+    if not found:
+        raise MasbenchError(f"no run with id or key prefix {text!r} in {store.masked_url}")
+    if len(found) > 1:
+        shown = ", ".join(f"{r['id']} (key {r['key']}, {r['name']}, seed {r['seed']})" for r in found[:MAX_CANDIDATES])
+        more = " and more" if len(found) > MAX_CANDIDATES else ""
+        raise MasbenchError(f"RUN {text!r} is ambiguous: it matches runs {shown}{more} (give a longer key prefix)")
+    [run] = found
+    return RunDetail(run, [{f: getattr(e, f) for f in EPOCH_FIELDS} for e in store.epochs_of(run["id"])])
 
 
 def _value(value: Any) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -201,23 +200,6 @@ def is_disk_full(error: BaseException) -> bool:
         return (getattr(original, "sqlite_errorcode", None) == SQLITE_FULL
                 or "database or disk is full" in str(original))
     return getattr(original, "sqlstate", None) == PG_DISK_FULL or getattr(original, "pgcode", None) == PG_DISK_FULL
-
-
-def open_for_reading(url: str | None, store_class: Callable | None = None):
-    """A store for a command that only reads: opened read-only, never created.
-
-    An older store is upgraded first by one writable open, as any command does, when this process can
-    write it; a store that cannot be written here (a read-only mount or file) is refused in one line.
-    """
-    if store_class is None:
-        from masbench.store.store import Store as store_class
-    try:
-        return store_class(url, read_only=True)
-    except NeedsUpgrade as refusal:
-        if not refusal.writable:
-            raise
-    store_class(url, writable=False, create=False).close()  # the upgrade, in one transaction
-    return store_class(url, read_only=True)
 
 
 def one_line(error: BaseException) -> str:

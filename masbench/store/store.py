@@ -342,6 +342,15 @@ class Store:
         with self.reading() as s:
             return list(s.scalars(select(Epoch).where(Epoch.run_id == run_id).order_by(Epoch.epoch)))
 
+    def find_run(self, run_id: int | None, key_prefix: str, limit: int) -> list[dict[str, Any]]:
+        """The run with id ``run_id`` when there is one, else at most ``limit`` runs whose key starts with
+        ``key_prefix``, by id: each as every column of its row."""
+        with self.reading() as s:
+            run = s.get(Run, run_id) if run_id is not None else None
+            runs = [run] if run is not None else s.scalars(
+                select(Run).where(Run.key.startswith(key_prefix)).order_by(Run.id).limit(limit)).all()
+            return [{column.name: getattr(r, column.key) for column in Run.__table__.columns} for r in runs]
+
     def cell_states(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """For each stored key: status, worker, name, planned epochs and the last epoch written."""
         runs = Run.__table__
@@ -388,3 +397,18 @@ class Store:
                 query = query.where(runs.c[column] == value)
         with self.engine.connect() as connection:
             return pd.read_sql(query.order_by(Epoch.__table__.c.run_id, Epoch.__table__.c.epoch), connection)
+
+
+def open_for_reading(url: str | None) -> Store:
+    """A store for a command that only reads: opened read-only, never created.
+
+    An older store is upgraded first by one writable open, as any command does, when this process can
+    write it; a store that cannot be written here (a read-only mount or file) is refused in one line.
+    """
+    try:
+        return Store(url, read_only=True)
+    except NeedsUpgrade as refusal:
+        if not refusal.writable:
+            raise
+    Store(url, writable=False, create=False).close()  # the upgrade, in one transaction
+    return Store(url, read_only=True)
