@@ -12,11 +12,10 @@ cells, and refuses too many, from it before anything heavy is imported.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from masbench.data.entry import DatasetEntry
 from masbench.data.identity import MISSING, csv_fingerprint, imagefolder_fingerprint, under
 from masbench.errors import MasbenchError
 from masbench.limits import shown
@@ -25,15 +24,6 @@ if TYPE_CHECKING:
     from masbench.data.base import ImageDataset, TextDataset
 
 _FROM_BASE = ("Batch", "ImageDataset", "TextDataset")
-
-
-@dataclass(frozen=True)
-class DatasetEntry:
-    kind: str  # "image" or "text"
-    description: str
-    load: Callable  # (argument, data_dir, options) -> ImageDataset | TextDataset
-    identify: Callable | None = None  # path-based sets: (argument, options, base_dir, cache) -> fingerprint
-    source: str = "built-in"
 
 
 def _digits(_, data_dir, options):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 
+from masbench.data.entry import DatasetEntry
 from masbench.errors import MasbenchError
 from masbench.limits import shown
 
@@ -23,7 +24,6 @@ PLUGIN_KINDS = ("image", "tabular")
 @functools.cache
 def plugin_entry(name: str):
     """The ``DatasetEntry`` of a plugin's data set ``name``, or None; MasbenchError for a broken plugin."""
-    from masbench.data import DatasetEntry
     from masbench.plugins import find, load
 
     try:

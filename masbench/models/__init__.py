@@ -6,24 +6,13 @@ Beyond these (``masbench.models.external``): ``tv:NAME`` (torchvision's classifi
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from torch import nn
 
 from masbench.errors import MasbenchError
+from masbench.models.entry import ModelEntry
 
 DEFAULT_PRETRAINED = "bert-base-uncased"
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    kinds: tuple[str, ...]  # the dataset kinds it takes: "image", "tabular", "text"
-    description: str
-    build: Callable[..., nn.Module]  # (dataset, pretrained) -> module
-    source: str = "built-in"
-    # (pretrained) -> its resolved name, for models whose --pretrained is part of the cell (tv:); else None
-    weights: Callable[[str], str] | None = None
 
 
 def _mlp(dataset, pretrained):

@@ -83,8 +83,6 @@ def _check_signature(function: Any, label: str) -> None:
 
 
 def _entry(label: str, function: Callable, source: str, name: str):
-    from masbench.models import ModelEntry
-
     def build(dataset, pretrained):
         shape = tuple(int(n) for n in dataset.input_shape)
         try:
@@ -102,8 +100,6 @@ def _entry(label: str, function: Callable, source: str, name: str):
 
 def _torchvision(name: str):
     import torchvision
-
-    from masbench.models import ModelEntry
 
     arch = name.removeprefix(TV)
     if arch not in classifiers():
