@@ -13,6 +13,7 @@ from torch.optim.optimizer import _use_grad_for_differentiable
 
 from masbench.optim import mix_kinds, mix_mas as mas_path
 from masbench.optim.mix_kinds import KINDS
+from masbench.optim.registry import OPTIMIZERS, hyperparameter_names, optimizer_class, resolve_optimizer
 
 # Hyperparameters a Mix takes once for all components (None: each component's own default).
 SHARED = ("betas", "eps", "weight_decay", "amsgrad", "momentum", "dampening", "nesterov", "bias_correction")
@@ -216,8 +217,6 @@ def component_name(component: Any) -> str:
     """A component's one name: a kind, a registered optimizer name or ``module:Class``."""
     if isinstance(component, str) and component in KINDS:
         return component
-    from masbench.optim.registry import resolve_optimizer
-
     if isinstance(component, type) and issubclass(component, Optimizer):
         component = f"{component.__module__}:{component.__qualname__}"
     if not isinstance(component, str):
@@ -283,8 +282,6 @@ def _linear_hparams(name: str, accepted: Iterable[str], group: dict[str, Any]) -
 
 
 def _build_linear(name: str, groups: list[dict[str, Any]], scratch: dict) -> Optimizer:
-    from masbench.optim.registry import hyperparameter_names, optimizer_class
-
     accepted = hyperparameter_names(name)
     inner_groups = [{"params": [scratch[p] for p in g["params"]], **_linear_hparams(name, accepted, g)} for g in groups]
     try:
@@ -302,3 +299,6 @@ def _scalars(state_dict: dict[str, Any]) -> dict[Any, list[tuple[str, str, torch
                 out.setdefault(param_id, []).extend(
                     (kind, k, v) for k, v in values.items() if k in ("step", "mu_product"))
     return out
+
+
+OPTIMIZERS["mix"] = Mix  # the registry's last name (see masbench.optim.registry)

@@ -24,10 +24,11 @@ import torch
 from masbench.imports import NoModule, import_attribute
 from masbench.limits import STR_LIMITS, shown
 from masbench.optim.mas import MAS
-from masbench.optim.mix import Mix
 from masbench.optimizer_names import SPEC_OPTIMIZERS, is_path, unknown_optimizer
 
-# The names are listed torch-free in masbench.optimizer_names too (a test holds the two together).
+# The names are listed torch-free in masbench.optimizer_names too (a test holds the two together). "mix" is
+# registered last by masbench.optim.mix itself: a Mix resolves its components here, so this module never imports
+# it (importing any of masbench.optim runs the package, which imports mix, so the entry is always there).
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "mas": MAS,
@@ -42,7 +43,6 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adadelta": torch.optim.Adadelta,
     "asgd": torch.optim.ASGD,
     "rprop": torch.optim.Rprop,
-    "mix": Mix,
 }
 # How an optimizer runs, not what it computes (up to rounding): never a cell's argument.
 EXECUTION_ARGS = frozenset({"foreach", "fused", "capturable", "differentiable"})
