@@ -236,7 +236,7 @@ def plot(
 
         if target is not None:
             check_target(target)
-        plots._check_output(output)
+        plots.check_output(output)
     store = _open_for_reading(db)
     runs = _runs(store, metric, dataset, model, benchmark)
     if kind == "profile":

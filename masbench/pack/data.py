@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from masbench.data.base import ImageDataset, _global_batches, _on_device, apply_crop_flip
+from masbench.data.base import ImageDataset, apply_crop_flip, global_batches as _global_batches, on_device as _on_device
 
 
 def member_batches(dataset: ImageDataset, batch_size: int, device: torch.device,

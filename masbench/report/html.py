@@ -23,7 +23,7 @@ import pandas as pd
 
 from masbench.errors import MasbenchError
 from masbench.report.aggregate import METRIC_TITLES, TABLE, cell_table, display_names, run_accuracies, with_best
-from masbench.report.render import _lam, _pct, _title
+from masbench.report.render import shown_lambdas, shown_percent, table_title
 from masbench.report.svg import figure_svg
 from masbench.report.target import benchmark_targets
 
@@ -170,15 +170,15 @@ def results_table(frame: pd.DataFrame, metric: str) -> str:
     flagged cells (fewer completed seeds than planned, failed or diverged seeds) highlighted."""
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
     rows = [f'<table class="results" data-dataset="{esc(dataset)}">',
-            f"<caption>{esc(_title(benchmark, dataset, metric))}</caption>",
+            f"<caption>{esc(table_title(benchmark, dataset, metric))}</caption>",
             "<thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in COLUMNS) + "</tr></thead>", "<tbody>"]
     for model, cells in frame.groupby("model", sort=False):
         rows.append(f'<tr class="model"><td colspan="{len(COLUMNS)}">{esc(model)}</td></tr>')
         for row in cells.to_dict("records"):
-            la, ls = _lam(row)
-            numbers = [(la, False), (ls, False), (_pct(row["avg_acc"]), row["best_avg_acc"]),
-                       (_pct(row["max_acc"]), row["best_max_acc"]), (_pct(row["std_acc"]), False),
-                       (_pct(row["ci95"]), False), (str(row["n"]), False)]
+            la, ls = shown_lambdas(row)
+            numbers = [(la, False), (ls, False), (shown_percent(row["avg_acc"]), row["best_avg_acc"]),
+                       (shown_percent(row["max_acc"]), row["best_max_acc"]), (shown_percent(row["std_acc"]), False),
+                       (shown_percent(row["ci95"]), False), (str(row["n"]), False)]
             cells_html = "".join(f'<td class="num{" best" if best else ""}">{esc(text)}</td>' for text, best in numbers)
             settings = f" ({row['settings']})" if row["settings"] else ""
             title = esc(f"{row['name']}{settings}, config {row['config_key']}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.plots import _check_output, _figure
+from masbench.report.plots import check_output, pyplot
 
 
 def profile_frame(store, runs: pd.DataFrame, target: float | None, benchmark: str | None = None,
@@ -38,8 +38,8 @@ def profile_frame(store, runs: pd.DataFrame, target: float | None, benchmark: st
 
 def plot_profile(profile: pd.DataFrame, output: str | Path, *, workloads: int, target_text: str) -> Path:
     """Each configuration's rho(tau) as a step line over tau in [1, 4]."""
-    path = _check_output(output)
-    plt = _figure()
+    path = check_output(output)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     styles = ("-", "--", "-.", ":")  # profiles often coincide: line styles keep each one visible
     for i, label in enumerate(profile.columns):

@@ -18,7 +18,7 @@ from masbench.report import LABELS, cell_table, differing_settings
 SUFFIXES = (".png", ".svg", ".pdf")
 
 
-def _figure():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +27,7 @@ def _figure():
     return plt
 
 
-def _check_output(output: str | Path) -> Path:
+def check_output(output: str | Path) -> Path:
     path = Path(output)
     if path.suffix.lower() not in SUFFIXES:
         raise MasbenchError(f"Invalid --output: {str(path)!r} (the file must end in {', '.join(SUFFIXES)})")
@@ -63,11 +63,11 @@ def plot_curves(epochs: pd.DataFrame, output: str | Path, *, dataset: str, model
                 runs: pd.DataFrame | None = None) -> Path:
     """Test accuracy (percent) and test loss per epoch: the mean over each cell's completed seeds, with a
     ± std band. ``runs`` (``run_accuracies``) names the cells; without it, by run name and config key."""
-    path = _check_output(output)
+    path = check_output(output)
     frame = epochs[(epochs["dataset"] == dataset) & (epochs["model"] == model) & (epochs["status"] == "completed")]
     if frame.empty:
         raise MasbenchError(f"no completed runs for {dataset}/{model}")
-    plt = _figure()
+    plt = pyplot()
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     stats = (frame.assign(test_acc=frame["test_acc"] * 100)
              .groupby(["config_key", "epoch"])[["test_acc", "test_loss"]].agg(["mean", "std"]).reset_index())
@@ -109,13 +109,13 @@ def _without_lambdas(canonical: dict) -> str:
 
 def plot_lambda(runs: pd.DataFrame, output: str | Path, *, dataset: str, model: str, metric: str) -> Path:
     """avg acc (± std over seeds) against lambda_adam for MAS, baselines as dashed lines."""
-    path = _check_output(output)
+    path = check_output(output)
     cells = cell_table(runs[(runs["dataset"] == dataset) & (runs["model"] == model)])
     cells = cells[cells["n"] > 0]
     mas = cells[(cells["optimizer"] == "mas")].sort_values("lambda_adam")
     if mas.empty:
         raise MasbenchError(f"no completed MAS runs for {dataset}/{model}")
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     colours = {"adam": "tab:orange", "sgd": "tab:green", "adamw": "tab:purple"}
     # One line per series: MAS cells that differ only in their lambdas (other epochs make another line).

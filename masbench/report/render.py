@@ -25,17 +25,17 @@ CSV_COLUMNS = ["benchmark", "dataset", "model", "name", "settings", "config_key"
                "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs", "masbench_version", "ci95"]
 
 
-def _pct(value: float) -> str:
+def shown_percent(value: float) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
-def _lam(row) -> tuple[str, str]:
+def shown_lambdas(row) -> tuple[str, str]:
     if row["optimizer"] != "mas":
         return "", ""
     return f"{row['lambda_adam']:g}", f"{row['lambda_sgd']:g}"
 
 
-def _title(benchmark: str, dataset: str, metric: str) -> str:
+def table_title(benchmark: str, dataset: str, metric: str) -> str:
     which = METRIC_TITLES[metric]
     head = f"{dataset}" + (f" (benchmark {benchmark})" if benchmark else "")
     return f"{head}: {which}, percent over seeds"
@@ -109,7 +109,7 @@ def _rich_table(frame: pd.DataFrame, metric: str):
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
     timed = has_target(frame)
     notes = ([target_note(frame)] if timed else []) + ([legend(frame)] if has_significance(frame) else [])
-    table = Table(title=_title(benchmark, dataset, metric), title_justify="left",
+    table = Table(title=table_title(benchmark, dataset, metric), title_justify="left",
                   caption="\n".join(notes) or None, caption_justify="left")
     for column, justify in (("Name", "left"), ("λa", "right"), ("λs", "right"), ("avg acc", "right"),
                             ("acc max", "right"), ("std", "right"), ("CI95", "right"), ("n", "right"), ("flags", "left"),
@@ -118,14 +118,14 @@ def _rich_table(frame: pd.DataFrame, metric: str):
     for model, rows in frame.groupby("model", sort=False):
         table.add_row(f"[bold]{model.capitalize() if model.startswith('resnet') else model}[/]", end_section=False)
         for row in rows.to_dict("records"):
-            la, ls = _lam(row)
-            avg = _pct(row["avg_acc"]) + mark(row)
-            best = _pct(row["max_acc"])
+            la, ls = shown_lambdas(row)
+            avg = shown_percent(row["avg_acc"]) + mark(row)
+            best = shown_percent(row["max_acc"])
             table.add_row(
                 _escape(row["label"]), la, ls,
                 f"[bold]{avg}[/]" if row["best_avg_acc"] else avg,
                 f"[bold]{best}[/]" if row["best_max_acc"] else best,
-                _pct(row["std_acc"]), _pct(row["ci95"]), f"{row['n']}",
+                shown_percent(row["std_acc"]), shown_percent(row["ci95"]), f"{row['n']}",
                 f"[yellow]{_escape(row['flags'])}[/]" if row["flags"] else "",
                 *(target_texts(row) if timed else ()),
             )
@@ -143,18 +143,18 @@ def _markdown_table(frame: pd.DataFrame, metric: str) -> str:
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
     timed = has_target(frame)
     head, rule = (" reached | epochs | seconds |", " ---: | ---: | ---: |") if timed else ("", "")
-    lines = [f"**{_title(benchmark, dataset, metric)}**", "",
+    lines = [f"**{table_title(benchmark, dataset, metric)}**", "",
              "| Name | λa | λs | avg acc | acc max | std | CI95 | n | flags |" + head,
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |" + rule]
     for model, rows in frame.groupby("model", sort=False):
         lines.append(f"| **{model}** | | | | | | | | |" + (" | | |" if timed else ""))
         for row in rows.to_dict("records"):
-            la, ls = _lam(row)
-            avg, best = _pct(row["avg_acc"]), _pct(row["max_acc"])
+            la, ls = shown_lambdas(row)
+            avg, best = shown_percent(row["avg_acc"]), shown_percent(row["max_acc"])
             starred = "\\*" if mark(row) else ""  # escaped: after ** it would read as emphasis
             lines.append(
                 f"| {row['label']} | {la} | {ls} | {f'**{avg}**' if row['best_avg_acc'] else avg}{starred} | "
-                f"{f'**{best}**' if row['best_max_acc'] else best} | {_pct(row['std_acc'])} | {_pct(row['ci95'])} | "
+                f"{f'**{best}**' if row['best_max_acc'] else best} | {shown_percent(row['std_acc'])} | {shown_percent(row['ci95'])} | "
                 f"{row['n']} | {row['flags']} |" + "".join(f" {text} |" for text in (target_texts(row) if timed else ()))
             )
     if timed:
@@ -184,7 +184,7 @@ def _bold_latex(text: str) -> str:
 def _latex_table(frame: pd.DataFrame, metric: str) -> str:
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
     timed = has_target(frame)
-    caption = _title(benchmark, dataset, metric) + (f"; {target_note(frame)}" if timed else "")
+    caption = table_title(benchmark, dataset, metric) + (f"; {target_note(frame)}" if timed else "")
     lines = [r"\begin{table}[t]", r"\centering",
              rf"\caption{{{_latex_escape(caption)}}}",
              r"\begin{tabular}{lrrrrrrr" + ("rrr}" if timed else "}"), r"\toprule",
@@ -197,13 +197,13 @@ def _latex_table(frame: pd.DataFrame, metric: str) -> str:
         first = False
         lines.append(rf"\multicolumn{{{11 if timed else 8}}}{{l}}{{\textit{{{_latex_escape(model)}}}}} \\")
         for row in rows.to_dict("records"):
-            la, ls = _lam(row)
-            avg, best = _pct(row["avg_acc"]), _pct(row["max_acc"])
+            la, ls = shown_lambdas(row)
+            avg, best = shown_percent(row["avg_acc"]), shown_percent(row["max_acc"])
             name = _latex_escape(row["label"]) + (r"$^\dagger$" if row["flags"] else "")
             avg = (_bold_latex(avg) if row["best_avg_acc"] else avg) + (r"$^*$" if mark(row) else "")
             best = _bold_latex(best) if row["best_max_acc"] else best
             timing = "".join(f" & {text}" for text in (target_texts(row) if timed else ()))
-            spread = f"{_pct(row['std_acc'])} & {_pct(row['ci95'])}"
+            spread = f"{shown_percent(row['std_acc'])} & {shown_percent(row['ci95'])}"
             lines.append(f"{name} & {la} & {ls} & {avg} & {best} & {spread} & {row['n']}{timing} " + "\\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if frame["flags"].astype(bool).any():
@@ -244,7 +244,7 @@ def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
             table.add_column(column, justify="left" if column in ("name", "flags") else "right", overflow="fold")
         for row in rows.to_dict("records"):
             table.add_row("-" if pd.isna(row["rank"]) else str(row["rank"]), _escape(row["shown"]), str(row["n"]),
-                          _pct(row["avg_acc"]), _pct(row["std_acc"]), _pct(row["ci95"]), _pct(row["max_acc"]),
+                          shown_percent(row["avg_acc"]), shown_percent(row["std_acc"]), shown_percent(row["ci95"]), shown_percent(row["max_acc"]),
                           _escape(row["flags"]))
         tables.append(table)
     return Rendered("", tables)
