@@ -371,7 +371,8 @@ def canonical_hash(canonical: dict[str, Any]) -> str:
 
 
 def config_key_of(canonical: dict[str, Any]) -> str:
-    """The cell key of a stored run's canonical config (the store's migration computes it this way too)."""
+    """The cell key of a stored run's canonical config (``masbench.store.migrate.v1_config_key`` is a frozen copy
+    of this function as version 2 of the store used it)."""
     return canonical_hash({k: v for k, v in canonical.items() if k != "seed"})
 
 

@@ -154,3 +154,36 @@ def test_config_key_ignores_the_seed_and_nothing_else():
     assert a.key != RunSpec(dataset="digits", model="mlp", epochs=2, seed=7).key
     for other in (dict(epochs=3), dict(batch_size=64), dict(train_subset=100), dict(lambda_adam=0.3)):
         assert RunSpec(dataset="digits", model="mlp", **{"epochs": 2, **other}).config_key != a.config_key
+
+
+# The migration's frozen copy of the cell key (masbench.store.migrate.v1_config_key) and today's live key.
+TODAYS_SPECS = [
+    dict(),
+    dict(optimizer="adam", lr=0.003, seed=4),
+    dict(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4),
+    dict(optimizer="adamw", dataset="cola", model="bert", lr=2e-4, batch_size=100, epochs=50),
+    dict(lambda_adam=0.3, lambda_sgd=0.7, momentum=0.95, dataset="cifar100", model="resnet18", seed=3),
+    dict(lambda_schedule="linear:0.7:0.3", lr_schedule="cosine", epochs=20),
+    dict(optimizer="mix:adam=0.3,sgd=0.5,rmsprop=0.2"),
+    dict(optimizer="radam", optimizer_args={"decoupled_weight_decay": True}),
+    dict(dataset="digits", model="mlp", val_fraction=0.1),
+]
+
+
+@pytest.mark.parametrize("values", TODAYS_SPECS, ids=lambda values: ",".join(values) or "defaults")
+def test_the_migrations_frozen_key_equals_todays_config_key(values):
+    from masbench.spec import make_spec
+    from masbench.store.migrate import v1_config_key
+
+    spec = make_spec(**values)
+    assert v1_config_key(spec.canonical()) == spec.config_key
+    assert v1_config_key({**spec.canonical(), "seed": 999}) == spec.config_key  # the seed is not the cell
+
+
+def test_the_migrations_frozen_key_is_pinned():
+    """Literal keys: the frozen copy fails here if it is changed, even together with the live key."""
+    from masbench.spec import make_spec
+    from masbench.store.migrate import v1_config_key
+
+    assert v1_config_key({"b": [1, 2.5], "a": "x", "seed": 0}) == "66efddae6a97500318e4"
+    assert v1_config_key(make_spec().canonical()) == "e407807699fb010df430"  # the default cell (test_open_axes)

@@ -14,13 +14,15 @@ Version 2 to 3: ``runs`` gains ``weights`` and ``epochs`` gains ``val_loss`` and
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
+from typing import Any
 
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from masbench.errors import MasbenchError
-from masbench.spec import config_key_of
 from masbench.store.models import SCHEMA_VERSION, Base, Meta, Run
 
 # The columns each version added, by table: a store of an older version lacks them until it is upgraded.
@@ -73,13 +75,25 @@ def _add_columns(s: Session, version: int) -> None:
             s.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {column_type}"))
 
 
+def v1_config_key(canonical: dict[str, Any]) -> str:
+    """The cell key of a version-1 run's stored canonical config, computed as masbench computed it when version 2
+    added the ``config_key`` column: the first 20 hex digits of the SHA-256 of the config without its seed, as
+    compact JSON with sorted keys.
+
+    Frozen: this copy must never change, even when the live key (``masbench.spec``) does, because the stores it
+    upgrades hold the keys that code wrote; a new way to key cells needs a migration of its own.
+    """
+    written = json.dumps({k: v for k, v in canonical.items() if k != "seed"}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(written.encode()).hexdigest()[:20]
+
+
 def _v1_to_v2(s: Session) -> None:
     runs = Run.__table__
     _add_columns(s, 2)
     rows = s.execute(select(runs.c.id, runs.c.config)).all()
     if rows:
         s.execute(update(runs).where(runs.c.id == bindparam("run_id")).values(config_key=bindparam("cell")),
-                  [{"run_id": row.id, "cell": config_key_of(row.config["canonical"])} for row in rows])
+                  [{"run_id": row.id, "cell": v1_config_key(row.config["canonical"])} for row in rows])
     next(index for index in runs.indexes if index.name == "ix_runs_config_key").create(s.connection())
     if s.get(Meta, "store_id") is None:
         s.add(Meta(key="store_id", value=str(uuid.uuid4())))
