@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from masbench.engine import Callback, EpochMetrics, RunInfo
 from masbench.engine.environment import banner
+
+log = logging.getLogger(__name__)
 
 
 def stderr_console() -> Console:
@@ -114,11 +118,19 @@ class SweepProgress:
         stop_quietly(self.progress)
 
     def _loop(self) -> None:
+        from sqlalchemy.exc import OperationalError
+
+        from masbench.limits import one_line
+
         while not self._stop.wait(self.every):
             try:
                 self.refresh()
-            except Exception:  # a busy database: show the next poll instead
-                continue
+            # A busy or unreachable database: the next poll shows it. Anything else is a bug, and ends the
+            # display with its traceback rather than freezing it without a word. Logged at INFO: a locked
+            # SQLite store is common under many workers and would spam the live display.
+            except OperationalError as error:
+                log.info("sweep progress: reading the store failed, retrying at the next poll (%s)",
+                         one_line(str(error)))
 
     def refresh(self) -> None:
         states = self.store.cell_states(self.keys)
