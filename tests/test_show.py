@@ -97,3 +97,24 @@ def test_bad_runs_are_one_line(stored, text, message):
     url, _ = stored
     result = runner.invoke(app, ["show", text, "--db", url])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_store_find_run_by_id_else_by_key_prefix_at_most_limit(stored):
+    """``Store.find_run``: the run of an id when there is one, else the runs a key prefix names, by id, at most
+    ``limit``; each as its row's columns (what ``show`` prints, without SQL of its own)."""
+    url, runs = stored
+    store = Store(url)
+    try:
+        first = runs[0]
+        [by_id] = store.find_run(first.id, "ffffffffffffffffffff", 9)  # an id wins over a prefix
+        assert (by_id["id"], by_id["key"], by_id["seed"], by_id["status"]) == (first.id, first.key, 0, "completed")
+        assert set(by_id) >= {"config", "worker", "attempts", "lease_expires_at", "versions"}
+        [by_key] = store.find_run(None, first.key[:12], 9)
+        assert by_key == by_id
+        assert [r["id"] for r in store.find_run(10**6, first.key, 9)] == [first.id]  # no such id: the prefix
+        everyone = store.find_run(None, "", 9)
+        assert [r["id"] for r in everyone] == sorted(r.id for r in runs)
+        assert [r["id"] for r in store.find_run(None, "", 2)] == sorted(r.id for r in runs)[:2]
+        assert store.find_run(None, "not-hex", 9) == []
+    finally:
+        store.close()
