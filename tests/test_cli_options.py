@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from masbench.grid.benchmarks import RUN_FIELDS
+from masbench.grid.grids import RUN_FIELDS
 from masbench.cli import app, train
 from masbench.cli.options import spec_values
 from masbench.errors import MasbenchError

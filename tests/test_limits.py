@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from conftest import write_csv, write_image_folder
-from masbench.grid.benchmarks import GridSpec, expand_grid, load_benchmarks, packaged_benchmarks, plan_sweep
+from masbench.grid.benchmarks import load_benchmarks, packaged_benchmarks, plan_sweep
+from masbench.grid.grids import GridSpec, expand_grid
 from masbench.errors import MasbenchError
 from masbench.grid.lambdas import count_lambdas, parse_lambdas
 from masbench.limits import FLOAT_RANGES, INT_RANGES, INT32_MAX, MAX_LINE, STR_LIMITS, one_line, shown

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from masbench.cli import app
-from masbench.grid.benchmarks import complement, load_benchmarks, parse_lambdas, plan_sweep
+from masbench.grid.benchmarks import load_benchmarks, plan_sweep
+from masbench.grid.lambdas import complement, parse_lambdas
 from masbench.errors import MasbenchError
 
 runner = CliRunner()

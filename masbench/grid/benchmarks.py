@@ -4,7 +4,7 @@ A benchmark is a named study with grid settings at the top, or several ``grids``
 that inherit them. ``plan_sweep`` turns a benchmark (or a data set) and the
 command line's overrides into the sweep's cells; values given on the command
 line override the file's. The grids themselves (``GridSpec``, counting and
-expansion) live in ``masbench.grid.grids``; their names are re-exported here.
+expansion) live in ``masbench.grid.grids``.
 """
 
 from __future__ import annotations
@@ -20,31 +20,20 @@ from masbench.errors import MasbenchError
 from masbench.grid.optimizers import merge_optimizer_args
 from masbench.grid.grids import (
     DEFAULT_MAX_CELLS,
-    IMAGE_BASELINES,
     MAX_CELLS_CEILING,
-    MAX_PACK,
-    PACK_VALID,
-    RUN_FIELDS,
-    STRICT_TYPES,
-    TEXT_BASELINES,
     GridSpec,
     check_count,
     check_grid,
     expand_grid,
     grid_message,
-    parse_pack,
 )
-from masbench.grid.lambdas import complement, count_lambdas, parse_lambdas
+from masbench.grid.lambdas import count_lambdas
 from masbench.limits import STR_LIMITS, check_ranges, check_str, one_line, shown
 from masbench.grid.safe_yaml import load_yaml
 from masbench.spec import RunSpec
 
-__all__ = [  # the grids' names too: callers import them from here
-    "DEFAULT_MAX_CELLS", "IMAGE_BASELINES", "MAX_CELLS_CEILING", "MAX_PACK", "PACK_VALID", "RUN_FIELDS", "STRICT_TYPES",
-    "TEXT_BASELINES", "BenchmarkSpec", "BenchmarksFile", "Cell", "GridSpec", "check_benchmarks", "check_count",
-    "check_grid", "complement", "default_benchmarks_path", "expand_grid", "grid_message", "load_benchmarks",
-    "packaged_benchmarks", "parse_lambdas", "parse_pack", "plan_sweep",
-]
+__all__ = ["BenchmarkSpec", "BenchmarksFile", "Cell", "check_benchmarks", "default_benchmarks_path", "load_benchmarks",
+           "packaged_benchmarks", "plan_sweep"]
 
 
 class BenchmarkSpec(BaseModel):

@@ -2,7 +2,7 @@
 
 A grid is counted from its arithmetic (models x (baselines + lambdas + mixes) x seeds) before any cell is built,
 and without torch: the registries are imported only to build cells (``expand_grid``, ``check_grid``).
-``masbench.grid.benchmarks`` reads the benchmarks file into grids and re-exports these names.
+``masbench.grid.benchmarks`` reads the benchmarks file into grids.
 """
 
 from __future__ import annotations
