@@ -25,6 +25,7 @@ from torch import nn
 from masbench.errors import MasbenchError
 from masbench.imports import NoModule, import_attribute
 from masbench.limits import shown
+from masbench.models.entry import ModelEntry
 
 TV = "tv:"
 IMAGE_AND_TABULAR = ("image", "tabular")
