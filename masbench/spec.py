@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,8 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, Valida
 
 from masbench.errors import MasbenchError
 from masbench.grid.lambdas import normalise_lambda_schedule
-from masbench.limits import MAX_NAME, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, shown
-from masbench.grid.mix_weights import is_mix, mix_text, parse_mix, resolve_weights
+from masbench.limits import MAX_NAME, MAX_SCALE, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, shown
+from masbench.optimizer_names import OPTIMIZER_NAMES, is_path
 from masbench.spec_options import ExecOptions, validation_message  # noqa: F401 (re-exported: where they were)
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
@@ -393,3 +395,116 @@ def make_spec(context: dict[str, Any] | None = None, /, **values: Any) -> RunSpe
         return RunSpec.model_validate(values, context=context)
     except ValidationError as error:
         raise MasbenchError(validation_message(error)) from None
+
+
+# A mix's text, torch-free: ``mix:adam=0.3,sgd=0.5,rmsprop=0.2``, what ``--optimizer``, a sweep's baselines and a
+# run's name use. ``parse_mix`` reads it into ``{component: weight}``, ``mix_text`` writes it back (components in
+# order, weights as Python prints them), so that one mix is one text and one cell.
+
+MIX_PREFIX = "mix:"
+# The components that take the product form (masbench.optim.mix_kinds.KINDS, held together by a test).
+PRODUCT_KINDS = ("adam", "sgd", "adamw", "adamax", "nadam", "rmsprop", "adagrad", "lion")
+MAX_MIX_COMPONENTS = 16
+MIX_FORM = "mix:NAME=WEIGHT,NAME=WEIGHT,... (e.g. mix:adam=0.3,sgd=0.5,rmsprop=0.2)"
+
+
+def is_mix(text: object) -> bool:
+    return isinstance(text, str) and text.startswith(MIX_PREFIX)
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``mix:adam=0.3,sgd=0.7`` -> ``{"adam": 0.3, "sgd": 0.7}``; ValueError names the bad part in one line."""
+    body = text[len(MIX_PREFIX):] if is_mix(text) else None
+    if not body:
+        raise ValueError(f"Invalid mix {shown(text)}: no components ({MIX_FORM})")
+    out: dict[str, float] = {}
+    for item in body.split(","):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"Invalid mix {shown(text)}: {shown(item)} is not NAME=WEIGHT ({MIX_FORM})")
+        if name in out:
+            raise ValueError(f"Invalid mix {shown(text)}: component {shown(name)} is given twice")
+        out[name] = _weight(text, name, value)
+    check_components(text, out)
+    return out
+
+
+def check_components(where: str, weights: dict[str, float]) -> None:
+    """Names known (plain names; import paths are resolved later), at most MAX_MIX_COMPONENTS, not all zero."""
+    if not weights:
+        raise ValueError(f"Invalid mix {shown(where)}: no components ({MIX_FORM})")
+    if len(weights) > MAX_MIX_COMPONENTS:
+        raise ValueError(f"Invalid mix {shown(where)}: {len(weights)} components (at most {MAX_MIX_COMPONENTS})")
+    for name in weights:
+        if name in ("mix", "mas"):
+            raise ValueError(f"Invalid mix {shown(where)}: component {name} cannot be mixed (mas is mix:adam=A,sgd=S)")
+        if not is_path(name) and name not in PRODUCT_KINDS and name not in OPTIMIZER_NAMES:
+            valid = ", ".join(n for n in dict.fromkeys(PRODUCT_KINDS + OPTIMIZER_NAMES) if n not in ("mas", "mix"))
+            raise ValueError(f"Invalid mix {shown(where)}: unknown component {shown(name)} (valid: {valid}, or an "
+                             f"import path package.module:Class)")
+    if not any(weights.values()):
+        raise ValueError(f"Invalid mix {shown(where)}: every weight is zero (at least one must be > 0)")
+
+
+_DECIMAL = re.compile(r"[0-9]+\.?[0-9]*(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?", re.ASCII)
+_NONZERO = re.compile(r"[1-9]")
+
+
+def _weight(text: str, name: str, value: object) -> float:
+    if isinstance(value, bool):
+        number = math.nan
+    else:
+        text_value = value.strip() if isinstance(value, str) else value
+        if isinstance(text_value, str) and not _DECIMAL.fullmatch(text_value):
+            number = math.nan  # digits 0-9 only: float() would take "1_0" as 10 and "０.3" as 0.3
+        else:
+            try:
+                number = float(text_value)  # type: ignore[arg-type]
+            except (TypeError, ValueError, OverflowError):
+                number = math.nan
+    if number == 0.0 and isinstance(value, str) and _NONZERO.search(value.split("e")[0].split("E")[0]):
+        number = math.nan  # 1e-400 underflows to 0: a weight given as non-zero must not vanish
+    if not (math.isfinite(number) and 0.0 <= number <= MAX_SCALE):
+        raise ValueError(f"Invalid mix {shown(text)}: weight {shown(value)} of {shown(name)} "
+                         f"(must be a finite number in [0, {MAX_SCALE:g}] in digits 0-9, 0 or not so small "
+                         f"that it is 0)")
+    return number + 0.0
+
+
+def check_weights(weights: object) -> dict[str, float]:
+    """A mapping of weights from YAML or Python, checked as ``parse_mix`` checks text."""
+    if not isinstance(weights, dict):
+        raise ValueError(f"Invalid weights: {shown(weights)} (a mapping component: weight, e.g. adam: 0.5)")
+    where = mix_text(weights) if all(isinstance(k, str) for k in weights) else shown(weights)
+    for name, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):  # "0.5" in YAML is text, not a weight
+            raise ValueError(f"Invalid mix {where}: weight {shown(value)} of {shown(name)} is not a number")
+    out = {str(name): _weight(where, str(name), value) for name, value in weights.items()}
+    check_components(where, out)
+    return out
+
+
+def resolve_weights(weights: object) -> dict[str, float]:
+    """Checked weights with each component as its one name (an import path resolved, which imports it), less
+    the components of weight 0, which move nothing: ``mix:adam=0.3,sgd=0.7,rmsprop=0`` is one cell with
+    ``mix:adam=0.3,sgd=0.7``, and a corner of a simplex one with its single component."""
+    out: dict[str, float] = {}
+    checked = check_weights(weights)
+    for name, weight in checked.items():
+        if is_path(name):
+            from masbench.optim.mix import component_name
+
+            resolved = component_name(name)
+        else:
+            resolved = name
+        if resolved in out:
+            raise ValueError(f"Invalid mix {mix_text(checked)}: {shown(name)} names {resolved}, given twice")
+        out[resolved] = weight
+    return {name: weight for name, weight in out.items() if weight > 0}
+
+
+def mix_text(weights: dict[str, object]) -> str:
+    """``{"sgd": 0.7, "adam": 0.3}`` -> ``mix:adam=0.3,sgd=0.7``: product kinds in their order, then by name."""
+    order = sorted(weights, key=lambda n: (PRODUCT_KINDS.index(n), "") if n in PRODUCT_KINDS else (99, n))
+    return MIX_PREFIX + ",".join(f"{name}={weights[name]}" for name in order)

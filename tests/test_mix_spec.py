@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from masbench.cli import app
 from masbench.errors import MasbenchError
-from masbench.grid.mix_weights import PRODUCT_KINDS, mix_text, parse_mix, parse_step, simplex
+from masbench.grid.mix_weights import parse_step, simplex
 from masbench.optim.mix_kinds import KINDS
-from masbench.spec import make_spec
+from masbench.spec import PRODUCT_KINDS, make_spec, mix_text, parse_mix
 
 runner = CliRunner()
 

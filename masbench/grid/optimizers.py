@@ -14,9 +14,10 @@ from typing import Any
 
 from masbench.errors import MasbenchError
 from masbench.grid.lambdas import normalise_lambda_schedule
+from masbench.grid.mix_weights import simplex
 from masbench.limits import check_lambda_schedule, one_line, shown
-from masbench.grid.mix_weights import is_mix, mix_text, parse_mix, simplex
 from masbench.optimizer_names import is_known, is_path, unknown_optimizer
+from masbench.spec import is_mix, mix_text, parse_mix
 
 CONSTANT = "constant"
 

@@ -18,10 +18,10 @@ import pandas as pd
 
 from masbench.errors import MasbenchError
 from masbench.grid.optimizers import optimizer_name
-from masbench.grid.mix_weights import is_mix, parse_mix, resolve_weights
 from masbench.optimizer_names import is_path
 from masbench.report.aggregate import TABLE, cell_names, cell_table
 from masbench.report.multiple import family_size, holm
+from masbench.spec import is_mix, parse_mix, resolve_weights
 
 CONFIG_KEY = re.compile(r"[0-9a-f]{6,64}")
 
