@@ -163,3 +163,18 @@ def test_the_checker_names_private_imports_across_packages_only(tmp_path):
     })
     _, private = import_graph(modules)
     assert private == [("pkg.y.far", "pkg.x.base", "_hidden")]
+
+
+def test_the_registry_knows_mix_imported_on_its_own():
+    """``optim.registry`` does not import ``optim.mix`` (the cycle it ended); mix registers itself, and importing
+    the registry alone, in a fresh process, still runs the package that imports mix."""
+    import subprocess
+    import sys
+
+    code = ("from masbench.optim.registry import OPTIMIZERS, resolve_optimizer, optimizer_class\n"
+            "from masbench.optimizer_names import OPTIMIZER_NAMES\n"
+            "assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES, list(OPTIMIZERS)\n"
+            "assert optimizer_class('mix').__name__ == 'Mix'\n"
+            "assert resolve_optimizer('masbench.optim.mix:Mix') == 'mix'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
