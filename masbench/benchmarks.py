@@ -35,9 +35,10 @@ from masbench.grids import (
     parse_pack,
 )
 from masbench.lambdas import complement, count_lambdas, parse_lambdas
-from masbench.limits import STR_LIMITS, check_ranges, check_str, one_line, shown
 from masbench.safe_yaml import load_yaml
 from masbench.spec import RunSpec
+from masbench.text.limits import STR_LIMITS, check_ranges, check_str
+from masbench.text.shown import one_line, shown
 
 __all__ = [  # the grids' names too: callers import them from here
     "DEFAULT_MAX_CELLS", "IMAGE_BASELINES", "MAX_CELLS_CEILING", "MAX_PACK", "PACK_VALID", "RUN_FIELDS", "STRICT_TYPES",

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from masbench.errors import MasbenchError
-from masbench.lambdas import normalise_lambda_schedule
-from masbench.limits import check_lambda_schedule, one_line, shown
 from masbench.mix_weights import is_mix, mix_text, parse_mix, simplex
 from masbench.optimizer_names import is_known, is_path, unknown_optimizer
+from masbench.text.lambda_schedule import normalise_lambda_schedule
+from masbench.text.shown import one_line, shown
 
 CONSTANT = "constant"
 
@@ -76,7 +76,6 @@ def check_lambda_schedules(value: str | list[str]) -> list[str]:
     if not schedules:
         raise ValueError("Invalid lambda_schedule: the list is empty (give constant, linear:START:END[:EPOCHS], ...)")
     for i, schedule in enumerate(schedules):
-        check_lambda_schedule(schedule)
         schedules[i] = schedule = normalise_lambda_schedule(schedule)  # linear:1:0 and linear:1.0:0.0 are one
         if schedule in schedules[:i]:
             raise ValueError(f"Invalid lambda_schedule: {shown(schedules)} gives {shown(schedule)} twice")

@@ -14,8 +14,10 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from itertools import combinations
 
-from masbench.limits import MAX_SCALE, shown
 from masbench.optimizer_names import OPTIMIZER_NAMES, is_path
+from masbench.text.limits import MAX_SCALE
+from masbench.text.numbers import is_mantissa
+from masbench.text.shown import shown
 
 PREFIX = "mix:"
 # The components that take the product form (masbench.optim.mix_kinds.KINDS, held together by a test).
@@ -64,7 +66,6 @@ def check_components(where: str, weights: dict[str, float]) -> None:
         raise ValueError(f"Invalid mix {shown(where)}: every weight is zero (at least one must be > 0)")
 
 
-_DECIMAL = re.compile(r"[0-9]+\.?[0-9]*(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?", re.ASCII)
 _NONZERO = re.compile(r"[1-9]")
 
 
@@ -73,7 +74,7 @@ def _weight(text: str, name: str, value: object) -> float:
         number = math.nan
     else:
         text_value = value.strip() if isinstance(value, str) else value
-        if isinstance(text_value, str) and not _DECIMAL.fullmatch(text_value):
+        if isinstance(text_value, str) and not is_mantissa(text_value):
             number = math.nan  # digits 0-9 only: float() would take "1_0" as 10 and "０.3" as 0.3
         else:
             try:

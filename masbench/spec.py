@@ -34,10 +34,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from masbench.errors import MasbenchError
-from masbench.lambdas import normalise_lambda_schedule
-from masbench.limits import MAX_NAME, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, shown
 from masbench.mix_weights import is_mix, mix_text, parse_mix, resolve_weights
 from masbench.spec_options import ExecOptions, validation_message  # noqa: F401 (re-exported: where they were)
+from masbench.text.lambda_schedule import normalise_lambda_schedule, parse_lambda_schedule
+from masbench.text.limits import MAX_NAME, STR_LIMITS, check_ranges, check_str
+from masbench.text.shown import shown
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
 
@@ -131,7 +132,6 @@ class RunSpec(BaseModel):
     @field_validator("lambda_schedule")
     @classmethod
     def _normalise_lambda_schedule(cls, value: str) -> str:
-        check_lambda_schedule(value)  # its numbers first: ``linear:0.7:0.3:inf`` is named as not finite
         return normalise_lambda_schedule(value)
 
     @field_validator("lr_schedule")
@@ -154,7 +154,7 @@ class RunSpec(BaseModel):
         return self
 
     def _check_values(self) -> None:
-        """Every number and string within its range (``masbench.limits``): no import, so bad input fails fast."""
+        """Every number and string within its range (``masbench.text.limits``): no import, so bad input fails fast."""
         check_ranges(self.model_dump(exclude_none=True))
         for i, beta in enumerate(self.betas):
             if not 0.0 <= beta < 1.0:
@@ -168,7 +168,6 @@ class RunSpec(BaseModel):
         if self.nesterov and self.optimizer in ("mas", "sgd") and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
                              f"(got momentum={self.momentum}, dampening={self.dampening})")
-        check_lambda_schedule(self.lambda_schedule)
         if self.lambda_schedule != "constant" and (self.lambda_adam, self.lambda_sgd) != (0.5, 0.5):
             # A linear schedule sets λa (λs = 1 − λa): these would be a second cell of the same numbers, and the
             # report would show the run as MAS at these λ.
@@ -187,7 +186,7 @@ class RunSpec(BaseModel):
         """The data set, model, optimizer, bias correction and schedule exist, and go together."""
         from masbench.data import dataset_kind
         from masbench.models import model_entry, model_settings
-        from masbench.optim import SPEC_OPTIMIZERS, check_builds, parse_lambda_schedule, resolve_optimizer
+        from masbench.optim import SPEC_OPTIMIZERS, check_builds, resolve_optimizer
         from masbench.optim.functional import BIAS_CORRECTIONS
 
         try:
@@ -205,8 +204,7 @@ class RunSpec(BaseModel):
         if self.bias_correction not in BIAS_CORRECTIONS:
             raise ValueError(f"Invalid bias_correction: {shown(self.bias_correction)} "
                              f"(valid: {', '.join(BIAS_CORRECTIONS)})")
-        kind_, _ = parse_lambda_schedule(self.lambda_schedule)
-        if kind_ != "constant" and self.optimizer != "mas":
+        if parse_lambda_schedule(self.lambda_schedule).kind != "constant" and self.optimizer != "mas":
             raise ValueError(f"Invalid lambda_schedule {self.lambda_schedule!r} for optimizer {self.optimizer!r}: "
                              f"only mas has lambdas")
         if len(self.name) > MAX_NAME:

@@ -12,9 +12,10 @@ from conftest import write_csv, write_image_folder
 from masbench.benchmarks import GridSpec, expand_grid, load_benchmarks, packaged_benchmarks, plan_sweep
 from masbench.errors import MasbenchError
 from masbench.lambdas import count_lambdas, parse_lambdas
-from masbench.limits import FLOAT_RANGES, INT_RANGES, INT32_MAX, MAX_LINE, STR_LIMITS, one_line, shown
 from masbench.safe_yaml import MAX_NODES, BoundedLoader, expanded_size
 from masbench.spec import make_spec
+from masbench.text.limits import FLOAT_RANGES, INT_RANGES, INT32_MAX, STR_LIMITS
+from masbench.text.shown import MAX_LINE, one_line, shown
 
 RUN_INTS = {k: v for k, v in INT_RANGES.items() if k != "seeds"}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 
 from masbench.errors import MasbenchError
-from masbench.limits import shown
+from masbench.text.shown import shown
 
 PLUGIN_KINDS = ("image", "tabular")
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from masbench.errors import MasbenchError
+from masbench.text.numbers import is_digits
 
 HEX = re.compile(r"[0-9a-f]+")
 MAX_CANDIDATES = 8
@@ -42,7 +43,7 @@ def find_run(store, text: str) -> RunDetail:
                             f"e.g. 3fa0 or key:3041)")
     with store.reading() as s:
         found: dict[int, Run] = {}
-        if text.isdigit() and len(text) < 10:  # a run id (a 32-bit integer) before a key prefix of digits
+        if is_digits(text) and len(text) < 10:  # a run id (a 32-bit integer) before a key prefix of digits
             run = s.get(Run, int(text))
             if run is not None:
                 found[run.id] = run

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
 from masbench.errors import DiskFull, MasbenchError
-from masbench.limits import shown
+from masbench.text.shown import one_line, shown
 from masbench.urls import check_url
 
 SQLITE_FULL = 13
@@ -220,11 +220,6 @@ def open_for_reading(url: str | None, store_class: Callable | None = None):
     return store_class(url, read_only=True)
 
 
-def one_line(error: BaseException) -> str:
-    text = getattr(error, "orig", None) or error
-    return " ".join(str(text).split())[:300]
-
-
 def open_error(error: BaseException, parsed, url: str, masked_url: str) -> MasbenchError:
     """The one line for an error met while opening the store at ``url`` (its password never shown)."""
     from sqlalchemy.exc import NoSuchModuleError
@@ -238,7 +233,7 @@ def open_error(error: BaseException, parsed, url: str, masked_url: str) -> Masbe
     if isinstance(error, ImportError):
         return MasbenchError(f"cannot open database {masked_url}: its driver is missing ({error.name}); "
                              f"for PostgreSQL: pip install 'masbench[postgres]'")
-    reason = scrub(one_line(error), url)
+    reason = scrub(one_line(getattr(error, "orig", None) or error, 300), url)  # the driver's own error
     if is_disk_full(error):
         return DiskFull(f"disk full: cannot write database {masked_url}: {reason}")
     path = sqlite_file(parsed)
