@@ -53,6 +53,7 @@ from masbench.engine.environment import git_commit  # noqa: E402
 from masbench.models.resnet import cifar_resnet  # noqa: E402
 from masbench.optim import MAS  # noqa: E402
 from masbench.optim.functional import default_path  # noqa: E402
+from masbench.text.shown import one_line  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,9 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split()).replace("|", "/")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def cell_line(text: object, limit: int = 300) -> str:
+    """``text`` as one line of a table cell: ``|`` would end the cell."""
+    return one_line(text, limit).replace("|", "/")
 
 
 # --- 1. the GPU-only tests -----------------------------------------------------------------------
@@ -117,7 +118,7 @@ def check_tests(sizes: Sizes, device: torch.device) -> Iterator[Row]:
     errors = counts.get("error", 0) + counts.get("errors", 0)
     if done.returncode != 0 or errors:
         yield Row("CUDA tests (pytest -m gpu)", f"{summary}, {errors} errors, rc {done.returncode}: "
-                  f"{one_line(lines[-1] if lines else done.stderr)}", "FAIL")
+                  f"{cell_line(lines[-1] if lines else done.stderr)}", "FAIL")
     elif device.type == "cuda" and counts.get("skipped", 0):
         yield Row("CUDA tests (pytest -m gpu)", f"{summary}: GPU tests skipped on a CUDA machine", "FAIL")
     else:
@@ -162,7 +163,7 @@ def kill_after_first_checkpoint(command: list[str], db: Path, checkpoints: Path,
                 process.wait(timeout=30)
                 return stored(db, "select count(*) from epochs")[0][0]
         raise RuntimeError(f"the run was never killed (rc {process.poll()}; it ended, or stored no checkpoint in "
-                           f"{bound_s:.0f} s): {one_line(log.read_text()[-500:])}")
+                           f"{bound_s:.0f} s): {cell_line(log.read_text()[-500:])}")
     finally:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
@@ -180,13 +181,13 @@ def resume_row(sizes: Sizes, device: torch.device, work: Path) -> Row:
     done = subprocess.run(run_command(device, sizes, straight_db, work / "straight-ckpt"), cwd=work, env=child_env(),
                           capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"the uninterrupted run failed (rc {done.returncode}): {one_line(done.stderr[-500:])}")
+        raise RuntimeError(f"the uninterrupted run failed (rc {done.returncode}): {cell_line(done.stderr[-500:])}")
     command = run_command(device, sizes, db, checkpoints)
     killed_at = kill_after_first_checkpoint(command, db, checkpoints, work, timeout)
     time.sleep(1.5)  # the killed worker's 1 s lease lapses, so the rerun may take the cell over
     rerun = subprocess.run(command, cwd=work, env=child_env(), capture_output=True, text=True, timeout=timeout)
     if rerun.returncode != 0:
-        raise RuntimeError(f"the rerun failed (rc {rerun.returncode}): {one_line(rerun.stderr[-500:])}")
+        raise RuntimeError(f"the rerun failed (rc {rerun.returncode}): {cell_line(rerun.stderr[-500:])}")
     resumed = re.search(r"resuming at epoch (\d+) from its checkpoint", rerun.stderr)
     status_attempts = stored(db, "select status, attempts from runs")
     got, expected = epoch_numbers(db), epoch_numbers(straight_db)
@@ -196,7 +197,7 @@ def resume_row(sizes: Sizes, device: torch.device, work: Path) -> Row:
     if resumed is None or int(resumed.group(1)) < 2:
         last = rerun.stderr.strip().splitlines()[-1:] or [""]
         return Row("kill-and-resume", f"{where}; the rerun did not resume (no resume line; its last line: "
-                   f"{one_line(last[0], 120)})", "FAIL")
+                   f"{cell_line(last[0], 120)})", "FAIL")
     if status_attempts != [("completed", 2)]:
         return Row("kill-and-resume", f"{where}; store says {status_attempts}, expected [('completed', 2)]", "FAIL")
     if len(got) != sizes.epochs or len(expected) != sizes.epochs or diff > 1e-6:
@@ -347,7 +348,7 @@ def run_sections(sections, sizes: Sizes, device: torch.device, budget_s: float) 
                 print(f"[gpu_check] {row.check}: {row.result} ({row.status})", file=sys.stderr, flush=True)
         # On purpose broad: whatever a section meets (CUDA errors, OOM, a timeout) is its row, and the rest run.
         except Exception as error:  # noqa: BLE001
-            rows.append(Row(name, f"error: {type(error).__name__}: {one_line(error)}", "FAIL",
+            rows.append(Row(name, f"error: {type(error).__name__}: {cell_line(error)}", "FAIL",
                             time.monotonic() - last))
             print(f"[gpu_check] {name} failed: {rows[-1].result}", file=sys.stderr, flush=True)
         finally:

@@ -32,6 +32,8 @@ import torch
 
 from masbench import faults
 from masbench.errors import DiskFull
+from masbench.text.numbers import is_digits
+from masbench.text.shown import one_line
 
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -138,7 +140,7 @@ def _writer(tmp: Path, name: str) -> tuple[str, int] | None:
     """(host, pid) of the process that wrote the temporary file ``tmp`` of ``name``; None if it does not say."""
     middle = tmp.name[len(name) + 2 : -len(".tmp")]  # ".{name}.{host}.{pid}.{random}.tmp"
     parts = middle.rsplit(".", 2)
-    if len(parts) != 3 or not parts[1].isdigit():
+    if len(parts) != 3 or not is_digits(parts[1]):
         return None
     return parts[0], int(parts[1])
 
@@ -198,11 +200,11 @@ def load_torch_file(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (EOFError, pickle.UnpicklingError) as error:
-        raise CorruptFile(f"{type(error).__name__}: {' '.join(str(error).split())[:120]}") from None
+        raise CorruptFile(f"{type(error).__name__}: {one_line(error, 120)}") from None
     except RuntimeError as error:
         if not str(error).startswith("PytorchStreamReader failed"):  # torch's zip reader; anything else is a bug
             raise
-        raise CorruptFile(' '.join(str(error).split())[:120]) from None
+        raise CorruptFile(one_line(error, 120)) from None
 
 
 def cached_payload(path: Path, build):

@@ -6,7 +6,7 @@ import, and are resolved there.
 
 from __future__ import annotations
 
-from masbench.limits import shown
+from masbench.text.shown import shown
 
 OPTIMIZER_NAMES = ("mas", "sgd", "adam", "adamw", "radam", "nadam", "adamax", "rmsprop", "adagrad", "adadelta",
                    "asgd", "rprop", "mix")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from masbench.limits import shown
+from masbench.text.shown import shown
 
 GROUPS = {"optimizers": "masbench.optimizers", "models": "masbench.models", "datasets": "masbench.datasets"}
 # A plugin's name is a plain name: a dot or colon would make it an import path (or a tv:/csv: prefix).

@@ -36,10 +36,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from masbench.errors import MasbenchError
-from masbench.grid.lambdas import normalise_lambda_schedule
-from masbench.limits import MAX_NAME, MAX_SCALE, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, shown
 from masbench.optimizer_names import OPTIMIZER_NAMES, is_path
 from masbench.spec_options import ExecOptions, validation_message  # noqa: F401 (re-exported: where they were)
+from masbench.text.lambda_schedule import normalise_lambda_schedule, parse_lambda_schedule
+from masbench.text.limits import MAX_NAME, MAX_SCALE, STR_LIMITS, check_ranges, check_str
+from masbench.text.numbers import is_mantissa
+from masbench.text.shown import shown
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
 
@@ -133,7 +135,6 @@ class RunSpec(BaseModel):
     @field_validator("lambda_schedule")
     @classmethod
     def _normalise_lambda_schedule(cls, value: str) -> str:
-        check_lambda_schedule(value)  # its numbers first: ``linear:0.7:0.3:inf`` is named as not finite
         return normalise_lambda_schedule(value)
 
     @field_validator("lr_schedule")
@@ -156,7 +157,7 @@ class RunSpec(BaseModel):
         return self
 
     def _check_values(self) -> None:
-        """Every number and string within its range (``masbench.limits``): no import, so bad input fails fast."""
+        """Every number and string within its range (``masbench.text.limits``): no import, so bad input fails fast."""
         check_ranges(self.model_dump(exclude_none=True))
         for i, beta in enumerate(self.betas):
             if not 0.0 <= beta < 1.0:
@@ -170,7 +171,6 @@ class RunSpec(BaseModel):
         if self.nesterov and self.optimizer in ("mas", "sgd") and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError(f"Invalid nesterov: it needs momentum > 0 and dampening = 0 "
                              f"(got momentum={self.momentum}, dampening={self.dampening})")
-        check_lambda_schedule(self.lambda_schedule)
         if self.lambda_schedule != "constant" and (self.lambda_adam, self.lambda_sgd) != (0.5, 0.5):
             # A linear schedule sets λa (λs = 1 − λa): these would be a second cell of the same numbers, and the
             # report would show the run as MAS at these λ.
@@ -189,7 +189,7 @@ class RunSpec(BaseModel):
         """The data set, model, optimizer, bias correction and schedule exist, and go together."""
         from masbench.data import dataset_kind
         from masbench.models import model_entry, model_settings
-        from masbench.optim import SPEC_OPTIMIZERS, check_builds, parse_lambda_schedule, resolve_optimizer
+        from masbench.optim import SPEC_OPTIMIZERS, check_builds, resolve_optimizer
         from masbench.optim.functional import BIAS_CORRECTIONS
 
         try:
@@ -207,8 +207,7 @@ class RunSpec(BaseModel):
         if self.bias_correction not in BIAS_CORRECTIONS:
             raise ValueError(f"Invalid bias_correction: {shown(self.bias_correction)} "
                              f"(valid: {', '.join(BIAS_CORRECTIONS)})")
-        kind_, _ = parse_lambda_schedule(self.lambda_schedule)
-        if kind_ != "constant" and self.optimizer != "mas":
+        if parse_lambda_schedule(self.lambda_schedule).kind != "constant" and self.optimizer != "mas":
             raise ValueError(f"Invalid lambda_schedule {self.lambda_schedule!r} for optimizer {self.optimizer!r}: "
                              f"only mas has lambdas")
         if len(self.name) > MAX_NAME:
@@ -447,7 +446,6 @@ def check_components(where: str, weights: dict[str, float]) -> None:
         raise ValueError(f"Invalid mix {shown(where)}: every weight is zero (at least one must be > 0)")
 
 
-_DECIMAL = re.compile(r"[0-9]+\.?[0-9]*(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?", re.ASCII)
 _NONZERO = re.compile(r"[1-9]")
 
 
@@ -456,7 +454,7 @@ def _weight(text: str, name: str, value: object) -> float:
         number = math.nan
     else:
         text_value = value.strip() if isinstance(value, str) else value
-        if isinstance(text_value, str) and not _DECIMAL.fullmatch(text_value):
+        if isinstance(text_value, str) and not is_mantissa(text_value):
             number = math.nan  # digits 0-9 only: float() would take "1_0" as 10 and "０.3" as 0.3
         else:
             try:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from masbench.limits import one_line, shown
+from masbench.text.shown import one_line, shown
 
 
 def validation_message(error: ValidationError, where: str = "") -> str:

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from conftest import write_image_folder
-from masbench.cli.numbers import integer, number
 from masbench.data import load_dataset
 from masbench.errors import MasbenchError
 from masbench.grid.optimizers import check_lambda_schedules
 from masbench.grid.grids import GridSpec
-from masbench.grid.lambdas import normalise_lambda_schedule
 from masbench.optim import typed_arguments
 from masbench.spec import RunSpec, make_spec
+from masbench.text.lambda_schedule import normalise_lambda_schedule
+from masbench.text.numbers import integer, number
 
 # --- a lambda schedule has one text, and the cells written before keep theirs ---------------------------
 

@@ -13,9 +13,10 @@ from masbench.grid.benchmarks import load_benchmarks, packaged_benchmarks, plan_
 from masbench.grid.grids import GridSpec, expand_grid
 from masbench.errors import MasbenchError
 from masbench.grid.lambdas import count_lambdas, parse_lambdas
-from masbench.limits import FLOAT_RANGES, INT_RANGES, INT32_MAX, MAX_LINE, STR_LIMITS, one_line, shown
 from masbench.grid.safe_yaml import MAX_NODES, BoundedLoader, expanded_size
 from masbench.spec import make_spec
+from masbench.text.limits import FLOAT_RANGES, INT_RANGES, INT32_MAX, STR_LIMITS
+from masbench.text.shown import MAX_LINE, one_line, shown
 
 RUN_INTS = {k: v for k, v in INT_RANGES.items() if k != "seeds"}
 

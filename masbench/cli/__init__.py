@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 from masbench import __version__, faults
 from masbench.cli import listing, results, show, toy, train
 from masbench.errors import MasbenchError
+from masbench.text.shown import one_line
 
 # Typer >= 0.20 vendors click; older releases use click itself. Take the exceptions from whichever it uses.
 click_exceptions = importlib.import_module(typer.BadParameter.__module__)
@@ -97,7 +98,7 @@ def _signals_end_the_command() -> Iterator[None]:
 
 
 def _fail(message: str, code: int) -> int:
-    typer.echo(f"Error: {' '.join(message.split())}", err=True)
+    typer.echo(f"Error: {one_line(message, limit=None)}", err=True)
     return code
 
 

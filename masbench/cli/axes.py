@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from masbench.errors import MasbenchError
-from masbench.limits import one_line, shown
+from masbench.text.shown import one_line, shown
 
 
 def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from masbench.errors import MasbenchError
-from masbench.limits import shown
+from masbench.text.shown import shown
 
 WHAT = ("optimizers", "models", "datasets")
 

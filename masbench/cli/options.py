@@ -12,17 +12,15 @@ Heavy modules are imported inside the functions: ``masbench --help`` imports thi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 import typer
 
-from masbench.cli.numbers import integer, number
 from masbench.errors import MasbenchError
-from masbench.limits import shown
+from masbench.text.numbers import integer, is_digits, number
+from masbench.text.shown import shown
 
-DIGITS = re.compile(r"[0-9]+", re.ASCII)  # a list item: no sign (0,+1 would be 0,1 in another spelling)
 
 # --- spec options: one per RunSpec field --------------------------------------------------------
 
@@ -149,9 +147,7 @@ def parse_betas(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None
     try:
-        if not text.isascii() or "_" in text:  # float() takes ٠.٩ and 0_9: a number is written in 0-9 here
-            raise ValueError(text)
-        b1, b2 = (float(part) for part in text.split(","))
+        b1, b2 = (number(part) for part in text.split(","))
     except ValueError:
         raise MasbenchError(f"Invalid --betas: {shown(text)} (expected two numbers, B1,B2, e.g. 0.9,0.999)") from None
     return b1, b2
@@ -200,7 +196,7 @@ def int_list(text: str | None, what: str) -> list[int] | None:
     items = split_list(text, what)
     if items is None:
         return None
-    bad = next((item for item in items if not DIGITS.fullmatch(item)), None)
+    bad = next((item for item in items if not is_digits(item)), None)  # no sign: 0,+1 is 0,1 spelt again
     if bad is not None:
         raise MasbenchError(f"Invalid {what}: {shown(text)} ({shown(bad)} is not an integer in digits 0-9 without "
                             f"a sign; comma-separated non-negative integers, e.g. 0,1,2)")

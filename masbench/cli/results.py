@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from masbench.cli.numbers import number
 from masbench.cli.options import DbOpt
 from masbench.cli.output import stdout_console
 from masbench.errors import MasbenchError
+from masbench.text.numbers import number
 
 MetricOpt = Annotated[str, typer.Option(help="A run's accuracy: best (over its epochs: selected on the test set), "
                                                "final (its last epoch's) or val (its test accuracy at the epoch of its "

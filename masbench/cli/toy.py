@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from masbench.cli.numbers import integer, number
 from masbench.errors import MasbenchError
+from masbench.text.numbers import integer, number
 
 
 def _parse_point(text: str) -> tuple[float, float]:
     try:
-        x, y = (float(part) for part in text.split(","))
+        x, y = (number(part) for part in text.split(","))
     except ValueError:
         raise MasbenchError(f"Invalid --start: {text!r} (expected two numbers, X,Y, e.g. 3,1)") from None
     return x, y

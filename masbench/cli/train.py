@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-from masbench.cli.numbers import integer, number
 from masbench.cli.options import (
     AmpOpt,
     AmsgradOpt,
@@ -63,6 +62,7 @@ from masbench.cli.options import (
 from masbench.cli.output import percent
 from masbench.cli.sweeping import print_plan, run_sweep
 from masbench.errors import MasbenchError
+from masbench.text.numbers import integer, number
 
 # --- run -------------------------------------------------------------------------------------------
 

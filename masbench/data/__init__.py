@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from masbench.data.entry import DatasetEntry
 from masbench.data.identity import MISSING, csv_fingerprint, imagefolder_fingerprint, under
 from masbench.errors import MasbenchError
-from masbench.limits import shown
+from masbench.text.shown import shown
 
 if TYPE_CHECKING:
     from masbench.data.base import ImageDataset, TextDataset

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from masbench.errors import MasbenchError
-from masbench.limits import shown
+from masbench.text.shown import shown
 
 
 @dataclass

@@ -23,6 +23,7 @@ from masbench.data.layout import EXTENSIONS, SPLITS, Item, collect
 from masbench.data.identity import MISSING, images_fingerprint
 from masbench.errors import MasbenchError
 from masbench.fileio import cached_payload
+from masbench.text.shown import one_line
 
 __all__ = ["EXTENSIONS", "SPLITS", "Item", "collect", "load_imagefolder"]
 
@@ -77,7 +78,7 @@ def _decode_split(items: list[Item], classes: list[str]) -> ImageSplit:
                     data = archive.read(item.member)
                 image = _decode_rgb(data)
             except (RuntimeError, ValueError, OSError, zipfile.BadZipFile) as error:
-                raise MasbenchError(f"cannot decode image {where}: {' '.join(str(error).split())[:200]}") from None
+                raise MasbenchError(f"cannot decode image {where}: {one_line(error, 200)}") from None
             if images is None:
                 images = torch.empty((len(items), *image.shape), dtype=torch.uint8)
             elif image.shape != images.shape[1:]:

@@ -16,7 +16,7 @@ import functools
 
 from masbench.data.entry import DatasetEntry
 from masbench.errors import MasbenchError
-from masbench.limits import shown
+from masbench.text.shown import shown
 
 PLUGIN_KINDS = ("image", "tabular")
 

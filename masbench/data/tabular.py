@@ -15,7 +15,7 @@ from torch import Tensor
 
 from masbench.data.base import Batch, global_batches, on_device
 from masbench.errors import MasbenchError
-from masbench.limits import shown
+from masbench.text.shown import shown
 
 
 def feature_stats(features: Tensor) -> tuple[Tensor, Tensor]:

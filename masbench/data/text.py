@@ -17,6 +17,8 @@ from masbench.data.base import TextDataset, TextSplit, check_classes
 from masbench.data.fetch import hub_online, load_pretrained
 from masbench.errors import MasbenchError
 from masbench.fileio import cached_payload
+from masbench.text.numbers import is_digits
+from masbench.text.shown import one_line
 
 
 @dataclass
@@ -55,7 +57,7 @@ def _read_table(path: Path, **kwargs):
     try:
         return pd.read_csv(path, **kwargs)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
-        raise MasbenchError(f"cannot parse {path}: {' '.join(str(error).split())[:200]}") from None
+        raise MasbenchError(f"cannot parse {path}: {one_line(error, 200)}") from None
 
 
 def _check_complete(frame, path: Path, columns, header_lines: int = 0) -> None:
@@ -142,7 +144,7 @@ def _from_hub(path: str, config: str | None, text_field: str, test_split: str, c
 
 def _column(spec: str | None, default: str):
     value = default if spec is None else spec
-    return int(value) if str(value).isdigit() else value
+    return int(value) if is_digits(str(value)) else value
 
 
 def raw_csv(path: str, data_dir: Path, *, text_column: str | None, label_column: str | None,

@@ -25,8 +25,8 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from masbench.errors import MasbenchError
-from masbench.limits import shown
 from masbench.seeds import stream_seed
+from masbench.text.shown import shown
 
 if TYPE_CHECKING:
     import torch

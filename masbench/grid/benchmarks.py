@@ -28,9 +28,10 @@ from masbench.grid.grids import (
     grid_message,
 )
 from masbench.grid.lambdas import count_lambdas
-from masbench.limits import STR_LIMITS, check_ranges, check_str, one_line, shown
 from masbench.grid.safe_yaml import load_yaml
 from masbench.spec import RunSpec
+from masbench.text.limits import STR_LIMITS, check_ranges, check_str
+from masbench.text.shown import one_line, shown
 
 __all__ = ["BenchmarkSpec", "BenchmarksFile", "Cell", "check_benchmarks", "default_benchmarks_path", "load_benchmarks",
            "packaged_benchmarks", "plan_sweep"]

@@ -32,9 +32,11 @@ from masbench.grid.optimizers import (
     resolve_optimizer_args,
 )
 from masbench.grid.lambdas import complement, count_lambdas, count_text, parse_lambdas
-from masbench.limits import check_ranges, one_line, shown
 from masbench.grid.mix_weights import simplex_count
 from masbench.spec import RunSpec, make_spec
+from masbench.text.limits import check_ranges
+from masbench.text.numbers import is_digits, is_number
+from masbench.text.shown import one_line, shown
 
 TEXT_BASELINES = ("adam", "sgd", "adamw")  # the paper's Table 3 adds AdamW for the text sets
 IMAGE_BASELINES = ("adam", "sgd")
@@ -58,7 +60,7 @@ def parse_pack(value: Any, what: str = "pack") -> int | str:
     if isinstance(value, str):
         if value in ("auto", "off"):
             return value
-        if value.isascii() and value.isdigit():
+        if is_digits(value):
             value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= MAX_PACK:
         return value
@@ -155,7 +157,7 @@ class GridSpec(BaseModel):
         if not self.models:
             raise ValueError("Invalid models: the list is empty")
         if isinstance(self.pack, str) and self.pack not in ("auto", "off"):  # strict as the numbers are: "7" is text
-            fix = " is text, not an integer (write it without quotes; " if _is_number(self.pack) else " (valid: "
+            fix = " is text, not an integer (write it without quotes; " if is_number(self.pack) else " (valid: "
             raise ValueError(f"Invalid pack: {shown(self.pack)}{fix}{PACK_VALID})")
         object.__setattr__(self, "pack", parse_pack(self.pack))  # frozen: the normal form, 7, auto or off
         if self.seeds is not None and self.seed_list is not None:
@@ -283,14 +285,6 @@ def check_count(count: int, max_cells: int, detail: str, label: str) -> None:
         )
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 STRICT_TYPES = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false"}
 
 
@@ -306,6 +300,6 @@ def grid_message(error: ValidationError, where: str) -> str:
     if first["type"] in STRICT_TYPES:
         value = first.get("input")
         kind = {bool: "a boolean, ", str: "text, "}.get(type(value), "")
-        fix = " (write it without quotes)" if isinstance(value, str) and _is_number(value) else ""
+        fix = " (write it without quotes)" if isinstance(value, str) and is_number(value) else ""
         return one_line(f"{where}, key {shown(key)}: {shown(value)} is {kind}not {STRICT_TYPES[first['type']]}{fix}")
     return one_line(f"{where}, key {shown(key)}: {shown(first.get('input'))} is invalid ({message})")

@@ -6,11 +6,12 @@ sweep's size is known (and refused past its cap) in microseconds, however small 
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal, localcontext
 
 from masbench.errors import MasbenchError
-from masbench.limits import STR_LIMITS, shown
+from masbench.text.limits import STR_LIMITS
+from masbench.text.numbers import ascii_digits, decimal
+from masbench.text.shown import shown
 
 LAMBDAS_VALID = "valid: START..END (step 0.1), START..END:STEP, or A,B,C, with values in [0, 1], e.g. 0.3..0.7"
 HUGE = 10**18  # a lambda count past this is reported as "more than" it: the exact number has no use
@@ -21,16 +22,16 @@ def _lambda_terms(text: str) -> tuple[list[Decimal], tuple[Decimal, Decimal, Dec
     text = text.strip()
     if len(text) > STR_LIMITS["lambdas"]:  # the exact-decimal context grows with the text: bound it
         raise MasbenchError(f"Invalid lambdas {shown(text)}: {len(text):,} characters (at most {STR_LIMITS['lambdas']:,})")
-    if not text.isascii() or "_" in text:  # Decimal() takes ٠.٣ and 0_3: a number is written in 0-9 here
+    if not ascii_digits(text):
         raise MasbenchError(f"Invalid lambdas {shown(text)}: numbers are written in digits 0-9 ({LAMBDAS_VALID})")
     try:
         if ".." in text:
             start_text, _, rest = text.partition("..")
             end_text, _, step_text = rest.partition(":")
-            terms = [Decimal(start_text), Decimal(end_text), Decimal(step_text) if step_text else Decimal("0.1")]
+            terms = [decimal(start_text), decimal(end_text), decimal(step_text) if step_text else Decimal("0.1")]
         else:
-            terms = [Decimal(part) for part in text.split(",")]
-    except (InvalidOperation, ValueError):
+            terms = [decimal(part) for part in text.split(",")]
+    except ValueError:
         raise MasbenchError(f"Invalid lambdas {shown(text)} ({LAMBDAS_VALID})") from None
     if not all(term.is_finite() for term in terms):
         raise MasbenchError(f"Invalid lambdas {shown(text)}: every number must be finite ({LAMBDAS_VALID})")
@@ -103,35 +104,3 @@ def count_text(count: int) -> str:
 def complement(lambda_adam: float) -> float:
     """1 - lambda_adam without binary noise (1 - 0.7 is 0.30000000000000004 in floats)."""
     return float(Decimal(1) - Decimal(repr(lambda_adam)))
-
-
-def parse_lambda_schedule(text: str) -> tuple[str, tuple[float, ...]]:
-    """``"constant"`` or ``"linear:START:END[:EPOCHS]"`` -> (kind, numbers); ValueError names what is wrong."""
-    kind, _, rest = text.partition(":")
-    if kind == "constant" and not rest:
-        return "constant", ()
-    if kind == "linear" and text.isascii() and "_" not in text:  # float() takes ٠.٧ and 0_7: digits 0-9 here
-        parts = rest.split(":") if rest else []
-        try:
-            numbers = tuple(float(p) + 0.0 for p in parts)  # + 0.0: -0 is 0
-        except ValueError:
-            numbers = ()
-        if len(numbers) in (2, 3) and all(0.0 <= v <= 1.0 for v in numbers[:2]) and (
-            len(numbers) == 2 or (numbers[2] >= 1 and math.isfinite(numbers[2]) and numbers[2].is_integer())
-        ):
-            return "linear", numbers
-    raise ValueError(
-        f"Invalid lambda schedule: {shown(text)} (valid: constant, or linear:START:END[:EPOCHS] with START and END "
-        f"in [0, 1] and EPOCHS >= 1, in digits 0-9, e.g. linear:0.7:0.3)"
-    )
-
-
-def normalise_lambda_schedule(text: str) -> str:
-    """The one text of the schedule ``text`` names: ``linear:1.0:0.0``, ``linear:1e0:0`` and ``linear:1:0`` are
-    ``linear:1:0``, one cell. Each number is written as Python's shortest repr, less a trailing ``.0``: the form
-    of ``linear:1:0:100`` and ``linear:0.7:0.3``, which named cells before texts were normalised."""
-    kind, numbers = parse_lambda_schedule(text)
-    if kind == "constant":
-        return kind
-    texts = [repr(v).removesuffix(".0") for v in numbers[:2]] + [str(int(v)) for v in numbers[2:]]
-    return ":".join([kind, *texts])

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from itertools import combinations
 
-from masbench.limits import shown
+from masbench.text.shown import shown
 from masbench.spec import check_components, is_mix
 
 MAX_SIMPLEX = 100_000  # points a --mix grid may have before the cell cap is even asked

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from masbench.errors import MasbenchError
-from masbench.grid.lambdas import normalise_lambda_schedule
 from masbench.grid.mix_weights import simplex
-from masbench.limits import check_lambda_schedule, one_line, shown
 from masbench.optimizer_names import is_known, is_path, unknown_optimizer
 from masbench.spec import is_mix, mix_text, parse_mix
+from masbench.text.lambda_schedule import normalise_lambda_schedule
+from masbench.text.shown import one_line, shown
 
 CONSTANT = "constant"
 
@@ -77,7 +77,6 @@ def check_lambda_schedules(value: str | list[str]) -> list[str]:
     if not schedules:
         raise ValueError("Invalid lambda_schedule: the list is empty (give constant, linear:START:END[:EPOCHS], ...)")
     for i, schedule in enumerate(schedules):
-        check_lambda_schedule(schedule)
         schedules[i] = schedule = normalise_lambda_schedule(schedule)  # linear:1:0 and linear:1.0:0.0 are one
         if schedule in schedules[:i]:
             raise ValueError(f"Invalid lambda_schedule: {shown(schedules)} gives {shown(schedule)} twice")

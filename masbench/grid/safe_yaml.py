@@ -29,7 +29,7 @@ from yaml.parser import ParserError
 from yaml.scanner import ScannerError
 
 from masbench.errors import MasbenchError
-from masbench.limits import one_line, shown
+from masbench.text.shown import one_line, shown
 
 MAX_BYTES = 1 << 20  # a benchmarks file is a few kilobytes; a megabyte is far beyond any real one
 MAX_NODES = 100_000  # nodes with every alias expanded: merge keys (<<: *common) stay far below it

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from masbench.limits import shown
+from masbench.text.shown import shown
 
 DEFAULT_MAX_SEEDS = 10  # --max-seeds unless given: above the paper's 5 to 7 seeds per cell
 MIN_INITIAL_SEEDS = 2  # an interval needs two completed runs

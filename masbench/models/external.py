@@ -24,8 +24,8 @@ from torch import nn
 
 from masbench.errors import MasbenchError
 from masbench.imports import NoModule, import_attribute
-from masbench.limits import shown
 from masbench.models.entry import ModelEntry
+from masbench.text.shown import shown
 
 TV = "tv:"
 IMAGE_AND_TABULAR = ("image", "tabular")

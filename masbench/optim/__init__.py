@@ -27,7 +27,6 @@ from masbench.optim.schedules import (
     LambdaSchedule,
     LinearLambda,
     build_lambda_schedule,
-    parse_lambda_schedule,
 )
 
 
@@ -92,7 +91,6 @@ __all__ = [
     "normalise_lr_schedule",
     "optimizer_class",
     "optimizer_defaults",
-    "parse_lambda_schedule",
     "resolve_optimizer",
     "select_hyperparameters",
     "typed_arguments",

@@ -19,12 +19,13 @@ from typing import Any
 
 import torch
 
-from masbench.limits import INT32_MAX, MAX_SCALE, check_str, shown
 from masbench.optim.registry import argument_names, optimizer_class, signature_of, spec_hyperparameters
+from masbench.text.limits import INT32_MAX, MAX_SCALE, check_str
+from masbench.text.numbers import ascii_digits, is_integer
+from masbench.text.shown import one_line, shown
 
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
 _KINDS = ("tuple", "bool", "float", "int", "str")
-_INTEGER = re.compile(r"[-+]?[0-9]+", re.ASCII)
 
 
 def typed_arguments(name: str, args: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def check_builds(name: str, hparams: Mapping[str, Any]) -> None:
     try:
         optimizer_class(name)([torch.zeros(1, requires_grad=True)], **hparams)
     except (ValueError, TypeError) as error:
-        raise ValueError(f"Invalid settings for optimizer {name}: {' '.join(str(error).split())}") from None
+        raise ValueError(f"Invalid settings for optimizer {name}: {one_line(error, limit=None)}") from None
 
 
 def _default(name: str, key: str, parameter: inspect.Parameter) -> Any:
@@ -126,7 +127,7 @@ def _guess(raw: Any) -> str:
         return "tuple"
     if isinstance(raw, bool) or (isinstance(raw, str) and raw.strip().lower() in ("true", "false")):
         return "bool"
-    if isinstance(raw, int) or (isinstance(raw, str) and _INTEGER.fullmatch(raw.strip())):
+    if isinstance(raw, int) or (isinstance(raw, str) and is_integer(raw)):
         return "int"  # 3 as written, not 3.0: the optimizer may use it as a count
     try:
         float(raw)
@@ -138,7 +139,7 @@ def _guess(raw: Any) -> str:
 def _number(where: str, raw: Any) -> float:
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
         raise ValueError(f"Invalid {where} (expected a number)")
-    if isinstance(raw, str) and (not raw.isascii() or "_" in raw):  # float() takes ٣ and 1_0: digits 0-9 here
+    if isinstance(raw, str) and not ascii_digits(raw):
         raise ValueError(f"Invalid {where} (expected a number in digits 0-9)")
     try:
         value = float(raw)

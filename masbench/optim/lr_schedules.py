@@ -28,7 +28,9 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, MultiStepLR, SequentialLR, StepLR
 
-from masbench.limits import MAX_EPOCHS, shown
+from masbench.text.limits import MAX_EPOCHS
+from masbench.text.numbers import ascii_digits, is_digits, number
+from masbench.text.shown import shown
 
 MAX_MILESTONES = 100
 VALID = ("valid: constant, step:EVERY:GAMMA, multistep:M1,M2,...:GAMMA, cosine[:WARMUP], linear-warmup:N; "
@@ -39,7 +41,7 @@ def parse_lr_schedule(text: str) -> tuple[str, tuple]:
     """``text`` -> (kind, numbers): ``("step", (K, G))``, ``("multistep", ((M1, ...), G))``, ``("cosine", (W,))``,
     ``("linear-warmup", (N,))`` or ``("constant", ())``; ValueError names what is wrong."""
     kind, *parts = text.split(":")
-    if not text.isascii() or "_" in text:  # int() and float() take ３0, ٠.١ and 0_1 (as 1): digits 0-9 here
+    if not ascii_digits(text):
         raise ValueError(f"Invalid lr schedule: {shown(text)} (numbers are written in digits 0-9; {VALID})")
     try:
         if kind == "constant" and not parts:
@@ -61,14 +63,14 @@ def parse_lr_schedule(text: str) -> tuple[str, tuple]:
 
 
 def _epochs(text: str, low: int = 1) -> int:
-    if not text.strip().isdigit() or not low <= int(text) <= MAX_EPOCHS:
+    if not is_digits(text.strip()) or not low <= int(text) <= MAX_EPOCHS:
         raise ValueError(f"{text!r} is not an integer in [{low}, {MAX_EPOCHS}]")
     return int(text)
 
 
 def _gamma(text: str) -> float:
     try:
-        value = float(text)
+        value = number(text)
     except ValueError:
         value = math.nan
     if not 0.0 < value <= 1.0:  # NaN fails too

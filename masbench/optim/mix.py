@@ -13,7 +13,7 @@ from torch.optim.optimizer import _use_grad_for_differentiable
 
 from masbench.optim import mix_kinds, mix_mas as mas_path
 from masbench.optim.mix_kinds import KINDS
-from masbench.optim.registry import OPTIMIZERS, hyperparameter_names, optimizer_class, resolve_optimizer
+from masbench.text.shown import one_line
 
 # Hyperparameters a Mix takes once for all components (None: each component's own default).
 SHARED = ("betas", "eps", "weight_decay", "amsgrad", "momentum", "dampening", "nesterov", "bias_correction")
@@ -287,7 +287,7 @@ def _build_linear(name: str, groups: list[dict[str, Any]], scratch: dict) -> Opt
     try:
         return optimizer_class(name)(inner_groups)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"Invalid settings for mix component {name}: {' '.join(str(error).split())}") from None
+        raise ValueError(f"Invalid settings for mix component {name}: {one_line(error, limit=None)}") from None
 
 
 def _scalars(state_dict: dict[str, Any]) -> dict[Any, list[tuple[str, str, torch.Tensor]]]:

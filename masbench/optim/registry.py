@@ -22,9 +22,10 @@ from typing import Any
 import torch
 
 from masbench.imports import NoModule, import_attribute
-from masbench.limits import STR_LIMITS, shown
 from masbench.optim.mas import MAS
 from masbench.optimizer_names import SPEC_OPTIMIZERS, is_path, unknown_optimizer
+from masbench.text.limits import STR_LIMITS
+from masbench.text.shown import shown
 
 # The names are listed torch-free in masbench.optimizer_names too (a test holds the two together). "mix" is
 # registered last by masbench.optim.mix itself: a Mix resolves its components here, so this module never imports

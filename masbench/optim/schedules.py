@@ -11,7 +11,7 @@ from typing import Any
 
 from torch.optim import Optimizer
 
-from masbench.grid.lambdas import parse_lambda_schedule  # torch-free, so that specs normalise without torch
+from masbench.text.lambda_schedule import parse_lambda_schedule  # torch-free, so that specs normalise without torch
 
 
 class LambdaSchedule:

@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 from masbench.errors import MasbenchError
-from masbench.limits import FLOAT_RANGES, check_float, shown
 from masbench.optim import MAS, build_optimizer
+from masbench.text.limits import FLOAT_RANGES, check_float
+from masbench.text.shown import shown
 
 Loss = Callable[[torch.Tensor], torch.Tensor]
 

@@ -22,6 +22,7 @@ from masbench.optimizer_names import is_path
 from masbench.report.aggregate import TABLE, cell_names, cell_table
 from masbench.report.multiple import family_size, holm
 from masbench.spec import is_mix, parse_mix, resolve_weights
+from masbench.text.numbers import number
 
 CONFIG_KEY = re.compile(r"[0-9a-f]{6,64}")
 
@@ -71,7 +72,7 @@ def parse_selector(text: str) -> Selector:
     head, *numbers = text.split(":") if not is_path(text) or text.startswith("mas:") else (text,)
     if head == "mas" and 1 <= len(numbers) <= 2:
         try:
-            values = [float(v) for v in numbers]
+            values = [number(v) for v in numbers]
         except ValueError:
             values = []
         if values and all(0 <= v for v in values):

@@ -27,6 +27,8 @@ import pandas as pd
 
 from masbench.errors import MasbenchError
 from masbench.report.aggregate import METRICS, cell_names
+from masbench.text import numbers
+from masbench.text.shown import one_line
 
 ALPHA = 0.01
 FLOOR = 1.0  # points: a smaller drop never counts, so bit-level differences between platforms cannot flake
@@ -45,7 +47,7 @@ class Baseline:
 
 def _number(text: str, what: str, where: str, *, integer: bool = False) -> float:
     try:
-        value = int(text) if integer else float(text)
+        value = numbers.integer(text) if integer else numbers.number(text)
     except ValueError:
         value = float("nan")
     if not math.isfinite(value) or (integer and value < 0):
@@ -86,7 +88,7 @@ def read_baseline(path: str | Path) -> Baseline:
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise MasbenchError(f"cannot parse baseline {path}: {' '.join(str(error).split())[:200]}") from None
+        raise MasbenchError(f"cannot parse baseline {path}: {one_line(error, 200)}") from None
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
         raise MasbenchError(f"baseline {path} lacks column(s) {', '.join(missing)} ({MAKE})")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from masbench.errors import MasbenchError
+from masbench.text.numbers import is_digits
 
 HEX = re.compile(r"[0-9a-f]+")
 MAX_CANDIDATES = 8
@@ -36,7 +37,7 @@ def find_run(store, text: str) -> RunDetail:
     if not prefix or not HEX.fullmatch(prefix):
         raise MasbenchError(f"Invalid RUN: {text[:80]!r} (a run id, e.g. 12, or a prefix of a run key in hex digits, "
                             f"e.g. 3fa0 or key:3041)")
-    run_id = int(text) if text.isdigit() and len(text) < 10 else None  # an id (32 bits) before a key prefix of digits
+    run_id = int(text) if is_digits(text) and len(text) < 10 else None  # an id (32 bits) before a key prefix of digits
     found = store.find_run(run_id, prefix, MAX_CANDIDATES + 1)
     if not found:
         raise MasbenchError(f"no run with id or key prefix {text!r} in {store.masked_url}")

@@ -26,8 +26,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
 from masbench.errors import DiskFull, MasbenchError
-from masbench.limits import shown
 from masbench.store.urls import check_url
+from masbench.text.shown import one_line, shown
 
 SQLITE_FULL = 13
 PG_DISK_FULL = "53100"  # disk_full; class 53's others (out of memory, too many connections, ...) are not
@@ -202,9 +202,6 @@ def is_disk_full(error: BaseException) -> bool:
     return getattr(original, "sqlstate", None) == PG_DISK_FULL or getattr(original, "pgcode", None) == PG_DISK_FULL
 
 
-def one_line(error: BaseException) -> str:
-    text = getattr(error, "orig", None) or error
-    return " ".join(str(text).split())[:300]
 
 
 def open_error(error: BaseException, parsed, url: str, masked_url: str) -> MasbenchError:
@@ -220,7 +217,7 @@ def open_error(error: BaseException, parsed, url: str, masked_url: str) -> Masbe
     if isinstance(error, ImportError):
         return MasbenchError(f"cannot open database {masked_url}: its driver is missing ({error.name}); "
                              f"for PostgreSQL: pip install 'masbench[postgres]'")
-    reason = scrub(one_line(error), url)
+    reason = scrub(one_line(getattr(error, "orig", None) or error, 300), url)  # the driver's own error
     if is_disk_full(error):
         return DiskFull(f"disk full: cannot write database {masked_url}: {reason}")
     path = sqlite_file(parsed)

@@ -53,6 +53,7 @@ from masbench.store.opening import (
     sqlite_file,
 )
 from masbench.store.schema import found_version
+from masbench.text.shown import one_line
 
 DEFAULT_URL = "sqlite:///masbench.db"
 BUSY_TIMEOUT_S = 60.0
@@ -196,7 +197,7 @@ class Store:
 
     def _disk_full(self, error: BaseException) -> DiskFull:
         where = f"database {self.path}" if self.path is not None else f"the server of database {self.masked_url}"
-        return DiskFull(f"disk full: cannot write {where} ({' '.join(str(getattr(error, 'orig', error)).split())}); "
+        return DiskFull(f"disk full: cannot write {where} ({one_line(getattr(error, 'orig', error), limit=None)}); "
                         f"free space there and run the same command again")
 
     @contextmanager

@@ -36,6 +36,7 @@ from masbench.store import ClaimLost, Run, Store
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc
 from masbench.sweep import stopping
 from masbench.store.urls import scrub
+from masbench.text.shown import one_line
 
 HEARTBEAT_EVERY_S = 10.0
 STALE_AFTER_S = DEFAULT_LEASE_S  # a worker's lease: how long its claim outlives its last heartbeat
@@ -220,7 +221,7 @@ def record_failure(spec: RunSpec, store: Store, run_id: int, worker: str, error:
                    note: str = "") -> CellOutcome:
     """Record the run ``failed`` with its error and traceback, scrubbed: a driver's error may quote the
     database URL, password and all."""
-    summary = scrub(f"{type(error).__name__}: {' '.join(str(error).split())}{note}", store.url)
+    summary = scrub(f"{type(error).__name__}: {one_line(error, limit=None)}{note}", store.url)
     store.finish(run_id, worker, "failed", f"{summary}\n{scrub(trace, store.url)}")
     return CellOutcome(spec, "failed", run_id, message=summary)
 

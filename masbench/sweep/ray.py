@@ -26,6 +26,7 @@ from masbench.sweep import stopping
 from masbench.sweep.cells import new_worker_id, run_cell
 from masbench.sweep.packs import pack_cells, run_pack, unfinished
 from masbench.sweep.plan import SweepSettings, SweepSummary, cell_options, preflight, register, summarize
+from masbench.text.shown import one_line
 
 
 def _ray_cell(cell: Cell, url: str, settings: SweepSettings, started: datetime) -> str:
@@ -131,7 +132,7 @@ def run_sweep_ray(
                      configure_logging=True)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise MasbenchError(f"cannot reach the Ray cluster at {address!r}: "
-                                f"{' '.join(str(error).split())[:200]}") from None
+                                f"{one_line(error, 200)}") from None
         _reinstall(handlers)
         try:
             started, stopped_by = _run_tasks(ray, cells, store, settings, on_start)
@@ -193,5 +194,5 @@ def _run_tasks(ray, cells: list[Cell], store: Store, settings: SweepSettings,
         ray.wait(refs, num_returns=len(refs), timeout=30)
         return started, stopping.requested() or signal.SIGINT
     except ray.exceptions.RayError as error:
-        raise MasbenchError(f"the Ray sweep failed: {' '.join(str(error).split())[:300]}") from None
+        raise MasbenchError(f"the Ray sweep failed: {one_line(error, 300)}") from None
     return started, None
