@@ -13,6 +13,7 @@ from torch.optim.optimizer import _use_grad_for_differentiable
 
 from masbench.optim import mix_kinds, mix_mas as mas_path
 from masbench.optim.mix_kinds import KINDS
+from masbench.optim.registry import OPTIMIZERS, hyperparameter_names, optimizer_class, resolve_optimizer
 from masbench.text.shown import one_line
 
 # Hyperparameters a Mix takes once for all components (None: each component's own default).
