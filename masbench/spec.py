@@ -21,6 +21,9 @@ are relative to the validation context's ``data_base`` (``make_spec(context, ...
 a sweep passes the benchmarks file's folder), else the working directory. So
 ``csv:data.csv`` in two folders holding different files is two cells, and the same
 file in two clones is one. The fingerprint is no field: nobody can set it.
+
+A mix's text (``mix:adam=0.3,sgd=0.7``: ``parse_mix``, ``mix_text``, ``resolve_weights``) is read and written
+here too, torch-free: it is the canonical form of a spec's ``optimizer`` when that is a mix.
 """
 
 from __future__ import annotations
