@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from datetime import datetime
 
 from masbench.benchmarks import Cell
@@ -92,7 +91,7 @@ def _worker_process(cells: list[Cell], url: str, settings: SweepSettings, starte
     """Entry point of a worker process (spawned: it starts from scratch and opens its own store).
 
     No signal at any moment of its life ends it with a traceback. It starts with SIGINT and SIGTERM
-    blocked (see ``_signals_blocked``): a signal while multiprocessing's bootstrap imports torch waits,
+    blocked (see ``stopping.blocked_for_children``): a signal while multiprocessing's bootstrap imports torch waits,
     and stops the worker as soon as its own handlers are in and the signals are unblocked. Once its work
     is over (done, stopped, or failed) it blocks them again: the process is only exiting.
     """
@@ -100,12 +99,12 @@ def _worker_process(cells: list[Cell], url: str, settings: SweepSettings, starte
     try:
         try:
             stopping.install()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping.SIGNALS)  # a signal that waited stops it here
+            stopping.unblock()  # a signal that waited stops it here
             _work(cells, url, settings, started, device_type, index, cuda_device)
         except MasbenchError as raised:  # a full disk, a store gone read-only: one line, not a traceback
             error = raised
         finally:
-            signal.pthread_sigmask(signal.SIG_BLOCK, stopping.SIGNALS)
+            stopping.block()
     except KeyboardInterrupt:
         pass  # stopped by a signal: run_cell and work_through have given the claims back
     if error is not None:
@@ -145,25 +144,6 @@ def _stop_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-@contextmanager
-def _signals_blocked():
-    """SIGINT and SIGTERM blocked in this thread, and so in the processes it starts until the block ends.
-
-    A blocked signal stays blocked across fork and exec, so a worker is protected from its first
-    instruction (multiprocessing's bootstrap, before any masbench code) until it unblocks them itself.
-    """
-    from multiprocessing import resource_tracker
-
-    # Starting the resource tracker ends with SIG_UNBLOCK of both signals (CPython's ensure_running), which
-    # would leave the workers started after it unprotected: start it first.
-    resource_tracker.ensure_running()
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stopping.SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def _run_processes(cells: list[Cell], store: Store, settings: SweepSettings, started: datetime,
                    device_type: str) -> int:
     """The cells in ``settings.workers`` spawned processes; the number of workers that died."""
@@ -177,7 +157,7 @@ def _run_processes(cells: list[Cell], store: Store, settings: SweepSettings, sta
     ]
     try:
         # held: a stop while they start waits until every worker has a pid to pass it on to
-        with stopping.held(), _signals_blocked():
+        with stopping.held(), stopping.blocked_for_children():
             for process in processes:
                 process.start()
         for process in processes:

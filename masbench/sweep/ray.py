@@ -10,8 +10,6 @@ every member is finished by someone.
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -96,14 +94,15 @@ class _Ray:
         self.resources: dict = {}
 
     def open(self, loaded: dict) -> str:
-        handlers = _signal_handlers()
-        try:
-            self.ray.init(address=self.address, include_dashboard=False, logging_level="warning",
-                          log_to_driver=True, configure_logging=True)
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            raise MasbenchError(f"cannot reach the Ray cluster at {self.address!r}: "
-                                f"{' '.join(str(error).split())[:200]}") from None
-        _reinstall(handlers)
+        # ray.init's own handlers would tear the local Ray instance down on SIGTERM and exit the driver (or
+        # abort it), the tasks' claims left held: the sweep's are put back, which stop it cleanly.
+        with stopping.handlers_kept():
+            try:
+                self.ray.init(address=self.address, include_dashboard=False, logging_level="warning",
+                              log_to_driver=True, configure_logging=True)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                raise MasbenchError(f"cannot reach the Ray cluster at {self.address!r}: "
+                                    f"{' '.join(str(error).split())[:200]}") from None
         nodes = [node for node in self.ray.nodes() if node.get("Alive")]
         if len(nodes) > 1 and self.store.is_sqlite:
             raise MasbenchError(
@@ -139,19 +138,3 @@ class _Ray:
 
     def close(self) -> None:
         self.ray.shutdown()
-
-
-def _signal_handlers() -> dict:
-    """This process's Python handlers of SIGINT and SIGTERM (none off the main thread, which has none of the
-    sweep's: see stopping.stop_on_signals)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {signum: signal.getsignal(signum) for signum in stopping.SIGNALS}
-
-
-def _reinstall(handlers: dict) -> None:
-    """Put back the handlers ``ray.init`` replaced: on SIGTERM its own tear the local Ray instance down and exit
-    the driver (or abort it), the tasks' claims left held, where the sweep's stop it cleanly."""
-    for signum, handler in handlers.items():
-        if handler is not None:
-            signal.signal(signum, handler)
