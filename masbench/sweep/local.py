@@ -106,7 +106,7 @@ def _worker_process(cells: list[Cell], url: str, settings: SweepSettings, starte
         finally:
             stopping.block()
     except KeyboardInterrupt:
-        pass  # stopped by a signal: run_cell and work_through have given the claims back
+        pass  # stopped by a signal: run_unit and work_through have given the claims back
     if error is not None:
         print(f"Error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -2,10 +2,10 @@
 
 Inside ``stop_on_signals()`` the first SIGINT or SIGTERM records which signal it
 was and raises ``KeyboardInterrupt`` in the main thread; the cell being trained
-gives its claim back (``run_cell``) and the sweep stops. Later signals are only
+gives its claim back (``run_unit``) and the sweep stops. Later signals are only
 recorded, so that they cannot cut the release of a claim short. An exception
 that surfaces while a stop is pending (a ``RuntimeError`` out of a ``torch.save``
-that the interrupt cut short) is the stop, not the cell's failure: ``run_cell``
+that the interrupt cut short) is the stop, not the cell's failure: ``run_unit``
 asks ``requested()`` before it records ``failed``.
 
 Two moments take a signal without raising it: ``held()`` (a block that must run
