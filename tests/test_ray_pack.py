@@ -19,7 +19,7 @@ from masbench.engine import Callback
 from masbench.spec import ExecOptions, RunSpec
 from masbench.store import Store
 from masbench.sweep import SweepSettings, run_values
-from masbench.sweep.ray import _ray_pack, plan_units, task_device_type
+from masbench.sweep.ray import _ray_unit, plan_units, task_device_type
 from reliability import finish, release, rows, sweep
 from test_sweep_pack import epochs, execution, report_csv, runs
 from test_sweep_pack import sweep as local_sweep
@@ -84,7 +84,7 @@ def test_a_pack_task_waits_for_a_member_another_worker_holds_and_trains_it_once_
     taken = store.ensure_run(run_values(cells[1].spec))
     assert store.claim(taken.id, "someone-else", stale_after=2)  # that worker then dies: no heartbeat
     started = store.now()
-    assert _ray_pack(cells, sqlite_url, _settings(tmp_path), started) == ["completed"] * 3
+    assert _ray_unit(cells, sqlite_url, _settings(tmp_path), started) == ["completed"] * 3
     stored = runs(sqlite_url)
     assert [execution(stored[c.spec.key]).get("packed") for c in cells] == [2, None, 2]
     assert [stored[c.spec.key]["attempts"] for c in cells] == [1, 2, 1]
@@ -103,7 +103,7 @@ def test_a_stopped_pack_task_gives_every_claim_back_and_fails_no_member(sqlite_u
     cells = [Cell(RunSpec(**{**BASE, "epochs": 2}, seed=s), pack=3) for s in range(3)]
     store = Store(sqlite_url)
     with pytest.raises(KeyboardInterrupt):
-        _ray_pack(cells, sqlite_url, _settings(tmp_path, callbacks=(StopAtFirstEpoch(),)), store.now())
+        _ray_unit(cells, sqlite_url, _settings(tmp_path, callbacks=(StopAtFirstEpoch(),)), store.now())
     assert rows(sqlite_url, "select status, count(*) from runs group by status") == [("pending", 3)]
     assert rows(sqlite_url, "select count(*) from runs where worker is not null") == [(0,)]
     store.close()
@@ -113,7 +113,7 @@ def test_the_driver_plans_a_task_per_cell_unpacked_and_a_task_per_pack_of_unfini
     off = [Cell(RunSpec(**BASE, seed=s)) for s in range(4)]
     packed = [Cell(RunSpec(**BASE, seed=s), pack=3) for s in range(4)]
     store = Store(sqlite_url)
-    _ray_pack(packed[:1] + packed[2:3], sqlite_url, _settings(tmp_path), store.now())  # seeds 0 and 2 completed
+    _ray_unit(packed[:1] + packed[2:3], sqlite_url, _settings(tmp_path), store.now())  # seeds 0 and 2 completed
     assert [[c.spec.seed for c in unit] for unit in plan_units(off, store, "cpu", None)] == [[0], [1], [2], [3]]
     assert [[c.spec.seed for c in unit] for unit in plan_units(packed, store, "cpu", None)] == [[1, 3]]
     auto = [Cell(RunSpec(**{**BASE, "model": "resnet18"}, seed=s), pack="auto") for s in range(2)]

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from masbench.cli import app
 from masbench.spec import RunSpec
 from masbench.store import SCHEMA_VERSION, NeedsUpgrade, Store
-from masbench.sweep.cells import run_values
+from masbench.sweep.units import run_values
 
 runner = CliRunner()
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v1.sqlite"

@@ -243,7 +243,7 @@ def test_the_quick_benchmark_runs_offline(tmp_path):
 
 
 def test_failed_cells_are_recorded_skipped_and_retried_on_request(bench_file, tmp_path, monkeypatch):
-    import masbench.sweep.cells as sweep_module
+    import masbench.sweep.engine_api as sweep_module
 
     real_train = sweep_module.train
 
@@ -293,7 +293,7 @@ def _interrupted_train(signum):
 
 @pytest.mark.parametrize("signum", [15, 2])
 def test_a_stop_that_surfaces_as_another_error_leaves_the_cell_pending_not_failed(db_url, monkeypatch, signum):
-    import masbench.sweep.cells as cells
+    import masbench.sweep.engine_api as cells
     from masbench.spec import RunSpec
     from masbench.store import Store
     from masbench.sweep import Stopped, run_cell, stop_on_signals
@@ -311,7 +311,7 @@ def test_a_stop_that_surfaces_as_another_error_leaves_the_cell_pending_not_faile
 
 
 def test_an_interrupt_chained_in_an_error_is_not_a_failure_without_handlers_either(sqlite_url, monkeypatch):
-    import masbench.sweep.cells as cells
+    import masbench.sweep.engine_api as cells
     from masbench.spec import RunSpec
     from masbench.store import Store
     from masbench.sweep import run_cell

@@ -20,7 +20,7 @@ from masbench.cli import app
 from masbench.pack import Unpackable
 from masbench.spec import ExecOptions, RunSpec
 from masbench.store import Store
-from masbench.sweep import pack_cells, run_pack, unpacked_notes
+from masbench.sweep import pack_cells, run_unit, unpacked_notes
 from reliability import Warnings, rows
 
 runner = CliRunner()
@@ -199,7 +199,7 @@ def test_a_diverging_member_is_recorded_diverged_and_the_others_completed(db_url
     specs.append(RunSpec(**{**BASE, "lr": 1e12}, optimizer="sgd", seed=5))
     store = Store(db_url)
     options = ExecOptions(device="cpu", checkpoint_dir=tmp_path / "ckpt")
-    outcomes = run_pack(specs, store, options)
+    outcomes = run_unit(specs, store, options)
     assert [o.status for o in outcomes] == ["completed"] * 3 + ["diverged"]
     stored = runs(db_url)
     assert [stored[s.key]["status"] for s in specs] == ["completed"] * 3 + ["diverged"]
@@ -214,7 +214,7 @@ def test_a_pack_partly_held_by_another_worker_trains_the_rest(sqlite_url, tmp_pa
     store = Store(sqlite_url)
     taken = store.ensure_run(run_values(specs[1]))
     assert store.claim(taken.id, "someone-else", stale_after=600)
-    outcomes = run_pack(specs, store, ExecOptions(device="cpu", checkpoint_dir=tmp_path / "ckpt"))
+    outcomes = run_unit(specs, store, ExecOptions(device="cpu", checkpoint_dir=tmp_path / "ckpt"))
     assert [o.status for o in outcomes] == ["completed", "busy", "completed"]
     stored = runs(sqlite_url)
     assert [execution(stored[specs[i].key])["packed"] for i in (0, 2)] == [2, 2]
@@ -233,7 +233,7 @@ def test_a_model_the_fuser_refuses_runs_unpacked_with_one_line(sqlite_url, tmp_p
     store, warnings, refused = Store(sqlite_url), Warnings(), {}
     options = ExecOptions(device="cpu", checkpoint_dir=tmp_path / "ckpt")
     for pack in (specs[:2], specs[2:]):
-        outcomes = run_pack(pack, store, options, callbacks=[warnings], refused=refused)
+        outcomes = run_unit(pack, store, options, callbacks=[warnings], refused=refused)
         assert [o.status for o in outcomes] == ["completed", "completed"]
     assert warnings.messages == ["2 cells run unpacked: layer 3 is a Frobnicator, which has no packed form"]
     stored = runs(sqlite_url)

@@ -120,7 +120,7 @@ class SweepProgress:
     def _loop(self) -> None:
         from sqlalchemy.exc import OperationalError
 
-        from masbench.limits import one_line
+        from masbench.text.shown import one_line
 
         while not self._stop.wait(self.every):
             try:

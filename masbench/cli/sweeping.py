@@ -15,7 +15,7 @@ def print_plan(title: str, cells, db: str | None, device: str, retry_failed: boo
     from rich.table import Table
 
     from masbench.sweep import dry_run as plan
-    from masbench.grid.packs import pack_lines, planned_device_type
+    from masbench.grid.packs import device_type, pack_lines
 
     out = stdout_console()
     table = Table(title=f"sweep {title}: {len(cells)} cells")
@@ -29,7 +29,7 @@ def print_plan(title: str, cells, db: str | None, device: str, retry_failed: boo
     done = sum(1 for _, status in listed if status == "completed")
     out.print(f"{len(cells)} cells: {done} completed, {len(cells) - done} to run", markup=False)
     if any(cell.pack != "off" for cell in cells):
-        for line in pack_lines(listed, planned_device_type(device), retry_failed):
+        for line in pack_lines(listed, device_type(device), retry_failed):
             out.print(line, markup=False)
     from masbench.cli.seeds import plan_note
 
@@ -76,14 +76,14 @@ def _sweep_round(title: str, cells, store, console, settings, executor: str, ray
 
     def started(device_type: str | None = None) -> None:
         """``device_type``: what Ray's tasks train on (the cluster's); a local sweep's is this machine's."""
-        from masbench.sweep import unpacked_notes
+        from masbench.sweep import device_type as device_type_of, unpacked_notes
 
         if number == 1:
             console.print(banner(describe_device(resolve_device(settings.options.device))), markup=False)
         how = "on Ray" if executor == "ray" else f"{settings.workers} worker(s)"
         which = "" if number == 1 else f" (round {number} of adaptive seeds)"
         console.print(f"sweep {title}{which}: {len(cells)} cells, {how}, store {store.masked_url}", markup=False)
-        for line in unpacked_notes(cells, device_type or resolve_device(settings.options.device).type):
+        for line in unpacked_notes(cells, device_type or device_type_of(settings.options.device)):
             console.print(line, markup=False)
         progress.start()
 

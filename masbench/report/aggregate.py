@@ -40,13 +40,11 @@ def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, m
 
     if metric not in METRICS:
         raise MasbenchError(f"Invalid metric: {metric!r} (valid: {', '.join(METRICS)})")
-    frame = run_accuracy_frame(store, dataset=dataset, model=model, benchmark=benchmark)
+    frame = run_accuracy_frame(store, metric, dataset=dataset, model=model, benchmark=benchmark)
     if metric == "val":
         check_val_data(frame)
     frame["benchmark"] = frame["benchmark"].fillna("")
     frame["canonical"] = [(config or {}).get("canonical") or {} for config in frame["config"]]
-    frame["acc"] = pd.to_numeric(frame[metric], errors="coerce").astype(float) * 100.0
-    frame.loc[frame["status"] != "completed", "acc"] = float("nan")
     return frame.drop(columns="config")
 
 

@@ -22,6 +22,7 @@ never older.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import DateTime, func, or_, select, type_coerce, update
@@ -32,7 +33,18 @@ from masbench.store.models import Run
 
 DEFAULT_LEASE_S = 60.0
 LEGACY_LEASE_S = 60.0  # running rows of a version-1 store, which have a heartbeat and no lease
-FINAL = ("completed", "failed", "diverged")
+FINAL = ("completed", "failed", "diverged")  # a run in one of these is done; the one definition
+
+
+def finished(status: str, finished_at: datetime | None, retry_failed_before: datetime | None) -> bool:
+    """Done for a sweep, as ``claim`` judges it in SQL: completed, or failed or diverged and not to be retried
+    (finished at or after ``retry_failed_before``, a server time; None: never retried). The one Python copy of
+    that rule: the sweep's decision, its packing, its summary and the dry run all ask it."""
+    if status == "completed":
+        return True
+    if status in ("failed", "diverged"):
+        return retry_failed_before is None or finished_at is None or as_utc(finished_at) >= retry_failed_before
+    return False
 
 
 def server_time(dialect: str, offset_s: float = 0.0) -> ColumnElement[datetime]:
@@ -72,9 +84,10 @@ def live(dialect: str) -> ColumnElement[bool]:
     return (Run.status == "running") & or_(leased, legacy)
 
 
-def claim(s: Session, run_id: int, worker: str, *, lease_s: float, retry_failed_before: datetime | None = None,
-          force: bool = False) -> bool:
-    """One conditional UPDATE (atomic on both databases): ``worker`` holds the run for ``lease_s`` seconds.
+def claim(s: Session, run_ids: Sequence[int], worker: str, *, lease_s: float,
+          retry_failed_before: datetime | None = None, force: bool = False) -> set[int]:
+    """One conditional UPDATE (atomic on both databases): ``worker`` holds the runs it could claim for
+    ``lease_s`` seconds; returns their ids.
 
     Claimable: pending; running with an expired lease; failed or diverged before ``retry_failed_before``
     (a server time: ``--retry-failed`` retries what failed before the sweep started, once); anything
@@ -87,37 +100,39 @@ def claim(s: Session, run_id: int, worker: str, *, lease_s: float, retry_failed_
     if force:
         claimable.append(Run.status.in_(FINAL))
     result = s.execute(
-        update(Run).where(Run.id == run_id, or_(*claimable))
+        update(Run).where(Run.id.in_(list(run_ids)), or_(*claimable))
         .values(status="running", worker=worker, heartbeat_at=server_time(dialect),
                 lease_expires_at=server_time(dialect, lease_s), attempts=Run.attempts + 1, error=None,
                 finished_at=None)
+        .returning(Run.id)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return set(result.scalars())
 
 
-def renew(s: Session, run_id: int, worker: str, lease_s: float) -> bool:
-    """Extend ``worker``'s lease to the server's now + ``lease_s``; False when it no longer holds the run."""
+def renew(s: Session, run_ids: Sequence[int], worker: str, lease_s: float) -> set[int]:
+    """Extend ``worker``'s leases to the server's now + ``lease_s``; the ids of the runs it still holds."""
     dialect = _dialect(s)
     result = s.execute(
-        update(Run).where(Run.id == run_id, Run.worker == worker, Run.status == "running")
+        update(Run).where(Run.id.in_(list(run_ids)), Run.worker == worker, Run.status == "running")
         .values(heartbeat_at=server_time(dialect), lease_expires_at=server_time(dialect, lease_s))
+        .returning(Run.id)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return set(result.scalars())
 
 
-def release(s: Session, worker: str, run_id: int | None = None) -> int:
-    """Give back ``worker``'s claim on the run (every claim it holds, without ``run_id``): pending again."""
+def release(s: Session, worker: str, run_ids: Sequence[int] | None = None) -> int:
+    """Give back ``worker``'s claims on the runs (every claim it holds, without ``run_ids``): pending again."""
     query = update(Run).where(Run.worker == worker, Run.status == "running")
-    if run_id is not None:
-        query = query.where(Run.id == run_id)
+    if run_ids is not None:
+        query = query.where(Run.id.in_(list(run_ids)))
     result = s.execute(query.values(status="pending", worker=None, heartbeat_at=None, lease_expires_at=None)
                        .execution_options(synchronize_session=False))
     return result.rowcount
 
 
-def held(s: Session, run_id: int) -> bool:
-    """Whether a live worker holds the run: running, with a lease not yet past by the server's clock."""
-    query = select(Run.id).where(Run.id == run_id, live(_dialect(s)))
-    return s.execute(query).first() is not None
+def held(s: Session, run_ids: Sequence[int]) -> set[int]:
+    """The ids of the runs a live worker holds: running, with a lease not yet past by the server's clock."""
+    query = select(Run.id).where(Run.id.in_(list(run_ids)), live(_dialect(s)))
+    return set(s.scalars(query))

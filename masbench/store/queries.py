@@ -53,11 +53,19 @@ def run_accuracy_query(**filters: Any) -> Select:
     return query.order_by(Run.id)
 
 
-def run_accuracy_frame(store, **filters: Any):
-    """``run_accuracy_query(**filters)`` as a DataFrame, one row per run; ``config`` holds the stored dicts."""
+def run_accuracy_frame(store, metric: str | None = None, **filters: Any):
+    """``run_accuracy_query(**filters)`` as a DataFrame, one row per run; ``config`` holds the stored dicts.
+
+    ``metric`` (``best``, ``final`` or ``val``, a column of the query) adds ``acc``: a run's accuracy under it
+    in percent, NaN unless the run completed. Reports and adaptive seeds read a run's accuracy here.
+    """
     import pandas as pd
 
     with store.engine.connect() as connection:
         rows = connection.execute(run_accuracy_query(**filters)).mappings().all()
     columns = list(run_accuracy_query().selected_columns.keys())
-    return pd.DataFrame([dict(row) for row in rows], columns=columns)
+    frame = pd.DataFrame([dict(row) for row in rows], columns=columns)
+    if metric is not None:
+        frame["acc"] = pd.to_numeric(frame[metric], errors="coerce").astype(float) * 100.0
+        frame.loc[frame["status"] != "completed", "acc"] = float("nan")
+    return frame

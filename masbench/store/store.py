@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -243,6 +243,11 @@ class Store:
                 raise
             return run
 
+    def get_runs(self, keys: Sequence[str]) -> dict[str, Run]:
+        """The stored runs among ``keys``, by key (one query)."""
+        with self.reading() as s:
+            return {run.key: run for run in s.scalars(select(Run).where(Run.key.in_(list(keys))))}
+
     def claim(self, run_id: int, worker: str, *, stale_after: float = DEFAULT_LEASE_S,
               retry_failed_before: datetime | None = None, force: bool = False) -> bool:
         """Atomically make ``worker`` the owner of the run; False when another worker holds it or it is done.
@@ -252,29 +257,54 @@ class Store:
         pending; running with an expired lease; failed or diverged before ``retry_failed_before``
         (a server time, from ``now``); anything but a live claim with ``force``.
         """
+        return run_id in self.claim_many([run_id], worker, stale_after=stale_after,
+                                         retry_failed_before=retry_failed_before, force=force)
+
+    def claim_many(self, run_ids: Sequence[int], worker: str, *, stale_after: float = DEFAULT_LEASE_S,
+                   retry_failed_before: datetime | None = None, force: bool = False) -> set[int]:
+        """``claim`` for several runs in one statement; the ids ``worker`` now holds."""
         with self.session() as s:
-            return leases.claim(s, run_id, worker, lease_s=stale_after, retry_failed_before=retry_failed_before,
+            return leases.claim(s, run_ids, worker, lease_s=stale_after, retry_failed_before=retry_failed_before,
                                 force=force)
 
     def heartbeat(self, run_id: int, worker: str, stale_after: float = DEFAULT_LEASE_S) -> bool:
         """Renew the lease for ``stale_after`` more seconds; False when this worker no longer holds the run."""
+        return run_id in self.renew([run_id], worker, stale_after)
+
+    def renew(self, run_ids: Sequence[int], worker: str, stale_after: float = DEFAULT_LEASE_S) -> set[int]:
+        """Renew ``worker``'s leases on the runs in one statement; the ids it still holds."""
         with self.session() as s:
-            return leases.renew(s, run_id, worker, stale_after)
+            return leases.renew(s, run_ids, worker, stale_after)
 
     def is_held(self, run_id: int) -> bool:
         """Whether a live worker holds the run (its lease is not past by the server's clock)."""
+        return run_id in self.held([run_id])
+
+    def held(self, run_ids: Sequence[int]) -> set[int]:
+        """The ids among ``run_ids`` that a live worker holds."""
         with self.reading() as s:
-            return leases.held(s, run_id)
+            return leases.held(s, run_ids)
 
     def start(self, run_id: int, worker: str, **environment: Any) -> None:
         """Record where and with what the run executes: host, device, versions, git_commit, config."""
+        config = environment.pop("config", None)
+        if run_id in self.start_many({run_id: config} if config is not None else {run_id: None}, worker,
+                                     **environment):
+            raise ClaimLost(f"run {run_id} was claimed by another worker")
+
+    def start_many(self, configs: dict[int, dict | None], worker: str, **environment: Any) -> set[int]:
+        """``start`` for several runs (each with its own config, or None to keep it) in one transaction;
+        the ids ``worker`` no longer holds (their rows are left as they were)."""
+        lost = set()
         with self.session() as s:
-            values = dict(environment)
-            values.setdefault("started_at", server_time(self.engine.dialect.name))
-            result = s.execute(update(Run).where(Run.id == run_id, Run.worker == worker).values(**values)
-                               .execution_options(synchronize_session=False))
-            if result.rowcount != 1:
-                raise ClaimLost(f"run {run_id} was claimed by another worker")
+            for run_id, config in configs.items():
+                values = dict(environment, **({"config": config} if config is not None else {}))
+                values.setdefault("started_at", server_time(self.engine.dialect.name))
+                result = s.execute(update(Run).where(Run.id == run_id, Run.worker == worker).values(**values)
+                                   .execution_options(synchronize_session=False))
+                if result.rowcount != 1:
+                    lost.add(run_id)
+        return lost
 
     def reset(self, run_id: int, worker: str) -> None:
         """Delete the run's epochs (``--force``); the caller holds the claim."""
@@ -287,17 +317,28 @@ class Store:
     def record_epoch(self, run_id: int, worker: str, metrics: dict[str, Any],
                      stale_after: float = DEFAULT_LEASE_S) -> None:
         """Upsert one epoch's row, and renew the lease for ``stale_after`` seconds, if ``worker`` holds the run."""
+        if self.record_epochs([(run_id, metrics)], worker, stale_after):
+            raise ClaimLost(f"run {run_id} is no longer held by worker {worker}")
+
+    def record_epochs(self, rows: Sequence[tuple[int, dict[str, Any]]], worker: str,
+                      stale_after: float = DEFAULT_LEASE_S) -> set[int]:
+        """Upsert epoch rows of several runs (``(run_id, metrics)``) in one transaction, renewing the leases,
+        for the runs ``worker`` still holds; the ids of those it no longer holds (their rows are not written)."""
+        run_ids = {run_id for run_id, _ in rows}
         with self.session() as s:
-            self._check_claim(s, run_id, worker, stale_after)
-            # val_loss and val_acc only with a validation split; every other column is required.
-            values = {"run_id": run_id, "epoch": metrics["epoch"],
-                      **{c: metrics.get(c) if c.startswith("val_") else metrics[c] for c in EPOCH_COLUMNS}}
-            self._upsert_epoch(s, values)
+            kept = leases.renew(s, run_ids, worker, stale_after)
+            for run_id, metrics in rows:
+                if run_id in kept:
+                    # val_loss and val_acc only with a validation split; every other column is required.
+                    self._upsert_epoch(s, {"run_id": run_id, "epoch": metrics["epoch"],
+                                           **{c: metrics.get(c) if c.startswith("val_") else metrics[c]
+                                              for c in EPOCH_COLUMNS}})
             s.flush()
             faults.point("store.epoch")
+        return run_ids - kept
 
     def _check_claim(self, s: Session, run_id: int, worker: str, lease_s: float) -> None:
-        if not leases.renew(s, run_id, worker, lease_s):
+        if run_id not in leases.renew(s, [run_id], worker, lease_s):
             raise ClaimLost(f"run {run_id} is no longer held by worker {worker}")
 
     def _upsert_epoch(self, s: Session, values: dict[str, Any]) -> None:
@@ -331,13 +372,13 @@ class Store:
             if result.rowcount != 1:
                 raise ClaimLost(f"run {run_id} is no longer held by worker {worker}")
 
-    def release(self, run_id: int | None, worker: str) -> None:
+    def release(self, run_id: int | Sequence[int] | None, worker: str) -> None:
         """Give the claim back (Ctrl-C, SIGTERM): the run is pending again and resumes from its checkpoint later.
 
-        ``run_id=None`` gives back every claim ``worker`` holds.
+        A list of ids gives back those runs in one statement; ``run_id=None`` every claim ``worker`` holds.
         """
         with self.session() as s:
-            leases.release(s, worker, run_id)
+            leases.release(s, worker, [run_id] if isinstance(run_id, int) else run_id)
 
     def epochs_of(self, run_id: int) -> list[Epoch]:
         with self.reading() as s:

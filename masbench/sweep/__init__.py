@@ -1,31 +1,33 @@
-"""Cells and how they run: one cell through the engine into the store, and sweeps of many.
+"""Cells and how they run: units of K >= 1 cells through the engine into the store, and sweeps of many.
 
-``cells``: ``run_cell``, one cell claimed, trained and recorded (``masbench run``, and each
-cell of a sweep). ``local``: ``run_sweep``, a grid in this process or in worker processes.
-``packs``: ``run_pack``, several cells trained as one pack (``--pack``), each recorded as its own run.
-``ray``: ``run_sweep_ray``, a task per cell or per pack on a Ray cluster. ``plan``: what both executors
-share (settings, preflight, registration, the summary). ``adaptive``: ``run_adaptive``, rounds of
-seeds until each cell's CI95 is narrow enough (``sweep --until-ci``). ``stopping``: SIGINT and SIGTERM
-stop cleanly, giving every claim back.
+``units``: ``run_unit``, K >= 1 cells decided, claimed, trained in one pass, recorded and given back
+(``masbench run`` is ``run_cell``, a unit of one; every local worker and every Ray task runs its units
+through it). ``local``: ``work_through``, the one worker loop (a local worker's, a Ray task's body), and
+``run_sweep``, a grid in this process or in worker processes. ``ray``: ``run_sweep_ray``, a task per unit
+on a Ray cluster. ``plan``: what both executors share (settings, ``execute``: preflight, registration, the
+summary). ``pack_plan``: which cells share a pack, and the dry run's lines on it. ``adaptive``:
+``run_adaptive``, rounds of seeds until each cell's CI95 is narrow enough (``sweep --until-ci``).
+``stopping``: SIGINT and SIGTERM stop cleanly, giving every claim back. ``engine_api``: the engine as
+the unit runner calls it.
 """
 
-from masbench.sweep.cells import (
-    FINAL,
+from masbench.sweep.units import (
     HEARTBEAT_EVERY_S,
     STALE_AFTER_S,
     CellOutcome,
-    Heartbeat,
-    StoreRecorder,
+    UnitRecorder,
     new_worker_id,
     run_cell,
+    run_unit,
     run_values,
 )
-from masbench.sweep.packs import AUTO_SIZE, pack_cells, pack_size, run_pack, unpacked_notes
+from masbench.grid.packs import AUTO_SIZE, device_type, pack_cells, pack_size, unpacked_notes
 from masbench.sweep.local import default_workers, gpu_assignment, run_sweep, work_through
-from masbench.sweep.plan import POLL_S, SweepSettings, SweepSummary, cell_options, dry_run, preflight, register, summarize
+from masbench.sweep.plan import POLL_S, SweepSettings, SweepSummary, cell_options, dry_run, execute, preflight, register, summarize
 from masbench.sweep.ray import run_sweep_ray
 from masbench.sweep.stopping import Stopped, stop_on_signals
 
-__all__ = ["AUTO_SIZE", "CellOutcome", "Heartbeat", "StoreRecorder", "Stopped", "SweepSettings", "SweepSummary",
-           "dry_run", "pack_cells", "pack_size", "preflight", "register", "run_cell", "run_pack", "run_sweep",
-           "run_sweep_ray", "run_values", "stop_on_signals", "summarize", "unpacked_notes", "work_through"]
+__all__ = ["AUTO_SIZE", "CellOutcome", "Stopped", "SweepSettings", "SweepSummary", "UnitRecorder", "device_type",
+           "dry_run", "execute", "pack_cells", "pack_size", "preflight", "register", "run_cell", "run_sweep",
+           "run_sweep_ray", "run_unit", "run_values", "stop_on_signals", "summarize", "unpacked_notes",
+           "work_through"]

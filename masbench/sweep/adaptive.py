@@ -4,7 +4,7 @@ Here a *cell* is what the report shows as one row: the runs that share a ``confi
 Round 1 runs every cell's initial seeds (``--seeds``/``seed_list``, at least two). After each round,
 ``seeds_wanted`` (``masbench.grid.seed_budget``) decides from the cell's stored results whether it needs more
 seeds and how many; their numbers continue its sequence (``seed_sequence``), so a rerun of the same
-command, or a second sweep run beside it, plans the very same runs, and the claims (``run_cell``) keep
+command, or a second sweep run beside it, plans the very same runs, and the claims (``run_unit``) keep
 every run trained once. The sweep ends when no cell needs more, or when a round is interrupted.
 
 The accuracy is the report's default: a completed run's best test accuracy over its epochs, in percent.
@@ -71,11 +71,11 @@ def adaptive_cells(cells: Sequence[Cell]) -> list[AdaptiveCell]:
 
 def record_results(groups: Sequence[AdaptiveCell], store: Store) -> None:
     """Each cell's completed accuracies (best test accuracy, percent) over the seeds it has planned."""
-    from masbench.report import run_accuracies
+    from masbench.store.queries import run_accuracy_frame
 
     benchmarks = {group.first.spec.benchmark for group in groups}
     only = benchmarks.pop() if len(benchmarks) == 1 else None  # fewer rows to read; None reads them all
-    runs = run_accuracies(store, metric="best", benchmark=only)
+    runs = run_accuracy_frame(store, "best", benchmark=only)
     by_run = {(row.config_key, int(row.seed)): (row.status, row.acc) for row in runs.itertuples()}
     for group in groups:
         key = group.first.spec.config_key

@@ -22,18 +22,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from datetime import datetime
 
-from masbench import faults
 from masbench.grid.benchmarks import Cell
-from masbench.engine import resolve_device
 from masbench.errors import MasbenchError
 from masbench.store import Store
 from masbench.sweep import stopping
-from masbench.sweep.cells import CellOutcome, new_worker_id, run_cell
-from masbench.sweep.packs import pack_cells, run_pack, unfinished
-from masbench.sweep.plan import SweepSettings, SweepSummary, cell_options, preflight, register, summarize
+from masbench.grid.packs import device_type as decide_device_type, pack_cells, unfinished
+from masbench.sweep.plan import SweepSettings, SweepSummary, cell_options, execute
+from masbench.sweep.units import CellOutcome, new_worker_id, run_unit
 
 STOP_GRACE_S = 60.0  # how long a stopping worker may take to give its claim back before it is killed
 
@@ -44,63 +41,57 @@ def work_through(
     settings: SweepSettings,
     *,
     started: datetime,
+    device_type: str = "cpu",
     worker: str | None = None,
     offset: int = 0,
     on_outcome: Callable[[CellOutcome], None] | None = None,
     datasets: dict | None = None,
 ) -> list[CellOutcome]:
-    """One worker's loop: claim and run cells until every cell is finished, by this worker or another.
+    """One worker's loop, a local worker's or a Ray task's: run units of ``cells`` until every cell is
+    finished, by this worker or another; the last outcome of each cell it looked at (``skipped`` ones too).
 
-    Cells whose ``pack`` setting asks for it train in packs (``masbench.sweep.packs``), each member claimed
-    and recorded as its own cell; a pack whose members are partly held by another worker trains the rest.
-
-    ``started``: the sweep's start by the database server's clock (``Store.now``). A cell held by a live
-    worker elsewhere is passed over and looked at again after ``settings.poll`` seconds; if that worker
-    dies, its lease expires and this loop takes the cell over.
+    Each pass makes the units afresh of the cells still to do (so that finished cells leave no gaps in
+    packs): packs where the cells' ``pack`` setting asks for them on ``device_type``, else one cell each.
+    A unit goes through ``run_unit``. The one busy-retry: a cell held by a live worker elsewhere (busy),
+    or taken over from this one (lost), is looked at again after ``settings.poll`` seconds; if that worker
+    dies, its lease expires and this loop takes the cell over. ``started``: the sweep's start by the
+    database server's clock (``Store.now``). A stop gives back whatever this worker still holds.
     """
     worker = worker or new_worker_id()
     order = list(cells[offset:]) + list(cells[:offset])
     retry_before = started if settings.retry_failed else None
     datasets = {} if datasets is None else datasets
     packing = any(cell.pack != "off" for cell in order)
-    device_type = resolve_device(settings.options.device).type if packing else "cpu"
-    refused: dict = {}  # pack keys whose models the fuser refused: said once, then run unpacked
-    outcomes: list[CellOutcome] = []
+    refused: dict = {}  # pack keys whose models the engine refused: said once, then run one by one
+    last: dict[str, CellOutcome] = {}
     try:
         while True:
             waiting = False
-            # Packs are made afresh each pass, of the cells still to do, so that finished cells leave no gaps.
             units = pack_cells(unfinished(order, store, retry_before), device_type) if packing else [[c] for c in order]
             for unit in units:
-                options = cell_options(unit[0], settings.options)
-                common = dict(callbacks=settings.callbacks, worker=worker, retry_failed_before=retry_before,
-                              stale_after=settings.stale_after, heartbeat_every=settings.heartbeat_every,
-                              datasets=datasets)
-                if len(unit) == 1:
-                    done = [run_cell(unit[0].spec, store, options, **common)]
-                else:
-                    done = run_pack([cell.spec for cell in unit], store, options, refused=refused, **common)
-                for outcome in done:
+                for outcome in run_unit([cell.spec for cell in unit], store, cell_options(unit[0], settings.options),
+                                        callbacks=settings.callbacks, worker=worker, retry_failed_before=retry_before,
+                                        stale_after=settings.stale_after, heartbeat_every=settings.heartbeat_every,
+                                        datasets=datasets, refused=refused):
+                    last[outcome.spec.key] = outcome
                     if outcome.status in ("busy", "lost"):
                         waiting = True
-                    elif outcome.status != "skipped":
-                        outcomes.append(outcome)
-                        if on_outcome is not None:
-                            on_outcome(outcome)
+                    elif outcome.status != "skipped" and on_outcome is not None:
+                        on_outcome(outcome)
             if not waiting:
-                return outcomes
+                return list(last.values())
             time.sleep(settings.poll)
     except (KeyboardInterrupt, SystemExit):
         store.release(None, worker)  # whatever this worker still holds, wherever the stop landed
         raise
 
 
-def _worker_process(cells: list[Cell], url: str, settings: SweepSettings, started: datetime, index: int,
-                    cuda_device: str | None) -> None:
+def _worker_process(cells: list[Cell], url: str, settings: SweepSettings, started: datetime, device_type: str,
+                    index: int, cuda_device: str | None) -> None:
     """Entry point of a worker process (spawned: it starts from scratch and opens its own store).
 
     No signal at any moment of its life ends it with a traceback. It starts with SIGINT and SIGTERM
-    blocked (see ``_signals_blocked``): a signal while multiprocessing's bootstrap imports torch waits,
+    blocked (see ``stopping.blocked_for_children``): a signal while multiprocessing's bootstrap imports torch waits,
     and stops the worker as soon as its own handlers are in and the signals are unblocked. Once its work
     is over (done, stopped, or failed) it blocks them again: the process is only exiting.
     """
@@ -108,20 +99,20 @@ def _worker_process(cells: list[Cell], url: str, settings: SweepSettings, starte
     try:
         try:
             stopping.install()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping.SIGNALS)  # a signal that waited stops it here
-            _work(cells, url, settings, started, index, cuda_device)
+            stopping.unblock()  # a signal that waited stops it here
+            _work(cells, url, settings, started, device_type, index, cuda_device)
         except MasbenchError as raised:  # a full disk, a store gone read-only: one line, not a traceback
             error = raised
         finally:
-            signal.pthread_sigmask(signal.SIG_BLOCK, stopping.SIGNALS)
+            stopping.block()
     except KeyboardInterrupt:
-        pass  # stopped by a signal: run_cell and work_through have given the claims back
+        pass  # stopped by a signal: run_unit and work_through have given the claims back
     if error is not None:
         print(f"Error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
 
 
-def _work(cells: list[Cell], url: str, settings: SweepSettings, started: datetime, index: int,
+def _work(cells: list[Cell], url: str, settings: SweepSettings, started: datetime, device_type: str, index: int,
           cuda_device: str | None) -> None:
     _stop_with_parent()
     if cuda_device is not None:
@@ -131,7 +122,8 @@ def _work(cells: list[Cell], url: str, settings: SweepSettings, started: datetim
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.workers))
     store = Store(url)
     try:
-        work_through(cells, store, settings, started=started, offset=index * len(cells) // settings.workers)
+        work_through(cells, store, settings, started=started, device_type=device_type,
+                     offset=index * len(cells) // settings.workers)
     finally:
         store.close()
 
@@ -152,38 +144,20 @@ def _stop_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-@contextmanager
-def _signals_blocked():
-    """SIGINT and SIGTERM blocked in this thread, and so in the processes it starts until the block ends.
-
-    A blocked signal stays blocked across fork and exec, so a worker is protected from its first
-    instruction (multiprocessing's bootstrap, before any masbench code) until it unblocks them itself.
-    """
-    from multiprocessing import resource_tracker
-
-    # Starting the resource tracker ends with SIG_UNBLOCK of both signals (CPython's ensure_running), which
-    # would leave the workers started after it unprotected: start it first.
-    resource_tracker.ensure_running()
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stopping.SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _run_processes(cells: list[Cell], store: Store, settings: SweepSettings, started: datetime) -> int:
+def _run_processes(cells: list[Cell], store: Store, settings: SweepSettings, started: datetime,
+                   device_type: str) -> int:
     """The cells in ``settings.workers`` spawned processes; the number of workers that died."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker_process, name=f"masbench-worker-{i}",
-                        args=(cells, store.url, settings, started, i, gpu))
+                        args=(cells, store.url, settings, started, device_type, i, gpu))
         for i, gpu in enumerate(gpu_assignment(settings.workers))
     ]
     try:
         # held: a stop while they start waits until every worker has a pid to pass it on to
-        with stopping.held(), _signals_blocked():
+        with stopping.held(), stopping.blocked_for_children():
             for process in processes:
                 process.start()
         for process in processes:
@@ -227,6 +201,26 @@ def default_workers() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() and torch.cuda.device_count() > 1 else 1
 
 
+class _Local:
+    """The local executor: the cells in this process, or in ``settings.workers`` worker processes."""
+
+    def __init__(self, settings: SweepSettings) -> None:
+        self.settings = settings
+
+    def open(self, loaded: dict) -> str:
+        return decide_device_type(self.settings.options.device)
+
+    def run(self, cells: list[Cell], store: Store, started: datetime, device_type: str, loaded: dict) -> int:
+        if self.settings.workers <= 1:
+            work_through(cells, store, self.settings, started=started, device_type=device_type, datasets=loaded)
+            return 0
+        loaded.clear()  # each worker process loads its own copy; the parent need not hold one meanwhile
+        return _run_processes(cells, store, self.settings, started, device_type)
+
+    def close(self) -> None:
+        pass
+
+
 def run_sweep(
     cells: Sequence[Cell],
     store: Store,
@@ -234,31 +228,5 @@ def run_sweep(
     *,
     on_start: Callable[[], None] | None = None,
 ) -> SweepSummary:
-    """Run every cell not yet finished, in ``settings.workers`` processes (1: in this one).
-
-    A stop (SIGINT, SIGTERM) once the cells are running ends the sweep with every claim given back, and
-    the summary names the signal, unless every cell was finished anyway (see ``summarize``); a stop
-    before that raises ``Stopped``.
-    """
-    cells = list(cells)
-    with stopping.stop_on_signals():
-        loaded = preflight(cells, settings.options)
-        register(cells, store)
-        started = store.now()
-        if on_start is not None:
-            on_start()
-        dead, stopped_by = 0, None
-        try:
-            try:
-                if settings.workers <= 1:
-                    work_through(cells, store, settings, started=started, datasets=loaded)
-                else:
-                    loaded.clear()  # each worker process loads its own copy; the parent need not hold one meanwhile
-                    dead = _run_processes(cells, store, settings, started)
-            finally:
-                stopping.finishing()  # a signal from here on does not cut the summary short
-        except KeyboardInterrupt:
-            stopped_by = signal.SIGINT  # stopped, every claim given back; requested() names the signal
-        faults.point("sweep.finished")
-        return summarize(cells, store, started, stopping.requested() or stopped_by, dead_workers=dead,
-                         retry_failed=settings.retry_failed)
+    """Run every cell not yet finished, in ``settings.workers`` processes (1: in this one); see ``execute``."""
+    return execute(cells, store, settings, _Local(settings), None if on_start is None else lambda _: on_start())

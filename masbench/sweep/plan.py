@@ -1,19 +1,23 @@
-"""What every executor shares: its settings, the checks and registration before a sweep, and its summary."""
+"""What every executor shares: its settings, and ``execute``: the checks and registration before a sweep,
+its start by the server's clock, the stop, and its summary."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from masbench import faults
 from masbench.grid.benchmarks import Cell
 from masbench.engine import Callback
 from masbench.spec import ExecOptions
 from masbench.store import Store
-from masbench.store.leases import as_utc
-from masbench.sweep.cells import FINAL, HEARTBEAT_EVERY_S, STALE_AFTER_S, run_values
+from masbench.store.leases import FINAL, as_utc, finished
+from masbench.sweep import stopping
+from masbench.sweep.units import HEARTBEAT_EVERY_S, STALE_AFTER_S, run_values
 
 POLL_S = 2.0
 
@@ -114,11 +118,52 @@ def summarize(cells: Sequence[Cell], store: Store, started: datetime, stopped_by
 
 
 def _undone(state: dict[str, Any], started: datetime, retry_failed: bool) -> bool:
-    """Whether the sweep would still have run this cell (as ``run_cell`` decides)."""
-    if state["status"] not in FINAL:
-        return True
-    stale = state["finished_at"] is not None and as_utc(state["finished_at"]) < started
-    return retry_failed and state["status"] != "completed" and stale
+    """Whether the sweep would still have run this cell (as ``run_unit`` decides)."""
+    return not finished(state["status"], state["finished_at"], started if retry_failed else None)
+
+
+class Executor(Protocol):
+    """How a sweep's cells run once checked and registered: ``open`` (the device type they train on),
+    ``run`` (the number of workers that died), ``close``."""
+
+    def open(self, loaded: dict) -> str: ...
+
+    def run(self, cells: list[Cell], store: Store, started: datetime, device_type: str, loaded: dict) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def execute(cells: Sequence[Cell], store: Store, settings: SweepSettings, executor: Executor,
+            on_start: Callable[[str], None] | None = None) -> SweepSummary:
+    """A sweep, for either executor: preflight, register, start (the server's clock), run, summarize.
+
+    A stop (SIGINT, SIGTERM) once the cells are running ends the sweep with every claim given back, and
+    the summary names the signal, unless every cell was finished anyway (see ``summarize``); a stop
+    before that raises ``Stopped``. ``on_start`` is called once the cells are registered, with the device
+    type they train on.
+    """
+    cells = list(cells)
+    with stopping.stop_on_signals():
+        loaded = preflight(cells, settings.options)
+        dead, stopped_by = 0, None
+        try:
+            device_type = executor.open(loaded)
+            register(cells, store)
+            started = store.now()
+            if on_start is not None:
+                on_start(device_type)
+            try:
+                try:
+                    dead = executor.run(cells, store, started, device_type, loaded)
+                finally:
+                    stopping.finishing()  # a signal from here on does not cut the summary short
+            except KeyboardInterrupt:
+                stopped_by = signal.SIGINT  # stopped, every claim given back; requested() names the signal
+        finally:
+            executor.close()
+        faults.point("sweep.finished")
+        return summarize(cells, store, started, stopping.requested() or stopped_by, dead_workers=dead,
+                         retry_failed=settings.retry_failed)
 
 
 def dry_run(cells: Sequence[Cell], url: str | None) -> list[tuple[Cell, str]]:

@@ -2,10 +2,10 @@
 
 Inside ``stop_on_signals()`` the first SIGINT or SIGTERM records which signal it
 was and raises ``KeyboardInterrupt`` in the main thread; the cell being trained
-gives its claim back (``run_cell``) and the sweep stops. Later signals are only
+gives its claim back (``run_unit``) and the sweep stops. Later signals are only
 recorded, so that they cannot cut the release of a claim short. An exception
 that surfaces while a stop is pending (a ``RuntimeError`` out of a ``torch.save``
-that the interrupt cut short) is the stop, not the cell's failure: ``run_cell``
+that the interrupt cut short) is the stop, not the cell's failure: ``run_unit``
 asks ``requested()`` before it records ``failed``.
 
 Two moments take a signal without raising it: ``held()`` (a block that must run
@@ -13,7 +13,10 @@ whole, such as starting worker processes, raises the stop when it ends) and
 ``finishing()`` (the work is over, so a late signal is recorded and the sweep
 finishes and reports as it would have without it).
 
-The state is process-wide because signal handlers are.
+The state is process-wide because signal handlers are. This module is the one place of the sweep that
+touches signals: the handlers (``stop_on_signals``, installed by the outermost block alone, or ``install``
+in a worker process), the mask that protects starting workers (``blocked_for_children``, ``block``,
+``unblock``), and the handlers a library replaced (``handlers_kept``).
 """
 
 from __future__ import annotations
@@ -146,3 +149,48 @@ def finishing() -> None:
     whether the stop changed anything.
     """
     _state.finishing = True
+
+
+def block() -> None:
+    """Block SIGINT and SIGTERM in this thread (a worker whose work is over: it is only exiting)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+
+
+def unblock() -> None:
+    """Unblock SIGINT and SIGTERM in this thread: one that waited is handled now."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
+
+@contextmanager
+def blocked_for_children() -> Iterator[None]:
+    """SIGINT and SIGTERM blocked in this thread, and so in the processes it starts until the block ends.
+
+    A blocked signal stays blocked across fork and exec, so a worker is protected from its first
+    instruction (multiprocessing's bootstrap, before any masbench code) until it unblocks them itself.
+    """
+    from multiprocessing import resource_tracker
+
+    # Starting the resource tracker ends with SIG_UNBLOCK of both signals (CPython's ensure_running), which
+    # would leave the workers started after it unprotected: start it first.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def handlers_kept() -> Iterator[None]:
+    """This process's Python handlers of SIGINT and SIGTERM put back when the block ends, whatever it set
+    (none off the main thread, which has none of the sweep's)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
