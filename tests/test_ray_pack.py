@@ -19,7 +19,8 @@ from masbench.engine import Callback
 from masbench.spec import ExecOptions, RunSpec
 from masbench.store import Store
 from masbench.sweep import SweepSettings, run_values
-from masbench.sweep.ray import _ray_unit, plan_units, task_device_type
+from masbench.sweep.pack_plan import plan_units
+from masbench.sweep.ray import _ray_unit, task_device_type
 from reliability import finish, release, rows, sweep
 from test_sweep_pack import epochs, execution, report_csv, runs
 from test_sweep_pack import sweep as local_sweep

@@ -83,6 +83,16 @@ def unfinished(cells: Sequence[Cell], store: Store, retry_failed_before: datetim
             or not finished(state["status"], state["finished_at"], retry_failed_before)]
 
 
+def plan_units(cells: Sequence[Cell], store: Store, device_type: str,
+               retry_failed_before: datetime | None) -> list[list[Cell]]:
+    """A sweep's units (a worker's pass, the Ray driver's tasks): one per cell when no cell asks to be packed
+    (a finished cell's unit skips it); otherwise the packs of the cells still to do (a pack of one is a
+    cell's unit)."""
+    if all(cell.pack == "off" for cell in cells):
+        return [[cell] for cell in cells]
+    return pack_cells(unfinished(cells, store, retry_failed_before), device_type)
+
+
 def device_type(name: str, cluster_gpus: float = 0) -> str:
     """The device type cells train on under ``--device name``, which packing follows; decided here alone.
 

@@ -28,7 +28,7 @@ from masbench.grid.benchmarks import Cell
 from masbench.errors import MasbenchError
 from masbench.store import Store
 from masbench.sweep import stopping
-from masbench.grid.packs import device_type as decide_device_type, pack_cells, unfinished
+from masbench.grid.packs import device_type as decide_device_type, plan_units
 from masbench.sweep.plan import SweepSettings, SweepSummary, cell_options, execute
 from masbench.sweep.units import CellOutcome, new_worker_id, run_unit
 
@@ -61,14 +61,12 @@ def work_through(
     order = list(cells[offset:]) + list(cells[:offset])
     retry_before = started if settings.retry_failed else None
     datasets = {} if datasets is None else datasets
-    packing = any(cell.pack != "off" for cell in order)
     refused: dict = {}  # pack keys whose models the engine refused: said once, then run one by one
     last: dict[str, CellOutcome] = {}
     try:
         while True:
             waiting = False
-            units = pack_cells(unfinished(order, store, retry_before), device_type) if packing else [[c] for c in order]
-            for unit in units:
+            for unit in plan_units(order, store, device_type, retry_before):
                 for outcome in run_unit([cell.spec for cell in unit], store, cell_options(unit[0], settings.options),
                                         callbacks=settings.callbacks, worker=worker, retry_failed_before=retry_before,
                                         stale_after=settings.stale_after, heartbeat_every=settings.heartbeat_every,

@@ -21,7 +21,7 @@ from masbench.spec import ExecOptions
 from masbench.store import Store
 from masbench.sweep import stopping
 from masbench.sweep.local import work_through
-from masbench.grid.packs import device_type as decide_device_type, pack_cells, unfinished
+from masbench.grid.packs import device_type as decide_device_type, plan_units
 from masbench.sweep.plan import SweepSettings, SweepSummary, cell_options, execute
 from masbench.text.shown import one_line
 
@@ -42,16 +42,6 @@ def _ray_unit(cells: list[Cell], url: str, settings: SweepSettings, started: dat
 def task_device_type(options: ExecOptions, cluster_gpus: float) -> str:
     """The device type a task trains on, which packing follows (``pack_plan.device_type``)."""
     return decide_device_type(options.device, cluster_gpus)
-
-
-def plan_units(cells: Sequence[Cell], store: Store, device_type: str,
-               retry_failed_before: datetime | None) -> list[list[Cell]]:
-    """The sweep's tasks: one per cell when no cell asks to be packed (a finished cell's task skips it);
-    otherwise the packs of the cells still to do, as the local executor makes them (a pack of one is a
-    cell task)."""
-    if all(cell.pack == "off" for cell in cells):
-        return [[cell] for cell in cells]
-    return pack_cells(unfinished(cells, store, retry_failed_before), device_type)
 
 
 _STORES: dict[str, Store] = {}

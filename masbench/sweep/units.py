@@ -276,10 +276,12 @@ def _run_group(specs: list[RunSpec], store: Store, options: ExecOptions, outcome
                                    retry_failed_before=retry_failed_before, force=force)
         if len(claimed) < len(specs):
             current = store.get_runs([spec.key for spec in specs if run_ids[spec.key] not in claimed])
-            for key, run in current.items():
-                status = "skipped" if run.status in FINAL else "busy"
-                outcomes[key] = CellOutcome(_spec_of(specs, key), status, run.id, previous=run,
-                                            message=f"taken by worker {run.worker}")
+            for spec in specs:
+                if run_ids[spec.key] not in claimed:
+                    run = current.get(spec.key)
+                    status = "skipped" if run is not None and run.status in FINAL else "busy"
+                    outcomes[spec.key] = CellOutcome(spec, status, run_ids[spec.key], previous=run,
+                                                     message=f"taken by worker {run.worker}" if run else None)
         held = [(spec, run_ids[spec.key]) for spec in specs if run_ids[spec.key] in claimed]
         if options.distributed is not None:
             options.distributed.broadcast(None if held else outcomes[specs[0].key].status)
@@ -302,10 +304,6 @@ def _run_group(specs: list[RunSpec], store: Store, options: ExecOptions, outcome
 
 class _Refused(Exception):
     """The engine refused to pack the claimed cells' model (``Unpackable`` from training): why."""
-
-
-def _spec_of(specs: Sequence[RunSpec], key: str) -> RunSpec:
-    return next(spec for spec in specs if spec.key == key)
 
 
 def _train_held(held: list[tuple[RunSpec, int]], store: Store, options: ExecOptions, prepared, worker: str,
