@@ -19,7 +19,7 @@ from masbench.engine import Callback
 from masbench.spec import ExecOptions, RunSpec
 from masbench.store import Store
 from masbench.sweep import SweepSettings, run_values
-from masbench.sweep.pack_plan import plan_units
+from masbench.grid.packs import plan_units
 from masbench.sweep.ray import _ray_unit, task_device_type
 from reliability import finish, release, rows, sweep
 from test_sweep_pack import epochs, execution, report_csv, runs
