@@ -133,8 +133,10 @@ class SweepProgress:
                          one_line(str(error)))
 
     def refresh(self) -> None:
+        from masbench.store.leases import FINAL
+
         states = self.store.cell_states(self.keys)
-        done = sum(1 for s in states.values() if s["status"] in ("completed", "failed", "diverged"))
+        done = sum(1 for s in states.values() if s["status"] in FINAL)
         failed = sum(1 for s in states.values() if s["status"] in ("failed", "diverged"))
         self.progress.update(self.total, completed=done, note=f"{failed} failed/diverged" if failed else "")
         live = {key: s for key, s in states.items() if s["status"] == "running"}
