@@ -25,7 +25,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import image_folder  # noqa: E402
 
-from masbench.spec import ExecOptions, RunSpec  # noqa: E402
+from masbench.spec import RunSpec  # noqa: E402
+from masbench.engine import ExecOptions  # noqa: E402
 from masbench.data.base import random_crop_flip  # noqa: E402
 from masbench.engine import Callback, prepare, train  # noqa: E402
 from masbench.models import build_model  # noqa: E402

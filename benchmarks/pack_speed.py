@@ -40,7 +40,8 @@ from masbench.data.base import ImageDataset, ImageSplit
 from masbench.engine import data_cache_key, prepare, train
 from masbench.pack import PackMember, plan_packs, train_pack
 from masbench.pack.fuse import CONV_STRATEGIES
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine import ExecOptions
 
 
 def run_unpacked(specs: list[RunSpec], options: ExecOptions, datasets: dict) -> tuple[float, float, float]:

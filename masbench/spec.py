@@ -3,7 +3,7 @@
 A ``RunSpec`` is frozen and rejects unknown keys. Everything that changes the
 numbers a run produces is in it (dataset, model, optimizer and its
 hyperparameters, batch size, epochs, seed, data options); how it is executed
-(device, data directory, mixed precision, checkpoints) is in ``ExecOptions``.
+(device, data directory, mixed precision, checkpoints) is in ``masbench.engine.ExecOptions``.
 
 ``spec.key`` hashes the canonical form of a spec (the run: a cell and its
 seed): only the fields that matter for its optimizer and data, with defaults
@@ -35,9 +35,8 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, Valida
 
 from masbench.errors import MasbenchError
 from masbench.lambdas import normalise_lambda_schedule
-from masbench.limits import MAX_NAME, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, shown
+from masbench.limits import MAX_NAME, STR_LIMITS, check_lambda_schedule, check_ranges, check_str, one_line, shown
 from masbench.mix_weights import is_mix, mix_text, parse_mix, resolve_weights
-from masbench.spec_options import ExecOptions, validation_message  # noqa: F401 (re-exported: where they were)
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
 
@@ -392,3 +391,20 @@ def make_spec(context: dict[str, Any] | None = None, /, **values: Any) -> RunSpe
         return RunSpec.model_validate(values, context=context)
     except ValidationError as error:
         raise MasbenchError(validation_message(error)) from None
+
+
+def validation_message(error: ValidationError, where: str = "") -> str:
+    """The first problem of a pydantic error, as one line that names the key and the value."""
+    return one_line(_first_problem(error, where))
+
+
+def _first_problem(error: ValidationError, where: str) -> str:
+    first = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    location = ".".join(str(part) for part in first["loc"])
+    prefix = f"{where}: " if where else ""
+    if first["type"] == "value_error" or not location:
+        return f"{prefix}{message}"
+    if first["type"] == "extra_forbidden":
+        return f"{prefix}unknown key {shown(location)} (see --help for the valid options)"
+    return f"{prefix}invalid {location}: {shown(first.get('input'))} ({message})"

@@ -18,7 +18,8 @@ import torch
 
 from masbench.engine import CHECKPOINT_FORMAT, CheckpointOwner, checkpoint_path, prepare, train
 from masbench.fileio import _host
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine import ExecOptions
 from reliability import StopAfter, Warnings, numbers, rows
 
 SPEC = RunSpec(dataset="digits", optimizer="mas", momentum=0.9, lr=3e-3, lambda_adam=0.3, lambda_sgd=0.7, epochs=3)
@@ -291,7 +292,7 @@ def test_temporary_files_of_killed_writes_are_removed_and_no_live_writers(with_o
 def test_a_write_killed_mid_checkpoint_leaves_no_temporary_file_after_the_rerun(tmp_path):
     """A real SIGKILL with the temporary file written and not yet renamed, then the run again."""
     ckpt = tmp_path / "ckpt"
-    code = ("from masbench.engine import train; from masbench.spec import ExecOptions, RunSpec; "
+    code = ("from masbench.engine import train; from masbench.engine import ExecOptions; from masbench.spec import RunSpec; "
             f"train(RunSpec(dataset='digits', epochs=2), ExecOptions(device='cpu', checkpoint_dir={str(ckpt)!r}))")
     env = dict(os.environ, MASBENCH_FAULT="checkpoint:2")
     killed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine import ExecOptions
 from masbench.engine import checkpoint_path, train
 from reliability import StopAfter, Warnings, numbers
 

@@ -14,7 +14,8 @@ import pytest
 from masbench.engine import checkpoint_path, train
 from masbench.errors import MasbenchError
 from masbench.optim import normalise_lr_schedule
-from masbench.spec import ExecOptions, make_spec
+from masbench.spec import make_spec
+from masbench.engine import ExecOptions
 from reliability import StopAfter, numbers
 
 EPOCHS = 7

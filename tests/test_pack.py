@@ -25,7 +25,8 @@ from masbench.pack import (
 )
 from masbench.pack.fuse import fuse
 from masbench.pack.shared_step import step_groups
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine import ExecOptions
 from reliability import numbers
 
 
@@ -445,7 +446,7 @@ def test_a_pack_killed_mid_checkpoint_resumes_every_member_like_an_uninterrupted
     specs = quick_grid(epochs=3)[:2]
     straight = train_pack([PackMember(s) for s in specs], ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a"))
     ckpt = tmp_path / "b"
-    code = ("from masbench.pack import train_pack, PackMember; from masbench.spec import ExecOptions, RunSpec; "
+    code = ("from masbench.pack import train_pack, PackMember; from masbench.engine import ExecOptions; from masbench.spec import RunSpec; "
             f"specs = [RunSpec.model_validate_json(s) for s in {[s.model_dump_json() for s in specs]!r}]; "
             f"train_pack([PackMember(s) for s in specs], ExecOptions(device='cpu', checkpoint_dir={str(ckpt)!r}))")
     env = dict(os.environ, MASBENCH_FAULT="checkpoint:4", OMP_NUM_THREADS="1")

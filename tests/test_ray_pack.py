@@ -16,7 +16,8 @@ import pytest
 
 from masbench.benchmarks import Cell
 from masbench.engine import Callback
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine import ExecOptions
 from masbench.store import Store
 from masbench.sweep import SweepSettings, run_values
 from masbench.sweep.ray import _ray_pack, plan_units, task_device_type

@@ -17,7 +17,8 @@ from masbench.data.base import ImageDataset, crop_flip_params, train_batches
 from masbench.data.validation import split_seed
 from masbench.engine import CHECKPOINT_FORMAT, checkpoint_path, prepare, train
 from masbench.pack import PackMember, train_pack
-from masbench.spec import ExecOptions, make_spec
+from masbench.spec import make_spec
+from masbench.engine import ExecOptions
 from reliability import StopAfter, Warnings, numbers
 
 CPU = torch.device("cpu")

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from masbench.benchmarks import Cell
 from masbench.cli import app
 from masbench.pack import Unpackable
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine import ExecOptions
 from masbench.store import Store
 from masbench.sweep import pack_cells, run_pack, unpacked_notes
 from reliability import Warnings, rows

@@ -20,7 +20,8 @@ from masbench.data import load_dataset
 from masbench.data.validation import val_indices, with_validation
 from masbench.engine import prepare, train
 from masbench.errors import MasbenchError
-from masbench.spec import ExecOptions, RunSpec, make_spec
+from masbench.spec import RunSpec, make_spec
+from masbench.engine import ExecOptions
 from masbench.store import Store
 from masbench.sweep import run_values
 

@@ -11,7 +11,8 @@ from masbench.data.base import ImageDataset, ImageSplit
 from masbench.data.tabular import TabularDataset
 from masbench.data.validation import val_indices, with_validation
 from masbench.engine import prepare
-from masbench.spec import ExecOptions, make_spec
+from masbench.spec import make_spec
+from masbench.engine import ExecOptions
 
 
 @pytest.fixture(scope="module")

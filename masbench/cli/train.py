@@ -131,7 +131,7 @@ def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_ev
     """Train ``spec``; under torchrun every rank trains and rank 0 alone opens the store: ``(None, None)`` elsewhere."""
     from dataclasses import replace
 
-    from masbench import distributed
+    from masbench.engine import distributed
     from masbench.progress import RunProgress
     from masbench.store import Store
     from masbench.sweep import run_cell, stop_on_signals

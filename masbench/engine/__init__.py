@@ -8,6 +8,7 @@ The engine receives plain values (a spec, options, an owner): it imports neither
 """
 
 from masbench.engine.callbacks import Callback, EpochMetrics, RunInfo, RunResult
+from masbench.engine.options import ExecOptions
 from masbench.engine.checkpoint import CHECKPOINT_FORMAT, CheckpointOwner, checkpoint_path
 from masbench.engine.prepare import (
     Prepared,
@@ -21,7 +22,7 @@ from masbench.engine.prepare import (
 from masbench.engine.train import train
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "Callback", "CheckpointOwner", "EpochMetrics", "Prepared", "RunInfo", "RunResult",
+    "CHECKPOINT_FORMAT", "Callback", "CheckpointOwner", "EpochMetrics", "ExecOptions", "Prepared", "RunInfo", "RunResult",
     "checkpoint_path", "data_cache_key", "describe_device", "load_data", "prepare", "resolve_device",
     "seed_everything", "train",
 ]

@@ -32,7 +32,8 @@ import torch
 from masbench.engine.callbacks import EpochMetrics
 from masbench.engine.prepare import Prepared
 from masbench.fileio import CorruptFile, atomic_torch_save, load_torch_file, remove_stale_temporaries
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine.options import ExecOptions
 
 CHECKPOINT_FORMAT = 2  # 2: the order and augmentation generators apart (rng "data" and "augment")
 

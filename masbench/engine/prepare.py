@@ -10,7 +10,8 @@ import torch
 
 from masbench.errors import MasbenchError
 from masbench import seeds
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine.options import ExecOptions
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:

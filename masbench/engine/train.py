@@ -37,7 +37,8 @@ from masbench.engine import checkpoint
 from masbench.engine.callbacks import Callback, EpochMetrics, RunInfo, RunResult
 from masbench.engine.checkpoint import CheckpointOwner
 from masbench.engine.prepare import Prepared, describe_device, prepare
-from masbench.spec import ENDPOINT_LAMBDAS, ExecOptions, RunSpec
+from masbench.spec import ENDPOINT_LAMBDAS, RunSpec
+from masbench.engine.options import ExecOptions
 
 
 def train(

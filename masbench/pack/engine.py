@@ -48,7 +48,8 @@ from masbench.pack.data import member_batches, test_batches
 from masbench.pack.fuse import PackedModel, Unpackable, fuse
 from masbench.pack.members import Member, MemberOutcome, PackMember
 from masbench.pack.optim import PackedOptimizer, member_views
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine.options import ExecOptions
 
 SHARED_FIELDS = ("dataset", "model", "batch_size", "epochs")
 PACKED_OPTIMIZERS = ("mas", "sgd", "adam", "adamw")  # the rules pack.optim steps as one

@@ -20,7 +20,8 @@ from masbench.engine import checkpoint
 from masbench.engine.callbacks import Callback, EpochMetrics, RunResult
 from masbench.engine.checkpoint import CheckpointOwner, checkpoint_path
 from masbench.fileio import atomic_torch_save
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine.options import ExecOptions
 
 
 @dataclass(frozen=True)

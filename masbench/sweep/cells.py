@@ -31,7 +31,8 @@ from masbench.engine import (
 )
 from masbench.environment import git_commit, hostname, versions
 from masbench.errors import DiskFull
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine import ExecOptions
 from masbench.store import ClaimLost, Run, Store
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc
 from masbench.sweep import stopping

@@ -31,7 +31,8 @@ from masbench.environment import git_commit, hostname, versions
 from masbench.errors import DiskFull
 from masbench.pack import MemberOutcome, PackMember, Unpackable, can_pack, pack_key, plan_packs, train_pack
 from masbench.pack.fuse import default_conv
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine import ExecOptions
 from masbench.store import ClaimLost, Store
 from masbench.sweep import stopping
 from masbench.sweep.cells import (

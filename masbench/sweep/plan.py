@@ -10,7 +10,7 @@ from typing import Any
 
 from masbench.benchmarks import Cell
 from masbench.engine import Callback
-from masbench.spec import ExecOptions
+from masbench.engine import ExecOptions
 from masbench.store import Store
 from masbench.store.leases import as_utc
 from masbench.sweep.cells import FINAL, HEARTBEAT_EVERY_S, STALE_AFTER_S, run_values

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from masbench.benchmarks import Cell
 from masbench.errors import MasbenchError
-from masbench.spec import ExecOptions
+from masbench.engine import ExecOptions
 from masbench.store import Store
 from masbench.sweep import stopping
 from masbench.sweep.cells import new_worker_id, run_cell
