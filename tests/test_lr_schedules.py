@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from masbench.engine import checkpoint_path, train
+from masbench.engine import checkpoint_path, train_one
 from masbench.errors import MasbenchError
 from masbench.optim import normalise_lr_schedule
 from masbench.spec import make_spec
@@ -50,7 +50,7 @@ def options(tmp_path):
 def test_each_epoch_records_the_lr_of_its_schedule(schedule, optimizer, lr, options):
     spec = make_spec(dataset="digits", optimizer=optimizer, lr=lr, epochs=EPOCHS, lr_schedule=schedule,
                      train_subset=200, test_subset=100, batch_size=64)
-    result = train(spec, options)
+    result = train_one(spec, options)
     assert result.status == "completed"
     recorded = [m.lr for m in result.epochs]
     assert recorded == pytest.approx([expected_lr(schedule, lr, e, EPOCHS) for e in range(EPOCHS)], rel=1e-12)
@@ -71,13 +71,13 @@ def test_each_epoch_records_the_lr_of_its_schedule(schedule, optimizer, lr, opti
 )
 def test_a_run_killed_after_an_epoch_resumes_with_the_lr_and_metrics_of_an_uninterrupted_one(values, stop, tmp_path):
     spec = make_spec(dataset="digits", epochs=5, train_subset=200, test_subset=100, batch_size=64, **values)
-    straight = train(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a"))
+    straight = train_one(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a"))
 
     resumable = ExecOptions(device="cpu", checkpoint_dir=tmp_path / "b")
     with pytest.raises(StopAfter.Crash):
-        train(spec, resumable, [StopAfter(stop)])
+        train_one(spec, resumable, [StopAfter(stop)])
     assert checkpoint_path(spec, resumable).exists()
-    resumed = train(spec, resumable)
+    resumed = train_one(spec, resumable)
     assert resumed.resumed_from == stop
 
     assert numbers(resumed) == numbers(straight)

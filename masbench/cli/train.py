@@ -286,7 +286,7 @@ def _check_pack_conv(cells) -> None:
 
     if os.environ.get("MASBENCH_PACK_CONV") is None or all(cell.pack == "off" for cell in cells):
         return
-    from masbench.pack.fuse import default_conv
+    from masbench.engine.fuse import default_conv
 
     try:
         default_conv()

@@ -117,14 +117,14 @@ class ImageDataset:
         ``shard=(rank, world_size)``: this process's share of every global batch (DDP). Every rank draws
         the same random numbers, so the shares are disjoint and together make the global batch.
         """
-        data: ImageSplit = _on_device(self, split, device)
+        data: ImageSplit = on_device(self, split, device)
         n = len(data)
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
         scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=device).view(1, -1, 1, 1)
         shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], device=device).view(1, -1, 1, 1)
         drawing = augment_generator if augment_generator is not None else generator
         augment = self.augment and split == "train" and drawing is not None
-        for index, params in _global_batches(order, batch_size, shard, augment, self.crop_padding, drawing):
+        for index, params in global_batches(order, batch_size, shard, augment, self.crop_padding, drawing):
             images = data.images[index.to(device)]
             if params is not None:
                 images = apply_crop_flip(images, self.crop_padding, *params)
@@ -148,7 +148,7 @@ def train_batches(dataset, batch_size: int, device: torch.device, generator: tor
     return dataset.batches("train", batch_size, device, generator, channels_last, shard)
 
 
-def _global_batches(order: Tensor, batch_size: int, shard: tuple[int, int] | None, augment: bool, padding: int,
+def global_batches(order: Tensor, batch_size: int, shard: tuple[int, int] | None, augment: bool, padding: int,
                     generator: torch.Generator | None):
     """(indices, augmentation parameters or None) per batch, on the CPU: this rank's share under ``shard``."""
     for start in range(0, len(order), batch_size):
@@ -211,11 +211,11 @@ class TextDataset:
         augment_generator: torch.Generator | None = None,
     ) -> Iterator[Batch]:
         """Batches of ``split``, shuffled with a generator; text is not augmented (``augment_generator`` unused)."""
-        data: TextSplit = _on_device(self, split, device)
+        data: TextSplit = on_device(self, split, device)
         n = len(data)
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
         lengths = data.attention_mask.sum(1).cpu()
-        for cpu_index, _ in _global_batches(order, batch_size, shard, False, 0, None):
+        for cpu_index, _ in global_batches(order, batch_size, shard, False, 0, None):
             index = cpu_index.to(device)
             # Trim the padding to the longest sequence of the batch.
             width = int(lengths[cpu_index].max()) if len(cpu_index) else 1
@@ -226,7 +226,7 @@ class TextDataset:
             yield Batch(inputs, data.labels[index])
 
 
-def _on_device(dataset, split: str, device: torch.device):
+def on_device(dataset, split: str, device: torch.device):
     """The split's tensors on ``device``, moved once and kept."""
     cache = dataset.__dict__.setdefault("_device_cache", {})
     key = (split, str(device))

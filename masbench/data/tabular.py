@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from masbench.data.base import Batch, _global_batches, _on_device
+from masbench.data.base import Batch, global_batches, on_device
 from masbench.errors import MasbenchError
 from masbench.limits import shown
 
@@ -86,9 +86,9 @@ class TabularDataset:
     ) -> Iterator[Batch]:
         """Batches of ``split``, standardised; shuffled with a generator (no augmentation: ``augment_generator``
         is unused)."""
-        data: TabularSplit = _on_device(self, split, device)
+        data: TabularSplit = on_device(self, split, device)
         order = torch.randperm(len(data), generator=generator) if generator is not None else torch.arange(len(data))
         mean, std = self.mean.to(device), self.std.to(device)
-        for index, _ in _global_batches(order, batch_size, shard, False, 0, None):
+        for index, _ in global_batches(order, batch_size, shard, False, 0, None):
             index = index.to(device)
             yield Batch((data.features[index] - mean) / std, data.labels[index])

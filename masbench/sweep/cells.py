@@ -27,7 +27,7 @@ from masbench.engine import (
     checkpoint_path,
     describe_device,
     prepare,
-    train,
+    train_one,
 )
 from masbench.environment import git_commit, hostname, versions
 from masbench.errors import DiskFull
@@ -167,7 +167,7 @@ def run_cell(
             return _decided(dist, CellOutcome(spec, "busy", existing.id, message=f"held by worker {existing.worker}",
                                               previous=existing))
 
-    prepared = prepare(spec, options, datasets)
+    prepared = prepare([spec], options, datasets=datasets)
     run = store.ensure_run(run_values(spec))
     try:
         if not store.claim(run.id, worker, stale_after=stale_after, retry_failed_before=retry_failed_before,
@@ -202,8 +202,8 @@ def _train_claimed(spec: RunSpec, store: Store, options: ExecOptions, run_id: in
             }
             store.start(run_id, worker, host=hostname(), device=describe_device(prepared.device),
                         versions=versions(), git_commit=git_commit(), config=config)
-            result = train(spec, options, [StoreRecorder(store, run_id, worker, stale_after), heartbeat, *callbacks],
-                           prepared=prepared, owner=owner)
+            callbacks = [StoreRecorder(store, run_id, worker, stale_after), heartbeat, *callbacks]
+            result = train_one(spec, options, callbacks, prepared=prepared, owner=owner)
         store.finish(run_id, worker, result.status, result.error)
         return CellOutcome(spec, result.status, run_id, result, result.error)
     except ClaimLost as error:
@@ -253,5 +253,5 @@ def _follow_main_rank(spec: RunSpec, options: ExecOptions, callbacks: Sequence[C
     status = dist.broadcast()
     if status is not None:
         return CellOutcome(spec, status)
-    result = train(spec, options, list(callbacks), prepared=prepare(spec, options, datasets))
+    result = train_one(spec, options, list(callbacks), prepared=prepare([spec], options, datasets=datasets))
     return CellOutcome(spec, result.status, result=result, message=result.error)

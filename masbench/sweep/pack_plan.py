@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from masbench.benchmarks import Cell
 from masbench.errors import MasbenchError
-from masbench.pack import can_pack, pack_key
+from masbench.engine import can_pack, pack_key
 from masbench.sweep.packs import pack_cells, pack_size, unpacked_reason
 
 

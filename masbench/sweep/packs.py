@@ -1,4 +1,4 @@
-"""Packed cells in a sweep: several cells trained as one (``masbench.pack``), each its own run in the store.
+"""Packed cells in a sweep: several cells trained as one (``masbench.engine``), each its own run in the store.
 
 ``run_pack`` does for every member what ``run_cell`` does for a cell: a finished cell is skipped and
 one held by a live worker is left to it; each member is claimed under its own lease with its own
@@ -11,7 +11,7 @@ line saying why.
 ``off``, or ``auto``, which packs the MLP and the CNN on every device and the ResNets on CUDA only,
 ``AUTO_SIZE`` members at a time. The evidence (benchmarks/pack_speed.py, 2-core CPU, one thread): packed,
 the quick suite's MLP trains 1.3-1.5x faster and the nightly CNN grid 1.15x (each member's own forward,
-``masbench.pack.fuse``), while ResNet18 is even (0.97x): its steps are long enough that what a pack
+``masbench.engine.fuse``), while ResNet18 is even (0.97x): its steps are long enough that what a pack
 shares (data, optimizer calls) is little. HFTA's grouped convolutions run slower on a CPU (CNN 0.72x,
 ResNet18 0.77x); horizontal fusion pays where one small model leaves a GPU idle.
 """
@@ -23,16 +23,26 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import datetime
 
-import torch
 
 from masbench.benchmarks import Cell
-from masbench.engine import Callback, CheckpointOwner, describe_device, resolve_device
+from masbench.engine import (
+    Callback,
+    CheckpointOwner,
+    Member,
+    MemberOutcome,
+    Unpackable,
+    can_pack,
+    describe_device,
+    pack_key,
+    plan_packs,
+    resolve_device,
+    train,
+)
 from masbench.environment import git_commit, hostname, versions
 from masbench.errors import DiskFull
-from masbench.pack import MemberOutcome, PackMember, Unpackable, can_pack, pack_key, plan_packs, train_pack
-from masbench.pack.fuse import default_conv
 from masbench.spec import RunSpec
 from masbench.engine import ExecOptions
+from masbench.engine.fuse import default_conv
 from masbench.store import ClaimLost, Store
 from masbench.sweep import stopping
 from masbench.sweep.cells import (
@@ -201,7 +211,7 @@ def _train_held(held: list[tuple[RunSpec, int]], store: Store, options: ExecOpti
                 datasets: dict | None) -> dict[str, CellOutcome]:
     """Start and train the claimed cells as one pack, then record how each ended."""
     device = resolve_device(options.device)
-    amp = options.amp if options.amp is not None else device.type == "cuda" and torch.cuda.is_bf16_supported()
+    amp = options.uses_amp(device)
     execution = {"device": str(device), "amp_bf16": amp, "channels_last": False, "compile": options.compile,
                  "packed": len(held)}
     environment = dict(host=hostname(), device=describe_device(device), versions=versions(), git_commit=git_commit())
@@ -216,10 +226,10 @@ def _train_held(held: list[tuple[RunSpec, int]], store: Store, options: ExecOpti
                 except ClaimLost as error:
                     outcomes[spec.key] = CellOutcome(spec, "lost", run_id, message=str(error))
                     continue
-                members.append(PackMember(spec, [StoreRecorder(store, run_id, worker, stale_after), heartbeat,
+                members.append(Member(spec, [StoreRecorder(store, run_id, worker, stale_after), heartbeat,
                                                  *callbacks], CheckpointOwner(store.store_id, run_id)))
                 run_ids[spec.key] = run_id
-            results = train_pack(members, options, datasets=datasets)
+            results = train(members, options, datasets=datasets)
     except DiskFull as error:
         raise _given_back(store, list(run_ids.values()), worker, stale_after, error) from None
     except Unpackable:
