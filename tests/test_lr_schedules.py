@@ -129,10 +129,10 @@ def test_bad_schedules_are_one_line(values, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def test_a_cell_with_an_lr_schedule_is_not_packed():
-    """Packing (masbench.pack) runs lambda schedules but no lr schedule: such a cell trains unpacked."""
-    from masbench.pack import can_pack
+def test_a_cell_with_an_lr_schedule_packs():
+    """The engine runs each member's own lr schedule: a cell with one packs with cells without."""
+    from masbench.engine import can_pack
 
     plain, scheduled = make_spec(optimizer="sgd"), make_spec(optimizer="sgd", lr_schedule="cosine")
     assert can_pack([plain, make_spec(optimizer="adam")]) is None
-    assert "has an lr schedule, which packing does not run" in can_pack([plain, scheduled])
+    assert can_pack([plain, scheduled]) is None
