@@ -457,3 +457,95 @@ def test_a_member_checkpointed_after_its_last_epoch_completes_without_training(o
     assert outcomes[0].result.status == "completed" and outcomes[0].result.resumed_from == 1
     assert numbers(outcomes[0].result) == numbers(alone) and record.epochs == []
     assert not checkpoint_path(done, options).exists() and outcomes[1].result.resumed_from == 0
+
+
+# --- what a single run does, a pack does too --------------------------------------------------------------
+
+
+def _final_weights(spec, options):
+    """The model and optimizer state of ``spec``'s last checkpoint (kept: ``keep_checkpoint``)."""
+    state = torch.load(checkpoint_path(spec, options), map_location="cpu", weights_only=False)
+    return state["model"], state["optimizer"]["state"]
+
+
+def _same_tensors(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_tensors(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_same_tensors(x, y) for x, y in zip(a, b))
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+
+
+def assert_packed_equals_unpacked(specs, options, **train_kwargs):
+    """Each member of a pack of ``specs`` against its unpacked run: every epoch's numbers and the final
+    weights and optimizer state, bit for bit."""
+    alone_options = replace(options, checkpoint_dir=options.checkpoint_dir / "alone", keep_checkpoint=True)
+    packed_options = replace(options, checkpoint_dir=options.checkpoint_dir / "packed", keep_checkpoint=True)
+    unpacked = [train_one(s, alone_options, **train_kwargs) for s in specs]
+    records = [Record() for _ in specs]
+    outcomes = train([Member(s, [r]) for s, r in zip(specs, records)], packed_options, **train_kwargs)
+    for spec, outcome, alone, record in zip(specs, outcomes, unpacked, records):
+        assert outcome.exception is None and outcome.result.status == alone.status == "completed"
+        assert numbers(outcome.result) == numbers(alone), spec.name
+        assert record.epochs == outcome.result.epochs
+        assert _same_tensors(_final_weights(spec, packed_options), _final_weights(spec, alone_options)), spec.name
+    return outcomes, unpacked
+
+
+def test_a_pack_runs_each_members_own_lr_schedule(options):
+    base, sgd = {**BASE, "epochs": 3}, {**BASE, "epochs": 3, "lr": 0.05, "optimizer": "sgd"}
+    specs = [RunSpec(**sgd, lr_schedule="cosine", seed=0), RunSpec(**sgd, lr_schedule="cosine", seed=1),
+             RunSpec(**base, optimizer="mas", lr_schedule="step:1:0.5", lambda_schedule="linear:0.8:0.2", seed=2),
+             RunSpec(**base, optimizer="adam", lr_schedule="linear-warmup:1", seed=3),
+             RunSpec(**sgd, seed=4)]  # constant
+    outcomes, _ = assert_packed_equals_unpacked(specs, options)
+    lrs = [[m.lr for m in o.result.epochs] for o in outcomes]
+    assert lrs[0] == lrs[1] and lrs[0][0] > lrs[0][1] > lrs[0][2]  # the schedules ran: their lr moved
+    assert lrs[2] == [3e-3, 1.5e-3, 7.5e-4] and lrs[4] == [0.05] * 3
+
+
+def test_a_pack_evaluates_each_members_own_validation_split(options):
+    specs = [RunSpec(**BASE, val_fraction=0.25, seed=0), RunSpec(**BASE, val_fraction=0.25, seed=1),
+             RunSpec(**BASE, val_fraction=0.1, seed=2, optimizer="adam"), RunSpec(**BASE, seed=3)]
+    outcomes, _ = assert_packed_equals_unpacked(specs, options)
+    assert all(m.val_acc is not None for o in outcomes[:3] for m in o.result.epochs)
+    assert all(m.val_acc is None for m in outcomes[3].result.epochs)
+    assert len({o.result.epochs[-1].val_loss for o in outcomes[:3]}) == 3  # three splits, three numbers
+
+
+def test_a_pack_of_text_models_gives_each_its_unpacked_run_dropout_and_all(options, tmp_path, minilm_path):
+    """BERT draws dropout masks from the process's RNG: each member draws its own run's, so that it runs
+    exactly as if alone."""
+    from conftest import write_csv
+
+    data = write_csv(tmp_path / "reviews.csv", rows_per_label=6)
+    base = dict(dataset=f"csv:{data}", model="bert", pretrained=minilm_path, max_length=16, batch_size=4,
+                epochs=2, test_fraction=0.25)
+    specs = [RunSpec(**base, optimizer="adam", lr=1e-4, seed=0), RunSpec(**base, optimizer="adam", lr=1e-4, seed=1),
+             RunSpec(**base, optimizer="mas", lr=1e-4, momentum=0.9, seed=2)]
+    assert_packed_equals_unpacked(specs, options)
+
+
+def test_a_pack_trains_tabular_data(options):
+    """Rows of features (a plugin's kind of data set), through the same data-set cache an unpacked run uses."""
+    from masbench.data.tabular import TabularDataset
+    from masbench.engine import data_cache_key
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(80) % 2
+    x = torch.randn(80, 5, generator=g) + y[:, None] * 1.5
+    table = TabularDataset.from_arrays("blobs", x[:60], y[:60], x[60:], y[60:], ["a", "b"])
+    specs = [RunSpec(**{**BASE, "batch_size": 16}, seed=s, val_fraction=0.2 if s == 1 else None) for s in range(3)]
+    keys = {data_cache_key(s, replace(options, checkpoint_dir=options.checkpoint_dir / d)) for s in specs
+            for d in ("alone", "packed")}
+    outcomes, _ = assert_packed_equals_unpacked(specs, options, datasets=dict.fromkeys(keys, table))
+    assert outcomes[0].result.epochs[0].train_acc > 0.5  # learnt the table's two blobs
+
+
+def test_a_ddp_run_is_not_packed(options):
+    from types import SimpleNamespace
+
+    ddp = replace(options, distributed=SimpleNamespace(rank=0, world_size=2, local_rank=0, is_main=True))
+    with pytest.raises(Unpackable, match="a DDP run trains one cell"):
+        train([Member(RunSpec(**BASE, seed=s)) for s in range(2)], ddp)
+    assert not options.checkpoint_dir.exists()
