@@ -116,7 +116,8 @@ def restore(s: MemberState, state: dict[str, Any], load_model: Callable[[dict], 
         s.lr_schedule.load_state_dict(state["lr_schedule"])
     rng = state["rng"]
     restore_data_rng(rng, s.generator, s.augment_generator)
-    s.rng = {"torch": rng["torch"], "cuda": rng["cuda"], "python": rng["python"]}
+    s.rng = {"torch": rng_bytes(rng["torch"]), "cuda": [rng_bytes(state) for state in rng["cuda"]],
+             "python": rng["python"]}
     s.start_epoch = int(state["epoch"])
     s.history = [EpochMetrics(**m) for m in state["history"]]
 

@@ -321,11 +321,11 @@ def _own_steps(p: Prepared, forwards: dict, active: list[MemberState]) -> Iterat
                 active.remove(s)
                 continue
             if not alone:
-                set_global_rng_states(s.rng, device)
+                _enter_rng(s, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=p.amp):
                 logits = forwards[s.index][0](batch.inputs)
             if not alone:
-                s.rng = {**s.rng, **global_rng_states(device)}
+                _leave_rng(s, device)
             if dist is None:
                 loss = F.cross_entropy(logits.float(), batch.labels)
                 summed = loss.detach().double() * len(batch)
@@ -335,16 +335,33 @@ def _own_steps(p: Prepared, forwards: dict, active: list[MemberState]) -> Iterat
                 loss = summed * (dist.world_size / global_size)  # DDP averages over ranks: the global mean's gradient
                 summed = summed.detach().double()
             s.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             step.append(_Step(s, logits.detach(), batch.labels, loss, summed))
         if not step:
             return
         if len(step) == 1:
+            step[0].loss.backward()
             step[0].member.optimizer.step()
         else:
+            # One backward: the sum's gradient reaches each member's loss as exactly 1, so each member's
+            # gradients are those of its own loss.
+            torch.stack([one.loss for one in step]).sum().backward()
             step_members([one.member.optimizer for one in step], range(len(step)))
         yield step
         i += 1
+
+
+def _enter_rng(s: MemberState, device: torch.device) -> None:
+    """Put member ``s``'s RNG states in the process for its forward (dropout draws from them; nothing in a
+    forward draws from Python's ``random``, which stays as its run's checkpoint records it)."""
+    torch.set_rng_state(s.rng["torch"])
+    if device.type == "cuda" and s.rng["cuda"]:
+        torch.cuda.set_rng_state_all(s.rng["cuda"])
+
+
+def _leave_rng(s: MemberState, device: torch.device) -> None:
+    s.rng["torch"] = torch.get_rng_state()
+    if device.type == "cuda":
+        s.rng["cuda"] = torch.cuda.get_rng_state_all()
 
 
 def _fused_steps(p: Prepared, training: list[MemberState], forwards: dict,
