@@ -20,6 +20,7 @@ from masbench.engine.packing import can_pack, pack_key, plan_packs
 from masbench.engine.prepare import (
     Prepared,
     data_cache_key,
+    dataset_for,
     describe_device,
     load_data,
     prepare,
@@ -30,7 +31,7 @@ from masbench.engine.train import train, train_one
 
 __all__ = [
     "CHECKPOINT_FORMAT", "Callback", "CheckpointOwner", "EpochMetrics", "ExecOptions", "Member", "MemberOutcome",
-    "Prepared", "RunInfo", "RunResult", "Unpackable", "can_pack", "checkpoint_path", "data_cache_key",
+    "Prepared", "RunInfo", "RunResult", "Unpackable", "can_pack", "checkpoint_path", "data_cache_key", "dataset_for",
     "describe_device", "load_data", "pack_key", "plan_packs", "prepare", "resolve_device",
     "seed_everything", "train", "train_one",
 ]
