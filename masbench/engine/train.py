@@ -54,7 +54,7 @@ import torch.nn.functional as F
 
 from masbench import faults
 from masbench.data.base import train_batches
-from masbench.engine import checkpoint
+import masbench.engine.checkpoint as checkpoint
 from masbench.engine.callbacks import Callback, EpochMetrics, RunInfo, RunResult
 from masbench.engine.checkpoint import CheckpointOwner, global_rng_states, set_global_rng_states
 from masbench.engine.data import member_batches, test_batches
