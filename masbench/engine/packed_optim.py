@@ -31,7 +31,7 @@ from torch import Tensor
 from masbench.engine.fuse import Unpackable
 from masbench.optim import MAS
 
-PACKED_OPTIMIZERS = (MAS, torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
+_MEMBER_CLASSES = (MAS, torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)  # engine.packing's names
 
 
 def step_groups(members: Sequence[torch.optim.Optimizer], active: Sequence[int]) -> list[list[int]]:
@@ -88,7 +88,7 @@ def member_views(params: Sequence[Tensor], k: int) -> list[Tensor]:
 
 def check_member_optimizer(optimizer: torch.optim.Optimizer) -> None:
     """Raise ``Unpackable`` unless ``optimizer`` can step a member of a fused model."""
-    if type(optimizer) not in PACKED_OPTIMIZERS:
+    if type(optimizer) not in _MEMBER_CLASSES:
         raise Unpackable(f"optimizer {type(optimizer).__name__} has no packed form (packable: MAS, SGD, Adam, AdamW)")
     if len(optimizer.param_groups) != 1:
         raise Unpackable(f"a member's optimizer has {len(optimizer.param_groups)} param groups; packing needs one")
