@@ -412,9 +412,11 @@ def test_cells_that_cannot_be_packed_raise_before_anything_is_written(options):
 
 
 @pytest.mark.slow
-def test_a_pack_killed_mid_checkpoint_resumes_every_member_like_an_uninterrupted_pack(tmp_path):
+def test_a_pack_killed_mid_checkpoint_resumes_every_member_like_an_uninterrupted_pack(tmp_path, one_thread):
     """A real SIGKILL while member b writes its epoch-2 checkpoint: a is at epoch 2, b at 1. The rerun trains
-    b's epoch 2 while a waits untouched, then both go on; every number equals the uninterrupted pack's."""
+    b's epoch 2 while a waits untouched, then both go on; every number equals the uninterrupted pack's (all on
+    one thread, as the killed process runs: a member's matmuls split their sums by the thread count, as an
+    unpacked run's do)."""
     specs = quick_grid(epochs=3)[:2]
     straight = train([Member(s) for s in specs], ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a"))
     ckpt = tmp_path / "b"
@@ -476,14 +478,14 @@ def _same_tensors(a, b) -> bool:
     return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
 
 
-def assert_packed_equals_unpacked(specs, options, **train_kwargs):
+def assert_packed_equals_unpacked(specs, options, conv=None, datasets=None):
     """Each member of a pack of ``specs`` against its unpacked run: every epoch's numbers and the final
     weights and optimizer state, bit for bit."""
     alone_options = replace(options, checkpoint_dir=options.checkpoint_dir / "alone", keep_checkpoint=True)
     packed_options = replace(options, checkpoint_dir=options.checkpoint_dir / "packed", keep_checkpoint=True)
-    unpacked = [train_one(s, alone_options, **train_kwargs) for s in specs]
+    unpacked = [train_one(s, alone_options, datasets=datasets) for s in specs]
     records = [Record() for _ in specs]
-    outcomes = train([Member(s, [r]) for s, r in zip(specs, records)], packed_options, **train_kwargs)
+    outcomes = train([Member(s, [r]) for s, r in zip(specs, records)], packed_options, datasets=datasets, conv=conv)
     for spec, outcome, alone, record in zip(specs, outcomes, unpacked, records):
         assert outcome.exception is None and outcome.result.status == alone.status == "completed"
         assert numbers(outcome.result) == numbers(alone), spec.name
@@ -492,13 +494,16 @@ def assert_packed_equals_unpacked(specs, options, **train_kwargs):
     return outcomes, unpacked
 
 
-def test_a_pack_runs_each_members_own_lr_schedule(options):
+@pytest.mark.parametrize("conv", ["members", "grouped"])
+def test_a_pack_runs_each_members_own_lr_schedule(options, conv, one_thread):
+    """Each member's own forward, and the fused model (grouped convolutions; the MLP's batched matmuls run
+    the unpacked kernel on one thread): every number bit for bit."""
     base, sgd = {**BASE, "epochs": 3}, {**BASE, "epochs": 3, "lr": 0.05, "optimizer": "sgd"}
     specs = [RunSpec(**sgd, lr_schedule="cosine", seed=0), RunSpec(**sgd, lr_schedule="cosine", seed=1),
              RunSpec(**base, optimizer="mas", lr_schedule="step:1:0.5", lambda_schedule="linear:0.8:0.2", seed=2),
              RunSpec(**base, optimizer="adam", lr_schedule="linear-warmup:1", seed=3),
              RunSpec(**sgd, seed=4)]  # constant
-    outcomes, _ = assert_packed_equals_unpacked(specs, options)
+    outcomes, _ = assert_packed_equals_unpacked(specs, options, conv=conv)
     lrs = [[m.lr for m in o.result.epochs] for o in outcomes]
     assert lrs[0] == lrs[1] and lrs[0][0] > lrs[0][1] > lrs[0][2]  # the schedules ran: their lr moved
     assert lrs[2] == [3e-3, 1.5e-3, 7.5e-4] and lrs[4] == [0.05] * 3
@@ -540,6 +545,15 @@ def test_a_pack_trains_tabular_data(options):
             for d in ("alone", "packed")}
     outcomes, _ = assert_packed_equals_unpacked(specs, options, datasets=dict.fromkeys(keys, table))
     assert outcomes[0].result.epochs[0].train_acc > 0.5  # learnt the table's two blobs
+
+
+def test_grouped_convolutions_take_one_training_set(options):
+    """Members with validation splits of their own train on other rows: asked for grouped convolutions, the
+    engine says so before anything is written (``auto`` runs each member's own forward instead)."""
+    specs = [RunSpec(**BASE, val_fraction=0.25, seed=s) for s in range(2)]
+    with pytest.raises(Unpackable, match="validation splits of their own"):
+        train([Member(s) for s in specs], options, conv="grouped")
+    assert not options.checkpoint_dir.exists()
 
 
 def test_a_ddp_run_is_not_packed(options):

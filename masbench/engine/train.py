@@ -104,8 +104,8 @@ def train(members: Sequence[Member], options: ExecOptions = ExecOptions(), *, pr
 
 
 def train_one(spec: RunSpec, options: ExecOptions = ExecOptions(), callbacks: Sequence[Callback] = (), *,
-        owner: CheckpointOwner | None = None, prepared: Prepared | None = None,
-        datasets: dict | None = None) -> RunResult:
+              owner: CheckpointOwner | None = None, prepared: Prepared | None = None,
+              datasets: dict | None = None) -> RunResult:
     """One cell: ``train([Member(spec, callbacks, owner)])``'s result; what its callbacks raised, raised.
 
     Example:
