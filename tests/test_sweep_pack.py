@@ -281,3 +281,23 @@ def test_a_bad_conv_strategy_in_the_environment_is_one_line_and_writes_nothing(t
     assert result.output.strip().splitlines() == [
         "Error: Invalid MASBENCH_PACK_CONV: 'fastest' (valid: auto, grouped, members)"], result.output
     assert not db.exists() and not (tmp_path / "ckpt").exists()
+
+
+def test_cells_with_an_lr_schedule_and_a_validation_split_pack_and_give_their_unpacked_numbers(tmp_path):
+    path = tmp_path / "bench.yaml"
+    path.write_text(TINY.replace("epochs: 3", "epochs: 2\n    lr_schedule: cosine\n    val_fraction: 0.2"))
+    urls = {}
+    for label, flags in (("alone", ()), ("packed", ("--pack", "6"))):
+        where = tmp_path / label
+        where.mkdir()
+        urls[label] = f"sqlite:///{where / 'store.db'}"
+        sweep(urls[label], "--benchmarks", str(path), "--benchmark", "tiny", *flags, where=where)
+    packed, alone = runs(urls["packed"]), runs(urls["alone"])
+    assert len(packed) == 6 and {execution(r).get("packed") for r in packed.values()} == {6}
+    assert all("packed" not in execution(r) for r in alone.values())
+    assert epochs(urls["packed"]) == epochs(urls["alone"])
+    val = "select r.key, e.epoch, e.val_loss, e.val_acc from runs r join epochs e on e.run_id = r.id order by 1, 2"
+    assert rows(urls["packed"], val) == rows(urls["alone"], val)
+    assert all(r[2] is not None for r in rows(urls["packed"], val))
+    second = rows(urls["packed"], "select e.lr from epochs e where e.epoch = 2")
+    assert len(second) == 6 and all(lr < 0.003 for (lr,) in second)  # the cosine schedule ran in the pack
