@@ -71,7 +71,7 @@ def train(members: Sequence[Member], options: ExecOptions = ExecOptions(), *, pr
 
     Each resumes from its checkpoint in ``options.checkpoint_dir`` when one is there (``Member.owner``: the
     store and run the checkpoints belong to; another owner's is not resumed). ``prepared``: what ``prepare``
-    built for these members (else built here, with ``datasets`` and ``conv``: see ``prepare``).
+    built for these members, whose options then apply (else built here, with ``datasets`` and ``conv``).
     ``BaseException``s that are not ``Exception``s (an interrupt, a stop) propagate.
     """
     members = list(members)
