@@ -25,9 +25,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import image_folder  # noqa: E402
 
-from masbench.spec import ExecOptions, RunSpec  # noqa: E402
+from masbench.spec import RunSpec  # noqa: E402
+from masbench.engine import ExecOptions  # noqa: E402
 from masbench.data.base import random_crop_flip  # noqa: E402
-from masbench.engine import Callback, prepare, train  # noqa: E402
+from masbench.engine import Callback, prepare, train_one  # noqa: E402
 from masbench.models import build_model  # noqa: E402
 from masbench.optim import MAS  # noqa: E402
 
@@ -66,7 +67,7 @@ def main() -> None:
     spec = RunSpec(dataset=f"imagefolder:{root}", model="cnn", optimizer="mas", lr=1e-3, momentum=0.9,
                    batch_size=args.batch_size, epochs=args.rounds)
     options = ExecOptions(device=args.device, data_dir=work / "data", checkpoint_dir=work / "ckpt")
-    prepared = prepare(spec, options)
+    prepared = prepare([spec], options)
     device = prepared.device
 
     torch.manual_seed(0)
@@ -84,7 +85,7 @@ def main() -> None:
             engine.append(metrics.samples_per_second)
             hand.append(hand_loop_epoch(hand_model, hand_opt, prepared.dataset, args.batch_size, generator, device))
 
-    train(spec, options, [Interleave()], prepared=prepared)
+    train_one(spec, options, [Interleave()], prepared=prepared)
 
     e, h = statistics.median(engine), statistics.median(hand)
     print(f"data: {what}; {len(prepared.dataset.train)} training images; model cnn; MAS; batch {args.batch_size}; "

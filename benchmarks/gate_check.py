@@ -57,7 +57,7 @@ def _planted_worker(cells, url: str, settings, started, index: int, scale: float
 
 def sweep(cells, url: str, workers: int, checkpoints: Path, scale: float | None) -> float:
     """Run ``cells`` into the store at ``url``: honestly (``scale`` None) or with MAS weakened; seconds taken."""
-    from masbench.spec import ExecOptions
+    from masbench.engine import ExecOptions
     from masbench.store import Store
     from masbench.store.store import utcnow
     from masbench.sweep import SweepSettings, preflight, register, run_sweep

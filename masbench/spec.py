@@ -3,7 +3,7 @@
 A ``RunSpec`` is frozen and rejects unknown keys. Everything that changes the
 numbers a run produces is in it (dataset, model, optimizer and its
 hyperparameters, batch size, epochs, seed, data options); how it is executed
-(device, data directory, mixed precision, checkpoints) is in ``ExecOptions``.
+(device, data directory, mixed precision, checkpoints) is in ``masbench.engine.ExecOptions``.
 
 ``spec.key`` hashes the canonical form of a spec (the run: a cell and its
 seed): only the fields that matter for its optimizer and data, with defaults
@@ -40,11 +40,10 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, Valida
 
 from masbench.errors import MasbenchError
 from masbench.optimizer_names import OPTIMIZER_NAMES, is_path
-from masbench.spec_options import ExecOptions, validation_message  # noqa: F401 (re-exported: where they were)
 from masbench.text.lambda_schedule import normalise_lambda_schedule, parse_lambda_schedule
 from masbench.text.limits import MAX_NAME, MAX_SCALE, STR_LIMITS, check_ranges, check_str
 from masbench.text.numbers import is_mantissa
-from masbench.text.shown import shown
+from masbench.text.shown import one_line, shown
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
 
@@ -509,3 +508,20 @@ def mix_text(weights: dict[str, object]) -> str:
     """``{"sgd": 0.7, "adam": 0.3}`` -> ``mix:adam=0.3,sgd=0.7``: product kinds in their order, then by name."""
     order = sorted(weights, key=lambda n: (PRODUCT_KINDS.index(n), "") if n in PRODUCT_KINDS else (99, n))
     return MIX_PREFIX + ",".join(f"{name}={weights[name]}" for name in order)
+
+
+def validation_message(error: ValidationError, where: str = "") -> str:
+    """The first problem of a pydantic error, as one line that names the key and the value."""
+    return one_line(_first_problem(error, where))
+
+
+def _first_problem(error: ValidationError, where: str) -> str:
+    first = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    location = ".".join(str(part) for part in first["loc"])
+    prefix = f"{where}: " if where else ""
+    if first["type"] == "value_error" or not location:
+        return f"{prefix}{message}"
+    if first["type"] == "extra_forbidden":
+        return f"{prefix}unknown key {shown(location)} (see --help for the valid options)"
+    return f"{prefix}invalid {location}: {shown(first.get('input'))} ({message})"

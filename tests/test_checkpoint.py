@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from masbench.engine import CHECKPOINT_FORMAT, CheckpointOwner, checkpoint_path, prepare, train
+from masbench.engine import CHECKPOINT_FORMAT, CheckpointOwner, checkpoint_path, prepare, train_one
 from masbench.fileio import _host
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine import ExecOptions
 from reliability import StopAfter, Warnings, numbers, rows
 
 SPEC = RunSpec(dataset="digits", optimizer="mas", momentum=0.9, lr=3e-3, lambda_adam=0.3, lambda_sgd=0.7, epochs=3)
@@ -32,12 +33,12 @@ def options(tmp_path):
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """SPEC trained without interruption."""
-    return numbers(train(SPEC, ExecOptions(device="cpu", checkpoint_dir=tmp_path_factory.mktemp("straight"))))
+    return numbers(train_one(SPEC, ExecOptions(device="cpu", checkpoint_dir=tmp_path_factory.mktemp("straight"))))
 
 
 def crash_after(epoch: int, options: ExecOptions, owner: CheckpointOwner | None = None) -> Path:
     with pytest.raises(StopAfter.Crash):
-        train(SPEC, options, [StopAfter(epoch)], owner=owner)
+        train_one(SPEC, options, [StopAfter(epoch)], owner=owner)
     path = checkpoint_path(SPEC, options, owner)
     assert path.exists()
     return path
@@ -55,7 +56,7 @@ def test_a_checkpoint_is_not_mapped_to_the_training_device(options, straight, mo
     setters refuse them, and the run silently started over. Here the CPU plays the accelerator: whatever
     is mapped to the run's training device lands on ``meta``, where no CPU RNG state can live."""
     crash_after(1, options)
-    p = prepare(SPEC, options)
+    p = prepare([SPEC], options)
     accelerator = p.device
     real_load = torch.load
 
@@ -68,7 +69,7 @@ def test_a_checkpoint_is_not_mapped_to_the_training_device(options, straight, mo
 
     monkeypatch.setattr(torch, "load", load_as_on_an_accelerator)
     warnings = Warnings()
-    resumed = train(SPEC, options, [warnings], prepared=p)
+    resumed = train_one(SPEC, options, [warnings], prepared=p)
     assert warnings.messages == []
     assert resumed.resumed_from == 1
     assert numbers(resumed) == straight
@@ -78,10 +79,10 @@ def test_a_checkpoint_is_not_mapped_to_the_training_device(options, straight, mo
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_run_on_a_gpu_resumes_from_its_checkpoint(tmp_path):
     cuda = ExecOptions(device="cuda", checkpoint_dir=tmp_path / "ckpt", amp=False)
-    straight_cuda = numbers(train(SPEC, replace(cuda, checkpoint_dir=tmp_path / "straight")))
+    straight_cuda = numbers(train_one(SPEC, replace(cuda, checkpoint_dir=tmp_path / "straight")))
     crash_after(1, cuda)
     warnings = Warnings()
-    resumed = train(SPEC, cuda, [warnings])
+    resumed = train_one(SPEC, cuda, [warnings])
     assert warnings.messages == [] and resumed.resumed_from == 1
     for got, expected in zip(numbers(resumed), straight_cuda, strict=True):
         assert got == pytest.approx(expected, rel=1e-6)
@@ -96,13 +97,13 @@ def test_another_stores_checkpoint_is_left_alone_and_its_own_store_resumes_it(op
     assert checkpoint_path(SPEC, options, b) != path_a  # two stores never write the same file
 
     warnings = Warnings()
-    fresh = train(SPEC, options, [warnings], owner=b)
+    fresh = train_one(SPEC, options, [warnings], owner=b)
     assert fresh.resumed_from == 0 and numbers(fresh) == straight
     assert len(warnings.messages) == 1
     assert "belongs to another store" in warnings.messages[0] and "fresh" in warnings.messages[0]
     assert path_a.exists()  # not ours to remove
 
-    resumed = train(SPEC, options, owner=a)
+    resumed = train_one(SPEC, options, owner=a)
     assert resumed.resumed_from == 1 and numbers(resumed) == straight
 
 
@@ -115,7 +116,7 @@ def test_a_checkpoint_recording_another_owner_is_not_resumed(same_store, options
     path.rename(checkpoint_path(SPEC, options, ours))
 
     warnings = Warnings()
-    result = train(SPEC, options, [warnings], owner=ours)
+    result = train_one(SPEC, options, [warnings], owner=ours)
     assert result.resumed_from == 0 and numbers(result) == straight
     expected = "belongs to run 1 of this store, not run 2" if same_store else "belongs to another store"
     assert len(warnings.messages) == 1 and expected in warnings.messages[0]
@@ -125,7 +126,7 @@ def test_a_checkpoint_without_an_owner_is_not_adopted_by_a_store(options, straig
     """One from an older masbench (named by the key alone, no owner recorded) is noted and left alone."""
     legacy = crash_after(1, options)
     warnings = Warnings()
-    result = train(SPEC, options, [warnings], owner=owner())
+    result = train_one(SPEC, options, [warnings], owner=owner())
     assert result.resumed_from == 0 and numbers(result) == straight
     assert len(warnings.messages) == 1 and "records no store" in warnings.messages[0]
     assert legacy.exists()
@@ -134,7 +135,7 @@ def test_a_checkpoint_without_an_owner_is_not_adopted_by_a_store(options, straig
 def test_without_an_owner_the_checkpoint_is_named_by_the_key_alone(options, straight):
     path = crash_after(1, options)
     assert path.name == f"{SPEC.key}.pt"
-    assert numbers(train(SPEC, options)) == straight
+    assert numbers(train_one(SPEC, options)) == straight
 
 
 NUMBERS = "select epoch, train_loss, train_acc, test_loss, test_acc from epochs order by epoch"
@@ -206,7 +207,7 @@ def test_a_torn_or_damaged_checkpoint_restarts_the_run_with_one_warning(damage, 
     path = crash_after(1, options)
     path.write_bytes(damage(path.read_bytes(), path))
     warnings = Warnings()
-    result = train(SPEC, options, [warnings])
+    result = train_one(SPEC, options, [warnings])
     assert result.resumed_from == 0 and numbers(result) == straight
     assert len(warnings.messages) == 1 and "is unusable" in warnings.messages[0]
 
@@ -224,7 +225,7 @@ def test_a_foreign_checkpoint_restarts_the_run_with_one_warning(content, expecte
     path.parent.mkdir(parents=True)
     torch.save(content, path)
     warnings = Warnings()
-    result = train(SPEC, options, [warnings])
+    result = train_one(SPEC, options, [warnings])
     assert result.resumed_from == 0 and numbers(result) == straight
     assert len(warnings.messages) == 1 and expected in warnings.messages[0]
 
@@ -238,7 +239,7 @@ def test_a_checkpoint_from_before_the_separate_seed_streams_starts_the_run_fresh
     del state["rng"]["augment"]  # as format 1 wrote it: one generator, under "data"
     torch.save(state, path)
     warnings = Warnings()
-    result = train(SPEC, options, [warnings])
+    result = train_one(SPEC, options, [warnings])
     assert result.resumed_from == 0 and numbers(result) == straight
     assert len(warnings.messages) == 1, warnings.messages
     assert "separate seeds (format 1)" in warnings.messages[0] and "starting" in warnings.messages[0]
@@ -251,7 +252,7 @@ def test_a_checkpoint_that_cannot_be_restored_is_an_error_not_a_restart(options)
     state["model"] = {name: tensor[..., :1] for name, tensor in state["model"].items()}  # wrong shapes
     torch.save(state, path)
     with pytest.raises(RuntimeError, match="size mismatch"):
-        train(SPEC, options, [Warnings()])
+        train_one(SPEC, options, [Warnings()])
 
 
 # --- C: temporary files of killed writes -------------------------------------------------------------
@@ -280,7 +281,7 @@ def test_temporary_files_of_killed_writes_are_removed_and_no_live_writers(with_o
     elsewhere = _temporary(path, "another-host", 12345)
     other_cell = _temporary(path.with_name("0123456789abcdef0123.pt"), _host(), _dead_pid())
 
-    train(spec, replace(options, keep_checkpoint=True), owner=who)
+    train_one(spec, replace(options, keep_checkpoint=True), owner=who)
     assert not dead.exists()
     # A claimed cell has one writer, so every other temporary file of its checkpoint is stale.
     assert live.exists() != with_owner and elsewhere.exists() != with_owner
@@ -291,15 +292,15 @@ def test_temporary_files_of_killed_writes_are_removed_and_no_live_writers(with_o
 def test_a_write_killed_mid_checkpoint_leaves_no_temporary_file_after_the_rerun(tmp_path):
     """A real SIGKILL with the temporary file written and not yet renamed, then the run again."""
     ckpt = tmp_path / "ckpt"
-    code = ("from masbench.engine import train; from masbench.spec import ExecOptions, RunSpec; "
-            f"train(RunSpec(dataset='digits', epochs=2), ExecOptions(device='cpu', checkpoint_dir={str(ckpt)!r}))")
+    code = ("from masbench.engine import train_one; from masbench.engine import ExecOptions; from masbench.spec import RunSpec; "
+            f"train_one(RunSpec(dataset='digits', epochs=2), ExecOptions(device='cpu', checkpoint_dir={str(ckpt)!r}))")
     env = dict(os.environ, MASBENCH_FAULT="checkpoint:2")
     killed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert len(list(ckpt.glob(".*.tmp"))) == 1
 
     options = ExecOptions(device="cpu", checkpoint_dir=ckpt)
-    result = train(RunSpec(dataset="digits", epochs=2), options)
+    result = train_one(RunSpec(dataset="digits", epochs=2), options)
     assert result.resumed_from == 1
     assert list(ckpt.iterdir()) == []
 
@@ -356,7 +357,7 @@ def test_a_signal_inside_torch_save_comes_out_as_itself_and_the_checkpoint_is_wh
     try:
         signal_during_save(monkeypatch, signum, on_save=2)
         with pytest.raises(raised):
-            train(SPEC, options)
+            train_one(SPEC, options)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are back
         assert signal.getsignal(signal.SIGTERM) is terminate
     finally:
@@ -367,7 +368,7 @@ def test_a_signal_inside_torch_save_comes_out_as_itself_and_the_checkpoint_is_wh
     path = checkpoint_path(SPEC, options)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
     warnings = Warnings()
-    resumed = train(SPEC, options, [warnings])
+    resumed = train_one(SPEC, options, [warnings])
     assert warnings.messages == []
     assert resumed.resumed_from == 2  # the write that was interrupted finished first
     assert numbers(resumed) == straight

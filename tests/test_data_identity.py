@@ -23,7 +23,8 @@ from masbench.grid.benchmarks import load_benchmarks, plan_sweep
 from masbench.cli import app
 from masbench.data.identity import MISSING, file_fingerprint, images_fingerprint
 from masbench.errors import MasbenchError
-from masbench.spec import ExecOptions, make_spec
+from masbench.spec import make_spec
+from masbench.engine import ExecOptions
 from reliability import rows
 
 REPO = Path(__file__).resolve().parent.parent

@@ -182,7 +182,7 @@ def _quick_sweep(url: str, folder: Path, scale: float | None, monkeypatch) -> No
 
     from masbench.grid.benchmarks import plan_sweep
     from masbench.optim.mas import MAS
-    from masbench.spec import ExecOptions
+    from masbench.engine import ExecOptions
     from masbench.sweep import SweepSettings, run_sweep
 
     if scale is not None:

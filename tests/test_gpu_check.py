@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import shutil
 import importlib.util
 import os
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -43,7 +43,7 @@ def test_the_smoke_run_prints_the_environment_and_every_row(tmp_path):
     first = done.stdout.splitlines()[0]
     assert first.startswith(f"torch {torch.__version__} ·") and "smoke" in first, first
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    has_pack = importlib.util.find_spec("masbench.pack") is not None
+    has_pack = importlib.util.find_spec("masbench.engine.fuse") is not None
     expected = {
         "CUDA tests (pytest -m gpu)": "ok" if torch.cuda.is_available() else "skipped",
         "kill-and-resume": "ok",
@@ -96,17 +96,24 @@ def test_an_unknown_section_is_one_line_and_exit_2(gpu_check, monkeypatch, capsy
     assert out == "" and err.count("\n") == 1 and "'tests,warp'" in err and "resume" in err
 
 
-def test_packed_is_skipped_only_when_masbench_pack_itself_is_missing(gpu_check, monkeypatch, tmp_path):
-    monkeypatch.delitem(sys.modules, "masbench.pack.fuse", raising=False)
-    monkeypatch.setitem(sys.modules, "masbench.pack", None)  # import of masbench.pack fails: ModuleNotFoundError
+def test_packed_is_skipped_only_when_the_fuser_itself_is_missing(gpu_check, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "masbench.engine.fuse", None)  # its import fails: ModuleNotFoundError
     rows = gpu_check.run_sections({"packed": gpu_check.check_packed}, gpu_check.SMOKE, torch.device("cpu"), 60)
-    assert [(r.status, r.result) for r in rows] == [("skipped", "skipped: masbench.pack not available")]
+    assert [(r.status, r.result) for r in rows] == [("skipped", "skipped: masbench.engine.fuse not available")]
 
-    # masbench.pack is there, but a module it imports is not: that is a failure, not a skip.
+    # masbench.engine.fuse is there, but a module it imports is not: that is a failure, not a skip.
     (tmp_path / "fuse.py").write_text("import a_dependency_that_is_not_installed\n")
-    package = types.ModuleType("masbench.pack")
-    package.__path__ = [str(tmp_path)]
-    monkeypatch.setitem(sys.modules, "masbench.pack", package)
+    spec = importlib.util.spec_from_file_location("masbench.engine.fuse", tmp_path / "fuse.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.delitem(sys.modules, "masbench.engine.fuse")
+
+    def broken(name, *args, **kwargs):
+        if name == "masbench.engine.fuse":
+            spec.loader.exec_module(module)
+        return real_import(name, *args, **kwargs)
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", broken)
     rows = gpu_check.run_sections({"packed": gpu_check.check_packed}, gpu_check.SMOKE, torch.device("cpu"), 60)
     assert [r.status for r in rows] == ["FAIL"] and "a_dependency_that_is_not_installed" in rows[0].result
 

@@ -182,8 +182,8 @@ RETRY_BENCH = textwrap.dedent("""
 
 
 def test_retry_failed_on_a_skewed_clock_retries_exactly_what_failed_before_the_sweep(store, client_clock, tmp_path):
+    from masbench.engine import ExecOptions
     from masbench.grid.benchmarks import plan_sweep
-    from masbench.spec import ExecOptions
     from masbench.sweep import SweepSettings, register, run_sweep
 
     path = tmp_path / "bench.yaml"

@@ -11,10 +11,11 @@ import math
 
 import pytest
 
-from masbench.engine import checkpoint_path, train
+from masbench.engine import checkpoint_path, train_one
 from masbench.errors import MasbenchError
 from masbench.optim import normalise_lr_schedule
-from masbench.spec import ExecOptions, make_spec
+from masbench.spec import make_spec
+from masbench.engine import ExecOptions
 from reliability import StopAfter, numbers
 
 EPOCHS = 7
@@ -49,7 +50,7 @@ def options(tmp_path):
 def test_each_epoch_records_the_lr_of_its_schedule(schedule, optimizer, lr, options):
     spec = make_spec(dataset="digits", optimizer=optimizer, lr=lr, epochs=EPOCHS, lr_schedule=schedule,
                      train_subset=200, test_subset=100, batch_size=64)
-    result = train(spec, options)
+    result = train_one(spec, options)
     assert result.status == "completed"
     recorded = [m.lr for m in result.epochs]
     assert recorded == pytest.approx([expected_lr(schedule, lr, e, EPOCHS) for e in range(EPOCHS)], rel=1e-12)
@@ -70,13 +71,13 @@ def test_each_epoch_records_the_lr_of_its_schedule(schedule, optimizer, lr, opti
 )
 def test_a_run_killed_after_an_epoch_resumes_with_the_lr_and_metrics_of_an_uninterrupted_one(values, stop, tmp_path):
     spec = make_spec(dataset="digits", epochs=5, train_subset=200, test_subset=100, batch_size=64, **values)
-    straight = train(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a"))
+    straight = train_one(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a"))
 
     resumable = ExecOptions(device="cpu", checkpoint_dir=tmp_path / "b")
     with pytest.raises(StopAfter.Crash):
-        train(spec, resumable, [StopAfter(stop)])
+        train_one(spec, resumable, [StopAfter(stop)])
     assert checkpoint_path(spec, resumable).exists()
-    resumed = train(spec, resumable)
+    resumed = train_one(spec, resumable)
     assert resumed.resumed_from == stop
 
     assert numbers(resumed) == numbers(straight)
@@ -128,10 +129,10 @@ def test_bad_schedules_are_one_line(values, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def test_a_cell_with_an_lr_schedule_is_not_packed():
-    """Packing (masbench.pack) runs lambda schedules but no lr schedule: such a cell trains unpacked."""
-    from masbench.pack import can_pack
+def test_a_cell_with_an_lr_schedule_packs():
+    """The engine runs each member's own lr schedule: a cell with one packs with cells without."""
+    from masbench.engine import can_pack
 
     plain, scheduled = make_spec(optimizer="sgd"), make_spec(optimizer="sgd", lr_schedule="cosine")
     assert can_pack([plain, make_spec(optimizer="adam")]) is None
-    assert "has an lr schedule, which packing does not run" in can_pack([plain, scheduled])
+    assert can_pack([plain, scheduled]) is None

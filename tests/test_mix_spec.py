@@ -200,8 +200,8 @@ def test_bad_mix_on_the_command_line_is_one_line_and_writes_nothing(tmp_path, op
 
 def test_a_mix_cell_resumes_from_its_checkpoint_with_the_numbers_of_a_straight_run(tmp_path):
     """Through the engine: crash after epoch 1, train again, same epochs as a run never stopped."""
-    from masbench.engine import train
-    from masbench.spec import ExecOptions
+    from masbench.engine import train_one
+    from masbench.engine import ExecOptions
     from reliability import StopAfter
 
     spec = make_spec(optimizer="mix:adam=0.3,sgd=0.4,nadam=0.2,adadelta=0.1", momentum=0.9, lr=3e-3, epochs=2,
@@ -211,11 +211,11 @@ def test_a_mix_cell_resumes_from_its_checkpoint_with_the_numbers_of_a_straight_r
         return [{k: v for k, v in m.as_dict().items() if k not in ("seconds", "samples_per_second")}
                 for m in result.epochs]
 
-    straight = numbers(train(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a")))
+    straight = numbers(train_one(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a")))
     options = ExecOptions(device="cpu", checkpoint_dir=tmp_path / "b")
     with pytest.raises(StopAfter.Crash):
-        train(spec, options, [StopAfter(1)])
-    resumed = train(spec, options)
+        train_one(spec, options, [StopAfter(1)])
+    resumed = train_one(spec, options)
     assert resumed.resumed_from == 1 and numbers(resumed) == straight
 
 

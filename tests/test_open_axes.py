@@ -359,8 +359,9 @@ def test_the_authors_dynamic_variant_is_sweepable_and_is_the_run_of_its_flags(tm
 
 
 def test_an_optimizer_without_a_packed_form_is_not_packed():
-    """masbench.pack steps MAS, SGD, Adam and AdamW members; another optimizer's cell trains unpacked."""
-    from masbench.pack import PackedOptimizer, Unpackable, member_views
+    """The fused model's optimizer steps MAS, SGD, Adam and AdamW members; another optimizer's cell trains unpacked."""
+    from masbench.engine import Unpackable
+    from masbench.engine.packed_optim import PackedOptimizer, member_views
 
     w = torch.nn.Parameter(torch.zeros(2, 3))
     members = [build_optimizer("radam", member_views([w], k), lr=0.1) for k in range(2)]

@@ -1,4 +1,4 @@
-"""Packed cells (masbench.pack): the fused model, the packed optimizer and train_pack, against unpacked runs."""
+"""Packed cells (masbench.engine with K members): the fused model, the packed optimizer and train, against unpacked runs."""
 
 from __future__ import annotations
 
@@ -12,20 +12,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from masbench.engine import Callback, RunResult, checkpoint_path, train
-from masbench.optim import build_optimizer
-from masbench.pack import (
-    PackedOptimizer,
-    PackMember,
+from masbench.engine import (
+    Callback,
+    ExecOptions,
+    Member,
+    RunResult,
     Unpackable,
     can_pack,
-    member_views,
+    checkpoint_path,
     plan_packs,
-    train_pack,
+    train,
+    train_one,
 )
-from masbench.pack.fuse import fuse
-from masbench.pack.shared_step import step_groups
-from masbench.spec import ExecOptions, RunSpec
+from masbench.engine.fuse import fuse
+from masbench.engine.packed_optim import PackedOptimizer, member_views, step_groups
+from masbench.optim import build_optimizer
+from masbench.spec import RunSpec
 from reliability import numbers
 
 
@@ -132,7 +134,7 @@ def _close_to_rounding(a, b):
 
 
 def test_the_conv_strategy_is_cuda_grouped_else_members_unless_set(monkeypatch):
-    from masbench.pack.fuse import conv_strategy
+    from masbench.engine.fuse import conv_strategy
 
     assert [conv_strategy("auto", torch.device(d)) for d in ("cpu", "cuda", "mps")] == ["members", "grouped", "members"]
     assert conv_strategy("grouped", torch.device("cpu")) == "grouped"
@@ -184,8 +186,10 @@ BASE = dict(dataset="digits", model="mlp", lr=3e-3, momentum=0.9, batch_size=64,
     ([RunSpec(**BASE), RunSpec(**{**BASE, "model": "cnn"})], "model"),
     ([RunSpec(**BASE), RunSpec(**BASE, train_subset=100)], "data options"),
     ([RunSpec(**BASE), RunSpec(**BASE)], "twice"),
-    ([RunSpec(**BASE, val_fraction=0.2), RunSpec(**BASE, seed=1, val_fraction=0.2)], "validation split"),
-    ([RunSpec(dataset="csv:x.csv", model="bert")], "text"),
+    # Validation splits, lr schedules and text models pack since one engine trains them all.
+    ([RunSpec(**BASE, val_fraction=0.2), RunSpec(**BASE, seed=1, val_fraction=0.3)], None),
+    ([RunSpec(**BASE, lr_schedule="cosine"), RunSpec(**BASE, seed=1)], None),
+    ([RunSpec(dataset="csv:x.csv", model="bert"), RunSpec(dataset="csv:x.csv", model="bert", seed=1)], None),
 ])
 def test_can_pack_names_what_the_cells_must_share(specs, reason):
     found = can_pack(specs)
@@ -220,12 +224,12 @@ MIXED = [
     ("sgd", dict(lr=0.1)),
 ]
 SHAPES = [(5, 4), (5,), (3, 2, 3, 3)]
-# Pairs alike but for the seed share one step call (masbench.pack.shared_step); each must still be its own.
+# Pairs alike but for the seed share one step call (masbench.engine.packed_optim.shared_step); each must still be its own.
 TWINS = [MIXED[0], MIXED[0], MIXED[3], MIXED[3], MIXED[5], MIXED[5], MIXED[4]]
 
 
-@pytest.mark.parametrize("path, members", [("stacked", MIXED), ("members", MIXED), ("members", TWINS)])
-def test_the_packed_optimizer_equals_each_members_own_optimizer(path, members):
+@pytest.mark.parametrize("members", [MIXED, TWINS], ids=["mixed", "twins"])
+def test_the_packed_optimizer_equals_each_members_own_optimizer(members):
     """Mixed members, one of them frozen half way, one twin's lambda changed: parameters and state dicts
     against K separate optimizers."""
     k = len(members)
@@ -234,7 +238,7 @@ def test_the_packed_optimizer_equals_each_members_own_optimizer(path, members):
     refs = [[torch.nn.Parameter(p[i].detach().clone()) for p in stacked] for i in range(k)]
     ref_opts = [build_optimizer(name, refs[i], **h) for i, (name, h) in enumerate(members)]
     opt = PackedOptimizer(stacked, [build_optimizer(name, member_views(stacked, i), **h)
-                                    for i, (name, h) in enumerate(members)], path=path)
+                                    for i, (name, h) in enumerate(members)])
     if members is TWINS:
         assert step_groups(opt.members, range(k)) == [[0, 1], [2, 3], [4, 5], [6]]
     for step in range(6):
@@ -252,11 +256,8 @@ def test_the_packed_optimizer_equals_each_members_own_optimizer(path, members):
             ref_opts[i].step()
     for i in range(k):
         for p, r in zip(stacked, refs[i]):
-            if path == "members":
-                assert torch.equal(p[i], r)  # the member's own kernels: bit for bit
-            else:
-                assert torch.allclose(p[i], r, rtol=1e-6, atol=1e-7)
-        ours, theirs = opt.member_state_dict(i), ref_opts[i].state_dict()
+            assert torch.equal(p[i], r)  # the member's own kernels: bit for bit
+        ours, theirs = opt.members[i].state_dict(), ref_opts[i].state_dict()
         assert ours["param_groups"] == theirs["param_groups"]
         assert {j: set(e) for j, e in ours["state"].items()} == {j: set(e) for j, e in theirs["state"].items()}
         for j, entry in theirs["state"].items():
@@ -264,34 +265,7 @@ def test_the_packed_optimizer_equals_each_members_own_optimizer(path, members):
                 assert torch.allclose(ours["state"][j][name].float(), value.float(), rtol=1e-5, atol=1e-7), (i, name)
 
 
-def test_the_stacked_optimizer_loads_members_state_and_goes_on_like_them():
-    """State dicts of ordinary optimizers into a fresh packed optimizer: both then step alike."""
-    k = len(MIXED)
-    g = torch.Generator().manual_seed(1)
-    refs = [[torch.nn.Parameter(torch.randn(*s, generator=g)) for s in SHAPES] for _ in range(k)]
-    ref_opts = [build_optimizer(name, refs[i], **h) for i, (name, h) in enumerate(MIXED)]
-    for _ in range(2):
-        for i in range(k):
-            for r in refs[i]:
-                r.grad = torch.randn(r.shape, generator=g)
-            ref_opts[i].step()
-    stacked = [torch.nn.Parameter(torch.stack([refs[i][j].detach() for i in range(k)])) for j in range(len(SHAPES))]
-    opt = PackedOptimizer(stacked, [build_optimizer(name, member_views(stacked, i), **h)
-                                    for i, (name, h) in enumerate(MIXED)], path="stacked")
-    for i in range(k):
-        opt.load_member_state_dict(i, ref_opts[i].state_dict())
-    grads = [torch.randn(k, *s, generator=g) for s in SHAPES]
-    for p, grad in zip(stacked, grads):
-        p.grad = grad
-    opt.step()
-    for i in range(k):
-        for r, grad in zip(refs[i], grads):
-            r.grad = grad[i].clone()
-        ref_opts[i].step()
-        assert all(torch.allclose(p[i], r, rtol=1e-6, atol=1e-7) for p, r in zip(stacked, refs[i]))
-
-
-# --- train_pack against unpacked runs ---------------------------------------------------------------------
+# --- packs against unpacked runs ---------------------------------------------------------------------
 
 
 def quick_grid(**values):
@@ -329,20 +303,19 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("path", ["members", "stacked"])
-def test_a_packed_grid_gives_each_cell_its_unpacked_numbers(path, options, one_thread):
-    """The members path on one CPU thread: every number of every epoch, bit for bit (a batched matmul runs the
-    unpacked matmul's kernel there; on more threads they split the sums differently); the stacked optimizer
-    is exact to rounding."""
+@pytest.mark.parametrize("conv", ["members", "grouped"])
+def test_a_packed_grid_gives_each_cell_its_unpacked_numbers(conv, options, one_thread):
+    """Every number of every epoch, bit for bit: each member's own forward, and on one CPU thread the fused
+    MLP's batched matmul too (it runs the unpacked matmul's kernel there; on more threads they split the sums
+    differently)."""
     specs = quick_grid()
-    unpacked = [train(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in specs]
+    unpacked = [train_one(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in specs]
     records = [Record() for _ in specs]
-    outcomes = train_pack([PackMember(s, [r]) for s, r in zip(specs, records)], options, optimizer_path=path)
+    outcomes = train([Member(s, [r]) for s, r in zip(specs, records)], options, conv=conv)
     for outcome, spec, alone, record in zip(outcomes, specs, unpacked, records):
         assert outcome.spec == spec and outcome.exception is None
         assert_close_runs(outcome.result, alone)
-        if path == "members":
-            assert numbers(outcome.result) == numbers(alone)
+        assert numbers(outcome.result) == numbers(alone)
         assert record.epochs == outcome.result.epochs  # each member's callbacks got its own metrics
         info = record.starts[0]
         assert (info.spec, info.train_size, info.batches_per_epoch, info.start_epoch) == (spec, 1438, 23, 0)
@@ -357,9 +330,9 @@ def test_a_packed_cnn_grid_on_augmented_images_gives_each_cell_its_unpacked_numb
     specs = [RunSpec(**base, optimizer="mas", lambda_adam=0.3, lambda_sgd=0.7, seed=0),
              RunSpec(**base, optimizer="mas", lambda_adam=0.3, lambda_sgd=0.7, seed=1),
              RunSpec(**base, optimizer="adam", seed=0), RunSpec(**base, optimizer="sgd", seed=2)]
-    unpacked = [train(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in specs]
-    members = train_pack([PackMember(s) for s in specs], replace(options, checkpoint_dir=options.checkpoint_dir / "m"))
-    grouped = train_pack([PackMember(s) for s in specs], options, conv="grouped")
+    unpacked = [train_one(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in specs]
+    members = train([Member(s) for s in specs], replace(options, checkpoint_dir=options.checkpoint_dir / "m"))
+    grouped = train([Member(s) for s in specs], options, conv="grouped")
     for m, g, alone in zip(members, grouped, unpacked):
         assert numbers(m.result) == numbers(alone)
         assert_close_runs(g.result, alone)
@@ -367,10 +340,10 @@ def test_a_packed_cnn_grid_on_augmented_images_gives_each_cell_its_unpacked_numb
 
 def test_a_diverging_member_is_frozen_and_the_others_go_on_as_alone(options):
     specs = quick_grid(epochs=3)[:3] + [RunSpec(**{**BASE, "epochs": 3, "lr": 1e12}, optimizer="sgd", seed=5)]
-    unpacked = [train(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in specs]
+    unpacked = [train_one(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in specs]
     assert unpacked[-1].status == "diverged"
     records = [Record() for _ in specs]
-    outcomes = train_pack([PackMember(s, [r]) for s, r in zip(specs, records)], options)
+    outcomes = train([Member(s, [r]) for s, r in zip(specs, records)], options)
     for outcome, alone in zip(outcomes[:-1], unpacked[:-1]):
         assert_close_runs(outcome.result, alone)
     diverged, alone = outcomes[-1].result, unpacked[-1]
@@ -395,13 +368,13 @@ class CrashAt(Callback):
 
 def test_a_packed_members_checkpoint_resumes_in_an_unpacked_run_and_the_reverse(options):
     a, b = quick_grid(epochs=3)[:2]
-    straight = [train(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in (a, b)]
+    straight = [train_one(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in (a, b)]
     # The pack crashes right after member a's checkpoint of epoch 1 (b's is not written yet).
     in_the_pack = Record()
     with pytest.raises(Crash):
-        train_pack([PackMember(a, [in_the_pack, CrashAt(1)]), PackMember(b)], options)
+        train([Member(a, [in_the_pack, CrashAt(1)]), Member(b)], options)
     assert checkpoint_path(a, options).exists() and not checkpoint_path(b, options).exists()
-    resumed = train(a, options)  # the unpacked engine takes over member a
+    resumed = train_one(a, options)  # the unpacked engine takes over member a
     assert resumed.resumed_from == 1
     assert_close_runs(resumed, straight[0])  # its epoch 1 is the pack's: equal within the tolerance
     # Epoch 1 came from the pack's checkpoint, bit for bit (a pack of another size may round differently).
@@ -409,9 +382,9 @@ def test_a_packed_members_checkpoint_resumes_in_an_unpacked_run_and_the_reverse(
 
     # The reverse: b's unpacked run crashes after epoch 2; a pack of b and a fresh a resumes b there.
     with pytest.raises(Crash):
-        train(b, options, [CrashAt(2)])
+        train_one(b, options, [CrashAt(2)])
     record = Record()
-    outcomes = train_pack([PackMember(a), PackMember(b, [record])], options)
+    outcomes = train([Member(a), Member(b, [record])], options)
     assert outcomes[1].result.resumed_from == 2 and outcomes[0].result.resumed_from == 0
     assert numbers(RunResult("completed", record.resumed[0], "")) == numbers(straight[1])[:2]
     assert numbers(outcomes[1].result)[:2] == numbers(straight[1])[:2]
@@ -425,7 +398,7 @@ def test_a_member_whose_callbacks_raise_is_set_aside_and_the_others_finish(optio
             raise RuntimeError("the store is gone")
 
     specs = quick_grid()[:3]
-    outcomes = train_pack([PackMember(specs[0]), PackMember(specs[1], [Broken()]), PackMember(specs[2])], options)
+    outcomes = train([Member(specs[0]), Member(specs[1], [Broken()]), Member(specs[2])], options)
     assert outcomes[1].result is None and "the store is gone" in str(outcomes[1].exception)
     assert "RuntimeError" in outcomes[1].traceback
     assert [o.result.status for o in (outcomes[0], outcomes[2])] == ["completed", "completed"]
@@ -434,25 +407,27 @@ def test_a_member_whose_callbacks_raise_is_set_aside_and_the_others_finish(optio
 
 def test_cells_that_cannot_be_packed_raise_before_anything_is_written(options):
     with pytest.raises(Unpackable, match="batch_size"):
-        train_pack([PackMember(RunSpec(**BASE)), PackMember(RunSpec(**{**BASE, "batch_size": 32}))], options)
+        train([Member(RunSpec(**BASE)), Member(RunSpec(**{**BASE, "batch_size": 32}))], options)
     assert not options.checkpoint_dir.exists()
 
 
 @pytest.mark.slow
-def test_a_pack_killed_mid_checkpoint_resumes_every_member_like_an_uninterrupted_pack(tmp_path):
+def test_a_pack_killed_mid_checkpoint_resumes_every_member_like_an_uninterrupted_pack(tmp_path, one_thread):
     """A real SIGKILL while member b writes its epoch-2 checkpoint: a is at epoch 2, b at 1. The rerun trains
-    b's epoch 2 while a waits untouched, then both go on; every number equals the uninterrupted pack's."""
+    b's epoch 2 while a waits untouched, then both go on; every number equals the uninterrupted pack's (all on
+    one thread, as the killed process runs: a member's matmuls split their sums by the thread count, as an
+    unpacked run's do)."""
     specs = quick_grid(epochs=3)[:2]
-    straight = train_pack([PackMember(s) for s in specs], ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a"))
+    straight = train([Member(s) for s in specs], ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a"))
     ckpt = tmp_path / "b"
-    code = ("from masbench.pack import train_pack, PackMember; from masbench.spec import ExecOptions, RunSpec; "
+    code = ("from masbench.engine import train, Member, ExecOptions; from masbench.spec import RunSpec; "
             f"specs = [RunSpec.model_validate_json(s) for s in {[s.model_dump_json() for s in specs]!r}]; "
-            f"train_pack([PackMember(s) for s in specs], ExecOptions(device='cpu', checkpoint_dir={str(ckpt)!r}))")
+            f"train([Member(s) for s in specs], ExecOptions(device='cpu', checkpoint_dir={str(ckpt)!r}))")
     env = dict(os.environ, MASBENCH_FAULT="checkpoint:4", OMP_NUM_THREADS="1")
     killed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     records = [Record() for _ in specs]
-    resumed = train_pack([PackMember(s, [r]) for s, r in zip(specs, records)],
+    resumed = train([Member(s, [r]) for s, r in zip(specs, records)],
                          ExecOptions(device="cpu", checkpoint_dir=ckpt))
     assert [o.result.resumed_from for o in resumed] == [2, 1]
     assert [len(r.resumed[0]) for r in records] == [2, 1]
@@ -466,10 +441,10 @@ def test_a_waiting_member_keeps_its_batchnorm_statistics_and_weights(image_folde
     while a waits; a's running statistics must not learn from the batches it sat out."""
     base = dict(dataset=f"imagefolder:{image_folder}", model="cnn", batch_size=8, epochs=3, lr=1e-2, momentum=0.9)
     specs = [RunSpec(**base, optimizer="mas", seed=0), RunSpec(**base, optimizer="adam", seed=1)]
-    straight = train_pack([PackMember(s) for s in specs], replace(options, checkpoint_dir=options.checkpoint_dir / "a"))
+    straight = train([Member(s) for s in specs], replace(options, checkpoint_dir=options.checkpoint_dir / "a"))
     with pytest.raises(Crash):
-        train_pack([PackMember(specs[0], [CrashAt(1)]), PackMember(specs[1])], options)
-    resumed = train_pack([PackMember(s) for s in specs], options)
+        train([Member(specs[0], [CrashAt(1)]), Member(specs[1])], options)
+    resumed = train([Member(s) for s in specs], options)
     assert [o.result.resumed_from for o in resumed] == [1, 0]
     for again, first in zip(resumed, straight):
         assert numbers(again.result) == numbers(first.result)
@@ -477,10 +452,114 @@ def test_a_waiting_member_keeps_its_batchnorm_statistics_and_weights(image_folde
 
 def test_a_member_checkpointed_after_its_last_epoch_completes_without_training(options):
     done, fresh = quick_grid(epochs=1)[:2]
-    alone = train(done, replace(options, keep_checkpoint=True))
+    alone = train_one(done, replace(options, keep_checkpoint=True))
     assert checkpoint_path(done, options).exists()
     record = Record()
-    outcomes = train_pack([PackMember(done, [record]), PackMember(fresh)], options)
+    outcomes = train([Member(done, [record]), Member(fresh)], options)
     assert outcomes[0].result.status == "completed" and outcomes[0].result.resumed_from == 1
     assert numbers(outcomes[0].result) == numbers(alone) and record.epochs == []
     assert not checkpoint_path(done, options).exists() and outcomes[1].result.resumed_from == 0
+
+
+# --- what a single run does, a pack does too --------------------------------------------------------------
+
+
+def _final_weights(spec, options):
+    """The model and optimizer state of ``spec``'s last checkpoint (kept: ``keep_checkpoint``)."""
+    state = torch.load(checkpoint_path(spec, options), map_location="cpu", weights_only=False)
+    return state["model"], state["optimizer"]["state"]
+
+
+def _same_tensors(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_tensors(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_same_tensors(x, y) for x, y in zip(a, b))
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+
+
+def assert_packed_equals_unpacked(specs, options, conv=None, datasets=None):
+    """Each member of a pack of ``specs`` against its unpacked run: every epoch's numbers and the final
+    weights and optimizer state, bit for bit."""
+    alone_options = replace(options, checkpoint_dir=options.checkpoint_dir / "alone", keep_checkpoint=True)
+    packed_options = replace(options, checkpoint_dir=options.checkpoint_dir / "packed", keep_checkpoint=True)
+    unpacked = [train_one(s, alone_options, datasets=datasets) for s in specs]
+    records = [Record() for _ in specs]
+    outcomes = train([Member(s, [r]) for s, r in zip(specs, records)], packed_options, datasets=datasets, conv=conv)
+    for spec, outcome, alone, record in zip(specs, outcomes, unpacked, records):
+        assert outcome.exception is None and outcome.result.status == alone.status == "completed"
+        assert numbers(outcome.result) == numbers(alone), spec.name
+        assert record.epochs == outcome.result.epochs
+        assert _same_tensors(_final_weights(spec, packed_options), _final_weights(spec, alone_options)), spec.name
+    return outcomes, unpacked
+
+
+@pytest.mark.parametrize("conv", ["members", "grouped"])
+def test_a_pack_runs_each_members_own_lr_schedule(options, conv, one_thread):
+    """Each member's own forward, and the fused model (grouped convolutions; the MLP's batched matmuls run
+    the unpacked kernel on one thread): every number bit for bit."""
+    base, sgd = {**BASE, "epochs": 3}, {**BASE, "epochs": 3, "lr": 0.05, "optimizer": "sgd"}
+    specs = [RunSpec(**sgd, lr_schedule="cosine", seed=0), RunSpec(**sgd, lr_schedule="cosine", seed=1),
+             RunSpec(**base, optimizer="mas", lr_schedule="step:1:0.5", lambda_schedule="linear:0.8:0.2", seed=2),
+             RunSpec(**base, optimizer="adam", lr_schedule="linear-warmup:1", seed=3),
+             RunSpec(**sgd, seed=4)]  # constant
+    outcomes, _ = assert_packed_equals_unpacked(specs, options, conv=conv)
+    lrs = [[m.lr for m in o.result.epochs] for o in outcomes]
+    assert lrs[0] == lrs[1] and lrs[0][0] > lrs[0][1] > lrs[0][2]  # the schedules ran: their lr moved
+    assert lrs[2] == [3e-3, 1.5e-3, 7.5e-4] and lrs[4] == [0.05] * 3
+
+
+def test_a_pack_evaluates_each_members_own_validation_split(options):
+    specs = [RunSpec(**BASE, val_fraction=0.25, seed=0), RunSpec(**BASE, val_fraction=0.25, seed=1),
+             RunSpec(**BASE, val_fraction=0.1, seed=2, optimizer="adam"), RunSpec(**BASE, seed=3)]
+    outcomes, _ = assert_packed_equals_unpacked(specs, options)
+    assert all(m.val_acc is not None for o in outcomes[:3] for m in o.result.epochs)
+    assert all(m.val_acc is None for m in outcomes[3].result.epochs)
+    assert len({o.result.epochs[-1].val_loss for o in outcomes[:3]}) == 3  # three splits, three numbers
+
+
+def test_a_pack_of_text_models_gives_each_its_unpacked_run_dropout_and_all(options, tmp_path, minilm_path):
+    """BERT draws dropout masks from the process's RNG: each member draws its own run's, so that it runs
+    exactly as if alone."""
+    from conftest import write_csv
+
+    data = write_csv(tmp_path / "reviews.csv", rows_per_label=6)
+    base = dict(dataset=f"csv:{data}", model="bert", pretrained=minilm_path, max_length=16, batch_size=4,
+                epochs=2, test_fraction=0.25)
+    specs = [RunSpec(**base, optimizer="adam", lr=1e-4, seed=0), RunSpec(**base, optimizer="adam", lr=1e-4, seed=1),
+             RunSpec(**base, optimizer="mas", lr=1e-4, momentum=0.9, seed=2)]
+    assert_packed_equals_unpacked(specs, options)
+
+
+def test_a_pack_trains_tabular_data(options):
+    """Rows of features (a plugin's kind of data set), through the same data-set cache an unpacked run uses."""
+    from masbench.data.tabular import TabularDataset
+    from masbench.engine import data_cache_key
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(80) % 2
+    x = torch.randn(80, 5, generator=g) + y[:, None] * 1.5
+    table = TabularDataset.from_arrays("blobs", x[:60], y[:60], x[60:], y[60:], ["a", "b"])
+    specs = [RunSpec(**{**BASE, "batch_size": 16}, seed=s, val_fraction=0.2 if s == 1 else None) for s in range(3)]
+    keys = {data_cache_key(s, replace(options, checkpoint_dir=options.checkpoint_dir / d)) for s in specs
+            for d in ("alone", "packed")}
+    outcomes, _ = assert_packed_equals_unpacked(specs, options, datasets=dict.fromkeys(keys, table))
+    assert outcomes[0].result.epochs[0].train_acc > 0.5  # learnt the table's two blobs
+
+
+def test_grouped_convolutions_take_one_training_set(options):
+    """Members with validation splits of their own train on other rows: asked for grouped convolutions, the
+    engine says so before anything is written (``auto`` runs each member's own forward instead)."""
+    specs = [RunSpec(**BASE, val_fraction=0.25, seed=s) for s in range(2)]
+    with pytest.raises(Unpackable, match="validation splits of their own"):
+        train([Member(s) for s in specs], options, conv="grouped")
+    assert not options.checkpoint_dir.exists()
+
+
+def test_a_ddp_run_is_not_packed(options):
+    from types import SimpleNamespace
+
+    ddp = replace(options, distributed=SimpleNamespace(rank=0, world_size=2, local_rank=0, is_main=True))
+    with pytest.raises(Unpackable, match="a DDP run trains one cell"):
+        train([Member(RunSpec(**BASE, seed=s)) for s in range(2)], ddp)
+    assert not options.checkpoint_dir.exists()

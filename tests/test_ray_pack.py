@@ -16,7 +16,8 @@ import pytest
 
 from masbench.grid.benchmarks import Cell
 from masbench.engine import Callback
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine import ExecOptions
 from masbench.store import Store
 from masbench.sweep import SweepSettings, run_values
 from masbench.grid.packs import plan_units

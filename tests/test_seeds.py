@@ -15,9 +15,9 @@ from masbench import seeds
 from masbench.data import load_dataset
 from masbench.data.base import ImageDataset, crop_flip_params, train_batches
 from masbench.data.validation import split_seed
-from masbench.engine import CHECKPOINT_FORMAT, checkpoint_path, prepare, train
-from masbench.pack import PackMember, train_pack
-from masbench.spec import ExecOptions, make_spec
+from masbench.engine import CHECKPOINT_FORMAT, Member, checkpoint_path, prepare, train, train_one
+from masbench.spec import make_spec
+from masbench.engine import ExecOptions
 from reliability import StopAfter, Warnings, numbers
 
 CPU = torch.device("cpu")
@@ -82,26 +82,26 @@ def _shifted(stream: str):
 
 @pytest.mark.parametrize("stream", STREAMS)
 def test_changing_one_streams_derivation_changes_its_part_alone(stream, image_spec, monkeypatch):
-    assert prepare(image_spec, ExecOptions(device="cpu")).dataset.augment  # augmentation is on: observable
-    base_weights, base_labels, base_images = _observed(prepare(image_spec, ExecOptions(device="cpu")))
+    assert prepare([image_spec], ExecOptions(device="cpu")).dataset.augment  # augmentation is on: observable
+    base_weights, base_labels, base_images = _observed(prepare([image_spec], ExecOptions(device="cpu")).members[0])
     monkeypatch.setattr(seeds, "stream_seed", _shifted(stream))
-    weights, labels, images = _observed(prepare(image_spec, ExecOptions(device="cpu")))
+    weights, labels, images = _observed(prepare([image_spec], ExecOptions(device="cpu")).members[0])
     assert _same(weights, base_weights) == (stream != "weights")
     assert _same(labels, base_labels) == (stream != "order")
     assert _same(images, base_images) == (stream == "weights")
 
 
 def test_two_seeds_of_a_cell_differ_in_every_stream(image_spec):
-    one = _observed(prepare(image_spec, ExecOptions(device="cpu")))
+    one = _observed(prepare([image_spec], ExecOptions(device="cpu")).members[0])
     other_spec = image_spec.model_copy(update={"seed": 4})
-    other = prepare(other_spec, ExecOptions(device="cpu"))
+    other = prepare([other_spec], ExecOptions(device="cpu")).members[0]
     assert not _same(one[0], _observed(other)[0])
     # The other seed's augmentation with this order, then the other seed's order: each stream moved.
-    mixed = prepare(image_spec, ExecOptions(device="cpu"))
+    mixed = prepare([image_spec], ExecOptions(device="cpu")).members[0]
     mixed.augment_generator = seeds.augment_generator(4)
     _, labels, images = _observed(mixed)
     assert _same(labels, one[1]) and not _same(images, one[2])
-    mixed = prepare(image_spec, ExecOptions(device="cpu"))
+    mixed = prepare([image_spec], ExecOptions(device="cpu")).members[0]
     mixed.generator = seeds.order_generator(4)
     _, labels, _ = _observed(mixed)
     assert not _same(labels, one[1])
@@ -201,26 +201,26 @@ def augmented_specs(image_folder):
 
 def test_an_augmented_run_resumes_bit_exact_from_both_generators(augmented_specs, tmp_path):
     spec = augmented_specs[0]
-    straight = train(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a"))
+    straight = train_one(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a"))
     options = ExecOptions(device="cpu", checkpoint_dir=tmp_path / "b")
     with pytest.raises(StopAfter.Crash):
-        train(spec, options, [StopAfter(1)])
+        train_one(spec, options, [StopAfter(1)])
     state = torch.load(checkpoint_path(spec, options), weights_only=True)
     assert state["format"] == CHECKPOINT_FORMAT == 2
     assert not torch.equal(state["rng"]["data"], state["rng"]["augment"])
-    resumed = train(spec, options)
+    resumed = train_one(spec, options)
     assert resumed.resumed_from == 1 and numbers(resumed) == numbers(straight)
 
 
 def test_a_packed_member_with_a_format_1_checkpoint_starts_fresh_with_one_line(augmented_specs, tmp_path):
-    straight = train_pack([PackMember(s) for s in augmented_specs],
+    straight = train([Member(s) for s in augmented_specs],
                           ExecOptions(device="cpu", checkpoint_dir=tmp_path / "a"))
     options = ExecOptions(device="cpu", checkpoint_dir=tmp_path / "b")
     with pytest.raises(StopAfter.Crash):
-        train(augmented_specs[0], options, [StopAfter(1)])
+        train_one(augmented_specs[0], options, [StopAfter(1)])
     _as_format_1(checkpoint_path(augmented_specs[0], options))
     warnings = Warnings()
-    outcomes = train_pack([PackMember(augmented_specs[0], [warnings]), PackMember(augmented_specs[1])], options)
+    outcomes = train([Member(augmented_specs[0], [warnings]), Member(augmented_specs[1])], options)
     assert [o.result.resumed_from for o in outcomes] == [0, 0]
     assert len(warnings.messages) == 1 and "separate seeds (format 1)" in warnings.messages[0]
     for again, first in zip(outcomes, straight):

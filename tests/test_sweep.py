@@ -243,16 +243,16 @@ def test_the_quick_benchmark_runs_offline(tmp_path):
 
 
 def test_failed_cells_are_recorded_skipped_and_retried_on_request(bench_file, tmp_path, monkeypatch):
-    import masbench.sweep.engine_api as sweep_module
+    import masbench.sweep.units as sweep_module
 
     real_train = sweep_module.train
 
-    def flaky(spec, options, callbacks, prepared, owner):
-        if spec.optimizer == "sgd" and spec.seed == 1:
+    def flaky(members, options, **kwargs):
+        if any(m.spec.optimizer == "sgd" and m.spec.seed == 1 for m in members):
             raise RuntimeError("simulated CUDA error")
-        return real_train(spec, options, callbacks, prepared=prepared, owner=owner)
+        return real_train(members, options, **kwargs)
 
-    monkeypatch.setattr(sweep_module, "train", lambda s, o, c, prepared, owner: flaky(s, o, c, prepared, owner))
+    monkeypatch.setattr(sweep_module, "train", flaky)
     args = ["sweep", "--benchmark", "tiny", "--benchmarks", str(bench_file)]
     first = runner.invoke(app, args)
     assert first.exit_code == 1
@@ -278,7 +278,7 @@ def _interrupted_train(signum):
     import os
     import time
 
-    def train(spec, options, callbacks, prepared, owner=None):
+    def train(members, options, **kwargs):
         stopped = False
         try:
             os.kill(os.getpid(), signum)
@@ -293,7 +293,7 @@ def _interrupted_train(signum):
 
 @pytest.mark.parametrize("signum", [15, 2])
 def test_a_stop_that_surfaces_as_another_error_leaves_the_cell_pending_not_failed(db_url, monkeypatch, signum):
-    import masbench.sweep.engine_api as cells
+    import masbench.sweep.units as cells
     from masbench.spec import RunSpec
     from masbench.store import Store
     from masbench.sweep import Stopped, run_cell, stop_on_signals
@@ -311,12 +311,12 @@ def test_a_stop_that_surfaces_as_another_error_leaves_the_cell_pending_not_faile
 
 
 def test_an_interrupt_chained_in_an_error_is_not_a_failure_without_handlers_either(sqlite_url, monkeypatch):
-    import masbench.sweep.engine_api as cells
+    import masbench.sweep.units as cells
     from masbench.spec import RunSpec
     from masbench.store import Store
     from masbench.sweep import run_cell
 
-    def train(spec, options, callbacks, prepared, owner=None):
+    def train(members, options, **kwargs):
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt as error:

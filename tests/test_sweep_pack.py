@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from masbench.grid.benchmarks import Cell
 from masbench.cli import app
-from masbench.pack import Unpackable
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine import ExecOptions, Unpackable
 from masbench.store import Store
 from masbench.sweep import pack_cells, run_unit, unpacked_notes
 from reliability import Warnings, rows
@@ -223,12 +223,13 @@ def test_a_pack_partly_held_by_another_worker_trains_the_rest(sqlite_url, tmp_pa
 
 
 def test_a_model_the_fuser_refuses_runs_unpacked_with_one_line(sqlite_url, tmp_path, monkeypatch):
-    import masbench.pack.engine
+    import importlib
 
     def refuse(models, conv=None):
         raise Unpackable("layer 3 is a Frobnicator, which has no packed form")
 
-    monkeypatch.setattr(masbench.pack.engine, "fuse", refuse)
+    monkeypatch.setattr(importlib.import_module("masbench.engine.prepare"), "fuse", refuse)
+    monkeypatch.setenv("MASBENCH_PACK_CONV", "grouped")  # the fuser runs for grouped convolutions alone
     specs = [RunSpec(**{**BASE, "epochs": 1}, optimizer="mas", seed=s) for s in range(4)]
     store, warnings, refused = Store(sqlite_url), Warnings(), {}
     options = ExecOptions(device="cpu", checkpoint_dir=tmp_path / "ckpt")
@@ -249,12 +250,11 @@ def test_packs_follow_the_setting_the_device_and_what_can_share_a_pack():
     off = [Cell(RunSpec(**{**BASE, "epochs": 3}, seed=s)) for s in range(2)]
     cells = [*mlp, *cnn, *bert, *off]
     sizes = [len(p) for p in pack_cells(cells, "cpu")]
-    assert sizes == [7, 2, 1, 1, 1, 1, 1, 1]
-    assert [len(p) for p in pack_cells(cells, "cuda")] == [7, 2, 2, 1, 1, 1, 1]
+    assert sizes == [7, 2, 1, 1, 1, 1, 2]  # text models pack (the engine trains K of them as it trains one)
+    assert [len(p) for p in pack_cells(cells, "cuda")] == [7, 2, 2, 2, 1, 1]
     notes = unpacked_notes(cells, "cpu")
-    assert len(notes) == 2 and notes[0].startswith("2 cell(s) run unpacked: --pack auto leaves model 'resnet18'")
-    assert "model 'bert' takes text" in notes[1]
-    assert unpacked_notes(cells, "cuda") == notes[1:]
+    assert len(notes) == 1 and notes[0].startswith("2 cell(s) run unpacked: --pack auto leaves model 'resnet18'")
+    assert unpacked_notes(cells, "cuda") == []
 
 
 @pytest.mark.parametrize("written, given, expected", [
@@ -281,3 +281,23 @@ def test_a_bad_conv_strategy_in_the_environment_is_one_line_and_writes_nothing(t
     assert result.output.strip().splitlines() == [
         "Error: Invalid MASBENCH_PACK_CONV: 'fastest' (valid: auto, grouped, members)"], result.output
     assert not db.exists() and not (tmp_path / "ckpt").exists()
+
+
+def test_cells_with_an_lr_schedule_and_a_validation_split_pack_and_give_their_unpacked_numbers(tmp_path):
+    path = tmp_path / "bench.yaml"
+    path.write_text(TINY.replace("epochs: 3", "epochs: 2\n    lr_schedule: cosine\n    val_fraction: 0.2"))
+    urls = {}
+    for label, flags in (("alone", ()), ("packed", ("--pack", "6"))):
+        where = tmp_path / label
+        where.mkdir()
+        urls[label] = f"sqlite:///{where / 'store.db'}"
+        sweep(urls[label], "--benchmarks", str(path), "--benchmark", "tiny", *flags, where=where)
+    packed, alone = runs(urls["packed"]), runs(urls["alone"])
+    assert len(packed) == 6 and {execution(r).get("packed") for r in packed.values()} == {6}
+    assert all("packed" not in execution(r) for r in alone.values())
+    assert epochs(urls["packed"]) == epochs(urls["alone"])
+    val = "select r.key, e.epoch, e.val_loss, e.val_acc from runs r join epochs e on e.run_id = r.id order by 1, 2"
+    assert rows(urls["packed"], val) == rows(urls["alone"], val)
+    assert all(r[2] is not None for r in rows(urls["packed"], val))
+    second = rows(urls["packed"], "select e.lr from epochs e where e.epoch = 2")
+    assert len(second) == 6 and all(lr < 0.003 for (lr,) in second)  # the cosine schedule ran in the pack

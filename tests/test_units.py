@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from masbench.engine import EpochMetrics
-from masbench.spec import ExecOptions, RunSpec
+from masbench.engine import ExecOptions
+from masbench.spec import RunSpec
 from masbench.store import ClaimLost, Store
 from masbench.sweep import UnitRecorder, run_cell, run_unit, run_values
 

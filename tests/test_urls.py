@@ -103,7 +103,7 @@ def test_the_store_refuses_an_unencoded_at_before_connecting():
 
 def test_a_failed_runs_stored_traceback_is_scrubbed(tmp_path, monkeypatch):
     """An error that quotes the store's URL (a driver's message) is stored without the URL's secrets."""
-    import masbench.sweep.engine_api as cells
+    import masbench.sweep.units as cells
     from masbench.spec import RunSpec
     from masbench.store import Store
     from masbench.sweep import run_cell

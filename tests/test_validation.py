@@ -18,9 +18,10 @@ from typer.testing import CliRunner
 from masbench.cli import app
 from masbench.data import load_dataset
 from masbench.data.validation import val_indices, with_validation
-from masbench.engine import prepare, train
+from masbench.engine import prepare, train_one
 from masbench.errors import MasbenchError
-from masbench.spec import ExecOptions, RunSpec, make_spec
+from masbench.spec import RunSpec, make_spec
+from masbench.engine import ExecOptions
 from masbench.store import Store
 from masbench.sweep import run_values
 
@@ -74,8 +75,8 @@ def test_the_split_is_the_same_in_another_process(digits):
 
 
 def test_a_validation_split_leaves_the_weights_and_batch_order_streams_alone():
-    plain = prepare(RunSpec(dataset="digits", seed=2), ExecOptions(device="cpu"))
-    held = prepare(RunSpec(dataset="digits", seed=2, val_fraction=0.3), ExecOptions(device="cpu"))
+    plain = prepare([RunSpec(dataset="digits", seed=2)], ExecOptions(device="cpu")).members[0]
+    held = prepare([RunSpec(dataset="digits", seed=2, val_fraction=0.3)], ExecOptions(device="cpu")).members[0]
     for a, b in zip(plain.model.parameters(), held.model.parameters(), strict=True):
         assert torch.equal(a, b)
     assert torch.equal(plain.generator.get_state(), held.generator.get_state())
@@ -129,10 +130,10 @@ def _independent_val(p, full, fraction, seed):
 
 def test_recorded_val_metrics_equal_an_independent_evaluation(digits, tmp_path):
     spec = make_spec(dataset="digits", model="mlp", epochs=2, lr=0.01, seed=1, val_fraction=0.25)
-    p = prepare(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path))
-    result = train(spec, p.options, prepared=p)
+    p = prepare([spec], ExecOptions(device="cpu", checkpoint_dir=tmp_path))
+    result = train_one(spec, p.options, prepared=p)
     last = result.epochs[-1]
-    loss, acc = _independent_val(p, digits, 0.25, 1)
+    loss, acc = _independent_val(p.members[0], digits, 0.25, 1)
     assert last.val_acc == pytest.approx(acc, abs=1e-12)
     assert last.val_loss == pytest.approx(loss, rel=1e-5)
     assert all(m.val_acc is not None for m in result.epochs)
@@ -144,7 +145,7 @@ def test_a_run_stores_its_val_metrics_per_epoch(sqlite_url, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     spec = make_spec(dataset="digits", model="mlp", epochs=2, lr=0.01, seed=1, val_fraction=0.25)
-    again = train(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path / "again"))  # CPU: the same numbers
+    again = train_one(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path / "again"))  # CPU: the same numbers
     rows = pd.read_sql("select epoch, val_loss, val_acc from epochs order by epoch", create_engine(sqlite_url))
     assert rows["val_acc"].tolist() == [m.val_acc for m in again.epochs]
     assert rows["val_loss"].tolist() == pytest.approx([m.val_loss for m in again.epochs], rel=1e-12)

@@ -11,7 +11,8 @@ from masbench.data.base import ImageDataset, ImageSplit
 from masbench.data.tabular import TabularDataset
 from masbench.data.validation import val_indices, with_validation
 from masbench.engine import prepare
-from masbench.spec import ExecOptions, make_spec
+from masbench.spec import make_spec
+from masbench.engine import ExecOptions
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_batches_of_a_split_set_are_normalised_with_the_kept_statistics(digits):
 
 def test_a_run_without_a_split_normalises_bitwise_as_before(digits, tmp_path):
     spec = make_spec(dataset="digits", model="mlp", epochs=1, seed=0)
-    p = prepare(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path), datasets={})
+    p = prepare([spec], ExecOptions(device="cpu", checkpoint_dir=tmp_path), datasets={}).members[0]
     assert p.dataset.val is None
     assert p.dataset.mean == digits.mean and p.dataset.std == digits.std  # the loader's own, unchanged
     scale = torch.tensor([1.0 / (255.0 * s) for s in digits.std]).view(1, -1, 1, 1)
@@ -91,7 +92,7 @@ def test_a_run_on_a_train_subset_normalises_with_its_kept_rows(tmp_path, fractio
     """--train-subset with --val-fraction: the loader's statistics are the whole split's, computed before the
     cut, so they no longer equal the subset's own; they must still be replaced by the kept rows'."""
     spec = make_spec(dataset="digits", model="mlp", epochs=1, seed=seed, train_subset=400, val_fraction=fraction)
-    p = prepare(spec, ExecOptions(device="cpu", checkpoint_dir=tmp_path), datasets={})
+    p = prepare([spec], ExecOptions(device="cpu", checkpoint_dir=tmp_path), datasets={}).members[0]
     subset = load_dataset("digits", train_subset=400)
     kept = subset.train.images[_kept(subset.train, fraction, seed)]
     assert len(p.dataset.train) == len(kept) and torch.equal(p.dataset.train.images, kept)

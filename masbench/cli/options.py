@@ -116,7 +116,7 @@ def exec_options(params: Mapping[str, Any], keep_checkpoint: bool = False):
     """The ``ExecOptions`` of a command's ``params`` (``ctx.params``)."""
     from pathlib import Path
 
-    from masbench.spec import ExecOptions
+    from masbench.engine import ExecOptions
 
     data_dir = params["data_dir"]
     return ExecOptions(device=params["device"], data_dir=None if data_dir is None else Path(data_dir),

@@ -131,8 +131,8 @@ def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_ev
     """Train ``spec``; under torchrun every rank trains and rank 0 alone opens the store: ``(None, None)`` elsewhere."""
     from dataclasses import replace
 
-    from masbench import distributed
     from masbench.cli.progress import RunProgress
+    from masbench.engine import distributed
     from masbench.store import Store
     from masbench.sweep import run_cell, stop_on_signals
 
@@ -286,7 +286,7 @@ def _check_pack_conv(cells) -> None:
 
     if os.environ.get("MASBENCH_PACK_CONV") is None or all(cell.pack == "off" for cell in cells):
         return
-    from masbench.pack.fuse import default_conv
+    from masbench.engine.fuse import default_conv
 
     try:
         default_conv()

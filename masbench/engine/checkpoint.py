@@ -1,4 +1,4 @@
-"""Checkpoints: a run's state after an epoch (``capture``), put back (``restore``), read (``load``) and written (``save``).
+"""Checkpoints: a member's state after an epoch, written (``save``), read (``read``, ``load``) and put back (``restore``).
 
 A checkpoint holds the model, the optimizer, the lambda and lr schedules, every RNG
 state and the epochs so far; a run that finds its checkpoint continues at the
@@ -25,14 +25,17 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from masbench.engine.callbacks import EpochMetrics
-from masbench.engine.prepare import Prepared
 from masbench.fileio import CorruptFile, atomic_torch_save, load_torch_file, remove_stale_temporaries
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
+from masbench.engine.options import ExecOptions
+
+if TYPE_CHECKING:
+    from masbench.engine.members import MemberState
 
 CHECKPOINT_FORMAT = 2  # 2: the order and augmentation generators apart (rng "data" and "augment")
 
@@ -59,13 +62,6 @@ def checkpoint_path(spec: RunSpec, options: ExecOptions, owner: CheckpointOwner 
     return Path(options.checkpoint_dir) / f"{name}.pt"
 
 
-def capture(p: Prepared, epoch: int, history: list[EpochMetrics], owner: CheckpointOwner | None) -> dict[str, Any]:
-    return checkpoint_state(p.spec, owner, epoch, p.model.state_dict(), p.optimizer.state_dict(),
-                            p.schedule.state_dict() if p.schedule is not None else {}, history,
-                            {**global_rng_states(p.device), **data_rng_states(p.generator, p.augment_generator)},
-                            lr_schedule=p.lr_schedule.state_dict() if p.lr_schedule is not None else {})
-
-
 def global_rng_states(device: torch.device) -> dict[str, Any]:
     """The process's RNG states as a checkpoint records them (``data``, the run's own generator, aside)."""
     return {
@@ -89,7 +85,7 @@ def restore_data_rng(rng: dict[str, Any], order: torch.Generator, augment: torch
 def checkpoint_state(spec: RunSpec, owner: CheckpointOwner | None, epoch: int, model: dict, optimizer: dict,
                      schedule: dict, history: list[EpochMetrics], rng: dict[str, Any], *,
                      lr_schedule: dict | None = None) -> dict[str, Any]:
-    """A checkpoint's contents; packed cells (``masbench.pack``) write theirs through here too."""
+    """A checkpoint's contents."""
     return {
         "format": CHECKPOINT_FORMAT,
         "key": spec.key,
@@ -109,22 +105,29 @@ def rng_bytes(state: torch.Tensor) -> torch.Tensor:
     return state.to(device="cpu", dtype=torch.uint8)
 
 
-def restore(p: Prepared, state: dict[str, Any]) -> tuple[int, list[EpochMetrics]]:
-    """Put ``state`` (one of this run's checkpoints: see ``foreign``) back; returns (epochs done, their metrics)."""
-    p.model.load_state_dict(state["model"])
-    p.optimizer.load_state_dict(state["optimizer"])
-    if p.schedule is not None:
-        p.schedule.load_state_dict(state["schedule"])
-    if p.lr_schedule is not None:  # the key is in the run's, so a checkpoint of it has its lr schedule's state
-        p.lr_schedule.load_state_dict(state["lr_schedule"])
+def restore(s: MemberState, state: dict[str, Any], load_model: Callable[[dict], None]) -> None:
+    """Put ``state`` (one of this member's checkpoints: see ``foreign``) back into ``s`` (its model through
+    ``load_model``); the process's RNG states it records become the member's (``s.rng``)."""
+    load_model(state["model"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    if s.schedule is not None:
+        s.schedule.load_state_dict(state["schedule"])
+    if s.lr_schedule is not None:  # the key is in the run's, so a checkpoint of it has its lr schedule's state
+        s.lr_schedule.load_state_dict(state["lr_schedule"])
     rng = state["rng"]
+    restore_data_rng(rng, s.generator, s.augment_generator)
+    s.rng = {"torch": rng_bytes(rng["torch"]), "cuda": [rng_bytes(state) for state in rng["cuda"]],
+             "python": rng["python"]}
+    s.start_epoch = int(state["epoch"])
+    s.history = [EpochMetrics(**m) for m in state["history"]]
+
+
+def set_global_rng_states(rng: dict[str, Any], device: torch.device) -> None:
+    """Make ``rng`` (as ``global_rng_states`` gives them, or a checkpoint holds them) the process's RNG states."""
     torch.set_rng_state(rng_bytes(rng["torch"]))
-    if p.device.type == "cuda" and rng["cuda"]:
-        torch.cuda.set_rng_state_all([rng_bytes(s) for s in rng["cuda"]])
-    restore_data_rng(rng, p.generator, p.augment_generator)
+    if device.type == "cuda" and rng["cuda"]:
+        torch.cuda.set_rng_state_all([rng_bytes(state) for state in rng["cuda"]])
     random.setstate((3, tuple(rng["python"]), None))
-    history = [EpochMetrics(**m) for m in state["history"]]
-    return int(state["epoch"]), history
 
 
 def foreign(state: Any, key: str, owner: CheckpointOwner | None) -> str | None:
@@ -149,14 +152,14 @@ def foreign(state: Any, key: str, owner: CheckpointOwner | None) -> str | None:
     return None
 
 
-def load(p: Prepared, owner: CheckpointOwner | None, warn: Callable[[str], None],
-         main: bool = True) -> tuple[int, list[EpochMetrics]]:
-    """Restore ``p`` from its checkpoint if there is a usable one; returns (epochs done, their metrics).
+def load(s: MemberState, options: ExecOptions, load_model: Callable[[dict], None], main: bool = True) -> None:
+    """Restore ``s`` from its checkpoint if there is a usable one (see ``read``).
 
     ``main``: this process writes the run's checkpoints (under DDP, rank 0 alone), so it cleans up and warns.
     """
-    state = read(p.spec, p.options, owner, warn, main)
-    return (0, []) if state is None else restore(p, state)
+    state = read(s.spec, options, s.member.owner, s.warn, main)
+    if state is not None:
+        restore(s, state, load_model)
 
 
 def read(spec: RunSpec, options: ExecOptions, owner: CheckpointOwner | None, warn: Callable[[str], None],
@@ -195,12 +198,17 @@ def _note_other_owners(path: Path, spec: RunSpec, cell: str, warn: Callable[[str
     warn(f"checkpoint {others[0]} {whose}; this store's would be {path.name}: starting {cell} fresh")
 
 
-def save(p: Prepared, epoch: int, history: list[EpochMetrics], owner: CheckpointOwner | None) -> Path:
-    """Write the run's checkpoint atomically (an interrupt meanwhile is held back until it is in place)."""
-    path = checkpoint_path(p.spec, p.options, owner)
-    atomic_torch_save(capture(p, epoch, history, owner), path)
+def save(s: MemberState, options: ExecOptions, epoch: int, model: dict, rng: dict[str, Any]) -> Path:
+    """Write ``s``'s checkpoint after ``epoch`` atomically (an interrupt meanwhile is held back until it is in
+    place); ``model`` is its state dict, ``rng`` the process's RNG states of its run."""
+    state = checkpoint_state(s.spec, s.member.owner, epoch, model, s.optimizer.state_dict(),
+                             s.schedule.state_dict() if s.schedule is not None else {}, s.history,
+                             {**rng, **data_rng_states(s.generator, s.augment_generator)},
+                             lr_schedule=s.lr_schedule.state_dict() if s.lr_schedule is not None else {})
+    path = checkpoint_path(s.spec, options, s.member.owner)
+    atomic_torch_save(state, path)
     return path
 
 
-def remove(p: Prepared, owner: CheckpointOwner | None) -> None:
-    checkpoint_path(p.spec, p.options, owner).unlink(missing_ok=True)
+def remove(s: MemberState, options: ExecOptions) -> None:
+    checkpoint_path(s.spec, options, s.member.owner).unlink(missing_ok=True)

@@ -1,16 +1,27 @@
-"""Before training: the device, the seed, and a run's data, model and optimizer (``prepare``)."""
+"""Before training: the device, the seed, and K >= 1 members' data, models and optimizers (``prepare``)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from masbench.errors import MasbenchError
 from masbench import seeds
-from masbench.spec import ExecOptions, RunSpec
+from masbench.engine.checkpoint import global_rng_states
+from masbench.engine.fuse import CONV_STRATEGIES, PackedModel, Unpackable, conv_strategy, default_conv, fuse
+from masbench.engine.members import MemberState
+from masbench.engine.options import ExecOptions
+from masbench.engine.packed_optim import PackedOptimizer, member_views
+from masbench.engine.packing import can_pack
+from masbench.errors import MasbenchError
+from masbench.spec import RunSpec
+
+# Under DDP each process takes a share of every batch of one model and averages its gradients with the
+# others': K members would need K process groups' worth of collectives, or a gradient per member.
+DDP_ALONE = "a DDP run trains one cell: its processes share one model's batches and gradients"
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
@@ -60,20 +71,25 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class Prepared:
-    """A run's data, model and optimizer, built before anything is written anywhere."""
+    """K >= 1 members' data, models and optimizers, built before anything is written anywhere.
 
-    spec: RunSpec
+    ``fused``: under grouped convolutions (``masbench.engine.fuse``) the members' models as one module, their
+    optimizers stepped by ``packed_optimizer``; None when each member runs its own forward.
+    """
+
     options: ExecOptions
     device: torch.device
-    dataset: Any
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    schedule: Any  # a LambdaSchedule, or None for the baselines
-    generator: torch.Generator  # the batch order (masbench.seeds: the run's "order" stream)
+    dataset: Any  # the loaded data set the members share (a member's own validation split aside)
+    members: list[MemberState]
     amp: bool
     channels_last: bool
-    lr_schedule: Any = None  # a torch LR scheduler, or None for a constant lr (the spec's lr_schedule)
-    augment_generator: torch.Generator | None = None  # crops and flips (the "augment" stream)
+    fused: PackedModel | None = None
+    packed_optimizer: PackedOptimizer | None = None
+
+    @property
+    def spec(self) -> RunSpec:
+        """The first member's spec: what the members share (dataset, model, batch size, epochs)."""
+        return self.members[0].spec
 
 
 def data_cache_key(spec: RunSpec, options: ExecOptions) -> tuple:
@@ -99,8 +115,7 @@ def build_seeded_model(spec: RunSpec, dataset) -> torch.nn.Module:
     """The run's model with its initial weights: every global RNG seeded with the run's ``weights`` stream
     (``masbench.seeds``), then the model built.
 
-    Packed cells (``masbench.pack``) build each member through here, so that its weights are bitwise the
-    unpacked cell's.
+    Every member of a pack is built through here, so that its weights are bitwise its unpacked cell's.
     """
     from masbench.models import build_model
 
@@ -108,33 +123,96 @@ def build_seeded_model(spec: RunSpec, dataset) -> torch.nn.Module:
     return build_model(spec.model, dataset, spec.resolved_pretrained)
 
 
-def prepare(spec: RunSpec, options: ExecOptions = ExecOptions(), datasets: dict | None = None) -> Prepared:
-    """Load the data and build the model, optimizer and schedule; raises ``MasbenchError`` for bad input.
+def dataset_for(spec: RunSpec, options: ExecOptions, datasets: dict | None = None):
+    """The spec's loaded data set, from ``datasets`` (keyed by ``data_cache_key``) when it holds it."""
+    key = data_cache_key(spec, options)
+    if datasets is not None and key in datasets:
+        return datasets[key]
+    dataset = load_data(spec, options)
+    if datasets is not None:
+        datasets[key] = dataset
+    return dataset
 
-    ``datasets`` caches loaded data sets across the cells of a sweep (keyed by ``data_cache_key``).
+
+def prepare(specs: Sequence[RunSpec], options: ExecOptions = ExecOptions(), *, datasets: dict | None = None,
+            conv: str | None = None) -> Prepared:
+    """Load the data and build the K >= 1 members' models, optimizers and schedules, in the order of ``specs``.
+
+    Raises ``MasbenchError`` for bad input and ``Unpackable`` (one line: why) for K > 1 cells that cannot
+    train together, before anything is written. ``datasets`` caches loaded data sets across the cells of a
+    sweep (keyed by ``data_cache_key``). ``conv``: how a pack's forwards run on ``options.device`` (auto,
+    grouped or members: ``masbench.engine.fuse``; None reads ``$MASBENCH_PACK_CONV``).
     """
     from masbench.optim import build_lambda_schedule, build_lr_schedule, build_optimizer
 
+    specs = list(specs)
     dist = options.distributed
+    if len(specs) > 1:
+        reason = can_pack(specs)
+        if reason is None and dist is not None:
+            reason = DDP_ALONE
+        if reason is not None:
+            raise Unpackable(reason)
+    elif not specs:
+        raise Unpackable(can_pack(specs))
     device = resolve_device(options.device, dist.local_rank if dist is not None else None)
-    key = data_cache_key(spec, options)
-    if datasets is not None and key in datasets:
-        dataset = datasets[key]
-    else:
-        dataset = load_data(spec, options)
-        if datasets is not None:
-            datasets[key] = dataset
-    if spec.val_fraction is not None:  # per run (its seed): the cached data set keeps its whole training split
-        from masbench.data.validation import with_validation
-
-        dataset = with_validation(dataset, spec.val_fraction, spec.seed)
-    model = build_seeded_model(spec, dataset)
+    shared = dataset_for(specs[0], options, datasets)
     channels_last = (device.type == "cuda") if options.channels_last is None else options.channels_last
-    channels_last = channels_last and dataset.kind == "image"
-    model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
-    optimizer = build_optimizer(spec.optimizer, model.parameters(), **spec.optimizer_hparams())
-    schedule = build_lambda_schedule(spec.lambda_schedule, optimizer, spec.epochs) if spec.optimizer == "mas" else None
-    lr_schedule = build_lr_schedule(spec.lr_schedule, optimizer, spec.epochs)
-    amp = options.amp if options.amp is not None else device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return Prepared(spec, options, device, dataset, model, optimizer, schedule, seeds.order_generator(spec.seed), amp,
-                    channels_last, lr_schedule, seeds.augment_generator(spec.seed))
+    channels_last = channels_last and shared.kind == "image"
+    conv = default_conv() if conv is None else conv
+    members = []
+    for k, spec in enumerate(specs):
+        dataset = shared
+        if spec.val_fraction is not None:  # per run (its seed): the cached data set keeps its whole training split
+            from masbench.data.validation import with_validation
+
+            dataset = with_validation(shared, spec.val_fraction, spec.seed)
+        model = build_seeded_model(spec, dataset)
+        rng = global_rng_states(device)  # what its unpacked run's checkpoints record
+        members.append(MemberState(k, spec, dataset, model, None, None, None, seeds.order_generator(spec.seed),
+                                   seeds.augment_generator(spec.seed), rng))
+    fused = _fused(members, shared, device, conv)
+    if fused is not None:
+        channels_last = False  # the fused convolutions' weights have a member dimension
+        params = list(fused.parameters())
+    for m in members:
+        if fused is not None:
+            m.model = None
+        elif channels_last:
+            m.model = m.model.to(device, memory_format=torch.channels_last)
+        else:
+            m.model = m.model.to(device)
+    for m in members:
+        spec = m.spec
+        tensors = member_views(params, m.index) if fused is not None else m.model.parameters()
+        m.optimizer = build_optimizer(spec.optimizer, tensors, **spec.optimizer_hparams())
+        m.schedule = build_lambda_schedule(spec.lambda_schedule, m.optimizer, spec.epochs) \
+            if spec.optimizer == "mas" else None
+        m.lr_schedule = build_lr_schedule(spec.lr_schedule, m.optimizer, spec.epochs)
+    packed = PackedOptimizer(params, [m.optimizer for m in members]) if fused is not None else None
+    return Prepared(options, device, shared, members, options.uses_amp(device), channels_last, fused, packed)
+
+
+def _fused(members: list[MemberState], dataset, device: torch.device, conv: str) -> PackedModel | None:
+    """The members' models as one module when their forwards run as grouped convolutions (``conv``, on
+    ``device``: ``masbench.engine.fuse``), else None: each member runs its own forward, and one member always.
+
+    Grouped convolutions take image data that every member trains on whole, and a model ``fuse`` takes;
+    ``auto`` runs the members' own forwards where they do not apply, an explicit ``grouped`` is refused.
+    """
+    if conv not in CONV_STRATEGIES:
+        raise ValueError(f"Invalid conv: {conv!r} (valid: {', '.join(CONV_STRATEGIES)})")
+    if len(members) == 1 or conv_strategy(conv, device) != "grouped":
+        return None
+    first = members[0].spec
+    try:
+        if dataset.kind != "image":
+            raise Unpackable(f"model {first.model!r} takes {dataset.kind} data; grouped convolutions take images")
+        if any(m.spec.val_fraction is not None for m in members):
+            raise Unpackable("the members hold validation splits of their own; grouped convolutions take one "
+                             "training set")
+        return fuse([m.model for m in members], "grouped").to(device)
+    except Unpackable:
+        if conv == "grouped":
+            raise
+        return None

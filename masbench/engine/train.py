@@ -1,124 +1,189 @@
-"""The training loop: ``train(spec, options, callbacks) -> RunResult``.
+"""The training loop: ``train(members, options) -> [MemberOutcome]``, K >= 1 cells in one pass.
 
-No printing and no database: what happens goes to callbacks (progress, the
-metric store). Per epoch the engine reports train loss and accuracy, test loss
-and accuracy, validation loss and accuracy (with a ``val_fraction``: the same
-evaluation on the split held out of training), the learning rate, the lambdas in
-force, seconds and samples per second (training only: evaluation is left out of
-the timing).
+One member is a plain run; K members (a pack: cells that share data set, data options, model, batch
+size and epochs, ``masbench.engine.packing``) train side by side, each as if it ran alone:
 
-Reproducible: a seed fixes the initial weights, the order of the batches and
-the augmentation, each through a stream of its own (``masbench.seeds``), so on
-CPU the same spec gives the same metrics. Resumable:
-after every epoch a checkpoint is written atomically (see ``checkpoint``).
-A NaN or infinite loss ends the run with status ``diverged``.
+- its initial weights, batch order and augmentation are its unpacked cell's, each from a stream of its
+  own seed (``masbench.seeds``), and so is its validation split (``val_fraction``);
+- its optimizer, lambda schedule and lr schedule are its own (members alike step in one call:
+  ``masbench.engine.packed_optim``); its loss is its own mean, so its gradient is its own;
+- the process's RNG (dropout) is its own: the states its unpacked run would have are put in place around
+  its forward and taken back after it;
+- its metrics go to its own callbacks, as ``EpochMetrics`` (``seconds`` is the pass's epoch, in which it
+  trained with the others), and it ends with its own ``RunResult``;
+- a member whose loss stops being finite is frozen and ends ``diverged`` while the others go on; one
+  whose own callbacks raise an ``Exception`` (its claim lost, its disk full) is set aside with it in its
+  ``MemberOutcome``, its last checkpoint kept;
+- after each epoch it writes its own ordinary checkpoint (``masbench.engine.checkpoint``), from which it
+  resumes packed or unpacked; a member whose checkpoint is ahead of the others' waits until the pass
+  reaches its epoch.
 
-Under DDP every process takes a share of each global batch. Each process's loss
-is its examples' summed loss over the global batch size, times the number of
-processes, so that DDP's average of the gradients is the gradient of the global
-batch's mean loss however unevenly a batch divides; a share may be empty (a
-last batch smaller than the number of processes). Evaluation counts every test
+How the forwards run is the engine's choice (``prepare``): each member's own model (the default; for one
+member simply the plain model, so DDP, ``--compile`` and channels_last apply), or on CUDA one fused model
+of grouped convolutions (``masbench.engine.fuse``). Each member's own forward gives its unpacked cell's
+numbers bit for bit; grouped convolutions sum in another order: they agree to float rounding.
+
+Per epoch the engine reports train loss and accuracy, test loss and accuracy, validation loss and
+accuracy (with a ``val_fraction``: the same evaluation on the split held out of training), the learning
+rate, the lambdas in force, seconds and samples per second (training only: evaluation is left out of the
+timing). No printing and no database: what happens goes to callbacks. On CPU the same spec gives the
+same metrics.
+
+Under DDP (one member) every process takes a share of each global batch. Each process's loss is its
+examples' summed loss over the global batch size, times the number of processes, so that DDP's average
+of the gradients is the gradient of the global batch's mean loss however unevenly a batch divides; a
+share may be empty (a last batch smaller than the number of processes). Evaluation counts every test
 example once.
+
+Example:
+    >>> from masbench.spec import RunSpec
+    >>> outcomes = train([Member(RunSpec(dataset="digits", epochs=1, seed=s)) for s in range(3)])  # doctest: +SKIP
+    >>> [o.result.status for o in outcomes]  # doctest: +SKIP
+    ['completed', 'completed', 'completed']
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
 from masbench import faults
 from masbench.data.base import train_batches
-from masbench.engine import checkpoint
+import masbench.engine.checkpoint as checkpoint
 from masbench.engine.callbacks import Callback, EpochMetrics, RunInfo, RunResult
-from masbench.engine.checkpoint import CheckpointOwner
+from masbench.engine.checkpoint import CheckpointOwner, global_rng_states, set_global_rng_states
+from masbench.engine.data import member_batches, test_batches
+from masbench.engine.members import Member, MemberOutcome, MemberState
+from masbench.engine.options import ExecOptions
+from masbench.engine.packed_optim import step_members
 from masbench.engine.prepare import Prepared, describe_device, prepare
-from masbench.spec import ENDPOINT_LAMBDAS, ExecOptions, RunSpec
+from masbench.spec import ENDPOINT_LAMBDAS, RunSpec
 
 
-def train(
-    spec: RunSpec,
-    options: ExecOptions = ExecOptions(),
-    callbacks: Sequence[Callback] = (),
-    prepared: Prepared | None = None,
-    *,
-    owner: CheckpointOwner | None = None,
-) -> RunResult:
-    """Train one cell; resumes from its checkpoint in ``options.checkpoint_dir`` when one is there.
+def train(members: Sequence[Member], options: ExecOptions = ExecOptions(), *, prepared: Prepared | None = None,
+          datasets: dict | None = None, conv: str | None = None) -> list[MemberOutcome]:
+    """Train ``members`` (K >= 1) in one pass; one ``MemberOutcome`` per member, in order.
 
-    ``owner``: the store and run the checkpoints belong to; a checkpoint written for another owner is not
-    resumed. ``None`` (a run outside any store) uses the checkpoint named by the run's key alone.
+    Each resumes from its checkpoint in ``options.checkpoint_dir`` when one is there (``Member.owner``: the
+    store and run the checkpoints belong to; another owner's is not resumed). ``prepared``: what ``prepare``
+    built for these members, whose options then apply (else built here, with ``datasets`` and ``conv``).
+    ``BaseException``s that are not ``Exception``s (an interrupt, a stop) propagate.
+    """
+    members = list(members)
+    p = prepared if prepared is not None else prepare([m.spec for m in members], options, datasets=datasets,
+                                                      conv=conv)
+    if [s.spec.key for s in p.members] != [m.spec.key for m in members]:
+        raise ValueError("train: prepared for other cells than the members given")
+    dist = p.options.distributed
+    main = dist is None or dist.is_main
+    alone = len(p.members) == 1
+    for s, member in zip(p.members, members):
+        # Under DDP every rank reads the checkpoint rank 0 writes.
+        s.member = member if dist is None else replace(member, owner=dist.broadcast(member.owner))
+        checkpoint.load(s, p.options, lambda state, s=s: _load_model(p, s, state), main)
+    if alone:  # the process's RNG is the member's
+        set_global_rng_states(p.members[0].rng, p.device)
+    forwards = _forwards(p)
+    device = describe_device(p.device)
+    _start(p, device)
+    for epoch in range(min(s.start_epoch for s in p.members) + 1, p.spec.epochs + 1):
+        training = [s for s in p.members if s.trains_in(epoch)]
+        if training:
+            _epoch(p, epoch, training, forwards, main)
+    for s in p.members:
+        if s.status == "running":
+            s.status = "completed"
+            if main and not p.options.keep_checkpoint:
+                checkpoint.remove(s, p.options)
+    return [s.outcome(device) for s in p.members]
+
+
+def train_one(spec: RunSpec, options: ExecOptions = ExecOptions(), callbacks: Sequence[Callback] = (), *,
+              owner: CheckpointOwner | None = None, prepared: Prepared | None = None,
+              datasets: dict | None = None) -> RunResult:
+    """One cell: ``train([Member(spec, callbacks, owner)])``'s result; what its callbacks raised, raised.
 
     Example:
-        >>> from masbench.spec import RunSpec
-        >>> result = train(RunSpec(dataset="digits", model="mlp", epochs=1))  # doctest: +SKIP
+        >>> result = train_one(RunSpec(dataset="digits", model="mlp", epochs=1))  # doctest: +SKIP
         >>> result.status, len(result.epochs)  # doctest: +SKIP
         ('completed', 1)
     """
-    p = prepared if prepared is not None else prepare(spec, options)
-    dist = options.distributed
-    main = dist is None or dist.is_main
-    if dist is not None:
-        owner = dist.broadcast(owner)  # every rank reads the checkpoint rank 0 writes
-
-    def warn(message: str) -> None:
-        for cb in callbacks:
-            cb.on_warning(message)
-
-    start_epoch, history = checkpoint.load(p, owner, warn, main)
-    forward, eval_forward = _forwards(p)
-    train_size = len(p.dataset.train)
-    info = RunInfo(spec, describe_device(p.device), train_size, len(p.dataset.test),
-                   math.ceil(train_size / spec.batch_size), sum(t.numel() for t in p.model.parameters()), start_epoch)
-    for cb in callbacks:
-        cb.on_start(info)
-    if history:
-        for cb in callbacks:
-            cb.on_resume(history)
-
-    for epoch in range(start_epoch + 1, spec.epochs + 1):
-        metrics, diverged = _epoch(p, epoch, forward, eval_forward, callbacks, info.batches_per_epoch)
-        history.append(metrics)
-        for cb in callbacks:
-            cb.on_epoch(metrics)
-        if diverged is not None:
-            if main:
-                checkpoint.remove(p, owner)
-            return RunResult("diverged", history, info.device, diverged, start_epoch)
-        if p.schedule is not None:
-            p.schedule.step()
-        if p.lr_schedule is not None:
-            p.lr_schedule.step()
-        # After the callbacks (the store has the epoch), so that a crash in between only repeats an epoch.
-        if main:
-            path = checkpoint.save(p, epoch, history, owner)
-            for cb in callbacks:
-                cb.on_checkpoint(epoch, path)
-        faults.point("epoch.saved")
-
-    if main and not options.keep_checkpoint:
-        checkpoint.remove(p, owner)
-    return RunResult("completed", history, info.device, None, start_epoch)
+    outcome, = train([Member(spec, tuple(callbacks), owner)], options, prepared=prepared, datasets=datasets)
+    if outcome.exception is not None:
+        raise outcome.exception
+    return outcome.result
 
 
-def _forwards(p: Prepared):
-    """The forward used for training (DDP-wrapped under DDP, compiled if asked) and the one for evaluation."""
-    dist = p.options.distributed
-    # DDP after the checkpoint is loaded (every rank reads the same file); evaluation uses the bare model,
-    # since each rank evaluates a different share of the test set.
-    trained = p.model
-    if dist is not None:
-        from torch.nn.parallel import DistributedDataParallel
+def check_every(device: torch.device) -> int:
+    """How often (in batches) the host looks at the loss: every batch on CPU, where it costs nothing."""
+    return 1 if device.type == "cpu" else 25
 
-        trained = DistributedDataParallel(p.model, device_ids=[p.device.index] if p.device.type == "cuda" else None)
-    forward = torch.compile(trained) if p.options.compile else trained
-    if dist is None:
-        return forward, forward
-    return forward, torch.compile(p.model) if p.options.compile else p.model
+
+def eval_batch_size(spec: RunSpec) -> int:
+    return max(spec.batch_size, 256)
+
+
+def current_lambdas(optimizer: torch.optim.Optimizer, spec: RunSpec) -> tuple[float | None, float | None]:
+    """MAS's lambdas in force; Adam's, AdamW's and SGD's endpoints; none for other optimizers."""
+    group = optimizer.param_groups[0]
+    if "lambda_adam" in group:
+        return group["lambda_adam"], group["lambda_sgd"]
+    return spec.lambdas if spec.optimizer in ENDPOINT_LAMBDAS else (None, None)
+
+
+def _load_model(p: Prepared, s: MemberState, state: dict) -> None:
+    if p.fused is not None:
+        p.fused.load_member_state_dict(s.index, state)
+    else:
+        s.model.load_state_dict(state)
+
+
+def _model_state(p: Prepared, s: MemberState) -> dict:
+    return p.fused.member_state_dict(s.index) if p.fused is not None else s.model.state_dict()
+
+
+def _rng(p: Prepared, s: MemberState) -> dict:
+    """The process's RNG states of ``s``'s run: the process's own for one member."""
+    return global_rng_states(p.device) if len(p.members) == 1 else s.rng
+
+
+def _start(p: Prepared, device: str) -> None:
+    batch_size = p.spec.batch_size
+    for s in p.members:
+        model = s.model if p.fused is None else None
+        parameters = (sum(t.numel() for t in model.parameters()) if model is not None
+                      else sum(t.numel() for t in p.fused.parameters()) // p.fused.size)
+        train_size = len(s.dataset.train)
+        s.notify("on_start", RunInfo(s.spec, device, train_size, len(s.dataset.test),
+                                     math.ceil(train_size / batch_size), parameters, s.start_epoch))
+        if s.history:
+            s.notify("on_resume", s.history)
+
+
+def _forwards(p: Prepared) -> dict[int, tuple]:
+    """Per member: the forward used for training (DDP-wrapped under DDP, compiled if asked) and the one for
+    evaluation; under grouped convolutions every member's are the fused model's."""
+    dist, compile_ = p.options.distributed, p.options.compile
+    if p.fused is not None:
+        forward = torch.compile(p.fused) if compile_ else p.fused
+        return {s.index: (forward, forward) for s in p.members}
+    out = {}
+    for s in p.members:
+        # DDP after the checkpoint is loaded (every rank reads the same file); evaluation uses the bare model,
+        # since each rank evaluates a different share of the test set.
+        trained = s.model
+        if dist is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            trained = DistributedDataParallel(s.model, device_ids=[p.device.index] if p.device.type == "cuda" else None)
+        forward = torch.compile(trained) if compile_ else trained
+        out[s.index] = (forward, forward) if dist is None else (forward, torch.compile(s.model) if compile_ else s.model)
+    return out
 
 
 @dataclass
@@ -133,6 +198,11 @@ class _Sums:
     def zeros(cls, device: torch.device) -> _Sums:
         return cls(torch.zeros((), dtype=torch.float64, device=device), torch.zeros((), dtype=torch.int64, device=device))
 
+    def add(self, summed: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.loss += summed
+        self.correct += (logits.argmax(-1) == labels).sum()
+        self.n += len(labels)
+
     def totals(self, p: Prepared) -> tuple[float, int, int]:
         """(loss sum, correct, examples) over every process of a DDP run."""
         dist = p.options.distributed
@@ -143,84 +213,225 @@ class _Sums:
         return totals[0].item(), int(totals[1].item()), int(totals[2].item())
 
 
-def _epoch(p: Prepared, epoch: int, forward, eval_forward, callbacks: Sequence[Callback],
-           batches: int) -> tuple[EpochMetrics, str | None]:
-    """Train one epoch and evaluate; returns its metrics and, if the loss stopped being finite, why."""
-    lambda_adam, lambda_sgd = _current_lambdas(p)
-    lr = p.optimizer.param_groups[0]["lr"]
+@dataclass
+class _Step:
+    """One member's batch in a training step, after the optimizer stepped."""
+
+    member: MemberState
+    logits: torch.Tensor  # detached
+    labels: torch.Tensor
+    loss: torch.Tensor  # what was differentiated (under DDP: weighted for DDP's average)
+    summed: torch.Tensor  # the batch's summed loss on this process, float64, detached
+
+
+def _epoch(p: Prepared, epoch: int, training: list[MemberState], forwards: dict, main: bool) -> None:
+    """Train ``training`` for one epoch and evaluate them; the members still waiting keep their state."""
+    waiting = {s.index: p.fused.member_state_dict(s.index) for s in p.members
+               if p.fused is not None and s.status == "running" and s not in training}
+    settings = {s.index: (s.optimizer.param_groups[0]["lr"], *current_lambdas(s.optimizer, s.spec))
+                for s in training}
     _sync(p.device)
     start = time.perf_counter()
-    sums, diverged = _train_batches(p, epoch, forward, callbacks, batches)
+    sums, diverged = _train_batches(p, epoch, training, forwards, start)
     _sync(p.device)
     seconds = time.perf_counter() - start
-    total_loss, total_correct, seen = sums.totals(p)
-    speed = seen / seconds if seconds > 0 else 0.0
-    if diverged is not None:
-        value, at_batch = diverged
-        metrics = EpochMetrics(epoch, value, total_correct / max(seen, 1), None, None, lr, lambda_adam, lambda_sgd,
-                               seconds, speed)
-        return metrics, f"non-finite training loss ({value}) at epoch {epoch}, batch {at_batch}"
-    eval_batch = max(p.spec.batch_size, 256)
-    test_loss, test_acc = _evaluate(p, eval_batch, eval_forward)
-    val_loss, val_acc = _evaluate(p, eval_batch, eval_forward, "val") if p.dataset.val is not None else (None, None)
-    metrics = EpochMetrics(epoch, total_loss / seen, total_correct / seen, test_loss, test_acc, lr, lambda_adam,
-                           lambda_sgd, seconds, speed, val_loss, val_acc)
-    return metrics, None
-
-
-def _train_batches(p: Prepared, epoch: int, forward, callbacks: Sequence[Callback],
-                   batches: int) -> tuple[_Sums, tuple[float, int] | None]:
-    """One pass over the training set: (this process's sums, (loss, batch) where the loss was not finite)."""
-    dist = p.options.distributed
-    train_size, batch_size = len(p.dataset.train), p.spec.batch_size
-    # How often the host looks at the loss: every batch on CPU, where it costs nothing, less often on a GPU.
-    check_every = 1 if p.device.type == "cpu" else 25
-    p.model.train()
-    sums = _Sums.zeros(p.device)
-    for i, batch in enumerate(train_batches(p.dataset, batch_size, p.device, p.generator, p.augment_generator,
-                                            p.channels_last, _shard(p))):
-        with torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
-            logits = forward(batch.inputs)
-        if dist is None:
-            loss = F.cross_entropy(logits.float(), batch.labels)
-            summed = loss.detach().double() * len(batch)
+    for k, state in waiting.items():  # the fused model's training steps moved their BatchNorm statistics
+        p.fused.load_member_state_dict(k, state)
+    evaluated = _evaluate(p, [s for s in training if s.status == "running" and s.index not in diverged], forwards)
+    for s in training:
+        lr, lambda_adam, lambda_sgd = settings[s.index]
+        if s.index in diverged:
+            value, at_batch, at_seconds = diverged[s.index]
+            _, right, n = sums[s.index].totals(p)
+            metrics = EpochMetrics(epoch, value, right / max(n, 1), None, None, lr, lambda_adam, lambda_sgd,
+                                   at_seconds, n / at_seconds if at_seconds > 0 else 0.0)
+            s.diverge(epoch, value, at_batch)
+        elif s.status == "running":
+            total_loss, right, n = sums[s.index].totals(p)
+            test_loss, test_acc, val_loss, val_acc = evaluated[s.index]
+            metrics = EpochMetrics(epoch, total_loss / n, right / n, test_loss, test_acc, lr, lambda_adam,
+                                   lambda_sgd, seconds, n / seconds if seconds > 0 else 0.0, val_loss, val_acc)
         else:
-            summed = F.cross_entropy(logits.float(), batch.labels, reduction="sum")
-            global_size = min(batch_size, train_size - i * batch_size)
-            loss = summed * (dist.world_size / global_size)  # DDP averages over ranks: the global mean's gradient
-            summed = summed.detach().double()
-        p.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        p.optimizer.step()
+            continue  # set aside during the epoch: its epoch is not reported, as a failed run's is not
+        s.history.append(metrics)
+        s.notify("on_epoch", metrics)
+        if s.status == "diverged" and main:
+            checkpoint.remove(s, p.options)
+    for s in training:
+        if s.status == "running":  # after the callbacks (the store has the epoch): a crash between repeats an epoch
+            if s.schedule is not None:
+                s.schedule.step()
+            if s.lr_schedule is not None:
+                s.lr_schedule.step()
+            if main:
+                path = checkpoint.save(s, p.options, epoch, _model_state(p, s), _rng(p, s))
+                s.notify("on_checkpoint", epoch, path)
+    if any(s.status == "running" for s in training):
+        faults.point("epoch.saved")
+
+
+def _train_batches(p: Prepared, epoch: int, training: list[MemberState], forwards: dict, start: float):
+    """One pass over the training set: ({member: its sums on this process}, {member: (loss, batch, seconds)
+    where its loss was not finite})."""
+    dist = p.options.distributed
+    every = check_every(p.device)
+    batches = {s.index: math.ceil(len(s.dataset.train) / p.spec.batch_size) for s in training}
+    sums = {s.index: _Sums.zeros(p.device) for s in training}
+    diverged: dict[int, tuple[float, int, float]] = {}
+    active = list(training)  # the members still training this epoch; the steps below draw for these alone
+    steps = _fused_steps(p, training, forwards, active) if p.fused is not None else _own_steps(p, forwards, active)
+    for i, step in enumerate(steps):
         faults.point("batch")
-        sums.loss += summed
-        sums.correct += (logits.detach().argmax(1) == batch.labels).sum()
-        sums.n += len(batch)
-        if (i + 1) % check_every == 0 or i + 1 == batches:
-            value = loss.item()
-            if dist is not None and dist.any(not math.isfinite(value), p.device):
-                value = value if not math.isfinite(value) else float("nan")  # another rank's loss is not finite
-            if not math.isfinite(value):
-                return sums, (value, i + 1)
-        for cb in callbacks:
-            cb.on_batch(epoch, i + 1, batches)
-    return sums, None
+        for one in step:
+            s = one.member
+            sums[s.index].add(one.summed, one.logits, one.labels)
+            if (i + 1) % every == 0 or i + 1 == batches[s.index]:
+                value = one.loss.item()
+                if dist is not None and dist.any(not math.isfinite(value), p.device):
+                    value = value if not math.isfinite(value) else float("nan")  # another rank's loss is not finite
+                if not math.isfinite(value):
+                    diverged[s.index] = (value, i + 1, time.perf_counter() - start)
+                    active.remove(s)
+                    continue
+            s.notify("on_batch", epoch, i + 1, batches[s.index])
+            if s.status != "running":
+                active.remove(s)
+        if not active:
+            break
+    return sums, diverged
 
 
-def _evaluate(p: Prepared, batch_size: int, forward, split: str = "test") -> tuple[float, float]:
-    """Loss and accuracy over every example of ``split`` (test or val), each counted once (under DDP, on one rank)."""
-    p.model.eval()
+def _own_steps(p: Prepared, forwards: dict, active: list[MemberState]) -> Iterator[list[_Step]]:
+    """Each member's own forward on its own batch, then one optimizer step of them all, batch by batch.
+
+    With several members, each forward runs with the process's RNG states of its member's run (dropout).
+    """
+    dist, batch_size, device = p.options.distributed, p.spec.batch_size, p.device
+    alone = len(p.members) == 1
+    for s in active:
+        s.model.train()
+    iterators = {s.index: iter(train_batches(s.dataset, batch_size, device, s.generator, s.augment_generator,
+                                             p.channels_last, _shard(p))) for s in active}
+    i = 0
+    while True:
+        step = []
+        for s in list(active):
+            batch = next(iterators[s.index], None)
+            if batch is None:
+                active.remove(s)
+                continue
+            if not alone:
+                _enter_rng(s, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=p.amp):
+                logits = forwards[s.index][0](batch.inputs)
+            if not alone:
+                _leave_rng(s, device)
+            if dist is None:
+                loss = F.cross_entropy(logits.float(), batch.labels)
+                summed = loss.detach().double() * len(batch)
+            else:
+                summed = F.cross_entropy(logits.float(), batch.labels, reduction="sum")
+                global_size = min(batch_size, len(s.dataset.train) - i * batch_size)
+                loss = summed * (dist.world_size / global_size)  # DDP averages over ranks: the global mean's gradient
+                summed = summed.detach().double()
+            s.optimizer.zero_grad(set_to_none=True)
+            step.append(_Step(s, logits.detach(), batch.labels, loss, summed))
+        if not step:
+            return
+        if len(step) == 1:
+            step[0].loss.backward()
+            step[0].member.optimizer.step()
+        else:
+            # One backward: the sum's gradient reaches each member's loss as exactly 1, so each member's
+            # gradients are those of its own loss.
+            torch.stack([one.loss for one in step]).sum().backward()
+            step_members([one.member.optimizer for one in step], range(len(step)))
+        yield step
+        i += 1
+
+
+def _enter_rng(s: MemberState, device: torch.device) -> None:
+    """Put member ``s``'s RNG states in the process for its forward (dropout draws from them; nothing in a
+    forward draws from Python's ``random``, which stays as its run's checkpoint records it)."""
+    torch.set_rng_state(s.rng["torch"])
+    if device.type == "cuda" and s.rng["cuda"]:
+        torch.cuda.set_rng_state_all(s.rng["cuda"])
+
+
+def _leave_rng(s: MemberState, device: torch.device) -> None:
+    s.rng["torch"] = torch.get_rng_state()
+    if device.type == "cuda":
+        s.rng["cuda"] = torch.cuda.get_rng_state_all()
+
+
+def _fused_steps(p: Prepared, training: list[MemberState], forwards: dict,
+                 active: list[MemberState]) -> Iterator[list[_Step]]:
+    """The fused model's forward on every member's batch ([K, B, ...]), one backward of the active members'
+    summed mean losses, and their optimizers' step, batch by batch."""
+    forward = forwards[p.members[0].index][0]
+    generators = [(s.generator, s.augment_generator) if s in training else None for s in p.members]
+    p.fused.train()
+    for inputs, labels in member_batches(p.dataset, p.spec.batch_size, p.device, generators):
+        with torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
+            logits = forward(inputs).float()
+        # Each member's loss as its unpacked cell computes it (one reduction over [B, classes]).
+        losses = [F.cross_entropy(out, y) for out, y in zip(logits.unbind(0), labels.unbind(0))]
+        p.packed_optimizer.zero_grad()
+        torch.stack([losses[s.index] for s in active]).sum().backward()
+        p.packed_optimizer.step([s.index for s in active])
+        logits = logits.detach()
+        yield [_Step(s, logits[s.index], labels[s.index], losses[s.index],
+                     losses[s.index].detach().double() * labels.shape[1]) for s in active]
+
+
+def _evaluate(p: Prepared, members: list[MemberState], forwards: dict) -> dict[int, tuple]:
+    """Per member: (test loss, test accuracy, validation loss, validation accuracy), every example counted once
+    (under DDP, on one rank); no validation split: None, None."""
+    if not members:
+        return {}
+    if p.fused is not None:
+        return _evaluate_fused(p, members, forwards)
+    out = {}
+    for s in members:
+        forward = forwards[s.index][1]
+        test = _evaluate_one(p, s, forward, "test")
+        val = _evaluate_one(p, s, forward, "val") if s.dataset.val is not None else (None, None)
+        out[s.index] = (*test, *val)
+    return out
+
+
+def _evaluate_one(p: Prepared, s: MemberState, forward, split: str) -> tuple[float, float]:
+    """Loss and accuracy of one member's own model over every example of ``split`` (test or val)."""
+    s.model.eval()
     sums = _Sums.zeros(p.device)
     with torch.no_grad(), torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
-        for batch in p.dataset.batches(split, batch_size, p.device, None, p.channels_last, _shard(p)):
+        for batch in s.dataset.batches(split, eval_batch_size(s.spec), p.device, None, p.channels_last, _shard(p)):
             if len(batch) == 0:  # this rank's share of a last batch smaller than the number of ranks
                 continue
             logits = forward(batch.inputs).float()
-            sums.loss += F.cross_entropy(logits, batch.labels, reduction="sum").double()
-            sums.correct += (logits.argmax(1) == batch.labels).sum()
-            sums.n += len(batch)
+            sums.add(F.cross_entropy(logits, batch.labels, reduction="sum").double(), logits, batch.labels)
+    s.model.train()
     total_loss, total_correct, total = sums.totals(p)
     return total_loss / total, total_correct / total
+
+
+def _evaluate_fused(p: Prepared, members: list[MemberState], forwards: dict) -> dict[int, tuple]:
+    """Every member's test loss and accuracy through the fused model, each as the unpacked engine computes it."""
+    forward = forwards[p.members[0].index][1]
+    sums = {s.index: _Sums.zeros(p.device) for s in members}
+    p.fused.eval()
+    with torch.no_grad(), torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
+        for inputs, labels in test_batches(p.dataset, eval_batch_size(p.spec), p.device, p.fused.size):
+            logits = forward(inputs).float()
+            for s in members:
+                out = logits[s.index]
+                sums[s.index].add(F.cross_entropy(out, labels, reduction="sum").double(), out, labels)
+    p.fused.train()
+    out = {}
+    for s in members:
+        total_loss, total_correct, total = sums[s.index].totals(p)
+        out[s.index] = (total_loss / total, total_correct / total, None, None)
+    return out
 
 
 def _sync(device: torch.device) -> None:
@@ -231,11 +442,3 @@ def _sync(device: torch.device) -> None:
 def _shard(p: Prepared) -> tuple[int, int] | None:
     dist = p.options.distributed
     return (dist.rank, dist.world_size) if dist is not None else None
-
-
-def _current_lambdas(p: Prepared) -> tuple[float | None, float | None]:
-    """MAS's lambdas in force; Adam's, AdamW's and SGD's endpoints; none for other optimizers."""
-    group = p.optimizer.param_groups[0]
-    if "lambda_adam" in group:
-        return group["lambda_adam"], group["lambda_sgd"]
-    return p.spec.lambdas if p.spec.optimizer in ENDPOINT_LAMBDAS else (None, None)

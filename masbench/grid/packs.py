@@ -4,7 +4,7 @@
 ``off``, or ``auto``, which packs the MLP and the CNN on every device and the ResNets on CUDA only,
 ``AUTO_SIZE`` members at a time. The evidence (benchmarks/pack_speed.py, 2-core CPU, one thread): packed,
 the quick suite's MLP trains 1.3-1.5x faster and the nightly CNN grid 1.15x (each member's own forward,
-``masbench.pack.fuse``), while ResNet18 is even (0.97x): its steps are long enough that what a pack
+``masbench.engine.fuse``), while ResNet18 is even (0.97x): its steps are long enough that what a pack
 shares (data, optimizer calls) is little. HFTA's grouped convolutions run slower on a CPU (CNN 0.72x,
 ResNet18 0.77x); horizontal fusion pays where one small model leaves a GPU idle.
 
@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 
 from masbench.grid.benchmarks import Cell
 from masbench.errors import MasbenchError
-from masbench.pack import can_pack, pack_key, plan_packs
-from masbench.pack.fuse import default_conv
+from masbench.engine import can_pack, pack_key, plan_packs
+from masbench.engine.fuse import default_conv
 from masbench.store import Store
 from masbench.store.leases import finished
 

@@ -5,10 +5,9 @@
 through it). ``local``: ``work_through``, the one worker loop (a local worker's, a Ray task's body), and
 ``run_sweep``, a grid in this process or in worker processes. ``ray``: ``run_sweep_ray``, a task per unit
 on a Ray cluster. ``plan``: what both executors share (settings, ``execute``: preflight, registration, the
-summary). ``pack_plan``: which cells share a pack, and the dry run's lines on it. ``adaptive``:
+summary). Which cells share a pack is the grid's (``masbench.grid.packs``). ``adaptive``:
 ``run_adaptive``, rounds of seeds until each cell's CI95 is narrow enough (``sweep --until-ci``).
-``stopping``: SIGINT and SIGTERM stop cleanly, giving every claim back. ``engine_api``: the engine as
-the unit runner calls it.
+``stopping``: SIGINT and SIGTERM stop cleanly, giving every claim back.
 """
 
 from masbench.sweep.units import (

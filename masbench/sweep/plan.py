@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from masbench import faults
 from masbench.grid.benchmarks import Cell
 from masbench.engine import Callback
-from masbench.spec import ExecOptions
+from masbench.engine import ExecOptions
 from masbench.store import Store
 from masbench.store.leases import FINAL, as_utc, finished
 from masbench.sweep import stopping
@@ -55,17 +55,13 @@ def preflight(cells: Sequence[Cell], options: ExecOptions) -> dict:
     Returns the loaded sets (keyed by ``data_cache_key``), for a worker in this process to reuse.
     """
     from masbench.data.validation import val_indices
-    from masbench.engine import data_cache_key, load_data, resolve_device
+    from masbench.engine import dataset_for, resolve_device
 
     resolve_device(options.device)
     datasets: dict = {}
     for cell in cells:
-        opts = cell_options(cell, options)
-        key = data_cache_key(cell.spec, opts)
-        if key not in datasets:
-            datasets[key] = load_data(cell.spec, opts)
+        data = dataset_for(cell.spec, cell_options(cell, options), datasets)
         if cell.spec.val_fraction is not None:
-            data = datasets[key]
             val_indices(data.train.labels, cell.spec.val_fraction, cell.spec.seed, data.classes)
     return datasets
 

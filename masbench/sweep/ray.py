@@ -17,7 +17,7 @@ from pathlib import Path
 
 from masbench.grid.benchmarks import Cell
 from masbench.errors import MasbenchError
-from masbench.spec import ExecOptions
+from masbench.engine import ExecOptions
 from masbench.store import Store
 from masbench.sweep import stopping
 from masbench.sweep.local import work_through

@@ -27,15 +27,28 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from masbench.engine import Callback, CheckpointOwner, EpochMetrics, RunResult, checkpoint_path
+from masbench.engine import (
+    Callback,
+    CheckpointOwner,
+    EpochMetrics,
+    ExecOptions,
+    Member,
+    MemberOutcome,
+    Prepared,
+    RunResult,
+    Unpackable,
+    checkpoint_path,
+    describe_device,
+    pack_key,
+    prepare,
+    train,
+)
 from masbench.engine.environment import git_commit, hostname, versions
 from masbench.errors import DiskFull
-from masbench.pack import pack_key
-from masbench.spec import ExecOptions, RunSpec
+from masbench.spec import RunSpec
 from masbench.store import ClaimLost, Run, Store
 from masbench.store.leases import DEFAULT_LEASE_S, FINAL, finished
 from masbench.sweep import stopping
-from masbench.sweep.engine_api import Member, MemberOutcome, Unpackable, execution_config, prepare_unit, train_unit
 from masbench.store.urls import scrub
 from masbench.text.shown import one_line
 
@@ -268,7 +281,7 @@ def _run_group(specs: list[RunSpec], store: Store, options: ExecOptions, outcome
     Raises ``Unpackable`` when they cannot share a pack, before anything is written, and ``_Refused`` when
     the engine refused their model once they were claimed (every claim given back).
     """
-    prepared = prepare_unit(specs, options, datasets)
+    prepared = prepare(specs, options, datasets=datasets)
     existing = store.get_runs([spec.key for spec in specs])
     run_ids = {spec.key: (existing.get(spec.key) or store.ensure_run(run_values(spec))).id for spec in specs}
     try:
@@ -310,7 +323,7 @@ def _train_held(held: list[tuple[RunSpec, int]], store: Store, options: ExecOpti
                 callbacks: Sequence[Callback], stale_after: float, heartbeat_every: float,
                 datasets: dict | None) -> dict[str, CellOutcome]:
     """Start and train the claimed cells in one pass, then record how each ended."""
-    execution, device = execution_config(prepared, options, len(held))
+    execution, device = execution_config(prepared, len(held))
     environment = dict(host=hostname(), device=device, versions=versions(), git_commit=git_commit())
     outcomes: dict[str, CellOutcome] = {}
     ids = [run_id for _, run_id in held]
@@ -327,7 +340,10 @@ def _train_held(held: list[tuple[RunSpec, int]], store: Store, options: ExecOpti
                 members.append(Member(spec, [recorder.member(run_id), *callbacks],
                                       CheckpointOwner(store.store_id, run_id)))
                 run_ids[spec.key] = run_id
-            results = train_unit(members, options, prepared, datasets) if members else []
+            if [m.spec.key for m in members] != [m.spec.key for m in prepared.members]:
+                # Some cells were taken by another worker since: the pack is what this worker holds.
+                prepared = prepare([m.spec for m in members], options, datasets=datasets) if members else None
+            results = train(members, options, prepared=prepared) if members else []
             recorder.flush()
     except DiskFull as error:
         raise _given_back(store, ids, worker, stale_after, error) from None
@@ -353,6 +369,16 @@ def _train_held(held: list[tuple[RunSpec, int]], store: Store, options: ExecOpti
     if full:  # the others are recorded; these are given back, and the sweep stops with one line
         raise _given_back(store, [run_id for run_id, _ in full], worker, stale_after, full[0][1]) from None
     return outcomes
+
+
+def execution_config(prepared: Prepared, size: int) -> tuple[dict[str, Any], str]:
+    """How a unit of ``size`` cells executes, as its runs' config records it (``packed: K`` for a pack), and
+    its device, described."""
+    execution = {"device": str(prepared.device), "amp_bf16": prepared.amp, "channels_last": prepared.channels_last,
+                 "compile": prepared.options.compile}
+    if size > 1:
+        execution["packed"] = size
+    return execution, describe_device(prepared.device)
 
 
 def record_failure(spec: RunSpec, store: Store, run_id: int, worker: str, error: Exception, trace: str,
@@ -414,8 +440,7 @@ def _follow_main_rank(spec: RunSpec, options: ExecOptions, callbacks: Sequence[C
     status = dist.broadcast()
     if status is not None:
         return CellOutcome(spec, status)
-    (outcome,) = train_unit([Member(spec, list(callbacks))], options, prepare_unit([spec], options, datasets),
-                            datasets)
+    (outcome,) = train([Member(spec, tuple(callbacks))], options, prepared=prepare([spec], options, datasets=datasets))
     if outcome.exception is not None:
         raise outcome.exception
     return CellOutcome(spec, outcome.result.status, result=outcome.result, message=outcome.result.error)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from masbench.data.base import ImageDataset, apply_crop_flip, global_batches as _global_batches, on_device as _on_device
+from masbench.data.base import ImageDataset, apply_crop_flip, global_batches, on_device
 
 
 def member_batches(dataset: ImageDataset, batch_size: int, device: torch.device,
@@ -25,7 +25,7 @@ def member_batches(dataset: ImageDataset, batch_size: int, device: torch.device,
     not training this epoch: it draws nothing and gets a copy of another member's batch (its outputs are
     ignored).
     """
-    data = _on_device(dataset, "train", device)
+    data = on_device(dataset, "train", device)
     n, k = len(data), len(generators)
     drawing = [g for g in generators if g is not None]
     if not drawing:
@@ -34,7 +34,7 @@ def member_batches(dataset: ImageDataset, batch_size: int, device: torch.device,
     for i, pair in enumerate(generators):
         if pair is not None:
             order = torch.randperm(n, generator=pair[0])
-            plans[i] = _global_batches(order, batch_size, None, dataset.augment, dataset.crop_padding, pair[1])
+            plans[i] = global_batches(order, batch_size, None, dataset.augment, dataset.crop_padding, pair[1])
     stand_in = next(iter(plans))
     scale, shift = _normalisation(dataset, device)
     for drawn in zip(*plans.values()):

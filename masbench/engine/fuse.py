@@ -11,14 +11,15 @@ and buffer is the members' own, stacked along a leading member dimension of size
 That is the ``"grouped"`` strategy of a convolutional model (``PackedModel.conv``). The other,
 ``"members"``, runs each member's own forward, one after another, on its slices of the stacked tensors
 (``torch.func.functional_call`` of the architecture): the unpacked model's very calls on the very same
-inputs, so its numbers bit for bit, in one backward and one optimizer step. ``"auto"`` (the default) is
-grouped on CUDA and members elsewhere: on a CPU (oneDNN, AVX2) a grouped convolution of 7 members ran
-~1.5x slower than the 7 convolutions it replaces, and any layout of the K*B images that one op takes
-(member-concatenated channels, or member-major [K*B, C, H, W] with per-member convolutions and
-concatenations) costs copies and cache misses that one member's working set does not
-(``benchmarks/pack_speed.py`` prints both strategies). ``MASBENCH_PACK_CONV=grouped|members``
-overrides ``"auto"`` for the packs built while it is set. Models without convolutions (the MLP) always
-run fused: their batched matmuls cost no more than the members' own.
+inputs, so its numbers bit for bit. Models without convolutions (the MLP) run fused under either.
+
+The engine (``masbench.engine.prepare``) builds a fused model only for grouped convolutions: ``"auto"``
+(the default; ``MASBENCH_PACK_CONV=grouped|members`` overrides it for the packs built while it is set) is
+grouped on CUDA, and elsewhere each member runs its own model, unfused. On a CPU (oneDNN, AVX2) a grouped
+convolution of 7 members ran ~1.5x slower than the 7 convolutions it replaces, and any layout of the K*B
+images that one op takes (member-concatenated channels, or member-major [K*B, C, H, W] with per-member
+convolutions and concatenations) costs copies and cache misses that one member's working set does not
+(``benchmarks/pack_speed.py`` prints both strategies).
 
 Two layouts of activations follow from this: member-major [K, B, F] for features and
 channel-concatenated [B, K*C, H, W] for images. The packed model takes [K, B, C, H, W] (each member's
