@@ -37,6 +37,7 @@ from masbench.engine import (
     Prepared,
     RunResult,
     Unpackable,
+    can_pack,
     checkpoint_path,
     describe_device,
     pack_key,
@@ -278,10 +279,15 @@ def _run_group(specs: list[RunSpec], store: Store, options: ExecOptions, outcome
                stale_after: float, heartbeat_every: float, datasets: dict | None) -> None:
     """Prepare, claim and train ``specs`` as one pass; their outcomes go into ``outcomes``.
 
-    Raises ``Unpackable`` when they cannot share a pack, before anything is written, and ``_Refused`` when
-    the engine refused their model once they were claimed (every claim given back).
+    Raises ``Unpackable`` when they cannot share a pack (as planned), and ``_Refused`` when the engine refused
+    their model (its fuser), both before anything is written; ``_Refused`` from training gives every claim back.
     """
-    prepared = prepare(specs, options, datasets=datasets)
+    try:
+        prepared = prepare(specs, options, datasets=datasets)
+    except Unpackable as error:
+        if len(specs) > 1 and can_pack(specs) is None and options.distributed is None:
+            raise _Refused(str(error)) from None  # the model's refusal (the fuser's), which planning cannot see
+        raise
     existing = store.get_runs([spec.key for spec in specs])
     run_ids = {spec.key: (existing.get(spec.key) or store.ensure_run(run_values(spec))).id for spec in specs}
     try:
@@ -316,7 +322,7 @@ def _run_group(specs: list[RunSpec], store: Store, options: ExecOptions, outcome
 
 
 class _Refused(Exception):
-    """The engine refused to pack the claimed cells' model (``Unpackable`` from training): why."""
+    """The engine refused to pack the cells' model (its fuser): why. Raised before anything is written."""
 
 
 def _train_held(held: list[tuple[RunSpec, int]], store: Store, options: ExecOptions, prepared, worker: str,
