@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -70,8 +71,9 @@ def run_packed(specs: list[RunSpec], options: ExecOptions, datasets: dict, size:
     return samples, seconds, time.perf_counter() - start
 
 
-def sweep_wall(work: Path, pack: int | None, threads: int | None) -> float:
-    """Wall seconds of ``masbench sweep --benchmark quick`` (packed when ``pack``) in a fresh process and store."""
+def sweep_wall(work: Path, pack: int | None, threads: int | None) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``masbench sweep --benchmark quick`` (packed when ``pack``) in a fresh process and
+    store; CPU is the child's user + system time (on a busy machine it moves less than wall)."""
     folder = Path(tempfile.mkdtemp(dir=work, prefix="sweep-"))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
                                                                     os.environ.get("PYTHONPATH")])))
@@ -79,9 +81,12 @@ def sweep_wall(work: Path, pack: int | None, threads: int | None) -> float:
         env["OMP_NUM_THREADS"] = str(threads)
     args = [sys.executable, "-m", "masbench", "sweep", "--benchmark", "quick", "--db", f"sqlite:///{folder / 's.db'}",
             "--checkpoint-dir", str(folder / "ckpt"), "--device", "cpu", *(["--pack", str(pack)] if pack else [])]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(args, env=env, cwd=folder, check=True, capture_output=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def random_images(train: int, test: int, seed: int = 0) -> ImageDataset:
@@ -190,8 +195,11 @@ def main() -> None:
     if "sweep" in args.only:
         print("sweep quick: masbench sweep --benchmark quick, unpacked and --pack, fresh processes and stores",
               flush=True)
-        for _ in range(args.rounds):
-            sweeps.append((sweep_wall(work, None, args.threads), sweep_wall(work, args.pack, args.threads)))
+        for r in range(args.rounds):
+            (u_wall, u_cpu), (p_wall, p_cpu) = sweep_wall(work, None, args.threads), sweep_wall(work, args.pack, args.threads)
+            sweeps.append((u_wall, p_wall, u_cpu, p_cpu))
+            print(f"  round {r + 1}: unpacked {u_wall:.1f}s wall ({u_cpu:.1f}s CPU), --pack {args.pack} {p_wall:.1f}s wall "
+                  f"({p_cpu:.1f}s CPU): ratio {u_wall / p_wall:.2f} wall, {u_cpu / p_cpu:.2f} CPU", flush=True)
     print(f"\n{'workload':<40} {'cells':>5} {'unpacked/s':>11} {'packed/s':>10} {'ratio':>6} "
           f"{'wall unp.':>10} {'wall pk.':>9} {'ratio':>6}")
     for label, cells, (u_rate, u_wall), (p_rate, p_wall) in rows:
@@ -204,9 +212,12 @@ def main() -> None:
         print(f"quick's matmuls alone: {ms:.2f} ms per member step at {gflops:.0f} GFLOP/s; an unpacked step takes "
               f"{step_ms:.2f} ms, so a pack that shared everything else would reach {step_ms / ms:.1f}x at most")
     if sweeps:
-        u_wall, p_wall = (statistics.median(w) for w in zip(*sweeps))
+        u_wall, p_wall, u_cpu, p_cpu = (statistics.median(w) for w in zip(*sweeps))
         print(f"{'sweep quick (whole command)':<40} {14:>5} {'':>11} {'':>10} {'':>6} "
               f"{u_wall:>9.1f}s {p_wall:>8.1f}s {u_wall / p_wall:>6.2f}")
+        ratios = sorted(u / p for u, p, _, _ in sweeps)
+        print(f"sweep quick, --pack {args.pack} against unpacked: {u_wall / p_wall:.2f}x wall (medians of {len(sweeps)} "
+              f"round(s); per round {', '.join(f'{r:.2f}' for r in ratios)}), {u_cpu / p_cpu:.2f}x CPU")
 
 
 def matmul_floor(batch: int = 64, rounds: int = 300) -> tuple[float, float]:

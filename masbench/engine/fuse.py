@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -271,12 +272,14 @@ def _containers() -> tuple[type, ...]:
     """Classes whose forward only calls submodules, adds, applies ReLU and ``torch.flatten(x, 1)``.
 
     Exact classes, not subclasses: a subclass may have a forward that reads shapes or mixes members.
+    torchvision's ResNet classes only when torchvision is loaded already (a member built from them loaded
+    it): fusing an MLP or CNN imported it (seconds, once per process), and failed where it is not installed.
     """
-    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
-
     from masbench.models.small import MLP, SmallCNN
 
-    return nn.Sequential, MLP, SmallCNN, ResNet, BasicBlock, Bottleneck
+    resnet = sys.modules.get("torchvision.models.resnet")
+    found = (resnet.ResNet, resnet.BasicBlock, resnet.Bottleneck) if resnet is not None else ()
+    return nn.Sequential, MLP, SmallCNN, *found
 
 
 def _fuse(modules: list[nn.Module], name: str, containers: tuple[type, ...]) -> nn.Module:
