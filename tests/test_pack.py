@@ -24,6 +24,7 @@ from masbench.engine import (
     train,
     train_one,
 )
+from masbench.engine.checkpoint import Unfit
 from masbench.engine.fuse import fuse
 from masbench.engine.packed_optim import PackedOptimizer, member_views, step_groups
 from masbench.optim import build_optimizer
@@ -403,6 +404,28 @@ def test_a_member_whose_callbacks_raise_is_set_aside_and_the_others_finish(optio
     assert "RuntimeError" in outcomes[1].traceback
     assert [o.result.status for o in (outcomes[0], outcomes[2])] == ["completed", "completed"]
     assert not checkpoint_path(specs[1], options).exists()  # set aside before its first checkpoint
+
+
+def test_a_checkpoint_that_does_not_fit_its_member_fails_that_member_alone(options):
+    """A member's checkpoint edited by hand (a tensor of another shape) fails that member, naming the file; the
+    other members resume from theirs and finish with their uninterrupted numbers."""
+    specs = quick_grid(epochs=2)[:3]
+    straight = [train_one(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in specs]
+    with pytest.raises(Crash):  # every member's checkpoint of epoch 1 is written, then the pack stops
+        train([Member(specs[0]), Member(specs[1]), Member(specs[2], [CrashAt(1)])], options)
+    path = checkpoint_path(specs[1], options)
+    state = torch.load(path, weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.zeros(3, 3)
+    torch.save(state, path)
+    outcomes = train([Member(s) for s in specs], options)
+    assert outcomes[1].result is None and str(path) in str(outcomes[1].exception)
+    assert "does not fit" in str(outcomes[1].exception) and "size mismatch" in str(outcomes[1].exception)
+    for k in (0, 2):
+        assert outcomes[k].result.status == "completed" and outcomes[k].result.resumed_from == 1
+        assert_close_runs(outcomes[k].result, straight[k])
+    with pytest.raises(Unfit, match="does not fit"):  # alone, the cell's run fails with why, as it failed before
+        train_one(specs[1], options)
 
 
 def test_cells_that_cannot_be_packed_raise_before_anything_is_written(options):

@@ -32,6 +32,7 @@ import torch
 from masbench.engine.callbacks import EpochMetrics
 from masbench.fileio import CorruptFile, atomic_torch_save, load_torch_file, remove_stale_temporaries
 from masbench.spec import RunSpec
+from masbench.text.shown import one_line
 from masbench.engine.options import ExecOptions
 
 if TYPE_CHECKING:
@@ -152,14 +153,30 @@ def foreign(state: Any, key: str, owner: CheckpointOwner | None) -> str | None:
     return None
 
 
+class Unfit(RuntimeError):
+    """A checkpoint of the run (its key and owner) that does not fit the run's model or optimizer: one line.
+
+    A ``RuntimeError``, as the failed ``load_state_dict`` it wraps was before."""
+
+
 def load(s: MemberState, options: ExecOptions, load_model: Callable[[dict], None], main: bool = True) -> None:
     """Restore ``s`` from its checkpoint if there is a usable one (see ``read``).
 
     ``main``: this process writes the run's checkpoints (under DDP, rank 0 alone), so it cleans up and warns.
+    Raises ``Unfit`` when the checkpoint is the run's but its tensors or records do not fit (edited by hand,
+    or written by other code): the member cannot go on from it, and a fresh start would hide it.
     """
     state = read(s.spec, options, s.member.owner, s.warn, main)
-    if state is not None:
+    if state is None:
+        return
+    try:
         restore(s, state, load_model)
+    # load_state_dict's size or key mismatch (RuntimeError), a missing entry (KeyError), an optimizer's other
+    # param groups (ValueError), a history entry with other fields (TypeError).
+    except (RuntimeError, KeyError, ValueError, TypeError) as error:
+        path = checkpoint_path(s.spec, options, s.member.owner)
+        raise Unfit(f"checkpoint {path} does not fit {s.spec.describe()}: {type(error).__name__}: "
+                    f"{one_line(error, 300)}") from error
 
 
 def read(spec: RunSpec, options: ExecOptions, owner: CheckpointOwner | None, warn: Callable[[str], None],

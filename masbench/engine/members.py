@@ -81,7 +81,11 @@ class MemberState:
             for cb in self.member.callbacks:
                 getattr(cb, hook)(*args)
         except Exception as error:
-            self.status, self.exception, self.trace = "detached", error, traceback.format_exc()
+            self.set_aside(error)
+
+    def set_aside(self, error: Exception) -> None:
+        """The member stops here with ``error`` (handed back in its ``MemberOutcome``) while the others go on."""
+        self.status, self.exception, self.trace = "detached", error, traceback.format_exc()
 
     def warn(self, message: str) -> None:
         self.notify("on_warning", message)

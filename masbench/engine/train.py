@@ -85,7 +85,10 @@ def train(members: Sequence[Member], options: ExecOptions = ExecOptions(), *, pr
     for s, member in zip(p.members, members):
         # Under DDP every rank reads the checkpoint rank 0 writes.
         s.member = member if dist is None else replace(member, owner=dist.broadcast(member.owner))
-        checkpoint.load(s, p.options, lambda state, s=s: _load_model(p, s, state), main)
+        try:
+            checkpoint.load(s, p.options, lambda state, s=s: _load_model(p, s, state), main)
+        except checkpoint.Unfit as error:  # that member's alone: it fails, the others go on
+            s.set_aside(error)
     if alone:  # the process's RNG is the member's
         set_global_rng_states(p.members[0].rng, p.device)
     forwards = _forwards(p)
