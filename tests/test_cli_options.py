@@ -30,6 +30,10 @@ GRID_AXES = {
     "lambda_sgd": ["lambdas"],
     "lambda_schedule": ["lambda_schedule"],  # a list: constant (the lambdas grid) and linear ones
     "seed": ["seeds", "seed_list"],
+    # An axis (1e-3,3e-3) or a value per optimizer (adam=1e-3,sgd=0.1): a sweep's option takes text (issue 20).
+    "lr": ["lr"],
+    "momentum": ["momentum"],
+    "weight_decay": ["weight_decay"],
 }
 NOT_IN_SWEEP: set[str] = set()
 EXEC_OPTIONS = ["device", "db", "data_dir", "amp", "channels_last", "compile", "checkpoint_dir", "claim_timeout"]

@@ -19,7 +19,7 @@ import typer
 
 from masbench.errors import MasbenchError
 from masbench.text.numbers import integer, is_digits, number
-from masbench.text.shown import shown
+from masbench.text.shown import one_line, shown
 
 
 # --- spec options: one per RunSpec field --------------------------------------------------------
@@ -38,9 +38,29 @@ OptimizerArgsOpt = Annotated[list[str] | None, typer.Option(
                             "its signature (e.g. decoupled_weight_decay=true, betas=0.9,0.99).")]
 LambdaAdamOpt = Annotated[float | None, typer.Option(parser=number, help="MAS's weight of the Adam part (default 0.5).")]
 LambdaSgdOpt = Annotated[float | None, typer.Option(parser=number, help="MAS's weight of the SGD part (default 0.5).")]
-LrOpt = Annotated[float | None, typer.Option(parser=number, help="Learning rate (MAS: SGD's, and Adam's before bias correction).")]
-MomentumOpt = Annotated[float | None, typer.Option(parser=number, help="SGD momentum (also MAS's SGD part).")]
-WeightDecayOpt = Annotated[float | None, typer.Option(parser=number, help="Weight decay (default: the optimizer's own; AdamW 0.01).")]
+
+
+def one_number(value: Any) -> float:
+    """``run``'s ``--lr``, ``--momentum``, ``--weight-decay``: one number (an axis or values per optimizer are a
+    sweep's, ``masbench.grid.settings``)."""
+    if isinstance(value, str) and ("," in value or "=" in value):
+        raise ValueError(f"{shown(value)}: run trains one cell, with one number (an axis, 1e-3,3e-3, or values "
+                         f"per optimizer, adam=1e-3,sgd=0.1, are for sweep)")
+    return number(value)
+
+
+LR_HELP = "Learning rate (MAS: SGD's, and Adam's before bias correction)"
+MOMENTUM_HELP = "SGD momentum (also MAS's SGD part)"
+WEIGHT_DECAY_HELP = "Weight decay (default: the optimizer's own; AdamW 0.01)"
+LrOpt = Annotated[float | None, typer.Option(parser=one_number, help=f"{LR_HELP}.")]
+MomentumOpt = Annotated[float | None, typer.Option(parser=one_number, help=f"{MOMENTUM_HELP}.")]
+WeightDecayOpt = Annotated[float | None, typer.Option(parser=one_number, help=f"{WEIGHT_DECAY_HELP}.")]
+# A sweep's: a number, an axis or a value per optimizer (masbench.grid.settings; parsed by setting_option).
+SETTING_HELP = (": a number, an axis (1e-3,3e-3: every optimizer at every value), or a value per optimizer "
+                "(adam=1e-3,sgd=0.1,mas=3e-3; others=V for the rest; an optimizer not named keeps the benchmark's).")
+LrSettingOpt = Annotated[str | None, typer.Option("--lr", help=LR_HELP + SETTING_HELP)]
+MomentumSettingOpt = Annotated[str | None, typer.Option("--momentum", help=MOMENTUM_HELP + SETTING_HELP)]
+WeightDecaySettingOpt = Annotated[str | None, typer.Option("--weight-decay", help=WEIGHT_DECAY_HELP + SETTING_HELP)]
 BetasOpt = Annotated[str | None, typer.Option(help="Adam's betas, as B1,B2 (default 0.9,0.999).")]
 EpsOpt = Annotated[float | None, typer.Option(parser=number, help="Adam's epsilon (default 1e-8).")]
 AmsgradOpt = Annotated[bool | None, typer.Option("--amsgrad/--no-amsgrad", help="AMSGrad for the Adam part.")]
@@ -129,6 +149,17 @@ def lease(claim_timeout: float) -> tuple[float, float]:
     if claim_timeout <= 0:
         raise MasbenchError(f"Invalid --claim-timeout: {claim_timeout} (must be > 0)")
     return claim_timeout, min(10.0, claim_timeout / 4)
+
+
+def setting_options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A sweep's ``--lr``, ``--momentum`` and ``--weight-decay`` that were given, parsed (``parse_setting``)."""
+    from masbench.grid.settings import PER_OPTIMIZER, flag_of, parse_setting
+
+    try:
+        return {what: parse_setting(params[what], flag_of(what)) for what in PER_OPTIMIZER
+                if params.get(what) is not None}
+    except ValueError as error:
+        raise MasbenchError(one_line(str(error))) from None
 
 
 def pack_option(text: str | None) -> int | str | None:

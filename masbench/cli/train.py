@@ -35,9 +35,11 @@ from masbench.cli.options import (
     LambdaSgdOpt,
     LrOpt,
     LrScheduleOpt,
+    LrSettingOpt,
     MaxLengthOpt,
     ModelOpt,
     MomentumOpt,
+    MomentumSettingOpt,
     NesterovOpt,
     OptimizerArgsOpt,
     OptimizerOpt,
@@ -50,6 +52,7 @@ from masbench.cli.options import (
     TrainSubsetOpt,
     ValFractionOpt,
     WeightDecayOpt,
+    WeightDecaySettingOpt,
     exec_options,
     given,
     int_list,
@@ -57,6 +60,7 @@ from masbench.cli.options import (
     pack_option,
     spec_values,
     split_baselines,
+    setting_options,
     split_list,
 )
 from masbench.cli.output import percent
@@ -205,10 +209,10 @@ def sweep(
     until_ci: Annotated[float | None, typer.Option(parser=number, help="Adaptive seeds: add seeds to each cell, in rounds, until the 95% confidence interval of its mean best test accuracy is narrower than this many points (the initial seeds, at least 2, come first).")] = None,
     max_seeds: Annotated[int | None, typer.Option(parser=integer, help="With --until-ci: at most this many seeds per cell (default 10); the cell cap counts them all.")] = None,
     epochs: EpochsOpt = None,
-    lr: LrOpt = None,
+    lr: LrSettingOpt = None,
     lr_schedule: LrScheduleOpt = None,
-    momentum: MomentumOpt = None,
-    weight_decay: WeightDecayOpt = None,
+    momentum: MomentumSettingOpt = None,
+    weight_decay: WeightDecaySettingOpt = None,
     betas: BetasOpt = None,
     eps: EpsOpt = None,
     amsgrad: AmsgradOpt = None,
@@ -244,11 +248,13 @@ def sweep(
     """Run a grid of cells: idempotent (finished cells are skipped), resumable, with parallel workers.
 
     The axes: --models, --baselines (any optimizer, mix:adam=0.3,sgd=0.7 too), --lambdas, --lambda-schedule,
-    --mix with --mix-step, the seeds; other flags: every cell.
+    --mix with --mix-step, the seeds, and --lr, --momentum, --weight-decay given as lists (1e-3,3e-3); those three
+    also take a value per optimizer (adam=1e-3,sgd=0.1); other flags: every cell.
     """
     from masbench.grid.benchmarks import plan_sweep
     from masbench.cli.axes import parse_optimizer_assignments
     from masbench.grid.grids import RUN_FIELDS
+    from masbench.grid.settings import PER_OPTIMIZER
 
     _check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
     stale_after, heartbeat_every = lease(claim_timeout)
@@ -261,7 +267,7 @@ def sweep(
         until_ci=until_ci, max_seeds=max_seeds,
         lambda_schedule=split_list(lambda_schedule, "--lambda-schedule"),
         optimizer_args=parse_optimizer_assignments(optimizer_args),
-    ) | spec_values(ctx.params, RUN_FIELDS)
+    ) | spec_values(ctx.params, [name for name in RUN_FIELDS if name not in PER_OPTIMIZER]) | setting_options(ctx.params)
     name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks,
                              max_cells=max_cells)
     title = name or dataset

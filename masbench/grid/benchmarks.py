@@ -24,11 +24,13 @@ from masbench.grid.grids import (
     GridSpec,
     check_count,
     check_grid,
+    check_setting_names,
     expand_grid,
     grid_message,
 )
 from masbench.grid.lambdas import count_lambdas
 from masbench.grid.safe_yaml import load_yaml
+from masbench.grid.settings import layer_settings
 from masbench.spec import RunSpec
 from masbench.text.limits import STR_LIMITS, check_ranges, check_str
 from masbench.text.shown import one_line, shown
@@ -49,7 +51,7 @@ class BenchmarkSpec(BaseModel):
     def grid_specs(self) -> list[GridSpec]:
         if self.grids is None:
             return [GridSpec(**self.settings)]
-        return [GridSpec(**{**self.settings, **grid}) for grid in self.grids]
+        return [GridSpec(**layer_settings(self.settings, grid)) for grid in self.grids]
 
 
 class BenchmarksFile(BaseModel):
@@ -151,16 +153,27 @@ def _load_benchmark(entry: Any, defaults: dict[str, Any], base: Path, where: str
     description = entry.get("description")
     if description is not None and not isinstance(description, str):
         raise MasbenchError(one_line(f"{where}, key 'description': {shown(description)} is invalid (expected text)"))
+    try:  # a value per optimizer keeps, for the others, the value it goes over (masbench.grid.settings.layer)
+        settings = layer_settings(defaults, settings)
+    except ValueError as error:
+        raise MasbenchError(one_line(f"{where}: {error}")) from None
     spec = BenchmarkSpec(
         description=description,
         grids=[_resolve_paths(g, base) for g in grids] if grids is not None else None,
-        settings=_resolve_paths({**defaults, **settings}, base),
+        settings=_resolve_paths(settings, base),
     )
     for i, grid in enumerate(spec.grids or [None]):
+        label = f"{where}, grid {i + 1}" if spec.grids else where
         try:
-            GridSpec(**spec.settings if grid is None else {**spec.settings, **grid})
+            GridSpec(**spec.settings if grid is None else layer_settings(spec.settings, grid))
         except ValidationError as error:
-            raise MasbenchError(grid_message(error, f"{where}, grid {i + 1}" if spec.grids else where)) from None
+            raise MasbenchError(grid_message(error, label)) from None
+        except ValueError as error:  # layer_settings's
+            raise MasbenchError(one_line(f"{label}: {error}")) from None
+    try:
+        check_setting_names(spec.grid_specs(), "benchmark")
+    except MasbenchError as error:
+        raise MasbenchError(one_line(f"{where}: {error}")) from None
     return spec
 
 
@@ -228,6 +241,10 @@ def plan_sweep(
     if benchmark is None and dataset in file.benchmarks:
         benchmark = dataset
     grids = _sweep_grids(file, benchmark, dataset, overrides, label)
+    try:
+        check_setting_names([grid for grid, _ in grids], "sweep")
+    except MasbenchError as error:
+        raise MasbenchError(one_line(f"sweep {label}: {error}")) from None
     total = sum(grid.cell_count() for grid, _ in grids)
     check_count(total, max_cells, " + ".join(grid.describe_count() for grid, _ in grids[:3]), label)
     check_benchmarks(file)
@@ -265,7 +282,10 @@ def _sweep_grids(file: BenchmarksFile, benchmark: str | None, dataset: str | Non
         if "seeds" in overrides or "seed_list" in overrides:
             values.pop("seeds", None)
             values.pop("seed_list", None)
-        flagged = {**values, **overrides}
+        try:
+            flagged = layer_settings(values, overrides)
+        except ValueError as error:
+            raise MasbenchError(one_line(f"sweep {label}: {error}")) from None
         if "optimizer_args" in overrides and isinstance(values.get("optimizer_args"), dict):
             # Per optimizer: the flags' arguments replace the file's; the file's for other optimizers stay.
             flagged["optimizer_args"] = merge_optimizer_args(values.get("optimizer_args"), overrides["optimizer_args"])

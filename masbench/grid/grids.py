@@ -1,6 +1,7 @@
 """Sweep grids: ``GridSpec`` (one grid's settings, checked), its cell count, and its expansion into run specs.
 
-A grid is counted from its arithmetic (models x (baselines + lambdas + mixes) x seeds) before any cell is built,
+A grid is counted from its arithmetic (models x (baselines + lambdas + mixes) x the settings' axes x seeds)
+before any cell is built,
 and without torch: the registries are imported only to build cells (``expand_grid``, ``check_grid``).
 ``masbench.grid.benchmarks`` reads the benchmarks file into grids.
 """
@@ -17,6 +18,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -32,8 +34,18 @@ from masbench.grid.optimizers import (
     resolve_optimizer_args,
 )
 from masbench.grid.lambdas import complement, count_lambdas, count_text, parse_lambdas
-from masbench.grid.mix_weights import simplex_count
-from masbench.spec import RunSpec, make_spec
+from masbench.grid.mix_weights import simplex, simplex_count
+from masbench.grid.settings import (
+    PER_OPTIMIZER,
+    axis_length,
+    check_optimizer_args,
+    check_reach,
+    check_setting,
+    stray_message,
+    stray_names,
+    with_settings,
+)
+from masbench.spec import RunSpec, make_spec, mix_text
 from masbench.text.limits import check_ranges
 from masbench.text.numbers import is_digits, is_number
 from masbench.text.shown import one_line, shown
@@ -92,13 +104,14 @@ class GridSpec(BaseModel):
     until_ci: Any = None  # adaptive seeds (masbench.grid.seed_budget): the CI95 width to reach, in accuracy points
     max_seeds: Any = None  # with until_ci: the most seeds per cell (default DEFAULT_MAX_SEEDS); the cap counts it
     target: StrictFloat | None = None  # reports' time to target: a test accuracy in percent, not part of the cells
-    # Everything else is a RunSpec field shared by the grid's cells.
-    lr: StrictFloat | None = None
+    # Everything else is a RunSpec field shared by the grid's cells; lr, momentum and weight_decay may also be
+    # an axis ([1e-3, 3e-3]) or a value per optimizer ({adam: 1e-3, sgd: 0.1}): masbench.grid.settings.
+    lr: StrictFloat | list[StrictFloat] | dict[str, StrictFloat] | None = None
     lr_schedule: str | None = None
-    momentum: StrictFloat | None = None
+    momentum: StrictFloat | list[StrictFloat] | dict[str, StrictFloat] | None = None
     dampening: StrictFloat | None = None
     nesterov: StrictBool | None = None
-    weight_decay: StrictFloat | None = None
+    weight_decay: StrictFloat | list[StrictFloat] | dict[str, StrictFloat] | None = None
     betas: tuple[StrictFloat, StrictFloat] | None = None
     eps: StrictFloat | None = None
     amsgrad: StrictBool | None = None
@@ -124,6 +137,11 @@ class GridSpec(BaseModel):
     @classmethod
     def _resolve_optimizer_args(cls, value: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]] | None:
         return None if value is None else resolve_optimizer_args(value)
+
+    @field_validator(*PER_OPTIMIZER)
+    @classmethod
+    def _check_setting(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_setting(value, info.field_name)
 
     @field_validator("target")
     @classmethod
@@ -190,12 +208,30 @@ class GridSpec(BaseModel):
         return list(TEXT_BASELINES if kind == "text" else IMAGE_BASELINES)
 
     def cell_count(self) -> int:
-        """models x (baselines + lambdas) x seeds, from the arithmetic: nothing is built (duplicates included)."""
+        """models x (baselines + lambdas + mixes) x the settings' axes x seeds, from the arithmetic: nothing is
+        built (duplicates included: an adam cell on a momentum axis is one cell, counted once per value)."""
         from masbench.data import dataset_kind
 
         grid, schedules = mas_parts(self.lambda_schedule)
         configs = len(self.baseline_names(dataset_kind(self.dataset))) + grid * count_lambdas(self.lambdas) + schedules
-        return len(self.models) * (configs + self.mix_count()) * self.planned_seeds()
+        return len(self.models) * (configs + self.mix_count()) * self.axes_count() * self.planned_seeds()
+
+    def axes_count(self) -> int:
+        """The cells of each optimizer configuration: the product of the settings' axes (1 without one)."""
+        count = 1
+        for what in PER_OPTIMIZER:
+            count *= axis_length(getattr(self, what))
+        return count
+
+    def optimizers(self) -> list[str]:
+        """The names a per-optimizer setting may give: the baselines, ``mas`` (every MAS cell) and each mix by
+        its weights (``mix:adam=0.5,sgd=0.5``); torch-free."""
+        from masbench.data import dataset_kind
+
+        grid, schedules = mas_parts(self.lambda_schedule)
+        mas = ["mas"] if schedules or grid and count_lambdas(self.lambdas) else []
+        mixes = [mix_text(point) for point in simplex(self.mix, self.mix_step)] if self.mix is not None else []
+        return [*self.baseline_names(dataset_kind(self.dataset)), *mas, *mixes]
 
     def mix_count(self) -> int:
         return simplex_count(self.mix, self.mix_step) if self.mix is not None else 0
@@ -209,7 +245,9 @@ class GridSpec(BaseModel):
         return (f"{len(self.models):,} model(s) x ({baselines} baseline(s) + {count_text(lambdas)} lambda(s)"
                 + (f" + {schedules} lambda schedule(s)" if schedules else "")
                 + (f" + {self.mix_count():,} mix(es)" if self.mix else "")
-                + f") x {self.planned_seeds():,} seed(s)" + (" at most" if self.until_ci is not None else ""))
+                + ")" + "".join(f" x {axis_length(getattr(self, what))} {what}(s)" for what in PER_OPTIMIZER
+                                if isinstance(getattr(self, what), list))
+                + f" x {self.planned_seeds():,} seed(s)" + (" at most" if self.until_ci is not None else ""))
 
 
 def _check_adaptive(grid: GridSpec) -> None:
@@ -233,15 +271,27 @@ RUN_FIELDS = ("lr", "lr_schedule", "momentum", "dampening", "nesterov", "weight_
               "test_file", "test_fraction", "train_subset", "test_subset", "val_fraction")
 
 
-def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The settings every cell of ``grid`` shares, and its optimizer configurations: baselines, then MAS."""
+def _grid_configs(grid: GridSpec, lambdas: list[dict[str, Any]] | None = None, mixes: int | None = None,
+                  ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The settings every cell of ``grid`` shares, and its optimizer configurations: baselines, then MAS, then
+    mixes, each at every value of the per-optimizer settings (``with_settings``). ``lambdas`` and ``mixes``
+    (the first N): fewer of them, to check the grid by a cell of each kind (``check_grid``)."""
     from masbench.data import dataset_kind
 
-    shared = {name: getattr(grid, name) for name in RUN_FIELDS if getattr(grid, name) is not None}
+    shared = {name: getattr(grid, name) for name in RUN_FIELDS
+              if getattr(grid, name) is not None and name not in PER_OPTIMIZER}
+    settings = {what: getattr(grid, what) for what in PER_OPTIMIZER if getattr(grid, what) is not None}
+    try:
+        check_optimizer_args(grid.optimizer_args)
+        check_reach(settings)
+    except ValueError as error:
+        raise MasbenchError(one_line(str(error))) from None
     configs = optimizer_configs(grid.baseline_names(dataset_kind(grid.dataset)), grid.optimizer_args)
-    lambdas = [dict(lambda_adam=lam, lambda_sgd=complement(lam))
-               for lam in parse_lambdas(grid.lambdas, MAX_CELLS_CEILING)]
-    return shared, configs + mas_configs(grid.lambda_schedule, lambdas) + mix_configs(grid.mix, grid.mix_step)
+    if lambdas is None:
+        lambdas = [dict(lambda_adam=lam, lambda_sgd=complement(lam))
+                   for lam in parse_lambdas(grid.lambdas, MAX_CELLS_CEILING)]
+    configs += mas_configs(grid.lambda_schedule, lambdas) + mix_configs(grid.mix, grid.mix_step)[:mixes]
+    return shared, with_settings(configs, settings)
 
 
 def expand_grid(grid: GridSpec, benchmark: str | None, max_cells: int = MAX_CELLS_CEILING, *,
@@ -265,16 +315,25 @@ def check_grid(grid: GridSpec, benchmark: str | None) -> None:
     so they are valid when these are; a large grid in the file costs nothing until it is swept. Nor are its
     data read: their fingerprints are for the cells of a sweep, and a file may name data this machine lacks.
     """
-    from masbench.data import dataset_kind
-
-    shared = {name: getattr(grid, name) for name in RUN_FIELDS if getattr(grid, name) is not None}
-    configs = optimizer_configs(grid.baseline_names(dataset_kind(grid.dataset)), grid.optimizer_args)
-    configs += mas_configs(grid.lambda_schedule, [{}]) + mix_configs(grid.mix, grid.mix_step)[:1]
+    shared, configs = _grid_configs(grid, lambdas=[{}], mixes=1)
     seed = grid.seed_list[0] if grid.seed_list else 0
     context = {"identify_data": False}
     for model in grid.models:
         for config in configs:
             make_spec(context, benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, **shared, **config)
+
+
+def check_setting_names(grids: list[GridSpec], where: str = "grid") -> None:
+    """Each name of a per-optimizer setting (``lr: {sgd: 0.1}``) is an optimizer of one of ``grids`` at least
+    (a benchmark's grids share its settings: each skips the names of the others'); MasbenchError."""
+    for what in PER_OPTIMIZER:
+        if not any(isinstance(getattr(grid, what), dict) for grid in grids):
+            continue
+        optimizers = list(dict.fromkeys(name for grid in grids for name in grid.optimizers()))
+        for grid in grids:
+            strays = stray_names(getattr(grid, what), optimizers)
+            if strays:
+                raise MasbenchError(one_line(stray_message(what, strays[0], optimizers, where)))
 
 
 def check_count(count: int, max_cells: int, detail: str, label: str) -> None:
@@ -290,7 +349,7 @@ STRICT_TYPES = {"int_type": "an integer", "float_type": "a number", "bool_type":
 
 def grid_message(error: ValidationError, where: str) -> str:
     """A grid's first validation error as one line: where, the key, its value and what would be valid."""
-    first = error.errors()[0]
+    first = _first_error(error.errors())
     key = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
@@ -303,3 +362,18 @@ def grid_message(error: ValidationError, where: str) -> str:
         fix = " (write it without quotes)" if isinstance(value, str) and is_number(value) else ""
         return one_line(f"{where}, key {shown(key)}: {shown(value)} is {kind}not {STRICT_TYPES[first['type']]}{fix}")
     return one_line(f"{where}, key {shown(key)}: {shown(first.get('input'))} is invalid ({message})")
+
+
+UNION_MEMBERS = {list: "list[float]", dict: "dict[str,float]"}  # pydantic's names of a setting's forms
+
+
+def _first_error(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first error, and for a per-optimizer setting (a number, a list or a map) the error of the form its
+    value has, without pydantic's name of the form: ``lr: "1e-3"`` is text, not a number."""
+    first = errors[0]
+    if len(first["loc"]) < 2 or first["loc"][0] not in PER_OPTIMIZER:
+        return first
+    value = first.get("input")
+    member = UNION_MEMBERS.get(type(value), "float")
+    chosen = next((e for e in errors if e["loc"][:2] == (first["loc"][0], member)), first)
+    return {**chosen, "loc": (chosen["loc"][0], *chosen["loc"][2:])}

@@ -65,8 +65,10 @@ def check_ranges(values: Mapping[str, Any]) -> None:
     for name, value in values.items():
         if value is None:
             continue
-        if name in FLOAT_RANGES:
-            check_float(name, value, *FLOAT_RANGES[name])
+        if name in FLOAT_RANGES:  # a grid's lr may be an axis or a value per optimizer (masbench.grid.settings)
+            items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list) else [value]
+            for item in items:
+                check_float(name, item, *FLOAT_RANGES[name])
         elif name in INT_RANGES:
             check_int(name, value, *INT_RANGES[name])
         elif name in STR_LIMITS:
