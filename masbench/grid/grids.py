@@ -41,11 +41,12 @@ from masbench.grid.settings import (
     check_optimizer_args,
     check_reach,
     check_setting,
+    mix_name,
     stray_message,
     stray_names,
     with_settings,
 )
-from masbench.spec import RunSpec, make_spec, mix_text
+from masbench.spec import RunSpec, make_spec
 from masbench.text.limits import check_ranges
 from masbench.text.numbers import is_digits, is_number
 from masbench.text.shown import one_line, shown
@@ -230,7 +231,7 @@ class GridSpec(BaseModel):
 
         grid, schedules = mas_parts(self.lambda_schedule)
         mas = ["mas"] if schedules or grid and count_lambdas(self.lambdas) else []
-        mixes = [mix_text(point) for point in simplex(self.mix, self.mix_step)] if self.mix is not None else []
+        mixes = [mix_name(point) for point in simplex(self.mix, self.mix_step)] if self.mix is not None else []
         return [*self.baseline_names(dataset_kind(self.dataset)), *mas, *mixes]
 
     def mix_count(self) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 
 from masbench.grid.mix_weights import join_mix_items
 from masbench.grid.optimizers import optimizer_name
-from masbench.spec import mix_text
+from masbench.spec import is_mix, mix_text, parse_mix
 from masbench.text.numbers import number
 from masbench.text.shown import shown
 
@@ -64,6 +64,8 @@ def resolve_names(values: Mapping[Any, Any], what: str) -> dict[str, Any]:
             raise ValueError(f"Invalid {what}: {shown(name)} is not an optimizer's name (a value per optimizer, "
                              f"e.g. {{adam: 0.001, sgd: 0.1}})")
         resolved = name if name == OTHERS else optimizer_name(name, f"optimizer in {what}")
+        if is_mix(resolved):
+            resolved = mix_name(parse_mix(resolved))
         if resolved in out:
             raise ValueError(f"Invalid {what}: {shown(name)} names {resolved}, given twice")
         out[resolved] = value
@@ -181,8 +183,13 @@ def per_optimizer(value: Any, optimizers: Iterable[str], what: str, *, strict: b
 def config_optimizer(config: Mapping[str, Any]) -> str:
     """The name a map gives a grid's optimizer configuration: its optimizer, a mix by its weights."""
     if config["optimizer"] == "mix" and config.get("weights"):
-        return mix_text(config["weights"])
+        return mix_name(config["weights"])
     return config["optimizer"]
+
+
+def mix_name(weights: Mapping[str, float]) -> str:
+    """A mix as its cell's name shows it: its weights less those of 0 (``mix:sgd=1.0`` for a simplex's corner)."""
+    return mix_text({name: weight for name, weight in weights.items() if weight > 0})
 
 
 def with_settings(configs: list[dict[str, Any]], settings: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -206,7 +213,7 @@ def check_reach(settings: Mapping[str, Any]) -> None:
     """A map that names an optimizer for a setting it does not take from the spec (``momentum`` for adam,
     for rmsprop, which takes its own as an optimizer argument) would be dropped silently: ValueError."""
     from masbench.optim import argument_names
-    from masbench.spec import RunSpec, is_mix
+    from masbench.spec import RunSpec
 
     fields = RunSpec.model_fields
     for what, value in settings.items():
@@ -226,8 +233,6 @@ def check_optimizer_args(args: Mapping[str, Mapping[str, Any]] | None) -> None:
     """An optimizer argument that the grid sets per optimizer (``--optimizer-arg sgd:lr=0.1``) is refused, naming
     the setting that gives it (``--lr sgd=0.1``); ValueError. Others (``rmsprop:momentum=0.9``: rmsprop takes
     only lr from the spec) are arguments."""
-    from masbench.spec import is_mix
-
     for name, values in (args or {}).items():
         taken = spec_settings("mix" if is_mix(name) else name)
         for key, value in values.items():
