@@ -168,8 +168,9 @@ def test_an_axis_under_a_map_is_refused_in_one_line(tmp_path):
         benchmarks:
           b: {dataset: digits, lambdas: "0.5", epochs: 1, lr: [0.001, 0.01]}
     """)
-    with pytest.raises(MasbenchError, match=r"^sweep 'b': Invalid lr: \{'sgd': 0.1\} gives values per optimizer over "
-                                            r"the axis \[0.001, 0.01\]: give an axis or values per optimizer, not both"):
+    with pytest.raises(MasbenchError, match=r"^sweep 'b': Invalid lr: \{'sgd': 0.1\} gives values per optimizer "
+                                            r"over the axis \[0.001, 0.01\]: give an axis or values per optimizer, "
+                                            r"not both"):
         plan(dict(lr={"sgd": 0.1}), benchmark="b", path=path)
     # Naming every optimizer (others=) leaves nothing of the axis; a number or an axis replaces it.
     assert by_optimizer(plan(dict(lr={"sgd": 0.1, "others": 0.02}), benchmark="b", path=path)) == {
@@ -316,7 +317,8 @@ def test_sweep_dry_run_lists_an_axis_and_values_per_optimizer(tmp_path):
     assert "12 cells: 0 completed, 12 to run" in result.output
     result = sweep("--lr", "adam=1e-3,sgd=0.1", "--momentum", "sgd=0.5", "--lambdas", "0.5", db=db)
     assert result.exit_code == 0, result.output
-    for name in ("adam[lr=0.001]", "sgd[lr=0.1,momentum=0.5]", "mas[lambda_adam=0.5,lambda_sgd=0.5,lr=0.003,momentum=0.9]"):
+    for name in ("adam[lr=0.001]", "sgd[lr=0.1,momentum=0.5]",
+                 "mas[lambda_adam=0.5,lambda_sgd=0.5,lr=0.003,momentum=0.9]"):
         assert name in result.output
     assert "6 cells" in result.output
     result = sweep("--weight-decay", "0,1e-4", "--lambdas", "0.5", "--baselines", "sgd", db=db)
@@ -340,8 +342,8 @@ def test_sweep_dry_run_lists_an_axis_and_values_per_optimizer(tmp_path):
 )
 def test_bad_flags_are_one_line_and_write_nothing(tmp_path, args, message):
     db = tmp_path / "s.db"
-    result = runner.invoke(app, [*args, "--dry-run" if args[0] == "sweep" else "--epochs", *([] if args[0] == "sweep" else ["1"]),
-                                 "--db", f"sqlite:///{db}"])
+    extra = ["--dry-run"] if args[0] == "sweep" else ["--epochs", "1"]
+    result = runner.invoke(app, [*args, *extra, "--db", f"sqlite:///{db}"])
     assert result.exit_code != 0
     assert message in result.output, result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output

@@ -59,8 +59,8 @@ from masbench.cli.options import (
     lease,
     pack_option,
     spec_values,
-    split_baselines,
     setting_options,
+    split_baselines,
     split_list,
 )
 from masbench.cli.output import percent
@@ -258,7 +258,9 @@ def sweep(
 
     _check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
     stale_after, heartbeat_every = lease(claim_timeout)
-    # The grid's axes and how its cells train, then the spec values every cell takes: the same builder as `run`'s.
+    # The grid's axes and how its cells train, then the spec values every cell takes: the same builder as `run`'s
+    # (lr, momentum and weight_decay may be axes or values per optimizer: setting_options).
+    shared = [name for name in RUN_FIELDS if name not in PER_OPTIMIZER]
     overrides = given(
         models=split_list(models, "--models"), lambdas=lambdas,
         baselines=[] if no_baselines else split_baselines(baselines),
@@ -267,7 +269,7 @@ def sweep(
         until_ci=until_ci, max_seeds=max_seeds,
         lambda_schedule=split_list(lambda_schedule, "--lambda-schedule"),
         optimizer_args=parse_optimizer_assignments(optimizer_args),
-    ) | spec_values(ctx.params, [name for name in RUN_FIELDS if name not in PER_OPTIMIZER]) | setting_options(ctx.params)
+    ) | spec_values(ctx.params, shared) | setting_options(ctx.params)
     name, cells = plan_sweep(benchmark=benchmark, dataset=dataset, overrides=overrides, benchmarks_path=benchmarks,
                              max_cells=max_cells)
     title = name or dataset

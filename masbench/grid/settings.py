@@ -237,8 +237,9 @@ def check_optimizer_args(args: Mapping[str, Mapping[str, Any]] | None) -> None:
         taken = spec_settings("mix" if is_mix(name) else name)
         for key, value in values.items():
             if key in PER_OPTIMIZER and key in taken:
-                raise ValueError(f"Invalid optimizer argument {shown(key)} for {name}: the grid sets it per optimizer, "
-                                 f"give {flag_of(key)} {name}={value} (in a benchmarks file, {key}: {{{name}: {value}}})")
+                raise ValueError(f"Invalid optimizer argument {shown(key)} for {name}: the grid sets it per "
+                                 f"optimizer, give {flag_of(key)} {name}={value} (in a benchmarks file, "
+                                 f"{key}: {{{name}: {value}}})")
 
 
 def spec_settings(optimizer: str) -> set[str]:
