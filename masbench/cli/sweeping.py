@@ -43,12 +43,12 @@ def run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_ad
     exit 130 if interrupted, 1 if a cell failed."""
     from masbench.cli.progress import stderr_console
     from masbench.store import Store
-    from masbench.sweep import stop_on_signals
+    from masbench.signals import stop_on_signals
 
     store = Store(db)
     console = stderr_console()
     # One stop_on_signals around the report too: a signal once the sweep's work is over is only recorded
-    # (see stopping.finishing), so that it cannot cut the summary short or turn it into "aborted".
+    # (see signals.finishing), so that it cannot cut the summary short or turn it into "aborted".
     with stop_on_signals():
         def run_round(round_cells, number: int):
             return _sweep_round(title, round_cells, store, console, settings, executor, ray_address, number)

@@ -134,7 +134,8 @@ def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_ev
     from masbench.cli.progress import RunProgress
     from masbench.engine import distributed
     from masbench.store import Store
-    from masbench.sweep import run_cell, stop_on_signals
+    from masbench.signals import stop_on_signals
+    from masbench.sweep import run_cell
 
     dist = distributed.from_environment()
     options = replace(options, distributed=dist)

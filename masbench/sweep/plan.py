@@ -10,13 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from masbench import faults
+from masbench import faults, signals
 from masbench.grid.benchmarks import Cell
 from masbench.engine import Callback
 from masbench.engine import ExecOptions
 from masbench.store import Store
 from masbench.store.leases import FINAL, as_utc, finished
-from masbench.sweep import stopping
 from masbench.sweep.units import HEARTBEAT_EVERY_S, STALE_AFTER_S, run_values
 
 POLL_S = 2.0
@@ -86,8 +85,8 @@ class SweepSummary:
 
     @property
     def exit_code(self) -> int:
-        """What the shell expects of a process stopped by the signal: 128 + its number (130, 143)."""
-        return 0 if self.stopped_by is None else 128 + self.stopped_by
+        """What the shell expects of a process stopped by the signal (``signals.exit_code``), else 0."""
+        return 0 if self.stopped_by is None else signals.exit_code(self.stopped_by)
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.states.values() if s["status"] == status)
@@ -139,7 +138,7 @@ def execute(cells: Sequence[Cell], store: Store, settings: SweepSettings, execut
     type they train on.
     """
     cells = list(cells)
-    with stopping.stop_on_signals():
+    with signals.stop_on_signals():
         loaded = preflight(cells, settings.options)
         dead, stopped_by = 0, None
         try:
@@ -152,13 +151,13 @@ def execute(cells: Sequence[Cell], store: Store, settings: SweepSettings, execut
                 try:
                     dead = executor.run(cells, store, started, device_type, loaded)
                 finally:
-                    stopping.finishing()  # a signal from here on does not cut the summary short
+                    signals.finishing()  # a signal from here on does not cut the summary short
             except KeyboardInterrupt:
                 stopped_by = signal.SIGINT  # stopped, every claim given back; requested() names the signal
         finally:
             executor.close()
         faults.point("sweep.finished")
-        return summarize(cells, store, started, stopping.requested() or stopped_by, dead_workers=dead,
+        return summarize(cells, store, started, signals.requested() or stopped_by, dead_workers=dead,
                          retry_failed=settings.retry_failed)
 
 

@@ -15,11 +15,11 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from masbench import signals
 from masbench.grid.benchmarks import Cell
 from masbench.errors import MasbenchError
 from masbench.engine import ExecOptions
 from masbench.store import Store
-from masbench.sweep import stopping
 from masbench.sweep.local import work_through
 from masbench.grid.packs import device_type as decide_device_type, plan_units
 from masbench.sweep.plan import SweepSettings, SweepSummary, cell_options, execute
@@ -87,7 +87,7 @@ class _Ray:
     def open(self, loaded: dict) -> str:
         # ray.init's own handlers would tear the local Ray instance down on SIGTERM and exit the driver (or
         # abort it), the tasks' claims left held: the sweep's are put back, which stop it cleanly.
-        with stopping.handlers_kept():
+        with signals.handlers_kept():
             try:
                 self.ray.init(address=self.address, include_dashboard=False, logging_level="warning",
                               log_to_driver=True, configure_logging=True)
