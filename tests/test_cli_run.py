@@ -115,3 +115,18 @@ def test_a_checkpoint_dir_that_is_a_file_is_refused_before_anything_is_written(t
     assert result.stdout == ""
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no store, no .masbench, no data
     assert (tmp_path / "taken").read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("command", [["run", "--model", "mlp"], ["sweep", "--models", "mlp", "--lambdas", "0.5"]],
+                         ids=["run", "sweep"])
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset", "cifar100"], "Error: cifar100 not found in "),
+    (["--dataset", "digits", "--device", "tpu"], "Error: Invalid device: 'tpu' (valid: "),
+    (["--dataset", "digits", "--val-fraction", "0.001"], "Error: Invalid val_fraction 0.001: class '0' has "),
+], ids=["missing-data", "bad-device", "empty-validation-class"])
+def test_a_refusal_after_parsing_creates_no_store(tmp_path, command, flags, message):
+    """The store is opened once the data and the device are checked: a refusal leaves no empty SQLite file."""
+    result = runner.invoke(app, [*command, *flags, "--epochs", "1", "--db", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "x.db").exists()

@@ -225,6 +225,8 @@ def run_sweep(
     settings: SweepSettings,
     *,
     on_start: Callable[[], None] | None = None,
+    datasets: dict | None = None,
 ) -> SweepSummary:
     """Run every cell not yet finished, in ``settings.workers`` processes (1: in this one); see ``execute``."""
-    return execute(cells, store, settings, _Local(settings), None if on_start is None else lambda _: on_start())
+    return execute(cells, store, settings, _Local(settings), None if on_start is None else lambda _: on_start(),
+                   datasets)

@@ -47,17 +47,18 @@ def cell_options(cell: Cell, options: ExecOptions) -> ExecOptions:
     return options
 
 
-def preflight(cells: Sequence[Cell], options: ExecOptions) -> dict:
+def preflight(cells: Sequence[Cell], options: ExecOptions, datasets: dict | None = None) -> dict:
     """Load each distinct data set once, so that missing or broken data fails before anything is written;
     so does a validation split that would leave a class without examples.
 
-    Returns the loaded sets (keyed by ``data_cache_key``), for a worker in this process to reuse.
+    Returns the loaded sets (keyed by ``data_cache_key``), for a worker in this process to reuse; ``datasets``:
+    sets loaded before (by a caller that ran ``preflight`` before opening its store), reused and added to.
     """
     from masbench.data.validation import val_indices
     from masbench.engine import dataset_for, resolve_device
 
     resolve_device(options.device)
-    datasets: dict = {}
+    datasets = {} if datasets is None else datasets
     for cell in cells:
         data = dataset_for(cell.spec, cell_options(cell, options), datasets)
         if cell.spec.val_fraction is not None:
@@ -129,17 +130,17 @@ class Executor(Protocol):
 
 
 def execute(cells: Sequence[Cell], store: Store, settings: SweepSettings, executor: Executor,
-            on_start: Callable[[str], None] | None = None) -> SweepSummary:
+            on_start: Callable[[str], None] | None = None, datasets: dict | None = None) -> SweepSummary:
     """A sweep, for either executor: preflight, register, start (the server's clock), run, summarize.
 
     A stop (SIGINT, SIGTERM) once the cells are running ends the sweep with every claim given back, and
     the summary names the signal, unless every cell was finished anyway (see ``summarize``); a stop
     before that raises ``Stopped``. ``on_start`` is called once the cells are registered, with the device
-    type they train on.
+    type they train on. ``datasets``: what ``preflight`` loaded before the store was opened, reused.
     """
     cells = list(cells)
     with signals.stop_on_signals():
-        loaded = preflight(cells, settings.options)
+        loaded = preflight(cells, settings.options, datasets)
         dead, stopped_by = 0, None
         try:
             device_type = executor.open(loaded)

@@ -61,6 +61,7 @@ def run_sweep_ray(
     *,
     address: str | None = None,
     on_start: Callable[[str], None] | None = None,
+    datasets: dict | None = None,
 ) -> SweepSummary:
     """Run the cells as Ray tasks, a task per cell or per pack: one GPU each where the cluster has GPUs, else
     one CPU each. ``on_start`` is called once the cells are registered, with the device type the tasks train
@@ -74,7 +75,7 @@ def run_sweep_ray(
     except ImportError:
         raise MasbenchError("--executor ray needs Ray: pip install 'masbench[ray]'") from None
 
-    return execute(cells, store, settings, _Ray(ray, address, settings, store), on_start)
+    return execute(cells, store, settings, _Ray(ray, address, settings, store), on_start, datasets)
 
 
 class _Ray:
