@@ -1,7 +1,7 @@
 """Files written so that a crash never leaves a torn one in place, and read so that a damaged one is never trusted.
 
 ``atomic_torch_save`` writes to a temporary file beside the target, fsyncs and
-renames it into place, with SIGINT and SIGTERM held back meanwhile: an
+renames it into place, with SIGINT and SIGTERM held back meanwhile (``signals.deferred``): an
 interrupt that lands inside ``torch.save`` would come out of its zip writer as
 a ``RuntimeError``, and a Ctrl-C must stay a ``KeyboardInterrupt``. The
 temporary file names its writer (host and process id), so that the files a
@@ -20,22 +20,17 @@ import errno
 import glob
 import os
 import pickle
-import signal
 import socket
 import tempfile
-import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from masbench import faults
+from masbench import faults, signals
 from masbench.errors import DiskFull
 from masbench.text.numbers import is_digits
 from masbench.text.shown import one_line
-
-DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class CorruptFile(Exception):
@@ -44,29 +39,6 @@ class CorruptFile(Exception):
 
 def _host() -> str:
     return socket.gethostname().replace(os.sep, "_") or "localhost"
-
-
-@contextlib.contextmanager
-def deferred_signals(signals: tuple[int, ...] = DEFERRED_SIGNALS) -> Iterator[None]:
-    """Hold ``signals`` back while the block runs, then deliver them through the handlers they had before.
-
-    Only the main thread can set handlers; the others need none, since Python runs handlers on the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {}
-    for signum in signals:
-        if signal.getsignal(signum) is not None:  # None: a handler set outside Python, which could not be restored
-            previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(received):
-            signal.raise_signal(signum)
 
 
 def atomic_torch_save(obj, path: Path) -> None:
@@ -79,7 +51,7 @@ def atomic_torch_save(obj, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    with deferred_signals():
+    with signals.deferred():
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp",
                                        dir=path.parent)

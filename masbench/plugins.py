@@ -1,6 +1,12 @@
-"""Third-party optimizers, models and data sets, registered through entry points.
+"""Code a user brings: an object named by import path, and third-party optimizers, models and data sets
+registered through entry points.
 
-A distribution declares them in its metadata (``pyproject.toml``)::
+``import_attribute`` imports what a user names by path (``package.module:attribute``): an optimizer class, a
+model function. Importing a user's module runs its code, so whatever it raises is that path's fault, told in
+one line; ``SystemExit`` too, since a module that exits at import must not end masbench with its own status,
+silently. A plugin's import (``load``) is told the same way, naming its distribution.
+
+Plugins: a distribution declares them in its metadata (``pyproject.toml``)::
 
     [project.entry-points."masbench.optimizers"]
     lion = "my_pkg.optim:Lion"            # a torch.optim.Optimizer subclass
@@ -22,6 +28,7 @@ its process had imported (``plugin:DISTRIBUTION``), so that such a change can at
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 from dataclasses import dataclass
 from importlib import metadata
@@ -32,6 +39,29 @@ from masbench.text.shown import shown
 GROUPS = {"optimizers": "masbench.optimizers", "models": "masbench.models", "datasets": "masbench.datasets"}
 # A plugin's name is a plain name: a dot or colon would make it an import path (or a tv:/csv: prefix).
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+class NoModule(Exception):
+    """The module itself does not exist (as opposed to one that exists and fails to import)."""
+
+
+def import_attribute(module: str, attribute: str, label: str) -> Any:
+    """``module``'s (dotted) ``attribute``; ``NoModule`` when ``module`` is not there, ValueError (starting
+    with ``label``) when it fails to import or lacks the attribute."""
+    try:
+        imported = importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name is not None and (module == error.name or module.startswith(error.name + ".")):
+            raise NoModule(module) from None
+        raise ValueError(f"{label}: importing {module} failed ({error})") from None
+    except (Exception, SystemExit) as error:  # noqa: BLE001
+        raise ValueError(f"{label}: importing {module} failed ({type(error).__name__}: {error})") from None
+    found: Any = imported
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            raise ValueError(f"{label}: module {module} has no {attribute}")
+        found = getattr(found, part)
+    return found
 
 
 @dataclass(frozen=True)

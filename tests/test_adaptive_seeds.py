@@ -263,7 +263,9 @@ def test_a_signal_between_rounds_stops_the_sweep_unless_nothing_is_left(sqlite_u
 
     from masbench.grid.benchmarks import plan_sweep
     from masbench.store import Store
-    from masbench.sweep import SweepSummary, stop_on_signals, stopping
+    from masbench import signals
+    from masbench.signals import stop_on_signals
+    from masbench.sweep import SweepSummary
     from masbench.sweep.adaptive import run_adaptive
 
     _, cells = plan_sweep(dataset="digits", overrides=dict(models=["mlp"], baselines=["adam"], lambdas="0.5",
@@ -272,7 +274,7 @@ def test_a_signal_between_rounds_stops_the_sweep_unless_nothing_is_left(sqlite_u
 
     def run_round(round_cells, number):
         rounds.append(number)
-        stopping.finishing()  # as run_sweep ends
+        signals.finishing()  # as run_sweep ends
         os.kill(os.getpid(), signal.SIGINT)
         return SweepSummary(len(round_cells), {}, 0)
 

@@ -98,3 +98,35 @@ def _truncated_csv(folder):
     text = path.read_text()
     path.write_text(text[: text.index("\n", text.index("\n") + 1) + 1] + "half a line without its label")
     return path
+
+
+@pytest.mark.parametrize("command", [["run", "--dataset", "digits", "--epochs", "1"],
+                                     ["sweep", "--dataset", "digits", "--lambdas", "0.5", "--epochs", "1"]],
+                         ids=["run", "sweep"])
+@pytest.mark.parametrize("value, named", [("taken", "'taken'"), ("taken/ckpt", "'taken/ckpt': 'taken'")],
+                         ids=["itself", "a-folder-on-its-way"])
+def test_a_checkpoint_dir_that_is_a_file_is_refused_before_anything_is_written(tmp_path, command, value, named):
+    """Found up front, not when the first epoch's checkpoint is written: one line, no store, the file unchanged."""
+    (tmp_path / "taken").write_text("not a directory")
+    result = runner.invoke(app, [*command, "--checkpoint-dir", value])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (f"Error: Invalid --checkpoint-dir: {named} is a file (give a directory, or a path "
+                             f"where one can be made)\n")
+    assert result.stdout == ""
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no store, no .masbench, no data
+    assert (tmp_path / "taken").read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("command", [["run", "--model", "mlp"], ["sweep", "--models", "mlp", "--lambdas", "0.5"]],
+                         ids=["run", "sweep"])
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset", "cifar100"], "Error: cifar100 not found in "),
+    (["--dataset", "digits", "--device", "tpu"], "Error: Invalid device: 'tpu' (valid: "),
+    (["--dataset", "digits", "--val-fraction", "0.001"], "Error: Invalid val_fraction 0.001: class '0' has "),
+], ids=["missing-data", "bad-device", "empty-validation-class"])
+def test_a_refusal_after_parsing_creates_no_store(tmp_path, command, flags, message):
+    """The store is opened once the data and the device are checked: a refusal leaves no empty SQLite file."""
+    result = runner.invoke(app, [*command, *flags, "--epochs", "1", "--db", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "x.db").exists()

@@ -34,6 +34,19 @@ def test_digits_end_to_end(options):
     assert not checkpoint_path(spec, options).exists()  # removed once the run is complete
 
 
+@pytest.mark.parametrize("compile_", [False, True])
+def test_compile_wraps_the_model_once_when_asked(options, monkeypatch, compile_):
+    """``--compile``: one torch.compile per member, whose result both trains and evaluates (no DDP here)."""
+    import torch
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or model)
+    result = train_one(RunSpec(dataset="digits", model="mlp", epochs=1), replace(options, compile=compile_))
+    assert result.status == "completed"
+    assert len(compiled) == (1 if compile_ else 0)
+    assert all(isinstance(m, torch.nn.Module) for m in compiled)
+
+
 def test_same_seed_same_metrics_other_seed_other_metrics(options, image_folder):
     spec = RunSpec(dataset=f"imagefolder:{image_folder}", model="cnn", epochs=2, batch_size=8, lr=1e-2)
     a, b = train_one(spec, options), train_one(spec, options)

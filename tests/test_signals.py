@@ -283,3 +283,23 @@ def test_a_signal_before_the_command_holds_anything_is_one_line(tmp_path, comman
     name = signal.Signals(signum).name
     assert err == f"Error: interrupted by {name}: no cell was held; run the same command again\n", err
     assert out == "" and not db.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_a_deferred_write_reaches_the_layer_above_once_the_write_is_done(signum):
+    """The three layers of ``masbench.signals`` nest: ``deferred`` (a checkpoint's write) holds the signal,
+    then hands it to ``ending_the_command``'s handler, which raises ``Signalled``; every handler comes back."""
+    from masbench import signals
+
+    before = {s: signal.getsignal(s) for s in signals.SIGNALS}
+    done = []
+    with pytest.raises(signals.Signalled) as raised:
+        with signals.ending_the_command():
+            with signals.deferred():
+                os.kill(os.getpid(), signum)
+                time.sleep(0.05)  # the handler runs between two bytecodes: the deferring one only records it
+                done.append("written")
+    assert done == ["written"]
+    assert (raised.value.signum, raised.value.exit_code, signals.name(signum)) == (
+        signum, 128 + signum, signal.Signals(signum).name)
+    assert {s: signal.getsignal(s) for s in signals.SIGNALS} == before

@@ -296,7 +296,8 @@ def test_a_stop_that_surfaces_as_another_error_leaves_the_cell_pending_not_faile
     import masbench.sweep.units as cells
     from masbench.spec import RunSpec
     from masbench.store import Store
-    from masbench.sweep import Stopped, run_cell, stop_on_signals
+    from masbench.signals import Stopped, stop_on_signals
+    from masbench.sweep import run_cell
 
     monkeypatch.setattr(cells, "train", _interrupted_train(signum))
     store = Store(db_url)

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from masbench import __version__, faults
+from masbench import __version__, faults, signals
 from masbench.cli import listing, results, show, toy, train
 from masbench.errors import MasbenchError
 from masbench.text.shown import one_line
@@ -37,12 +33,15 @@ class OneLineErrors(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any) -> Any:
         try:
-            with _signals_end_the_command():
+            # Until run or sweep installs its own stop, and after it, a signal ends masbench in one line:
+            # planning, opening the store and the last report hold no claim, so there is only to say so.
+            with signals.ending_the_command():
+                faults.point("cli.started")
                 rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
                                   **extra)
-        except _Signalled as stop:
-            rv = _fail(f"interrupted by {signal.Signals(stop.signum).name}: no cell was held; run the same command "
-                       f"again", 128 + stop.signum)
+        except signals.Signalled as stop:
+            rv = _fail(f"interrupted by {signals.name(stop.signum)}: no cell was held; run the same command again",
+                       stop.exit_code)
         except getattr(click_exceptions, "NoArgsIsHelpError", ()):
             # `masbench` alone: typer has printed the help already.
             rv = 0
@@ -60,41 +59,6 @@ class OneLineErrors(TyperGroup):
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
-
-
-class _Signalled(BaseException):
-    """SIGINT or SIGTERM outside a command's own stop (``stop_on_signals``), where no cell is held.
-
-    A BaseException that is not a KeyboardInterrupt, so that click does not turn it into "Aborted!" after a
-    blank line, and no ``except Exception`` on the way takes it for an error.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_signalled(signum: int, frame) -> None:
-    raise _Signalled(signum)
-
-
-@contextmanager
-def _signals_end_the_command() -> Iterator[None]:
-    """Until ``run`` or ``sweep`` installs its own stop, and after it, SIGINT and SIGTERM end masbench in one line.
-
-    Planning, opening the store and the last report hold no claim: nothing to give back, only to say so, with
-    the shell's exit code (128 + the signal) instead of a traceback, or a silent death by SIGTERM.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.signal(signum, _raise_signalled) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        faults.point("cli.started")
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _fail(message: str, code: int) -> int:

@@ -42,16 +42,21 @@ def run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_ad
     """Run the cells (in rounds, with adaptive seeds) with live progress on stderr, then a summary on stdout;
     exit 130 if interrupted, 1 if a cell failed."""
     from masbench.cli.progress import stderr_console
+    from masbench.signals import stop_on_signals
     from masbench.store import Store
-    from masbench.sweep import stop_on_signals
+    from masbench.sweep import preflight
 
-    store = Store(db)
     console = stderr_console()
     # One stop_on_signals around the report too: a signal once the sweep's work is over is only recorded
-    # (see stopping.finishing), so that it cannot cut the summary short or turn it into "aborted".
+    # (see signals.finishing), so that it cannot cut the summary short or turn it into "aborted".
     with stop_on_signals():
+        # Missing data, a bad device: refused before the store is opened, which creates a new one's file.
+        datasets = preflight(cells, settings.options)
+        store = Store(db)
+
         def run_round(round_cells, number: int):
-            return _sweep_round(title, round_cells, store, console, settings, executor, ray_address, number)
+            return _sweep_round(title, round_cells, store, console, settings, executor, ray_address, number,
+                                datasets)
 
         if any(cell.until_ci is not None for cell in cells):
             from masbench.cli.seeds import report_seeds
@@ -65,7 +70,8 @@ def run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_ad
         _report_sweep(title, summary, console)
 
 
-def _sweep_round(title: str, cells, store, console, settings, executor: str, ray_address: str | None, number: int):
+def _sweep_round(title: str, cells, store, console, settings, executor: str, ray_address: str | None, number: int,
+                 datasets: dict):
     """One round of a sweep (every sweep has one; adaptive seeds add more): its summary."""
     from masbench.engine import describe_device, resolve_device
     from masbench.engine.environment import banner
@@ -89,8 +95,9 @@ def _sweep_round(title: str, cells, store, console, settings, executor: str, ray
 
     try:
         if executor == "ray":
-            return sweep.run_sweep_ray(cells, store, settings, address=ray_address, on_start=started)
-        return sweep.run_sweep(cells, store, settings, on_start=started)
+            return sweep.run_sweep_ray(cells, store, settings, address=ray_address, on_start=started,
+                                       datasets=datasets)
+        return sweep.run_sweep(cells, store, settings, on_start=started, datasets=datasets)
     finally:
         if progress.progress.live.is_started:
             progress.stop()

@@ -137,8 +137,10 @@ def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_ev
 
     from masbench.cli.progress import RunProgress
     from masbench.engine import distributed
+    from masbench.grid.benchmarks import Cell
+    from masbench.signals import stop_on_signals
     from masbench.store import Store
-    from masbench.sweep import run_cell, stop_on_signals
+    from masbench.sweep import preflight, run_cell
 
     dist = distributed.from_environment()
     options = replace(options, distributed=dist)
@@ -148,11 +150,13 @@ def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_ev
         finally:
             distributed.shutdown()
         return None, None
-    store = Store(db)
     try:
+        # Missing data, a bad device: refused before the store is opened, which creates a new one's file.
+        datasets = preflight([Cell(spec)], options)
+        store = Store(db)
         with stop_on_signals(), RunProgress(store_url=store.masked_url) as progress:
             outcome = run_cell(spec, store, options, callbacks=[progress], force=force, stale_after=stale_after,
-                               heartbeat_every=heartbeat_every)
+                               heartbeat_every=heartbeat_every, datasets=datasets)
     finally:
         distributed.shutdown()
     return store, outcome

@@ -171,21 +171,26 @@ def _start(p: Prepared, device: str) -> None:
 def _forwards(p: Prepared) -> dict[int, tuple]:
     """Per member: the forward used for training (DDP-wrapped under DDP, compiled if asked) and the one for
     evaluation; under grouped convolutions every member's are the fused model's."""
-    dist, compile_ = p.options.distributed, p.options.compile
+    dist = p.options.distributed
+
+    def compiled_if_asked(model):
+        return torch.compile(model) if p.options.compile else model
+
     if p.fused is not None:
-        forward = torch.compile(p.fused) if compile_ else p.fused
+        forward = compiled_if_asked(p.fused)
         return {s.index: (forward, forward) for s in p.members}
     out = {}
     for s in p.members:
+        if dist is None:
+            forward = compiled_if_asked(s.model)
+            out[s.index] = (forward, forward)
+            continue
         # DDP after the checkpoint is loaded (every rank reads the same file); evaluation uses the bare model,
         # since each rank evaluates a different share of the test set.
-        trained = s.model
-        if dist is not None:
-            from torch.nn.parallel import DistributedDataParallel
+        from torch.nn.parallel import DistributedDataParallel
 
-            trained = DistributedDataParallel(s.model, device_ids=[p.device.index] if p.device.type == "cuda" else None)
-        forward = torch.compile(trained) if compile_ else trained
-        out[s.index] = (forward, forward) if dist is None else (forward, torch.compile(s.model) if compile_ else s.model)
+        trained = DistributedDataParallel(s.model, device_ids=[p.device.index] if p.device.type == "cuda" else None)
+        out[s.index] = (compiled_if_asked(trained), compiled_if_asked(s.model))
     return out
 
 

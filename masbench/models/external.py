@@ -23,8 +23,8 @@ from typing import Any
 from torch import nn
 
 from masbench.errors import MasbenchError
-from masbench.imports import NoModule, import_attribute
 from masbench.models.entry import ModelEntry
+from masbench.plugins import NoModule, import_attribute
 from masbench.text.shown import shown
 
 TV = "tv:"

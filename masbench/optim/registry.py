@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from masbench.imports import NoModule, import_attribute
 from masbench.optim.mas import MAS
 from masbench.optimizer_names import SPEC_OPTIMIZERS, is_path, unknown_optimizer
+from masbench.plugins import NoModule, import_attribute
 from masbench.text.limits import STR_LIMITS
 from masbench.text.shown import shown
 

@@ -7,7 +7,7 @@ through it). ``local``: ``work_through``, the one worker loop (a local worker's,
 on a Ray cluster. ``plan``: what both executors share (settings, ``execute``: preflight, registration, the
 summary). Which cells share a pack is the grid's (``masbench.grid.packs``). ``adaptive``:
 ``run_adaptive``, rounds of seeds until each cell's CI95 is narrow enough (``sweep --until-ci``).
-``stopping``: SIGINT and SIGTERM stop cleanly, giving every claim back.
+SIGINT and SIGTERM stop a sweep cleanly, giving every claim back (``masbench.signals``).
 """
 
 from masbench.sweep.units import (
@@ -24,9 +24,7 @@ from masbench.grid.packs import AUTO_SIZE, device_type, pack_cells, pack_size, u
 from masbench.sweep.local import default_workers, gpu_assignment, run_sweep, work_through
 from masbench.sweep.plan import POLL_S, SweepSettings, SweepSummary, cell_options, dry_run, execute, preflight, register, summarize
 from masbench.sweep.ray import run_sweep_ray
-from masbench.sweep.stopping import Stopped, stop_on_signals
 
-__all__ = ["AUTO_SIZE", "CellOutcome", "Stopped", "SweepSettings", "SweepSummary", "UnitRecorder", "device_type",
+__all__ = ["AUTO_SIZE", "CellOutcome", "SweepSettings", "SweepSummary", "UnitRecorder", "device_type",
            "dry_run", "execute", "pack_cells", "pack_size", "preflight", "register", "run_cell", "run_sweep",
-           "run_sweep_ray", "run_unit", "run_values", "stop_on_signals", "summarize", "unpacked_notes",
-           "work_through"]
+           "run_sweep_ray", "run_unit", "run_values", "summarize", "unpacked_notes", "work_through"]

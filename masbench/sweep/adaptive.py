@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from masbench import signals
 from masbench.grid.benchmarks import Cell
 from masbench.grid.seed_budget import ci95_width, seed_sequence, seeds_wanted
 from masbench.store import Store
-from masbench.sweep import stopping
 from masbench.sweep.plan import SweepSummary
 
 
@@ -108,11 +108,11 @@ def run_adaptive(cells: Sequence[Cell], store: Store, run_round: Callable[[list[
             break  # done: a signal during this round's end changes nothing, as in one round (plan.summarize)
         number += 1
         try:
-            stopping.next_round()  # the round ended in ``finishing``; a signal since then stops the sweep here
+            signals.next_round()  # the round ended in ``finishing``; a signal since then stops the sweep here
         except KeyboardInterrupt:
-            stopped_by = stopping.requested()
+            stopped_by = signals.requested()
             break
-    stopping.finishing()
+    signals.finishing()
     return _merged(summaries, stopped_by), groups
 
 

@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from masbench import signals
 from masbench.grid.benchmarks import Cell
 from masbench.errors import MasbenchError
 from masbench.store import Store
-from masbench.sweep import stopping
 from masbench.grid.packs import device_type as decide_device_type, plan_units
 from masbench.sweep.plan import SweepSettings, SweepSummary, cell_options, execute
 from masbench.sweep.units import CellOutcome, new_worker_id, run_unit
@@ -89,20 +89,20 @@ def _worker_process(cells: list[Cell], url: str, settings: SweepSettings, starte
     """Entry point of a worker process (spawned: it starts from scratch and opens its own store).
 
     No signal at any moment of its life ends it with a traceback. It starts with SIGINT and SIGTERM
-    blocked (see ``stopping.blocked_for_children``): a signal while multiprocessing's bootstrap imports torch waits,
+    blocked (see ``signals.blocked_for_children``): a signal while multiprocessing's bootstrap imports torch waits,
     and stops the worker as soon as its own handlers are in and the signals are unblocked. Once its work
     is over (done, stopped, or failed) it blocks them again: the process is only exiting.
     """
     error = None
     try:
         try:
-            stopping.install()
-            stopping.unblock()  # a signal that waited stops it here
+            signals.install()
+            signals.unblock()  # a signal that waited stops it here
             _work(cells, url, settings, started, device_type, index, cuda_device)
         except MasbenchError as raised:  # a full disk, a store gone read-only: one line, not a traceback
             error = raised
         finally:
-            stopping.block()
+            signals.block()
     except KeyboardInterrupt:
         pass  # stopped by a signal: run_unit and work_through have given the claims back
     if error is not None:
@@ -155,13 +155,13 @@ def _run_processes(cells: list[Cell], store: Store, settings: SweepSettings, sta
     ]
     try:
         # held: a stop while they start waits until every worker has a pid to pass it on to
-        with stopping.held(), stopping.blocked_for_children():
+        with signals.held(), signals.blocked_for_children():
             for process in processes:
                 process.start()
         for process in processes:
             process.join()
     except KeyboardInterrupt:
-        _stop_processes(processes, stopping.requested() or signal.SIGINT)
+        _stop_processes(processes, signals.requested() or signal.SIGINT)
         raise
     return sum(1 for process in processes if process.exitcode not in (0, None))
 
@@ -225,6 +225,8 @@ def run_sweep(
     settings: SweepSettings,
     *,
     on_start: Callable[[], None] | None = None,
+    datasets: dict | None = None,
 ) -> SweepSummary:
     """Run every cell not yet finished, in ``settings.workers`` processes (1: in this one); see ``execute``."""
-    return execute(cells, store, settings, _Local(settings), None if on_start is None else lambda _: on_start())
+    return execute(cells, store, settings, _Local(settings), None if on_start is None else lambda _: on_start(),
+                   datasets)

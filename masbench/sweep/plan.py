@@ -10,13 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from masbench import faults
+from masbench import faults, signals
 from masbench.grid.benchmarks import Cell
 from masbench.engine import Callback
 from masbench.engine import ExecOptions
 from masbench.store import Store
 from masbench.store.leases import FINAL, as_utc, finished
-from masbench.sweep import stopping
 from masbench.sweep.units import HEARTBEAT_EVERY_S, STALE_AFTER_S, run_values
 
 POLL_S = 2.0
@@ -48,17 +47,18 @@ def cell_options(cell: Cell, options: ExecOptions) -> ExecOptions:
     return options
 
 
-def preflight(cells: Sequence[Cell], options: ExecOptions) -> dict:
+def preflight(cells: Sequence[Cell], options: ExecOptions, datasets: dict | None = None) -> dict:
     """Load each distinct data set once, so that missing or broken data fails before anything is written;
     so does a validation split that would leave a class without examples.
 
-    Returns the loaded sets (keyed by ``data_cache_key``), for a worker in this process to reuse.
+    Returns the loaded sets (keyed by ``data_cache_key``), for a worker in this process to reuse; ``datasets``:
+    sets loaded before (by a caller that ran ``preflight`` before opening its store), reused and added to.
     """
     from masbench.data.validation import val_indices
     from masbench.engine import dataset_for, resolve_device
 
     resolve_device(options.device)
-    datasets: dict = {}
+    datasets = {} if datasets is None else datasets
     for cell in cells:
         data = dataset_for(cell.spec, cell_options(cell, options), datasets)
         if cell.spec.val_fraction is not None:
@@ -86,8 +86,8 @@ class SweepSummary:
 
     @property
     def exit_code(self) -> int:
-        """What the shell expects of a process stopped by the signal: 128 + its number (130, 143)."""
-        return 0 if self.stopped_by is None else 128 + self.stopped_by
+        """What the shell expects of a process stopped by the signal (``signals.exit_code``), else 0."""
+        return 0 if self.stopped_by is None else signals.exit_code(self.stopped_by)
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.states.values() if s["status"] == status)
@@ -130,17 +130,17 @@ class Executor(Protocol):
 
 
 def execute(cells: Sequence[Cell], store: Store, settings: SweepSettings, executor: Executor,
-            on_start: Callable[[str], None] | None = None) -> SweepSummary:
+            on_start: Callable[[str], None] | None = None, datasets: dict | None = None) -> SweepSummary:
     """A sweep, for either executor: preflight, register, start (the server's clock), run, summarize.
 
     A stop (SIGINT, SIGTERM) once the cells are running ends the sweep with every claim given back, and
     the summary names the signal, unless every cell was finished anyway (see ``summarize``); a stop
     before that raises ``Stopped``. ``on_start`` is called once the cells are registered, with the device
-    type they train on.
+    type they train on. ``datasets``: what ``preflight`` loaded before the store was opened, reused.
     """
     cells = list(cells)
-    with stopping.stop_on_signals():
-        loaded = preflight(cells, settings.options)
+    with signals.stop_on_signals():
+        loaded = preflight(cells, settings.options, datasets)
         dead, stopped_by = 0, None
         try:
             device_type = executor.open(loaded)
@@ -152,13 +152,13 @@ def execute(cells: Sequence[Cell], store: Store, settings: SweepSettings, execut
                 try:
                     dead = executor.run(cells, store, started, device_type, loaded)
                 finally:
-                    stopping.finishing()  # a signal from here on does not cut the summary short
+                    signals.finishing()  # a signal from here on does not cut the summary short
             except KeyboardInterrupt:
                 stopped_by = signal.SIGINT  # stopped, every claim given back; requested() names the signal
         finally:
             executor.close()
         faults.point("sweep.finished")
-        return summarize(cells, store, started, stopping.requested() or stopped_by, dead_workers=dead,
+        return summarize(cells, store, started, signals.requested() or stopped_by, dead_workers=dead,
                          retry_failed=settings.retry_failed)
 
 

@@ -15,11 +15,11 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from masbench import signals
 from masbench.grid.benchmarks import Cell
 from masbench.errors import MasbenchError
 from masbench.engine import ExecOptions
 from masbench.store import Store
-from masbench.sweep import stopping
 from masbench.sweep.local import work_through
 from masbench.grid.packs import device_type as decide_device_type, plan_units
 from masbench.sweep.plan import SweepSettings, SweepSummary, cell_options, execute
@@ -61,6 +61,7 @@ def run_sweep_ray(
     *,
     address: str | None = None,
     on_start: Callable[[str], None] | None = None,
+    datasets: dict | None = None,
 ) -> SweepSummary:
     """Run the cells as Ray tasks, a task per cell or per pack: one GPU each where the cluster has GPUs, else
     one CPU each. ``on_start`` is called once the cells are registered, with the device type the tasks train
@@ -74,7 +75,7 @@ def run_sweep_ray(
     except ImportError:
         raise MasbenchError("--executor ray needs Ray: pip install 'masbench[ray]'") from None
 
-    return execute(cells, store, settings, _Ray(ray, address, settings, store), on_start)
+    return execute(cells, store, settings, _Ray(ray, address, settings, store), on_start, datasets)
 
 
 class _Ray:
@@ -87,7 +88,7 @@ class _Ray:
     def open(self, loaded: dict) -> str:
         # ray.init's own handlers would tear the local Ray instance down on SIGTERM and exit the driver (or
         # abort it), the tasks' claims left held: the sweep's are put back, which stop it cleanly.
-        with stopping.handlers_kept():
+        with signals.handlers_kept():
             try:
                 self.ray.init(address=self.address, include_dashboard=False, logging_level="warning",
                               log_to_driver=True, configure_logging=True)

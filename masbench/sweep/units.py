@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
+from masbench import signals
 from masbench.engine import (
     Callback,
     CheckpointOwner,
@@ -49,7 +50,6 @@ from masbench.errors import DiskFull
 from masbench.spec import RunSpec
 from masbench.store import ClaimLost, Run, Store
 from masbench.store.leases import DEFAULT_LEASE_S, FINAL, finished
-from masbench.sweep import stopping
 from masbench.store.urls import scrub
 from masbench.text.shown import one_line
 
@@ -356,7 +356,7 @@ def _train_held(held: list[tuple[RunSpec, int]], store: Store, options: ExecOpti
     except Unpackable:
         raise
     except Exception as error:
-        if stopping.interrupted(error):
+        if signals.interrupted(error):
             # Cut short by the stop (an interrupt inside torch.save comes back as a RuntimeError): not a failure.
             raise KeyboardInterrupt from error
         trace = traceback.format_exc()
@@ -415,7 +415,7 @@ def _finish(result: MemberOutcome, run_id: int, store: Store, worker: str) -> Ce
             return CellOutcome(spec, "lost", run_id, message=str(error))
         if isinstance(error, DiskFull):
             return error
-        if stopping.interrupted(error):
+        if signals.interrupted(error):
             raise KeyboardInterrupt from error
         return _failed(spec, store, run_id, worker, error, result.traceback or "")
     except ClaimLost as lost:

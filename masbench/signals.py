@@ -1,22 +1,26 @@
-"""Stopping on SIGINT and SIGTERM: promptly, cleanly, and never by recording a cell as failed.
+"""SIGINT and SIGTERM: every handler and mask masbench sets, the exit code they leave and their names.
 
-Inside ``stop_on_signals()`` the first SIGINT or SIGTERM records which signal it
-was and raises ``KeyboardInterrupt`` in the main thread; the cell being trained
-gives its claim back (``run_unit``) and the sweep stops. Later signals are only
-recorded, so that they cannot cut the release of a claim short. An exception
-that surfaces while a stop is pending (a ``RuntimeError`` out of a ``torch.save``
-that the interrupt cut short) is the stop, not the cell's failure: ``run_unit``
-asks ``requested()`` before it records ``failed``.
+Three layers, from the outside in:
 
-Two moments take a signal without raising it: ``held()`` (a block that must run
-whole, such as starting worker processes, raises the stop when it ends) and
-``finishing()`` (the work is over, so a late signal is recorded and the sweep
-finishes and reports as it would have without it).
+- ``ending_the_command()``, around every command of the CLI: where no cell is held (planning, opening
+  the store, the last report) a signal raises ``Signalled``, which the CLI tells in one line with the
+  shell's exit code, ``exit_code(signum)`` = 128 + the signal (130, 143).
+- ``stop_on_signals()``, around ``run`` and a sweep (``install`` in a sweep's worker process): the first
+  SIGINT or SIGTERM records which signal it was and raises ``KeyboardInterrupt`` in the main thread; the
+  cell being trained gives its claim back (``run_unit``) and the sweep stops. Later signals are only
+  recorded, so that they cannot cut the release of a claim short. An exception that surfaces while a stop
+  is pending (a ``RuntimeError`` out of a ``torch.save`` that the interrupt cut short) is the stop, not the
+  cell's failure: ``run_unit`` asks ``interrupted()`` before it records ``failed``. Two moments take a
+  signal without raising it: ``held()`` (a block that must run whole, such as starting worker processes,
+  raises the stop when it ends) and ``finishing()`` (the work is over, so a late signal is recorded and the
+  sweep finishes and reports as it would have without it).
+- ``deferred()``, around an atomic file write: the signals wait until the file is in place, then reach
+  whichever handler the layers above had set.
 
-The state is process-wide because signal handlers are. This module is the one place of the sweep that
-touches signals: the handlers (``stop_on_signals``, installed by the outermost block alone, or ``install``
-in a worker process), the mask that protects starting workers (``blocked_for_children``, ``block``,
-``unblock``), and the handlers a library replaced (``handlers_kept``).
+Masks: ``blocked_for_children`` protects worker processes from their first instruction, ``block`` and
+``unblock`` are a worker's own; ``handlers_kept`` puts back the handlers a library replaced.
+
+The state is process-wide because signal handlers are.
 """
 
 from __future__ import annotations
@@ -31,14 +35,69 @@ from masbench.errors import MasbenchError
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def name(signum: int) -> str:
+    """``SIGINT``, ``SIGTERM``: how a signal is named to users."""
+    return signal.Signals(signum).name
+
+
+def exit_code(signum: int) -> int:
+    """What the shell expects of a process stopped by a signal: 128 + its number (130, 143)."""
+    return 128 + signum
+
+
 class Stopped(MasbenchError):
     """Stopped by a signal, with every claim given back; ``exit_code`` is the shell's 128 + the signal."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
-        self.exit_code = 128 + signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}: claims released; "
-                         f"run the same command again to resume")
+        self.exit_code = exit_code(signum)
+        super().__init__(f"interrupted by {name(signum)}: claims released; run the same command again to resume")
+
+
+class Signalled(BaseException):
+    """SIGINT or SIGTERM inside ``ending_the_command`` but outside ``stop_on_signals``, where no cell is held.
+
+    A BaseException that is not a KeyboardInterrupt, so that click does not turn it into "Aborted!" after a
+    blank line, and no ``except Exception`` on the way takes it for an error.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = exit_code(signum)
+
+
+def _raise_signalled(signum: int, frame) -> None:
+    raise Signalled(signum)
+
+
+def _on_main_thread() -> bool:
+    """Only the main thread can set handlers; the others need none, since Python runs handlers there."""
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def _handlers(handler) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM while the block runs, the previous handlers put back after it."""
+    previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+
+
+@contextmanager
+def ending_the_command() -> Iterator[None]:
+    """SIGINT and SIGTERM raise ``Signalled`` in the block (off the main thread they keep their usual effect).
+
+    The CLI says so in one line, with the shell's exit code, instead of a traceback, or a silent death by SIGTERM.
+    """
+    if not _on_main_thread():
+        yield
+        return
+    with _handlers(_raise_signalled):
+        yield
 
 
 class _State:
@@ -46,7 +105,6 @@ class _State:
     depth = 0  # nested stop_on_signals blocks (the CLI's, run_sweep's)
     holding = 0  # nested held() blocks: a signal is recorded, and raised when the outermost ends
     finishing = False  # the work is over: a signal is recorded, never raised
-    previous: dict = {}
 
     def reset(self) -> None:
         self.signum, self.holding, self.finishing = None, 0, False
@@ -93,15 +151,25 @@ def install() -> None:
 def stop_on_signals() -> Iterator[None]:
     """SIGINT and SIGTERM stop the block cleanly; a stop that leaves it is raised as ``Stopped``.
 
-    Off the main thread (where handlers cannot be installed) signals keep their usual effect.
+    The outermost block alone installs the handlers. Off the main thread signals keep their usual effect.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if not _on_main_thread():
         yield
         return
-    outermost = _state.depth == 0
-    if outermost:
+    if _state.depth:
+        with _stopped_as_one():
+            yield
+        return
+    _state.reset()
+    try:
+        with _handlers(_on_signal), _stopped_as_one():
+            yield
+    finally:
         _state.reset()
-        _state.previous = {signum: signal.signal(signum, _on_signal) for signum in SIGNALS}
+
+
+@contextmanager
+def _stopped_as_one() -> Iterator[None]:
     _state.depth += 1
     try:
         yield
@@ -109,10 +177,6 @@ def stop_on_signals() -> Iterator[None]:
         raise Stopped(_state.signum or signal.SIGINT) from None
     finally:
         _state.depth -= 1
-        if outermost:
-            for signum, handler in _state.previous.items():
-                signal.signal(signum, handler)
-            _state.reset()
 
 
 @contextmanager
@@ -151,6 +215,29 @@ def finishing() -> None:
     _state.finishing = True
 
 
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while the block runs, then deliver them through the handlers they had before.
+
+    A handler set outside Python (``getsignal`` gives None) could not be put back: such a signal is not held.
+    """
+    if not _on_main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {}
+    for signum in SIGNALS:
+        if signal.getsignal(signum) is not None:
+            previous[signum] = signal.signal(signum, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)
+
+
 def block() -> None:
     """Block SIGINT and SIGTERM in this thread (a worker whose work is over: it is only exiting)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
@@ -184,7 +271,7 @@ def blocked_for_children() -> Iterator[None]:
 def handlers_kept() -> Iterator[None]:
     """This process's Python handlers of SIGINT and SIGTERM put back when the block ends, whatever it set
     (none off the main thread, which has none of the sweep's)."""
-    if threading.current_thread() is not threading.main_thread():
+    if not _on_main_thread():
         yield
         return
     handlers = {signum: signal.getsignal(signum) for signum in SIGNALS}
