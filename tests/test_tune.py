@@ -353,6 +353,13 @@ def test_packed_trials_give_the_unpacked_numbers(bench_file, tmp_path):
     and every epoch's numbers are the unpacked ones, bit for bit."""
     from reliability import metrics
 
+    from masbench.grid.packs import pack_cells
+
+    tune = plan_tune(benchmark="tiny", benchmarks_path=bench_file, overrides={"pack": 4, "baselines": ["sgd"]},
+                     settings=TuneSettings(budget=4))
+    label = {trial.cell.spec.key: trial.label for trial in tune.search}
+    packs = pack_cells([trial.cell for trial in tune.search], "cpu")
+    assert [[label[cell.spec.key] for cell in pack] for pack in packs] == [["sgd"] * 4, ["mas"] * 4]
     urls = {}
     for pack in ("4", "off"):
         urls[pack] = f"sqlite:///{tmp_path / f'{pack}.db'}"
