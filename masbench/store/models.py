@@ -24,7 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SCHEMA_VERSION = 3
 
-STATUSES = ("pending", "running", "completed", "failed", "diverged")
+STATUSES = ("pending", "running", "completed", "failed", "diverged", "pruned")
 
 
 class Base(DeclarativeBase):
