@@ -69,6 +69,11 @@ class Prune(Exception):
 class Callback:
     """Hooks the engine calls; override what you need. ``on_epoch`` may raise ``Prune``."""
 
+    def for_cell(self, spec: RunSpec) -> Callback:
+        """The callback that one cell's member gets, when this one is given to many cells (a sweep's, a
+        pack's): itself, unless the callback needs to know whose epochs it hears (a tune's pruner)."""
+        return self
+
     def on_start(self, info: RunInfo) -> None: ...
 
     def on_resume(self, history: list[EpochMetrics]) -> None:

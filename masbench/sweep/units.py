@@ -343,8 +343,8 @@ def _train_held(held: list[tuple[RunSpec, int]], store: Store, options: ExecOpti
                     outcomes[spec.key] = CellOutcome(spec, "lost", run_id,
                                                      message=f"run {run_id} was claimed by another worker")
                     continue
-                members.append(Member(spec, [recorder.member(run_id), *callbacks],
-                                      CheckpointOwner(store.store_id, run_id)))
+                own = [recorder.member(run_id), *(callback.for_cell(spec) for callback in callbacks)]
+                members.append(Member(spec, own, CheckpointOwner(store.store_id, run_id)))
                 run_ids[spec.key] = run_id
             if [m.spec.key for m in members] != [m.spec.key for m in prepared.members]:
                 # Some cells were taken by another worker since: the pack is what this worker holds.

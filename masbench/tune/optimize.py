@@ -1,0 +1,259 @@
+"""Tunes whose trials are not all known up front: ``--sampler tpe``, and ``--prune`` with either sampler.
+
+``optimize`` runs rounds until every optimizer has spent its budget. Each round, per optimizer label:
+
+1. the trials whose cells the store has finished are told to the label's study (``tell_finished``):
+   completed: the run's best validation accuracy; diverged: the same, 0 when it has none (a diverged
+   setting is worth nothing); pruned: ``PRUNED`` (Optuna keeps its last reported value); failed: ``FAIL``;
+2. the trials still running are run again, with the same params, as the same cell: a tune killed
+   mid-way leaves them, and its checkpoint resumes; one that another tune on the same store holds is
+   waited for (claims: no trial trains twice);
+3. new trials start while the budget allows, at most ``per_round``: TPE asks its study (``study.ask``,
+   its sampler seeded from the tune's seed, the label and the trial's number, so that a tune run afresh
+   asks the same trials wherever Optuna's TPE is deterministic); quasirandom takes the label's next
+   point (``Search.points``: the same points a tune without pruning runs, in order).
+
+The round's cells, every label's together, go to ``run_cells`` (the sweep's executor: claims, workers,
+packs); the loop ends when no label has a cell left to run.
+
+The budget is the same for every optimizer:
+
+- without pruning, in trials: a label's study holds at most ``budget`` trials (TPE);
+- with pruning (``--prune``), in epochs: ``budget`` trials x ``epochs`` each, per label. A trial starts
+  only when the epochs spent (each finished trial's stored epochs) plus a full run for it and for each
+  trial still running fit in that, so the budget is never overspent, and the epochs that pruning saves
+  buy more trials. ``Spent`` reports the epochs used per label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from masbench.engine import Callback
+from masbench.grid.benchmarks import Cell
+from masbench.store import Store
+from masbench.tune import studies
+from masbench.tune.pruning import TrialCell, TrialPruning
+
+SAMPLERS = ("quasirandom", "tpe")
+
+
+@dataclass(frozen=True)
+class Search:
+    """One optimizer's search: its label, its space (name -> Dimension), how a point becomes its cell
+    (``cell(params, number)``) and, for the quasirandom sampler, its first n points (``points(n)``)."""
+
+    label: str
+    space: Mapping[str, Any]
+    cell: Callable[[dict[str, Any], int], Cell]
+    points: Callable[[int], list[dict[str, Any]]] | None = None
+
+
+@dataclass(frozen=True)
+class Score:
+    """A trial's run as the store has it: status, best validation accuracy (a fraction), epochs stored."""
+
+    status: str
+    best_val_acc: float | None
+    epochs: int
+
+
+@dataclass
+class Spent:
+    """A label's budget and what it used: trials started, pruned, epochs trained (stored)."""
+
+    label: str
+    budget: int  # trials, or epochs with pruning
+    unit: str  # "trials" or "epochs"
+    trials: int = 0
+    pruned: int = 0
+    epochs: int = 0
+
+
+@dataclass
+class Outcome:
+    spent: dict[str, Spent]
+    interrupted: bool = False
+    summaries: list[Any] = field(default_factory=list)  # each round's SweepSummary
+
+
+def scores(store: Store, keys: Sequence[str]) -> dict[str, Score]:
+    """The stored runs of ``keys`` (those the store has), each as a ``Score``."""
+    out = {}
+    for key, run in store.get_runs(list(keys)).items():
+        epochs = store.epochs_of(run.id)
+        values = [e.val_acc for e in epochs if e.val_acc is not None]
+        out[key] = Score(run.status, max(values) if values else None, len(epochs))
+    return out
+
+
+def tell_finished(study, score_of: Mapping[str, Score]) -> None:
+    """Tell ``study`` each of its running trials whose cell the store has finished (see the module's doc)."""
+    optuna = studies.require_optuna()
+    state = optuna.trial.TrialState
+    for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        score = score_of.get(trial.user_attrs.get(studies.RUN_KEY))
+        if score is None or score.status not in ("completed", "diverged", "pruned", "failed"):
+            continue
+        if score.status == "completed" and score.best_val_acc is not None:
+            study.tell(trial.number, score.best_val_acc, skip_if_finished=True)
+        elif score.status == "diverged":
+            study.tell(trial.number, score.best_val_acc or 0.0, skip_if_finished=True)
+        elif score.status == "pruned":
+            study.tell(trial.number, state=state.PRUNED, skip_if_finished=True)
+        else:
+            study.tell(trial.number, state=state.FAIL, skip_if_finished=True)
+
+
+def startup_trials(budget: int) -> int:
+    """TPE's random start: Optuna's 10, or half the budget when that is smaller (else a budget of 8 would be
+    random search under TPE's name)."""
+    return max(1, min(10, budget // 2))
+
+
+def optimize(
+    searches: Sequence[Search],
+    store: Store,
+    tune_key: str,
+    run_cells: Callable[[list[Cell], tuple[Callback, ...]], Any],
+    *,
+    sampler: str,
+    budget: int,
+    epochs: int,
+    prune: str | None = None,
+    seed: int = 0,
+    per_round: int = 1,
+    on_trials: Callable[[Search, list[tuple[int, dict[str, Any], Cell]]], None] | None = None,
+) -> Outcome:
+    """Rounds of trials of every search until each has spent ``budget`` (see the module's doc).
+
+    ``run_cells(cells, callbacks)`` runs a round's cells (with ``prune``, ``callbacks`` holds the pruner) and
+    returns its ``SweepSummary``; an interrupted round ends the tune (``Outcome.interrupted``). ``on_trials``
+    hears of each round's trials of a search, as (number, params, cell), before they run (the tune records
+    them in the store's ``trials``).
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}")
+    if sampler == "quasirandom" and prune is None:
+        raise ValueError("quasirandom trials without pruning are ordinary cells: plan_tune runs them")
+    studies.require_optuna("--sampler tpe" if sampler == "tpe" else "--prune")
+    storage = studies.storage_for(store.url)
+    pruner = studies.make_pruner(prune, epochs)
+    opened = {s.label: studies.open_study(storage, tune_key, s.label, pruner=pruner) for s in searches}
+    unit = "epochs" if prune else "trials"
+    outcome = Outcome({s.label: Spent(s.label, budget * epochs if prune else budget, unit) for s in searches})
+    while True:
+        cells: list[Cell] = []
+        trial_cells: dict[str, TrialCell] = {}
+        for search in searches:
+            spent, study = outcome.spent[search.label], opened[search.label]
+            if sampler == "tpe":
+                planned = _tpe_round(search, study, storage, store, spent, budget=budget, epochs=epochs,
+                                     prune=prune, seed=seed, per_round=per_round)
+            else:
+                planned = _quasirandom_round(search, study, store, spent, budget=budget, epochs=epochs,
+                                             per_round=per_round)
+            if planned and on_trials is not None:
+                on_trials(search, planned)
+            for _, params, cell in planned:
+                cells.append(cell)
+                trial_cells[cell.spec.key] = TrialCell(search.label, params, dict(search.space))
+        if not cells:
+            return outcome
+        callbacks = (TrialPruning(store.url, tune_key, prune, epochs, trial_cells),) if prune else ()
+        summary = run_cells(cells, callbacks)
+        outcome.summaries.append(summary)
+        if getattr(summary, "interrupted", False):
+            outcome.interrupted = True
+            return outcome
+
+
+UNCOUNTED = "uncounted"  # a trial's user attribute: not part of the budget (asked past it, or cut short in ask)
+
+
+def _affordable(spent: Spent, running: int, epochs: int) -> bool:
+    """Whether one more trial fits a budget in epochs even if it and every running one train to the end."""
+    return spent.epochs + (running + 1) * epochs <= spent.budget
+
+
+def _tpe_round(search: Search, study, storage, store: Store, spent: Spent, *, budget: int, epochs: int,
+               prune: str | None, seed: int, per_round: int) -> list[tuple[int, dict[str, Any], Cell]]:
+    """Tell what finished; this round's TPE trials of ``search``: those still running, then new ones."""
+    optuna = studies.require_optuna()
+    state = optuna.trial.TrialState
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        if set(trial.params) != set(search.space):  # killed inside ask, before its params were all set
+            storage.set_trial_user_attr(trial_id, UNCOUNTED, True)
+            study.tell(trial.number, state=state.FAIL, skip_if_finished=True)
+        elif studies.RUN_KEY not in trial.user_attrs:  # killed between ask and naming its cell
+            storage.set_trial_user_attr(trial_id, studies.RUN_KEY, search.cell(trial.params, trial.number).spec.key)
+    counted = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(UNCOUNTED)]
+    score_of = scores(store, [t.user_attrs[studies.RUN_KEY] for t in counted if studies.RUN_KEY in t.user_attrs])
+    tell_finished(study, score_of)
+    planned = []
+    spent.epochs = spent.pruned = 0
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get(UNCOUNTED):
+            continue
+        if trial.state == state.RUNNING:
+            planned.append((trial.number, trial.params, search.cell(trial.params, trial.number)))
+        score = score_of.get(trial.user_attrs.get(studies.RUN_KEY))
+        if trial.state.is_finished() and score is not None:
+            spent.epochs += score.epochs
+        spent.pruned += trial.state == state.PRUNED
+    spent.trials = len(counted)
+    for _ in range(per_round):
+        if prune and not _affordable(spent, len(planned), epochs):
+            break
+        if not prune and spent.trials >= budget:
+            break
+        study.sampler = optuna.samplers.TPESampler(
+            seed=studies.derived_seed(seed, search.label, len(study.get_trials(deepcopy=False))),
+            n_startup_trials=startup_trials(budget))
+        trial = study.ask(studies.distributions(search.space))
+        if not prune and _past_budget(study, trial.number, budget):  # another tune asked meanwhile
+            trial.set_user_attr(UNCOUNTED, True)
+            study.tell(trial, state=state.FAIL)
+            break
+        cell = search.cell(trial.params, trial.number)
+        trial.set_user_attr(studies.RUN_KEY, cell.spec.key)
+        planned.append((trial.number, trial.params, cell))
+        spent.trials += 1
+    return planned
+
+
+def _past_budget(study, number: int, budget: int) -> bool:
+    """Whether trial ``number`` is beyond the first ``budget`` counted trials of ``study``."""
+    counted = sorted(t.number for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(UNCOUNTED))
+    return number not in counted[:budget]
+
+
+def _quasirandom_round(search: Search, study, store: Store, spent: Spent, *, budget: int, epochs: int,
+                       per_round: int) -> list[tuple[int, dict[str, Any], Cell]]:
+    """Tell what finished; this round's quasirandom trials of ``search`` (with pruning): the points started
+    and not finished, then the next points, in order. A point has started once its cell is in the store."""
+    points = search.points(budget * epochs)  # each trial trains one epoch at least: never more trials than this
+    cells = [search.cell(point, number) for number, point in enumerate(points)]
+    score_of = scores(store, [cell.spec.key for cell in cells])
+    tell_finished(study, score_of)
+    planned: list[tuple[int, dict[str, Any], Cell]] = []
+    spent.epochs = spent.pruned = 0
+    number = 0
+    while number < len(cells) and cells[number].spec.key in score_of:
+        score = score_of[cells[number].spec.key]
+        if score.status in ("completed", "diverged", "pruned", "failed"):
+            spent.epochs += score.epochs
+            spent.pruned += score.status == "pruned"
+        else:
+            planned.append((number, points[number], cells[number]))
+        number += 1
+    running = len(planned)
+    while number < len(cells) and len(planned) - running < per_round and _affordable(spent, len(planned), epochs):
+        planned.append((number, points[number], cells[number]))
+        number += 1
+    spent.trials = number
+    return planned

@@ -1,0 +1,214 @@
+"""A tune's Optuna side (``masbench.tune.studies``, ``optimize``, ``pruning``): TPE, pruning, their storage."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from masbench.engine import Callback, ExecOptions
+from masbench.errors import MasbenchError
+from masbench.grid.benchmarks import Cell
+from masbench.spec import RunSpec
+from masbench.store import Store
+from masbench.sweep import SweepSettings, run_sweep
+from masbench.tune import studies
+from masbench.tune.optimize import Search, optimize
+
+optuna = pytest.importorskip("optuna")
+
+TESTS = Path(__file__).parent
+KEY = "k" * 64
+
+
+@dataclass(frozen=True)
+class Dim:  # masbench.grid.search.Dimension's fields, which is all the Optuna side reads
+    name: str
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    choices: tuple = ()
+
+
+SPACE = {"lr": Dim("lr", "log", 1e-3, 1.0)}
+
+
+def cell(params: dict, number: int, epochs: int = 2) -> Cell:
+    return Cell(RunSpec(dataset="digits", model="mlp", optimizer="sgd", momentum=0.9, batch_size=256, epochs=epochs,
+                        val_fraction=0.1, seed=0, lr=params["lr"]))
+
+
+class Count(Callback):
+    def __init__(self) -> None:
+        self.epochs = 0
+
+    def on_epoch(self, metrics) -> None:
+        self.epochs += 1
+
+
+def runner(store: Store, tmp: Path, extra: tuple = (), pack: bool = False, stale_after: float = 60.0):
+    def run(cells, callbacks):
+        if pack:
+            cells = [Cell(c.spec, pack=len(cells)) for c in cells]
+        settings = SweepSettings(options=ExecOptions(device="cpu", checkpoint_dir=tmp / "ckpt"),
+                                 callbacks=tuple(callbacks) + extra, stale_after=stale_after,
+                                 heartbeat_every=min(10.0, stale_after / 4), poll=0.2)
+        return run_sweep(cells, store, settings)
+    return run
+
+
+def tpe(url: str, tmp: str, stale_after: float = 60.0, budget: int = 3) -> None:
+    """A TPE tune of SGD's lr, ``budget`` trials of 2 epochs (the subprocess of the SIGKILL test runs it)."""
+    store = Store(url)
+    optimize([Search("sgd", SPACE, cell)], store, KEY, runner(store, Path(tmp), stale_after=stale_after),
+             sampler="tpe", budget=budget, epochs=2, seed=0)
+    store.close()
+
+
+# --- packaging and storage -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["--sampler tpe", "--prune"])
+def test_without_optuna_tpe_and_prune_say_what_to_install(monkeypatch, what):
+    real = builtins.__import__
+
+    def blocked(name, *args, **kwargs):
+        if name == "optuna" or name.startswith("optuna."):
+            raise ImportError("No module named 'optuna'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "optuna", raising=False)
+    monkeypatch.setattr(builtins, "__import__", blocked)
+    with pytest.raises(MasbenchError) as error:
+        studies.require_optuna(what)
+    assert str(error.value) == f"{what} needs optuna: pip install 'masbench[tune]'"
+
+
+def test_the_study_of_an_sqlite_store_lives_in_its_own_file_beside_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    assert studies.study_url(url)[0] == f"sqlite:///{tmp_path / 'runs.optuna.db'}"
+    store = Store(url)
+    storage = studies.storage_for(store.url)
+    study = studies.open_study(storage, KEY, "sgd")
+    assert study.study_name == f"masbench:{KEY}:sgd"
+    from sqlalchemy import inspect
+
+    assert "trial_params" not in inspect(store.engine).get_table_names()  # nothing of Optuna's in the store
+    assert (tmp_path / "runs.optuna.db").exists()
+    again = studies.open_study(studies.storage_for(store.url), KEY, "sgd")  # a second tune finds the same study
+    assert again._study_id == study._study_id
+    store.close()
+
+
+def test_the_study_of_a_postgresql_store_lives_in_its_own_schema():
+    from conftest import postgres_database
+    from sqlalchemy import inspect
+
+    with postgres_database() as url:
+        store = Store(url)
+        study = studies.open_study(studies.storage_for(store.url), KEY, "sgd")
+        study.enqueue_trial({"lr": 0.1})
+        assert "trial_params" in inspect(store.engine).get_table_names(schema=studies.SCHEMA)
+        assert "trial_params" not in inspect(store.engine).get_table_names()  # the store's schema: its own tables
+        assert studies.open_study(studies.storage_for(store.url), KEY, "sgd").trials[0].params == {"lr": 0.1}
+        store.close()
+
+
+# --- TPE -----------------------------------------------------------------------------------------------
+
+
+def test_a_tpe_tune_runs_its_budget_and_a_rerun_trains_nothing(sqlite_url, tmp_path):
+    tpe(sqlite_url, str(tmp_path))
+    store = Store(sqlite_url)
+    study = studies.open_study(studies.storage_for(store.url), KEY, "sgd")
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 3
+    runs = store.runs_frame()
+    assert len(runs) == 3 and set(runs["status"]) == {"completed"}
+    for trial in study.trials:  # each trial's value is its run's best validation accuracy
+        run = store.get_run(trial.user_attrs["run_key"])
+        assert trial.value == max(e.val_acc for e in store.epochs_of(run.id))
+        assert run.lr == trial.params["lr"]
+    count = Count()
+    optimize([Search("sgd", SPACE, cell)], store, KEY, runner(store, tmp_path, (count,)), sampler="tpe", budget=3,
+             epochs=2)
+    assert count.epochs == 0 and len(store.runs_frame()) == 3 and list(store.runs_frame()["attempts"]) == [1, 1, 1]
+    store.close()
+
+
+def test_a_fresh_tpe_tune_asks_the_same_trials(tmp_path):
+    params = []
+    for name in ("a", "b"):
+        url = f"sqlite:///{tmp_path / name}.db"
+        (tmp_path / name).mkdir()
+        tpe(url, str(tmp_path / name))
+        store = Store(url)
+        params.append([t.params for t in studies.open_study(studies.storage_for(store.url), KEY, "sgd").trials])
+        store.close()
+    assert params[0] == params[1]
+
+
+def test_a_tpe_tune_killed_mid_trial_carries_on_its_study(sqlite_url, tmp_path):
+    # Killed by SIGKILL at the third epoch saved: trial 0 (2 epochs) complete, trial 1 one epoch in.
+    env = {**os.environ, "MASBENCH_FAULT": "epoch.saved:3", "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
+    code = f"import test_tune_optuna as t; t.tpe({sqlite_url!r}, {str(tmp_path)!r}, stale_after=1.0)"
+    killed = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, timeout=120, capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    store = Store(sqlite_url)
+    study = studies.open_study(studies.storage_for(store.url), KEY, "sgd")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "RUNNING"]
+    first, second = (store.get_run(t.user_attrs["run_key"]) for t in study.trials)
+    assert first.status == "completed" and second.status == "running"
+    assert len(store.epochs_of(second.id)) == 1
+    count = Count()
+    optimize([Search("sgd", SPACE, cell)], store, KEY, runner(store, tmp_path, (count,), stale_after=1.0),
+             sampler="tpe", budget=3, epochs=2)
+    study = studies.open_study(studies.storage_for(store.url), KEY, "sgd")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert study.trials[1].params == {"lr": second.lr}  # the killed trial resumed, not replaced
+    runs = store.runs_frame().set_index("key")
+    assert len(runs) == 3 and set(runs["status"]) == {"completed"}
+    keys = [t.user_attrs["run_key"] for t in study.trials]
+    assert [runs.loc[k, "attempts"] for k in keys] == [1, 2, 1]  # the killed one claimed again, the others once
+    assert count.epochs == 1 + 2  # the killed trial's second epoch (its first from its checkpoint), the third's two
+    store.close()
+
+
+# --- pruning -------------------------------------------------------------------------------------------
+
+
+def quasirandom_points(n: int) -> list[dict]:
+    """Stand-in points: a good learning rate first, then a slow one (pruned at its first rung)."""
+    return [{"lr": lr} for lr in (0.1, 0.001, 0.03, 0.002, 0.05, 0.003, 0.2, 0.004, 0.02, 0.006)[:n]]
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_pruned_trials_are_stored_pruned_with_their_epochs_and_the_budget_is_in_epochs(sqlite_url, tmp_path, pack):
+    store = Store(sqlite_url)
+    search = Search("sgd", SPACE, lambda p, n: cell(p, n, epochs=3), quasirandom_points)
+    outcome = optimize([search], store, KEY, runner(store, tmp_path, pack=pack), sampler="quasirandom", budget=3,
+                       epochs=3, prune="halving", per_round=3)
+    spent = outcome.spent["sgd"]
+    runs = store.runs_frame()
+    epochs = {key: len(store.epochs_of(run_id)) for key, run_id in zip(runs["key"], runs["id"])}
+    assert spent.unit == "epochs" and spent.budget == 9 and spent.epochs == sum(epochs.values()) <= 9
+    pruned = runs[runs["status"] == "pruned"]
+    assert len(pruned) >= 1 and spent.pruned == len(pruned) and spent.trials == len(runs)
+    for row in pruned.itertuples():
+        assert 1 <= epochs[row.key] < 3 and row.error.startswith("pruned after epoch")
+    assert set(runs["status"]) <= {"pruned", "completed", "diverged"} and (runs["status"] == "completed").any()
+    study = studies.open_study(studies.storage_for(store.url), KEY, "sgd")
+    by_key = {t.user_attrs["run_key"]: t for t in study.trials}
+    assert set(by_key) == set(runs["key"])
+    for row in runs.itertuples():
+        assert by_key[row.key].state.name == {"pruned": "PRUNED", "completed": "COMPLETE"}.get(row.status, "COMPLETE")
+        assert sorted(by_key[row.key].intermediate_values) == list(range(1, epochs[row.key] + 1))
+    if pack:
+        packed = [run.config.get("execution", {}).get("packed") for run in map(store.get_run, runs["key"])]
+        assert max(p or 1 for p in packed) > 1
+    store.close()
