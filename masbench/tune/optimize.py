@@ -89,12 +89,13 @@ def scores(store: Store, keys: Sequence[str]) -> dict[str, Score]:
     return out
 
 
-def tell_finished(study, score_of: Mapping[str, Score]) -> None:
-    """Tell ``study`` each of its running trials whose cell the store has finished (see the module's doc)."""
+def tell_finished(study, score_of: Mapping[str, Score], key_of: Callable[[Any], str | None] | None = None) -> None:
+    """Tell ``study`` each of its running trials whose cell the store has finished (see the module's doc);
+    ``key_of(trial)``: its cell's key (default: its ``run_key`` attribute)."""
     optuna = studies.require_optuna()
     state = optuna.trial.TrialState
     for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
-        score = score_of.get(trial.user_attrs.get(studies.RUN_KEY))
+        score = score_of.get(key_of(trial) if key_of is not None else trial.user_attrs.get(studies.RUN_KEY))
         if score is None or score.status not in ("completed", "diverged", "pruned", "failed"):
             continue
         if score.status == "completed" and score.best_val_acc is not None:
@@ -157,9 +158,10 @@ def optimize(
                                              per_round=per_round)
             if planned and on_trials is not None:
                 on_trials(search, planned)
-            for _, params, cell in planned:
+            for number, params, cell in planned:
                 cells.append(cell)
-                trial_cells[cell.spec.key] = TrialCell(search.label, params, dict(search.space))
+                trial_cells[cell.spec.key] = TrialCell(search.label, params, dict(search.space),
+                                                       number if sampler == "tpe" else None)
         if not cells:
             return outcome
         callbacks = (TrialPruning(store.url, tune_key, prune, epochs, trial_cells),) if prune else ()
@@ -184,24 +186,24 @@ def _tpe_round(search: Search, study, storage, store: Store, spent: Spent, *, bu
     optuna = studies.require_optuna()
     state = optuna.trial.TrialState
     study_id = storage.get_study_id_from_name(study.study_name)
-    for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        if set(trial.params) != set(search.space):  # killed inside ask, before its params were all set
-            storage.set_trial_user_attr(trial_id, UNCOUNTED, True)
-            study.tell(trial.number, state=state.FAIL, skip_if_finished=True)
-        elif studies.RUN_KEY not in trial.user_attrs:  # killed between ask and naming its cell
-            storage.set_trial_user_attr(trial_id, studies.RUN_KEY, search.cell(trial.params, trial.number).spec.key)
-    counted = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(UNCOUNTED)]
-    score_of = scores(store, [t.user_attrs[studies.RUN_KEY] for t in counted if studies.RUN_KEY in t.user_attrs])
-    tell_finished(study, score_of)
+
+    def key_of(trial) -> str | None:  # derived from its params: a trial just asked elsewhere may not name it yet
+        return search.cell(trial.params, trial.number).spec.key if _counted(trial, search) else None
+
+    counted = [t for t in study.get_trials(deepcopy=False) if _counted(t, search)]
+    for trial in counted:
+        if trial.state == state.RUNNING and studies.RUN_KEY not in trial.user_attrs:  # killed before naming its cell
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            storage.set_trial_user_attr(trial_id, studies.RUN_KEY, key_of(trial))  # the pruner finds it by name
+    score_of = scores(store, [key_of(t) for t in counted])
+    tell_finished(study, score_of, key_of)
     planned = []
     spent.epochs = spent.pruned = 0
-    for trial in study.get_trials(deepcopy=False):
-        if trial.user_attrs.get(UNCOUNTED):
-            continue
+    counted = [t for t in study.get_trials(deepcopy=False) if _counted(t, search)]
+    for trial in counted:
         if trial.state == state.RUNNING:
             planned.append((trial.number, trial.params, search.cell(trial.params, trial.number)))
-        score = score_of.get(trial.user_attrs.get(studies.RUN_KEY))
+        score = score_of.get(key_of(trial))
         if trial.state.is_finished() and score is not None:
             spent.epochs += score.epochs
         spent.pruned += trial.state == state.PRUNED
@@ -215,7 +217,7 @@ def _tpe_round(search: Search, study, storage, store: Store, spent: Spent, *, bu
             seed=studies.derived_seed(seed, search.label, len(study.get_trials(deepcopy=False))),
             n_startup_trials=startup_trials(budget))
         trial = study.ask(studies.distributions(search.space))
-        if not prune and _past_budget(study, trial.number, budget):  # another tune asked meanwhile
+        if not prune and _past_budget(study, trial.number, search, budget):  # another tune asked meanwhile
             trial.set_user_attr(UNCOUNTED, True)
             study.tell(trial, state=state.FAIL)
             break
@@ -226,9 +228,16 @@ def _tpe_round(search: Search, study, storage, store: Store, spent: Spent, *, bu
     return planned
 
 
-def _past_budget(study, number: int, budget: int) -> bool:
-    """Whether trial ``number`` is beyond the first ``budget`` counted trials of ``study``."""
-    counted = sorted(t.number for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(UNCOUNTED))
+def _counted(trial, search: Search) -> bool:
+    """Whether ``trial`` counts in the budget: not asked past it, and with every parameter set (a trial
+    that another tune is asking right now, or that a tune killed inside ``ask`` left, has not)."""
+    return not trial.user_attrs.get(UNCOUNTED) and set(trial.params) == set(search.space)
+
+
+def _past_budget(study, number: int, search: Search, budget: int) -> bool:
+    """Whether trial ``number`` is beyond the first ``budget`` counted trials of ``study`` (another tune
+    asked meanwhile)."""
+    counted = sorted(t.number for t in study.get_trials(deepcopy=False) if _counted(t, search))
     return number not in counted[:budget]
 
 

@@ -30,6 +30,7 @@ class TrialCell:
     label: str
     params: dict[str, Any]
     space: Mapping[str, Any]  # name -> Dimension
+    number: int | None = None  # a TPE trial's number in its study; None: a quasirandom point (added on start)
 
 
 @dataclass
@@ -69,7 +70,8 @@ class CellPruning(Callback):
     def on_start(self, info: RunInfo) -> None:
         optuna = studies.require_optuna("--prune")
         storage, study = self.parent.study(self.cell.label)
-        found = studies.trial_of(study, self.spec.key)
+        found = (studies.trial_of(study, self.spec.key) if self.cell.number is None
+                 else study.get_trials(deepcopy=False)[self.cell.number])
         if found is None:
             trial_id = studies.add_running_trial(storage, study, self.cell.params, self.cell.space, self.spec.key)
         elif found.state == optuna.trial.TrialState.RUNNING:
