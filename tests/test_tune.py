@@ -146,13 +146,6 @@ def test_show_space_prints_the_file_and_the_flags_overrides(tmp_path):
     assert not Path("unused.db").exists()
 
 
-def test_tpe_and_prune_are_refused_until_the_optuna_work_lands(bench_file, tmp_path):
-    for extra in (["--sampler", "tpe"], ["--prune"]):
-        result = runner.invoke(app, tune_args(bench_file, f"sqlite:///{tmp_path / 'x.db'}", *extra))
-        assert result.exit_code == 1 and "needs the optuna helper's work" in result.output
-    assert not (tmp_path / "x.db").exists()
-
-
 # --- the plan --------------------------------------------------------------------------------------
 
 def test_trials_are_the_grids_cells_with_the_trials_hyperparameters(bench_file):

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from masbench.cli import app
 from masbench.engine import Callback, ExecOptions
 from masbench.errors import MasbenchError
 from masbench.grid.benchmarks import Cell
@@ -19,8 +21,10 @@ from masbench.store import Store
 from masbench.sweep import SweepSettings, run_sweep
 from masbench.tune import studies
 from masbench.tune.optimize import Search, optimize
+from test_tune import bench_file, query, tune_args  # noqa: F401 (bench_file: a fixture)
 
 optuna = pytest.importorskip("optuna")
+cli = CliRunner()
 
 TESTS = Path(__file__).parent
 KEY = "k" * 64
@@ -62,19 +66,23 @@ def runner(store: Store, tmp: Path, extra: tuple = (), pack: bool = False, stale
     return run
 
 
+def tune(store: Store, search: Search, run, **settings):
+    """``optimize`` of one search in the tune ``KEY``."""
+    return optimize([search], store, store.ensure_tune(KEY, "test", {}), KEY, run, **settings)
+
+
 def tpe(url: str, tmp: str, stale_after: float = 60.0, budget: int = 3) -> None:
     """A TPE tune of SGD's lr, ``budget`` trials of 2 epochs (the subprocess of the SIGKILL test runs it)."""
     store = Store(url)
-    optimize([Search("sgd", SPACE, cell)], store, KEY, runner(store, Path(tmp), stale_after=stale_after),
-             sampler="tpe", budget=budget, epochs=2, seed=0)
+    tune(store, Search("sgd", SPACE, cell, 2), runner(store, Path(tmp), stale_after=stale_after), sampler="tpe",
+         budget=budget, seed=0)
     store.close()
 
 
 # --- packaging and storage -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("what", ["--sampler tpe", "--prune"])
-def test_without_optuna_tpe_and_prune_say_what_to_install(monkeypatch, what):
+def block_optuna(monkeypatch) -> None:
     real = builtins.__import__
 
     def blocked(name, *args, **kwargs):
@@ -84,9 +92,24 @@ def test_without_optuna_tpe_and_prune_say_what_to_install(monkeypatch, what):
 
     monkeypatch.delitem(sys.modules, "optuna", raising=False)
     monkeypatch.setattr(builtins, "__import__", blocked)
+
+
+@pytest.mark.parametrize("what", ["--sampler tpe", "--prune"])
+def test_without_optuna_tpe_and_prune_say_what_to_install(monkeypatch, what):
+    block_optuna(monkeypatch)
     with pytest.raises(MasbenchError) as error:
         studies.require_optuna(what)
     assert str(error.value) == f"{what} needs optuna: pip install 'masbench[tune]'"
+
+
+@pytest.mark.parametrize("extra, what", [(["--sampler", "tpe"], "--sampler tpe"), (["--prune"], "--prune")])
+def test_the_tune_command_without_optuna_is_one_line_and_writes_nothing(bench_file, tmp_path, monkeypatch, extra,
+                                                                        what):
+    block_optuna(monkeypatch)
+    result = cli.invoke(app, tune_args(bench_file, f"sqlite:///{tmp_path / 'x.db'}", *extra))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"Error: {what} needs optuna: pip install 'masbench[tune]'"]
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_the_study_of_an_sqlite_store_lives_in_its_own_file_beside_it(tmp_path):
@@ -137,8 +160,7 @@ def test_a_tpe_tune_runs_its_budget_and_a_rerun_trains_nothing(sqlite_url, tmp_p
         assert trial.value == max(e.val_acc for e in store.epochs_of(run.id))
         assert run.lr == trial.params["lr"]
     count = Count()
-    optimize([Search("sgd", SPACE, cell)], store, KEY, runner(store, tmp_path, (count,)), sampler="tpe", budget=3,
-             epochs=2)
+    tune(store, Search("sgd", SPACE, cell, 2), runner(store, tmp_path, (count,)), sampler="tpe", budget=3)
     assert count.epochs == 0 and len(store.runs_frame()) == 3 and list(store.runs_frame()["attempts"]) == [1, 1, 1]
     store.close()
 
@@ -168,8 +190,8 @@ def test_a_tpe_tune_killed_mid_trial_carries_on_its_study(sqlite_url, tmp_path):
     assert first.status == "completed" and second.status == "running"
     assert len(store.epochs_of(second.id)) == 1
     count = Count()
-    optimize([Search("sgd", SPACE, cell)], store, KEY, runner(store, tmp_path, (count,), stale_after=1.0),
-             sampler="tpe", budget=3, epochs=2)
+    tune(store, Search("sgd", SPACE, cell, 2), runner(store, tmp_path, (count,), stale_after=1.0), sampler="tpe",
+         budget=3)
     study = studies.open_study(studies.storage_for(store.url), KEY, "sgd")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     assert study.trials[1].params == {"lr": second.lr}  # the killed trial resumed, not replaced
@@ -211,9 +233,9 @@ def quasirandom_points(n: int) -> list[dict]:
 def test_pruned_trials_are_stored_pruned_with_their_epochs_and_the_budget_is_in_epochs(sqlite_url, tmp_path, sampler,
                                                                                         pack):
     store = Store(sqlite_url)
-    search = Search("sgd", SPACE, lambda p, n: cell(p, n, epochs=3), quasirandom_points)
-    outcome = optimize([search], store, KEY, runner(store, tmp_path, pack=pack), sampler=sampler, budget=3,
-                       epochs=3, prune="halving", per_round=3)
+    search = Search("sgd", SPACE, lambda p, n: cell(p, n, epochs=3), 3, quasirandom_points)
+    outcome = tune(store, search, runner(store, tmp_path, pack=pack), sampler=sampler, budget=3, prune="halving",
+                   per_round=3)
     spent = outcome.spent["sgd"]
     runs = store.runs_frame()
     epochs = {key: len(store.epochs_of(run_id)) for key, run_id in zip(runs["key"], runs["id"])}
@@ -234,4 +256,52 @@ def test_pruned_trials_are_stored_pruned_with_their_epochs_and_the_budget_is_in_
         first = [store.get_run(key) for key in runs["key"][:3]]
         assert [run.config["execution"].get("packed") for run in first] == [3, 3, 3]
         assert {run.status for run in first} == {"pruned", "completed"}
+    store.close()
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+
+def test_a_tpe_tune_runs_end_to_end_and_a_rerun_trains_nothing(bench_file, tmp_path):
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    args = tune_args(bench_file, url, "--sampler", "tpe", "--budget", "2", "--final-seeds", "1")
+    first = cli.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    for label in ("adam", "sgd", "mas"):
+        line = next(line for line in first.stdout.splitlines() if line.startswith(f"  {label}:"))
+        assert "2/2 trials completed; chosen trial" in line and "(mean of 1/1 seeds)" in line
+    assert query(url, "select phase, count(*) from trials group by phase order by phase") == [("final", 3),
+                                                                                               ("search", 6)]
+    runs = query(url, "select key, attempts from runs order by key")
+    assert len(runs) == 9 and all(attempts == 1 for _, attempts in runs)
+    store = Store(url)
+    key = store.tunes_frame()["key"][0]
+    storage = studies.storage_for(store.url)
+    frame = store.trials_frame(key)
+    for label in ("adam", "sgd", "mas"):  # the study's trials are the store's, value for value
+        study = studies.open_study(storage, key, label)
+        search = frame[(frame["optimizer"] == label) & (frame["phase"] == "search")].sort_values("number")
+        assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
+        assert [t.value for t in study.trials] == list(search["best_val_acc"])
+        assert [t.params for t in study.trials] == list(search["params"])
+    store.close()
+    second = cli.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert query(url, "select key, attempts from runs order by key") == runs
+    chosen = [line for line in first.stdout.splitlines() if line.startswith("  ")]
+    assert [line for line in second.stdout.splitlines() if line.startswith("  ")] == chosen
+
+
+def test_a_pruned_tune_reports_its_epochs_per_optimizer(bench_file, tmp_path):
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    result = cli.invoke(app, tune_args(bench_file, url, "--prune", "--budget", "3", "--final-seeds", "0",
+                                       "--baselines", "sgd", "--lambdas", "0.5", "--epochs", "3"))
+    assert result.exit_code == 0, result.output
+    store = Store(url)
+    frame = store.trials_frame()
+    for label in ("sgd", "mas[lambda_adam=0.5]"):
+        line = next(line for line in result.stdout.splitlines() if line.startswith(f"  {label}:"))
+        trials = frame[frame["optimizer"] == label]
+        spent, pruned = int(trials["epochs"].sum()), int((trials["status"] == "pruned").sum())
+        assert f", {pruned} pruned, {spent}/9 epochs" in line and spent <= 9
     store.close()

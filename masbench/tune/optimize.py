@@ -35,6 +35,7 @@ from masbench.engine import Callback
 from masbench.grid.benchmarks import Cell
 from masbench.store import Store
 from masbench.tune import studies
+from masbench.tune.plan import SEARCH, Trial
 from masbench.tune.pruning import TrialCell, TrialPruning
 
 SAMPLERS = ("quasirandom", "tpe")
@@ -43,11 +44,13 @@ SAMPLERS = ("quasirandom", "tpe")
 @dataclass(frozen=True)
 class Search:
     """One optimizer's search: its label, its space (name -> Dimension), how a point becomes its cell
-    (``cell(params, number)``) and, for the quasirandom sampler, its first n points (``points(n)``)."""
+    (``cell(params, number)``), the epochs each trial trains and, for the quasirandom sampler, its first
+    n points (``points(n)``)."""
 
     label: str
     space: Mapping[str, Any]
     cell: Callable[[dict[str, Any], int], Cell]
+    epochs: int
     points: Callable[[int], list[dict[str, Any]]] | None = None
 
 
@@ -79,14 +82,14 @@ class Outcome:
     summaries: list[Any] = field(default_factory=list)  # each round's SweepSummary
 
 
-def scores(store: Store, keys: Sequence[str]) -> dict[str, Score]:
-    """The stored runs of ``keys`` (those the store has), each as a ``Score``."""
-    out = {}
-    for key, run in store.get_runs(list(keys)).items():
-        epochs = store.epochs_of(run.id)
-        values = [e.val_acc for e in epochs if e.val_acc is not None]
-        out[key] = Score(run.status, max(values) if values else None, len(epochs))
-    return out
+def scores(store: Store, tune_id: int) -> dict[str, Score]:
+    """The search trials of the tune ``tune_id`` whose runs the store has, by run key, each as a ``Score``
+    (``Store.trials_frame``: the one reading of a trial's best validation accuracy)."""
+    frame = store.trials_frame(tune_id)
+    frame = frame[(frame["phase"] == SEARCH) & frame["status"].notna()]
+    return {row.run_key: Score(row.status, None if row.best_val_acc != row.best_val_acc else float(row.best_val_acc),
+                               int(row.epochs) if row.epochs == row.epochs else 0)
+            for row in frame.itertuples(index=False)}
 
 
 def tell_finished(study, score_of: Mapping[str, Score], key_of: Callable[[Any], str | None] | None = None) -> None:
@@ -117,23 +120,21 @@ def startup_trials(budget: int) -> int:
 def optimize(
     searches: Sequence[Search],
     store: Store,
+    tune_id: int,
     tune_key: str,
     run_cells: Callable[[list[Cell], tuple[Callback, ...]], Any],
     *,
     sampler: str,
     budget: int,
-    epochs: int,
     prune: str | None = None,
     seed: int = 0,
     per_round: int = 1,
-    on_trials: Callable[[Search, list[tuple[int, dict[str, Any], Cell]]], None] | None = None,
 ) -> Outcome:
-    """Rounds of trials of every search until each has spent ``budget`` (see the module's doc).
+    """Rounds of trials of every search until each has spent ``budget`` (see the module's doc), in the tune
+    ``tune_id`` (key ``tune_key``) of ``store``, whose ``trials`` table records each trial as it starts.
 
     ``run_cells(cells, callbacks)`` runs a round's cells (with ``prune``, ``callbacks`` holds the pruner) and
-    returns its ``SweepSummary``; an interrupted round ends the tune (``Outcome.interrupted``). ``on_trials``
-    hears of each round's trials of a search, as (number, params, cell), before they run (the tune records
-    them in the store's ``trials``).
+    returns its ``SweepSummary``; an interrupted round ends the tune (``Outcome.interrupted``).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}")
@@ -141,30 +142,30 @@ def optimize(
         raise ValueError("quasirandom trials without pruning are ordinary cells: plan_tune runs them")
     studies.require_optuna("--sampler tpe" if sampler == "tpe" else "--prune")
     storage = studies.storage_for(store.url)
-    pruner = studies.make_pruner(prune, epochs)
-    opened = {s.label: studies.open_study(storage, tune_key, s.label, pruner=pruner) for s in searches}
+    opened = {s.label: studies.open_study(storage, tune_key, s.label, pruner=studies.make_pruner(prune, s.epochs))
+              for s in searches}
     unit = "epochs" if prune else "trials"
-    outcome = Outcome({s.label: Spent(s.label, budget * epochs if prune else budget, unit) for s in searches})
+    outcome = Outcome({s.label: Spent(s.label, budget * s.epochs if prune else budget, unit) for s in searches})
     while True:
         cells: list[Cell] = []
         trial_cells: dict[str, TrialCell] = {}
         for search in searches:
             spent, study = outcome.spent[search.label], opened[search.label]
+            score_of = scores(store, tune_id)
             if sampler == "tpe":
-                planned = _tpe_round(search, study, storage, store, spent, budget=budget, epochs=epochs,
-                                     prune=prune, seed=seed, per_round=per_round)
+                planned = _tpe_round(search, study, storage, score_of, spent, budget=budget, prune=prune,
+                                     seed=seed, per_round=per_round)
             else:
-                planned = _quasirandom_round(search, study, store, spent, budget=budget, epochs=epochs,
-                                             per_round=per_round)
-            if planned and on_trials is not None:
-                on_trials(search, planned)
+                planned = _quasirandom_round(search, study, score_of, spent, budget=budget, per_round=per_round)
+            store.record_trials(tune_id, [Trial(search.label, SEARCH, number, params, cell).row()
+                                          for number, params, cell in planned])
             for number, params, cell in planned:
                 cells.append(cell)
-                trial_cells[cell.spec.key] = TrialCell(search.label, params, dict(search.space),
+                trial_cells[cell.spec.key] = TrialCell(search.label, params, dict(search.space), search.epochs,
                                                        number if sampler == "tpe" else None)
         if not cells:
             return outcome
-        callbacks = (TrialPruning(store.url, tune_key, prune, epochs, trial_cells),) if prune else ()
+        callbacks = (TrialPruning(store.url, tune_key, prune, trial_cells),) if prune else ()
         summary = run_cells(cells, callbacks)
         outcome.summaries.append(summary)
         if getattr(summary, "interrupted", False):
@@ -180,7 +181,7 @@ def _affordable(spent: Spent, running: int, epochs: int) -> bool:
     return spent.epochs + (running + 1) * epochs <= spent.budget
 
 
-def _tpe_round(search: Search, study, storage, store: Store, spent: Spent, *, budget: int, epochs: int,
+def _tpe_round(search: Search, study, storage, score_of: Mapping[str, Score], spent: Spent, *, budget: int,
                prune: str | None, seed: int, per_round: int) -> list[tuple[int, dict[str, Any], Cell]]:
     """Tell what finished; this round's TPE trials of ``search``: those still running, then new ones."""
     optuna = studies.require_optuna()
@@ -195,7 +196,6 @@ def _tpe_round(search: Search, study, storage, store: Store, spent: Spent, *, bu
         if trial.state == state.RUNNING and studies.RUN_KEY not in trial.user_attrs:  # killed before naming its cell
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             storage.set_trial_user_attr(trial_id, studies.RUN_KEY, key_of(trial))  # the pruner finds it by name
-    score_of = scores(store, [key_of(t) for t in counted])
     tell_finished(study, score_of, key_of)
     planned = []
     spent.epochs = spent.pruned = 0
@@ -209,7 +209,7 @@ def _tpe_round(search: Search, study, storage, store: Store, spent: Spent, *, bu
         spent.pruned += trial.state == state.PRUNED
     spent.trials = len(counted)
     for _ in range(per_round):
-        if prune and not _affordable(spent, len(planned), epochs):
+        if prune and not _affordable(spent, len(planned), search.epochs):
             break
         if not prune and spent.trials >= budget:
             break
@@ -241,13 +241,12 @@ def _past_budget(study, number: int, search: Search, budget: int) -> bool:
     return number not in counted[:budget]
 
 
-def _quasirandom_round(search: Search, study, store: Store, spent: Spent, *, budget: int, epochs: int,
+def _quasirandom_round(search: Search, study, score_of: Mapping[str, Score], spent: Spent, *, budget: int,
                        per_round: int) -> list[tuple[int, dict[str, Any], Cell]]:
     """Tell what finished; this round's quasirandom trials of ``search`` (with pruning): the points started
-    and not finished, then the next points, in order. A point has started once its cell is in the store."""
-    points = search.points(budget * epochs)  # each trial trains one epoch at least: never more trials than this
+    and not finished, then the next points, in order. A point has started once its run is in the store."""
+    points = search.points(budget * search.epochs)  # each trial trains one epoch at least: never more trials
     cells = [search.cell(point, number) for number, point in enumerate(points)]
-    score_of = scores(store, [cell.spec.key for cell in cells])
     tell_finished(study, score_of)
     planned: list[tuple[int, dict[str, Any], Cell]] = []
     spent.epochs = spent.pruned = 0
@@ -261,8 +260,21 @@ def _quasirandom_round(search: Search, study, store: Store, spent: Spent, *, bud
             planned.append((number, points[number], cells[number]))
         number += 1
     running = len(planned)
-    while number < len(cells) and len(planned) - running < per_round and _affordable(spent, len(planned), epochs):
+    while (number < len(cells) and len(planned) - running < per_round
+           and _affordable(spent, len(planned), search.epochs)):
         planned.append((number, points[number], cells[number]))
         number += 1
     spent.trials = number
     return planned
+
+
+def searches_of(planned) -> list[Search]:
+    """The searches of a planned tune (``masbench.tune.plan.Tune``): per entry, its space, its trials' cells on
+    the tuning seed, their epochs, and its quasirandom points (the very points of a tune without pruning)."""
+    from masbench.tune.samplers import derived_seed, quasirandom
+
+    seed = planned.settings.seed
+    return [Search(entry.label, entry.space, lambda params, number, entry=entry: entry.cell(params, seed),
+                   entry.spec({}, seed).epochs,
+                   lambda n, entry=entry: quasirandom(entry.space, n, derived_seed(seed, entry.label)))
+            for entry in planned.entries]

@@ -30,6 +30,7 @@ class TrialCell:
     label: str
     params: dict[str, Any]
     space: Mapping[str, Any]  # name -> Dimension
+    epochs: int  # each trial's (Hyperband's largest resource)
     number: int | None = None  # a TPE trial's number in its study; None: a quasirandom point (added on start)
 
 
@@ -40,19 +41,19 @@ class TrialPruning(Callback):
     store_url: str
     tune_key: str
     pruner: str  # halving or hyperband
-    epochs: int
     cells: dict[str, TrialCell]
     _opened: dict[str, Any] = field(default_factory=dict, repr=False)  # label -> (storage, study), where it runs
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_opened": {}}  # a worker process opens its own
 
-    def study(self, label: str):
-        if label not in self._opened:
+    def study(self, cell: TrialCell):
+        """The storage and study of ``cell``'s optimizer label, opened once in this process."""
+        if cell.label not in self._opened:
             storage = studies.storage_for(self.store_url)
-            pruner = studies.make_pruner(self.pruner, self.epochs)
-            self._opened[label] = (storage, studies.open_study(storage, self.tune_key, label, pruner=pruner))
-        return self._opened[label]
+            pruner = studies.make_pruner(self.pruner, cell.epochs)
+            self._opened[cell.label] = (storage, studies.open_study(storage, self.tune_key, cell.label, pruner=pruner))
+        return self._opened[cell.label]
 
     def for_cell(self, spec: RunSpec) -> Callback:
         cell = self.cells.get(spec.key)
@@ -69,7 +70,7 @@ class CellPruning(Callback):
 
     def on_start(self, info: RunInfo) -> None:
         optuna = studies.require_optuna("--prune")
-        storage, study = self.parent.study(self.cell.label)
+        storage, study = self.parent.study(self.cell)
         found = (studies.trial_of(study, self.spec.key) if self.cell.number is None
                  else study.get_trials(deepcopy=False)[self.cell.number])
         if found is None:
