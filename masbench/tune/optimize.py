@@ -101,14 +101,18 @@ def tell_finished(study, score_of: Mapping[str, Score], key_of: Callable[[Any], 
         score = score_of.get(key_of(trial) if key_of is not None else trial.user_attrs.get(studies.RUN_KEY))
         if score is None or score.status not in ("completed", "diverged", "pruned", "failed"):
             continue
-        if score.status == "completed" and score.best_val_acc is not None:
-            study.tell(trial.number, score.best_val_acc, skip_if_finished=True)
+        if score.status == "pruned":
+            told = {"state": state.PRUNED}
         elif score.status == "diverged":
-            study.tell(trial.number, score.best_val_acc or 0.0, skip_if_finished=True)
-        elif score.status == "pruned":
-            study.tell(trial.number, state=state.PRUNED, skip_if_finished=True)
-        else:
-            study.tell(trial.number, state=state.FAIL, skip_if_finished=True)
+            told = {"values": score.best_val_acc if score.best_val_acc is not None else 0.0}
+        elif score.status == "completed" and score.best_val_acc is not None:
+            told = {"values": score.best_val_acc}
+        else:  # failed (or, which a tune's split rules out, completed without a validation accuracy)
+            told = {"state": state.FAIL}
+        try:
+            study.tell(trial.number, **told, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another tune on the store told it meanwhile, from the same run
 
 
 def startup_trials(budget: int) -> int:
