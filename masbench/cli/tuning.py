@@ -194,11 +194,16 @@ def run_tune(planned, store, tune_id: int, run_cells, per_round: int = 1) -> boo
 
     settings = planned.settings
     if settings.sampler == "tpe" or settings.prune:
+        from itertools import count
+
         from masbench.tune.optimize import optimize, searches_of
 
-        title = f"tune {planned.name} (search)"
-        outcome = optimize(searches_of(planned), store, tune_id, planned.key,
-                           lambda cells, callbacks: run_cells(title, cells, callbacks), sampler=settings.sampler,
+        rounds = count(1)
+
+        def run_round(cells, callbacks):
+            return run_cells(f"tune {planned.name} (search, round {next(rounds)})", cells, callbacks)
+
+        outcome = optimize(searches_of(planned), store, tune_id, planned.key, run_round, sampler=settings.sampler,
                            budget=settings.budget, prune=settings.pruner if settings.prune else None,
                            seed=settings.seed, per_round=settings.budget if settings.sampler == "quasirandom"
                            else per_round)

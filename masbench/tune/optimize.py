@@ -39,6 +39,7 @@ from masbench.tune.plan import SEARCH, Trial
 from masbench.tune.pruning import TrialCell, TrialPruning
 
 SAMPLERS = ("quasirandom", "tpe")
+UNCOUNTED = "uncounted"  # a TPE trial's user attribute: not in the budget (asked past it by a second tune)
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,9 @@ def optimize(
     while True:
         cells: list[Cell] = []
         trial_cells: dict[str, TrialCell] = {}
+        score_of = scores(store, tune_id)
         for search in searches:
             spent, study = outcome.spent[search.label], opened[search.label]
-            score_of = scores(store, tune_id)
             if sampler == "tpe":
                 planned = _tpe_round(search, study, storage, score_of, spent, budget=budget, prune=prune,
                                      seed=seed, per_round=per_round)
@@ -175,9 +176,6 @@ def optimize(
         if getattr(summary, "interrupted", False):
             outcome.interrupted = True
             return outcome
-
-
-UNCOUNTED = "uncounted"  # a trial's user attribute: not part of the budget (asked past it, or cut short in ask)
 
 
 def _affordable(spent: Spent, running: int, epochs: int) -> bool:
