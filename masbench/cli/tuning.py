@@ -86,7 +86,7 @@ def tune(
     sampler: Annotated[str, typer.Option(help="quasirandom (scrambled Sobol points, known up front) or tpe (Optuna's).")] = "quasirandom",
     prune: Annotated[bool, typer.Option("--prune", help="Stop poor trials early (successive halving over epochs, Optuna's pruner); the budget is then --budget x epochs per optimizer, and the epochs pruning saves buy more trials.")] = False,
     pruner: Annotated[str, typer.Option(help="With --prune: halving (asynchronous successive halving, rungs at 1, 3, 9.. epochs) or hyperband.")] = "halving",
-    search: Annotated[list[str] | None, typer.Option("--search", help="OPTIMIZER:PARAM=KIND:LOW:HIGH, repeatable: one parameter of one optimizer's search space (KIND log, uniform or int; or choice:A:B), e.g. sgd:lr=log:1e-3:1; over the benchmark's search: and the defaults (--show-space).")] = None,
+    search: Annotated[list[str] | None, typer.Option("--search", help="OPTIMIZER:PARAM=KIND:LOW:HIGH, repeatable: one parameter of one optimizer's search space (KIND log, uniform or int; or choice:0.9:0.99), e.g. sgd:lr=log:1e-3:1; over the benchmark's search: and the defaults (--show-space).")] = None,
     show_space: Annotated[bool, typer.Option("--show-space", help="Print each optimizer's search space and exit.")] = False,
     val_fraction: Annotated[float, typer.Option(parser=number, help="The validation split held out of train (0 < F <= 0.5): trials are chosen on it.")] = 0.1,
     seed: Annotated[int, typer.Option(parser=integer, help="The tuning seed: the search trials' runs and the sampler's; final runs take the next K seeds.")] = 0,
