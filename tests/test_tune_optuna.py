@@ -301,6 +301,7 @@ def test_a_pruned_tune_reports_its_epochs_per_optimizer(bench_file, tmp_path):
     result = cli.invoke(app, tune_args(bench_file, url, "--prune", "--budget", "3", "--final-seeds", "0",
                                        "--baselines", "sgd", "--lambdas", "0.5", "--epochs", "3"))
     assert result.exit_code == 0, result.output
+    assert "tune tiny: 3 trials' epochs per optimizer, pruned by halving (quasirandom, seed 0)" in result.stdout
     store = Store(url)
     frame = store.trials_frame()
     for label in ("sgd", "mas[lambda_adam=0.5]"):

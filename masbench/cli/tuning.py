@@ -276,7 +276,9 @@ def _print_result(planned, frame) -> None:
     chosen, finals = choose(frame), final_scores(frame)
     search = frame[frame["phase"] == "search"]
     settings = planned.settings
-    out.print(f"tune {planned.name}: {settings.budget} trials per optimizer ({settings.sampler}, seed {settings.seed}), "
+    budget = (f"{settings.budget} trials' epochs per optimizer, pruned by {settings.pruner}" if settings.prune
+              else f"{settings.budget} trials per optimizer")
+    out.print(f"tune {planned.name}: {budget} ({settings.sampler}, seed {settings.seed}), "
               f"chosen on validation ({settings.val_fraction:g} of train), final seeds "
               f"{_seeds_text(settings.final_seed_values)}", markup=False)
     for entry in planned.entries:
