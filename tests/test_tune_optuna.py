@@ -298,8 +298,9 @@ def test_a_tpe_tune_runs_end_to_end_and_a_rerun_trains_nothing(bench_file, tmp_p
 
 def test_a_pruned_tune_reports_its_epochs_per_optimizer(bench_file, tmp_path):
     url = f"sqlite:///{tmp_path / 'tune.db'}"
-    result = cli.invoke(app, tune_args(bench_file, url, "--prune", "--budget", "3", "--final-seeds", "0",
-                                       "--baselines", "sgd", "--lambdas", "0.5", "--epochs", "3"))
+    args = tune_args(bench_file, url, "--prune", "--budget", "3", "--final-seeds", "0", "--baselines", "sgd",
+                     "--lambdas", "0.5", "--epochs", "3")
+    result = cli.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "tune tiny: 3 trials' epochs per optimizer, pruned by halving (quasirandom, seed 0)" in result.stdout
     store = Store(url)
@@ -310,6 +311,12 @@ def test_a_pruned_tune_reports_its_epochs_per_optimizer(bench_file, tmp_path):
         spent, pruned = int(trials["epochs"].sum()), int((trials["status"] == "pruned").sum())
         assert f", {pruned} pruned, {spent}/9 epochs" in line and spent <= 9
     store.close()
+    runs = query(url, "select key, status, attempts from runs order by key")
+    again = cli.invoke(app, args)  # a rerun trains nothing: no pruned trial again, no new trial
+    assert again.exit_code == 0, again.output
+    assert query(url, "select key, status, attempts from runs order by key") == runs
+    assert [line for line in again.stdout.splitlines() if line.startswith("  ")] == \
+        [line for line in result.stdout.splitlines() if line.startswith("  ")]
 
 
 def test_a_bad_pruner_is_one_line(bench_file, tmp_path):
