@@ -263,6 +263,35 @@ def test_pruned_trials_are_stored_pruned_with_their_epochs_and_the_budget_is_in_
     store.close()
 
 
+def pruned_tune(url: str, tmp: str, stale_after: float = 60.0) -> None:
+    """A quasirandom tune with pruning, unpacked (the subprocess of the SIGKILL test runs it)."""
+    store = Store(url)
+    search = Search("sgd", SPACE, lambda p, n: cell(p, n, epochs=3), 3, quasirandom_points)
+    tune(store, search, runner(store, Path(tmp), stale_after=stale_after), sampler="quasirandom", budget=3,
+         prune="halving", per_round=3)
+    store.close()
+
+
+def test_a_pruned_tune_killed_mid_trial_resumes_it_under_the_same_trial(sqlite_url, tmp_path):
+    # Killed at the second epoch saved: trial 0, reported to its study for epochs 1 and 2, is one epoch short.
+    env = {**os.environ, "MASBENCH_FAULT": "epoch.saved:2", "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
+    code = f"import test_tune_optuna as t; t.pruned_tune({sqlite_url!r}, {str(tmp_path)!r}, stale_after=1.0)"
+    killed = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, timeout=120, capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    pruned_tune(sqlite_url, str(tmp_path), stale_after=1.0)
+    store = Store(sqlite_url)
+    study = studies.open_study(studies.storage_for(store.url), KEY, "sgd")
+    runs = store.runs_frame().set_index("key")
+    assert sorted(t.user_attrs["run_key"] for t in study.trials) == sorted(runs.index)  # one trial per cell
+    first = store.get_run(cell(quasirandom_points(1)[0], 0, epochs=3).spec.key)
+    assert (first.status, first.attempts, len(store.epochs_of(first.id))) == ("completed", 2, 3)
+    for trial in study.trials:
+        run = store.get_run(trial.user_attrs["run_key"])
+        assert trial.state.name == ("PRUNED" if run.status == "pruned" else "COMPLETE")
+        assert sorted(trial.intermediate_values) == [e.epoch for e in store.epochs_of(run.id)]
+    store.close()
+
+
 # --- the command ------------------------------------------------------------------------------------------
 
 
