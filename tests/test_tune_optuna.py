@@ -128,6 +128,13 @@ def test_the_study_of_an_sqlite_store_lives_in_its_own_file_beside_it(tmp_path):
     store.close()
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "mysql://u:secret@host/db"])
+def test_a_store_the_studies_cannot_live_beside_is_refused_in_one_line(url):
+    with pytest.raises(MasbenchError, match="keep their studies beside the store") as error:
+        studies.study_url(url)
+    assert "secret" not in str(error.value)
+
+
 def test_the_study_of_a_postgresql_store_lives_in_its_own_schema():
     from conftest import postgres_database
     from sqlalchemy import inspect

@@ -37,6 +37,7 @@ from masbench.store import Store
 from masbench.tune import studies
 from masbench.tune.plan import SEARCH, Trial
 from masbench.tune.pruning import TrialCell, TrialPruning
+from masbench.tune.samplers import derived_seed, quasirandom
 
 SAMPLERS = ("quasirandom", "tpe")
 UNCOUNTED = "uncounted"  # a TPE trial's user attribute: not in the budget (asked past it by a second tune)
@@ -216,7 +217,7 @@ def _tpe_round(search: Search, study, storage, score_of: Mapping[str, Score], sp
         if not prune and spent.trials >= budget:
             break
         study.sampler = optuna.samplers.TPESampler(
-            seed=studies.derived_seed(seed, search.label, len(study.get_trials(deepcopy=False))),
+            seed=derived_seed(seed, f"{search.label}#{len(study.get_trials(deepcopy=False))}"),
             n_startup_trials=startup_trials(budget))
         trial = study.ask(studies.distributions(search.space))
         if not prune and _past_budget(study, trial.number, search, budget):  # another tune asked meanwhile
@@ -273,8 +274,6 @@ def _quasirandom_round(search: Search, study, score_of: Mapping[str, Score], spe
 def searches_of(planned) -> list[Search]:
     """The searches of a planned tune (``masbench.tune.plan.Tune``): per entry, its space, its trials' cells on
     the tuning seed, their epochs, and its quasirandom points (the very points of a tune without pruning)."""
-    from masbench.tune.samplers import derived_seed, quasirandom
-
     seed = planned.settings.seed
     return [Search(entry.label, entry.space, lambda params, number, entry=entry: entry.cell(params, seed),
                    entry.spec({}, seed).epochs,

@@ -7,8 +7,9 @@ tables (Optuna's ``studies``, ``trials``, ... would clash with the store's ``tri
 
 - SQLite ``sqlite:///path/x.db``: its own file beside the store, ``path/x.optuna.db`` (``study_url``);
 - PostgreSQL: the store's database, in schema ``masbench_optuna`` (created when missing), which the
-  connections reach through their ``search_path``;
-- an in-memory store: Optuna's in-memory storage, for as long as the process lives.
+  connections reach through their ``search_path``.
+
+An in-memory store, or another database, is refused: the studies must outlive the process, as the store does.
 
 One study per tune and optimizer label (``study_name``: ``masbench:<tune key>:<label>``), maximizing the
 validation accuracy: a trial's value is its run's best validation accuracy over its epochs, read from
@@ -16,13 +17,12 @@ the store and told back (``masbench.tune.optimize``). A trial names its cell by 
 ``run_key``, so that a tune killed and run again, or a second tune on the same store, finds it.
 
 Example:
-    >>> study_url("sqlite:////runs/masbench.db")
-    ('sqlite:////runs/masbench.optuna.db', {'connect_args': {'timeout': 60.0}})
+    >>> study_url("sqlite:////runs/masbench.db")[0]
+    'sqlite:////runs/masbench.optuna.db'
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,54 +49,41 @@ def require_optuna(what: str = "--sampler tpe"):
     return optuna
 
 
-def study_url(store_url: str) -> tuple[str | None, dict[str, Any]]:
-    """The URL of the RDB storage beside the store at ``store_url`` and its SQLAlchemy engine settings;
-    ``(None, {})`` for an in-memory store (Optuna's in-memory storage). Other databases are refused."""
+def study_url(store_url: str) -> tuple[str, dict[str, Any]]:
+    """The URL of the RDB storage beside the store at ``store_url``, and its SQLAlchemy engine settings."""
     from sqlalchemy.engine import make_url
 
     parsed = make_url(store_url)
     backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        if parsed.database in (None, "", ":memory:") or parsed.query.get("uri"):
-            return None, {}
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:") and not parsed.query.get("uri"):
         path = Path(parsed.database)
         beside = path.with_name(f"{path.stem}.optuna{path.suffix or '.db'}")
-        return parsed.set(database=str(beside)).render_as_string(hide_password=False), \
-            {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+        return (parsed.set(database=str(beside)).render_as_string(hide_password=False),
+                {"connect_args": {"timeout": BUSY_TIMEOUT_S}})
     if backend == "postgresql":
         return store_url, {"connect_args": {"options": f"-csearch_path={SCHEMA}"}}
-    raise MasbenchError(f"--sampler tpe and --prune keep their studies on SQLite or PostgreSQL, not "
-                        f"{backend} ({mask_url(store_url)})")
+    raise MasbenchError(f"--sampler tpe and --prune keep their studies beside the store, in an SQLite file or on "
+                        f"a PostgreSQL server, not in {mask_url(store_url)}")
 
 
-def storage_for(store_url: str):
-    """Optuna's storage for the studies of the store at ``store_url`` (created, with its schema, when new)."""
+def storage_for(store_url: str, attempts: int = 5):
+    """Optuna's storage for the studies of the store at ``store_url`` (created, with its schema, when new).
+
+    Two tunes that create the schema or Optuna's tables at once: the loser finds them made, on a next attempt.
+    """
     optuna = require_optuna()
     url, engine_kwargs = study_url(store_url)
-    if url is None:
-        return _memory_storage(optuna, store_url)
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-    for attempt in range(5):
+    for attempt in range(1, attempts + 1):
         try:
-            if SCHEMA in engine_kwargs.get("connect_args", {}).get("options", ""):
+            if url == store_url:  # PostgreSQL: the store's own database, the studies in their schema
                 _create_schema(store_url)
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
         except (IntegrityError, OperationalError, ProgrammingError):
-            # Two tunes creating the schema or Optuna's tables at once: the loser finds them made.
-            if attempt == 4:
+            if attempt == attempts:
                 raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-_MEMORY: dict[str, Any] = {}  # an in-memory store's studies: one storage per URL, for this process
-
-
-def _memory_storage(optuna, store_url: str):
-    if store_url not in _MEMORY:
-        _MEMORY[store_url] = optuna.storages.InMemoryStorage()
-    return _MEMORY[store_url]
+            time.sleep(0.2 * attempt)
 
 
 def _create_schema(store_url: str) -> None:
@@ -112,12 +99,6 @@ def _create_schema(store_url: str) -> None:
 
 def study_name(tune_key: str, label: str) -> str:
     return f"masbench:{tune_key}:{label}"
-
-
-def derived_seed(*parts: Any) -> int:
-    """A 32-bit seed from ``parts`` (the tune's seed, a label, a trial number): the same on every machine."""
-    digest = hashlib.sha256(":".join(str(part) for part in parts).encode()).digest()
-    return int.from_bytes(digest[:4], "big")
 
 
 def distributions(space: Mapping[str, Dimension]) -> dict[str, Any]:
