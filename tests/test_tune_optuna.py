@@ -360,3 +360,15 @@ def test_a_bad_pruner_is_one_line(bench_file, tmp_path):
     assert result.exit_code == 1
     assert result.output.strip() == "Error: Invalid --pruner: 'nope' (valid: halving, hyperband)"
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--sampler", "tpe"], "tune tiny: 3 optimizer(s), 2 trials each; TPE asks its trials as the tune goes"),
+    (["--prune"], "with --prune, these are the first trials: the epochs that pruning saves buy more"),
+])
+def test_dry_run_of_tpe_or_pruning_writes_nothing(bench_file, tmp_path, extra, says):
+    result = cli.invoke(app, tune_args(bench_file, f"sqlite:///{tmp_path / 'x.db'}", "--budget", "2", "--dry-run",
+                                       *extra))
+    assert result.exit_code == 0, result.output
+    assert says in result.stdout
+    assert list(tmp_path.iterdir()) == [bench_file]  # neither the store nor the studies' file

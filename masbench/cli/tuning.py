@@ -248,6 +248,12 @@ def _print_trials(planned, db) -> None:
     from masbench.sweep import dry_run
 
     out = stdout_console()
+    settings = planned.settings
+    if settings.sampler == "tpe":  # no trial is known before the study asks for it
+        budget = f"{settings.budget} x epochs each" if settings.prune else f"{settings.budget} trials each"
+        out.print(f"tune {planned.name}: {len(planned.entries)} optimizer(s), {budget}; TPE asks its trials as the "
+                  f"tune goes, then {settings.final_seeds} final seed(s) each", markup=False)
+        return
     listed = dry_run([trial.cell for trial in planned.search], db)
     table = Table(title=f"tune {planned.name}: {len(planned.entries)} optimizer(s) x {planned.settings.budget} "
                         f"trials, then {planned.settings.final_seeds} final seed(s) each")
@@ -259,11 +265,7 @@ def _print_trials(planned, db) -> None:
     out.print(table, markup=False)
     done = sum(1 for _, status in listed if status == "completed")
     out.print(f"{len(listed)} search trials: {done} completed, {len(listed) - done} to run", markup=False)
-    settings = planned.settings
-    if settings.sampler == "tpe":
-        out.print(f"TPE asks its trials as the tune goes: {settings.budget} per optimizer"
-                  + (f" ({settings.budget} x epochs of each, with --prune)" if settings.prune else ""), markup=False)
-    elif settings.prune:
+    if settings.prune:
         out.print("with --prune, these are the first trials: the epochs that pruning saves buy more", markup=False)
 
 
