@@ -177,7 +177,7 @@ def tune(
         tune_id = store.ensure_tune(planned.key, planned.name, planned.record)
         failed = run_tune(planned, store, tune_id, lambda title, cells, callbacks=(): run_sweep(
             title, cells, db, replace(sweep_settings, callbacks=sweep_settings.callbacks + tuple(callbacks)),
-            executor, ray_address, fail=False), per_round=sweep_settings.workers)
+            executor, ray_address, fail=False), per_round=sweep_settings.workers * _pack_size(planned))
         _print_result(planned, store.trials_frame(tune_id))
     finally:
         store.close()
@@ -189,7 +189,8 @@ def run_tune(planned, store, tune_id: int, run_cells, per_round: int = 1) -> boo
     """Record and run the search trials, choose per optimizer on validation, record and run the final trials;
     whether a cell failed. ``run_cells(title, cells, callbacks=())`` runs cells as a sweep does and returns its
     summary. TPE, and pruning, run the search in rounds (``masbench.tune.optimize``): ``per_round`` new TPE
-    trials per optimizer each round."""
+    trials per optimizer each round (the workers times the pack size); quasirandom points under pruning start
+    as many as the budget allows."""
     from masbench.tune.choice import choose
 
     settings = planned.settings
@@ -217,6 +218,13 @@ def run_tune(planned, store, tune_id: int, run_cells, per_round: int = 1) -> boo
         store.record_trials(tune_id, [trial.row() for trial in finals])
         failed |= bool(run_cells(f"tune {planned.name} (final)", [trial.cell for trial in finals]).failed)
     return failed
+
+
+def _pack_size(planned) -> int:
+    """The members per pack that ``--pack N`` (or a benchmark's ``pack: N``) asks for; 1 otherwise: a TPE round
+    asks that many trials per optimizer and worker, so that its trials can pack together."""
+    sizes = [entry.pack for entry in planned.entries if isinstance(entry.pack, int) and not isinstance(entry.pack, bool)]
+    return max(sizes, default=1)
 
 
 def _optimizer_args(items):
