@@ -87,10 +87,12 @@ class Outcome:
 def scores(store: Store, tune_id: int) -> dict[str, Score]:
     """The search trials of the tune ``tune_id`` whose runs the store has, by run key, each as a ``Score``
     (``Store.trials_frame``: the one reading of a trial's best validation accuracy)."""
+    import pandas as pd
+
     frame = store.trials_frame(tune_id)
     frame = frame[(frame["phase"] == SEARCH) & frame["status"].notna()]
-    return {row.run_key: Score(row.status, None if row.best_val_acc != row.best_val_acc else float(row.best_val_acc),
-                               int(row.epochs) if row.epochs == row.epochs else 0)
+    return {row.run_key: Score(row.status, None if pd.isna(row.best_val_acc) else float(row.best_val_acc),
+                               0 if pd.isna(row.epochs) else int(row.epochs))
             for row in frame.itertuples(index=False)}
 
 
