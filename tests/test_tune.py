@@ -158,13 +158,6 @@ def test_a_search_the_grid_cannot_take_is_refused_in_one_line(bench_file, tmp_pa
     assert not (tmp_path / "x.db").exists()
 
 
-def test_tpe_and_prune_are_refused_until_the_optuna_work_lands(bench_file, tmp_path):
-    for extra in (["--sampler", "tpe"], ["--prune"]):
-        result = runner.invoke(app, tune_args(bench_file, f"sqlite:///{tmp_path / 'x.db'}", *extra))
-        assert result.exit_code == 1 and "needs the optuna helper's work" in result.output
-    assert not (tmp_path / "x.db").exists()
-
-
 # --- the plan --------------------------------------------------------------------------------------
 
 def test_trials_are_the_grids_cells_with_the_trials_hyperparameters(bench_file):

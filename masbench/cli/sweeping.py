@@ -107,7 +107,8 @@ def _sweep_round(title: str, cells, store, console, settings, executor: str, ray
 
 def _report_sweep(title: str, summary, console, fail: bool = True) -> None:
     out = stdout_console()
-    counts = {status: summary.count(status) for status in ("completed", "diverged", "failed", "pending", "running")}
+    counts = {status: summary.count(status) for status in ("completed", "pruned", "diverged", "failed", "pending",
+                                                              "running")}
     parts = [f"{n} {status}" for status, n in counts.items() if n]
     out.print(f"sweep {title}: {summary.total} cells, {summary.ran} finished now; " + ", ".join(parts), markup=False)
     for state in summary.failed:

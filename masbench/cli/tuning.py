@@ -8,6 +8,7 @@ Ray); the plan and the choice are ``masbench.tune``'s.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -66,7 +67,6 @@ from masbench.cli.options import (
 from masbench.cli.output import percent, stdout_console
 from masbench.cli.sweeping import run_sweep
 from masbench.cli.train import check_sweep_flags
-from masbench.errors import MasbenchError
 from masbench.text.numbers import integer, number
 
 # The sweep's shared settings that a tune takes as flags: not lr nor momentum (searched), nor the seeds and
@@ -84,7 +84,8 @@ def tune(
     budget: Annotated[int, typer.Option(parser=integer, help="Search trials per optimizer, the same for every one.")] = 8,
     final_seeds: Annotated[int, typer.Option(parser=integer, help="Rerun each optimizer's chosen trial on this many seeds (1..K, disjoint from the tuning seed 0), for its test accuracy; 0: none.")] = 3,
     sampler: Annotated[str, typer.Option(help="quasirandom (scrambled Sobol points, known up front) or tpe (Optuna's).")] = "quasirandom",
-    prune: Annotated[bool, typer.Option("--prune", help="Stop poor trials early (successive halving over epochs).")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Stop poor trials early (successive halving over epochs, Optuna's pruner); the budget is then --budget x epochs per optimizer, and the epochs pruning saves buy more trials.")] = False,
+    pruner: Annotated[str, typer.Option(help="With --prune: halving (asynchronous successive halving, rungs at 1, 3, 9.. epochs) or hyperband.")] = "halving",
     search: Annotated[list[str] | None, typer.Option("--search", help="OPTIMIZER:PARAM=KIND:LOW:HIGH, repeatable: one parameter of one optimizer's search space (KIND log, uniform or int; or choice:0.9:0.99), e.g. sgd:lr=log:1e-3:1; over the benchmark's search: and the defaults (--show-space).")] = None,
     show_space: Annotated[bool, typer.Option("--show-space", help="Print each optimizer's search space and exit.")] = False,
     val_fraction: Annotated[float, typer.Option(parser=number, help="The validation split held out of train (0 < F <= 0.5): trials are chosen on it.")] = 0.1,
@@ -142,7 +143,11 @@ def tune(
     check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
     stale_after, heartbeat_every = lease(claim_timeout)
     settings = TuneSettings(budget=budget, sampler=sampler, seed=seed, final_seeds=final_seeds,
-                            val_fraction=val_fraction, prune=prune)
+                            val_fraction=val_fraction, prune=prune, pruner=pruner)
+    if sampler == "tpe" or prune:  # before anything is written
+        from masbench.tune.studies import require_optuna
+
+        require_optuna("--sampler tpe" if sampler == "tpe" else "--prune")
     overrides = given(
         models=split_list(models, "--models"), lambdas=lambdas,
         baselines=[] if no_baselines else split_baselines(baselines),
@@ -155,10 +160,6 @@ def tune(
     if show_space:
         _print_spaces(planned)
         return
-    if sampler != "quasirandom" or prune:
-        # The optuna helper's work plugs in here: a TPE study (asks as it goes) and pruning by epochs.
-        raise MasbenchError(f"tune --sampler {sampler}{' --prune' if prune else ''} needs the optuna helper's work "
-                            f"(not in this build); use --sampler quasirandom without --prune")
     if dry_run:
         _print_trials(planned, db)
         return
@@ -174,8 +175,9 @@ def tune(
     store = Store(db)
     try:
         tune_id = store.ensure_tune(planned.key, planned.name, planned.record)
-        failed = run_tune(planned, store, tune_id, lambda title, cells: run_sweep(
-            title, cells, db, sweep_settings, executor, ray_address, fail=False))
+        failed = run_tune(planned, store, tune_id, lambda title, cells, callbacks=(): run_sweep(
+            title, cells, db, replace(sweep_settings, callbacks=sweep_settings.callbacks + tuple(callbacks)),
+            executor, ray_address, fail=False), per_round=sweep_settings.workers * _pack_size(planned))
         _print_result(planned, store.trials_frame(tune_id))
     finally:
         store.close()
@@ -183,20 +185,46 @@ def tune(
         raise typer.Exit(1)
 
 
-def run_tune(planned, store, tune_id: int, run_cells) -> bool:
+def run_tune(planned, store, tune_id: int, run_cells, per_round: int = 1) -> bool:
     """Record and run the search trials, choose per optimizer on validation, record and run the final trials;
-    whether a cell failed. ``run_cells(title, cells)`` runs cells as a sweep does and returns its summary."""
+    whether a cell failed. ``run_cells(title, cells, callbacks=())`` runs cells as a sweep does and returns its
+    summary. TPE, and pruning, run the search in rounds (``masbench.tune.optimize``): ``per_round`` new TPE
+    trials per optimizer each round (the workers times the pack size); quasirandom points under pruning start
+    as many as the budget allows."""
     from masbench.tune.choice import choose
 
-    store.record_trials(tune_id, [trial.row() for trial in planned.search])
-    summary = run_cells(f"tune {planned.name} (search)", [trial.cell for trial in planned.search])
+    settings = planned.settings
+    if settings.sampler == "tpe" or settings.prune:
+        from itertools import count
+
+        from masbench.tune.optimize import optimize, searches_of
+
+        rounds = count(1)
+
+        def run_round(cells, callbacks):
+            return run_cells(f"tune {planned.name} (search, round {next(rounds)})", cells, callbacks)
+
+        outcome = optimize(searches_of(planned), store, tune_id, planned.key, run_round, sampler=settings.sampler,
+                           budget=settings.budget, prune=settings.pruner if settings.prune else None,
+                           seed=settings.seed, per_round=settings.budget if settings.sampler == "quasirandom"
+                           else per_round)
+        failed = any(summary.failed for summary in outcome.summaries)
+    else:
+        store.record_trials(tune_id, [trial.row() for trial in planned.search])
+        failed = bool(run_cells(f"tune {planned.name} (search)", [trial.cell for trial in planned.search]).failed)
     chosen = choose(store.trials_frame(tune_id))
     finals = planned.final_trials({label: choice.params for label, choice in chosen.items()})
-    failed = bool(summary.failed)
     if finals:
         store.record_trials(tune_id, [trial.row() for trial in finals])
         failed |= bool(run_cells(f"tune {planned.name} (final)", [trial.cell for trial in finals]).failed)
     return failed
+
+
+def _pack_size(planned) -> int:
+    """The members per pack that ``--pack N`` (or a benchmark's ``pack: N``) asks for; 1 otherwise: a TPE round
+    asks that many trials per optimizer and worker, so that its trials can pack together."""
+    sizes = [entry.pack for entry in planned.entries if isinstance(entry.pack, int) and not isinstance(entry.pack, bool)]
+    return max(sizes, default=1)
 
 
 def _optimizer_args(items):
@@ -228,6 +256,12 @@ def _print_trials(planned, db) -> None:
     from masbench.sweep import dry_run
 
     out = stdout_console()
+    settings = planned.settings
+    if settings.sampler == "tpe":  # no trial is known before the study asks for it
+        budget = f"{settings.budget} x epochs each" if settings.prune else f"{settings.budget} trials each"
+        out.print(f"tune {planned.name}: {len(planned.entries)} optimizer(s), {budget}; TPE asks its trials as the "
+                  f"tune goes, then {settings.final_seeds} final seed(s) each", markup=False)
+        return
     listed = dry_run([trial.cell for trial in planned.search], db)
     table = Table(title=f"tune {planned.name}: {len(planned.entries)} optimizer(s) x {planned.settings.budget} "
                         f"trials, then {planned.settings.final_seeds} final seed(s) each")
@@ -239,6 +273,8 @@ def _print_trials(planned, db) -> None:
     out.print(table, markup=False)
     done = sum(1 for _, status in listed if status == "completed")
     out.print(f"{len(listed)} search trials: {done} completed, {len(listed) - done} to run", markup=False)
+    if settings.prune:
+        out.print("with --prune, these are the first trials: the epochs that pruning saves buy more", markup=False)
 
 
 def _print_result(planned, frame) -> None:
@@ -250,13 +286,19 @@ def _print_result(planned, frame) -> None:
     chosen, finals = choose(frame), final_scores(frame)
     search = frame[frame["phase"] == "search"]
     settings = planned.settings
-    out.print(f"tune {planned.name}: {settings.budget} trials per optimizer ({settings.sampler}, seed {settings.seed}), "
+    budget = (f"{settings.budget} trials' epochs per optimizer, pruned by {settings.pruner}" if settings.prune
+              else f"{settings.budget} trials per optimizer")
+    out.print(f"tune {planned.name}: {budget} ({settings.sampler}, seed {settings.seed}), "
               f"chosen on validation ({settings.val_fraction:g} of train), final seeds "
               f"{_seeds_text(settings.final_seed_values)}", markup=False)
     for entry in planned.entries:
         trials = search[search["optimizer"] == entry.label]
         done = int((trials["status"] == "completed").sum())
         line = f"  {entry.label}: {done}/{len(trials)} trials completed"
+        if settings.prune:  # the budget is in epochs: what pruning stopped, and the epochs spent of it
+            budget = settings.budget * entry.spec({}, settings.seed).epochs
+            line += (f", {int((trials['status'] == 'pruned').sum())} pruned, "
+                     f"{int(trials['epochs'].fillna(0).sum())}/{budget} epochs")
         choice = chosen.get(entry.label)
         if choice is None:
             out.print(line + "; none to choose", markup=False)

@@ -11,7 +11,7 @@
 The engine receives plain values (specs, options, owners): it imports neither the store nor the sweep.
 """
 
-from masbench.engine.callbacks import Callback, EpochMetrics, RunInfo, RunResult
+from masbench.engine.callbacks import Callback, EpochMetrics, Prune, RunInfo, RunResult
 from masbench.engine.checkpoint import CHECKPOINT_FORMAT, CheckpointOwner, checkpoint_path
 from masbench.engine.fuse import Unpackable
 from masbench.engine.members import Member, MemberOutcome
@@ -31,7 +31,7 @@ from masbench.engine.train import train, train_one
 
 __all__ = [
     "CHECKPOINT_FORMAT", "Callback", "CheckpointOwner", "EpochMetrics", "ExecOptions", "Member", "MemberOutcome",
-    "Prepared", "RunInfo", "RunResult", "Unpackable", "can_pack", "checkpoint_path", "data_cache_key", "dataset_for",
+    "Prepared", "Prune", "RunInfo", "RunResult", "Unpackable", "can_pack", "checkpoint_path", "data_cache_key", "dataset_for",
     "describe_device", "load_data", "pack_key", "plan_packs", "prepare", "resolve_device",
     "seed_everything", "train", "train_one",
 ]

@@ -41,7 +41,7 @@ class RunInfo:
 
 @dataclass
 class RunResult:
-    status: str  # "completed" or "diverged"
+    status: str  # "completed", "diverged" or "pruned" (a callback's ``Prune``)
     epochs: list[EpochMetrics]
     device: str
     error: str | None = None
@@ -57,8 +57,22 @@ class RunResult:
         return self.epochs[-1].test_acc if self.epochs else None
 
 
+class Prune(Exception):
+    """Raised by a callback's ``on_epoch``: the member stops after this epoch, ``pruned``, with the epochs it ran.
+
+    Every other callback of the member still hears of the epoch (the store records it); the member's
+    checkpoint is removed, as a diverged member's is, and the other members of its pack go on. The
+    message says why (the pruner's rung).
+    """
+
+
 class Callback:
-    """Hooks the engine calls; override what you need."""
+    """Hooks the engine calls; override what you need. ``on_epoch`` may raise ``Prune``."""
+
+    def for_cell(self, spec: RunSpec) -> Callback:
+        """The callback that one cell's member gets, when this one is given to many cells (a sweep's, a
+        pack's): itself, unless the callback needs to know whose epochs it hears (a tune's pruner)."""
+        return self
 
     def on_start(self, info: RunInfo) -> None: ...
 

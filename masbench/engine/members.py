@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from masbench.engine.callbacks import Callback, EpochMetrics, RunResult
+from masbench.engine.callbacks import Callback, EpochMetrics, Prune, RunResult
 from masbench.engine.checkpoint import CheckpointOwner
 from masbench.spec import RunSpec
 
@@ -61,7 +61,7 @@ class MemberState:
     member: Member | None = None  # set by ``train``: its callbacks and owner
     start_epoch: int = 0
     history: list[EpochMetrics] = field(default_factory=list)
-    status: str = "running"  # running, completed, diverged, detached
+    status: str = "running"  # running, completed, diverged, pruned, detached
     error: str | None = None
     exception: Exception | None = None
     trace: str | None = None
@@ -73,15 +73,23 @@ class MemberState:
         """Call ``hook`` on this member's callbacks; an exception there sets the member aside (``detached``).
 
         Any ``Exception``: what a member's own callbacks raise concerns that cell alone (its store, its
-        claim), so the others go on; the exception is handed back in its ``MemberOutcome``.
+        claim), so the others go on; the exception is handed back in its ``MemberOutcome``. ``Prune`` is
+        not an error: the remaining callbacks are still called, then the member ends ``pruned``.
         """
         if self.status == "detached" or self.member is None:
             return
+        pruned: Prune | None = None
         try:
             for cb in self.member.callbacks:
-                getattr(cb, hook)(*args)
+                try:
+                    getattr(cb, hook)(*args)
+                except Prune as stop:
+                    pruned = stop
         except Exception as error:
             self.set_aside(error)
+            return
+        if pruned is not None and self.status == "running":
+            self.status, self.error = "pruned", str(pruned) or None
 
     def set_aside(self, error: Exception) -> None:
         """The member stops here with ``error`` (handed back in its ``MemberOutcome``) while the others go on."""

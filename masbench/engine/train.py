@@ -11,7 +11,8 @@ size and epochs, ``masbench.engine.packing``) train side by side, each as if it 
   its forward and taken back after it;
 - its metrics go to its own callbacks, as ``EpochMetrics`` (``seconds`` is the pass's epoch, in which it
   trained with the others), and it ends with its own ``RunResult``;
-- a member whose loss stops being finite is frozen and ends ``diverged`` while the others go on; one
+- a member whose loss stops being finite is frozen and ends ``diverged`` while the others go on; so does
+  one whose callback prunes it after an epoch (``Prune``: it ends ``pruned``, its epochs kept); one
   whose own callbacks raise an ``Exception`` (its claim lost, its disk full) is set aside with it in its
   ``MemberOutcome``, its last checkpoint kept;
 - after each epoch it writes its own ordinary checkpoint (``masbench.engine.checkpoint``), from which it
@@ -263,7 +264,7 @@ def _epoch(p: Prepared, epoch: int, training: list[MemberState], forwards: dict,
             continue  # set aside during the epoch: its epoch is not reported, as a failed run's is not
         s.history.append(metrics)
         s.notify("on_epoch", metrics)
-        if s.status == "diverged" and main:
+        if s.status in ("diverged", "pruned") and main:  # done: nothing resumes from its checkpoint
             checkpoint.remove(s, p.options)
     for s in training:
         if s.status == "running":  # after the callbacks (the store has the epoch): a crash between repeats an epoch

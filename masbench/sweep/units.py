@@ -4,7 +4,7 @@
 does for each unit of its sweep: a finished cell is skipped and one held by a live worker is left to it;
 the rest are prepared (so that bad input fails before anything is written), claimed under a lease, trained
 in one pass of the engine (a pack when K > 1), their epochs going to the store as they end, and each
-member's own ending is recorded (completed, diverged, failed, lost). Reports, ``compare`` and the gate
+member's own ending is recorded (completed, diverged, pruned, failed, lost). Reports, ``compare`` and the gate
 cannot tell a packed run from an unpacked one; only its execution config says ``packed: K``.
 
 The members share their store work (``UnitRecorder``): one statement claims them, one heartbeat renews
@@ -82,7 +82,7 @@ def run_values(spec: RunSpec) -> dict[str, Any]:
 @dataclass
 class CellOutcome:
     spec: RunSpec
-    status: str  # completed, diverged, failed, skipped (finished before), busy (another worker has it), lost
+    status: str  # completed, diverged, pruned, failed, skipped (finished before), busy (another worker has it), lost
     run_id: int | None = None
     result: RunResult | None = None
     message: str | None = None
@@ -343,8 +343,8 @@ def _train_held(held: list[tuple[RunSpec, int]], store: Store, options: ExecOpti
                     outcomes[spec.key] = CellOutcome(spec, "lost", run_id,
                                                      message=f"run {run_id} was claimed by another worker")
                     continue
-                members.append(Member(spec, [recorder.member(run_id), *callbacks],
-                                      CheckpointOwner(store.store_id, run_id)))
+                own = [recorder.member(run_id), *(callback.for_cell(spec) for callback in callbacks)]
+                members.append(Member(spec, own, CheckpointOwner(store.store_id, run_id)))
                 run_ids[spec.key] = run_id
             if [m.spec.key for m in members] != [m.spec.key for m in prepared.members]:
                 # Some cells were taken by another worker since: the pack is what this worker holds.

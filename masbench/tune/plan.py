@@ -34,6 +34,7 @@ from masbench.tune.samplers import derived_seed, quasirandom
 from masbench.tune.space import entry_space
 
 SAMPLERS = ("quasirandom", "tpe")
+PRUNERS = ("halving", "hyperband")
 SEARCH, FINAL = "search", "final"
 
 
@@ -47,6 +48,7 @@ class TuneSettings:
     final_seeds: int = 3  # the chosen trial's reruns, on seeds seed+1 .. seed+final_seeds
     val_fraction: float = 0.1
     prune: bool = False
+    pruner: str = "halving"  # with prune: successive halving, or hyperband (masbench.tune.studies.make_pruner)
 
     def __post_init__(self) -> None:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or not 1 <= self.budget <= 10_000:
@@ -56,6 +58,8 @@ class TuneSettings:
         if isinstance(self.final_seeds, bool) or not 0 <= self.final_seeds <= 1000:
             raise MasbenchError(f"Invalid --final-seeds: {shown(self.final_seeds)} (an integer in [0, 1000]; "
                                 f"0: none)")
+        if self.pruner not in PRUNERS:
+            raise MasbenchError(f"Invalid --pruner: {shown(self.pruner)} (valid: {', '.join(PRUNERS)})")
         if self.seed < 0:
             raise MasbenchError(f"Invalid --seed: {shown(self.seed)} (a non-negative integer)")
         from masbench.data.validation import check_val_fraction
@@ -187,6 +191,7 @@ def plan_tune(*, benchmark: str | None = None, dataset: str | None = None, overr
     record = {
         "benchmark": name, "budget": settings.budget, "sampler": settings.sampler, "seed": settings.seed,
         "final_seeds": settings.final_seeds, "val_fraction": settings.val_fraction, "prune": settings.prune,
+        **({"pruner": settings.pruner} if settings.prune else {}),  # keys of tunes without pruning unchanged
         "entries": {e.label: {"cell": e.spec({}, settings.seed).config_key,
                               "space": {p: d.text() for p, d in e.space.items()}} for e in entries},
     }
