@@ -142,7 +142,8 @@ def _write_temporary(obj, path: Path):
             raise writer.error from None
         handle.flush()
     except BaseException as error:
-        handle.close()
+        with contextlib.suppress(OSError):  # closing flushes what the failed write left: the same error again
+            handle.close()
         os.unlink(tmp)
         full = _disk_full(error, path) if isinstance(error, OSError) else None
         if full is not None:
