@@ -23,7 +23,10 @@ import pickle
 import socket
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,40 +51,94 @@ def atomic_torch_save(obj, path: Path) -> None:
     is gone), so an interrupt leaves either the previous file or the new one, complete, and comes out as
     itself. Temporary files that killed writes of ``path`` left behind are removed first.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
+    with atomic_torch_saves([(obj, path)]) as place:
+        place(0)
+
+
+@contextlib.contextmanager
+def atomic_torch_saves(items: Sequence[tuple[Any, Path]]) -> Iterator[Callable[[int], Path]]:
+    """``atomic_torch_save`` of several files: ``with atomic_torch_saves([(obj, path), ...]) as place:`` writes
+    every temporary file, then fsyncs them all at once (their waits for the disk overlap, where one after
+    the other each would wait for its own journal commit); ``place(i)`` renames item ``i``'s into place and
+    returns its path. Each file is whole and durable before its rename, as ``atomic_torch_save``'s. On
+    leaving, the temporary files not placed are removed and their targets are as they were.
+
+    SIGINT and SIGTERM are held back from the first write until the block is left.
+    """
+    paths = [Path(path) for _, path in items]
+    staged: dict[int, str] = {}
     with signals.deferred():
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp",
-                                       dir=path.parent)
-        except OSError as error:
-            full = _disk_full(error, path)
-            if full is None:
-                raise
-            raise full from None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                writer = _Writer(handle)
-                try:
-                    torch.save(obj, writer)
-                except RuntimeError:
-                    # torch's zip writer turns a failed write into "[enforce fail at inline_container.cc]":
-                    # the OSError it met says what happened.
-                    if writer.error is None:
-                        raise
-                    raise writer.error from None
-                handle.flush()
+            handles = {}
+            try:
+                for i, (obj, _) in enumerate(items):
+                    staged[i], handles[i] = _write_temporary(obj, paths[i])
+                _fsync_all(handles, paths)
+            finally:
+                for handle in handles.values():
+                    handle.close()
+
+            def place(i: int) -> Path:
                 faults.point("checkpoint")
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException as error:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            full = _disk_full(error, path) if isinstance(error, OSError) else None
-            if full is not None:
-                raise full from None
-            raise
+                try:
+                    os.replace(staged[i], paths[i])
+                except OSError as error:
+                    raise _disk_full(error, paths[i]) or error from None
+                del staged[i]
+                return paths[i]
+
+            yield place
+        finally:
+            for tmp in staged.values():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+
+def _write_temporary(obj, path: Path):
+    """(name, open handle) of a new temporary file beside ``path`` holding ``torch.save(obj)``, flushed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _disk_full(error, path) or error from None
+    handle = os.fdopen(fd, "wb")
+    try:
+        writer = _Writer(handle)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            # torch's zip writer turns a failed write into "[enforce fail at inline_container.cc]":
+            # the OSError it met says what happened.
+            if writer.error is None:
+                raise
+            raise writer.error from None
+        handle.flush()
+    except BaseException as error:
+        with contextlib.suppress(OSError):  # closing flushes what the failed write left: the same error again
+            handle.close()
+        os.unlink(tmp)
+        full = _disk_full(error, path) if isinstance(error, OSError) else None
+        if full is not None:
+            raise full from None
+        raise
+    return tmp, handle
+
+
+def _fsync_all(handles: dict, paths: list[Path]) -> None:
+    """fsync every handle; several at once from threads (fsync lets go of the GIL while it waits)."""
+    def fsync(i: int) -> None:
+        try:
+            os.fsync(handles[i].fileno())
+        except OSError as error:
+            raise _disk_full(error, paths[i]) or error from None
+
+    if len(handles) == 1:
+        fsync(next(iter(handles)))
+        return
+    with ThreadPoolExecutor(max_workers=len(handles)) as pool:
+        for done in [pool.submit(fsync, i) for i in handles]:
+            done.result()
 
 
 class _Writer:

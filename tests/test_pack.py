@@ -27,6 +27,7 @@ from masbench.engine import (
 from masbench.engine.checkpoint import Unfit
 from masbench.engine.fuse import fuse
 from masbench.engine.packed_optim import PackedOptimizer, member_views, step_groups
+from masbench.fileio import load_torch_file
 from masbench.optim import build_optimizer
 from masbench.spec import RunSpec
 from reliability import numbers
@@ -323,6 +324,34 @@ def test_a_packed_grid_gives_each_cell_its_unpacked_numbers(conv, options, one_t
         assert info.parameters == sum(p.numel() for p in torch.nn.Module.parameters(_members("mlp", 1, (1, 8, 8))[0]))
         assert [e for e, _ in record.checkpoints] == [1, 2]
         assert not checkpoint_path(spec, options).exists()  # removed once complete, as unpacked
+
+
+def _equal(a, b) -> bool:
+    """Tensors, dicts and lists equal bit for bit."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_members_of_one_seed_share_their_batches_and_checkpoint_their_unpacked_state(options):
+    """Cells of one seed draw the same batches, so one member draws them for the others; each member's
+    checkpoint still holds its unpacked run's weights, optimizer state and RNG states, its order and
+    augmentation generators' included (so that it resumes packed or unpacked alike)."""
+    specs = quick_grid(epochs=2)
+    assert len({s.seed for s in specs}) < len(specs)  # some members share a seed
+    unpacked = replace(options, checkpoint_dir=options.checkpoint_dir / "u", keep_checkpoint=True)
+    packed = replace(options, keep_checkpoint=True)
+    for spec in specs:
+        train_one(spec, unpacked)
+    train([Member(s) for s in specs], packed)
+    for spec in specs:
+        alone, in_the_pack = (load_torch_file(checkpoint_path(spec, o)) for o in (unpacked, packed))
+        for part in ("model", "optimizer", "schedule", "lr_schedule", "rng", "epoch"):
+            assert _equal(alone[part], in_the_pack[part]), (spec.name, spec.seed, part)
 
 
 def test_a_packed_cnn_grid_on_augmented_images_gives_each_cell_its_unpacked_numbers(image_folder, options):

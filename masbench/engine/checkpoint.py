@@ -1,4 +1,4 @@
-"""Checkpoints: a member's state after an epoch, written (``save``), read (``read``, ``load``) and put back (``restore``).
+"""Checkpoints: a member's state after an epoch, written (``saves``), read (``read``, ``load``) and put back (``restore``).
 
 A checkpoint holds the model, the optimizer, the lambda and lr schedules, every RNG
 state and the epochs so far; a run that finds its checkpoint continues at the
@@ -21,8 +21,9 @@ What ``load`` does with what it finds:
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from masbench.engine.callbacks import EpochMetrics
-from masbench.fileio import CorruptFile, atomic_torch_save, load_torch_file, remove_stale_temporaries
+from masbench.fileio import CorruptFile, atomic_torch_saves, load_torch_file, remove_stale_temporaries
 from masbench.spec import RunSpec
 from masbench.text.shown import one_line
 from masbench.engine.options import ExecOptions
@@ -215,16 +216,22 @@ def _note_other_owners(path: Path, spec: RunSpec, cell: str, warn: Callable[[str
     warn(f"checkpoint {others[0]} {whose}; this store's would be {path.name}: starting {cell} fresh")
 
 
-def save(s: MemberState, options: ExecOptions, epoch: int, model: dict, rng: dict[str, Any]) -> Path:
-    """Write ``s``'s checkpoint after ``epoch`` atomically (an interrupt meanwhile is held back until it is in
-    place); ``model`` is its state dict, ``rng`` the process's RNG states of its run."""
-    state = checkpoint_state(s.spec, s.member.owner, epoch, model, s.optimizer.state_dict(),
-                             s.schedule.state_dict() if s.schedule is not None else {}, s.history,
-                             {**rng, **data_rng_states(s.generator, s.augment_generator)},
-                             lr_schedule=s.lr_schedule.state_dict() if s.lr_schedule is not None else {})
-    path = checkpoint_path(s.spec, options, s.member.owner)
-    atomic_torch_save(state, path)
-    return path
+@contextlib.contextmanager
+def saves(members: Sequence[MemberState], options: ExecOptions, epoch: int,
+          states: Sequence[tuple[dict, dict[str, Any]]]) -> Iterator[Callable[[int], Path]]:
+    """Write the checkpoints of ``members`` after ``epoch`` atomically (``fileio.atomic_torch_saves``: written and
+    fsynced together, an interrupt meanwhile held back until the block is left); ``place(k)`` puts member
+    ``k``'s in place and returns its path. ``states``: per member, its model's state dict and the process's
+    RNG states of its run."""
+    items = []
+    for s, (model, rng) in zip(members, states, strict=True):
+        state = checkpoint_state(s.spec, s.member.owner, epoch, model, s.optimizer.state_dict(),
+                                 s.schedule.state_dict() if s.schedule is not None else {}, s.history,
+                                 {**rng, **data_rng_states(s.generator, s.augment_generator)},
+                                 lr_schedule=s.lr_schedule.state_dict() if s.lr_schedule is not None else {})
+        items.append((state, checkpoint_path(s.spec, options, s.member.owner)))
+    with atomic_torch_saves(items) as place:
+        yield place
 
 
 def remove(s: MemberState, options: ExecOptions) -> None:

@@ -45,6 +45,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -266,15 +267,17 @@ def _epoch(p: Prepared, epoch: int, training: list[MemberState], forwards: dict,
         s.notify("on_epoch", metrics)
         if s.status in ("diverged", "pruned") and main:  # done: nothing resumes from its checkpoint
             checkpoint.remove(s, p.options)
-    for s in training:
-        if s.status == "running":  # after the callbacks (the store has the epoch): a crash between repeats an epoch
-            if s.schedule is not None:
-                s.schedule.step()
-            if s.lr_schedule is not None:
-                s.lr_schedule.step()
-            if main:
-                path = checkpoint.save(s, p.options, epoch, _model_state(p, s), _rng(p, s))
-                s.notify("on_checkpoint", epoch, path)
+    # After the callbacks (the store has the epoch): a crash between repeats an epoch.
+    saving = [s for s in training if s.status == "running"]
+    for s in saving:
+        if s.schedule is not None:
+            s.schedule.step()
+        if s.lr_schedule is not None:
+            s.lr_schedule.step()
+    if main and saving:
+        with checkpoint.saves(saving, p.options, epoch, [(_model_state(p, s), _rng(p, s)) for s in saving]) as place:
+            for k, s in enumerate(saving):
+                s.notify("on_checkpoint", epoch, place(k))
     if any(s.status == "running" for s in training):
         faults.point("epoch.saved")
 
@@ -314,24 +317,30 @@ def _own_steps(p: Prepared, forwards: dict, active: list[MemberState]) -> Iterat
     """Each member's own forward on its own batch, then one optimizer step of them all, batch by batch.
 
     With several members, each forward runs with the process's RNG states of its member's run (dropout).
+    Members whose batches are bound to be the same (``_batch_streams``) share one stream of them.
     """
     dist, batch_size, device = p.options.distributed, p.spec.batch_size, p.device
     alone = len(p.members) == 1
     for s in active:
         s.model.train()
-    iterators = {s.index: iter(train_batches(s.dataset, batch_size, device, s.generator, s.augment_generator,
-                                             p.channels_last, _shard(p))) for s in active}
+    drawer = _batch_streams(active)
+    iterators = {d.index: iter(train_batches(d.dataset, batch_size, device, d.generator, d.augment_generator,
+                                             p.channels_last, _shard(p))) for d in drawer.values()}
     i = 0
     while True:
-        step = []
+        step, drawn = [], {}
         for s in list(active):
-            batch = next(iterators[s.index], None)
+            d = drawer[s.index]
+            if d.index not in drawn:
+                drawn[d.index] = next(iterators[d.index], None)
+            batch = drawn[d.index]
             if batch is None:
                 active.remove(s)
+                _take_generators(s, d)
                 continue
             if not alone:
                 _enter_rng(s, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=p.amp):
+            with _autocast(p):
                 logits = forwards[s.index][0](batch.inputs)
             if not alone:
                 _leave_rng(s, device)
@@ -343,7 +352,7 @@ def _own_steps(p: Prepared, forwards: dict, active: list[MemberState]) -> Iterat
                 global_size = min(batch_size, len(s.dataset.train) - i * batch_size)
                 loss = summed * (dist.world_size / global_size)  # DDP averages over ranks: the global mean's gradient
                 summed = summed.detach().double()
-            s.optimizer.zero_grad(set_to_none=True)
+            _zero_grad(s.optimizer)
             step.append(_Step(s, logits.detach(), batch.labels, loss, summed))
         if not step:
             return
@@ -357,6 +366,45 @@ def _own_steps(p: Prepared, forwards: dict, active: list[MemberState]) -> Iterat
             step_members([one.member.optimizer for one in step], range(len(step)))
         yield step
         i += 1
+
+
+def _batch_streams(members: list[MemberState]) -> dict[int, MemberState]:
+    """Per member (by index), the member that draws its training batches: itself, or the first member that
+    holds the same data set and whose order and augmentation generators are in the same states (cells of
+    one seed). Those draw the same batches, so one draws for all, and each of the others takes its
+    generators' states at the end of the epoch (``_take_generators``), those its own draws would have left."""
+    first: dict[tuple, MemberState] = {}
+    return {s.index: first.setdefault((id(s.dataset), _state(s.generator), _state(s.augment_generator)), s)
+            for s in members}
+
+
+def _state(generator: torch.Generator | None) -> bytes | None:
+    return None if generator is None else generator.get_state().numpy().tobytes()
+
+
+def _take_generators(s: MemberState, drawer: MemberState) -> None:
+    """``s``'s generators as its own draws of the epoch ``drawer`` drew for it would have left them."""
+    if drawer is not s:
+        s.generator.set_state(drawer.generator.get_state())
+        if s.augment_generator is not None:
+            s.augment_generator.set_state(drawer.augment_generator.get_state())
+
+
+def _zero_grad(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.zero_grad(set_to_none=True)``; torch's own does that alone without its per-call wrappers
+    (dynamo's guard, a profiler range), which cost more than the work on a small model."""
+    if type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
+        optimizer.zero_grad(set_to_none=True)
+        return
+    for group in optimizer.param_groups:
+        for tensor in group["params"]:
+            tensor.grad = None
+
+
+def _autocast(p: Prepared):
+    """bfloat16 autocast where the run asks for it; else nothing (an autocast disabled costs a few calls a
+    forward, and the engine never runs inside an enabled one)."""
+    return torch.autocast(p.device.type, dtype=torch.bfloat16) if p.amp else contextlib.nullcontext()
 
 
 def _enter_rng(s: MemberState, device: torch.device) -> None:
@@ -381,7 +429,7 @@ def _fused_steps(p: Prepared, training: list[MemberState], forwards: dict,
     generators = [(s.generator, s.augment_generator) if s in training else None for s in p.members]
     p.fused.train()
     for inputs, labels in member_batches(p.dataset, p.spec.batch_size, p.device, generators):
-        with torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
+        with _autocast(p):
             logits = forward(inputs).float()
         # Each member's loss as its unpacked cell computes it (one reduction over [B, classes]).
         losses = [F.cross_entropy(out, y) for out, y in zip(logits.unbind(0), labels.unbind(0))]
@@ -413,7 +461,7 @@ def _evaluate_one(p: Prepared, s: MemberState, forward, split: str) -> tuple[flo
     """Loss and accuracy of one member's own model over every example of ``split`` (test or val)."""
     s.model.eval()
     sums = _Sums.zeros(p.device)
-    with torch.no_grad(), torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
+    with torch.no_grad(), _autocast(p):
         for batch in s.dataset.batches(split, eval_batch_size(s.spec), p.device, None, p.channels_last, _shard(p)):
             if len(batch) == 0:  # this rank's share of a last batch smaller than the number of ranks
                 continue
@@ -429,7 +477,7 @@ def _evaluate_fused(p: Prepared, members: list[MemberState], forwards: dict) -> 
     forward = forwards[p.members[0].index][1]
     sums = {s.index: _Sums.zeros(p.device) for s in members}
     p.fused.eval()
-    with torch.no_grad(), torch.autocast(p.device.type, dtype=torch.bfloat16, enabled=p.amp):
+    with torch.no_grad(), _autocast(p):
         for inputs, labels in test_batches(p.dataset, eval_batch_size(p.spec), p.device, p.fused.size):
             logits = forward(inputs).float()
             for s in members:
