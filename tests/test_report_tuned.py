@@ -1,0 +1,254 @@
+"""``report --tuned`` and ``plot --kind tuning``: the expected maximum against brute force, the tuned table on a
+hand-made trials frame (the frame ``Store.trials_frame`` returns), every format, the figure's data, the HTML."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from statistics import mean
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from masbench.errors import MasbenchError
+from masbench.report.multiple import holm
+from masbench.report.render import FORMATS, render_tuned
+from masbench.report.tuning import expected_max, pick_tune, tuned_table, tuning_curve
+
+# ---------------------------------------------------------------- expected_max
+
+
+def brute_force(values, k):
+    """The mean, over every order of the trials, of the best of the first k."""
+    orders = list(itertools.permutations(values))
+    return sum(max(order[:k]) for order in orders) / len(orders)
+
+
+@pytest.mark.parametrize("values", [
+    [0.5], [0.2, 0.9], [0.3, 0.1, 0.2], [0.7, 0.7, 0.1, 0.7], [0.9, 0.9, 0.9],
+    [0.1, 0.5, 0.5, 0.2, 0.8, 0.3], [random.Random(4).random() for _ in range(7)],
+])
+def test_expected_max_is_the_mean_over_every_order(values):
+    for k in range(1, len(values) + 1):
+        assert expected_max(values, k) == pytest.approx(brute_force(values, k), abs=1e-12), k
+
+
+def test_the_curve_runs_from_the_mean_to_the_max_and_never_falls():
+    values = [random.Random(1).uniform(50, 100) for _ in range(40)]
+    curve = tuning_curve(values)
+    assert len(curve) == 40
+    assert curve[0] == pytest.approx(mean(values), abs=1e-9)
+    assert curve[-1] == max(values)
+    assert all(b >= a - 1e-12 for a, b in zip(curve, curve[1:]))
+
+
+def test_large_budgets_stay_finite_and_exact_at_the_ends():
+    values = list(range(500))  # C(500, 250) is far beyond a float: the weights are integer ratios
+    assert expected_max(values, 1) == pytest.approx(249.5)
+    assert expected_max(values, 500) == 499
+    assert expected_max(values, 250) == pytest.approx(250 * 501 / 251 - 1)  # k(N+1)/(k+1) for 1..N, less 1
+
+
+@pytest.mark.parametrize("values, k", [([0.1, 0.2], 0), ([0.1, 0.2], 3), ([], 1), ([0.1, math.nan], 1)])
+def test_expected_max_refuses_what_it_cannot_mean(values, k):
+    with pytest.raises(ValueError):
+        expected_max(values, k)
+
+
+# ---------------------------------------------------------------- the tuned table
+
+# (optimizer, number, lr, status, best_val_acc, test_acc): search trials. The test accuracies of search trials
+# are made to disagree with validation, so that a choice reading them would choose otherwise.
+SEARCH = [
+    ("adam", 0, 1e-4, "completed", 0.80, 0.99), ("adam", 1, 1e-3, "completed", 0.95, 0.90),
+    ("adam", 2, 1e-2, "completed", 0.95, 0.97), ("adam", 3, 1e-1, "pruned", 0.50, 0.50),
+    ("sgd", 0, 1e-2, "completed", 0.85, 0.99), ("sgd", 1, 1e-1, "completed", 0.93, 0.80),
+    ("sgd", 2, 1.0, "failed", math.nan, math.nan), ("sgd", 3, 0.3, "pruned", 0.60, 0.60),
+    ("mas", 0, 1e-3, "completed", 0.90, 0.90), ("mas", 1, 3e-3, "pending", math.nan, math.nan),
+    ("mas", 2, 1e-2, "completed", 0.96, 0.92), ("mas", 3, 3e-2, "diverged", 0.40, 0.40),
+]
+FINAL = {"adam": [0.95, 0.96, 0.94], "sgd": [0.90, 0.92, 0.91]}  # seeds 1..3; MAS has none
+
+
+def trials_frame(search=SEARCH, final=FINAL, tune="t"):
+    rows = [dict(tune=tune, optimizer=o, phase="search", number=n, params={"lr": lr, "momentum": 0.9},
+                 run_key=f"{o}{n}", run_id=i, status=s, seed=0, best_val_acc=v, test_acc=t, best_test_acc=t,
+                 epochs=5) for i, (o, n, lr, s, v, t) in enumerate(search)]
+    chosen_lr = {"adam": 1e-3, "sgd": 1e-1, "mas": 1e-2}
+    for o, accs in final.items():
+        rows += [dict(tune=tune, optimizer=o, phase="final", number=seed, params={"lr": chosen_lr[o]},
+                      run_key=f"{o}f{seed}", run_id=100 + seed, status="completed", seed=seed, best_val_acc=0.9,
+                      test_acc=acc, best_test_acc=acc, epochs=5) for seed, acc in enumerate(accs, start=1)]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def table():
+    return tuned_table(trials_frame(), budgets=4).set_index("optimizer")
+
+
+def test_the_chosen_trial_is_the_best_validation_ties_to_the_earliest(table):
+    assert table.loc["adam", "chosen"] == 1  # trials 1 and 2 tie at 0.95: the earliest
+    assert table.loc["adam", "params"] == {"lr": 1e-3, "momentum": 0.9}
+    assert table.loc["adam", "val_acc"] == pytest.approx(95.0)
+    assert table.loc["sgd", "chosen"] == 1 and table.loc["sgd", "params"]["lr"] == 0.1
+    assert table.loc["mas", "chosen"] == 2  # a diverged or pending trial is never chosen
+
+
+def test_test_accuracies_of_search_trials_take_no_part_in_the_choice():
+    frame = trials_frame()
+    noisy = frame.assign(test_acc=[random.Random(i).random() for i in range(len(frame))])
+    assert tuned_table(noisy)["chosen"].tolist() == tuned_table(frame)["chosen"].tolist()
+    flipped = frame.copy()
+    flipped.loc[(flipped["optimizer"] == "adam") & (flipped["number"] == 0), "best_val_acc"] = 0.99
+    assert tuned_table(flipped).set_index("optimizer").loc["adam", "chosen"] == 0
+
+
+def test_budget_trials_pruned_and_failed_are_counted(table):
+    assert table["budget"].tolist() == [4, 4, 4]
+    assert table.loc["adam", ["trials", "pruned", "failed"]].tolist() == [4, 1, 0]
+    assert table.loc["sgd", ["trials", "pruned", "failed"]].tolist() == [4, 1, 1]
+    assert table.loc["mas", ["trials", "pruned", "failed"]].tolist() == [3, 0, 1]  # one still pending
+    assert tuned_table(trials_frame())["budget"].tolist() == [4, 4, 4]  # no budget given: the trials planned
+    assert tuned_table(trials_frame(), budgets={"adam": 8})["budget"].tolist() == [8, 4, 4]
+
+
+def test_final_seeds_give_mean_ci_and_n(table):
+    assert table.loc["adam", "n"] == 3 and table.loc["adam", "seeds"] == (1, 2, 3)
+    assert table.loc["adam", "test_acc"] == pytest.approx(95.0)
+    full = 2 * stats.t.ppf(0.975, 2) * stats.tstd([95, 96, 94]) / math.sqrt(3)  # report --table's CI95: full width
+    assert table.loc["adam", "ci95"] == pytest.approx(full)
+    assert table.loc["mas", "n"] == 0 and table.loc["mas", "note"] == "no final seeds"
+    assert math.isnan(table.loc["mas", "test_acc"]) and math.isnan(table.loc["mas", "p"])
+
+
+def test_significance_is_paired_by_seed_against_the_best_other(table):
+    p = stats.ttest_rel([95, 96, 94], [90, 92, 91]).pvalue  # two-sided
+    assert table.loc["adam", "vs"] == "sgd" and table.loc["sgd", "vs"] == "adam"
+    assert table.loc["adam", "p"] == pytest.approx(p) and table.loc["sgd", "p"] == pytest.approx(p)
+    assert table.loc["adam", "test"] == "paired"
+    assert table.loc["adam", "p_holm"] == pytest.approx(p)  # one pair: nothing to correct
+    assert table.loc["adam", "diff"] == pytest.approx(4.0) and table.loc["sgd", "diff"] == pytest.approx(-4.0)
+    assert bool(table.loc["adam", "significant"]) == (p < 0.05)
+
+
+def test_holm_runs_over_the_distinct_pairs():
+    final = {**FINAL, "mas": [0.97, 0.965, 0.955]}
+    table = tuned_table(trials_frame(final=final)).set_index("optimizer")
+    assert table.loc["adam", "vs"] == "mas" and table.loc["sgd", "vs"] == "mas" and table.loc["mas", "vs"] == "adam"
+    p_adam = stats.ttest_rel([95, 96, 94], [97, 96.5, 95.5]).pvalue
+    p_sgd = stats.ttest_rel([90, 92, 91], [97, 96.5, 95.5]).pvalue
+    assert table.loc["adam", "p_holm"] == pytest.approx(holm([p_adam, p_sgd])[0])
+    assert table.loc["sgd", "p_holm"] == pytest.approx(holm([p_adam, p_sgd])[1])
+    assert table.loc["mas", "p_holm"] == table.loc["adam", "p_holm"]  # the same pair, counted once
+    assert tuned_table(trials_frame(final=final)).attrs["tests"] == 2
+
+
+def test_seeds_that_differ_fall_back_to_welch():
+    table = tuned_table(trials_frame(final={"adam": [0.95, 0.96, 0.94], "sgd": [0.90, 0.92]})).set_index("optimizer")
+    p = stats.ttest_ind([95, 96, 94], [90, 92], equal_var=False).pvalue
+    assert table.loc["adam", "test"] == "Welch" and table.loc["adam", "p"] == pytest.approx(p)
+
+
+# ---------------------------------------------------------------- formats
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_format_shows_the_chosen_lr(fmt):
+    table = tuned_table(trials_frame(), budgets=4)
+    rendered = render_tuned(table, "quick-tune", fmt)
+    if rendered.rich is not None:
+        from rich.console import Console
+
+        console = Console(record=True, width=250, file=open("/dev/null", "w"))
+        for item in rendered.rich:
+            console.print(item)
+        text = console.export_text()
+    else:
+        text = rendered.text
+    if fmt == "json":
+        records = {r["optimizer"]: r for r in json.loads(text)["optimizers"]}
+        assert records["adam"]["params"]["lr"] == 1e-3 and records["sgd"]["params"]["lr"] == 0.1
+        assert records["mas"]["note"] == "no final seeds" and records["mas"]["test_acc"] is None
+        assert records["adam"]["seeds"] == [1, 2, 3]
+    elif fmt == "csv":
+        rows = {r["optimizer"]: r for r in pd.read_csv(__import__("io").StringIO(text)).to_dict("records")}
+        assert json.loads(rows["adam"]["params"])["lr"] == 1e-3 and json.loads(rows["sgd"]["params"])["lr"] == 0.1
+        assert rows["adam"]["n"] == 3 and rows["adam"]["pruned"] == 1
+    else:
+        assert "lr=0.001" in text and "lr=0.1," in text
+        assert "no final seeds" in text and "quick-tune" in text
+
+
+def test_unknown_format_is_refused():
+    with pytest.raises(MasbenchError, match="Invalid format"):
+        render_tuned(tuned_table(trials_frame()), "t", "yaml")
+
+
+# ---------------------------------------------------------------- picking a tune
+
+
+def tunes(*names):
+    return pd.DataFrame({"id": range(1, len(names) + 1), "name": list(names),
+                         "settings": [{"budget": 4}] * len(names)}, columns=["id", "name", "settings"])
+
+
+def test_pick_tune():
+    assert pick_tune(tunes("a"), None, "db")["name"] == "a"
+    assert pick_tune(tunes("a", "b"), "b", "db")["name"] == "b"
+    with pytest.raises(MasbenchError, match=r"^no tune in db"):
+        pick_tune(tunes(), None, "db")
+    with pytest.raises(MasbenchError, match=r"2 tunes in db: a, b \(give --tune NAME\)"):
+        pick_tune(tunes("a", "b"), None, "db")
+    with pytest.raises(MasbenchError, match=r"Invalid --tune: 'c' \(the store has: a, b\)"):
+        pick_tune(tunes("a", "b"), "c", "db")
+
+
+# ---------------------------------------------------------------- the figure and the HTML
+
+
+def test_the_figure_holds_the_curves_finals_and_chosen_trials(tmp_path):
+    from masbench.report.plot_tuning import plot_tuning, tuning_figure
+
+    frame = trials_frame()
+    table = tuned_table(frame)
+    fig = tuning_figure(frame, table, tune="t")
+    curve_ax, lr_ax = fig.axes
+    lines = {line.get_gid(): line for line in curve_ax.get_lines() if line.get_gid()}
+    # Adam's scored trials: 80, 95, 95 and the pruned 50; SGD's failed trial has no score; MAS's diverged one has.
+    for optimizer, values in (("adam", [80, 95, 95, 50]), ("sgd", [85, 93, 60]), ("mas", [90, 96, 40])):
+        assert list(lines[f"curve-{optimizer}"].get_xdata()) == list(range(1, len(values) + 1))
+        assert list(lines[f"curve-{optimizer}"].get_ydata()) == pytest.approx(tuning_curve(values))
+    assert list(lines["final-adam"].get_xdata()) == [4] and list(lines["final-adam"].get_ydata()) == [95.0]
+    assert "final-mas" not in lines  # no final seeds: no mark
+    points = {c.get_gid(): c.get_offsets().tolist() for c in lr_ax.collections if c.get_gid()}
+    assert points["chosen-adam"][0] == pytest.approx([1e-3, 95.0])
+    assert points["chosen-sgd"][0] == pytest.approx([0.1, 93.0]) and points["chosen-mas"][0] == pytest.approx([1e-2, 96.0])
+    assert len(points["trials-adam"]) == 4 and len(points["trials-sgd"]) == 3 and lr_ax.get_xscale() == "log"
+    __import__("masbench.report.plots", fromlist=["pyplot"]).pyplot().close(fig)
+    path = plot_tuning(frame, table, tmp_path / "tuning.png", tune="t")
+    assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_tune_without_scored_trials_is_refused(tmp_path):
+    from masbench.report.plot_tuning import plot_tuning
+
+    frame = trials_frame(search=[("adam", 0, 1e-3, "pending", math.nan, math.nan)], final={})
+    with pytest.raises(MasbenchError, match="no scored search trial"):
+        plot_tuning(frame, tuned_table(frame), tmp_path / "x.png", tune="t")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_the_html_page_holds_the_table_and_the_figure():
+    from masbench.report.html import render_tuned_html
+
+    hostile = "<script>alert(1)</script>"
+    frame = trials_frame(tune=hostile)
+    page = render_tuned_html(frame, tuned_table(frame), tune=hostile, store_url="sqlite:///x.db")
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "Tuning curves" in page
+    assert "lr=0.001" in page and "no final seeds" in page
+    assert hostile not in page and "&lt;script&gt;" in page
+    assert "http://" not in page.split("<svg", 1)[1]  # self-contained, as the report's other figures
