@@ -252,3 +252,77 @@ def test_the_html_page_holds_the_table_and_the_figure():
     assert "lr=0.001" in page and "no final seeds" in page
     assert hostile not in page and "&lt;script&gt;" in page
     assert "http://" not in page.split("<svg", 1)[1]  # self-contained, as the report's other figures
+
+
+# ---------------------------------------------------------------- the CLI, on a store that only answers for tunes
+
+
+class TuneStore:
+    """What ``report --tuned`` and ``plot --kind tuning`` read: ``tunes_frame`` and ``trials_frame(tune=NAME)``."""
+
+    masked_url = "sqlite:///fake.db"
+    is_sqlite = False
+
+    def __init__(self, frames: dict[str, pd.DataFrame]):
+        self.frames = frames
+
+    def tunes_frame(self):
+        return pd.DataFrame({"id": range(1, len(self.frames) + 1), "name": list(self.frames),
+                             "settings": [{"budget": 4}] * len(self.frames)}, columns=["id", "name", "settings"])
+
+    def trials_frame(self, tune=None):
+        return self.frames[tune]
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    from typer.testing import CliRunner
+
+    from masbench.cli import app, results
+
+    def run(frames, *args):
+        monkeypatch.setattr(results, "_open_for_reading", lambda db: TuneStore(frames))
+        return CliRunner().invoke(app, list(args))
+
+    return run
+
+
+@pytest.mark.parametrize("fmt, adam, sgd", [
+    ("rich", "lr=0.001", "lr=0.1,"), ("csv", '""lr"": 0.001', '""lr"": 0.1,'), ("json", '"lr": 0.001', '"lr": 0.1,'),
+    ("markdown", "lr=0.001", "lr=0.1,"), ("latex", "lr=0.001", "lr=0.1,"), ("html", "lr=0.001", "lr=0.1,"),
+])
+def test_report_tuned_in_each_format(cli, fmt, adam, sgd):
+    result = cli({"quick": trials_frame()}, "report", "--tuned", "--format", fmt)
+    assert result.exit_code == 0, result.output
+    assert adam in result.output and sgd in result.output
+    if fmt == "html":
+        assert "<svg" in result.output
+
+
+@pytest.mark.parametrize("frames, args, message", [
+    ({}, [], "no tune in sqlite:///fake.db (run masbench tune first)"),
+    ({"a": trials_frame(), "b": trials_frame()}, [], "2 tunes in sqlite:///fake.db: a, b (give --tune NAME)"),
+    ({"a": trials_frame()}, ["--tune", "c"], "Invalid --tune: 'c' (the store has: a)"),
+    ({"a": trials_frame()}, ["--leaderboard"], "give it without --leaderboard"),
+    ({"a": trials_frame()}, ["--format", "yaml"], "Invalid --format: 'yaml'"),
+])
+def test_report_tuned_refusals_are_one_line(cli, frames, args, message):
+    result = cli(frames, "report", "--tuned", *args)
+    assert result.exit_code != 0
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert "Traceback" not in result.output
+
+
+def test_tune_without_tuned_is_refused(cli):
+    result = cli({"a": trials_frame()}, "report", "--tune", "a")
+    assert result.exit_code != 0 and "--tune NAME goes with --tuned" in result.output
+
+
+def test_plot_kind_tuning_picks_the_named_tune(cli, tmp_path):
+    frames = {"a": trials_frame(), "b": trials_frame(search=SEARCH[:4], final={})}
+    result = cli(frames, "plot", "--kind", "tuning", "--tune", "b", "--output", str(tmp_path / "b.svg"))
+    assert result.exit_code == 0, result.output
+    svg = (tmp_path / "b.svg").read_text()
+    assert "tune b" in svg and "SGD" not in svg  # tune b holds Adam's trials alone
+    result = cli(frames, "plot", "--kind", "tuning", "--output", str(tmp_path / "x.png"))
+    assert result.exit_code != 0 and "give --tune NAME" in result.output and not (tmp_path / "x.png").exists()
