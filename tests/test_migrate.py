@@ -16,10 +16,11 @@ from sqlalchemy import Column, ForeignKey, MetaData, Table, create_engine, selec
 
 from masbench.spec import RunSpec
 from masbench.store import Store
-from masbench.store.migrate import ADDED_IN
+from masbench.store.migrate import ADDED_IN, TABLES_ADDED_IN
 from masbench.store.models import SCHEMA_VERSION, Base
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v1.sqlite"
+LATER_TABLES = {name for names in TABLES_ADDED_IN.values() for name in names}
 AFTER_V1 = {column for tables in ADDED_IN.values() for columns in tables.values() for column in columns}
 
 
@@ -27,6 +28,8 @@ def _v1_metadata() -> MetaData:
     """Today's tables without what versions 2 and later added: the schema of masbench 0.1."""
     metadata = MetaData()
     for table in Base.metadata.sorted_tables:
+        if table.name in LATER_TABLES:
+            continue
         columns = [Column(c.name, c.type, *[ForeignKey(fk.target_fullname, ondelete=fk.ondelete) for fk in c.foreign_keys], primary_key=c.primary_key,
                           nullable=c.nullable) for c in table.columns if c.name not in AFTER_V1]
         Table(table.name, metadata, *columns)
@@ -110,7 +113,7 @@ def test_a_read_only_open_upgrades_an_old_store_too(tmp_path):
 
 def test_a_version_2_store_gains_the_version_3_columns_and_keeps_its_rows(db_url):
     """A store of version 2 (masbench before mixes and validation splits): its runs and epochs stay as they
-    were, the new columns are NULL, and it records version 3."""
+    were, the new columns are NULL, and it records today's version."""
     v1_rows = _write_v1_store(db_url)
     Store(db_url).close()  # to version 3 ...
     engine = create_engine(db_url)
@@ -127,7 +130,32 @@ def test_a_version_2_store_gains_the_version_3_columns_and_keeps_its_rows(db_url
     store.close()
     engine = create_engine(db_url)
     with engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar() == "3"
+        assert connection.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar() == str(
+            SCHEMA_VERSION)
+    engine.dispose()
+
+
+def test_a_version_3_store_gains_the_tune_tables_and_keeps_its_runs(db_url):
+    """A store of version 3 (before ``masbench tune``) has no tunes or trials tables: a version-3 masbench
+    refuses nothing, and this one creates them, empty, keeps every run and epoch, and records version 4."""
+    v1_rows = _write_v1_store(db_url)
+    Store(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as connection:  # back to what version 3 was
+        for name in reversed(TABLES_ADDED_IN[4]):
+            connection.exec_driver_sql(f"DROP TABLE {name}")
+        connection.exec_driver_sql("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    engine.dispose()
+    store = Store(db_url)
+    _check_upgraded(store, v1_rows)
+    assert store.tunes_frame().empty and store.trials_frame().empty
+    tune = store.ensure_tune("k" * 64, "quick", {"budget": 2})
+    store.record_trials(tune, [dict(optimizer="sgd", phase="search", number=0, params={"lr": 0.1}, run_key="r")])
+    assert store.trials_frame(tune)["params"].tolist() == [{"lr": 0.1}]
+    store.close()
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar() == "4"
     engine.dispose()
 
 

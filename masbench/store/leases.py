@@ -33,14 +33,14 @@ from masbench.store.models import Run
 
 DEFAULT_LEASE_S = 60.0
 LEGACY_LEASE_S = 60.0  # running rows of a version-1 store, which have a heartbeat and no lease
-FINAL = ("completed", "failed", "diverged")  # a run in one of these is done; the one definition
+FINAL = ("completed", "failed", "diverged", "pruned")  # a run in one of these is done; the one definition
 
 
 def finished(status: str, finished_at: datetime | None, retry_failed_before: datetime | None) -> bool:
     """Done for a sweep, as ``claim`` judges it in SQL: completed, or failed or diverged and not to be retried
     (finished at or after ``retry_failed_before``, a server time; None: never retried). The one Python copy of
     that rule: the sweep's decision, its packing, its summary and the dry run all ask it."""
-    if status == "completed":
+    if status in ("completed", "pruned"):  # pruned: stopped early by a tune, on purpose; never run again
         return True
     if status in ("failed", "diverged"):
         return retry_failed_before is None or finished_at is None or as_utc(finished_at) >= retry_failed_before

@@ -10,6 +10,7 @@ each run's stored canonical config exactly as ``RunSpec.config_key`` computes
 it, and ``lease_expires_at``; ``meta`` gains ``store_id``.
 Version 2 to 3: ``runs`` gains ``weights`` and ``epochs`` gains ``val_loss`` and
 ``val_acc``, all NULL for the runs already there (none had a mix or a validation split).
+Version 3 to 4: the tables ``tunes`` and ``trials`` (``masbench tune``), empty; the runs are unchanged.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ ADDED_IN: dict[int, dict[str, tuple[str, ...]]] = {
     2: {"runs": ("config_key", "lease_expires_at")},
     3: {"runs": ("weights",), "epochs": ("val_loss", "val_acc")},
 }
+# The tables each version added: a store of an older version lacks them until it is upgraded.
+TABLES_ADDED_IN: dict[int, tuple[str, ...]] = {4: ("tunes", "trials")}
 
 
 def stored_version(s: Session, masked_url: str) -> int | None:
@@ -61,6 +64,8 @@ def initialise_or_upgrade(s: Session, masked_url: str) -> None:
         _v1_to_v2(s)
     if version < 3:
         _add_columns(s, 3)
+    if version < 4:
+        _add_tables(s, 4)
     if version < SCHEMA_VERSION:
         s.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
@@ -73,6 +78,12 @@ def _add_columns(s: Session, version: int) -> None:
         for name in names:
             column_type = table.c[name].type.compile(dialect=dialect)
             s.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {column_type}"))
+
+
+def _add_tables(s: Session, version: int) -> None:
+    """Create the tables that ``version`` added (already there when this process's ``create_all`` made them)."""
+    for name in TABLES_ADDED_IN[version]:
+        Base.metadata.tables[name].create(s.connection(), checkfirst=True)
 
 
 def v1_config_key(canonical: dict[str, Any]) -> str:

@@ -12,6 +12,11 @@ Version 3 adds ``runs.weights`` (a mix's components and their weights, as JSON;
 NULL for a single optimizer or MAS, whose weights are ``lambda_adam`` and
 ``lambda_sgd``) and ``epochs.val_loss`` / ``epochs.val_acc`` (NULL without a
 validation split).
+
+Version 4 adds the tables of ``masbench tune``: ``tunes`` (one row per tune, unique on ``key``, the hash of
+its canonical settings) and ``trials`` (its trials: per optimizer label, phase ``search`` or ``final`` and
+number, the hyperparameters tried and the key of the run that trains them). A trial names its run by key,
+not by id, so that its row can be written before the run's. Runs may be ``pruned`` (stopped early by a tune).
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
-STATUSES = ("pending", "running", "completed", "failed", "diverged")
+STATUSES = ("pending", "running", "completed", "failed", "diverged", "pruned")
 
 
 class Base(DeclarativeBase):
@@ -110,6 +115,39 @@ class Epoch(Base):
     val_acc: Mapped[float | None]
 
     run: Mapped[Run] = relationship(back_populates="epoch_rows")
+
+
+class Tune(Base):
+    __tablename__ = "tunes"
+    __table_args__ = (UniqueConstraint("key", name="uq_tunes_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(512))
+    settings: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+    trials: Mapped[list[Trial]] = relationship(
+        back_populates="tune", cascade="all, delete-orphan", passive_deletes=True, order_by="Trial.id"
+    )
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("tune_id", "optimizer", "phase", "number", name="uq_trials_tune_id_optimizer_phase_number"),
+        Index("ix_trials_run_key", "run_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tune_id: Mapped[int] = mapped_column(ForeignKey("tunes.id", ondelete="CASCADE"), index=True)
+    optimizer: Mapped[str] = mapped_column(String(512))  # the tune's optimizer label: sgd, mas, mas[lambda_adam=0.3]
+    phase: Mapped[str] = mapped_column(String(16))  # search or final
+    number: Mapped[int]  # search: the trial's number from 0; final: its seed's number from 1
+    params: Mapped[dict[str, Any]]
+    run_key: Mapped[str] = mapped_column(String(64))
+
+    tune: Mapped[Tune] = relationship(back_populates="trials")
 
 
 EPOCH_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "lambda_adam", "lambda_sgd", "seconds",

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, select
 
-from masbench.store.models import Epoch, Run
+from masbench.store.models import Epoch, Run, Trial, Tune
 
 RUN_FILTERS = ("dataset", "model", "benchmark")
 
@@ -28,15 +28,8 @@ def run_accuracy_query(**filters: Any) -> Select:
     unknown = set(filters) - set(RUN_FILTERS)
     if unknown:
         raise ValueError(f"Invalid filter(s): {', '.join(sorted(unknown))} (valid: {', '.join(RUN_FILTERS)})")
-    per_run = (select(Epoch.run_id, func.max(Epoch.test_acc).label("best"), func.max(Epoch.epoch).label("last_epoch"),
-                      func.max(Epoch.val_acc).label("best_val"), func.count(Epoch.val_acc).label("val_epochs"))
-               .group_by(Epoch.run_id).subquery())
+    per_run, val_pick, picked = epoch_aggregates()
     last = Epoch.__table__.alias("last")
-    # The earliest epoch whose validation accuracy is the run's best (max returns one of the stored values).
-    val_pick = (select(Epoch.run_id, func.min(Epoch.epoch).label("val_epoch"))
-                .join(per_run, (per_run.c.run_id == Epoch.run_id) & (Epoch.val_acc == per_run.c.best_val))
-                .group_by(Epoch.run_id).subquery())
-    picked = Epoch.__table__.alias("picked")
     query = (
         select(Run.id, Run.config_key, Run.benchmark, Run.dataset, Run.model, Run.name, Run.optimizer,
                Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, Run.config, per_run.c.best,
@@ -51,6 +44,45 @@ def run_accuracy_query(**filters: Any) -> Select:
         if value is not None:
             query = query.where(getattr(Run, column) == value)
     return query.order_by(Run.id)
+
+
+def epoch_aggregates():
+    """The per-run subqueries over epochs that reports and tunes share: ``per_run`` (run_id, ``best`` test
+    accuracy, ``last_epoch``, ``best_val``, ``val_epochs``: epochs with a validation accuracy, ``epoch_count``),
+    ``val_pick`` (run_id, ``val_epoch``: the earliest epoch of the highest validation accuracy) and ``picked``
+    (an alias of ``epochs``, to join on ``val_pick``: that epoch's row)."""
+    per_run = (select(Epoch.run_id, func.max(Epoch.test_acc).label("best"), func.max(Epoch.epoch).label("last_epoch"),
+                      func.max(Epoch.val_acc).label("best_val"), func.count(Epoch.val_acc).label("val_epochs"),
+                      func.count(Epoch.id).label("epoch_count"))
+               .group_by(Epoch.run_id).subquery())
+    # The earliest epoch whose validation accuracy is the run's best (max returns one of the stored values).
+    val_pick = (select(Epoch.run_id, func.min(Epoch.epoch).label("val_epoch"))
+                .join(per_run, (per_run.c.run_id == Epoch.run_id) & (Epoch.val_acc == per_run.c.best_val))
+                .group_by(Epoch.run_id).subquery())
+    return per_run, val_pick, Epoch.__table__.alias("picked")
+
+
+def trials_query(tune_id: int | None = None) -> Select:
+    """One row per trial of the tunes (of tune ``tune_id`` alone when given), joined to its run by key (NULL
+    columns for a run not yet stored): the trial's identity, its run's status and seed, and per run
+    ``best_val_acc`` (its best validation accuracy), ``val_epoch`` (the earliest epoch that reached it),
+    ``test_acc`` (that epoch's test accuracy), ``best_test_acc`` and ``epochs`` (epochs written)."""
+    per_run, val_pick, picked = epoch_aggregates()
+    query = (
+        select(Tune.id.label("tune_id"), Tune.key.label("tune"), Tune.name.label("tune_name"), Trial.optimizer,
+               Trial.phase, Trial.number, Trial.params, Trial.run_key, Run.id.label("run_id"), Run.name,
+               Run.status, Run.seed, per_run.c.best_val.label("best_val_acc"), val_pick.c.val_epoch,
+               picked.c.test_acc.label("test_acc"), per_run.c.best.label("best_test_acc"),
+               func.coalesce(per_run.c.epoch_count, 0).label("epochs"), Run.attempts)
+        .join(Tune, Tune.id == Trial.tune_id)
+        .outerjoin(Run, Run.key == Trial.run_key)
+        .outerjoin(per_run, per_run.c.run_id == Run.id)
+        .outerjoin(val_pick, val_pick.c.run_id == Run.id)
+        .outerjoin(picked, (picked.c.run_id == Run.id) & (picked.c.epoch == val_pick.c.val_epoch))
+    )
+    if tune_id is not None:
+        query = query.where(Trial.tune_id == tune_id)
+    return query.order_by(Trial.tune_id, Trial.optimizer, Trial.phase.desc(), Trial.number)
 
 
 def run_accuracy_frame(store, metric: str | None = None, **filters: Any):

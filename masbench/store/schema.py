@@ -18,10 +18,10 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from masbench.errors import MasbenchError
-from masbench.store.migrate import ADDED_IN
+from masbench.store.migrate import ADDED_IN, TABLES_ADDED_IN
 from masbench.store.models import SCHEMA_VERSION, Base
 
-OURS = tuple(table.name for table in Base.metadata.sorted_tables)  # meta, runs, epochs
+OURS = tuple(table.name for table in Base.metadata.sorted_tables)  # meta, runs, epochs, tunes, trials
 
 
 class ForeignStore(MasbenchError):
@@ -32,8 +32,9 @@ def expected_columns(version: int) -> dict[str, set[str]]:
     """Each of masbench's tables and the columns it has at schema ``version``."""
     added = {(table, column) for v, tables in ADDED_IN.items() if v > version
              for table, columns in tables.items() for column in columns}
+    later = {name for v, names in TABLES_ADDED_IN.items() if v > version for name in names}
     return {table.name: {c.name for c in table.columns if (table.name, c.name) not in added}
-            for table in Base.metadata.sorted_tables}
+            for table in Base.metadata.sorted_tables if table.name not in later}
 
 
 def _names(names, limit: int = 6) -> str:

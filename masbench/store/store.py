@@ -39,7 +39,7 @@ from masbench.store.urls import mask_url
 from masbench.store import leases
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc, server_time
 from masbench.store.migrate import initialise_or_upgrade
-from masbench.store.models import EPOCH_COLUMNS, SCHEMA_VERSION, Base, Epoch, Meta, Run
+from masbench.store.models import EPOCH_COLUMNS, SCHEMA_VERSION, Base, Epoch, Meta, Run, Trial, Tune
 from masbench.store.opening import (
     EmptyStore,
     NeedsUpgrade,
@@ -336,6 +336,81 @@ class Store:
             s.flush()
             faults.point("store.epoch")
         return run_ids - kept
+
+    # --- tunes ----------------------------------------------------------------------------------
+
+    def ensure_tune(self, key: str, name: str, settings: dict[str, Any]) -> int:
+        """The id of the tune with ``key``, inserted when absent (safe when two processes insert at once)."""
+        with self.reading() as s:
+            found = s.scalars(select(Tune.id).where(Tune.key == key)).first()
+        if found is not None:
+            return found
+        try:
+            with self.session() as s:
+                tune = Tune(key=key, name=name, settings=settings, created_at=server_time(self.engine.dialect.name))
+                s.add(tune)
+                s.flush()
+                return tune.id
+        except IntegrityError:
+            with self.reading() as s:
+                return s.scalars(select(Tune.id).where(Tune.key == key)).one()
+
+    def record_trials(self, tune_id: int, rows: Sequence[dict[str, Any]]) -> None:
+        """Upsert the tune's trials, each ``{optimizer, phase, number, params, run_key}``, on (tune, optimizer,
+        phase, number): recording the same trials again changes nothing, and two processes may do it at once."""
+        if not rows:
+            return
+        columns = ("params", "run_key")
+        values = [{"tune_id": tune_id, **{k: row[k] for k in ("optimizer", "phase", "number", *columns)}}
+                  for row in rows]
+        dialect = self.engine.dialect.name
+        with self.session() as s:
+            if dialect in ("sqlite", "postgresql"):
+                if dialect == "sqlite":
+                    from sqlalchemy.dialects.sqlite import insert
+                else:
+                    from sqlalchemy.dialects.postgresql import insert
+                statement = insert(Trial)
+                statement = statement.on_conflict_do_update(
+                    index_elements=["tune_id", "optimizer", "phase", "number"],
+                    set_={c: statement.excluded[c] for c in columns})
+                s.execute(statement, values)
+                return
+            for value in values:
+                row = s.scalars(select(Trial).where(*(getattr(Trial, k) == value[k] for k in
+                                                      ("tune_id", "optimizer", "phase", "number")))).first()
+                if row is None:
+                    s.add(Trial(**value))
+                else:
+                    for column in columns:
+                        setattr(row, column, value[column])
+
+    def tunes_frame(self):
+        """The tunes table as a DataFrame (id, key, name, settings, created_at), oldest first."""
+        import pandas as pd
+
+        with self.engine.connect() as connection:
+            return pd.read_sql(select(Tune.__table__).order_by(Tune.id), connection)
+
+    def trials_frame(self, tune: int | str | None = None):
+        """The trials (of one tune: its id or key; all when None), one row each, joined to their runs: tune_id,
+        tune (its key), tune_name, optimizer (the label), phase, number, params (a dict), run_key, run_id, name,
+        status, seed, best_val_acc, val_epoch (the earliest epoch of best_val_acc), test_acc (that epoch's),
+        best_test_acc, epochs (written), attempts; the run's columns are NULL (NaN) until it is stored."""
+        import pandas as pd
+
+        from masbench.store.queries import trials_query
+
+        tune_id = tune
+        if isinstance(tune, str):
+            with self.reading() as s:
+                tune_id = s.scalars(select(Tune.id).where(Tune.key == tune)).first()
+            if tune_id is None:
+                raise MasbenchError(one_line(f"no tune {tune!r} in {self.masked_url}"))
+        query = trials_query(tune_id)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return pd.DataFrame([dict(row) for row in rows], columns=list(query.selected_columns.keys()))
 
     def _check_claim(self, s: Session, run_id: int, worker: str, lease_s: float) -> None:
         if run_id not in leases.renew(s, [run_id], worker, lease_s):
