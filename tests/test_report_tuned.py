@@ -192,8 +192,9 @@ def test_unknown_format_is_refused():
 
 
 def tunes(*names):
-    return pd.DataFrame({"id": range(1, len(names) + 1), "name": list(names),
-                         "settings": [{"budget": 4}] * len(names)}, columns=["id", "name", "settings"])
+    return pd.DataFrame({"id": range(1, len(names) + 1), "key": [f"{i}{name}" * 8 for i, name in enumerate(names)],
+                         "name": list(names), "settings": [{"budget": 4}] * len(names)},
+                        columns=["id", "key", "name", "settings"])
 
 
 def test_pick_tune():
@@ -205,6 +206,12 @@ def test_pick_tune():
         pick_tune(tunes("a", "b"), None, "db")
     with pytest.raises(MasbenchError, match=r"Invalid --tune: 'c' \(the store has: a, b\)"):
         pick_tune(tunes("a", "b"), "c", "db")
+    twins = tunes("a", "a", "b")  # one name, other settings: told by key
+    with pytest.raises(MasbenchError, match=r"3 tunes in db: a \(0a0a0a0a\), a \(1a1a1a1a\), b \(give"):
+        pick_tune(twins, None, "db")
+    with pytest.raises(MasbenchError, match=r"2 tunes match --tune 'a': a \(0a0a0a0a\), a \(1a1a1a1a\)"):
+        pick_tune(twins, "a", "db")
+    assert pick_tune(twins, "1a1a", "db")["id"] == 2
 
 
 # ---------------------------------------------------------------- the figure and the HTML
@@ -267,11 +274,10 @@ class TuneStore:
         self.frames = frames
 
     def tunes_frame(self):
-        return pd.DataFrame({"id": range(1, len(self.frames) + 1), "name": list(self.frames),
-                             "settings": [{"budget": 4}] * len(self.frames)}, columns=["id", "name", "settings"])
+        return tunes(*self.frames)
 
     def trials_frame(self, tune=None):
-        return self.frames[tune]
+        return list(self.frames.values())[tune - 1]  # by id, as the store's
 
 
 @pytest.fixture
@@ -326,3 +332,90 @@ def test_plot_kind_tuning_picks_the_named_tune(cli, tmp_path):
     assert "tune b" in svg and "SGD" not in svg  # tune b holds Adam's trials alone
     result = cli(frames, "plot", "--kind", "tuning", "--output", str(tmp_path / "x.png"))
     assert result.exit_code != 0 and "give --tune NAME" in result.output and not (tmp_path / "x.png").exists()
+
+
+# ---------------------------------------------------------------- a real store: the tune's tables, read back
+
+
+def stored_tune(store, name="quick", search=SEARCH, final=FINAL):
+    """The trials of ``search`` and ``final`` as runs of ``store`` (two epochs each: the first with a higher test
+    accuracy and a lower validation accuracy, so that only a read at the best validation epoch gives the table's
+    numbers) and as the trials of a tune ``name``."""
+    from masbench.spec import RunSpec
+    from masbench.sweep import run_values
+
+    trials = []
+
+    def add(optimizer, phase, number, lr, seed, status, val, test):
+        spec = RunSpec(benchmark="quick", dataset="digits", model="mlp", optimizer=optimizer, lr=lr, epochs=2,
+                       seed=seed, val_fraction=0.1)
+        run = store.ensure_run(run_values(spec))
+        trials.append(dict(optimizer=optimizer, phase=phase, number=number, params={"lr": lr}, run_key=spec.key))
+        if status == "pending":
+            return
+        store.claim(run.id, "w", stale_after=60)
+        if not math.isnan(val):
+            for epoch, (v, t) in enumerate(((val - 0.05, 0.99), (val, test)), start=1):
+                store.record_epoch(run.id, "w", dict(epoch=epoch, train_loss=1.0, train_acc=0.5, test_loss=1.0,
+                                                      test_acc=t, val_loss=1.0, val_acc=v, seconds=1.0, lr=lr,
+                                                      lambda_adam=None, lambda_sgd=None, samples_per_second=1.0))
+        store.finish(run.id, "w", status)
+
+    for optimizer, number, lr, status, val, test in search:
+        add(optimizer, "search", number, lr, 0, status, val, test)
+    chosen_lr = {"adam": 1e-3, "sgd": 1e-1, "mas": 1e-2}
+    for optimizer, accs in final.items():
+        for seed, acc in enumerate(accs, start=1):
+            add(optimizer, "final", seed, chosen_lr[optimizer], seed, "completed", 0.9, acc)
+    store.record_trials(store.ensure_tune(name * 64 if len(name) == 1 else f"{name:x<64}", name, {"budget": 4}),
+                        trials)
+
+
+@pytest.fixture
+def tuned_db(tmp_path):
+    from masbench.store import Store
+
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    store = Store(url)
+    stored_tune(store)
+    store.close()
+    return url
+
+
+def test_the_store_frame_gives_the_hand_made_table(tuned_db):
+    from masbench.store import open_for_reading
+
+    store = open_for_reading(tuned_db)
+    stored = tuned_table(store.trials_frame(tune=1), budgets=4).set_index("optimizer")
+    expected = tuned_table(trials_frame(), budgets=4).set_index("optimizer")
+    columns = ["budget", "trials", "pruned", "failed", "chosen", "n", "seeds", "vs", "test", "note"]
+    assert stored[columns].equals(expected[columns])
+    for column in ("val_acc", "test_acc", "ci95", "p", "p_holm"):
+        assert stored[column].tolist() == pytest.approx(expected[column].tolist(), nan_ok=True), column
+    assert stored.loc["adam", "params"] == {"lr": 1e-3}
+
+
+def test_report_tuned_and_plot_from_a_store(tuned_db, tmp_path):
+    from typer.testing import CliRunner
+
+    from masbench.cli import app
+
+    result = CliRunner().invoke(app, ["report", "--tuned", "--format", "json", "--db", tuned_db])
+    assert result.exit_code == 0, result.output
+    records = {r["optimizer"]: r for r in json.loads(result.output)["optimizers"]}
+    assert records["sgd"]["params"] == {"lr": 0.1} and records["adam"]["test_acc"] == pytest.approx(95.0)
+    result = CliRunner().invoke(app, ["plot", "--kind", "tuning", "--output", str(tmp_path / "t.svg"), "--db", tuned_db])
+    assert result.exit_code == 0, result.output
+    assert "expected best validation accuracy" in (tmp_path / "t.svg").read_text()
+
+
+def test_report_tuned_on_a_store_without_tunes_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from masbench.cli import app
+    from masbench.store import Store
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    Store(url).close()
+    result = CliRunner().invoke(app, ["report", "--tuned", "--db", url])
+    assert result.exit_code != 0 and result.output.strip() == f"Error: no tune in {url} (run masbench tune first)"

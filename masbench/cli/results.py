@@ -19,7 +19,7 @@ MetricOpt = Annotated[str, typer.Option(help="A run's accuracy: best (over its e
 FilterDataset = Annotated[str | None, typer.Option(help="Only this data set.")]
 FilterModel = Annotated[str | None, typer.Option(help="Only this model.")]
 FilterBenchmark = Annotated[str | None, typer.Option(help="Only runs of this benchmark.")]
-TuneOpt = Annotated[str | None, typer.Option(help="With --tuned or --kind tuning: the tune to show, by name (needed when the store holds several).")]
+TuneOpt = Annotated[str | None, typer.Option(help="With --tuned or --kind tuning: the tune to show, by name or the start of its key (needed when the store holds several).")]
 
 
 def _open_for_reading(db: str | None):
@@ -152,7 +152,7 @@ def _tuned_frames(store, tune: str | None):
     from masbench.report.tuning import budgets_of, pick_tune, tuned_table
 
     chosen = pick_tune(store.tunes_frame(), tune, store.masked_url)
-    frame = store.trials_frame(tune=chosen["name"])
+    frame = store.trials_frame(tune=int(chosen["id"]))
     return chosen["name"], frame, tuned_table(frame, budgets_of(chosen["settings"]))
 
 

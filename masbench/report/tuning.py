@@ -197,26 +197,35 @@ def curves(frame: pd.DataFrame) -> dict[str, list[float]]:
     return out
 
 
-def pick_tune(tunes: pd.DataFrame, name: str | None, where: str) -> pd.Series:
-    """The tune to report (``tunes``: ``Store.tunes_frame()``): the one named ``name``, else the only one.
+def pick_tune(tunes: pd.DataFrame, wanted: str | None, where: str) -> pd.Series:
+    """The tune to report (``tunes``: ``Store.tunes_frame()``): the one ``wanted`` names (its name, or the start
+    of its key), else the only one.
 
-    Several tunes and no name is refused, listing them: a report that silently took the latest could show
-    another tune than the one meant. ``where``: the store, for the messages.
+    Several tunes and no ``--tune`` is refused, listing them: a report that silently took the latest could
+    show another tune than the one meant. Tunes that share a name (other settings) are told by key. ``where``:
+    the store, for the messages.
     """
     if tunes.empty:
         raise MasbenchError(f"no tune in {where} (run masbench tune first)")
-    names = list(dict.fromkeys(tunes.sort_values("id")["name"]))
-    if name is None:
+    tunes = tunes.sort_values("id")
+    if wanted is None:
         if len(tunes) > 1:
-            raise MasbenchError(f"{len(tunes)} tunes in {where}: {', '.join(names)} (give --tune NAME)")
+            raise MasbenchError(f"{len(tunes)} tunes in {where}: {tune_names(tunes)} (give --tune NAME)")
         return tunes.iloc[0]
-    named = tunes[tunes["name"] == name]
-    if named.empty:
-        raise MasbenchError(f"Invalid --tune: {name!r} (the store has: {', '.join(names)})")
-    if len(named) > 1:
-        raise MasbenchError(f"{len(named)} tunes are named {name!r} in {where}: they differ in their settings; "
-                            f"report them from separate stores")
-    return named.iloc[0]
+    found = tunes[(tunes["name"] == wanted) | tunes["key"].str.startswith(wanted)]
+    if found.empty:
+        raise MasbenchError(f"Invalid --tune: {wanted!r} (the store has: {tune_names(tunes)})")
+    if len(found) > 1:
+        raise MasbenchError(f"{len(found)} tunes match --tune {wanted!r}: {tune_names(found, keys=True)} "
+                            f"(give the start of a key)")
+    return found.iloc[0]
+
+
+def tune_names(tunes: pd.DataFrame, keys: bool = False) -> str:
+    """``quick, nightly``; a name that several tunes share (or all, with ``keys``) followed by its key's start."""
+    shared = tunes["name"].duplicated(keep=False) | keys
+    return ", ".join(f"{name} ({key[:8]})" if twice else name
+                     for name, key, twice in zip(tunes["name"], tunes["key"], shared))
 
 
 def budgets_of(settings: Mapping[str, Any] | None) -> int | None:
