@@ -53,8 +53,7 @@ def tuning_figure(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str):
         chosen = row_of_chosen(finals, optimizer)
         if chosen is not None and "lr" in chosen["params"]:
             lr_ax.scatter([chosen["params"]["lr"]], [chosen["val_acc"]], marker="*", s=220, color=colour,
-                          edgecolors="black", linewidths=0.8, zorder=3, gid=f"chosen-{optimizer}",
-                          label=f"{label(optimizer)} chosen (#{chosen['chosen']})")
+                          edgecolors="black", linewidths=0.8, zorder=3, gid=f"chosen-{optimizer}")
     curve_ax.set(xlabel="trials k", ylabel="accuracy (%)",
                  title=f"tune {tune}: expected best validation accuracy after k trials")
     from matplotlib.ticker import MaxNLocator
@@ -62,7 +61,14 @@ def tuning_figure(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str):
     curve_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     curve_ax.legend(fontsize=7, loc="best")
     if searched_lr:
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
         lr_ax.set_xscale("log")
+        # Plain numbers: the log axis's default labels are mathtext, which the report's SVG shows as source.
+        lr_ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        lr_ax.xaxis.set_minor_formatter(NullFormatter())
+        lr_ax.scatter([], [], marker="*", s=220, color="white", edgecolors="black", linewidths=0.8,
+                      label="chosen trial")  # one legend entry for every optimizer's star
         lr_ax.legend(fontsize=7, loc="best")
     else:
         lr_ax.text(0.5, 0.5, "no optimizer's lr was searched", ha="center", va="center", transform=lr_ax.transAxes)
