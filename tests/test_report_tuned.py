@@ -259,6 +259,7 @@ def test_the_html_page_holds_the_table_and_the_figure():
     assert "lr=0.001" in page and "no final seeds" in page
     assert hostile not in page and "&lt;script&gt;" in page
     assert "http://" not in page.split("<svg", 1)[1]  # self-contained, as the report's other figures
+    assert "mathdefault" not in page and ">0.001<" in page  # the lr axis's labels are numbers, not TeX source
 
 
 # ---------------------------------------------------------------- the CLI, on a store that only answers for tunes
