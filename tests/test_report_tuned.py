@@ -112,6 +112,7 @@ def test_budget_trials_pruned_and_failed_are_counted(table):
     assert table.loc["adam", ["trials", "pruned", "failed"]].tolist() == [4, 1, 0]
     assert table.loc["sgd", ["trials", "pruned", "failed"]].tolist() == [4, 1, 1]
     assert table.loc["mas", ["trials", "pruned", "failed"]].tolist() == [3, 0, 1]  # one still pending
+    assert table["search_epochs"].tolist() == [20, 20, 20]  # 5 written by each search trial of the frame
     assert tuned_table(trials_frame())["budget"].tolist() == [4, 4, 4]  # no budget given: the trials planned
     assert tuned_table(trials_frame(), budgets={"adam": 8})["budget"].tolist() == [8, 4, 4]
 

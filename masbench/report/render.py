@@ -253,11 +253,12 @@ def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
 
 # ``report --tuned``: one row per optimizer of a tune (``tuning.tuned_table``); every format shows these cells.
 TUNED_HEADERS = (("Optimizer", "left"), ("budget", "right"), ("trials", "right"), ("pruned", "right"),
-                 ("chosen", "right"), ("hyperparameters", "left"), ("val acc", "right"), ("test acc", "right"),
-                 ("CI95", "right"), ("n", "right"), ("vs best other (diff)", "left"), ("p (Holm)", "right"),
-                 ("note", "left"))
-TUNED_CSV = ["optimizer", "budget", "trials", "pruned", "failed", "chosen", "params", "val_acc", "final_planned", "n",
-             "test_acc", "std", "ci95", "seeds", "seed_accs", "vs", "diff", "p", "p_holm", "significant", "test", "note"]
+                 ("epochs", "right"), ("chosen", "right"), ("hyperparameters", "left"), ("val acc", "right"),
+                 ("test acc", "right"), ("CI95", "right"), ("n", "right"), ("vs best other (diff)", "left"),
+                 ("p (Holm)", "right"), ("note", "left"))
+TUNED_CSV = ["optimizer", "budget", "trials", "pruned", "failed", "search_epochs", "chosen", "params", "val_acc",
+             "final_planned", "n", "test_acc", "std", "ci95", "seeds", "seed_accs", "vs", "diff", "p", "p_holm",
+             "significant", "test", "note"]
 
 
 def tuned_title(tune: str) -> str:
@@ -272,6 +273,7 @@ def tuned_rows(table: pd.DataFrame) -> list[list[str]]:
     rows = []
     for row in table.to_dict("records"):
         rows.append([row["label"], str(row["budget"]), str(row["trials"]), str(row["pruned"]),
+                     str(row["search_epochs"]),
                      "-" if row["chosen"] is None else f"#{row['chosen']}", shown_params(row["params"]),
                      shown_percent(row["val_acc"]), shown_percent(row["test_acc"]) + ("*" if row["significant"] else ""),
                      shown_percent(row["ci95"]), f"{row['n']}/{row['final_planned']}",

@@ -32,7 +32,7 @@ from masbench.report.multiple import holm
 from masbench.report.significance import ALPHA, one_sided_p
 
 SCORED = ("completed", "pruned", "diverged")  # a search trial done with a validation accuracy counts as tried
-TUNED_COLUMNS = ["optimizer", "label", "budget", "trials", "pruned", "failed", "chosen", "params", "val_acc",
+TUNED_COLUMNS = ["optimizer", "label", "budget", "trials", "pruned", "failed", "search_epochs", "chosen", "params", "val_acc",
                  "final_planned", "n", "test_acc", "std", "ci95", "seeds", "accs", "vs", "diff", "p", "p_holm",
                  "significant", "test", "note"]
 
@@ -104,7 +104,8 @@ def tuned_table(frame: pd.DataFrame, budgets: Mapping[str, int] | int | None = N
 
     ``budget``: the trials planned (``budgets``, one number for all or per optimizer, else the search trials
     in the frame); ``trials``: search trials done (completed, pruned, diverged or failed); ``pruned``,
-    ``failed`` (failed or diverged); ``chosen``: the chosen trial's number, its ``params`` and ``val_acc``;
+    ``failed`` (failed or diverged); ``search_epochs``: the epochs its search trials trained (with ``--prune``,
+    the budget that counts); ``chosen``: the chosen trial's number, its ``params`` and ``val_acc``;
     ``n`` of ``final_planned`` final runs completed, their ``seeds`` and ``accs`` (test accuracy at the epoch
     of best validation accuracy), ``test_acc`` (mean), ``std``, ``ci95`` (full width); ``vs``: the best other
     optimizer, ``diff`` (this minus that, points), ``p`` (two-sided), ``p_holm``, ``significant`` (p_holm
@@ -128,6 +129,7 @@ def tuned_table(frame: pd.DataFrame, budgets: Mapping[str, int] | int | None = N
             "trials": int(trials["status"].isin(("completed", "pruned", "diverged", "failed")).sum()),
             "pruned": int((trials["status"] == "pruned").sum()),
             "failed": int(trials["status"].isin(("failed", "diverged")).sum()),
+            "search_epochs": int(pd.to_numeric(trials["epochs"]).fillna(0).sum()),
             "chosen": None if chosen is None else int(chosen["number"]),
             "params": {} if chosen is None else dict(chosen["params"]),
             "val_acc": math.nan if chosen is None else float(chosen["best_val_acc"]) * 100,
