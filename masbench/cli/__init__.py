@@ -1,7 +1,7 @@
 """The ``masbench`` command line: parse, call the Python API, map errors to exit codes.
 
 Heavy imports (torch, pandas, ...) happen inside the commands so that ``--help``
-stays instant. The commands live by job: ``train`` (run, sweep), ``results``
+stays instant. The commands live by job: ``train`` (run, sweep), ``tuning`` (tune), ``results``
 (report, compare, plot) and ``toy``; ``options`` holds the options that ``run``
 and ``sweep`` share and the one builder of spec values from them.
 """
@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from masbench import __version__, faults
-from masbench.cli import listing, results, show, toy, train
+from masbench.cli import listing, results, show, toy, train, tuning
 from masbench.errors import MasbenchError
 from masbench.text.shown import one_line
 
@@ -128,7 +128,7 @@ def _root(
 
 
 # The order here is the order of `masbench --help`.
-for command in (toy.toy, train.run, train.sweep, results.report, results.compare, results.plot, show.show):
+for command in (toy.toy, train.run, train.sweep, tuning.tune, results.report, results.compare, results.plot, show.show):
     app.command()(command)
 app.command("list")(listing.list_)
 

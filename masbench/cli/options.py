@@ -91,6 +91,30 @@ ClaimTimeoutOpt = Annotated[
 ]
 
 
+# --- a grid's axes (sweep, tune) ----------------------------------------------------------------
+
+BenchmarkOpt = Annotated[str | None, typer.Option(help="A benchmark of the benchmarks file (quick, nightly, cifar10, ...).")]
+BenchmarksOpt = Annotated[str | None, typer.Option(help="The benchmarks file (default ./benchmarks.yaml, else masbench's own).")]
+GridDatasetOpt = Annotated[str | None, typer.Option(help="The data set; alone, it picks the benchmark of that name if there is one.")]
+ModelsOpt = Annotated[str | None, typer.Option(help="Models, comma-separated: e.g. resnet18,resnet34.")]
+LambdasOpt = Annotated[str | None, typer.Option(help="lambda_adam values: 0.3..0.7 (step 0.1), 0.3..0.7:0.05, or 0.3,0.5,0.7; lambda_sgd = 1 - lambda_adam.")]
+BaselinesOpt = Annotated[str | None, typer.Option(help="Baselines, comma-separated: what --optimizer takes but mas, e.g. adam,sgd,radam,torch.optim.NAdam (default adam,sgd; plus adamw for text).")]
+GridOptimizerArgsOpt = Annotated[list[str] | None, typer.Option("--optimizer-arg", help="OPTIMIZER:KEY=VALUE, repeatable: an argument of one of the baselines, e.g. radam:decoupled_weight_decay=true.")]
+LambdaSchedulesOpt = Annotated[str | None, typer.Option(help="MAS's lambda schedules, comma-separated: constant (the --lambdas grid, the default) and linear:START:END[:EPOCHS] (one MAS cell each), e.g. constant,linear:1:0:100.")]
+NoBaselinesOpt = Annotated[bool, typer.Option("--no-baselines", help="Run MAS only.")]
+MixOpt = Annotated[str | None, typer.Option(help="Mixes over the simplex of these optimizers, comma-separated (e.g. adam,sgd,rmsprop): one cell per weights that are multiples of --mix-step and sum to 1.")]
+MixStepOpt = Annotated[str | None, typer.Option(help="The step of the --mix grid, a number that divides 1: 0.25, 0.1, ...")]
+
+
+# --- how a grid's cells run (sweep, tune) -----------------------------------------------------------
+
+PackOpt = Annotated[str | None, typer.Option(help="Train cells in packs of N (>= 2) that share data, model, batch size and epochs, each recorded as its own run; auto (the MLP everywhere, conv models on CUDA), or off (default; the benchmark's pack: applies unless given).")]
+WorkersOpt = Annotated[int | None, typer.Option(parser=integer, help="Worker processes (default: one per GPU when there are several, else 1).")]
+ExecutorOpt = Annotated[str, typer.Option(help="local (worker processes on this machine) or ray (a task per cell on a Ray cluster).")]
+RayAddressOpt = Annotated[str | None, typer.Option(help="With --executor ray: auto or HOST:PORT of a running cluster (default: start a local one).")]
+RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Run failed and diverged cells again.")]
+
+
 def spec_values(params: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
     """The ``RunSpec`` field values among a command's ``params`` (``ctx.params``) that were given.
 

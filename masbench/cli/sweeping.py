@@ -38,9 +38,10 @@ def print_plan(title: str, cells, db: str | None, device: str, retry_failed: boo
         out.print(note, markup=False)
 
 
-def run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_address: str | None) -> None:
+def run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_address: str | None,
+              fail: bool = True):
     """Run the cells (in rounds, with adaptive seeds) with live progress on stderr, then a summary on stdout;
-    exit 130 if interrupted, 1 if a cell failed."""
+    exit 130 if interrupted, 1 if a cell failed (unless not ``fail``: a tune goes on with the others); the summary."""
     from masbench.cli.progress import stderr_console
     from masbench.store import Store
     from masbench.sweep import stop_on_signals
@@ -62,7 +63,8 @@ def run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_ad
                 report_seeds(groups)
         else:
             summary = run_round(cells, 1)
-        _report_sweep(title, summary, console)
+        _report_sweep(title, summary, console, fail)
+    return summary
 
 
 def _sweep_round(title: str, cells, store, console, settings, executor: str, ray_address: str | None, number: int):
@@ -96,7 +98,7 @@ def _sweep_round(title: str, cells, store, console, settings, executor: str, ray
             progress.stop()
 
 
-def _report_sweep(title: str, summary, console) -> None:
+def _report_sweep(title: str, summary, console, fail: bool = True) -> None:
     out = stdout_console()
     counts = {status: summary.count(status) for status in ("completed", "diverged", "failed", "pending", "running")}
     parts = [f"{n} {status}" for status, n in counts.items() if n]
@@ -111,5 +113,5 @@ def _report_sweep(title: str, summary, console) -> None:
     if summary.interrupted:
         console.print("interrupted: claims released; run the same command again to resume", markup=False)
         raise typer.Exit(summary.exit_code)
-    if summary.failed:
+    if summary.failed and fail:
         raise typer.Exit(1)

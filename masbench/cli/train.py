@@ -13,6 +13,17 @@ from typing import Annotated
 import typer
 
 from masbench.cli.options import (
+    BenchmarkOpt,
+    BenchmarksOpt,
+    GridDatasetOpt,
+    ModelsOpt,
+    LambdasOpt,
+    BaselinesOpt,
+    GridOptimizerArgsOpt,
+    LambdaSchedulesOpt,
+    NoBaselinesOpt,
+    MixOpt,
+    MixStepOpt,
     AmpOpt,
     AmsgradOpt,
     BatchSizeOpt,
@@ -29,6 +40,7 @@ from masbench.cli.options import (
     DeviceOpt,
     EpochsOpt,
     EpsOpt,
+    ExecutorOpt,
     LabelColumnOpt,
     LambdaAdamOpt,
     LambdaScheduleOpt,
@@ -41,7 +53,10 @@ from masbench.cli.options import (
     NesterovOpt,
     OptimizerArgsOpt,
     OptimizerOpt,
+    PackOpt,
     PretrainedOpt,
+    RayAddressOpt,
+    RetryFailedOpt,
     SeedOpt,
     TestFileOpt,
     TestFractionOpt,
@@ -50,6 +65,7 @@ from masbench.cli.options import (
     TrainSubsetOpt,
     ValFractionOpt,
     WeightDecayOpt,
+    WorkersOpt,
     exec_options,
     given,
     int_list,
@@ -189,17 +205,17 @@ def _report_run(spec, store, outcome) -> None:
 
 def sweep(
     ctx: typer.Context,
-    benchmark: Annotated[str | None, typer.Option(help="A benchmark of the benchmarks file (quick, nightly, cifar10, ...).")] = None,
-    benchmarks: Annotated[str | None, typer.Option(help="The benchmarks file (default ./benchmarks.yaml, else masbench's own).")] = None,
-    dataset: Annotated[str | None, typer.Option(help="The data set; alone, it picks the benchmark of that name if there is one.")] = None,
-    models: Annotated[str | None, typer.Option(help="Models, comma-separated: e.g. resnet18,resnet34.")] = None,
-    lambdas: Annotated[str | None, typer.Option(help="lambda_adam values: 0.3..0.7 (step 0.1), 0.3..0.7:0.05, or 0.3,0.5,0.7; lambda_sgd = 1 - lambda_adam.")] = None,
-    baselines: Annotated[str | None, typer.Option(help="Baselines, comma-separated: what --optimizer takes but mas, e.g. adam,sgd,radam,torch.optim.NAdam (default adam,sgd; plus adamw for text).")] = None,
-    optimizer_args: Annotated[list[str] | None, typer.Option("--optimizer-arg", help="OPTIMIZER:KEY=VALUE, repeatable: an argument of one of the baselines, e.g. radam:decoupled_weight_decay=true.")] = None,
-    lambda_schedule: Annotated[str | None, typer.Option(help="MAS's lambda schedules, comma-separated: constant (the --lambdas grid, the default) and linear:START:END[:EPOCHS] (one MAS cell each), e.g. constant,linear:1:0:100.")] = None,
-    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Run MAS only.")] = False,
-    mix: Annotated[str | None, typer.Option(help="Mixes over the simplex of these optimizers, comma-separated (e.g. adam,sgd,rmsprop): one cell per weights that are multiples of --mix-step and sum to 1.")] = None,
-    mix_step: Annotated[str | None, typer.Option(help="The step of the --mix grid, a number that divides 1: 0.25, 0.1, ...")] = None,
+    benchmark: BenchmarkOpt = None,
+    benchmarks: BenchmarksOpt = None,
+    dataset: GridDatasetOpt = None,
+    models: ModelsOpt = None,
+    lambdas: LambdasOpt = None,
+    baselines: BaselinesOpt = None,
+    optimizer_args: GridOptimizerArgsOpt = None,
+    lambda_schedule: LambdaSchedulesOpt = None,
+    no_baselines: NoBaselinesOpt = False,
+    mix: MixOpt = None,
+    mix_step: MixStepOpt = None,
     seeds: Annotated[int | None, typer.Option(parser=integer, help="Seeds 0..N-1.")] = None,
     seed_list: Annotated[str | None, typer.Option(help="Explicit seeds, comma-separated: 0,1,2.")] = None,
     until_ci: Annotated[float | None, typer.Option(parser=number, help="Adaptive seeds: add seeds to each cell, in rounds, until the 95% confidence interval of its mean best test accuracy is narrower than this many points (the initial seeds, at least 2, come first).")] = None,
@@ -225,12 +241,12 @@ def sweep(
     train_subset: TrainSubsetOpt = None,
     test_subset: TestSubsetOpt = None,
     val_fraction: ValFractionOpt = None,
-    pack: Annotated[str | None, typer.Option(help="Train cells in packs of N (>= 2) that share data, model, batch size and epochs, each recorded as its own run; auto (the MLP everywhere, conv models on CUDA), or off (default; the benchmark's pack: applies unless given).")] = None,
-    workers: Annotated[int | None, typer.Option(parser=integer, help="Worker processes (default: one per GPU when there are several, else 1).")] = None,
-    executor: Annotated[str, typer.Option(help="local (worker processes on this machine) or ray (a task per cell on a Ray cluster).")] = "local",
-    ray_address: Annotated[str | None, typer.Option(help="With --executor ray: auto or HOST:PORT of a running cluster (default: start a local one).")] = None,
+    pack: PackOpt = None,
+    workers: WorkersOpt = None,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and which are done; run nothing.")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed and diverged cells again.")] = False,
+    retry_failed: RetryFailedOpt = False,
     max_cells: Annotated[int, typer.Option(parser=integer, help="Refuse a grid of more cells than this (at most 100,000), counted before any is built.")] = 10_000,
     claim_timeout: ClaimTimeoutOpt = 60.0,
     device: DeviceOpt = "auto",
@@ -250,7 +266,7 @@ def sweep(
     from masbench.cli.axes import parse_optimizer_assignments
     from masbench.grid.grids import RUN_FIELDS
 
-    _check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
+    check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
     stale_after, heartbeat_every = lease(claim_timeout)
     # The grid's axes and how its cells train, then the spec values every cell takes: the same builder as `run`'s.
     overrides = given(
@@ -294,7 +310,7 @@ def _check_pack_conv(cells) -> None:
         raise MasbenchError(str(error)) from None
 
 
-def _check_sweep_flags(no_baselines: bool, baselines: str | None, workers: int | None, executor: str,
+def check_sweep_flags(no_baselines: bool, baselines: str | None, workers: int | None, executor: str,
                     ray_address: str | None) -> None:
     if no_baselines and baselines is not None:
         raise MasbenchError("give --baselines or --no-baselines, not both")

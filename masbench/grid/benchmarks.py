@@ -34,7 +34,7 @@ from masbench.text.limits import STR_LIMITS, check_ranges, check_str
 from masbench.text.shown import one_line, shown
 
 __all__ = ["BenchmarkSpec", "BenchmarksFile", "Cell", "check_benchmarks", "default_benchmarks_path", "load_benchmarks",
-           "packaged_benchmarks", "plan_sweep"]
+           "packaged_benchmarks", "plan_grids", "plan_sweep"]
 
 
 class BenchmarkSpec(BaseModel):
@@ -212,6 +212,24 @@ def plan_sweep(
     replaces its data set. More than ``max_cells`` cells (at most ``MAX_CELLS_CEILING``) is an error,
     counted from the grids' arithmetic before any cell is built.
     """
+    benchmark, grids = plan_grids(benchmark=benchmark, dataset=dataset, overrides=overrides,
+                                  benchmarks_path=benchmarks_path, max_cells=max_cells)
+    cells = [Cell(spec, grid.data_dir, str(base), grid.pack, grid.until_ci, grid.max_seeds)
+             for grid, base in grids for spec in expand_grid(grid, benchmark, data_base=base)]
+    unique = list({cell.spec.key: cell for cell in cells}.values())
+    return benchmark, unique
+
+
+def plan_grids(
+    *,
+    benchmark: str | None = None,
+    dataset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    benchmarks_path: Path | str | None = None,
+    max_cells: int = DEFAULT_MAX_CELLS,
+) -> tuple[str | None, list[tuple[GridSpec, Path]]]:
+    """The grids of a sweep (``plan_sweep``) or a tune, validated, with the overrides applied, each with the
+    folder its relative data paths are relative to; the benchmark's name (``dataset`` may pick it)."""
     if isinstance(max_cells, bool) or not 1 <= max_cells <= MAX_CELLS_CEILING:
         raise MasbenchError(f"Invalid --max-cells: {shown(max_cells)} (must be in [1, {MAX_CELLS_CEILING:,}])")
     label = shown(benchmark or dataset)
@@ -231,10 +249,7 @@ def plan_sweep(
     total = sum(grid.cell_count() for grid, _ in grids)
     check_count(total, max_cells, " + ".join(grid.describe_count() for grid, _ in grids[:3]), label)
     check_benchmarks(file)
-    cells = [Cell(spec, grid.data_dir, str(base), grid.pack, grid.until_ci, grid.max_seeds)
-             for grid, base in grids for spec in expand_grid(grid, benchmark, data_base=base)]
-    unique = list({cell.spec.key: cell for cell in cells}.values())
-    return benchmark, unique
+    return benchmark, grids
 
 
 def _sweep_grids(file: BenchmarksFile, benchmark: str | None, dataset: str | None,

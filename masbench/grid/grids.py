@@ -33,6 +33,7 @@ from masbench.grid.optimizers import (
 )
 from masbench.grid.lambdas import complement, count_lambdas, count_text, parse_lambdas
 from masbench.grid.mix_weights import simplex_count
+from masbench.grid.search import parse_search_mapping
 from masbench.spec import RunSpec, make_spec
 from masbench.text.limits import check_ranges
 from masbench.text.numbers import is_digits, is_number
@@ -92,6 +93,7 @@ class GridSpec(BaseModel):
     until_ci: Any = None  # adaptive seeds (masbench.grid.seed_budget): the CI95 width to reach, in accuracy points
     max_seeds: Any = None  # with until_ci: the most seeds per cell (default DEFAULT_MAX_SEEDS); the cap counts it
     target: StrictFloat | None = None  # reports' time to target: a test accuracy in percent, not part of the cells
+    search: dict[str, Any] | None = None  # masbench tune's search spaces, {sgd: {lr: "log:1e-3:1"}} (grid.search)
     # Everything else is a RunSpec field shared by the grid's cells.
     lr: StrictFloat | None = None
     lr_schedule: str | None = None
@@ -130,6 +132,13 @@ class GridSpec(BaseModel):
     def _check_target(cls, value: float | None) -> float | None:
         if value is not None and not 0 < value <= 100:
             raise ValueError(f"Invalid target: {shown(value)} (a test accuracy in percent, in (0, 100], e.g. 85)")
+        return value
+
+    @field_validator("search")
+    @classmethod
+    def _check_search(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            parse_search_mapping(value)  # kept as written; masbench tune reads it with the same parser
         return value
 
     @field_validator("lambda_schedule")
@@ -233,14 +242,18 @@ RUN_FIELDS = ("lr", "lr_schedule", "momentum", "dampening", "nesterov", "weight_
               "test_file", "test_fraction", "train_subset", "test_subset", "val_fraction")
 
 
-def _grid_configs(grid: GridSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The settings every cell of ``grid`` shares, and its optimizer configurations: baselines, then MAS."""
+def grid_configs(grid: GridSpec, tuned_lambdas: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The settings every cell of ``grid`` shares, and its optimizer configurations: baselines, MAS, then mixes.
+
+    ``tuned_lambdas``: MAS's constant schedule is one configuration without lambdas (a tune searches
+    lambda_adam), not one per value of the ``lambdas`` grid.
+    """
     from masbench.data import dataset_kind
 
     shared = {name: getattr(grid, name) for name in RUN_FIELDS if getattr(grid, name) is not None}
     configs = optimizer_configs(grid.baseline_names(dataset_kind(grid.dataset)), grid.optimizer_args)
-    lambdas = [dict(lambda_adam=lam, lambda_sgd=complement(lam))
-               for lam in parse_lambdas(grid.lambdas, MAX_CELLS_CEILING)]
+    lambdas = [{}] if tuned_lambdas else [dict(lambda_adam=lam, lambda_sgd=complement(lam))
+                                          for lam in parse_lambdas(grid.lambdas, MAX_CELLS_CEILING)]
     return shared, configs + mas_configs(grid.lambda_schedule, lambdas) + mix_configs(grid.mix, grid.mix_step)
 
 
@@ -252,7 +265,7 @@ def expand_grid(grid: GridSpec, benchmark: str | None, max_cells: int = MAX_CELL
     paths are relative to ``data_base`` (default: the working directory); each is fingerprinted once.
     """
     check_count(grid.cell_count(), max_cells, grid.describe_count(), repr(benchmark or grid.dataset))
-    shared, configs = _grid_configs(grid)
+    shared, configs = grid_configs(grid)
     context = {"data_base": data_base, "fingerprints": {}}
     return [make_spec(context, benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, **shared, **config)
             for model in grid.models for config in configs for seed in grid.seed_values()]
