@@ -421,3 +421,59 @@ def test_report_tuned_on_a_store_without_tunes_is_one_line(tmp_path):
     Store(url).close()
     result = CliRunner().invoke(app, ["report", "--tuned", "--db", url])
     assert result.exit_code != 0 and result.output.strip() == f"Error: no tune in {url} (run masbench tune first)"
+
+
+# ---------------------------------------------------------------- end to end: masbench tune, then the report
+
+TINY = """
+benchmarks:
+  tiny:
+    dataset: digits
+    models: [mlp]
+    lambdas: "0.3,0.7"
+    baselines: [adam, sgd]
+    lr: 0.003
+    momentum: 0.9
+    batch_size: 128
+    epochs: 2
+    train_subset: 300
+    seeds: 2
+"""
+
+
+def test_tune_then_report_and_plot(tmp_path):
+    from typer.testing import CliRunner
+
+    from masbench.cli import app
+    from masbench.store import open_for_reading
+    from masbench.tune.choice import choose
+
+    bench = tmp_path / "bench.yaml"
+    bench.write_text(TINY)
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    runner = CliRunner()
+    done = runner.invoke(app, ["tune", "--benchmark", "tiny", "--benchmarks", str(bench), "--db", url, "--device",
+                               "cpu", "--workers", "1", "--budget", "2", "--final-seeds", "2", "--epochs", "1"])
+    assert done.exit_code == 0, done.output
+    result = runner.invoke(app, ["report", "--tuned", "--format", "json", "--db", url])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["tune"] == "tiny" and shown["tests"] >= 1
+    records = {r["optimizer"]: r for r in shown["optimizers"]}
+    store = open_for_reading(url)
+    frame = store.trials_frame(tune=1)
+    chosen = choose(frame)
+    assert set(records) == set(chosen) == {"adam", "sgd", "mas"}
+    for label, record in records.items():
+        assert record["budget"] == 2 and record["trials"] == 2 and record["n"] == 2 and record["seeds"] == [1, 2]
+        assert record["params"] == chosen[label].params and record["chosen"] == chosen[label].number
+        finals = frame[(frame["optimizer"] == label) & (frame["phase"] == "final")]
+        assert record["test_acc"] == pytest.approx(100 * finals["test_acc"].astype(float).mean())
+    text = runner.invoke(app, ["report", "--tuned", "--db", url])
+    assert text.exit_code == 0 and f"lr={records['sgd']['params']['lr']:.3g}" in text.output
+    page = runner.invoke(app, ["report", "--tuned", "--format", "html", "--output", str(tmp_path / "t.html"),
+                               "--db", url])
+    assert page.exit_code == 0 and "<svg" in (tmp_path / "t.html").read_text()
+    plot = runner.invoke(app, ["plot", "--kind", "tuning", "--output", str(tmp_path / "t.png"), "--db", url])
+    assert plot.exit_code == 0, plot.output
+    assert (tmp_path / "t.png").stat().st_size > 1000

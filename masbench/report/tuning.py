@@ -6,8 +6,9 @@ run_id, status, seed, best_val_acc, test_acc`` (at the epoch of best validation 
 ``best_test_acc, epochs``; accuracies are fractions, as the store records them, and percent here.
 
 - A search trial's score is its best validation accuracy. It is *scored* once it has one and is done
-  (completed, pruned or diverged): those are the trials of the tuning curve. Only completed trials can be
-  chosen: the best score, ties to the earliest trial number. The test set takes no part in the choice.
+  (completed, pruned or diverged): those are the trials of the tuning curve. The chosen trial is the tune's
+  own (``masbench.tune.choice.choose``): the completed trial with the best score, ties to the earliest trial
+  number; the test set takes no part in it.
 - The final runs (the chosen trial on fresh seeds) give the table's test accuracy: mean, ``ci95`` (the full
   width of the 95% t-interval of the mean, 2 t s / sqrt(n), as in ``report --table``) and n.
 - Significance: each optimizer against the best other one (highest mean final test accuracy), a two-sided
@@ -80,15 +81,6 @@ def scored(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[trials["status"].isin(SCORED) & trials["best_val_acc"].notna()]
 
 
-def chosen_trial(trials: pd.DataFrame) -> pd.Series | None:
-    """The completed search trial with the best validation accuracy, the earliest number of ties; None if none."""
-    done = trials[(trials["status"] == "completed") & trials["best_val_acc"].notna()]
-    if done.empty:
-        return None
-    best = done["best_val_acc"].max()
-    return done[done["best_val_acc"] == best].sort_values("number", kind="stable").iloc[0]
-
-
 def optimizers(frame: pd.DataFrame) -> list[str]:
     """The frame's optimizer labels, baselines first (Adam, SGD, AdamW, MAS), then by name."""
     return sorted(frame["optimizer"].unique(), key=lambda o: (BASELINE_ORDER.get(o, 9), o))
@@ -111,10 +103,13 @@ def tuned_table(frame: pd.DataFrame, budgets: Mapping[str, int] | int | None = N
     optimizer, ``diff`` (this minus that, points), ``p`` (two-sided), ``p_holm``, ``significant`` (p_holm
     below ``alpha``), ``test`` (paired or Welch); ``note``: why a number is missing.
     """
+    from masbench.tune.choice import choose
+
+    choices = choose(frame)
     rows = []
     for optimizer in optimizers(frame):
         trials = search_trials(frame, optimizer)
-        chosen = chosen_trial(trials)
+        chosen = choices.get(optimizer)
         finals = frame[(frame["optimizer"] == optimizer) & (frame["phase"] == "final")]
         done = finals[finals["status"] == "completed"].sort_values("seed")
         seeds = tuple(int(s) for s in done["seed"])
@@ -130,9 +125,9 @@ def tuned_table(frame: pd.DataFrame, budgets: Mapping[str, int] | int | None = N
             "pruned": int((trials["status"] == "pruned").sum()),
             "failed": int(trials["status"].isin(("failed", "diverged")).sum()),
             "search_epochs": int(pd.to_numeric(trials["epochs"]).fillna(0).sum()),
-            "chosen": None if chosen is None else int(chosen["number"]),
-            "params": {} if chosen is None else dict(chosen["params"]),
-            "val_acc": math.nan if chosen is None else float(chosen["best_val_acc"]) * 100,
+            "chosen": None if chosen is None else chosen.number,
+            "params": {} if chosen is None else dict(chosen.params),
+            "val_acc": math.nan if chosen is None else chosen.val_acc * 100,
             "final_planned": len(finals), "n": len(accs), "seeds": seeds, "accs": accs,
             "test_acc": sum(accs) / len(accs) if accs else math.nan,
             "std": pd.Series(accs, dtype=float).std() if len(accs) > 1 else math.nan,
@@ -177,8 +172,9 @@ def _with_significance(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
 
 
 def shown_params(params: Mapping[str, Any]) -> str:
-    """``lr=0.0316, momentum=0.9``: keys sorted, 3 significant digits."""
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
+    """``lr=0.0316, lambda_adam=0.3, momentum=0.9``: lr first, then the others by name; 3 significant digits."""
+    ordered = sorted(params.items(), key=lambda item: (item[0] != "lr", item[0]))
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in ordered)
 
 
 def tuned_legend(table: pd.DataFrame, alpha: float = ALPHA) -> str:
