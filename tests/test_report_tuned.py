@@ -230,7 +230,10 @@ def test_the_figure_holds_the_curves_finals_and_chosen_trials(tmp_path):
     for optimizer, values in (("adam", [80, 95, 95, 50]), ("sgd", [85, 93, 60]), ("mas", [90, 96, 40])):
         assert list(lines[f"curve-{optimizer}"].get_xdata()) == list(range(1, len(values) + 1))
         assert list(lines[f"curve-{optimizer}"].get_ydata()) == pytest.approx(tuning_curve(values))
-    assert list(lines["final-adam"].get_xdata()) == [4] and list(lines["final-adam"].get_ydata()) == [95.0]
+    assert list(lines["final-adam"].get_xdata()) == [4 - 0.06] and list(lines["final-adam"].get_ydata()) == [95.0]
+    assert list(lines["final-sgd"].get_xdata()) == [3] and list(lines["final-sgd"].get_ydata()) == [91.0]
+    low, high = curve_ax.get_ylim()  # the curves and Adam's interval (95 ± 2.48), no more than a margin past them
+    assert tuning_curve([90, 96, 40])[0] - 2 < low < tuning_curve([90, 96, 40])[0] and 97.5 < high < 99
     assert "final-mas" not in lines  # no final seeds: no mark
     points = {c.get_gid(): c.get_offsets().tolist() for c in lr_ax.collections if c.get_gid()}
     assert points["chosen-adam"][0] == pytest.approx([1e-3, 95.0])

@@ -2,7 +2,8 @@
 
 Left: per optimizer, the expected best validation accuracy after k of its trials, k = 1..N
 (``tuning.expected_max``, exact over every order of the trials), and at k = N its final seeds' mean test
-accuracy with its 95% t-interval (the error bar is the half width, ± t s / sqrt(n)). Right: every scored
+accuracy with its 95% t-interval (the error bar is the half width, ± t s / sqrt(n); the marks of several
+optimizers sit a little apart around k = N, and the y axis stops at 0 and 100%). Right: every scored
 trial's validation accuracy against its learning rate (log axis), one colour per optimizer, the chosen trial
 a star; an optimizer whose lr was not searched has no points there.
 """
@@ -18,6 +19,8 @@ from masbench.errors import MasbenchError
 from masbench.report.plots import check_output, pyplot
 from masbench.report.tuning import curves, label, optimizers, scored, search_trials
 
+DODGE = 0.06  # trials: how far apart the final seeds' marks of several optimizers sit around k = N
+
 
 def tuning_figure(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str):
     """The figure (matplotlib), its curves' lines with ``gid`` ``curve-<optimizer>``, the final accuracies'
@@ -28,8 +31,10 @@ def tuning_figure(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str):
     plt = pyplot()
     fig, (curve_ax, lr_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     finals = table.set_index("optimizer")
+    labels = optimizers(frame)
     searched_lr = False
-    for i, optimizer in enumerate(optimizers(frame)):
+    shown = [value for values in expected.values() for value in values]  # what the y axis must hold
+    for i, optimizer in enumerate(labels):
         colour = f"C{i}"
         if optimizer in expected:
             values = expected[optimizer]
@@ -38,10 +43,13 @@ def tuning_figure(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str):
             row = finals.loc[optimizer]
             if row["n"] > 0:
                 half = row["ci95"] / 2 if not math.isnan(row["ci95"]) else 0.0
-                bar = curve_ax.errorbar([len(values)], [row["test_acc"]], yerr=[half], color=colour, marker="D",
-                                        capsize=4, linestyle="none",
+                # Finals at one k would hide each other: each is moved a little to the side, in a fixed order.
+                dodge = DODGE * (i - (len(labels) - 1) / 2)
+                bar = curve_ax.errorbar([len(values) + dodge], [row["test_acc"]], yerr=[half], color=colour,
+                                        marker="D", capsize=4, linestyle="none",
                                         label=f"{label(optimizer)}: final test acc (n={row['n']})")
                 bar.lines[0].set_gid(f"final-{optimizer}")
+                shown += [row["test_acc"] - half, row["test_acc"] + half]
         trials = scored(search_trials(frame, optimizer))
         with_lr = trials[[isinstance(p, dict) and "lr" in p for p in trials["params"]]]
         if with_lr.empty:
@@ -54,6 +62,9 @@ def tuning_figure(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str):
         if chosen is not None and "lr" in chosen["params"]:
             lr_ax.scatter([chosen["params"]["lr"]], [chosen["val_acc"]], marker="*", s=220, color=colour,
                           edgecolors="black", linewidths=0.8, zorder=3, gid=f"chosen-{optimizer}")
+    low, high = max(min(shown), 0.0), min(max(shown), 100.0)  # an interval past 0 or 100% runs off the axes
+    margin = max(high - low, 1.0) * 0.05
+    curve_ax.set_ylim(low - margin, high + margin)
     curve_ax.set(xlabel="trials k", ylabel="accuracy (%)",
                  title=f"tune {tune}: expected best validation accuracy after k trials")
     from matplotlib.ticker import MaxNLocator
