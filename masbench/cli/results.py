@@ -88,7 +88,7 @@ def report(
     benchmark: FilterBenchmark = None,
     significance: Annotated[bool, typer.Option("--significance", help="Mark each MAS cell that beats the best baseline of its model (one-sided t-test, paired by seed where seeds match, else Welch; Holm-Bonferroni over the table, p < 0.05).")] = False,
     target: Annotated[float | None, typer.Option(help="Time to target: a test accuracy in percent (e.g. 85); adds, per cell, the seeds that reached it and the median epochs and training seconds to it (default: the benchmarks file's target: keys).")] = None,
-    tuned: Annotated[bool, typer.Option("--tuned", help="A tune's table: per optimizer its budget, trials run and pruned, the trial chosen on validation, its final seeds' test accuracy (mean, CI95, n) and a paired t-test against the best other optimizer (Holm over the table); html adds the tuning curves.")] = False,
+    tuned: Annotated[bool, typer.Option("--tuned", help="A tune's table: per optimizer its budget, trials run and pruned, the trial chosen on validation, its final seeds' test accuracy (mean, CI95, n) and a paired t-test against the best other optimizer (Holm over the table); accuracies are test accuracies at the best validation epoch, whatever --metric says; html adds the tuning curves.")] = False,
     tune: TuneOpt = None,
     db: DbOpt = None,
 ) -> None:

@@ -9,6 +9,9 @@ run_id, status, seed, best_val_acc, test_acc`` (at the epoch of best validation 
   (completed, pruned or diverged): those are the trials of the tuning curve. The chosen trial is the tune's
   own (``masbench.tune.choice.choose``): the completed trial with the best score, ties to the earliest trial
   number; the test set takes no part in it.
+- The curve is exact for trials that do not depend on one another (quasi-random ones). With ``--prune`` a pruned
+  trial counts with the validation accuracy it had reached when stopped, and since a stop is decided against
+  the trials before it, the curve is then an approximation.
 - The final runs (the chosen trial on fresh seeds) give the table's test accuracy: mean, ``ci95`` (the full
   width of the 95% t-interval of the mean, 2 t s / sqrt(n), as in ``report --table``) and n.
 - Significance: each optimizer against the best other one (highest mean final test accuracy), a two-sided
