@@ -272,10 +272,11 @@ def tuned_rows(table: pd.DataFrame) -> list[list[str]]:
     that); p is Holm's where a test was made."""
     rows = []
     for row in table.to_dict("records"):
+        starred = "*" if row["significant"] else ""
         rows.append([row["label"], str(row["budget"]), str(row["trials"]), str(row["pruned"]),
                      str(row["search_epochs"]),
                      "-" if row["chosen"] is None else f"#{row['chosen']}", shown_params(row["params"]),
-                     shown_percent(row["val_acc"]), shown_percent(row["test_acc"]) + ("*" if row["significant"] else ""),
+                     shown_percent(row["val_acc"]), shown_percent(row["test_acc"]) + starred,
                      shown_percent(row["ci95"]), f"{row['n']}/{row['final_planned']}",
                      f"{label(row['vs'])} ({row['diff']:+.2f})" if row["vs"] else "",
                      "-" if math.isnan(row["p_holm"]) else f"{row['p_holm']:.3g}", row["note"]])
@@ -312,8 +313,7 @@ def render_tuned(table: pd.DataFrame, tune: str, fmt: str) -> Rendered:
                  "| " + " | ".join("---" if j == "left" else "---:" for _, j in TUNED_HEADERS) + " |"]
         lines += ["| " + " | ".join(cell.replace("*", "\\*").replace("|", "\\|") for cell in cells) + " |"
                   for cells in rows]
-        return Rendered("\n".join([*lines, "", "\\" + legend_text if legend_text.startswith("*") else legend_text])
-                        + "\n")
+        return Rendered("\n".join([*lines, "", legend_text]) + "\n")
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(title)}}}",
              r"\begin{tabular}{" + "".join(j[0] for _, j in TUNED_HEADERS) + "}", r"\toprule",
              " & ".join(_latex_escape(h) for h, _ in TUNED_HEADERS) + r" \\", r"\midrule"]

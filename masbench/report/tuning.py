@@ -36,9 +36,9 @@ from masbench.report.multiple import holm
 from masbench.report.significance import ALPHA, one_sided_p
 
 SCORED = ("completed", "pruned", "diverged")  # a search trial done with a validation accuracy counts as tried
-TUNED_COLUMNS = ["optimizer", "label", "budget", "trials", "pruned", "failed", "search_epochs", "chosen", "params", "val_acc",
-                 "final_planned", "n", "test_acc", "std", "ci95", "seeds", "accs", "vs", "diff", "p", "p_holm",
-                 "significant", "test", "note"]
+TUNED_COLUMNS = ["optimizer", "label", "budget", "trials", "pruned", "failed", "search_epochs", "chosen", "params",
+                 "val_acc", "final_planned", "n", "test_acc", "std", "ci95", "seeds", "accs", "vs", "diff", "p",
+                 "p_holm", "significant", "test", "note"]
 
 
 def expected_max(values: Sequence[float], k: int) -> float:
@@ -51,10 +51,12 @@ def expected_max(values: Sequence[float], k: int) -> float:
         E[max of k] = sum_{i=k}^{N} v_(i) C(i-1, k-1) / C(N, k).
 
     Dodge et al. (EMNLP 2019, "Show your work") give the expected maximum for k draws *with* replacement from
-    the N observed trials, sum_i v_(i) [(i/N)^k - ((i-1)/N)^k]; Dodge et al. (2021, "Expected validation
-    performance and estimation of a random variable's maximum") note that it is biased for k > 1 and give this
-    unbiased one, which is used here: it is the mean over every order of the N trials actually run, k = 1 the
-    mean and k = N the maximum. The weights are ratios of exact integers (``math.comb``), each rounded once.
+    the N observed trials, sum_i v_(i) [(i/N)^k - ((i-1)/N)^k]. Dodge et al. (Findings of EMNLP 2021,
+    "Expected validation performance and estimation of a random variable's maximum") study its bias and compare
+    it with this unbiased estimator (a U-statistic over the k-subsets of the trials), which is the one used
+    here: the mean over every order of the N trials actually run, k = 1 the mean and k = N the maximum (the
+    with-replacement form never reaches the maximum). The weights are ratios of exact integers (``math.comb``),
+    each rounded once.
 
     >>> expected_max([3.0, 1.0, 2.0], 1), expected_max([3.0, 1.0, 2.0], 3)
     (2.0, 3.0)
