@@ -149,9 +149,13 @@ def test_holm_runs_over_the_distinct_pairs():
 
 
 def test_seeds_that_differ_fall_back_to_welch():
-    table = tuned_table(trials_frame(final={"adam": [0.95, 0.96, 0.94], "sgd": [0.90, 0.92]})).set_index("optimizer")
+    frame = trials_frame()
+    frame.loc[(frame["optimizer"] == "sgd") & (frame["phase"] == "final") & (frame["seed"] == 3), "status"] = "failed"
+    table = tuned_table(frame).set_index("optimizer")
     p = stats.ttest_ind([95, 96, 94], [90, 92], equal_var=False).pvalue
     assert table.loc["adam", "test"] == "Welch" and table.loc["adam", "p"] == pytest.approx(p)
+    assert table.loc["sgd", ["n", "final_planned", "seeds"]].tolist() == [2, 3, (1, 2)]
+    assert table.loc["sgd", "note"] == "1 final seed(s) not completed" and table.loc["adam", "note"] == ""
 
 
 # ---------------------------------------------------------------- formats

@@ -122,7 +122,8 @@ def tuned_table(frame: pd.DataFrame, budgets: Mapping[str, int] | int | None = N
         budget = budgets.get(optimizer) if isinstance(budgets, Mapping) else budgets
         note = ("no completed search trial" if chosen is None
                 else "no final seeds" if finals.empty
-                else "no completed final seed" if not accs else "")
+                else "no completed final seed" if not accs
+                else f"{len(finals) - len(accs)} final seed(s) not completed" if len(accs) < len(finals) else "")
         rows.append({
             "optimizer": optimizer, "label": label(optimizer),
             "budget": int(budget) if budget is not None else len(trials),
