@@ -95,6 +95,8 @@ def report(
     """The paper's tables (avg acc and acc max over seeds, best in bold), a leaderboard, or a tune's table."""
     from masbench import report as reporting
 
+    if format not in (*reporting.FORMATS, "html"):
+        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)}, html)")
     if tune is not None and not tuned:
         raise MasbenchError("--tune NAME goes with --tuned")
     if tuned:
@@ -109,8 +111,6 @@ def report(
         return
     if table and leaderboard:
         raise MasbenchError("give --table or --leaderboard, not both")
-    if format not in (*reporting.FORMATS, "html"):
-        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)}, html)")
     if format == "html" and leaderboard:
         raise MasbenchError("--format html makes the tables and plots, not --leaderboard")
     if metric not in reporting.METRICS:
@@ -159,8 +159,6 @@ def _tuned_frames(store, tune: str | None):
 def _report_tuned(tune: str | None, format: str, output: str | None, db: str | None) -> None:
     from masbench import report as reporting
 
-    if format not in (*reporting.FORMATS, "html"):
-        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)}, html)")
     store = _open_for_reading(db)
     _refuse_the_store(store, output)
     name, frame, table = _tuned_frames(store, tune)
