@@ -162,10 +162,14 @@ def _with_significance(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
         pair = frozenset((row["optimizer"], best["optimizer"]))
         if pair not in pairs:
             greater, test = one_sided_p(dict(zip(row["seeds"], row["accs"])), dict(zip(best["seeds"], best["accs"])))
-            pairs[pair] = (min(1.0, 2 * min(greater, 1 - greater)), test)  # t is symmetric: two-sided from one
+            # t is symmetric: the two-sided p from the one-sided (NaN stays NaN: min(1.0, nan) would be 1.0)
+            pairs[pair] = (greater if math.isnan(greater) else min(1.0, 2 * min(greater, 1 - greater)), test)
         table.at[index, "vs"] = best["optimizer"]
         table.at[index, "diff"] = row["test_acc"] - best["test_acc"]
         table.at[index, "p"], table.at[index, "test"] = pairs[pair][0], pairs[pair][1] or ""
+        if math.isnan(pairs[pair][0]) and not row["note"]:
+            table.at[index, "note"] = ("not tested: under 2 seeds" if min(row["n"], best["n"]) < 2
+                                       else "not tested: the differences have no variance")
     tested = [pair for pair, (p, _) in pairs.items() if not math.isnan(p)]
     adjusted = dict(zip(tested, holm([pairs[pair][0] for pair in tested])))
     for index, row in table.iterrows():
