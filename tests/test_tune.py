@@ -146,6 +146,18 @@ def test_show_space_prints_the_file_and_the_flags_overrides(tmp_path):
     assert not Path("unused.db").exists()
 
 
+@pytest.mark.parametrize("item, message", [
+    ("radam:lr=log:1e-4:1e-2", "Invalid --search for 'radam': it is not an optimizer of the tune (its optimizers: "
+                               "adam, sgd, mas)"),
+    ("adam:nonsense=log:1:2", "nonsense"),
+])
+def test_a_search_the_grid_cannot_take_is_refused_in_one_line(bench_file, tmp_path, item, message):
+    result = runner.invoke(app, tune_args(bench_file, f"sqlite:///{tmp_path / 'x.db'}", "--search", item))
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "x.db").exists()
+
+
 def test_tpe_and_prune_are_refused_until_the_optuna_work_lands(bench_file, tmp_path):
     for extra in (["--sampler", "tpe"], ["--prune"]):
         result = runner.invoke(app, tune_args(bench_file, f"sqlite:///{tmp_path / 'x.db'}", *extra))
@@ -341,6 +353,13 @@ def test_packed_trials_give_the_unpacked_numbers(bench_file, tmp_path):
     and every epoch's numbers are the unpacked ones, bit for bit."""
     from reliability import metrics
 
+    from masbench.grid.packs import pack_cells
+
+    tune = plan_tune(benchmark="tiny", benchmarks_path=bench_file, overrides={"pack": 4, "baselines": ["sgd"]},
+                     settings=TuneSettings(budget=4))
+    label = {trial.cell.spec.key: trial.label for trial in tune.search}
+    packs = pack_cells([trial.cell for trial in tune.search], "cpu")
+    assert [[label[cell.spec.key] for cell in pack] for pack in packs] == [["sgd"] * 4, ["mas"] * 4]
     urls = {}
     for pack in ("4", "off"):
         urls[pack] = f"sqlite:///{tmp_path / f'{pack}.db'}"

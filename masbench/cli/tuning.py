@@ -85,7 +85,7 @@ def tune(
     final_seeds: Annotated[int, typer.Option(parser=integer, help="Rerun each optimizer's chosen trial on this many seeds (1..K, disjoint from the tuning seed 0), for its test accuracy; 0: none.")] = 3,
     sampler: Annotated[str, typer.Option(help="quasirandom (scrambled Sobol points, known up front) or tpe (Optuna's).")] = "quasirandom",
     prune: Annotated[bool, typer.Option("--prune", help="Stop poor trials early (successive halving over epochs).")] = False,
-    search: Annotated[list[str] | None, typer.Option("--search", help="OPTIMIZER:PARAM=KIND:LOW:HIGH, repeatable: one parameter of one optimizer's search space (KIND log, uniform or int; or choice:A:B), e.g. sgd:lr=log:1e-3:1; over the benchmark's search: and the defaults (--show-space).")] = None,
+    search: Annotated[list[str] | None, typer.Option("--search", help="OPTIMIZER:PARAM=KIND:LOW:HIGH, repeatable: one parameter of one optimizer's search space (KIND log, uniform or int; or choice:0.9:0.99), e.g. sgd:lr=log:1e-3:1; over the benchmark's search: and the defaults (--show-space).")] = None,
     show_space: Annotated[bool, typer.Option("--show-space", help="Print each optimizer's search space and exit.")] = False,
     val_fraction: Annotated[float, typer.Option(parser=number, help="The validation split held out of train (0 < F <= 0.5): trials are chosen on it.")] = 0.1,
     seed: Annotated[int, typer.Option(parser=integer, help="The tuning seed: the search trials' runs and the sampler's; final runs take the next K seeds.")] = 0,

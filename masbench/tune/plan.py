@@ -173,6 +173,10 @@ def plan_tune(*, benchmark: str | None = None, dataset: str | None = None, overr
     entries = []
     for grid, base in grids:
         entries += _grid_entries(grid, name, base, settings, search or {}, hold_lambdas)
+    stray = sorted(set(search or {}) - {e.optimizer for e in entries})
+    if stray:
+        raise MasbenchError(one_line(f"Invalid --search for {shown(stray[0])}: it is not an optimizer of the tune "
+                                     f"(its optimizers: {', '.join(dict.fromkeys(e.optimizer for e in entries))})"))
     places = {(e.values["dataset"], e.values["model"]) for e in entries}
     if len(places) > 1:
         entries = [_prefixed(e) for e in entries]
