@@ -19,7 +19,7 @@ from masbench.errors import MasbenchError
 from masbench.report.plots import check_output, pyplot
 from masbench.report.tuning import curves, label, optimizers, scored, search_trials
 
-DODGE = 0.06  # trials: how far apart the final seeds' marks of several optimizers sit around k = N
+DODGE = 0.015  # how far apart the final seeds' marks of several optimizers sit around k = N, per trial of the axis
 
 
 def tuning_figure(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str):
@@ -34,6 +34,7 @@ def tuning_figure(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str):
     labels = optimizers(frame)
     searched_lr = False
     shown = [value for values in expected.values() for value in values]  # what the y axis must hold
+    longest = max(len(values) for values in expected.values())
     for i, optimizer in enumerate(labels):
         colour = f"C{i}"
         if optimizer in expected:
@@ -44,7 +45,7 @@ def tuning_figure(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str):
             if row["n"] > 0:
                 half = row["ci95"] / 2 if not math.isnan(row["ci95"]) else 0.0
                 # Finals at one k would hide each other: each is moved a little to the side, in a fixed order.
-                dodge = DODGE * (i - (len(labels) - 1) / 2)
+                dodge = DODGE * longest * (i - (len(labels) - 1) / 2)
                 bar = curve_ax.errorbar([len(values) + dodge], [row["test_acc"]], yerr=[half], color=colour,
                                         marker="D", capsize=4, linestyle="none",
                                         label=f"{label(optimizer)}: final test acc (n={row['n']})")
