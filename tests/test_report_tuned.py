@@ -278,6 +278,8 @@ def test_the_html_page_holds_the_table_and_the_figure():
     page = render_tuned_html(frame, tuned_table(frame), tune=hostile, store_url="sqlite:///x.db")
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "Tuning curves" in page
     assert "lr=0.001" in page and "no final seeds" in page
+    rows = [line for line in page.splitlines() if line.startswith('<tr class="cell')]
+    assert [('flagged' in row) for row in rows] == [False, False, True]  # MAS: no final seeds
     assert hostile not in page and "&lt;script&gt;" in page
     assert "http://" not in page.split("<svg", 1)[1]  # self-contained, as the report's other figures
     assert "mathdefault" not in page and ">0.001<" in page  # the lr axis's labels are numbers, not TeX source

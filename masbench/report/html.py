@@ -118,7 +118,9 @@ def render_tuned_html(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str, st
 
     rows = [f'<table class="tuned" data-tune="{esc(tune)}">', f"<caption>{esc(tuned_title(tune))}</caption>",
             "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h, _ in TUNED_HEADERS) + "</tr></thead>", "<tbody>"]
-    for cells, flagged in zip(tuned_rows(table), table["note"].astype(bool)):
+    # Highlighted as the report's flagged cells: rows whose numbers are missing or incomplete (not "not tested").
+    incomplete = table["chosen"].isna() | (table["final_planned"] == 0) | (table["n"] < table["final_planned"])
+    for cells, flagged in zip(tuned_rows(table), incomplete):
         rows.append(f'<tr class="cell{" flagged" if flagged else ""}">'
                     + "".join(f"<td{NUMBER if justify == 'right' else ''}>{esc(text)}</td>"
                               for text, (_, justify) in zip(cells, TUNED_HEADERS)) + "</tr>")
