@@ -237,3 +237,24 @@ def test_significance_json_agrees_with_csv(sig_db):
         assert (row["p_holm"] is None) == (text == "")
         if text:
             assert row["p_holm"] == pytest.approx(float(text)) and row["beats_baseline"] == (text and float(text) < 0.05)
+
+
+def test_one_example_apart_on_every_seed_is_no_variance_in_compare_and_significance():
+    """Accuracies n_correct / 359 * 100, one example apart on every seed: the differences are one number that
+    floating point rounds two ways (they are not ==). A t-test of that rounding noise read p = 2.9e-28."""
+    import pandas as pd
+
+    from masbench.report.compare import Side, _difference
+    from masbench.report.significance import with_significance
+
+    mas = {1: 354 / 359 * 100, 2: 354 / 359 * 100, 3: 353 / 359 * 100}
+    sgd = {1: 353 / 359 * 100, 2: 353 / 359 * 100, 3: 352 / 359 * 100}
+    assert len({mas[s] - sgd[s] for s in mas}) == 2  # the rounding this is about
+    difference = _difference(Side("SGD", "sgd", sgd), Side("MAS", "mas", mas))
+    assert math.isnan(difference.p_value) and "differ by exactly +0.28 points on every seed" in difference.verdict
+    assert difference.low == difference.high == pytest.approx(100 / 359)
+    cells = pd.DataFrame([dict(benchmark="", dataset="d", model="m", optimizer=o, name=o, seeds=tuple(accs),
+                               accs=tuple(accs.values()), avg_acc=sum(accs.values()) / 3)
+                          for o, accs in (("sgd", sgd), ("mas", mas))])
+    marked, m = with_significance(cells)
+    assert m == 0 and not marked["beats_baseline"].any()

@@ -19,6 +19,7 @@ MetricOpt = Annotated[str, typer.Option(help="A run's accuracy: best (over its e
 FilterDataset = Annotated[str | None, typer.Option(help="Only this data set.")]
 FilterModel = Annotated[str | None, typer.Option(help="Only this model.")]
 FilterBenchmark = Annotated[str | None, typer.Option(help="Only runs of this benchmark.")]
+TuneOpt = Annotated[str | None, typer.Option(help="With --tuned or --kind tuning: the tune to show, by name or the start of its key (needed when the store holds several).")]
 
 
 def _open_for_reading(db: str | None):
@@ -87,15 +88,29 @@ def report(
     benchmark: FilterBenchmark = None,
     significance: Annotated[bool, typer.Option("--significance", help="Mark each MAS cell that beats the best baseline of its model (one-sided t-test, paired by seed where seeds match, else Welch; Holm-Bonferroni over the table, p < 0.05).")] = False,
     target: Annotated[float | None, typer.Option(help="Time to target: a test accuracy in percent (e.g. 85); adds, per cell, the seeds that reached it and the median epochs and training seconds to it (default: the benchmarks file's target: keys).")] = None,
+    tuned: Annotated[bool, typer.Option("--tuned", help="A tune's table: per optimizer its budget, trials run and pruned, the trial chosen on validation, its final seeds' test accuracy (mean, CI95, n) and a paired t-test against the best other optimizer (Holm over the table); accuracies are test accuracies at the best validation epoch, whatever --metric says; html adds the tuning curves.")] = False,
+    tune: TuneOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """The paper's tables (avg acc and acc max over seeds, best in bold), or a leaderboard."""
+    """The paper's tables (avg acc and acc max over seeds, best in bold), a leaderboard, or a tune's table."""
     from masbench import report as reporting
 
-    if table and leaderboard:
-        raise MasbenchError("give --table or --leaderboard, not both")
     if format not in (*reporting.FORMATS, "html"):
         raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)}, html)")
+    if tune is not None and not tuned:
+        raise MasbenchError("--tune NAME goes with --tuned")
+    if tuned:
+        given = [flag for flag, value in (("--table", table), ("--leaderboard", leaderboard),
+                                          ("--significance", significance), ("--target", target),
+                                          ("--dataset", dataset), ("--model", model), ("--benchmark", benchmark))
+                 if value not in (None, False)]
+        if given:
+            raise MasbenchError(f"--tuned makes a tune's own table (test accuracy at the best validation epoch, "
+                                f"with its significance): give it without {', '.join(given)}")
+        _report_tuned(tune, format, output, db)
+        return
+    if table and leaderboard:
+        raise MasbenchError("give --table or --leaderboard, not both")
     if format == "html" and leaderboard:
         raise MasbenchError("--format html makes the tables and plots, not --leaderboard")
     if metric not in reporting.METRICS:
@@ -130,6 +145,33 @@ def report(
     else:
         rendered = reporting.render_tables(cells, metric, format)
     _emit(rendered, output)
+
+
+def _tuned_frames(store, tune: str | None):
+    """(name, trials frame, tuned table) of the tune ``tune`` names, or of the store's only tune."""
+    from masbench.report.tuning import budgets_of, pick_tune, tuned_table
+
+    chosen = pick_tune(store.tunes_frame(), tune, store.masked_url)
+    frame = store.trials_frame(tune=int(chosen["id"]))
+    return chosen["name"], frame, tuned_table(frame, budgets_of(chosen["settings"]))
+
+
+def _report_tuned(tune: str | None, format: str, output: str | None, db: str | None) -> None:
+    from masbench import report as reporting
+
+    store = _open_for_reading(db)
+    _refuse_the_store(store, output)
+    name, frame, table = _tuned_frames(store, tune)
+    if format == "html":
+        from datetime import datetime, timezone
+
+        from masbench.report.html import render_tuned_html
+
+        page = render_tuned_html(frame, table, tune=name, store_url=store.masked_url,
+                                 generated=datetime.now(timezone.utc))
+        _emit(reporting.Rendered(page), output)
+        return
+    _emit(reporting.render_tuned(table, name, format), output)
 
 
 def compare(
@@ -216,21 +258,37 @@ def _print_comparisons(comparisons, metric: str) -> None:
 
 def plot(
     output: Annotated[str, typer.Option(help="The image file: .png, .svg or .pdf.")],
-    kind: Annotated[str, typer.Option(help="curves (test accuracy and loss per epoch), lambda (avg acc against λa) or profile (performance profile of time to --target over every data set and model).")] = "curves",
+    kind: Annotated[str, typer.Option(help="curves (test accuracy and loss per epoch), lambda (avg acc against λa), profile (performance profile of time to --target over every data set and model) or tuning (a tune's expected best validation accuracy after k trials, and validation accuracy against lr).")] = "curves",
     metric: MetricOpt = "best",
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
     target: Annotated[float | None, typer.Option(help="--kind profile: the test accuracy in percent to reach (default: the benchmarks file's target: keys).")] = None,
+    tune: TuneOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Plot one data set and model: learning curves with ± std bands (the paper's Fig. 7), or λ sensitivity."""
+    """Plot one data set and model: learning curves with ± std bands (the paper's Fig. 7), or λ sensitivity;
+    or a tune's curves (expected best validation accuracy after k trials) and validation accuracy against lr."""
     from masbench.report import plots
 
-    if kind not in ("curves", "lambda", "profile"):
-        raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda, profile)")
+    if kind not in ("curves", "lambda", "profile", "tuning"):
+        raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda, profile, tuning)")
     if target is not None and kind != "profile":
         raise MasbenchError("--target goes with --kind profile")
+    if tune is not None and kind != "tuning":
+        raise MasbenchError("--tune NAME goes with --kind tuning")
+    if kind == "tuning":
+        from masbench.report.plot_tuning import plot_tuning
+
+        given = [flag for flag, value in (("--dataset", dataset), ("--model", model), ("--benchmark", benchmark))
+                 if value is not None]
+        if given:
+            raise MasbenchError(f"--kind tuning plots one tune (--tune NAME): give it without {', '.join(given)}")
+        plots.check_output(output)
+        store = _open_for_reading(db)
+        name, frame, table = _tuned_frames(store, tune)
+        typer.echo(f"plot written to {plot_tuning(frame, table, output, tune=name)}")
+        return
     if kind == "profile":
         from masbench.report import check_target
 

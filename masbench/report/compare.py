@@ -21,6 +21,7 @@ from masbench.grid.optimizers import optimizer_name
 from masbench.optimizer_names import is_path
 from masbench.report.aggregate import TABLE, cell_names, cell_table
 from masbench.report.multiple import family_size, holm
+from masbench.report.significance import constant
 from masbench.spec import is_mix, parse_mix, resolve_weights
 from masbench.text.numbers import number
 
@@ -147,7 +148,9 @@ def _difference(a: Side, b: Side, level: float = 0.95) -> Difference:
         seeds = sorted(a.values)
         d = pd.Series([b.values[s] - a.values[s] for s in seeds], dtype=float)
         se, df, test = d.std() / math.sqrt(len(d)), len(d) - 1, "paired t-test"
-        p = float(stats.ttest_rel([b.values[s] for s in seeds], [a.values[s] for s in seeds]).pvalue)
+        p = (math.nan if constant(list(d))  # one number on every seed, rounded two ways: no variance to test
+             else float(stats.ttest_rel([b.values[s] for s in seeds], [a.values[s] for s in seeds]).pvalue))
+        se = 0.0 if math.isnan(p) else se
     elif a.n >= 2 and b.n >= 2:
         va, vb = a.std**2 / a.n, b.std**2 / b.n
         se = math.sqrt(va + vb)

@@ -23,10 +23,12 @@ import pandas as pd
 
 from masbench.errors import MasbenchError
 from masbench.report.aggregate import METRIC_TITLES, TABLE, cell_table, display_names, run_accuracies, with_best
-from masbench.report.render import shown_lambdas, shown_percent, table_title
+from masbench.report.render import TUNED_HEADERS, shown_lambdas, shown_percent, table_title, tuned_rows, tuned_title
+from masbench.report.tuning import tuned_legend
 from masbench.report.svg import figure_svg
 from masbench.report.target import benchmark_targets
 
+NUMBER = ' class="num"'
 COLUMNS = ("Name", "λa", "λs", "avg acc", "acc max", "std", "CI95", "n", "flags")
 
 CSS = """
@@ -66,8 +68,6 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
     """The report as one HTML document. ``generated``: a time to print in the header (none by default, so that
     one store gives one file, byte for byte). ``target``: the test accuracy (percent) of the performance
     profiles; without it, the benchmarks file's ``target:`` keys, and no profile where there is none."""
-    from masbench import __version__
-
     runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
     if runs.empty:
         filters = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
@@ -86,19 +86,52 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
                                    environment[environment["benchmark"] == name], metric)
                 + _profile(i, store, runs[runs["benchmark"] == name], name, target, per_table, dataset, model)
                 for i, name in enumerate(benchmarks, start=1)]
-    meta = [f"masbench {esc(__version__)}", f"metric: {esc(METRIC_TITLES[metric])}", f"store: {esc(store.masked_url)}"]
-    if generated is not None:
-        meta.append(f"generated {esc(generated.strftime('%Y-%m-%d %H:%M:%S %Z').strip())}")
     nav = " ".join(f'<a href="#benchmark-{i}">{esc(_benchmark_name(name))}</a>'
                    for i, name in enumerate(benchmarks, start=1))
+    return page([f"metric: {esc(METRIC_TITLES[metric])}", f"store: {esc(store.masked_url)}"], sections,
+                nav if len(benchmarks) > 1 else "", generated)
+
+
+def page(meta: list[str], sections: list[str], nav: str = "", generated: datetime | None = None) -> str:
+    """The document around ``sections`` (HTML): the header with masbench's version, ``meta`` (HTML, escaped by
+    the caller), the time ``generated`` if given, and ``nav``."""
+    from masbench import __version__
+
+    meta = [f"masbench {esc(__version__)}", *meta]
+    if generated is not None:
+        meta.append(f"generated {esc(generated.strftime('%Y-%m-%d %H:%M:%S %Z').strip())}")
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>masbench report</title>", f"<style>{CSS}</style>", "</head>", "<body>",
         "<header>", "<h1>masbench report</h1>", f'<p class="meta">{" · ".join(meta)}</p>',
-        f"<nav>{nav}</nav>" if len(benchmarks) > 1 else "", "</header>",
+        f"<nav>{nav}</nav>" if nav else "", "</header>",
         *sections, "</body>", "</html>", "",
     ])
+
+
+def render_tuned_html(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str, store_url: str,
+                      generated: datetime | None = None) -> str:
+    """``report --tuned --format html``: the tuned table (``render.tuned_rows``, the text report's cells) and
+    the tuning curves (``plot --kind tuning``) of one tune (``frame``: its trials, ``table``: ``tuned_table``)."""
+    from masbench.report.plot_tuning import plot_tuning
+
+    rows = [f'<table class="tuned" data-tune="{esc(tune)}">', f"<caption>{esc(tuned_title(tune))}</caption>",
+            "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h, _ in TUNED_HEADERS) + "</tr></thead>", "<tbody>"]
+    # Highlighted as the report's flagged cells: rows whose numbers are missing or incomplete (not "not tested").
+    incomplete = table["chosen"].isna() | (table["final_planned"] == 0) | (table["n"] < table["final_planned"])
+    for cells, flagged in zip(tuned_rows(table), incomplete):
+        rows.append(f'<tr class="cell{" flagged" if flagged else ""}">'
+                    + "".join(f"<td{NUMBER if justify == 'right' else ''}>{esc(text)}</td>"
+                              for text, (_, justify) in zip(cells, TUNED_HEADERS)) + "</tr>")
+    rows += ["</tbody>", "</table>", f'<p class="note">{esc(tuned_legend(table))}</p>']
+    figure = _figure(lambda path: plot_tuning(frame, table, path, tune=tune), "t1",
+                     "Left: the expected best validation accuracy after k trials (exact over every order of the "
+                     "trials run), and at k = N the final seeds' mean test accuracy ± half the 95% CI. Right: every "
+                     "trial's validation accuracy against its learning rate; the chosen trial is a star.")
+    section = "\n".join(['<section class="tune" id="tune">', f"<h2>Tune {esc(tune)}</h2>", *rows,
+                         "<h3>Tuning curves</h3>", figure, "</section>"])
+    return page([f"store: {esc(store_url)}"], [section], generated=generated)
 
 
 def _benchmark_name(name: str) -> str:

@@ -18,6 +18,7 @@ from masbench.errors import MasbenchError
 from masbench.report.aggregate import METRIC_TITLES, cell_names, display_names, with_best
 from masbench.report.significance import SIGNIFICANCE_COLUMNS, has_significance, legend, mark
 from masbench.report.target import TARGET_COLUMNS, has_target, target_note, target_texts
+from masbench.report.tuning import label, shown_params, tuned_legend
 
 FORMATS = ("rich", "csv", "markdown", "latex", "json")
 CSV_COLUMNS = ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd", "weights",
@@ -248,3 +249,80 @@ def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
                           _escape(row["flags"]))
         tables.append(table)
     return Rendered("", tables)
+
+
+# ``report --tuned``: one row per optimizer of a tune (``tuning.tuned_table``); every format shows these cells.
+TUNED_HEADERS = (("Optimizer", "left"), ("budget", "right"), ("trials", "right"), ("pruned", "right"),
+                 ("epochs", "right"), ("chosen", "right"), ("hyperparameters", "left"), ("val acc", "right"),
+                 ("test acc", "right"), ("CI95", "right"), ("n", "right"), ("vs best other (diff)", "left"),
+                 ("p (Holm)", "right"), ("note", "left"))
+TUNED_CSV = ["optimizer", "budget", "trials", "pruned", "failed", "search_epochs", "chosen", "params", "val_acc",
+             "final_planned", "n", "test_acc", "std", "ci95", "seeds", "seed_accs", "vs", "diff", "p", "p_holm",
+             "significant", "test", "note"]
+
+
+def tuned_title(tune: str) -> str:
+    return (f"tune {tune}: each optimizer's trial chosen on validation, tested on fresh seeds "
+            f"(percent; test acc at the best validation epoch)")
+
+
+def tuned_rows(table: pd.DataFrame) -> list[list[str]]:
+    """The cells of ``TUNED_HEADERS``, as text, per optimizer: the test accuracy starred where it differs
+    significantly from the best other optimizer's, and that optimizer with the difference in points (this minus
+    that); p is Holm's where a test was made."""
+    rows = []
+    for row in table.to_dict("records"):
+        starred = "*" if row["significant"] else ""
+        rows.append([row["label"], str(row["budget"]), str(row["trials"]), str(row["pruned"]),
+                     str(row["search_epochs"]),
+                     "-" if row["chosen"] is None else f"#{row['chosen']}", shown_params(row["params"]),
+                     shown_percent(row["val_acc"]), shown_percent(row["test_acc"]) + starred,
+                     shown_percent(row["ci95"]), f"{row['n']}/{row['final_planned']}",
+                     f"{label(row['vs'])} ({row['diff']:+.2f})" if row["vs"] else "",
+                     "-" if math.isnan(row["p_holm"]) else f"{row['p_holm']:.3g}", row["note"]])
+    return rows
+
+
+def render_tuned(table: pd.DataFrame, tune: str, fmt: str) -> Rendered:
+    """The tuned table in ``fmt`` (``FORMATS``): the rows of ``tuned_rows`` under ``tuned_title``, with the legend;
+    csv and json carry every column of ``tuning.TUNED_COLUMNS`` with full precision (params as JSON in csv)."""
+    if fmt not in FORMATS:
+        raise MasbenchError(f"Invalid format: {fmt!r} (valid: {', '.join(FORMATS)})")
+    if fmt == "csv":
+        frame = table.assign(params=[json.dumps(p, sort_keys=True) for p in table["params"]],
+                             seeds=[" ".join(str(s) for s in seeds) for seeds in table["seeds"]],
+                             seed_accs=[" ".join(f"{a:.6f}" for a in accs) for accs in table["accs"]])
+        return Rendered(frame[TUNED_CSV].to_csv(index=False, lineterminator="\n"))
+    if fmt == "json":
+        records = [{k: None if isinstance(v, float) and math.isnan(v) else list(v) if isinstance(v, tuple) else v
+                    for k, v in row.items()} for row in table.to_dict("records")]
+        return Rendered(json.dumps({"tune": tune, "tests": table.attrs.get("tests", 0), "optimizers": records},
+                                   indent=2, default=_plain))
+    title, legend_text, rows = tuned_title(tune), tuned_legend(table), tuned_rows(table)
+    if fmt == "rich":
+        from rich.table import Table
+
+        rich_table = Table(title=title, title_justify="left", caption=legend_text, caption_justify="left")
+        for header, justify in TUNED_HEADERS:
+            rich_table.add_column(header, justify=justify, overflow="fold")
+        for cells in rows:
+            rich_table.add_row(*(_escape(cell) for cell in cells))
+        return Rendered("", [rich_table])
+    if fmt == "markdown":
+        lines = [f"**{title}**", "", "| " + " | ".join(h for h, _ in TUNED_HEADERS) + " |",
+                 "| " + " | ".join("---" if j == "left" else "---:" for _, j in TUNED_HEADERS) + " |"]
+        lines += ["| " + " | ".join(cell.replace("*", "\\*").replace("|", "\\|") for cell in cells) + " |"
+                  for cells in rows]
+        return Rendered("\n".join([*lines, "", legend_text]) + "\n")
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(title)}}}",
+             r"\begin{tabular}{" + "".join(j[0] for _, j in TUNED_HEADERS) + "}", r"\toprule",
+             " & ".join(_latex_escape(h) for h, _ in TUNED_HEADERS) + r" \\", r"\midrule"]
+    lines += [" & ".join(_latex_escape(cell).replace("*", r"$^*$") for cell in cells) + r" \\" for cells in rows]
+    lines += [r"\bottomrule", r"\end{tabular}",
+              r"\\[2pt]{\footnotesize " + _latex_escape(legend_text).replace("*", r"$^*$") + "}", r"\end{table}"]
+    return Rendered("\n".join(lines) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (a frame's ints and bools) as JSON's."""
+    return value.item() if hasattr(value, "item") else str(value)
