@@ -469,7 +469,7 @@ def test_tune_then_report_and_plot(tmp_path):
 
     from masbench.cli import app
     from masbench.store import open_for_reading
-    from masbench.tune.choice import choose
+    from masbench.report.choice import choose
 
     bench = tmp_path / "bench.yaml"
     bench.write_text(TINY)

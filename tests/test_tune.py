@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from masbench.cli import app
 from masbench.errors import MasbenchError
 from masbench.grid.search import Dimension, parse_search, parse_search_mapping
-from masbench.tune.choice import choose, final_scores
+from masbench.report.choice import choose, final_scores
 from masbench.tune.plan import TuneSettings, plan_tune
 from masbench.tune.samplers import DIGITS, derived_seed, quasirandom
 from masbench.tune.space import default_space, entry_space

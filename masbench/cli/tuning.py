@@ -191,7 +191,7 @@ def run_tune(planned, store, tune_id: int, run_cells, per_round: int = 1) -> boo
     summary. TPE, and pruning, run the search in rounds (``masbench.tune.optimize``): ``per_round`` new TPE
     trials per optimizer each round (the workers times the pack size); quasirandom points under pruning start
     as many as the budget allows."""
-    from masbench.tune.choice import choose
+    from masbench.report.choice import choose
 
     settings = planned.settings
     if settings.sampler == "tpe" or settings.prune:
@@ -280,7 +280,7 @@ def _print_trials(planned, db) -> None:
 def _print_result(planned, frame) -> None:
     """Per optimizer: trials done, the chosen hyperparameters (lr first) and validation accuracy, and the
     final seeds' mean test accuracy (each at its run's best validation epoch)."""
-    from masbench.tune.choice import choose, final_scores
+    from masbench.report.choice import choose, final_scores
 
     out = stdout_console()
     chosen, finals = choose(frame), final_scores(frame)

@@ -7,7 +7,7 @@ run_id, status, seed, best_val_acc, test_acc`` (at the epoch of best validation 
 
 - A search trial's score is its best validation accuracy. It is *scored* once it has one and is done
   (completed, pruned or diverged): those are the trials of the tuning curve. The chosen trial is the tune's
-  own (``masbench.tune.choice.choose``): the completed trial with the best score, ties to the earliest trial
+  own (``masbench.report.choice.choose``): the completed trial with the best score, ties to the earliest trial
   number; the test set takes no part in it.
 - The curve is exact for trials that do not depend on one another (quasi-random ones). With ``--prune`` a pruned
   trial counts with the validation accuracy it had reached when stopped, and since a stop is decided against
@@ -108,7 +108,7 @@ def tuned_table(frame: pd.DataFrame, budgets: Mapping[str, int] | int | None = N
     optimizer, ``diff`` (this minus that, points), ``p`` (two-sided), ``p_holm``, ``significant`` (p_holm
     below ``alpha``), ``test`` (paired or Welch); ``note``: why a number is missing.
     """
-    from masbench.tune.choice import choose
+    from masbench.report.choice import choose
 
     choices = choose(frame)
     rows = []

@@ -5,7 +5,7 @@ A trial is an ordinary cell (``masbench.grid.benchmarks.Cell``) whose spec is ma
 hyperparameters on top, ``val_fraction`` set (the tune always holds out a validation split) and the tuning
 seed (0). So trials are claimed, resumed, skipped when done and packed as a sweep's cells are, and a trial
 that a sweep or another tune has already trained is not trained again. Once each entry's trial is chosen
-(``masbench.tune.choice``), its final cells are the chosen spec on seeds ``seed + 1 .. seed + K``, disjoint
+(``masbench.report.choice``), its final cells are the chosen spec on seeds ``seed + 1 .. seed + K``, disjoint
 from the tuning seed; they keep the validation split, so that a final run's test accuracy is read at its
 epoch of best validation accuracy, as the choice was made.
 
