@@ -388,3 +388,22 @@ def test_expand_grid_makes_the_spec_of_each_value_alone():
                           momentum=spec.momentum, seed=0, **({"lambda_adam": 0.5, "lambda_sgd": 0.5}
                                                              if spec.optimizer == "mas" else {}))
         assert (spec.key, spec.config_key) == (alone.key, alone.config_key)
+
+
+def test_others_in_a_flag_replaces_every_value_of_a_files_map_it_does_not_name(tmp_path):
+    path = write(tmp_path, """
+        benchmarks:
+          per:
+            dataset: digits
+            lambdas: "0.5"
+            baselines: [adam, sgd]
+            lr: {adam: 0.005, sgd: 0.05, mas: 0.01}
+            epochs: 1
+            seeds: 1
+        """)
+    cells = plan(dict(lr={"sgd": 0.1, "others": 3e-3}), benchmark="per", path=path)
+    assert by_optimizer(cells) == {"adam": [3e-3], "sgd": [0.1], "mas": [3e-3]}
+    cells = plan(dict(lr={"others": 3e-3}), benchmark="per", path=path)
+    assert by_optimizer(cells) == {"adam": [3e-3], "sgd": [3e-3], "mas": [3e-3]}
+    cells = plan(dict(lr={"sgd": 0.1}), benchmark="per", path=path)  # without others: the file's for the rest
+    assert by_optimizer(cells) == {"adam": [0.005], "sgd": [0.1], "mas": [0.01]}

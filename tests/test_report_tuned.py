@@ -433,6 +433,36 @@ def test_report_tuned_and_plot_from_a_store(tuned_db, tmp_path):
     assert "expected best validation accuracy" in (tmp_path / "t.svg").read_text()
 
 
+def test_the_sweeps_table_and_curves_leave_out_a_tunes_runs(tuned_db):
+    """A tune's trials (one seed of one setting each) and final runs are read by report --tuned alone: the
+    sweep's table, compare and the curves leave them out, and a store holding only a tune says where they are."""
+    from typer.testing import CliRunner
+
+    from masbench.cli import app
+    from masbench.spec import RunSpec
+    from masbench.store import Store, open_for_reading
+    from masbench.store.queries import run_accuracy_frame
+    from masbench.sweep import run_values
+
+    result = CliRunner().invoke(app, ["report", "--table", "--db", tuned_db])
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"Error: no runs in {tuned_db} but a tune's (masbench report --tuned reads "
+                                     f"them)")
+    store = Store(tuned_db)
+    spec = RunSpec(benchmark="quick", dataset="digits", model="mlp", optimizer="adam", lr=3e-3, epochs=1, seed=0)
+    run = store.ensure_run(run_values(spec))
+    store.claim(run.id, "w", stale_after=60)
+    store.record_epoch(run.id, "w", dict(epoch=1, train_loss=1.0, train_acc=0.5, test_loss=1.0, test_acc=0.97,
+                                         val_loss=None, val_acc=None, seconds=1.0, lr=3e-3, lambda_adam=None,
+                                         lambda_sgd=None, samples_per_second=1.0))
+    store.finish(run.id, "w", "completed")
+    store.close()
+    store = open_for_reading(tuned_db)
+    assert run_accuracy_frame(store)["id"].tolist() == [run.id]
+    assert set(store.epochs_frame()["run_id"]) == {run.id}
+    assert len(store.trials_frame()) > 1 and len(store.runs_frame()) == len(store.trials_frame()) + 1
+
+
 def test_report_tuned_on_a_store_without_tunes_is_one_line(tmp_path):
     from typer.testing import CliRunner
 

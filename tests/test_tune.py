@@ -112,6 +112,7 @@ def test_default_spaces():
     ("sgd:momentum=uniform:0:2", "Invalid momentum: 2.0 (must be <= 1)"),
     ("mas:lambda_sgd=uniform:0:1", "lambda_sgd cannot be searched (it is 1 - lambda_adam"),
     ("sgd:lr=int:1:x", "'x' is not an integer"),
+    ("sgd:momentum=choice:0.9,0.95", "choices are separated by ':', not ','"),
 ])
 def test_bad_search_text_is_one_line_naming_it_and_the_valid_form(item, message):
     with pytest.raises(MasbenchError, match="^--search: |^Invalid --search") as raised:

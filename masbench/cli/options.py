@@ -56,7 +56,7 @@ LrOpt = Annotated[float | None, typer.Option(parser=one_number, help=f"{LR_HELP}
 MomentumOpt = Annotated[float | None, typer.Option(parser=one_number, help=f"{MOMENTUM_HELP}.")]
 WeightDecayOpt = Annotated[float | None, typer.Option(parser=one_number, help=f"{WEIGHT_DECAY_HELP}.")]
 # A sweep's: a number, an axis or a value per optimizer (masbench.grid.settings; parsed by setting_option).
-SETTING_HELP = (": a number, an axis (1e-3,3e-3: every optimizer at every value), or a value per optimizer "
+SETTING_HELP = (": a number, an axis (A,B: every optimizer at every value), or a value per optimizer "
                 "(adam=1e-3,sgd=0.1,mas=3e-3; others=V for the rest; an optimizer not named keeps the benchmark's).")
 LrSettingOpt = Annotated[str | None, typer.Option("--lr", help=LR_HELP + SETTING_HELP)]
 MomentumSettingOpt = Annotated[str | None, typer.Option("--momentum", help=MOMENTUM_HELP + SETTING_HELP)]
@@ -128,7 +128,7 @@ MixStepOpt = Annotated[str | None, typer.Option(help="The step of the --mix grid
 
 # --- how a grid's cells run (sweep, tune) -----------------------------------------------------------
 
-PackOpt = Annotated[str | None, typer.Option(help="Train cells in packs of N (>= 2) that share data, model, batch size and epochs, each recorded as its own run; auto (the MLP everywhere, conv models on CUDA), or off (default; the benchmark's pack: applies unless given).")]
+PackOpt = Annotated[str | None, typer.Option(help="Train cells in packs of N (>= 2) that share data, model, batch size and epochs, each recorded as its own run; auto (the MLP and the small CNN everywhere, the ResNets on CUDA), or off (default; the benchmark's pack: applies unless given).")]
 WorkersOpt = Annotated[int | None, typer.Option(parser=integer, help="Worker processes (default: one per GPU when there are several, else 1).")]
 ExecutorOpt = Annotated[str, typer.Option(help="local (worker processes on this machine) or ray (a task per cell on a Ray cluster).")]
 RayAddressOpt = Annotated[str | None, typer.Option(help="With --executor ray: auto or HOST:PORT of a running cluster (default: start a local one).")]

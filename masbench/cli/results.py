@@ -36,7 +36,8 @@ def _runs(store, metric, dataset, model, benchmark):
     if runs.empty:
         filters = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
                                                         ("benchmark", benchmark)) if v)
-        raise MasbenchError(f"no runs in {store.masked_url}" + (f" for {filters}" if filters else ""))
+        tuned = " but a tune's (masbench report --tuned reads them)" if not store.tunes_frame().empty else ""
+        raise MasbenchError(f"no runs in {store.masked_url}" + (f" for {filters}" if filters else "") + tuned)
     return runs
 
 

@@ -61,6 +61,8 @@ def parse_dimension(name: str, text: Any) -> Dimension:
     if kind == "choice":
         if not values or "" in values:
             raise ValueError(f"{bad}: give one value or more ({DIMENSION_FORM})")
+        if any("," in v for v in values):
+            raise ValueError(f"{bad}: choices are separated by ':', not ',' ({DIMENSION_FORM})")
         choices = tuple(number(v) if is_number(v) else v for v in values)
         if len(set(choices)) != len(choices):
             raise ValueError(f"{bad}: a value is given twice ({DIMENSION_FORM})")

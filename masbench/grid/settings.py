@@ -122,10 +122,13 @@ def _number(item: str, text: str, flag: str) -> float:
 
 def layer(under: Any, over: Any, what: str) -> Any:
     """``over`` (a flag's value, a grid's) on top of ``under`` (the file's, the benchmark's): a map keeps the
-    values beneath it for the optimizers it does not name; a number or an axis replaces them.
+    values beneath it for the optimizers it does not name, unless it has ``others``, which names them all;
+    a number or an axis replaces them.
 
     >>> layer(0.003, {"sgd": 0.1}, "lr"), layer({"sgd": 0.1}, {"adam": 1e-3}, "lr")
     ({'others': 0.003, 'sgd': 0.1}, {'sgd': 0.1, 'adam': 0.001})
+    >>> layer({"adam": 1e-3, "sgd": 0.1}, {"sgd": 0.2, "others": 3e-3}, "lr")
+    {'sgd': 0.2, 'others': 0.003}
     """
     if not isinstance(over, dict) or under is None:
         return over
@@ -133,8 +136,10 @@ def layer(under: Any, over: Any, what: str) -> Any:
         raise ValueError(f"Invalid {what}: {shown(over)} gives values per optimizer over the axis {shown(under)}: "
                          f"give an axis or values per optimizer, not both (or name every optimizer, with others=)")
     over = resolve_names(over, what)
-    if isinstance(under, dict):
+    if isinstance(under, dict) and OTHERS not in over:
         return {**resolve_names(under, what), **over}
+    if isinstance(under, dict):  # others= over a map: every optimizer the map named and the flag does not
+        return over
     return over if isinstance(under, list) else {OTHERS: under, **over}  # an axis under is named by others=
 
 

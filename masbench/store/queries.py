@@ -23,7 +23,8 @@ def run_accuracy_query(**filters: Any) -> Select:
     (that epoch's test accuracy), and ``val_epochs`` (how many epochs have a validation accuracy). Runs
     without epochs have NULL aggregates (and 0 ``val_epochs``).
 
-    ``filters``: equality on ``dataset``, ``model`` or ``benchmark``; ``None`` values are ignored.
+    ``filters``: equality on ``dataset``, ``model`` or ``benchmark``; ``None`` values are ignored. The runs of
+    tunes are left out (``not_a_trial``).
     """
     unknown = set(filters) - set(RUN_FILTERS)
     if unknown:
@@ -43,7 +44,13 @@ def run_accuracy_query(**filters: Any) -> Select:
     for column, value in filters.items():
         if value is not None:
             query = query.where(getattr(Run, column) == value)
-    return query.order_by(Run.id)
+    return query.where(not_a_trial(Run.key)).order_by(Run.id)
+
+
+def not_a_trial(key):
+    """The condition that the run of ``key`` (a run key column) is no tune's trial or final run: the tables of
+    a sweep leave those out (each trial is one seed of one setting); ``report --tuned`` reads them."""
+    return key.not_in(select(Trial.run_key))
 
 
 def epoch_aggregates():

@@ -40,6 +40,7 @@ from masbench.store import leases
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc, server_time
 from masbench.store.migrate import initialise_or_upgrade
 from masbench.store.models import EPOCH_COLUMNS, SCHEMA_VERSION, Base, Epoch, Meta, Run, Trial, Tune
+from masbench.store.queries import not_a_trial
 from masbench.store.opening import (
     EmptyStore,
     NeedsUpgrade,
@@ -499,7 +500,7 @@ class Store:
             return pd.read_sql(query.order_by(Run.id), connection)
 
     def epochs_frame(self, **filters: Any):
-        """Every epoch joined with its run's identifying columns, filtered on run columns."""
+        """Every epoch joined with its run's identifying columns, filtered on run columns; tunes' runs left out."""
         import pandas as pd
 
         runs = Run.__table__
@@ -508,7 +509,7 @@ class Store:
             runs.c.key, runs.c.config_key, runs.c.name, runs.c.benchmark, runs.c.dataset, runs.c.model, runs.c.optimizer,
             runs.c.lambda_adam.label("run_lambda_adam"), runs.c.lambda_sgd.label("run_lambda_sgd"),
             runs.c.seed, runs.c.status, runs.c.epochs.label("planned_epochs"),
-        ).join(runs, runs.c.id == Epoch.__table__.c.run_id)
+        ).join(runs, runs.c.id == Epoch.__table__.c.run_id).where(not_a_trial(runs.c.key))
         for column, value in filters.items():
             if value is not None:
                 query = query.where(runs.c[column] == value)
