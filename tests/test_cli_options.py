@@ -114,6 +114,7 @@ def spec_of_run(monkeypatch, args: list[str]) -> RunSpec:
         raise MasbenchError("stopped by the test")
 
     monkeypatch.setattr("masbench.sweep.run_cell", stop)
+    monkeypatch.setattr("masbench.sweep.preflight", lambda *_, **__: {})  # run loads its data first: no data here
     result = runner.invoke(app, ["run", *args])
     assert result.exit_code == 1 and "stopped by the test" in result.stderr, result.output
     return seen[0]
