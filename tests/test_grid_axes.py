@@ -407,3 +407,25 @@ def test_others_in_a_flag_replaces_every_value_of_a_files_map_it_does_not_name(t
     assert by_optimizer(cells) == {"adam": [3e-3], "sgd": [3e-3], "mas": [3e-3]}
     cells = plan(dict(lr={"sgd": 0.1}), benchmark="per", path=path)  # without others: the file's for the rest
     assert by_optimizer(cells) == {"adam": [0.005], "sgd": [0.1], "mas": [0.01]}
+
+
+def test_a_files_map_lets_baselines_narrow_the_grid_while_a_flags_names_are_checked(tmp_path):
+    """quick's lr names adam, sgd and mas: --baselines adam and --no-baselines keep the file's lr for the
+    optimizers left; a name typed on the command line must still be an optimizer of the sweep."""
+    path = write(tmp_path, """
+        benchmarks:
+          per:
+            dataset: digits
+            lambdas: "0.5"
+            baselines: [adam, sgd]
+            lr: {adam: 0.005, sgd: 0.05, mas: 0.01}
+            epochs: 1
+            seeds: 1
+        """)
+    assert by_optimizer(plan(dict(baselines=["adam"]), benchmark="per", path=path)) == {"adam": [0.005], "mas": [0.01]}
+    assert by_optimizer(plan(dict(baselines=[]), benchmark="per", path=path)) == {"mas": [0.01]}
+    assert by_optimizer(plan(dict(baselines=["adam"], lr={"mas": 0.02}), benchmark="per", path=path)) == {
+        "adam": [0.005], "mas": [0.02]}
+    with pytest.raises(MasbenchError, match=r"^sweep 'per': lr for 'sgd': it is not an optimizer of the sweep "
+                                            r"\(its optimizers: adam, mas; others names the rest\)$"):
+        plan(dict(baselines=["adam"], lr={"sgd": 0.1}), benchmark="per", path=path)

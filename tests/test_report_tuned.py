@@ -530,3 +530,15 @@ def test_tune_then_report_and_plot(tmp_path):
     plot = runner.invoke(app, ["plot", "--kind", "tuning", "--output", str(tmp_path / "t.png"), "--db", url])
     assert plot.exit_code == 0, plot.output
     assert (tmp_path / "t.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("where", ["a-folder.png", "tune.db/x.png"])
+def test_a_plot_that_cannot_be_written_is_one_line(tuned_db, tmp_path, where):
+    from typer.testing import CliRunner
+
+    from masbench.cli import app
+
+    (tmp_path / "a-folder.png").mkdir()
+    result = CliRunner().invoke(app, ["plot", "--kind", "tuning", "--output", str(tmp_path / where), "--db", tuned_db])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"Error: cannot write {tmp_path / where}: ") and result.stderr.count("\n") == 1

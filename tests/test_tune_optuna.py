@@ -362,6 +362,13 @@ def test_a_bad_pruner_is_one_line(bench_file, tmp_path):
     assert not (tmp_path / "x.db").exists()
 
 
+def test_a_pruner_without_prune_is_one_line(bench_file, tmp_path):
+    result = cli.invoke(app, tune_args(bench_file, f"sqlite:///{tmp_path / 'x.db'}", "--pruner", "hyperband"))
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: --pruner hyperband goes with --prune"
+    assert not (tmp_path / "x.db").exists()
+
+
 @pytest.mark.parametrize("extra, says", [
     (["--sampler", "tpe"], "tune tiny: 3 optimizer(s), 2 trials each; TPE asks its trials as the tune goes"),
     (["--prune"], "with --prune, these are the first trials: the epochs that pruning saves buy more"),

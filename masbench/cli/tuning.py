@@ -68,6 +68,7 @@ from masbench.cli.output import percent, stdout_console
 from masbench.cli.sweeping import run_sweep
 from masbench.cli.train import check_sweep_flags
 from masbench.text.numbers import integer, number
+from masbench.errors import MasbenchError
 
 # The sweep's shared settings that a tune takes as flags: not lr nor momentum (searched), nor the seeds and
 # val_fraction (the tune's own).
@@ -85,7 +86,7 @@ def tune(
     final_seeds: Annotated[int, typer.Option(parser=integer, help="Rerun each optimizer's chosen trial on this many seeds (1..K, disjoint from the tuning seed 0), for its test accuracy; 0: none.")] = 3,
     sampler: Annotated[str, typer.Option(help="quasirandom (scrambled Sobol points, known up front) or tpe (Optuna's).")] = "quasirandom",
     prune: Annotated[bool, typer.Option("--prune", help="Stop poor trials early (successive halving over epochs, Optuna's pruner); the budget is then --budget x epochs per optimizer, and the epochs pruning saves buy more trials.")] = False,
-    pruner: Annotated[str, typer.Option(help="With --prune: halving (asynchronous successive halving, rungs at 1, 3, 9.. epochs) or hyperband.")] = "halving",
+    pruner: Annotated[str | None, typer.Option(help="With --prune: halving (the default: asynchronous successive halving, rungs at 1, 3, 9.. epochs) or hyperband.")] = None,
     search: Annotated[list[str] | None, typer.Option("--search", help="OPTIMIZER:PARAM=KIND:LOW:HIGH, repeatable: one parameter of one optimizer's search space (KIND log, uniform or int; or choice:0.9:0.99), e.g. sgd:lr=log:1e-3:1; over the benchmark's search: and the defaults (--show-space).")] = None,
     show_space: Annotated[bool, typer.Option("--show-space", help="Print each optimizer's search space and exit.")] = False,
     val_fraction: Annotated[float, typer.Option(parser=number, help="The validation split held out of train (0 < F <= 0.5): trials are chosen on it.")] = 0.1,
@@ -141,9 +142,11 @@ def tune(
     from masbench.tune.plan import TuneSettings, plan_tune
 
     check_sweep_flags(no_baselines, baselines, workers, executor, ray_address)
+    if pruner is not None and not prune:
+        raise MasbenchError(f"--pruner {pruner} goes with --prune")
     stale_after, heartbeat_every = lease(claim_timeout)
     settings = TuneSettings(budget=budget, sampler=sampler, seed=seed, final_seeds=final_seeds,
-                            val_fraction=val_fraction, prune=prune, pruner=pruner)
+                            val_fraction=val_fraction, prune=prune, pruner=pruner or "halving")
     if sampler == "tpe" or prune:  # before anything is written
         from masbench.tune.studies import require_optuna
 

@@ -260,7 +260,7 @@ def plan_grids(
         benchmark = dataset
     grids = _sweep_grids(file, benchmark, dataset, overrides, label)
     try:
-        check_setting_names([grid for grid, _ in grids], "sweep")
+        check_setting_names([grid for grid, _ in grids], "sweep", given=overrides)
     except MasbenchError as error:
         raise MasbenchError(one_line(f"sweep {label}: {error}")) from None
     total = sum(grid.cell_count() for grid, _ in grids)

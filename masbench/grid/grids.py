@@ -42,6 +42,7 @@ from masbench.grid.settings import (
     check_reach,
     check_setting,
     mix_name,
+    resolve_names,
     stray_message,
     stray_names,
     with_settings,
@@ -339,15 +340,24 @@ def check_grid(grid: GridSpec, benchmark: str | None) -> None:
             make_spec(context, benchmark=benchmark, dataset=grid.dataset, model=model, seed=seed, **shared, **config)
 
 
-def check_setting_names(grids: list[GridSpec], where: str = "grid") -> None:
+def check_setting_names(grids: list[GridSpec], where: str = "grid", given: dict[str, Any] | None = None) -> None:
     """Each name of a per-optimizer setting (``lr: {sgd: 0.1}``) is an optimizer of one of ``grids`` at least
-    (a benchmark's grids share its settings: each skips the names of the others'); MasbenchError."""
+    (a benchmark's grids share its settings: each skips the names of the others'); MasbenchError.
+
+    ``given``: check only the names of these settings (a sweep's flags): a benchmark's own names were checked
+    when its file was loaded, and those of optimizers that ``--baselines`` or ``--no-baselines`` took out of
+    the grid are let be.
+    """
     for what in PER_OPTIMIZER:
-        if not any(isinstance(getattr(grid, what), dict) for grid in grids):
+        maps = [getattr(grid, what) for grid in grids] if given is None else [given.get(what)]
+        if not any(isinstance(value, dict) for value in maps):
             continue
         optimizers = list(dict.fromkeys(name for grid in grids for name in grid.optimizers()))
-        for grid in grids:
-            strays = stray_names(getattr(grid, what), optimizers)
+        for value in maps:
+            try:
+                strays = stray_names(resolve_names(value, what) if isinstance(value, dict) else value, optimizers)
+            except ValueError as error:
+                raise MasbenchError(one_line(str(error))) from None
             if strays:
                 raise MasbenchError(one_line(stray_message(what, strays[0], optimizers, where)))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.plots import check_output, pyplot
+from masbench.report.plots import check_output, pyplot, save
 
 
 def profile_frame(store, runs: pd.DataFrame, target: float | None, benchmark: str | None = None,
@@ -51,6 +51,4 @@ def plot_profile(profile: pd.DataFrame, output: str | Path, *, workloads: int, t
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)

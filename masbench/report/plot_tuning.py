@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.plots import check_output, pyplot
+from masbench.report.plots import check_output, pyplot, save
 from masbench.report.tuning import curves, label, optimizers, scored, search_trials
 
 DODGE = 0.015  # how far apart the final seeds' marks of several optimizers sit around k = N, per trial of the axis
@@ -102,6 +102,4 @@ def plot_tuning(frame: pd.DataFrame, table: pd.DataFrame, output: str | Path, *,
     """``tuning_figure`` saved to ``output`` (.png, .svg or .pdf)."""
     path = check_output(output)
     fig = tuning_figure(frame, table, tune=tune)
-    fig.savefig(path)
-    pyplot().close(fig)
-    return path
+    return save(fig, path)

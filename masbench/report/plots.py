@@ -36,6 +36,18 @@ def check_output(output: str | Path) -> Path:
     return path
 
 
+def save(fig, path: Path) -> Path:
+    """``fig`` written to ``path`` and closed; a path that cannot be written (a directory, a read-only or
+    special file system) is one line."""
+    try:
+        fig.savefig(path)
+    except OSError as error:
+        raise MasbenchError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        pyplot().close(fig)
+    return path
+
+
 def choose(frame: pd.DataFrame, column: str, value: str | None, what: str) -> str:
     """The data set or model to plot: the one given, or the only one in the store."""
     present = sorted(frame[column].dropna().unique())
@@ -94,9 +106,7 @@ def plot_curves(epochs: pd.DataFrame, output: str | Path, *, dataset: str, model
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def _without_lambdas_dict(canonical: dict) -> dict:
@@ -142,6 +152,4 @@ def plot_lambda(runs: pd.DataFrame, output: str | Path, *, dataset: str, model: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
