@@ -354,6 +354,47 @@ def test_members_of_one_seed_share_their_batches_and_checkpoint_their_unpacked_s
             assert _equal(alone[part], in_the_pack[part]), (spec.name, spec.seed, part)
 
 
+IN_PLACE = """
+import math
+from torch import nn
+
+
+class Doubles(nn.Module):
+    def __init__(self, num_classes, input_shape):
+        super().__init__()
+        self.head = nn.Linear(math.prod(input_shape), num_classes)
+
+    def forward(self, x):
+        return self.head(x.mul_(2).flatten(1))
+
+
+def doubles(num_classes, input_shape):
+    return Doubles(num_classes, input_shape)
+"""
+
+
+def test_a_model_that_writes_into_its_shared_batch_fails_the_pack_rather_than_feed_the_others(options, tmp_path,
+                                                                                                monkeypatch):
+    """Members of one seed share their batches: a forward that doubles its input in place would hand the next
+    member doubled inputs, numbers its unpacked run never sees. The pack stops with one line instead."""
+    from masbench.models.external import external_entry
+
+    (tmp_path / "in_place_models.py").write_text(IN_PLACE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    external_entry.cache_clear()
+    try:
+        specs = [RunSpec(model="in_place_models:doubles", optimizer=o, epochs=1, batch_size=64) for o in ("adam", "sgd")]
+        with pytest.raises(RuntimeError, match=r"^model in_place_models:doubles writes into its input batch, which "
+                                               r"the members of one seed share in a pack: train it unpacked"):
+            train([Member(s) for s in specs], options)
+        other_seed = [specs[0], specs[1].model_copy(update={"seed": 1})]  # no batch shared: each its own numbers
+        alone = [train_one(s, replace(options, checkpoint_dir=options.checkpoint_dir / "u")) for s in other_seed]
+        packed = train([Member(s) for s in other_seed], replace(options, checkpoint_dir=options.checkpoint_dir / "p"))
+        assert [numbers(o.result) for o in packed] == [numbers(r) for r in alone]
+    finally:
+        external_entry.cache_clear()
+
+
 def test_a_packed_cnn_grid_on_augmented_images_gives_each_cell_its_unpacked_numbers(image_folder, options):
     """With the members' own convolutions (a CPU's default), bit for bit; with the grouped one, to rounding."""
     base = dict(dataset=f"imagefolder:{image_folder}", model="cnn", batch_size=8, epochs=2, lr=1e-2, momentum=0.9)

@@ -326,6 +326,7 @@ def _own_steps(p: Prepared, forwards: dict, active: list[MemberState]) -> Iterat
     drawer = _batch_streams(active)
     iterators = {d.index: iter(train_batches(d.dataset, batch_size, device, d.generator, d.augment_generator,
                                              p.channels_last, _shard(p))) for d in drawer.values()}
+    sharing = {d.index for d in drawer.values() if sum(e is d for e in drawer.values()) > 1}
     i = 0
     while True:
         step, drawn = [], {}
@@ -340,8 +341,12 @@ def _own_steps(p: Prepared, forwards: dict, active: list[MemberState]) -> Iterat
                 continue
             if not alone:
                 _enter_rng(s, device)
+            version = batch.inputs._version  # a forward that writes into its input would change the others' batch
             with _autocast(p):
                 logits = forwards[s.index][0](batch.inputs)
+            if d.index in sharing and batch.inputs._version != version:
+                raise RuntimeError(f"model {p.spec.model} writes into its input batch, which the members of one "
+                                   f"seed share in a pack: train it unpacked (--pack off)")
             if not alone:
                 _leave_rng(s, device)
             if dist is None:
