@@ -144,7 +144,7 @@ def test_the_driver_says_why_cells_train_unpacked_on_the_tasks_device(executor, 
     from masbench.sweep import register, summarize
     from test_sweep_pack import runner
 
-    def stand_in(cells, store, settings, *, address=None, on_start=None):
+    def stand_in(cells, store, settings, *, address=None, on_start=None, datasets=None):
         register(cells, store)
         started = store.now()
         on_start() if device_type is None else on_start(device_type)

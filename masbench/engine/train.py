@@ -341,10 +341,10 @@ def _own_steps(p: Prepared, forwards: dict, active: list[MemberState]) -> Iterat
                 continue
             if not alone:
                 _enter_rng(s, device)
-            version = batch.inputs._version  # a forward that writes into its input would change the others' batch
+            versions = _versions(batch.inputs)  # a forward that writes into its input would change the others'
             with _autocast(p):
                 logits = forwards[s.index][0](batch.inputs)
-            if d.index in sharing and batch.inputs._version != version:
+            if d.index in sharing and _versions(batch.inputs) != versions:
                 raise RuntimeError(f"model {p.spec.model} writes into its input batch, which the members of one "
                                    f"seed share in a pack: train it unpacked (--pack off)")
             if not alone:
@@ -371,6 +371,13 @@ def _own_steps(p: Prepared, forwards: dict, active: list[MemberState]) -> Iterat
             step_members([one.member.optimizer for one in step], range(len(step)))
         yield step
         i += 1
+
+
+def _versions(inputs) -> tuple[int, ...]:
+    """The version counters of a batch's input tensors (one tensor, or a text batch's dict of them): an
+    in-place write to any of them moves its counter."""
+    tensors = inputs.values() if isinstance(inputs, dict) else [inputs]
+    return tuple(t._version for t in tensors if isinstance(t, torch.Tensor))
 
 
 def _batch_streams(members: list[MemberState]) -> dict[int, MemberState]:
