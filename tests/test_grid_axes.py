@@ -390,8 +390,10 @@ def test_expand_grid_makes_the_spec_of_each_value_alone():
         assert (spec.key, spec.config_key) == (alone.key, alone.config_key)
 
 
-def test_others_in_a_flag_replaces_every_value_of_a_files_map_it_does_not_name(tmp_path):
-    path = write(tmp_path, """
+@pytest.fixture
+def per_file(tmp_path):
+    """A benchmark ``per`` whose lr is a value per optimizer (as quick's is)."""
+    return write(tmp_path, """
         benchmarks:
           per:
             dataset: digits
@@ -401,6 +403,10 @@ def test_others_in_a_flag_replaces_every_value_of_a_files_map_it_does_not_name(t
             epochs: 1
             seeds: 1
         """)
+
+
+def test_others_in_a_flag_replaces_every_value_of_a_files_map_it_does_not_name(per_file):
+    path = per_file
     cells = plan(dict(lr={"sgd": 0.1, "others": 3e-3}), benchmark="per", path=path)
     assert by_optimizer(cells) == {"adam": [3e-3], "sgd": [0.1], "mas": [3e-3]}
     cells = plan(dict(lr={"others": 3e-3}), benchmark="per", path=path)
@@ -409,19 +415,10 @@ def test_others_in_a_flag_replaces_every_value_of_a_files_map_it_does_not_name(t
     assert by_optimizer(cells) == {"adam": [0.005], "sgd": [0.1], "mas": [0.01]}
 
 
-def test_a_files_map_lets_baselines_narrow_the_grid_while_a_flags_names_are_checked(tmp_path):
+def test_a_files_map_lets_baselines_narrow_the_grid_while_a_flags_names_are_checked(per_file):
     """quick's lr names adam, sgd and mas: --baselines adam and --no-baselines keep the file's lr for the
     optimizers left; a name typed on the command line must still be an optimizer of the sweep."""
-    path = write(tmp_path, """
-        benchmarks:
-          per:
-            dataset: digits
-            lambdas: "0.5"
-            baselines: [adam, sgd]
-            lr: {adam: 0.005, sgd: 0.05, mas: 0.01}
-            epochs: 1
-            seeds: 1
-        """)
+    path = per_file
     assert by_optimizer(plan(dict(baselines=["adam"]), benchmark="per", path=path)) == {"adam": [0.005], "mas": [0.01]}
     assert by_optimizer(plan(dict(baselines=[]), benchmark="per", path=path)) == {"mas": [0.01]}
     assert by_optimizer(plan(dict(baselines=["adam"], lr={"mas": 0.02}), benchmark="per", path=path)) == {
