@@ -38,6 +38,7 @@ def test_mas_and_mix_snippet_steps_both_optimizers(monkeypatch, tmp_path):
         assert namespace[name].state, f"{name} took no step"
 
 
+@pytest.mark.slow  # importing transformers' Trainer takes seconds
 @pytest.mark.skipif(importlib.util.find_spec("accelerate") is None,
                     reason="the Trainer needs accelerate: pip install -e '.[hf]'")
 def test_trainer_snippet_trains_with_mas(monkeypatch, tmp_path):
