@@ -72,7 +72,7 @@ def test_profile_matches_a_computation_by_hand(db):
     from masbench.report.aggregate import LABELS
 
     store = Store(db, read_only=True)
-    profile, ratio = profile_frame(store, run_accuracies(store), TARGET)
+    profile, ratio, _ = profile_frame(store, run_accuracies(store), TARGET)
     configs, workloads, want = by_hand()
     label = {"adam": LABELS["adam"], "sgd": LABELS["sgd"], "mas": "MAS λa=0.5, λs=0.5"}
     assert sorted(profile.columns) == sorted(label[c] for c in configs)

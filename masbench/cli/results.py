@@ -301,16 +301,20 @@ def plot(
     if kind == "profile":
         from masbench.report.plot_profile import plot_profile, profile_frame
 
-        profile, ratio = profile_frame(store, runs, target, benchmark, dataset, model)
-        path = plot_profile(profile, output, workloads=len(ratio),
+        profile, ratio, styles = profile_frame(store, runs, target, benchmark, dataset, model)
+        path = plot_profile(profile, output, workloads=len(ratio), styles=styles,
                             target_text=f"{target:g}%" if target is not None else "per benchmark")
         typer.echo(f"plot written to {path}")
         return
     chosen_dataset = plots.choose(runs, "dataset", dataset, "dataset")
     chosen_model = plots.choose(runs[runs["dataset"] == chosen_dataset], "model", model, "model")
-    if kind == "curves":
-        epochs = store.epochs_frame(dataset=chosen_dataset, model=chosen_model, benchmark=benchmark)
-        path = plots.plot_curves(epochs, output, dataset=chosen_dataset, model=chosen_model, runs=runs)
-    else:
-        path = plots.plot_lambda(runs, output, dataset=chosen_dataset, model=chosen_model, metric=metric)
-    typer.echo(f"plot written to {path}")
+    runs = runs[(runs["dataset"] == chosen_dataset) & (runs["model"] == chosen_model)]
+    for name, path in plots.per_benchmark(runs, output):
+        these = runs[runs["benchmark"] == name]
+        if kind == "curves":
+            epochs = store.epochs_frame(dataset=chosen_dataset, model=chosen_model, benchmark=name or None)
+            epochs = epochs[epochs["config_key"].isin(these["config_key"])]
+            written = plots.plot_curves(epochs, path, dataset=chosen_dataset, model=chosen_model, runs=these)
+        else:
+            written = plots.plot_lambda(these, path, dataset=chosen_dataset, model=chosen_model, metric=metric)
+        typer.echo(f"plot written to {written}")

@@ -8,13 +8,15 @@ from pathlib import Path
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.plots import check_output, pyplot, save
+from masbench.report.plots import cell_styles, check_output, pyplot, save
 
 
 def profile_frame(store, runs: pd.DataFrame, target: float | None, benchmark: str | None = None,
                   dataset: str | None = None, model: str | None = None,
-                  per_table: Mapping[tuple[str, str, str], float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rho_c(tau), r(c, w)) for the store's workloads (filtered), with ``target`` or the benchmarks file's.
+                  per_table: Mapping[tuple[str, str, str], float] | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
+    """(rho_c(tau), r(c, w), each configuration's line style) for the store's workloads (filtered), with
+    ``target`` or the benchmarks file's.
 
     ``per_table``: the file's targets (``benchmark_targets()``) where the caller has read them already.
     """
@@ -32,19 +34,26 @@ def profile_frame(store, runs: pd.DataFrame, target: float | None, benchmark: st
     cells = cells[cells["target"].notna()].reset_index(drop=True)
     if cells.empty:
         raise MasbenchError("no cell in the store has a target in the benchmarks file (give --target ACC)")
-    ratio = ratios(workload_times(cells, epochs, profile_labels(cells)))
-    return performance_profile(ratio), ratio
+    labels = profile_labels(cells)
+    ratio = ratios(workload_times(cells, epochs, labels))
+    looks = cell_styles(cells)
+    styles = {label: looks[key] for label, key in zip(labels, cells["config_key"])}
+    return performance_profile(ratio), ratio, styles
 
 
-def plot_profile(profile: pd.DataFrame, output: str | Path, *, workloads: int, target_text: str) -> Path:
-    """Each configuration's rho(tau) as a step line over tau in [1, 4]."""
+def plot_profile(profile: pd.DataFrame, output: str | Path, *, workloads: int, target_text: str,
+                 styles: Mapping[str, dict] | None = None) -> Path:
+    """Each configuration's rho(tau) as a step line over tau in [1, 4], in its optimizer's colour (``styles``:
+    label -> matplotlib style, from ``profile_frame``)."""
     path = check_output(output)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    styles = ("-", "--", "-.", ":")  # profiles often coincide: line styles keep each one visible
+    dashes = ("-", "--", "-.", ":")  # profiles often coincide: line styles keep each one visible
     for i, label in enumerate(profile.columns):
-        ax.step(profile.index, profile[label], where="post", label=label, linewidth=1.6,
-                linestyle=styles[i % len(styles)])
+        look = dict((styles or {}).get(label, {}))
+        look.setdefault("linestyle", dashes[i % len(dashes)])
+        ax.step(profile.index, profile[label], where="post", label=label, linewidth=1.6, gid=f"profile-{label}",
+                **look)
     ax.set(xlabel="τ (time to target within a factor τ of the fastest)", ylabel="fraction of workloads",
            title=f"performance profile: {workloads} workload(s), target {target_text}", ylim=(-0.02, 1.02),
            xlim=(profile.index.min(), profile.index.max()))
