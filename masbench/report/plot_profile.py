@@ -52,7 +52,7 @@ def plot_profile(profile: pd.DataFrame, output: str | Path, *, workloads: int, t
     for i, label in enumerate(profile.columns):
         look = dict((styles or {}).get(label, {}))
         look.setdefault("linestyle", dashes[i % len(dashes)])
-        ax.step(profile.index, profile[label], where="post", label=label, linewidth=1.6, gid=f"profile-{label}",
+        ax.step(profile.index, profile[label], where="post", label=label, linewidth=1.6, gid=f"profile-{i}",
                 **look)
     ax.set(xlabel="τ (time to target within a factor τ of the fastest)", ylabel="fraction of workloads",
            title=f"performance profile: {workloads} workload(s), target {target_text}", ylim=(-0.02, 1.02),

@@ -190,7 +190,8 @@ def plot_curves(epochs: pd.DataFrame, output: str | Path, *, dataset: str, model
         for ax, metric in ((acc_ax, "test_acc"), (loss_ax, "test_loss")):
             mean, std = rows[(metric, "mean")], rows[(metric, "std")].fillna(0.0)
             epoch = rows[("epoch", "")]
-            line, = ax.plot(epoch, mean, label=labels[key], linewidth=1.4, gid=f"curve-{key}", **styles[key])
+            gid = f"{'curve' if metric == 'test_acc' else 'loss'}-{key}"  # ids of the SVG, unique in it
+            line, = ax.plot(epoch, mean, label=labels[key], linewidth=1.4, gid=gid, **styles[key])
             ax.fill_between(epoch, mean - std, mean + std, color=line.get_color(), alpha=0.18, linewidth=0)
     acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"{dataset} / {model}: test accuracy")
     loss_ax.set(xlabel="epoch", ylabel="test loss", title=f"{dataset} / {model}: test loss")
