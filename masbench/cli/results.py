@@ -265,6 +265,7 @@ def plot(
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
     target: Annotated[float | None, typer.Option(help="--kind profile: the test accuracy in percent to reach (default: the benchmarks file's target: keys).")] = None,
+    target_by: Annotated[str, typer.Option(help="--kind profile: count time to target in training seconds (wall time: noisy on a shared machine) or in epochs.")] = "seconds",
     tune: TuneOpt = None,
     db: DbOpt = None,
 ) -> None:
@@ -276,6 +277,11 @@ def plot(
         raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda, profile, tuning)")
     if target is not None and kind != "profile":
         raise MasbenchError("--target goes with --kind profile")
+    from masbench.report.target import check_target_by
+
+    check_target_by(target_by)
+    if target_by != "seconds" and kind != "profile":
+        raise MasbenchError("--target-by goes with --kind profile")
     if tune is not None and kind != "tuning":
         raise MasbenchError("--tune NAME goes with --kind tuning")
     if kind == "tuning":
@@ -301,8 +307,10 @@ def plot(
     if kind == "profile":
         from masbench.report.plot_profile import plot_profile, profile_frame
 
-        profile, ratio, styles = profile_frame(store, runs, target, benchmark, dataset, model)
-        path = plot_profile(profile, output, workloads=len(ratio), styles=styles,
+        profile, ratio, styles, noise = profile_frame(store, runs, target, benchmark, dataset, model, by=target_by)
+        if noise:
+            typer.echo(f"Note: {noise}", err=True)
+        path = plot_profile(profile, output, workloads=len(ratio), styles=styles, by=target_by,
                             target_text=f"{target:g}%" if target is not None else "per benchmark")
         typer.echo(f"plot written to {path}")
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -11,16 +12,23 @@ from masbench.errors import MasbenchError
 from masbench.report.plots import cell_styles, check_output, pyplot, save
 
 
+class Profile(NamedTuple):
+    profile: pd.DataFrame  # rho_c(tau)
+    ratio: pd.DataFrame  # r(c, w)
+    styles: dict[str, dict]  # each configuration's line style
+    noise: str  # ``target.noise_note`` of its cells: "" unless seconds were noisy and counted
+
+
 def profile_frame(store, runs: pd.DataFrame, target: float | None, benchmark: str | None = None,
                   dataset: str | None = None, model: str | None = None,
-                  per_table: Mapping[tuple[str, str, str], float] | None = None
-                  ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
-    """(rho_c(tau), r(c, w), each configuration's line style) for the store's workloads (filtered), with
-    ``target`` or the benchmarks file's.
+                  per_table: Mapping[tuple[str, str, str], float] | None = None, by: str = "seconds") -> Profile:
+    """The performance profile of the store's workloads (filtered), with ``target`` or the benchmarks file's,
+    over seconds or epochs to target (``by``).
 
     ``per_table``: the file's targets (``benchmark_targets()``) where the caller has read them already.
     """
     from masbench.report import benchmark_targets, cell_table, with_time_to_target
+    from masbench.report.target import noise_note
     from masbench.report.profile import performance_profile, profile_labels, ratios, workload_times
 
     if target is not None:
@@ -35,14 +43,14 @@ def profile_frame(store, runs: pd.DataFrame, target: float | None, benchmark: st
     if cells.empty:
         raise MasbenchError("no cell in the store has a target in the benchmarks file (give --target ACC)")
     labels = profile_labels(cells)
-    ratio = ratios(workload_times(cells, epochs, labels))
+    ratio = ratios(workload_times(cells, epochs, labels, by))
     looks = cell_styles(cells)
     styles = {label: looks[key] for label, key in zip(labels, cells["config_key"])}
-    return performance_profile(ratio), ratio, styles
+    return Profile(performance_profile(ratio), ratio, styles, noise_note(cells) if by == "seconds" else "")
 
 
 def plot_profile(profile: pd.DataFrame, output: str | Path, *, workloads: int, target_text: str,
-                 styles: Mapping[str, dict] | None = None) -> Path:
+                 styles: Mapping[str, dict] | None = None, by: str = "seconds") -> Path:
     """Each configuration's rho(tau) as a step line over tau in [1, 4], in its optimizer's colour (``styles``:
     label -> matplotlib style, from ``profile_frame``)."""
     path = check_output(output)
@@ -54,7 +62,7 @@ def plot_profile(profile: pd.DataFrame, output: str | Path, *, workloads: int, t
         look.setdefault("linestyle", dashes[i % len(dashes)])
         ax.step(profile.index, profile[label], where="post", label=label, linewidth=1.6, gid=f"profile-{i}",
                 **look)
-    ax.set(xlabel="τ (time to target within a factor τ of the fastest)", ylabel="fraction of workloads",
+    ax.set(xlabel=f"τ ({by} to target within a factor τ of the fastest)", ylabel="fraction of workloads",
            title=f"performance profile: {workloads} workload(s), target {target_text}", ylim=(-0.02, 1.02),
            xlim=(profile.index.min(), profile.index.max()))
     ax.grid(alpha=0.3)
