@@ -47,6 +47,8 @@ def _blocks(text: str) -> dict[str, str]:
 def test_help_is_whole_at_80_columns_and_shows_every_default(path, command):
     text = _help(path)
     assert not [line for line in text.splitlines() if line.rstrip().endswith("…")], text
+    commands = text.partition("\nCommands:\n")[2]
+    assert not [line for line in commands.splitlines() if line.rstrip().endswith("...")], commands
     blocks = _blocks(text)
     for param in command.params:
         if param.param_type_name != "option" or param.hidden:

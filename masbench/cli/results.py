@@ -268,7 +268,7 @@ def plot(
     tune: TuneOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Plot one data set and model: learning curves with ± std bands (the paper's Fig. 7), or λ sensitivity;
+    """Plot one data set and model: learning curves with ± std bands (the paper's Figure 7), or λ sensitivity;
     or a tune's curves (expected best validation accuracy after k trials) and validation accuracy against lr."""
     from masbench.report import plots
 
