@@ -6,7 +6,7 @@ its name (``mas[lambda_adam=0.3,...] seed=0``). Exporting again adds nothing twi
 
 - MLflow: a run is found by its tag ``masbench.run_key``; only the epochs past the tag
   ``masbench.last_epoch`` are logged, and the status and end time are brought up to date.
-- TensorBoard: one directory per run key holding ``masbench.json`` (the run's last epoch and status); a
+- TensorBoard: one directory per run key (``run_directory``) holding ``masbench.json`` (the run's last epoch and status); a
   directory that matches the store is skipped, another is written anew beside it and swapped in, so that a
   reader never sees half a run or an epoch twice.
 
@@ -215,16 +215,18 @@ def export_tensorboard(runs: list[TrackedRun], directory: str | os.PathLike) -> 
             shutil.rmtree(old)
             done.updated += 1
         else:
+            final.parent.mkdir(parents=True, exist_ok=True)
             fresh.rename(final)
             done.created += 1
         done.epochs += len(run.epochs)
     return done
 
 
-def run_directory(run: TrackedRun) -> str:
-    """A run's directory: its title (TensorBoard's run name) and its key, which keeps it one per run."""
-    title = "".join(c if c.isalnum() or c in "[]=,.-_ " else "_" for c in run.title)
-    return f"{title} {run.key}"
+def run_directory(run: TrackedRun) -> Path:
+    """A run's directory, which TensorBoard names it by: ``DATASET/MODEL/TITLE KEY`` (the key keeps it one per
+    run; the data set and model group the runs whose names alone would look alike)."""
+    parts = (run.tags[TAG + "dataset"], run.tags[TAG + "model"], f"{run.title} {run.key}")
+    return Path(*("".join(c if c.isalnum() or c in "[]=,.-_ " else "_" for c in part) for part in parts))
 
 
 def _finite(value: Any) -> bool:
