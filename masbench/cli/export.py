@@ -8,7 +8,7 @@ import typer
 
 from masbench.cli.options import DbOpt
 from masbench.cli.output import WholeHelp
-from masbench.cli.results import FilterBenchmark, FilterDataset, FilterModel
+from masbench.cli.results import FilterBenchmark, FilterDataset, FilterModel, for_filters
 
 export_app = typer.Typer(help="Write the store's runs into an experiment tracker: MLflow or TensorBoard.",
                          no_args_is_help=True, rich_markup_mode=None, cls=WholeHelp)
@@ -22,9 +22,7 @@ def _runs(db, dataset, model, benchmark):
     store = open_for_reading(db)
     runs = tracked_runs(store, dataset=dataset, model=model, benchmark=benchmark)
     if not runs:
-        filters = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
-                                                        ("benchmark", benchmark)) if v)
-        raise MasbenchError(f"no runs to export in {store.masked_url}" + (f" for {filters}" if filters else ""))
+        raise MasbenchError(f"no runs to export in {store.masked_url}{for_filters(dataset, model, benchmark)}")
     return runs
 
 
