@@ -50,6 +50,9 @@ class Mix(Optimizer):
     MAS's default path: fused on CPU, foreach on CUDA), so that ``--optimizer mix:adam=a,sgd=s`` and
     ``mas`` at those lambdas give the same numbers; ``foreach=False, fused=False`` keeps the loop.
 
+    ``torch.compile(opt.step)`` compiles once, as MAS's: the state is made in ``_init_group`` (which dynamo
+    runs eagerly), step counts stay tensors while compiling, and the fused kernels run outside the graph.
+
     Args:
         params: iterable of parameters or dicts defining parameter groups.
         lr: the learning rate of every component that sets none of its own (an lr schedule changes it).
