@@ -28,8 +28,9 @@ def _runs(db, dataset, model, benchmark):
 
 @export_app.command()
 def mlflow(
-    tracking_uri: Annotated[str, typer.Option(help="MLflow's tracking URI: a server (http://host:5000), a "
-                                                   "database (sqlite:///mlflow.db) or a directory.")],
+    tracking_uri: Annotated[str, typer.Option(help="MLflow's tracking URI: a server (http://host:5000) or a "
+                                                   "database (sqlite:///mlflow.db); a directory needs "
+                                                   "MLFLOW_ALLOW_FILE_STORE=true from MLflow 3 on.")],
     experiment: Annotated[str, typer.Option(help="The MLflow experiment the runs go into (made if absent).")]
     = "masbench",
     dataset: FilterDataset = None,
