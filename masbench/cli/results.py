@@ -34,11 +34,15 @@ def _runs(store, metric, dataset, model, benchmark):
 
     runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
     if runs.empty:
-        filters = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
-                                                        ("benchmark", benchmark)) if v)
         tuned = " but a tune's (masbench report --tuned reads them)" if not store.tunes_frame().empty else ""
-        raise MasbenchError(f"no runs in {store.masked_url}" + (f" for {filters}" if filters else "") + tuned)
+        raise MasbenchError(f"no runs in {store.masked_url}{for_filters(dataset, model, benchmark)}{tuned}")
     return runs
+
+
+def for_filters(dataset: str | None, model: str | None, benchmark: str | None) -> str:
+    """`` for dataset 'digits', model 'mlp'``: the filters given, for a message that found no runs ('' for none)."""
+    given = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model), ("benchmark", benchmark)) if v)
+    return f" for {given}" if given else ""
 
 
 def _refuse_the_store(store, output: str | None) -> None:
@@ -269,7 +273,7 @@ def plot(
     tune: TuneOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Plot one data set and model: learning curves with ± std bands (the paper's Fig. 7), or λ sensitivity;
+    """Plot one data set and model: learning curves with ± std bands (the paper's Figure 7), or λ sensitivity;
     or a tune's curves (expected best validation accuracy after k trials) and validation accuracy against lr."""
     from masbench.report import plots
 
