@@ -34,11 +34,15 @@ def _runs(store, metric, dataset, model, benchmark):
 
     runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
     if runs.empty:
-        filters = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
-                                                        ("benchmark", benchmark)) if v)
         tuned = " but a tune's (masbench report --tuned reads them)" if not store.tunes_frame().empty else ""
-        raise MasbenchError(f"no runs in {store.masked_url}" + (f" for {filters}" if filters else "") + tuned)
+        raise MasbenchError(f"no runs in {store.masked_url}{for_filters(dataset, model, benchmark)}{tuned}")
     return runs
+
+
+def for_filters(dataset: str | None, model: str | None, benchmark: str | None) -> str:
+    """`` for dataset 'digits', model 'mlp'``: the filters given, for a message that found no runs ('' for none)."""
+    given = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model), ("benchmark", benchmark)) if v)
+    return f" for {given}" if given else ""
 
 
 def _refuse_the_store(store, output: str | None) -> None:
@@ -265,10 +269,11 @@ def plot(
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
     target: Annotated[float | None, typer.Option(help="--kind profile: the test accuracy in percent to reach (default: the benchmarks file's target: keys).")] = None,
+    target_by: Annotated[str, typer.Option(help="--kind profile: count time to target in training seconds (wall time: noisy on a shared machine) or in epochs.")] = "seconds",
     tune: TuneOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Plot one data set and model: learning curves with ± std bands (the paper's Fig. 7), or λ sensitivity;
+    """Plot one data set and model: learning curves with ± std bands (the paper's Figure 7), or λ sensitivity;
     or a tune's curves (expected best validation accuracy after k trials) and validation accuracy against lr."""
     from masbench.report import plots
 
@@ -276,6 +281,11 @@ def plot(
         raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda, profile, tuning)")
     if target is not None and kind != "profile":
         raise MasbenchError("--target goes with --kind profile")
+    from masbench.report.target import check_target_by
+
+    check_target_by(target_by)
+    if target_by != "seconds" and kind != "profile":
+        raise MasbenchError("--target-by goes with --kind profile")
     if tune is not None and kind != "tuning":
         raise MasbenchError("--tune NAME goes with --kind tuning")
     if kind == "tuning":
@@ -301,16 +311,22 @@ def plot(
     if kind == "profile":
         from masbench.report.plot_profile import plot_profile, profile_frame
 
-        profile, ratio = profile_frame(store, runs, target, benchmark, dataset, model)
-        path = plot_profile(profile, output, workloads=len(ratio),
+        profile, ratio, styles, noise = profile_frame(store, runs, target, benchmark, dataset, model, by=target_by)
+        if noise:
+            typer.echo(f"Note: {noise}", err=True)
+        path = plot_profile(profile, output, workloads=len(ratio), styles=styles, by=target_by,
                             target_text=f"{target:g}%" if target is not None else "per benchmark")
         typer.echo(f"plot written to {path}")
         return
     chosen_dataset = plots.choose(runs, "dataset", dataset, "dataset")
     chosen_model = plots.choose(runs[runs["dataset"] == chosen_dataset], "model", model, "model")
-    if kind == "curves":
-        epochs = store.epochs_frame(dataset=chosen_dataset, model=chosen_model, benchmark=benchmark)
-        path = plots.plot_curves(epochs, output, dataset=chosen_dataset, model=chosen_model, runs=runs)
-    else:
-        path = plots.plot_lambda(runs, output, dataset=chosen_dataset, model=chosen_model, metric=metric)
-    typer.echo(f"plot written to {path}")
+    runs = runs[(runs["dataset"] == chosen_dataset) & (runs["model"] == chosen_model)]
+    for name, path in plots.per_benchmark(runs, output):
+        these = runs[runs["benchmark"] == name]
+        if kind == "curves":
+            epochs = store.epochs_frame(dataset=chosen_dataset, model=chosen_model, benchmark=name or None)
+            epochs = epochs[epochs["config_key"].isin(these["config_key"])]
+            written = plots.plot_curves(epochs, path, dataset=chosen_dataset, model=chosen_model, runs=these)
+        else:
+            written = plots.plot_lambda(these, path, dataset=chosen_dataset, model=chosen_model, metric=metric)
+        typer.echo(f"plot written to {written}")
