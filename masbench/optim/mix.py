@@ -11,7 +11,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.optimizer import _use_grad_for_differentiable
 
-from masbench.optim import mix_kinds, mix_mas as mas_path
+from masbench.optim import mix_kinds, mix_mas as mas_path, mix_single
 from masbench.optim.mix_kinds import KINDS
 from masbench.optim.registry import OPTIMIZERS, hyperparameter_names, optimizer_class, resolve_optimizer
 from masbench.text.shown import one_line
@@ -94,6 +94,7 @@ class Mix(Optimizer):
                         components=dict(components or {}), shared=shared, foreach=foreach, fused=fused,
                         differentiable=False)
         self._linear: dict[str, Optimizer] = {}
+        self._single: dict[int, Optimizer] = {}  # per group (its index): torch's optimizer of a one-component mix
         super().__init__(params, _resolved(defaults))
         self._scratch = {p: torch.zeros_like(p) for group in self.param_groups for p in group["params"]}
         for name in _linear_names(self.param_groups[0]):
@@ -144,7 +145,7 @@ class Mix(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         moves = self._linear_moves()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             kinds = [(name, group["weights"][name]) for name in _product_names(group)]
             params = [p for p in group["params"] if p.grad is not None]
             for p in params:
@@ -153,6 +154,12 @@ class Mix(Optimizer):
                                        f"{'sparse' if p.grad.is_sparse else 'dense'} gradient)")
             if params and mas_path.takes(group, params, bool(self._linear)):
                 mas_path.step(self.state, group, params)
+                continue
+            single = mix_single.kind(group, bool(self._linear))
+            if params and single is not None:
+                if index not in self._single:
+                    self._single[index] = mix_single.build(single, group)
+                mix_single.step(self._single[index], self.state, single, group, params)
                 continue
             for p in params:
                 self._step_param(p, group, kinds)
