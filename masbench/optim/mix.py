@@ -41,7 +41,9 @@ class Mix(Optimizer):
 
     Components update their state at every step, even while their weight is zero. A single component
     of weight 1 performs exactly the operations of torch's single-tensor optimizer (``foreach=False``),
-    so it equals it bit for bit; ``Mix(adam=a, sgd=s)`` equals ``MAS(..., foreach=False, fused=False)``
+    so it equals it bit for bit; a corner (one weight 1 on a torch kind, the others 0) steps torch's
+    optimizer itself, on the path it would take alone (``mix_single``), so that a zero weight never
+    changes the path; ``Mix(adam=a, sgd=s)`` equals ``MAS(..., foreach=False, fused=False)``
     bit for bit, in every floating dtype. Components are applied in a fixed order (``KINDS``'s, then the
     others by name), so the order the weights are written in never changes the numbers.
 
