@@ -65,7 +65,7 @@ def test_ci95_width_needs_two_runs(accs):
         ([90.0, 91.0], 2, 100.0, 10, 2),  # width 12.7 < 100: done
         ([90.0, 91.0], 2, 1.0, 2, 2),  # at its max seeds: done
         ([90.0, 91.0], 2, 1.0, 10, 4),  # needs many: at most doubles
-        ([90.0, 90.0], 2, 1e-9, 10, 2),  # no spread at all: width 0 is narrower than any W
+        ([90.0, 90.0], 2, 1e-9, 10, 2),  # no spread at all: width 0 is within any W
         ([90.0], 2, 1.0, 10, 3),  # one diverged: one more seed for a second completed run
         ([], 2, 1.0, 10, 4),  # both failed: two more
         ([], 3, 1.0, 4, 4),  # never past max seeds
@@ -185,7 +185,7 @@ def test_a_huge_width_stops_after_the_initial_seeds(bench_file, sqlite_url):
     result = run_sweep(bench_file, sqlite_url, "--until-ci", "1e6", "--max-seeds", "6")
     assert result.exit_code == 0, result.output
     assert "round 2" not in result.output
-    assert "2 with CI95 narrower than asked" in result.output
+    assert "2 with CI95 at most the width asked" in result.output
     assert sorted(seed for _, seed, _, _ in stored(sqlite_url)) == [0, 0, 1, 1]
 
 
@@ -242,7 +242,7 @@ def test_diverged_runs_use_up_seeds_and_are_named_not_averaged(tmp_path, sqlite_
     runs = stored(sqlite_url)
     assert [(name.split("[")[0], seed, status) for name, seed, status, _ in runs] == [
         (optimizer, seed, "diverged") for optimizer in ("mas", "sgd") for seed in (0, 1, 2)]
-    assert "0 with CI95 narrower than asked, 2 stopped at their max seeds" in result.output
+    assert "0 with CI95 at most the width asked, 2 stopped at their max seeds" in result.output
     assert result.output.count("over 0 completed of 3 seeds (max 3), 3 not completed") == 2
 
 
@@ -251,7 +251,7 @@ def test_a_dry_run_lists_round_one_and_says_more_may_follow(bench_file, sqlite_u
                                  sqlite_url, "--dry-run", "--until-ci", "0.5"])
     assert result.exit_code == 0, result.output
     assert "4 cells: 0 completed, 4 to run" in result.output
-    assert "narrower than 0.5 points, up to 4 seeds" in result.output
+    assert "at most 0.5 points wide, up to 4 seeds" in result.output
 
 
 @pytest.mark.parametrize("max_seeds, interrupted", [(4, True), (2, False)])

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from masbench.optim import MAS, Mix
+from masbench.optim import MAS, Mix, mix_kinds
 from tests.optim_helpers import grad_stream, make_params, run
 
 DTYPES = [torch.float32, torch.bfloat16]
@@ -91,10 +91,29 @@ SINGLE = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind, cls, settings", SINGLE)
 def test_single_component_is_torch_optimizer(kind, cls, settings, dtype):
+    """Each kind's function of Mix's loop, at weight 1 (c = eta), is torch's single-tensor optimizer. (A Mix of
+    one component at weight 1 steps torch's optimizer itself: ``mix_single``, tested in test_mix_corners.)"""
     expected, _ = run(lambda p: cls(p, lr=1e-2, foreach=False, **settings), dtype)
-    got, _ = run(lambda p: Mix(p, lr=1e-2, weights={kind: 1.0}, components={kind: settings}), dtype)
+    got, _ = run(lambda p: _KindLoop(p, kind, {**mix_kinds.DEFAULTS[kind], **settings}, lr=1e-2), dtype)
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=0, atol=0)
+
+
+class _KindLoop:
+    """Mix's product form for one component of weight 1, as ``Mix._step_param`` runs it."""
+
+    def __init__(self, params, kind, hp, lr):
+        self.params, self.kind, self.hp, self.lr = params, kind, hp, lr
+        self.state = {p: mix_kinds.init_state(kind, p, hp) for p in params}
+
+    @torch.no_grad()
+    def step(self):
+        for p in self.params:
+            eta, apply = mix_kinds.prepare(self.kind, p, p.grad, self.state[p], self.hp, self.lr)
+            rate = mix_kinds.decay(self.kind, self.hp)
+            if rate != 0:
+                p.mul_(1 - self.lr * rate)
+            apply(0 + 1.0 * eta)
 
 
 def _lion_reference(params, lr, betas, wd, steps):

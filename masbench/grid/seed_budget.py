@@ -6,9 +6,13 @@ m +- t_{0.975, n-1} s / sqrt(n); its full width, the number ``--until-ci W`` is 
 
     w = 2 t_{0.975, n-1} s / sqrt(n)        (undefined for n < 2)
 
-``sweep --until-ci W`` adds seeds to a cell until w < W or the cell has tried ``max_seeds`` seeds
+``sweep --until-ci W`` adds seeds to a cell until w <= W or the cell has tried ``max_seeds`` seeds
 (``seeds_wanted``). Seeds continue the cell's sequence (``seed_sequence``), so that every sweep that plans
 a cell's k-th seed plans the same run. No torch here: the grids import it to count and check.
+
+w <= W is decided by ``width_met``: W as typed, and a width within 1e-9 of it (relative) counts as equal.
+The width holds a t quantile and a square root, so no width equals a typed decimal exactly; its last
+digits are rounding (about 1e-15), and a width printed to 10 significant digits and typed back is met.
 
 >>> round(ci95_width([90.0, 91.0, 92.0]), 4)
 4.9683
@@ -19,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from masbench.text.numbers import at_most
 from masbench.text.shown import shown
 
 DEFAULT_MAX_SEEDS = 10  # --max-seeds unless given: above the paper's 5 to 7 seeds per cell
@@ -45,13 +50,18 @@ def ci95_width(accs: Sequence[float]) -> float:
     return ci95_factor(n) * std
 
 
+def width_met(width: float, until_ci: float) -> bool:
+    """Whether a CI95 width (NaN: none yet) meets ``--until-ci``: at most the typed width (``numbers.at_most``)."""
+    return at_most(width, until_ci)
+
+
 def seeds_wanted(accs: Sequence[float], tried: int, until_ci: float, max_seeds: int) -> int:
     """How many seeds of its sequence a cell should have tried by the end of the next round.
 
     ``accs``: the accuracies of its completed runs among the ``tried`` seeds (failed and diverged seeds
-    are tried but have none). ``tried`` itself when the cell is done: its interval is narrower than
-    ``until_ci``, or it has tried ``max_seeds``. Otherwise more: as many as its standard deviation says
-    it needs (the smallest n with 2 t s / sqrt(n) < W; two completed runs when it has fewer), at least
+    are tried but have none). ``tried`` itself when the cell is done: its interval is at most
+    ``until_ci`` (``width_met``), or it has tried ``max_seeds``. Otherwise more: as many as its standard deviation
+    says it needs (the smallest n with 2 t s / sqrt(n) <= W; two completed runs when it has fewer), at least
     one, at most ``tried`` more (a round at most doubles a cell, as s from few seeds is rough), and never
     past ``max_seeds``. It depends only on the stored results, so a rerun plans the same seeds.
     """
@@ -59,13 +69,13 @@ def seeds_wanted(accs: Sequence[float], tried: int, until_ci: float, max_seeds: 
         return tried
     n = len(accs)
     width = ci95_width(accs)
-    if n >= 2 and width < until_ci:
+    if n >= 2 and width_met(width, until_ci):
         return tried
     if n < 2:
         more = MIN_INITIAL_SEEDS - n
     else:
         std = width / ci95_factor(n)
-        more = next((m - n for m in range(n + 1, n + max_seeds + 1) if ci95_factor(m) * std < until_ci),
+        more = next((m - n for m in range(n + 1, n + max_seeds + 1) if width_met(ci95_factor(m) * std, until_ci)),
                     max_seeds)
     return min(max_seeds, tried + min(max(more, 1), tried))
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from masbench.optim.arguments import check_builds, typed_arguments
-from masbench.optim.functional import default_path
+from masbench.optim.functional import MAS_DEFAULT_PATH, default_path
 from masbench.optim.lr_schedules import build_lr_schedule, check_lr_schedule, normalise_lr_schedule
 from masbench.optim.mas import MAS
 from masbench.optim.mix import Mix
@@ -49,7 +49,7 @@ def build_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], 
     unknown = sorted(set(hparams) - set(valid))
     if unknown:
         raise ValueError(f"Invalid hyperparameter(s) for optimizer {name!r}: {', '.join(unknown)} (valid: {', '.join(valid)})")
-    if resolve_optimizer(name) in ("sgd", "adam", "adamw") and "foreach" not in hparams and "fused" not in hparams:
+    if resolve_optimizer(name) in MAS_DEFAULT_PATH and "foreach" not in hparams and "fused" not in hparams:
         params, hparams = _with_mas_default_path(list(params), hparams)
     return cls(params, **hparams)
 

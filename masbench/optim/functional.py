@@ -42,6 +42,9 @@ from masbench.optim.multi_tensor import _multi_tensor_mas
 __all__ = ["BIAS_CORRECTIONS", "bias_corrections", "default_path", "fused_kernels_available", "mas", "mix_coefficients"]
 
 
+MAS_DEFAULT_PATH = ("sgd", "adam", "adamw")  # built alone, these run MAS's default path (``build_optimizer``)
+
+
 def default_path(params: Sequence[Tensor]) -> tuple[bool, bool]:
     """Choose (fused, foreach) when the user chose neither.
 

@@ -11,7 +11,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.optimizer import _use_grad_for_differentiable
 
-from masbench.optim import mix_kinds, mix_mas as mas_path
+from masbench.optim import mix_kinds, mix_mas as mas_path, mix_single
 from masbench.optim.mix_kinds import KINDS
 from masbench.optim.registry import OPTIMIZERS, hyperparameter_names, optimizer_class, resolve_optimizer
 from masbench.text.shown import one_line
@@ -41,7 +41,9 @@ class Mix(Optimizer):
 
     Components update their state at every step, even while their weight is zero. A single component
     of weight 1 performs exactly the operations of torch's single-tensor optimizer (``foreach=False``),
-    so it equals it bit for bit; ``Mix(adam=a, sgd=s)`` equals ``MAS(..., foreach=False, fused=False)``
+    so it equals it bit for bit; a corner (one weight 1 on a torch kind, the others 0) steps torch's
+    optimizer itself, on the path it would take alone (``mix_single``), so that a zero weight never
+    changes the path; ``Mix(adam=a, sgd=s)`` equals ``MAS(..., foreach=False, fused=False)``
     bit for bit, in every floating dtype. Components are applied in a fixed order (``KINDS``'s, then the
     others by name), so the order the weights are written in never changes the numbers.
 
@@ -97,6 +99,7 @@ class Mix(Optimizer):
                         components=dict(components or {}), shared=shared, foreach=foreach, fused=fused,
                         differentiable=False)
         self._linear: dict[str, Optimizer] = {}
+        self._single: dict[int, Optimizer] = {}  # per group (its index): torch's optimizer of a one-component mix
         super().__init__(params, _resolved(defaults))
         self._scratch = {p: torch.zeros_like(p) for group in self.param_groups for p in group["params"]}
         for name in _linear_names(self.param_groups[0]):
@@ -147,11 +150,17 @@ class Mix(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         moves = self._linear_moves()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             params: list[torch.Tensor] = []
             self._init_group(group, params)
             if params and mas_path.takes(group, params, bool(self._linear)):
                 mas_path.step([self.state[p] for p in params], group, params)
+                continue
+            single = mix_single.kind(group, bool(self._linear))
+            if params and single is not None:
+                if index not in self._single:
+                    self._single[index] = mix_single.build(single, group)
+                mix_single.step(self._single[index], self.state, single, group, params)
                 continue
             kinds = [(name, group["weights"][name]) for name in _product_names(group)]
             for p in params:

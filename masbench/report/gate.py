@@ -15,12 +15,18 @@ same ``--dataset``/``--model``/``--benchmark`` filters on both sides):
   there is no test and the floor alone decides.
   Equivalently: the allowed drop is max(floor, t_{1-alpha, df} * se), se being
   sd(d)/sqrt(n) (paired) or sqrt(s_b^2/n_b + s_c^2/n_c) (Welch).
+
+D is exact at the baseline's resolution: each seed's accuracy as the baseline writes it (``acc_text``: 6
+decimals of a percent, the same text for the store's side), the means and their difference in exact
+decimal arithmetic, compared with the floor as typed. A drop equal to ``--tolerance`` is allowed: 56.6 ->
+55.6 at ``--tolerance 1`` is no regression, though 56.6 - 55.6 is 1.0000000000000071 in doubles.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import pandas as pd
@@ -127,6 +133,20 @@ def allowed_drop(base: tuple[float, ...], base_seeds: tuple[int, ...], cur: tupl
     return test, float(stats.t.sf(drop / se, df)), float(stats.t.ppf(1 - alpha, df)) * se
 
 
+def gate_drop(base: tuple[float, ...], cur: tuple[float, ...]) -> Fraction:
+    """D = mean(base) - mean(cur), in points, exactly: each accuracy (percent) as the baseline file writes it."""
+    def mean(accs):
+        return sum(numbers.exact(numbers.acc_text(a)) for a in accs) / len(accs)
+
+    return mean(base) - mean(cur)
+
+
+def is_regression(drop: Fraction, floor: float, critical: float) -> bool:
+    """Whether ``drop`` (``gate_drop``) passes the allowed drop max(floor as typed, critical), exactly: a drop
+    equal to the floor is allowed."""
+    return drop > numbers.exact(floor) and drop > Fraction(critical)
+
+
 @dataclass
 class GateRow:
     where: str  # dataset/model and the cell's name
@@ -168,9 +188,9 @@ def _check_cell(base: dict, current: dict | None, floor: float, alpha: float) ->
                        f"(failed, diverged or not run)")
     test, p, critical = allowed_drop(base["accs"], base["seeds"], current["accs"], current["seeds"], alpha)
     avg = sum(current["accs"]) / len(current["accs"])
-    drop = sum(base["accs"]) / len(base["accs"]) - avg
-    allowed = max(floor, critical)
-    regressed = round(drop, 4) > allowed
+    exact_drop = gate_drop(base["accs"], current["accs"])
+    drop, allowed = float(exact_drop), max(floor, critical)
+    regressed = is_regression(exact_drop, floor, critical)
     message = (f"{where}: {base['avg_acc']:.2f} -> {avg:.2f} ({-drop:+.2f} points; allowed drop {allowed:.2f} = "
                f"max(floor {floor:g}, {test} at alpha {alpha:g}: {critical:.2f}))")
     return GateRow(where, base["config_key"], base["avg_acc"], avg, drop, test, p, critical, allowed, regressed, message)

@@ -18,6 +18,7 @@ from masbench.errors import MasbenchError
 from masbench.report.aggregate import METRIC_TITLES, cell_names, display_names, with_best
 from masbench.report.significance import SIGNIFICANCE_COLUMNS, has_significance, legend, mark
 from masbench.report.target import TARGET_COLUMNS, has_target, target_note, target_texts
+from masbench.text.numbers import acc_text
 from masbench.report.tuning import label, shown_params, tuned_legend
 
 FORMATS = ("rich", "csv", "markdown", "latex", "json")
@@ -76,7 +77,7 @@ def csv_table(cells: pd.DataFrame, metric: str) -> str:
     for column in ("avg_acc", "std_acc", "max_acc", "ci95"):
         frame[column] = frame[column].round(4)
     frame["seeds"] = [" ".join(str(s) for s in seeds) for seeds in frame["seeds"]]
-    frame["seed_accs"] = [" ".join(f"{a:.6f}" for a in accs) for accs in frame["accs"]]
+    frame["seed_accs"] = [" ".join(map(acc_text, accs)) for accs in frame["accs"]]
     columns = (CSV_COLUMNS + (TARGET_COLUMNS if has_target(cells) else [])  # time to target, when asked for
                + (SIGNIFICANCE_COLUMNS if has_significance(cells) else []))
     return frame[columns].to_csv(index=False, lineterminator="\n")
@@ -291,7 +292,7 @@ def render_tuned(table: pd.DataFrame, tune: str, fmt: str) -> Rendered:
     if fmt == "csv":
         frame = table.assign(params=[json.dumps(p, sort_keys=True) for p in table["params"]],
                              seeds=[" ".join(str(s) for s in seeds) for seeds in table["seeds"]],
-                             seed_accs=[" ".join(f"{a:.6f}" for a in accs) for accs in table["accs"]])
+                             seed_accs=[" ".join(map(acc_text, accs)) for accs in table["accs"]])
         return Rendered(frame[TUNED_CSV].to_csv(index=False, lineterminator="\n"))
     if fmt == "json":
         records = [{k: None if isinstance(v, float) and math.isnan(v) else list(v) if isinstance(v, tuple) else v

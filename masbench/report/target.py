@@ -28,6 +28,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from masbench.errors import MasbenchError
+from masbench.text import numbers
 
 TARGET_COLUMNS = ["target", "reached", "median_epochs", "median_seconds"]
 TARGET_BY = ("seconds", "epochs")  # what time to target counts in a performance profile
@@ -80,10 +81,10 @@ def run_times(epochs: pd.DataFrame, targets: Mapping[str, float]) -> pd.DataFram
     if frame.empty:
         return pd.DataFrame(columns=columns)
     runs = frame.groupby("run_id", sort=True)[["config_key", "seed", "status"]].first()
-    # Compared as fractions: target / 100 rounds to the same double as the stored accuracy would (29 and 0.29).
-    threshold = frame["config_key"].map(targets).astype(float) / 100.0
     elapsed = frame["seconds"].astype(float).groupby(frame["run_id"], sort=False).cumsum()
-    reached = frame["test_acc"].astype(float).ge(threshold)  # NaN/NULL accuracy (a diverged epoch) never reaches
+    # Exactly, as typed (566/1000 reaches 56.6); a NaN/NULL accuracy (a diverged epoch) never reaches.
+    bounds = frame["config_key"].map(targets).astype(float)
+    reached = pd.Series(numbers.reaches(frame["test_acc"].astype(float), bounds), index=frame.index)
     hits = frame.assign(elapsed=elapsed)[reached]
     first = hits.groupby("run_id", sort=True)[["epoch", "elapsed"]].first()
     out = runs.join(first.rename(columns={"epoch": "epochs_to_target", "elapsed": "seconds_to_target"}))

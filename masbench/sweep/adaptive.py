@@ -1,4 +1,4 @@
-"""Adaptive seeds (``sweep --until-ci W``): rounds of seeds until each cell's CI95 is narrower than W.
+"""Adaptive seeds (``sweep --until-ci W``): rounds of seeds until each cell's CI95 is at most W wide.
 
 Here a *cell* is what the report shows as one row: the runs that share a ``config_key`` and differ by seed.
 Round 1 runs every cell's initial seeds (``--seeds``/``seed_list``, at least two). After each round,
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from masbench import signals
 from masbench.grid.benchmarks import Cell
-from masbench.grid.seed_budget import ci95_width, seed_sequence, seeds_wanted
+from masbench.grid.seed_budget import ci95_width, seed_sequence, seeds_wanted, width_met
 from masbench.store import Store
 from masbench.sweep.plan import SweepSummary
 
@@ -43,7 +43,7 @@ class AdaptiveCell:
 
     @property
     def met(self) -> bool:
-        return len(self.accs) >= 2 and self.until_ci is not None and self.width < self.until_ci
+        return len(self.accs) >= 2 and self.until_ci is not None and width_met(self.width, self.until_ci)
 
     def seeds(self) -> list[int]:
         return seed_sequence(self.initial, self.tried)

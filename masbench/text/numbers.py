@@ -17,9 +17,11 @@ megabyte of digits is answered in linear time.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from masbench.text.shown import shown
@@ -89,3 +91,87 @@ def decimal(text: str) -> Decimal:
     if not isinstance(text, str) or not is_number(text):
         raise ValueError(f"{shown(text)} is not a number in digits 0-9 (e.g. 0.1, 1e-3)")
     return Decimal(text.strip())
+
+
+# Exact thresholds (issue 21): an accuracy is stored as the double nearest a fraction k/N of a test set's N
+# examples, a threshold is typed in decimal; 566/1000 must reach 56.6 although 56.6 / 100 is 0.5660000000000001.
+MAX_EXAMPLES = 10_000_000  # the largest test set whose k/N every stored accuracy identifies (see ``examples``)
+ACC_DECIMALS = 6  # decimals of a percent that a saved baseline holds (``report --format csv``'s seed_accs)
+STATISTIC_TIE = 1e-9  # relative: a computed statistic this close to a typed bound is at it
+
+
+def exact(value: Any) -> Fraction:
+    """The number a user typed, exactly: text (``decimal``'s forms) or a ``Decimal`` as written, a float as
+    the shortest decimal that reads back as it, which is what was typed for up to 15 significant digits
+    (typer and YAML hand options and keys over as floats: ``56.6`` -> Fraction(283, 5), not 56.6's double).
+
+    >>> exact(56.6), exact("0.30")
+    (Fraction(283, 5), Fraction(3, 10))
+    """
+    if isinstance(value, str):
+        value = decimal(value)
+    elif isinstance(value, float):
+        value = Decimal(repr(value))
+    elif isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise ValueError(f"{shown(value)} is not a number")
+    return Fraction(value)
+
+
+def examples(accuracy: float, scale: int = 1) -> Fraction:
+    """The fraction k/N of a test set that a computed accuracy stands for (``accuracy / scale``: scale 100 for
+    a percent): of the fractions with N <= MAX_EXAMPLES, the nearest to it.
+
+    Two such fractions lie at least 1 / MAX_EXAMPLES**2 = 1e-14 apart, a hundred times the rounding of a
+    stored double (and of a few operations on it, such as ``* 100`` or a mean of doubles), so the nearest is
+    the one it was made from: the accuracy is decided at the example, whatever N up to ten million.
+
+    >>> examples(0.566), examples(0.566 * 100, 100)
+    (Fraction(283, 500), Fraction(283, 500))
+    """
+    return (Fraction(accuracy) / scale).limit_denominator(MAX_EXAMPLES)
+
+
+def reaches(accuracies: Any, bound: Any, scale: int = 100) -> Any:
+    """Which of ``accuracies`` (fractions k/N as stored, an array) are at least ``bound`` / ``scale`` exactly:
+    ``bound`` as typed (e.g. a target in percent), or an array of typed floats, one per accuracy. NaN reaches
+    nothing. Rounding to the nearest double keeps order, so only an accuracy equal to its bound's own double
+    (correctly rounded) needs ``examples`` to decide: the rest is one comparison of arrays.
+
+    >>> reaches([0.565, 0.566, 0.567], 56.6).tolist(), reaches([0.566, 0.566], [56.6, 56.7]).tolist()
+    ([False, True, True], [True, False])
+    """
+    import numpy as np
+
+    values = np.asarray(accuracies, dtype=float)
+    if np.ndim(bound) == 0:
+        targets, which = [exact(bound) / scale], np.zeros(values.shape, dtype=int)
+    else:
+        typed, which = np.unique(np.asarray(bound, dtype=float), return_inverse=True)
+        targets = [exact(float(t)) / scale for t in typed]
+    nearest = np.array([float(t) for t in targets])[which]
+    out = values > nearest
+    for i in np.flatnonzero(values == nearest):
+        out[i] = examples(float(values[i])) >= targets[which[i]]
+    return out
+
+
+def acc_text(percent: float) -> str:
+    """An accuracy in percent as a saved baseline writes it, with ``ACC_DECIMALS`` decimals (the gate's resolution).
+
+    >>> acc_text(0.566 * 100)
+    '56.600000'
+    """
+    return f"{percent:.{ACC_DECIMALS}f}"
+
+
+def at_most(statistic: float, bound: Any) -> bool:
+    """``statistic`` (a width, a computed number) <= ``bound`` as typed, a tie counted within ``STATISTIC_TIE``
+    of the bound (relative): the statistic's last digits are rounding, so a width printed to 10 significant
+    digits and typed back is reached.
+
+    >>> at_most(4.968316, "4.968316"), at_most(4.9683160000000001, 4.968316), at_most(4.97, 4.968316)
+    (True, True, False)
+    """
+    if math.isnan(statistic):
+        return False
+    return Fraction(statistic) <= exact(bound) * (1 + Fraction(STATISTIC_TIE))
