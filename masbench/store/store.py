@@ -51,7 +51,9 @@ from masbench.store.opening import (
     is_disk_full,
     open_error,
     parse_url,
+    read_only_uri,
     sqlite_file,
+    sqlite_uri_file,
 )
 from masbench.store.schema import found_version
 from masbench.text.shown import one_line
@@ -109,8 +111,11 @@ class Store:
         parsed = parse_url(self.url, self.masked_url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self.path = sqlite_file(parsed)
-        if self.path is not None:
-            check_sqlite_file(self.path, self.masked_url, must_exist=read_only or not create)
+        file = self.path if self.path is not None else sqlite_uri_file(parsed)
+        if file is not None:  # a command that only reads, or may not create, never makes the file: not with rwc either
+            check_sqlite_file(file, self.masked_url, must_exist=read_only or not create)
+            if read_only and self.path is None:
+                parsed = read_only_uri(parsed)
         self._closer: weakref.finalize | None = None
         self.engine: Engine | None = None
         try:
