@@ -65,5 +65,21 @@ def check_new_file(path: Path | str, what: str) -> Path:
     kind = kind_of(path)
     if kind is not None and kind != "file":
         raise MasbenchError(f"{what} {path} is not a regular file (it is {kind})")
-    check_folder(path.parent if str(path.parent) else Path("."), f"{what} {path}: folder")
+    check_folder(path.parent, f"{what} folder")
+    return path
+
+
+def check_new_folder(path: Path | str, what: str) -> Path:
+    """``path`` for a folder that may be made: a folder, or absent with its nearest existing parent a folder; else
+    one line naming the part of the path that is something else (a file, a FIFO, a device)."""
+    path = Path(path).expanduser()
+    for part in (path, *path.parents):
+        kind = kind_of(part)
+        if kind is None:
+            continue
+        if kind != "a directory":
+            where = "" if part == path else f": {part}"
+            raise MasbenchError(f"{what} {path}{where} is not a folder (it is "
+                                f"{'a regular file' if kind == 'file' else kind})")
+        break
     return path
