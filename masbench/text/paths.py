@@ -38,24 +38,26 @@ def kind_of(path: Path | str) -> str | None:
 def check_file(path: Path | str, what: str) -> Path:
     """``path``, which must be a regular file (or a link to one): else one line saying it does not exist, or
     what it is instead."""
-    path = Path(path).expanduser()
-    kind = kind_of(path)
-    if kind is None:
-        raise MasbenchError(f"{what} {path} does not exist")
-    if kind != "file":
-        raise MasbenchError(f"{what} {path} is not a regular file (it is {kind})")
-    return path
+    return _checked(path, what, "file", "is not a regular file")
 
 
 def check_folder(path: Path | str, what: str) -> Path:
     """``path``, which must be a folder (or a link to one): else one line saying it does not exist, or what it is."""
+    return _checked(path, what, "a directory", "is not a folder")
+
+
+def _checked(path: Path | str, what: str, wanted: str, refusal: str) -> Path:
     path = Path(path).expanduser()
     kind = kind_of(path)
     if kind is None:
         raise MasbenchError(f"{what} {path} does not exist")
-    if kind != "a directory":
-        raise MasbenchError(f"{what} {path} is not a folder (it is {'a regular file' if kind == 'file' else kind})")
+    if kind != wanted:
+        raise MasbenchError(f"{what} {path} {refusal} (it is {_named(kind)})")
     return path
+
+
+def _named(kind: str) -> str:
+    return "a regular file" if kind == "file" else kind
 
 
 def check_new_file(path: Path | str, what: str) -> Path:
@@ -79,7 +81,6 @@ def check_new_folder(path: Path | str, what: str) -> Path:
             continue
         if kind != "a directory":
             where = "" if part == path else f": {part}"
-            raise MasbenchError(f"{what} {path}{where} is not a folder (it is "
-                                f"{'a regular file' if kind == 'file' else kind})")
+            raise MasbenchError(f"{what} {path}{where} is not a folder (it is {_named(kind)})")
         break
     return path
