@@ -6,10 +6,13 @@ import, and are resolved there.
 
 from __future__ import annotations
 
+import re
+
 from masbench.text.shown import shown
 
 OPTIMIZER_NAMES = ("mas", "sgd", "adam", "adamw", "radam", "nadam", "adamax", "rmsprop", "adagrad", "adadelta",
                    "asgd", "rprop", "mix")
+DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")  # a module or attribute path: pkg.mod, Outer.Inner
 # Their hyperparameters are RunSpec fields (lr, momentum, betas, ...): the cells and keys masbench has always had
 # (and mix's: the spec's settings reach each of its components that takes them).
 SPEC_OPTIMIZERS = ("mas", "sgd", "adam", "adamw", "mix")
@@ -18,6 +21,21 @@ SPEC_OPTIMIZERS = ("mas", "sgd", "adam", "adamw", "mix")
 def is_path(text: str) -> bool:
     """An import path (``pkg.mod:Class``, ``pkg.mod.Class``), not a plain name."""
     return "." in text or ":" in text
+
+
+def stored_name(path: str) -> str:
+    """The name the store holds for a user's optimizer named by import path, from the text alone: nothing is
+    imported (``compare``, a command that only reads, matches it so). ValueError for text that is no path.
+
+    >>> stored_name("my_pkg.optim.Lion"), stored_name("my_pkg.optim:Lion")
+    ('my_pkg.optim:Lion', 'my_pkg.optim:Lion')
+    """
+    module, colon, attribute = path.partition(":")
+    if not colon:
+        module, _, attribute = path.rpartition(".")
+    if not (DOTTED.fullmatch(module) and DOTTED.fullmatch(attribute)):
+        raise ValueError(f"Invalid optimizer {shown(path)}: not an import path package.module:Class")
+    return f"{module}:{attribute}"
 
 
 def is_known(text: str) -> bool:

@@ -15,6 +15,10 @@ Plugins: a distribution declares them in its metadata (``pyproject.toml``)::
     [project.entry-points."masbench.datasets"]
     blobs = "my_pkg.data:blobs"           # function(data_dir) -> a masbench data set; blobs.kind = "tabular"
 
+A path is imported from installed packages and ``PYTHONPATH`` only: never from the working directory,
+whether masbench runs as ``masbench`` or as ``python -m masbench`` (``masbench.__main__``). Only ``run``,
+``sweep`` and ``tune`` import user code; ``report``, ``compare``, ``plot``, ``show`` and ``list`` never do.
+
 Discovery reads metadata only (``importlib.metadata``, no plugin code runs) and happens lazily: when a
 name is not built-in, and for ``masbench list``. An entry is imported when a spec naming it is validated.
 Built-ins win a clash: a plugin's ``adam`` is never used, and ``masbench list`` shows it as shadowed.
@@ -39,6 +43,12 @@ from masbench.text.shown import shown
 GROUPS = {"optimizers": "masbench.optimizers", "models": "masbench.models", "datasets": "masbench.datasets"}
 # A plugin's name is a plain name: a dot or colon would make it an import path (or a tv:/csv: prefix).
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+# Said wherever a user's module is not found: ``python -m masbench`` and the ``masbench`` script both leave the
+# working directory off the import path (``masbench.__main__``), so code is never picked up from where one stands.
+WHERE_FROM = ("user code is imported from installed packages and PYTHONPATH, never from the working directory: "
+              "PYTHONPATH=. for a module there")
 
 
 class NoModule(Exception):

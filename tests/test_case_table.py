@@ -59,8 +59,10 @@ def _check(case: Case, env: Env) -> None:
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.stores], ids=lambda c: c.name)
-def test_a_case_on_a_store(case, db_url, tmp_path):
+def test_a_case_on_a_store(case, db_url, tmp_path, monkeypatch):
     from masbench.store import Store
+
+    monkeypatch.chdir(tmp_path)  # the command's working directory is env.dir, in process as in a subprocess
 
     store = Store(db_url)
     fill(store)
@@ -69,5 +71,6 @@ def test_a_case_on_a_store(case, db_url, tmp_path):
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.stores], ids=lambda c: c.name)
-def test_a_case_without_a_store(case, tmp_path):
+def test_a_case_without_a_store(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     _check(case, Env(f"sqlite:///{tmp_path / 'store.db'}", tmp_path))

@@ -103,15 +103,14 @@ def _truncated_csv(folder):
 @pytest.mark.parametrize("command", [["run", "--dataset", "digits", "--epochs", "1"],
                                      ["sweep", "--dataset", "digits", "--lambdas", "0.5", "--epochs", "1"]],
                          ids=["run", "sweep"])
-@pytest.mark.parametrize("value, named", [("taken", "'taken'"), ("taken/ckpt", "'taken/ckpt': 'taken'")],
+@pytest.mark.parametrize("value, named", [("taken", "taken"), ("taken/ckpt", "taken/ckpt: taken")],
                          ids=["itself", "a-folder-on-its-way"])
 def test_a_checkpoint_dir_that_is_a_file_is_refused_before_anything_is_written(tmp_path, command, value, named):
     """Found up front, not when the first epoch's checkpoint is written: one line, no store, the file unchanged."""
     (tmp_path / "taken").write_text("not a directory")
     result = runner.invoke(app, [*command, "--checkpoint-dir", value])
     assert result.exit_code == 1, result.output
-    assert result.stderr == (f"Error: Invalid --checkpoint-dir: {named} is a file (give a directory, or a path "
-                             f"where one can be made)\n")
+    assert result.stderr == f"Error: Invalid --checkpoint-dir: {named} is not a folder (it is a regular file)\n"
     assert result.stdout == ""
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no store, no .masbench, no data
     assert (tmp_path / "taken").read_text() == "not a directory"

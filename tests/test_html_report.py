@@ -264,8 +264,8 @@ def test_the_benchmarks_file_is_read_once_per_command(db, monkeypatch, tmp_path)
     (tmp_path / "benchmarks.yaml").write_text("benchmarks:\n  b:\n    dataset: digits\n    models: [mlp, cnn]\n"
                                               "    target: 85\n")
     reads = []
-    real = benchmarks.load_benchmarks
-    monkeypatch.setattr(benchmarks, "load_benchmarks", lambda *a, **k: reads.append(a) or real(*a, **k))
+    real = benchmarks.read_targets
+    monkeypatch.setattr(benchmarks, "read_targets", lambda *a, **k: reads.append(a) or real(*a, **k))
     assert "Benchmark b: performance profile" in "".join(Page(page_of(db)).text)
     assert len(reads) == 1
     for args in (["--format", "html"], ["--format", "csv"]):

@@ -171,3 +171,27 @@ def test_a_read_only_store_cannot_write(db_url):
         reader.ensure_run(run_values(RunSpec(dataset="digits", model="mlp")))
     assert reader.runs_frame().empty
     reader.close()
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["nothing-started", "a-run-started"])
+def test_a_store_this_command_made_goes_when_it_fails_before_any_run_started(tmp_path, started):
+    """``Store.unless_used``: a new SQLite file with only pending runs is removed when the block raises; one
+    where a run started (its claim, its traceback) is kept, and so is a store that was there before."""
+    path = tmp_path / "new.db"
+    store = Store(f"sqlite:///{path}")
+    with pytest.raises(RuntimeError, match="refused"), store.unless_used():
+        run = store.ensure_run(run_values(RunSpec(dataset="digits", model="mlp", optimizer="adam", epochs=1)))
+        if started:
+            assert store.claim(run.id, "w")
+            store.start(run.id, "w")
+        raise RuntimeError("refused")
+    assert path.exists() == started
+    if not started:
+        assert list(tmp_path.iterdir()) == []  # its -wal and -shm too
+    if started:
+        store.close()
+        again = Store(f"sqlite:///{path}")  # there before: kept whatever happens
+        with pytest.raises(RuntimeError), again.unless_used():
+            raise RuntimeError("refused")
+        assert path.exists()
+        again.close()

@@ -165,26 +165,21 @@ def exec_options(params: Mapping[str, Any], keep_checkpoint: bool = False):
 
     from masbench.engine import ExecOptions
 
+    from masbench.text.paths import check_new_folder
+
     data_dir = params["data_dir"]
-    return ExecOptions(device=params["device"], data_dir=None if data_dir is None else Path(data_dir),
+    return ExecOptions(device=params["device"],
+                       data_dir=None if data_dir is None else check_new_folder(data_dir, "Invalid --data-dir:"),
                        amp=params["amp"], channels_last=params["channels_last"], compile=params["compile"],
                        checkpoint_dir=checkpoint_dir(params["checkpoint_dir"]), keep_checkpoint=keep_checkpoint)
 
 
 def checkpoint_dir(text: str):
     """``--checkpoint-dir``: a directory, or a path where one can be made; refused up front when it, or a folder
-    on its way, is a file (it would be found only when the first epoch's checkpoint is written)."""
-    from pathlib import Path
+    on its way, is not a folder (it would be found only when the first epoch's checkpoint is written)."""
+    from masbench.text.paths import check_new_folder
 
-    path = Path(text)
-    for part in (path, *path.parents):
-        if part.exists():
-            if not part.is_dir():
-                where = "" if part == path else f": {shown(str(part))}"
-                raise MasbenchError(f"Invalid --checkpoint-dir: {shown(text)}{where} is a file (give a directory, "
-                                    f"or a path where one can be made)")
-            break
-    return path
+    return check_new_folder(text, "Invalid --checkpoint-dir:")
 
 
 def lease(claim_timeout: float) -> tuple[float, float]:

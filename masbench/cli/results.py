@@ -12,6 +12,7 @@ from masbench.cli.options import DbOpt
 from masbench.cli.output import stdout_console
 from masbench.errors import MasbenchError
 from masbench.text.numbers import number
+from masbench.text.paths import check_new_file
 
 MetricOpt = Annotated[str, typer.Option(help="A run's accuracy: best (over its epochs: selected on the test set), "
                                                "final (its last epoch's) or val (its test accuracy at the epoch of its "
@@ -126,6 +127,8 @@ def report(
         if leaderboard:
             raise MasbenchError("--target goes with --table, not --leaderboard")
         reporting.check_target(target)
+    if output is not None:
+        check_new_file(output, "Invalid --output:")
     store = _open_for_reading(db)
     _refuse_the_store(store, output)
     if format == "html":
@@ -164,6 +167,8 @@ def _tuned_frames(store, tune: str | None):
 def _report_tuned(tune: str | None, format: str, output: str | None, db: str | None) -> None:
     from masbench import report as reporting
 
+    if output is not None:
+        check_new_file(output, "Invalid --output:")
     store = _open_for_reading(db)
     _refuse_the_store(store, output)
     name, frame, table = _tuned_frames(store, tune)
@@ -279,6 +284,7 @@ def plot(
 
     if kind not in ("curves", "lambda", "profile", "tuning"):
         raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda, profile, tuning)")
+    plots.check_output(output)  # before the store is read: every kind writes this one file
     if target is not None and kind != "profile":
         raise MasbenchError("--target goes with --kind profile")
     from masbench.report.target import check_target_by
@@ -295,7 +301,6 @@ def plot(
                  if value is not None]
         if given:
             raise MasbenchError(f"--kind tuning plots one tune (--tune NAME): give it without {', '.join(given)}")
-        plots.check_output(output)
         store = _open_for_reading(db)
         name, frame, table = _tuned_frames(store, tune)
         typer.echo(f"plot written to {plot_tuning(frame, table, output, tune=name)}")
@@ -305,7 +310,6 @@ def plot(
 
         if target is not None:
             check_target(target)
-        plots.check_output(output)
     store = _open_for_reading(db)
     runs = _runs(store, metric, dataset, model, benchmark)
     if kind == "profile":

@@ -59,15 +59,17 @@ def run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_ad
             return _sweep_round(title, round_cells, store, console, settings, executor, ray_address, number,
                                 datasets)
 
-        if any(cell.until_ci is not None for cell in cells):
-            from masbench.cli.seeds import report_seeds
-            from masbench.sweep.adaptive import run_adaptive
+        # A refusal before any cell trained (Ray's, after the store was opened) leaves no new store behind.
+        with store.unless_used():
+            if any(cell.until_ci is not None for cell in cells):
+                from masbench.cli.seeds import report_seeds
+                from masbench.sweep.adaptive import run_adaptive
 
-            summary, groups = run_adaptive(cells, store, run_round)
-            if not summary.interrupted:
-                report_seeds(groups)
-        else:
-            summary = run_round(cells, 1)
+                summary, groups = run_adaptive(cells, store, run_round)
+                if not summary.interrupted:
+                    report_seeds(groups)
+            else:
+                summary = run_round(cells, 1)
         _report_sweep(title, summary, console, fail)
     return summary
 

@@ -170,7 +170,7 @@ def _train_cell(spec, options, db, force: bool, stale_after: float, heartbeat_ev
         # Missing data, a bad device: refused before the store is opened, which creates a new one's file.
         datasets = preflight([Cell(spec)], options)
         store = Store(db)
-        with stop_on_signals(), RunProgress(store_url=store.masked_url) as progress:
+        with store.unless_used(), stop_on_signals(), RunProgress(store_url=store.masked_url) as progress:
             outcome = run_cell(spec, store, options, callbacks=[progress], force=force, stale_after=stale_after,
                                heartbeat_every=heartbeat_every, datasets=datasets)
     finally:

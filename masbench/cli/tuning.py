@@ -177,10 +177,11 @@ def tune(
                                    heartbeat_every=heartbeat_every, callbacks=(WarningLog(),))
     store = Store(db)
     try:
-        tune_id = store.ensure_tune(planned.key, planned.name, planned.record)
-        failed = run_tune(planned, store, tune_id, lambda title, cells, callbacks=(): run_sweep(
-            title, cells, db, replace(sweep_settings, callbacks=sweep_settings.callbacks + tuple(callbacks)),
-            executor, ray_address, fail=False), per_round=sweep_settings.workers * _pack_size(planned))
+        with store.unless_used():  # a tune refused before any trial trained (missing data) leaves no new store
+            tune_id = store.ensure_tune(planned.key, planned.name, planned.record)
+            failed = run_tune(planned, store, tune_id, lambda title, cells, callbacks=(): run_sweep(
+                title, cells, db, replace(sweep_settings, callbacks=sweep_settings.callbacks + tuple(callbacks)),
+                executor, ray_address, fail=False), per_round=sweep_settings.workers * _pack_size(planned))
         _print_result(planned, store.trials_frame(tune_id))
     finally:
         store.close()

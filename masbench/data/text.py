@@ -16,6 +16,7 @@ import torch
 from masbench.data.base import TextDataset, TextSplit, check_classes
 from masbench.data.fetch import hub_online, load_pretrained
 from masbench.errors import MasbenchError
+from masbench.text.paths import check_file
 from masbench.fileio import cached_payload
 from masbench.text.numbers import is_digits
 from masbench.text.shown import one_line
@@ -150,9 +151,7 @@ def _column(spec: str | None, default: str):
 def raw_csv(path: str, data_dir: Path, *, text_column: str | None, label_column: str | None,
             test_file: str | None, test_fraction: float) -> RawText:
     """A CSV/TSV file: columns by name (the file has a header) or by 0-based index (it has none)."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise MasbenchError(f"CSV file {file} does not exist")
+    file = check_file(path, "CSV file")
     text_col, label_col = _column(text_column, "text"), _column(label_column, "label")
     by_index = isinstance(text_col, int) and isinstance(label_col, int)
     if isinstance(text_col, int) != isinstance(label_col, int):
@@ -178,9 +177,7 @@ def raw_csv(path: str, data_dir: Path, *, text_column: str | None, label_column:
     check_classes(f"csv:{path}", [str(c) for c in classes])
     ids = {label: i for i, label in enumerate(classes)}
     if test_file is not None:
-        test_path = Path(test_file).expanduser()
-        if not test_path.is_file():
-            raise MasbenchError(f"test file {test_path} does not exist")
+        test_path = check_file(test_file, "test file")
         test_texts, test_labels_raw = read(test_path)
         unknown = sorted(set(test_labels_raw) - set(ids))
         if unknown:

@@ -19,6 +19,7 @@ from masbench.engine.options import ExecOptions
 from masbench.engine.packing import can_pack, pack_key, plan_packs
 from masbench.engine.prepare import (
     Prepared,
+    build_seeded_model,
     data_cache_key,
     dataset_for,
     describe_device,
@@ -31,7 +32,7 @@ from masbench.engine.train import train, train_one
 
 __all__ = [
     "CHECKPOINT_FORMAT", "Callback", "CheckpointOwner", "EpochMetrics", "ExecOptions", "Member", "MemberOutcome",
-    "Prepared", "Prune", "RunInfo", "RunResult", "Unpackable", "can_pack", "checkpoint_path", "data_cache_key", "dataset_for",
+    "Prepared", "Prune", "RunInfo", "RunResult", "Unpackable", "build_seeded_model", "can_pack", "checkpoint_path", "data_cache_key", "dataset_for",
     "describe_device", "load_data", "pack_key", "plan_packs", "prepare", "resolve_device",
     "seed_everything", "train", "train_one",
 ]

@@ -33,10 +33,11 @@ from masbench.grid.safe_yaml import load_yaml
 from masbench.grid.settings import layer_settings
 from masbench.spec import RunSpec
 from masbench.text.limits import STR_LIMITS, check_ranges, check_str
+from masbench.text.paths import check_file
 from masbench.text.shown import one_line, shown
 
 __all__ = ["BenchmarkSpec", "BenchmarksFile", "Cell", "check_benchmarks", "default_benchmarks_path", "load_benchmarks",
-           "packaged_benchmarks", "plan_grids", "plan_sweep"]
+           "packaged_benchmarks", "plan_grids", "plan_sweep", "read_targets"]
 
 
 class BenchmarkSpec(BaseModel):
@@ -102,9 +103,7 @@ def load_benchmarks(path: Path | str | None = None, check_specs: bool = True) ->
     imports the registries, and torch with them) to ``check_benchmarks``: the grids' values, names and
     sizes are checked either way.
     """
-    path = Path(path) if path is not None else default_benchmarks_path()
-    if not path.is_file():
-        raise MasbenchError(f"benchmarks file {path} does not exist")
+    path = check_file(path if path is not None else default_benchmarks_path(), "benchmarks file")
     raw = load_yaml(path, "benchmarks file")
     if raw is None:
         raw = {}
@@ -131,6 +130,49 @@ def load_benchmarks(path: Path | str | None = None, check_specs: bool = True) ->
     if check_specs:
         check_benchmarks(file)
     return file
+
+
+def read_targets(path: Path | str) -> dict[tuple[str, str, str], float]:
+    """``(benchmark, dataset, model) -> target`` of the file's ``target:`` keys, read without validating the file.
+
+    For the commands that only read (``report``, ``plot``): the YAML alone is read, with the safe loader, and
+    each grid's ``dataset``, ``models`` and ``target`` are picked (a grid's over its benchmark's over the
+    ``defaults``, as ``load_benchmarks`` layers them; ``GridSpec``'s defaults otherwise). Nothing it names is
+    imported or checked. A file that does not give them plainly is a ``MasbenchError`` naming it.
+
+    Example: ``benchmarks: {b: {dataset: digits, models: [mlp], target: 90}}`` gives ``{('b', 'digits', 'mlp'): 90.0}``.
+    """
+    path = check_file(path, "benchmarks file")
+    raw = load_yaml(path, "benchmarks file") or {}
+    defaults = raw.get("defaults") or {} if isinstance(raw, dict) else None
+    entries = raw.get("benchmarks") or {} if isinstance(raw, dict) else None
+    if not isinstance(defaults, dict) or not isinstance(entries, dict):
+        raise MasbenchError(f"{path}: expected a mapping with 'defaults' and 'benchmarks' mappings at the top")
+    out: dict[tuple[str, str, str], float] = {}
+    for name, entry in entries.items():
+        entry = entry if isinstance(entry, dict) else {}
+        grids = entry.get("grids")
+        for grid in grids if isinstance(grids, list) and grids else [{}]:
+            picked = {key: next((layer[key] for layer in (grid, entry, defaults)
+                                 if isinstance(layer, dict) and key in layer), GridSpec.model_fields[key].default)
+                      for key in ("dataset", "models", "target")}
+            target, dataset, models = picked["target"], picked["dataset"], picked["models"]
+            if target is None:
+                continue
+            where = _where(path, str(name))
+            if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 100:
+                raise MasbenchError(one_line(f"{where}: target {shown(target)} is not a test accuracy in percent "
+                                             f"in (0, 100]"))
+            if not isinstance(dataset, str) or not isinstance(models, list) \
+                    or not all(isinstance(model, str) for model in models):
+                raise MasbenchError(one_line(f"{where}: its dataset and models are not names"))
+            for model in models:
+                key = (str(name), dataset, model)
+                if out.get(key, target) != target:
+                    raise MasbenchError(one_line(f"{where} gives {dataset}/{model} two targets ({out[key]:g} and "
+                                                 f"{target:g}); give one"))
+                out[key] = float(target)
+    return out
 
 
 def _where(path: Path, name: str) -> str:

@@ -24,7 +24,7 @@ from torch import nn
 
 from masbench.errors import MasbenchError
 from masbench.models.entry import ModelEntry
-from masbench.plugins import NoModule, import_attribute
+from masbench.plugins import WHERE_FROM, NoModule, import_attribute
 from masbench.text.shown import shown
 
 TV = "tv:"
@@ -59,7 +59,7 @@ def _by_path(name: str):
     try:
         found = import_attribute(module_name, attribute, f"Invalid model {shown(name)}")
     except NoModule:
-        raise MasbenchError(f"Invalid model {shown(name)}: no module named {module_name}") from None
+        raise MasbenchError(f"Invalid model {shown(name)}: no module named {module_name} ({WHERE_FROM})") from None
     except ValueError as error:
         raise MasbenchError(str(error)) from None
     _check_signature(found, f"Invalid model {shown(name)}")

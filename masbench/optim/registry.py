@@ -23,7 +23,7 @@ import torch
 
 from masbench.optim.mas import MAS
 from masbench.optimizer_names import SPEC_OPTIMIZERS, is_path, unknown_optimizer
-from masbench.plugins import NoModule, import_attribute
+from masbench.plugins import WHERE_FROM, NoModule, import_attribute
 from masbench.text.limits import STR_LIMITS
 from masbench.text.shown import shown
 
@@ -119,7 +119,7 @@ def _import(text: str) -> tuple[str, str, Any]:
             return module, attribute, import_attribute(module, attribute, f"Invalid optimizer {shown(text)}")
         except NoModule:
             continue  # this prefix is not a module: try a shorter one
-    raise ValueError(f"Invalid optimizer {shown(text)}: no module of that path can be imported")
+    raise ValueError(f"Invalid optimizer {shown(text)}: no module of that path can be imported ({WHERE_FROM})")
 
 
 def hyperparameter_names(name: str) -> list[str]:

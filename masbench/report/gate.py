@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from masbench.errors import MasbenchError
+from masbench.text.paths import check_file
 from masbench.report.aggregate import METRICS, cell_names
 from masbench.text import numbers
 from masbench.text.shown import one_line
@@ -88,9 +89,10 @@ def _parse_row(row: dict, where: str) -> dict:
 
 def read_baseline(path: str | Path) -> Baseline:
     """Parse and check a baseline CSV; any problem is one ``MasbenchError`` line naming the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise MasbenchError(f"baseline file {path} does not exist ({MAKE})")
+    try:
+        path = check_file(path, "baseline file")
+    except MasbenchError as error:
+        raise MasbenchError(f"{error} ({MAKE})") from None
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:

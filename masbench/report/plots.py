@@ -20,6 +20,7 @@ import hashlib
 import pandas as pd
 
 from masbench.errors import MasbenchError
+from masbench.text.paths import check_new_file
 from masbench.report import LABELS, cell_table, differing_settings
 
 SUFFIXES = (".png", ".svg", ".pdf")
@@ -38,9 +39,7 @@ def check_output(output: str | Path) -> Path:
     path = Path(output)
     if path.suffix.lower() not in SUFFIXES:
         raise MasbenchError(f"Invalid --output: {str(path)!r} (the file must end in {', '.join(SUFFIXES)})")
-    if not path.parent.exists():
-        raise MasbenchError(f"Invalid --output: folder {path.parent} does not exist")
-    return path
+    return check_new_file(path, "Invalid --output:")
 
 
 def save(fig, path: Path) -> Path:

@@ -23,12 +23,14 @@ performance profiles can count epochs instead (``--target-by epochs``).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 
 import pandas as pd
 
 from masbench.errors import MasbenchError
 from masbench.text import numbers
+from masbench.text.shown import one_line
 
 TARGET_COLUMNS = ["target", "reached", "median_epochs", "median_seconds"]
 TARGET_BY = ("seconds", "epochs")  # what time to target counts in a performance profile
@@ -119,22 +121,22 @@ def with_time_to_target(cells: pd.DataFrame, epochs: pd.DataFrame, target: float
 
 def benchmark_targets(path=None) -> dict[tuple[str, str, str], float]:
     """``(benchmark, dataset, model) -> target`` from the benchmarks file's ``target:`` keys (a benchmark's,
-    or a grid's, which inherits it). Two grids giving one data set and model two targets is an error."""
-    from masbench.grid.benchmarks import load_benchmarks
+    or a grid's, which inherits it; or the file's ``defaults``).
 
-    file = load_benchmarks(path, check_specs=False)
-    out: dict[tuple[str, str, str], float] = {}
-    for name, spec in file.benchmarks.items():
-        for grid in spec.grid_specs():
-            if grid.target is None:
-                continue
-            for model in grid.models:
-                key = (name, grid.dataset, model)
-                if out.get(key, grid.target) != grid.target:
-                    raise MasbenchError(f"{file.path}: benchmark {name!r} gives {grid.dataset}/{model} two targets "
-                                        f"({out[key]:g} and {grid.target:g}); give one")
-                out[key] = grid.target
-    return out
+    Reading commands call this: the file is read as YAML only (``load_yaml``, a safe loader) and only the
+    ``dataset``, ``models`` and ``target`` keys are picked, so that no optimizer, model or data set it names
+    is validated or imported. A file that cannot be read for them (not YAML, not a mapping, a target that
+    is not a number in (0, 100], two targets for one data set and model) gives no targets, and one warning
+    line on stderr: a stray ``benchmarks.yaml`` in the working directory never stops a report.
+    """
+    from masbench.grid.benchmarks import default_benchmarks_path, read_targets
+
+    path = default_benchmarks_path() if path is None else path
+    try:
+        return read_targets(path)
+    except MasbenchError as error:
+        print(one_line(f"warning: {error}; its targets are not used"), file=sys.stderr, flush=True)
+        return {}
 
 
 def has_target(cells: pd.DataFrame) -> bool:

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from masbench.errors import DiskFull, MasbenchError
 from masbench.store.urls import check_url
+from masbench.text.paths import check_file, check_folder, kind_of
 from masbench.text.shown import one_line, shown
 
 SQLITE_FULL = 13
@@ -55,12 +56,32 @@ def sqlite_file(parsed) -> str | None:
     return parsed.database
 
 
+def sqlite_uri_file(parsed) -> str | None:
+    """The file of an SQLite URI URL (``sqlite:///file:PATH?mode=rwc&uri=true``); None for any other URL and
+    for an in-memory database (``file::memory:``, ``mode=memory``)."""
+    from urllib.parse import unquote, urlsplit
+
+    if parsed.get_backend_name() != "sqlite" or not parsed.query.get("uri") or parsed.query.get("mode") == "memory":
+        return None
+    database = parsed.database or ""
+    path = unquote(urlsplit(database).path) if database.startswith("file:") else database
+    return None if path in ("", ":memory:") else path
+
+
+def read_only_uri(parsed):
+    """An SQLite URI URL that opens its file read-only: ``mode=ro``, whatever mode it gave (``rwc`` would create
+    the file); ``immutable=1`` is kept, as it reads only too."""
+    return parsed if parsed.query.get("immutable") in ("1", "true") else parsed.update_query_dict({"mode": "ro"})
+
+
 def check_sqlite_file(path: str, masked_url: str, must_exist: bool) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise MasbenchError(f"cannot open database {masked_url}: folder {folder} does not exist")
-    if must_exist and not os.path.exists(path):
-        raise MasbenchError(f"no database at {path}: run masbench run or masbench sweep first, "
+    """The SQLite file ``path`` must be a regular file (a directory, a FIFO or /dev/null is said so), in a folder
+    that exists; ``must_exist``: it must be there already (a command that only reads never creates it)."""
+    check_folder(os.path.dirname(os.path.abspath(path)), f"cannot open database {masked_url}: folder")
+    if kind_of(path) is not None:
+        check_file(path, "database file")
+    elif must_exist:
+        raise MasbenchError(f"no database at {os.path.abspath(path)}: run masbench run or masbench sweep first, "
                             f"or give --db (or MASBENCH_DB)")
 
 

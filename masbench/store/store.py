@@ -13,6 +13,7 @@ adds a second.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import weakref
@@ -51,7 +52,9 @@ from masbench.store.opening import (
     is_disk_full,
     open_error,
     parse_url,
+    read_only_uri,
     sqlite_file,
+    sqlite_uri_file,
 )
 from masbench.store.schema import found_version
 from masbench.text.shown import one_line
@@ -109,8 +112,13 @@ class Store:
         parsed = parse_url(self.url, self.masked_url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self.path = sqlite_file(parsed)
-        if self.path is not None:
-            check_sqlite_file(self.path, self.masked_url, must_exist=read_only or not create)
+        file = self.path if self.path is not None else sqlite_uri_file(parsed)
+        # Whether this open makes the SQLite file: a command that fails before training removes it (``unless_used``).
+        self.created = file if file is not None and not read_only and create and not os.path.exists(file) else None
+        if file is not None:  # a command that only reads, or may not create, never makes the file: not with rwc either
+            check_sqlite_file(file, self.masked_url, must_exist=read_only or not create)
+            if read_only and self.path is None:
+                parsed = read_only_uri(parsed)
         self._closer: weakref.finalize | None = None
         self.engine: Engine | None = None
         try:
@@ -218,6 +226,31 @@ class Store:
             self._closer()  # once: a finalizer also runs it when the store is dropped or at exit
         elif self.engine is not None:
             self.engine.dispose()
+
+    @contextmanager
+    def unless_used(self) -> Iterator[Store]:
+        """Yields the store; when the block raises and this open created the SQLite file, and no run has started
+        in it, the file (and its logs) are removed: a command that fails before training leaves no new store.
+
+        Runs registered as pending (a sweep's plan), a tune's record: removed with it; a run that started (even
+        one that failed, whose traceback the store keeps) keeps the store.
+        """
+        try:
+            yield self
+        except BaseException:
+            if self.created is not None and self.engine is not None and self._untouched():
+                self.close()
+                for path in (self.created, *(f"{self.created}{suffix}" for suffix in ("-wal", "-shm", "-journal"))):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)
+            raise
+
+    def _untouched(self) -> bool:
+        try:
+            with self.reading() as s:
+                return s.scalar(select(func.count()).select_from(Run).where(Run.started_at.is_not(None))) == 0
+        except SQLAlchemyError:
+            return False  # cannot tell: the store stays
 
     # --- runs ------------------------------------------------------------------------------------
 

@@ -49,20 +49,27 @@ def cell_options(cell: Cell, options: ExecOptions) -> ExecOptions:
 
 def preflight(cells: Sequence[Cell], options: ExecOptions, datasets: dict | None = None) -> dict:
     """Load each distinct data set once, so that missing or broken data fails before anything is written;
-    so does a validation split that would leave a class without examples.
+    so does a validation split that would leave a class without examples, and a model that cannot be built for
+    its data (``tv:resnet18`` on 1-channel digits, weights that cannot be downloaded): each distinct model is
+    built once here and dropped (every run seeds its RNGs before it builds its own, so this draws nothing of it).
 
     Returns the loaded sets (keyed by ``data_cache_key``), for a worker in this process to reuse; ``datasets``:
     sets loaded before (by a caller that ran ``preflight`` before opening its store), reused and added to.
     """
     from masbench.data.validation import val_indices
-    from masbench.engine import dataset_for, resolve_device
+    from masbench.engine import build_seeded_model, dataset_for, resolve_device
 
     resolve_device(options.device)
     datasets = {} if datasets is None else datasets
+    built: set[tuple] = set()
     for cell in cells:
         data = dataset_for(cell.spec, cell_options(cell, options), datasets)
         if cell.spec.val_fraction is not None:
             val_indices(data.train.labels, cell.spec.val_fraction, cell.spec.seed, data.classes)
+        model = (cell.spec.model, cell.spec.resolved_pretrained, id(data))
+        if model not in built:
+            build_seeded_model(cell.spec, data)
+            built.add(model)
     return datasets
 
 
