@@ -8,7 +8,7 @@ percent. Runs are grouped into cells by ``config_key``: the hash of the run's
 canonical config without the seed, so two cells that share a run name (the same
 optimizer settings, other epochs, batch size or data options) never pool. Only completed runs count as seeds;
 pending, running, failed and diverged ones are counted and flagged, never
-averaged in (nor in ``ci95``: the width of the 95% t-interval of the mean).
+averaged in (nor in ``ci95_half``: the half-width of the 95% t-interval of the mean, shown as mean ± it).
 A seed twice in one cell is an error, never an overwrite.
 """
 
@@ -30,7 +30,7 @@ BASELINE_ORDER = {"adam": 0, "sgd": 1, "adamw": 2, "mas": 3}
 LABELS = {"adam": "Adam", "sgd": "SGD", "adamw": "AdamW", "mas": "MAS"}
 TABLE = ["benchmark", "dataset", "model"]  # one table (or leaderboard) section per value of these
 CELL_COLUMNS = [*TABLE, "config_key", "name", "optimizer", "lambda_adam", "lambda_sgd", "weights", "n", "planned", "avg_acc",
-                "std_acc", "ci95", "max_acc", "failed", "diverged", "flags", "seeds", "accs", "canonical", "settings"]
+                "std_acc", "ci95_half", "max_acc", "failed", "diverged", "flags", "seeds", "accs", "canonical", "settings"]
 
 
 def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, model: str | None = None,
@@ -109,7 +109,7 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     for column in ("seeds", "accs"):  # a cell without a completed seed has none
         cells[column] = [value if isinstance(value, tuple) else () for value in cells[column]]
     cells[["n", "planned", "failed", "diverged"]] = cells[["n", "planned", "failed", "diverged"]].astype(int)
-    cells["ci95"] = ci95_widths(cells["std_acc"], cells["n"])
+    cells["ci95_half"] = ci95_half_widths(cells["std_acc"], cells["n"])
     cells["flags"] = [_flags(*row) for row in zip(cells["n"], cells["planned"], cells["failed"], cells["diverged"])]
     cells["settings"] = differing_settings(cells, [*TABLE, "name"])
     cells["weights"] = [mix_weights(canonical) for canonical in cells["canonical"]]
@@ -118,12 +118,24 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     return cells.drop(columns="order").reset_index(drop=True)[CELL_COLUMNS]
 
 
-def ci95_widths(std: pd.Series, n: pd.Series) -> pd.Series:
-    """The full width of each cell's 95% t-interval of its mean, 2 t_{0.975,n-1} std / sqrt(n) (percent
-    points; NaN for n < 2): what ``sweep --until-ci`` compares with (``masbench.grid.seed_budget``)."""
+MIN_CI_SEEDS = 3  # below it a t-interval is too wide to inform (t_{0.975,1} = 12.7): tables show "n<3"
+
+
+def ci95_half_widths(std: pd.Series, n: pd.Series) -> pd.Series:
+    """The half-width of each cell's 95% t-interval of its mean, t_{0.975,n-1} std / sqrt(n) (percent points;
+    the table's mean ± it): what ``sweep --until-ci`` compares with (``masbench.grid.seed_budget``). NaN for
+    n < ``MIN_CI_SEEDS``: at 2 seeds it is 12.7 std / sqrt(2), no information (and 0 when two seeds tie)."""
     from masbench.grid.seed_budget import ci95_factor
 
-    return pd.Series([ci95_factor(int(k)) * s for s, k in zip(std, n)], index=std.index, dtype=float)
+    return pd.Series([ci95_factor(int(k)) * s if k >= MIN_CI_SEEDS else float("nan") for s, k in zip(std, n)],
+                     index=std.index, dtype=float)
+
+
+def shown_interval(half: float, n: int) -> str:
+    """A cell's CI95 half-width as tables show it: two decimals, ``n<3`` with fewer seeds, ``-`` with none."""
+    if n < MIN_CI_SEEDS:
+        return f"n<{MIN_CI_SEEDS}"
+    return "-" if pd.isna(half) else f"{half:.2f}"
 
 
 def mix_weights(canonical: dict[str, Any]) -> str:

@@ -22,14 +22,17 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.aggregate import METRIC_TITLES, TABLE, cell_table, display_names, run_accuracies, with_best
-from masbench.report.render import TUNED_HEADERS, shown_lambdas, shown_percent, table_title, tuned_rows, tuned_title
+from masbench.report.aggregate import (METRIC_TITLES, TABLE, cell_table, display_names, run_accuracies, shown_interval,
+                                       with_best)
+from masbench.report.render import (CI_HEADER, TUNED_HEADERS, shown_lambdas, shown_percent, table_title, tuned_rows,
+                                    tuned_title)
 from masbench.report.tuning import tuned_legend
 from masbench.report.svg import figure_svg
-from masbench.report.target import benchmark_targets
+from masbench.report.target import benchmark_targets, has_target, target_note, target_texts, with_time_to_target
 
 NUMBER = ' class="num"'
-COLUMNS = ("Name", "λa", "λs", "avg acc", "acc max", "std", "CI95", "n", "flags")
+COLUMNS = ("Name", "λa", "λs", "avg acc", "acc max", "std", CI_HEADER, "n", "flags")
+TARGET_HEADERS = ("reached", "epochs", "seconds")  # time to target, as every other format shows it
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; margin: 0 auto;
@@ -81,6 +84,8 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
     epochs["benchmark"] = epochs["benchmark"].fillna("")
     benchmarks = list(dict.fromkeys(cells["benchmark"]))
     per_table = benchmark_targets() if target is None else None  # the benchmarks file, read once for all
+    if target is not None or per_table:
+        cells = with_time_to_target(cells, epochs, target, per_table)
     sections = [_benchmark_section(i, name, cells[cells["benchmark"] == name], runs[runs["benchmark"] == name],
                                    epochs[epochs["benchmark"] == name],
                                    environment[environment["benchmark"] == name], metric)
@@ -202,22 +207,27 @@ def results_table(frame: pd.DataFrame, metric: str) -> str:
     """One data set's paper-format table: a header row per model, then its cells; best avg acc and acc max bold,
     flagged cells (fewer completed seeds than planned, failed or diverged seeds) highlighted."""
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
+    timed = has_target(frame)
+    columns = COLUMNS + (TARGET_HEADERS if timed else ())
     rows = [f'<table class="results" data-dataset="{esc(dataset)}">',
             f"<caption>{esc(table_title(benchmark, dataset, metric))}</caption>",
-            "<thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in COLUMNS) + "</tr></thead>", "<tbody>"]
+            "<thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr></thead>", "<tbody>"]
     for model, cells in frame.groupby("model", sort=False):
-        rows.append(f'<tr class="model"><td colspan="{len(COLUMNS)}">{esc(model)}</td></tr>')
+        rows.append(f'<tr class="model"><td colspan="{len(columns)}">{esc(model)}</td></tr>')
         for row in cells.to_dict("records"):
             la, ls = shown_lambdas(row)
             numbers = [(la, False), (ls, False), (shown_percent(row["avg_acc"]), row["best_avg_acc"]),
                        (shown_percent(row["max_acc"]), row["best_max_acc"]), (shown_percent(row["std_acc"]), False),
-                       (shown_percent(row["ci95"]), False), (str(row["n"]), False)]
+                       (shown_interval(row["ci95_half"], row["n"]), False), (str(row["n"]), False)]
             cells_html = "".join(f'<td class="num{" best" if best else ""}">{esc(text)}</td>' for text, best in numbers)
+            timing = "".join(f'<td class="num">{esc(text)}</td>' for text in (target_texts(row) if timed else ()))
             settings = f" ({row['settings']})" if row["settings"] else ""
             title = esc(f"{row['name']}{settings}, config {row['config_key']}")
             rows.append(f'<tr class="cell{" flagged" if row["flags"] else ""}" title="{title}">'
-                        f'<td>{esc(row["label"])}</td>{cells_html}<td class="flags">{esc(row["flags"])}</td></tr>')
+                        f'<td>{esc(row["label"])}</td>{cells_html}<td class="flags">{esc(row["flags"])}</td>{timing}</tr>')
     rows += ["</tbody>", "</table>"]
+    if timed:
+        rows.append(f'<p class="note">{esc(target_note(frame))}</p>')
     return "\n".join(rows)
 
 
