@@ -19,6 +19,8 @@ MetricOpt = Annotated[str, typer.Option(help="A run's accuracy: best (over its e
 FilterDataset = Annotated[str | None, typer.Option(help="Only this data set.")]
 FilterModel = Annotated[str | None, typer.Option(help="Only this model.")]
 FilterBenchmark = Annotated[str | None, typer.Option(help="Only runs of this benchmark.")]
+FilterOptimizer = Annotated[str | None, typer.Option("--optimizer", help="Only runs of these optimizers, comma-separated (adam,mas).")]
+FilterWhere = Annotated[list[str] | None, typer.Option("--where", help="Only runs whose setting has this value, NAME=VALUE (lr=0.003: numbers compared as numbers; names from the runs' configs, e.g. lr, batch_size, epochs, lambda_adam); repeatable, all must hold.")]
 TuneOpt = Annotated[str | None, typer.Option(help="With --tuned or --kind tuning: the tune to show, by name or the start of its key (needed when the store holds several).")]
 
 
@@ -29,15 +31,28 @@ def _open_for_reading(db: str | None):
     return open_for_reading(db)
 
 
-def _runs(store, metric, dataset, model, benchmark):
+def _runs(store, metric, dataset, model, benchmark, optimizer=None, where=None):
+    """The runs ``run_accuracies`` gives for the filters (``optimizer``, ``where``: the options' text), refused in
+    one line when none is left; under ``--metric val`` a line on stderr counts the runs without a split."""
     from masbench.report import run_accuracies
+    from masbench.report.aggregate import parse_optimizers, parse_where
 
-    runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
+    optimizers, settings = parse_optimizers(optimizer), parse_where(where)
+    runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark,
+                          optimizer=optimizers, where=settings)
+    without_val = runs.attrs.get("without_val", 0)
     if runs.empty:
-        filters = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
-                                                        ("benchmark", benchmark)) if v)
+        filters = ", ".join([f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
+                                                         ("benchmark", benchmark), ("optimizer", optimizer)) if v]
+                            + [f"{name}={value}" for name, value in settings])
+        split = (f" with a validation split ({without_val} run(s) without one: run them with --val-fraction)"
+                 if without_val else "")
         tuned = " but a tune's (masbench report --tuned reads them)" if not store.tunes_frame().empty else ""
-        raise MasbenchError(f"no runs in {store.masked_url}" + (f" for {filters}" if filters else "") + tuned)
+        raise MasbenchError(f"no runs{split} in {store.masked_url}" + (f" for {filters}" if filters else "")
+                            + tuned)
+    if without_val:
+        typer.echo(f"--metric val: left out {without_val} run(s) without a validation split "
+                   f"(run with --val-fraction to have one)", err=True)
     return runs
 
 
@@ -87,6 +102,8 @@ def report(
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    optimizer: FilterOptimizer = None,
+    where: FilterWhere = None,
     significance: Annotated[bool, typer.Option("--significance", help="Mark each MAS cell that beats the best baseline of its model (one-sided t-test, paired by seed where seeds match, else Welch; Holm-Bonferroni over the table, p < 0.05).")] = False,
     target: Annotated[float | None, typer.Option(help="Time to target: a test accuracy in percent (e.g. 85); adds, per cell, the seeds that reached it and the median epochs and training seconds to it (default: the benchmarks file's target: keys).")] = None,
     tuned: Annotated[bool, typer.Option("--tuned", help="A tune's table: per optimizer its budget, trials run and pruned, the trial chosen on validation, its final seeds' test accuracy (mean, CI95, n) and a paired t-test against the best other optimizer (Holm over the table); accuracies are test accuracies at the best validation epoch, whatever --metric says; html adds the tuning curves.")] = False,
@@ -103,8 +120,9 @@ def report(
     if tuned:
         given = [flag for flag, value in (("--table", table), ("--leaderboard", leaderboard),
                                           ("--significance", significance), ("--target", target),
-                                          ("--dataset", dataset), ("--model", model), ("--benchmark", benchmark))
-                 if value not in (None, False)]
+                                          ("--dataset", dataset), ("--model", model), ("--benchmark", benchmark),
+                                          ("--optimizer", optimizer), ("--where", where))
+                 if value not in (None, False, [])]
         if given:
             raise MasbenchError(f"--tuned makes a tune's own table (test accuracy at the best validation epoch, "
                                 f"with its significance): give it without {', '.join(given)}")
@@ -129,11 +147,12 @@ def report(
 
         from masbench.report.html import render_html
 
+        runs = _runs(store, metric, dataset, model, benchmark, optimizer, where)
         page = render_html(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark,
-                           generated=datetime.now(timezone.utc), target=target)
+                           generated=datetime.now(timezone.utc), target=target, runs=runs)
         _emit(reporting.Rendered(page), output)
         return
-    cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark))
+    cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark, optimizer, where))
     if not leaderboard:
         per_table = reporting.benchmark_targets() if target is None else None
         if target is not None or per_table:
@@ -183,6 +202,8 @@ def compare(
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    optimizer: FilterOptimizer = None,
+    where: FilterWhere = None,
     db: DbOpt = None,
 ) -> None:
     """Statistics between configurations (difference, 95% CI, t-test), or the CI regression gate."""
@@ -195,6 +216,9 @@ def compare(
     if baseline is not None:
         if configs:
             raise MasbenchError("give configurations to compare, or --baseline FILE for the gate, not both")
+        if optimizer is not None or where:
+            raise MasbenchError("--optimizer and --where choose the runs to compare; the gate (--baseline) checks "
+                                "every cell of its file: give it without them")
         _gate(baseline, tolerance, metric, dataset, model, benchmark, db)
         return
 
@@ -203,7 +227,8 @@ def compare(
         raise MasbenchError("compare needs two configurations or more (e.g. masbench compare adam mas:0.3), "
                             "or --baseline FILE")
     store = _open_for_reading(db)
-    _print_comparisons(reporting.compare(_runs(store, metric, dataset, model, benchmark), selectors), metric)
+    _print_comparisons(reporting.compare(_runs(store, metric, dataset, model, benchmark, optimizer, where), selectors),
+                       metric)
 
 
 def _gate(baseline: str, tolerance: float | None, metric: str, dataset: str | None, model: str | None,
@@ -264,6 +289,8 @@ def plot(
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    optimizer: FilterOptimizer = None,
+    where: FilterWhere = None,
     target: Annotated[float | None, typer.Option(help="--kind profile: the test accuracy in percent to reach (default: the benchmarks file's target: keys).")] = None,
     tune: TuneOpt = None,
     db: DbOpt = None,
@@ -281,8 +308,9 @@ def plot(
     if kind == "tuning":
         from masbench.report.plot_tuning import plot_tuning
 
-        given = [flag for flag, value in (("--dataset", dataset), ("--model", model), ("--benchmark", benchmark))
-                 if value is not None]
+        given = [flag for flag, value in (("--dataset", dataset), ("--model", model), ("--benchmark", benchmark),
+                                          ("--optimizer", optimizer), ("--where", where))
+                 if value not in (None, [])]
         if given:
             raise MasbenchError(f"--kind tuning plots one tune (--tune NAME): give it without {', '.join(given)}")
         plots.check_output(output)
@@ -297,7 +325,7 @@ def plot(
             check_target(target)
         plots.check_output(output)
     store = _open_for_reading(db)
-    runs = _runs(store, metric, dataset, model, benchmark)
+    runs = _runs(store, metric, dataset, model, benchmark, optimizer, where)
     if kind == "profile":
         from masbench.report.plot_profile import plot_profile, profile_frame
 

@@ -67,11 +67,14 @@ def esc(value: Any) -> str:
 
 
 def render_html(store, *, metric: str = "best", dataset: str | None = None, model: str | None = None,
-                benchmark: str | None = None, generated: datetime | None = None, target: float | None = None) -> str:
+                benchmark: str | None = None, generated: datetime | None = None, target: float | None = None,
+                runs: pd.DataFrame | None = None) -> str:
     """The report as one HTML document. ``generated``: a time to print in the header (none by default, so that
     one store gives one file, byte for byte). ``target``: the test accuracy (percent) of the performance
-    profiles; without it, the benchmarks file's ``target:`` keys, and no profile where there is none."""
-    runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
+    profiles; without it, the benchmarks file's ``target:`` keys, and no profile where there is none. ``runs``:
+    the runs to show (``run_accuracies`` with the caller's filters); by default every run of the filters given."""
+    if runs is None:
+        runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
     if runs.empty:
         filters = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
                                                         ("benchmark", benchmark)) if v)
@@ -79,6 +82,7 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
     cells = with_best(cell_table(runs))
     cells["label"] = display_names(cells)
     environment = store.runs_frame(dataset=dataset, model=model)
+    environment = environment[environment["id"].isin(runs["id"])].copy()  # the runs shown, filters and all
     environment["benchmark"] = environment["benchmark"].fillna("")
     epochs = store.epochs_frame(dataset=dataset, model=model)
     epochs["benchmark"] = epochs["benchmark"].fillna("")

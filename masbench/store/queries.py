@@ -13,7 +13,7 @@ from sqlalchemy import Select, func, select
 
 from masbench.store.models import Epoch, Run, Trial, Tune
 
-RUN_FILTERS = ("dataset", "model", "benchmark")
+RUN_FILTERS = ("dataset", "model", "benchmark", "optimizer")
 
 
 def run_accuracy_query(**filters: Any) -> Select:
@@ -23,8 +23,10 @@ def run_accuracy_query(**filters: Any) -> Select:
     (that epoch's test accuracy), and ``val_epochs`` (how many epochs have a validation accuracy). Runs
     without epochs have NULL aggregates (and 0 ``val_epochs``).
 
-    ``filters``: equality on ``dataset``, ``model`` or ``benchmark``; ``None`` values are ignored. The runs of
-    tunes are left out (``not_a_trial``).
+    ``filters``: equality on ``dataset``, ``model``, ``benchmark`` or ``optimizer``, or membership where the value
+    is a tuple or list (``optimizer=("adam", "mas")``); ``None`` values are ignored. Each is a WHERE on a column
+    of ``runs``, so the scan stays one pass over the runs and their epochs. The runs of tunes are left out
+    (``not_a_trial``).
     """
     unknown = set(filters) - set(RUN_FILTERS)
     if unknown:
@@ -42,7 +44,9 @@ def run_accuracy_query(**filters: Any) -> Select:
         .outerjoin(picked, (picked.c.run_id == Run.id) & (picked.c.epoch == val_pick.c.val_epoch))
     )
     for column, value in filters.items():
-        if value is not None:
+        if isinstance(value, (tuple, list)):
+            query = query.where(getattr(Run, column).in_(value))
+        elif value is not None:
             query = query.where(getattr(Run, column) == value)
     return query.where(not_a_trial(Run.key)).order_by(Run.id)
 
