@@ -1,4 +1,4 @@
-"""Commands that read the store: ``report``, ``compare`` and ``plot``."""
+"""Commands that read the store: ``report``, ``compare``, ``plot`` and ``runs``."""
 
 from __future__ import annotations
 
@@ -165,6 +165,36 @@ def report(
     else:
         rendered = reporting.render_tables(cells, metric, format)
     _emit(rendered, output)
+
+
+def runs(
+    format: Annotated[str, typer.Option("--format", help="rich, csv, markdown, latex, json, or html (one self-contained page), as report prints.")] = "rich",
+    output: Annotated[str | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
+    dataset: FilterDataset = None,
+    model: FilterModel = None,
+    benchmark: FilterBenchmark = None,
+    optimizer: FilterOptimizer = None,
+    where: FilterWhere = None,
+    db: DbOpt = None,
+) -> None:
+    """List the runs: id (for masbench show), status, cell, seed, best test accuracy and start; tunes' runs left out."""
+    from masbench import report as reporting
+    from masbench.report.runs import render_runs, run_list
+
+    if format not in (*reporting.FORMATS, "html"):
+        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)}, html)")
+    store = _open_for_reading(db)
+    _refuse_the_store(store, output)
+    frame = run_list(_runs(store, "best", dataset, model, benchmark, optimizer, where))
+    if format == "html":
+        from datetime import datetime, timezone
+
+        from masbench.report.html import render_runs_html
+
+        _emit(reporting.Rendered(render_runs_html(frame, store_url=store.masked_url,
+                                                  generated=datetime.now(timezone.utc))), output)
+        return
+    _emit(render_runs(frame, format), output)
 
 
 def _tuned_frames(store, tune: str | None):

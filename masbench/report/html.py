@@ -125,15 +125,11 @@ def render_tuned_html(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str, st
     the tuning curves (``plot --kind tuning``) of one tune (``frame``: its trials, ``table``: ``tuned_table``)."""
     from masbench.report.plot_tuning import plot_tuning
 
-    rows = [f'<table class="tuned" data-tune="{esc(tune)}">', f"<caption>{esc(tuned_title(tune))}</caption>",
-            "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h, _ in TUNED_HEADERS) + "</tr></thead>", "<tbody>"]
     # Highlighted as the report's flagged cells: rows whose numbers are missing or incomplete (not "not tested").
     incomplete = table["chosen"].isna() | (table["final_planned"] == 0) | (table["n"] < table["final_planned"])
-    for cells, flagged in zip(tuned_rows(table), incomplete):
-        rows.append(f'<tr class="cell{" flagged" if flagged else ""}">'
-                    + "".join(f"<td{NUMBER if justify == 'right' else ''}>{esc(text)}</td>"
-                              for text, (_, justify) in zip(cells, TUNED_HEADERS)) + "</tr>")
-    rows += ["</tbody>", "</table>", f'<p class="note">{esc(tuned_legend(table))}</p>']
+    rows = [rows_table(tuned_title(tune), TUNED_HEADERS, tuned_rows(table), f'class="tuned" data-tune="{esc(tune)}"',
+                       list(incomplete)),
+            f'<p class="note">{esc(tuned_legend(table))}</p>']
     figure = _figure(lambda path: plot_tuning(frame, table, path, tune=tune), "t1",
                      "Left: the expected best validation accuracy after k trials (exact over every order of the "
                      "trials run), and at k = N the final seeds' mean test accuracy ± half the 95% CI. Right: every "
@@ -141,6 +137,31 @@ def render_tuned_html(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str, st
     section = "\n".join(['<section class="tune" id="tune">', f"<h2>Tune {esc(tune)}</h2>", *rows,
                          "<h3>Tuning curves</h3>", figure, "</section>"])
     return page([f"store: {esc(store_url)}"], [section], generated=generated)
+
+
+def render_runs_html(frame: pd.DataFrame, *, store_url: str, generated: datetime | None = None) -> str:
+    """``masbench runs --format html``: the rows of ``runs.run_rows`` in one page; failed and diverged runs
+    highlighted."""
+    from masbench.report.runs import HEADERS, run_rows, runs_title
+
+    flagged = list(frame["status"].isin(["failed", "diverged"]))
+    table = rows_table(runs_title(frame), HEADERS, run_rows(frame), 'class="runs"', flagged)
+    return page([f"store: {esc(store_url)}"], [f'<section class="runs" id="runs">\n{table}\n</section>'],
+                generated=generated)
+
+
+def rows_table(title: str, headers, rows: list[list[str]], attributes: str, flagged: list[bool] | None = None) -> str:
+    """Rows of text cells under ``headers`` (``(name, "left" | "right")``) as an HTML table (``attributes``: the
+    table tag's, escaped by the caller); ``flagged`` rows highlighted. The HTML of ``render.render_rows``."""
+    flagged = flagged or [False] * len(rows)
+    out = [f"<table {attributes}>", f"<caption>{esc(title)}</caption>",
+           "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h, _ in headers) + "</tr></thead>", "<tbody>"]
+    for cells, flag in zip(rows, flagged):
+        out.append(f'<tr class="cell{" flagged" if flag else ""}">'
+                   + "".join(f"<td{NUMBER if justify == 'right' else ''}>{esc(text)}</td>"
+                             for text, (_, justify) in zip(cells, headers)) + "</tr>")
+    out += ["</tbody>", "</table>"]
+    return "\n".join(out)
 
 
 def _benchmark_name(name: str) -> str:

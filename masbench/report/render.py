@@ -300,28 +300,37 @@ def render_tuned(table: pd.DataFrame, tune: str, fmt: str) -> Rendered:
                     for k, v in row.items()} for row in table.to_dict("records")]
         return Rendered(json.dumps({"tune": tune, "tests": table.attrs.get("tests", 0), "optimizers": records},
                                    indent=2, default=_plain))
-    title, legend_text, rows = tuned_title(tune), tuned_legend(table), tuned_rows(table)
+    return render_rows(tuned_title(tune), TUNED_HEADERS, tuned_rows(table), fmt, tuned_legend(table))
+
+
+def render_rows(title: str, headers, rows: list[list[str]], fmt: str, legend: str = "") -> Rendered:
+    """Rows of text cells under ``headers`` (``(name, "left" | "right")``) as a rich, markdown or latex table,
+    with ``title`` and ``legend`` (a line under it; ``*`` marks a cell); the tuned table and ``masbench runs``."""
     if fmt == "rich":
         from rich.table import Table
 
-        rich_table = Table(title=title, title_justify="left", caption=legend_text, caption_justify="left")
-        for header, justify in TUNED_HEADERS:
+        rich_table = Table(title=title, title_justify="left", caption=legend or None, caption_justify="left")
+        for header, justify in headers:
             rich_table.add_column(header, justify=justify, overflow="fold")
         for cells in rows:
             rich_table.add_row(*(_escape(cell) for cell in cells))
         return Rendered("", [rich_table])
     if fmt == "markdown":
-        lines = [f"**{title}**", "", "| " + " | ".join(h for h, _ in TUNED_HEADERS) + " |",
-                 "| " + " | ".join("---" if j == "left" else "---:" for _, j in TUNED_HEADERS) + " |"]
+        lines = [f"**{title}**", "", "| " + " | ".join(h for h, _ in headers) + " |",
+                 "| " + " | ".join("---" if j == "left" else "---:" for _, j in headers) + " |"]
         lines += ["| " + " | ".join(cell.replace("*", "\\*").replace("|", "\\|") for cell in cells) + " |"
                   for cells in rows]
-        return Rendered("\n".join([*lines, "", legend_text]) + "\n")
+        return Rendered("\n".join([*lines, *(["", legend] if legend else [])]) + "\n")
+    if fmt != "latex":
+        raise MasbenchError(f"Invalid format: {fmt!r} (valid: {', '.join(FORMATS)})")
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(title)}}}",
-             r"\begin{tabular}{" + "".join(j[0] for _, j in TUNED_HEADERS) + "}", r"\toprule",
-             " & ".join(_latex_escape(h) for h, _ in TUNED_HEADERS) + r" \\", r"\midrule"]
+             r"\begin{tabular}{" + "".join(j[0] for _, j in headers) + "}", r"\toprule",
+             " & ".join(_latex_escape(h) for h, _ in headers) + r" \\", r"\midrule"]
     lines += [" & ".join(_latex_escape(cell).replace("*", r"$^*$") for cell in cells) + r" \\" for cells in rows]
-    lines += [r"\bottomrule", r"\end{tabular}",
-              r"\\[2pt]{\footnotesize " + _latex_escape(legend_text).replace("*", r"$^*$") + "}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if legend:
+        lines.append(r"\\[2pt]{\footnotesize " + _latex_escape(legend).replace("*", r"$^*$") + "}")
+    lines.append(r"\end{table}")
     return Rendered("\n".join(lines) + "\n")
 
 

@@ -17,7 +17,7 @@ RUN_FILTERS = ("dataset", "model", "benchmark", "optimizer")
 
 
 def run_accuracy_query(**filters: Any) -> Select:
-    """One row per run: its identity (``config_key`` is its cell), status, stored config, and per-run
+    """One row per run: its identity (``config_key`` is its cell), status, stored config, start, and per-run
     aggregates of its epochs: ``best`` (the highest test accuracy), ``last_epoch`` and ``final`` (that
     epoch's test accuracy), ``val_epoch`` (the earliest epoch of the highest validation accuracy) and ``val``
     (that epoch's test accuracy), and ``val_epochs`` (how many epochs have a validation accuracy). Runs
@@ -35,7 +35,8 @@ def run_accuracy_query(**filters: Any) -> Select:
     last = Epoch.__table__.alias("last")
     query = (
         select(Run.id, Run.config_key, Run.benchmark, Run.dataset, Run.model, Run.name, Run.optimizer,
-               Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, Run.config, per_run.c.best,
+               Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, Run.config, Run.started_at,
+               per_run.c.best,
                per_run.c.last_epoch, last.c.test_acc.label("final"), picked.c.test_acc.label("val"),
                val_pick.c.val_epoch, func.coalesce(per_run.c.val_epochs, 0).label("val_epochs"))
         .outerjoin(per_run, per_run.c.run_id == Run.id)
