@@ -20,7 +20,8 @@ WHAT = ("optimizers", "models", "datasets")
 def list_(
     what: Annotated[str, typer.Argument(help="optimizers, models or datasets.", show_default=False)],
 ) -> None:
-    """List the optimizers, models (torchvision's classifiers as tv:NAME) or data sets available: name, kind and source (built-in, torch or a plugin)."""
+    """List the optimizers, models (torchvision's classifiers by name, tv:NAME) or data sets available: name, kind
+    and source (built-in, torch or a plugin)."""
     if what not in WHAT:
         raise MasbenchError(f"Invalid list {shown(what)} (valid: {', '.join(WHAT)})")
     rows = {"optimizers": _optimizers, "models": _models, "datasets": _datasets}[what]()

@@ -21,6 +21,7 @@ FilterModel = Annotated[str | None, typer.Option(help="Only this model.")]
 FilterBenchmark = Annotated[str | None, typer.Option(help="Only runs of this benchmark.")]
 FilterOptimizer = Annotated[str | None, typer.Option("--optimizer", help="Only runs of these optimizers, comma-separated (adam,mas).")]
 FilterWhere = Annotated[list[str] | None, typer.Option("--where", help="Only runs whose setting has this value, NAME=VALUE (lr=0.003: numbers compared as numbers; names from the runs' configs, e.g. lr, batch_size, epochs, lambda_adam); repeatable, all must hold.")]
+OutputOpt = Annotated[str | None, typer.Option(help="Write to this file instead of the terminal.")]
 TuneOpt = Annotated[str | None, typer.Option(help="With --tuned or --kind tuning: the tune to show, by name or the start of its key (needed when the store holds several).")]
 
 
@@ -29,6 +30,13 @@ def _open_for_reading(db: str | None):
     from masbench.store import open_for_reading
 
     return open_for_reading(db)
+
+
+def _check_format(format: str) -> None:
+    from masbench.report import FORMATS
+
+    if format not in (*FORMATS, "html"):
+        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(FORMATS)}, html)")
 
 
 def _runs(store, metric, dataset, model, benchmark, optimizer=None, where=None):
@@ -98,7 +106,7 @@ def report(
     leaderboard: Annotated[bool, typer.Option("--leaderboard", help="Every cell ranked by avg acc within its data set and model.")] = False,
     metric: MetricOpt = "best",
     format: Annotated[str, typer.Option("--format", help="rich, csv, markdown, latex, json, or html (one self-contained page with the tables, plots and run environment).")] = "rich",
-    output: Annotated[str | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
+    output: OutputOpt = None,
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
@@ -113,8 +121,7 @@ def report(
     """The paper's tables (avg acc and acc max over seeds, best in bold), a leaderboard, or a tune's table."""
     from masbench import report as reporting
 
-    if format not in (*reporting.FORMATS, "html"):
-        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)}, html)")
+    _check_format(format)
     if tune is not None and not tuned:
         raise MasbenchError("--tune NAME goes with --tuned")
     if tuned:
@@ -169,7 +176,7 @@ def report(
 
 def runs(
     format: Annotated[str, typer.Option("--format", help="rich, csv, markdown, latex, json, or html (one self-contained page), as report prints.")] = "rich",
-    output: Annotated[str | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
+    output: OutputOpt = None,
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
@@ -181,8 +188,7 @@ def runs(
     from masbench import report as reporting
     from masbench.report.runs import render_runs, run_list
 
-    if format not in (*reporting.FORMATS, "html"):
-        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)}, html)")
+    _check_format(format)
     store = _open_for_reading(db)
     _refuse_the_store(store, output)
     frame = run_list(_runs(store, "best", dataset, model, benchmark, optimizer, where))

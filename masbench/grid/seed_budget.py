@@ -85,7 +85,8 @@ def seed_sequence(initial: Sequence[int], count: int) -> list[int]:
 def check_until_ci(value: object, what: str = "until_ci") -> float:
     """``--until-ci`` (``until_ci:``): a finite half-width in accuracy points, > 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"Invalid {what}: {shown(value)} (a finite half-width of the CI95 in accuracy points, > 0; e.g. 1.0)")
+        raise ValueError(f"Invalid {what}: {shown(value)} (a finite half-width of the CI95 in accuracy points, > 0; "
+                         f"e.g. 1.0)")
     return float(value)
 
 

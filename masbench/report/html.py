@@ -249,7 +249,8 @@ def results_table(frame: pd.DataFrame, metric: str) -> str:
             settings = f" ({row['settings']})" if row["settings"] else ""
             title = esc(f"{row['name']}{settings}, config {row['config_key']}")
             rows.append(f'<tr class="cell{" flagged" if row["flags"] else ""}" title="{title}">'
-                        f'<td>{esc(row["label"])}</td>{cells_html}<td class="flags">{esc(row["flags"])}</td>{timing}</tr>')
+                        f'<td>{esc(row["label"])}</td>{cells_html}<td class="flags">{esc(row["flags"])}</td>'
+                        f'{timing}</tr>')
     rows += ["</tbody>", "</table>"]
     if timed:
         rows.append(f'<p class="note">{esc(target_note(frame))}</p>')

@@ -246,7 +246,8 @@ def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
             table.add_column(column, justify="left" if column in ("name", "flags") else "right", overflow="fold")
         for row in rows.to_dict("records"):
             table.add_row("-" if pd.isna(row["rank"]) else str(row["rank"]), _escape(row["shown"]), str(row["n"]),
-                          shown_percent(row["avg_acc"]), shown_percent(row["std_acc"]), shown_interval(row["ci95_half"], row["n"]),
+                          shown_percent(row["avg_acc"]), shown_percent(row["std_acc"]),
+                          shown_interval(row["ci95_half"], row["n"]),
                           shown_percent(row["max_acc"]),
                           _escape(row["flags"]))
         tables.append(table)

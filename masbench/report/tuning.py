@@ -192,7 +192,8 @@ def tuned_legend(table: pd.DataFrame, alpha: float = ALPHA) -> str:
     return (f"chosen: the completed search trial with the best validation accuracy (ties: the earliest); test acc: "
             f"the final seeds' test accuracy at their best validation epoch, mean, ±CI95 = half-width of "
             f"the 95% t-interval (n<3: too few seeds to inform), n seeds; * differs from the best other optimizer: "
-            f"two-sided t-test paired by seed (Welch where the seeds differ), p < {alpha:g} after Holm over {m} pair(s)")
+            f"two-sided t-test paired by seed (Welch where the seeds differ), p < {alpha:g} after Holm over {m} "
+            f"pair(s)")
 
 
 def curves(frame: pd.DataFrame) -> dict[str, list[float]]:
