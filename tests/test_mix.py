@@ -319,3 +319,39 @@ def test_cuda_matches_mas_and_the_cpu_loop():
     three = on_cuda(lambda p: Mix(p, adam=0.3, sgd=0.5, rmsprop=0.2, adadelta=0.1))
     cpu, _ = run(lambda p: Mix(p, adam=0.3, sgd=0.5, rmsprop=0.2, adadelta=0.1), steps=10)
     torch.testing.assert_close(three, [p.detach() for p in cpu])
+
+
+# --- torch.compile ------------------------------------------------------------------------------------------
+
+
+EVERY_KIND = dict(adam=0.3, sgd=0.2, adamw=0.1, adamax=0.1, nadam=0.1, rmsprop=0.1, adagrad=0.05, lion=0.05,
+                  weight_decay=0.01, components={"rmsprop": {"centered": True, "momentum": 0.5},
+                                                 "adagrad": {"lr_decay": 0.01}})
+
+
+@pytest.mark.parametrize("config, compiles", [
+    (dict(adam=0.5, sgd=0.5), 1),  # MAS's default path on CPU: fused, outside the graph as MAS's
+    (dict(adam=0.5, sgd=0.5, foreach=True), 1),
+    (dict(adam=0.5, sgd=0.5, foreach=False), 1),
+    (EVERY_KIND, 1),
+    # torch wraps every optimizer's step in one function (its profiler hook): entered by Mix's step with grad
+    # on, and by the linear component's, inside it, with grad off. Two code paths, each compiled once.
+    (dict(adam=0.5, sgd=0.3, adadelta=0.2), 2),
+    # SGD's momentum buffer is the first gradient, made at step 1: one more compile at step 2, as MAS and
+    # torch.optim.SGD under torch.compile, and none after.
+    (dict(adam=0.6, sgd=0.4, momentum=0.9, foreach=False), 2),
+    (dict(adam=0.6, sgd=0.4, momentum=0.9), 2),
+], ids=["fused", "foreach", "loop", "every_kind", "linear", "loop_momentum", "fused_momentum"])
+def test_compiled_step_compiles_once_and_matches_eager(config, compiles, capfd):
+    """``torch.compile(Mix(...).step)``: each frame compiles ``compiles`` times at most over 8 steps (a
+    state made while tracing, or a step count read with ``.item()``, recompiled it per parameter and per
+    step until dynamo's limit, with 10-56 lines on stderr), and it moves the parameters as the eager step."""
+    from tests.optim_helpers import train_tiny
+
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(recompile_limit=compiles, fail_on_recompile_limit_hit=True):
+        compiled, _ = train_tiny(lambda ps: Mix(ps, lr=1e-2, **config), steps=8, compiled_backend="eager")
+    torch._dynamo.reset()
+    eager, _ = train_tiny(lambda ps: Mix(ps, lr=1e-2, **config), steps=8)
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+    assert "recompile" not in capfd.readouterr().err

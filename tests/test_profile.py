@@ -30,8 +30,8 @@ RUNS = {
 TARGET = 50.0
 
 
-def by_hand():
-    """t(c, w), r(c, w) and rho_c(tau) by plain loops over RUNS."""
+def by_hand(by="seconds"):
+    """t(c, w), r(c, w) and rho_c(tau) by plain loops over RUNS (time counted in ``by``)."""
     times = {}
     for (optimizer, model), seeds in RUNS.items():
         per_seed = []
@@ -40,7 +40,7 @@ def by_hand():
                 continue
             total, reached = 0.0, math.inf
             for acc, seconds in epochs:
-                total += seconds
+                total += seconds if by == "seconds" else 1
                 if acc >= TARGET / 100:
                     reached = total
                     break
@@ -72,7 +72,7 @@ def test_profile_matches_a_computation_by_hand(db):
     from masbench.report.aggregate import LABELS
 
     store = Store(db, read_only=True)
-    profile, ratio = profile_frame(store, run_accuracies(store), TARGET)
+    profile, ratio, _, _ = profile_frame(store, run_accuracies(store), TARGET)
     configs, workloads, want = by_hand()
     label = {"adam": LABELS["adam"], "sgd": LABELS["sgd"], "mas": "MAS λa=0.5, λs=0.5"}
     assert sorted(profile.columns) == sorted(label[c] for c in configs)
@@ -104,3 +104,47 @@ def test_bad_profile_input_is_one_line(db, tmp_path, monkeypatch, args, message)
     result = runner.invoke(app, ["plot", *args, "--output", str(tmp_path / "x.png"), "--db", db])
     assert result.exit_code == 1 and message in result.output, result.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_profile_over_epochs_matches_a_computation_by_hand(db):
+    from masbench.report import run_accuracies
+    from masbench.report.aggregate import LABELS
+    from masbench.report.plot_profile import profile_frame
+
+    store = Store(db, read_only=True)
+    _, ratio, _, noise = profile_frame(store, run_accuracies(store), TARGET, by="epochs")
+    configs, workloads, expected = by_hand("epochs")
+    assert expected != by_hand("seconds")[2]  # the two counts rank these runs differently
+    label = {"adam": LABELS["adam"], "sgd": LABELS["sgd"], "mas": "MAS λa=0.5, λs=0.5"}
+    for c in configs:
+        for w in workloads:
+            assert ratio.loc[("t", "digits", w), label[c]] == pytest.approx(expected[(c, w)])
+    assert noise == ""  # epochs are not wall time: no note
+
+
+def test_noisy_seconds_are_named_in_the_report_and_the_profile(db, tmp_path):
+    # adam on mlp: epochs of 1.5, 3.5 and 2.5 s (first epochs of longer runs left out): 2.33x; mas on cnn 2.67x.
+    report = runner.invoke(app, ["report", "--target", "50", "--db", db])
+    assert report.exit_code == 0, report.output
+    assert "Noisy timings: one epoch of 2 cell(s) took up to 2.7x as long" in " ".join(report.stdout.split())
+    plot = runner.invoke(app, ["plot", "--kind", "profile", "--target", "50", "--db", db,
+                               "--output", str(tmp_path / "p.png")])
+    assert plot.exit_code == 0 and "Note: noisy timings" in plot.stderr
+    quiet = runner.invoke(app, ["plot", "--kind", "profile", "--target", "50", "--target-by", "epochs", "--db", db,
+                                "--output", str(tmp_path / "p.png")])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    wrong = runner.invoke(app, ["plot", "--kind", "curves", "--target-by", "epochs", "--db", db,
+                                "--output", str(tmp_path / "c.png")])
+    assert wrong.exit_code == 1 and "--target-by goes with --kind profile" in wrong.stderr
+    bad = runner.invoke(app, ["plot", "--kind", "profile", "--target-by", "hours", "--db", db,
+                              "--output", str(tmp_path / "p.png")])
+    assert bad.exit_code == 1 and "Invalid --target-by: 'hours' (valid: seconds, epochs)" in bad.stderr
+
+
+def test_even_seconds_make_no_noise_note(tmp_path):
+    from report_fixtures import fill
+
+    url = f"sqlite:///{tmp_path / 'even.db'}"
+    fill(Store(url))  # every epoch 1.0 s
+    report = runner.invoke(app, ["report", "--target", "80", "--db", url])
+    assert report.exit_code == 0 and "to target 80%" in report.stdout and "noisy" not in report.stdout

@@ -14,10 +14,10 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from masbench import __version__, faults, signals
-from masbench.cli import listing, results, show, toy, train, tuning
+from masbench.cli import export, listing, results, show, toy, train, tuning
+from masbench.cli.output import WholeHelp
 from masbench.errors import MasbenchError
 from masbench.text.shown import one_line
 
@@ -25,7 +25,7 @@ from masbench.text.shown import one_line
 click_exceptions = importlib.import_module(typer.BadParameter.__module__)
 
 
-class OneLineErrors(TyperGroup):
+class OneLineErrors(WholeHelp):
     """Report bad input as one line on stderr with a non-zero exit, never a traceback.
 
     ``MASBENCH_DEBUG=1`` lets exceptions through, for bug reports.
@@ -73,6 +73,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -96,6 +97,7 @@ for command in (toy.toy, train.run, train.sweep, tuning.tune, results.report, re
                 results.runs, show.show):
     app.command()(command)
 app.command("list")(listing.list_)
+app.add_typer(export.export_app, name="export")
 
 
 def main() -> None:

@@ -52,14 +52,17 @@ def one_number(value: Any) -> float:
 LR_HELP = "Learning rate (MAS: SGD's, and Adam's before bias correction)"
 MOMENTUM_HELP = "SGD momentum (also MAS's SGD part)"
 WEIGHT_DECAY_HELP = "Weight decay (default: the optimizer's own; AdamW 0.01)"
-LrOpt = Annotated[float | None, typer.Option(parser=one_number, help=f"{LR_HELP}.")]
-MomentumOpt = Annotated[float | None, typer.Option(parser=one_number, help=f"{MOMENTUM_HELP}.")]
+# run's None is RunSpec's default, the same for every optimizer (a benchmark's values per optimizer are a sweep's).
+LrOpt = Annotated[float | None, typer.Option(parser=one_number, help=f"{LR_HELP} (default 0.001, every optimizer).")]
+MomentumOpt = Annotated[float | None, typer.Option(parser=one_number,
+                                                   help=f"{MOMENTUM_HELP} (default 0, every optimizer).")]
 WeightDecayOpt = Annotated[float | None, typer.Option(parser=one_number, help=f"{WEIGHT_DECAY_HELP}.")]
 # A sweep's: a number, an axis or a value per optimizer (masbench.grid.settings; parsed by setting_option).
 SETTING_HELP = (": a number, an axis (A,B: every optimizer at every value), or a value per optimizer "
                 "(adam=1e-3,sgd=0.1,mas=3e-3; others=V for the rest; an optimizer not named keeps the benchmark's).")
-LrSettingOpt = Annotated[str | None, typer.Option("--lr", help=LR_HELP + SETTING_HELP)]
-MomentumSettingOpt = Annotated[str | None, typer.Option("--momentum", help=MOMENTUM_HELP + SETTING_HELP)]
+PER_OPTIMIZER = " Default: the benchmark's, per optimizer (see the benchmarks file)."
+LrSettingOpt = Annotated[str | None, typer.Option("--lr", help=LR_HELP + SETTING_HELP + PER_OPTIMIZER)]
+MomentumSettingOpt = Annotated[str | None, typer.Option("--momentum", help=MOMENTUM_HELP + SETTING_HELP + PER_OPTIMIZER)]
 WeightDecaySettingOpt = Annotated[str | None, typer.Option("--weight-decay", help=WEIGHT_DECAY_HELP + SETTING_HELP)]
 BetasOpt = Annotated[str | None, typer.Option(help="Adam's betas, as B1,B2 (default 0.9,0.999).")]
 EpsOpt = Annotated[float | None, typer.Option(parser=number, help="Adam's epsilon (default 1e-8).")]

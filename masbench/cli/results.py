@@ -50,18 +50,25 @@ def _runs(store, metric, dataset, model, benchmark, optimizer=None, where=None):
                           optimizer=optimizers, where=settings)
     without_val = runs.attrs.get("without_val", 0)
     if runs.empty:
-        filters = ", ".join([f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
-                                                         ("benchmark", benchmark), ("optimizer", optimizer)) if v]
-                            + [f"{name}={value}" for name, value in settings])
         split = (f" with a validation split ({without_val} run(s) without one: run them with --val-fraction)"
                  if without_val else "")
         tuned = " but a tune's (masbench report --tuned reads them)" if not store.tunes_frame().empty else ""
-        raise MasbenchError(f"no runs{split} in {store.masked_url}" + (f" for {filters}" if filters else "")
-                            + tuned)
+        raise MasbenchError(f"no runs{split} in {store.masked_url}"
+                            f"{for_filters(dataset, model, benchmark, optimizer, settings)}{tuned}")
     if without_val:
         typer.echo(f"--metric val: left out {without_val} run(s) without a validation split "
                    f"(run with --val-fraction to have one)", err=True)
     return runs
+
+
+def for_filters(dataset: str | None, model: str | None, benchmark: str | None, optimizer: str | None = None,
+                settings: tuple[tuple[str, str], ...] = ()) -> str:
+    """`` for dataset 'digits', model 'mlp', lr=0.01``: the filters given, for a message that found no runs ('' for
+    none); ``settings``: ``--where``'s, parsed."""
+    given = ", ".join([f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model), ("benchmark", benchmark),
+                                                  ("optimizer", optimizer)) if v]
+                      + [f"{name}={value}" for name, value in settings])
+    return f" for {given}" if given else ""
 
 
 def _refuse_the_store(store, output: str | None) -> None:
@@ -328,10 +335,11 @@ def plot(
     optimizer: FilterOptimizer = None,
     where: FilterWhere = None,
     target: Annotated[float | None, typer.Option(help="--kind profile: the test accuracy in percent to reach (default: the benchmarks file's target: keys).")] = None,
+    target_by: Annotated[str, typer.Option(help="--kind profile: count time to target in training seconds (wall time: noisy on a shared machine) or in epochs.")] = "seconds",
     tune: TuneOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Plot one data set and model: learning curves with ± std bands (the paper's Fig. 7), or λ sensitivity;
+    """Plot one data set and model: learning curves with ± std bands (the paper's Figure 7), or λ sensitivity;
     or a tune's curves (expected best validation accuracy after k trials) and validation accuracy against lr."""
     from masbench.report import plots
 
@@ -339,6 +347,11 @@ def plot(
         raise MasbenchError(f"Invalid --kind: {kind!r} (valid: curves, lambda, profile, tuning)")
     if target is not None and kind != "profile":
         raise MasbenchError("--target goes with --kind profile")
+    from masbench.report.target import check_target_by
+
+    check_target_by(target_by)
+    if target_by != "seconds" and kind != "profile":
+        raise MasbenchError("--target-by goes with --kind profile")
     if tune is not None and kind != "tuning":
         raise MasbenchError("--tune NAME goes with --kind tuning")
     if kind == "tuning":
@@ -365,16 +378,22 @@ def plot(
     if kind == "profile":
         from masbench.report.plot_profile import plot_profile, profile_frame
 
-        profile, ratio = profile_frame(store, runs, target, benchmark, dataset, model)
-        path = plot_profile(profile, output, workloads=len(ratio),
+        profile, ratio, styles, noise = profile_frame(store, runs, target, benchmark, dataset, model, by=target_by)
+        if noise:
+            typer.echo(f"Note: {noise}", err=True)
+        path = plot_profile(profile, output, workloads=len(ratio), styles=styles, by=target_by,
                             target_text=f"{target:g}%" if target is not None else "per benchmark")
         typer.echo(f"plot written to {path}")
         return
     chosen_dataset = plots.choose(runs, "dataset", dataset, "dataset")
     chosen_model = plots.choose(runs[runs["dataset"] == chosen_dataset], "model", model, "model")
-    if kind == "curves":
-        epochs = store.epochs_frame(dataset=chosen_dataset, model=chosen_model, benchmark=benchmark)
-        path = plots.plot_curves(epochs, output, dataset=chosen_dataset, model=chosen_model, runs=runs)
-    else:
-        path = plots.plot_lambda(runs, output, dataset=chosen_dataset, model=chosen_model, metric=metric)
-    typer.echo(f"plot written to {path}")
+    runs = runs[(runs["dataset"] == chosen_dataset) & (runs["model"] == chosen_model)]
+    for name, path in plots.per_benchmark(runs, output):
+        these = runs[runs["benchmark"] == name]
+        if kind == "curves":
+            epochs = store.epochs_frame(dataset=chosen_dataset, model=chosen_model, benchmark=name or None)
+            epochs = epochs[epochs["run_id"].isin(these["id"])]  # the runs the filters left, seeds too
+            written = plots.plot_curves(epochs, path, dataset=chosen_dataset, model=chosen_model, runs=these)
+        else:
+            written = plots.plot_lambda(these, path, dataset=chosen_dataset, model=chosen_model, metric=metric)
+        typer.echo(f"plot written to {written}")

@@ -15,7 +15,8 @@ BIAS_CORRECTIONS = ("step", "constant")
 
 
 def step_value(step: Tensor) -> float | Tensor:
-    """The step count: a float eagerly, the tensor itself while compiling."""
+    """A 0-d state tensor (the step count; NAdam's mu product): a float eagerly, the tensor itself while
+    compiling."""
     if not torch.jit.is_scripting() and torch.compiler.is_compiling():
         return step
     return step.item()

@@ -50,6 +50,9 @@ class Mix(Optimizer):
     MAS's default path: fused on CPU, foreach on CUDA), so that ``--optimizer mix:adam=a,sgd=s`` and
     ``mas`` at those lambdas give the same numbers; ``foreach=False, fused=False`` keeps the loop.
 
+    ``torch.compile(opt.step)`` compiles once, as MAS's: the state is made in ``_init_group`` (which dynamo
+    runs eagerly), step counts stay tensors while compiling, and the fused kernels run outside the graph.
+
     Args:
         params: iterable of parameters or dicts defining parameter groups.
         lr: the learning rate of every component that sets none of its own (an lr schedule changes it).
@@ -145,20 +148,37 @@ class Mix(Optimizer):
                 loss = closure()
         moves = self._linear_moves()
         for group in self.param_groups:
-            kinds = [(name, group["weights"][name]) for name in _product_names(group)]
-            params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                if p.grad.is_sparse or torch.is_complex(p):
-                    raise RuntimeError(f"Mix takes dense real parameters and gradients (got {p.dtype}, "
-                                       f"{'sparse' if p.grad.is_sparse else 'dense'} gradient)")
+            params: list[torch.Tensor] = []
+            self._init_group(group, params)
             if params and mas_path.takes(group, params, bool(self._linear)):
-                mas_path.step(self.state, group, params)
+                mas_path.step([self.state[p] for p in params], group, params)
                 continue
+            kinds = [(name, group["weights"][name]) for name in _product_names(group)]
             for p in params:
                 self._step_param(p, group, kinds)
                 if p in moves:
                     p.add_(moves[p])
         return loss
+
+    def _init_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        """Fill ``params`` with the group's parameters that have a gradient, and make each one's state of every
+        product component that has none yet.
+
+        It fills a list it is given and returns nothing, as torch's optimizers do: under ``torch.compile``
+        dynamo runs this method eagerly, so that the state it makes at the first step is no guard that fails
+        at the next (made while tracing, it recompiled the step per parameter until dynamo's limit).
+        """
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse or torch.is_complex(p):
+                raise RuntimeError(f"Mix takes dense real parameters and gradients (got {p.dtype}, "
+                                   f"{'sparse' if p.grad.is_sparse else 'dense'} gradient)")
+            state = self.state[p]
+            for name in _product_names(group):
+                if name not in state:
+                    state[name] = mix_kinds.init_state(name, p, group["components"][name])
+            params.append(p)
 
     def _step_param(self, p: torch.Tensor, group: dict[str, Any], kinds: list[tuple[str, float]]) -> None:
         """The product form on one parameter: every component's state first (they read p_{t-1}), then p."""
@@ -166,8 +186,6 @@ class Mix(Optimizer):
         prepared = []
         for name, weight in kinds:
             hp = group["components"][name]
-            if name not in state:
-                state[name] = mix_kinds.init_state(name, p, hp)
             prepared.append(mix_kinds.prepare(name, p, p.grad, state[name], hp, hp.get("lr", group["lr"])))
         for name, weight in kinds:
             hp = group["components"][name]

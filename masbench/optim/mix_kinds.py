@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from masbench.optim.coefficients import BIAS_CORRECTIONS, bias_corrections
+from masbench.optim.coefficients import BIAS_CORRECTIONS, bias_corrections, step_value
 
 Prepared = tuple[float, Callable[[float], None]]
 _ADAM = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, bias_correction="step")
@@ -126,7 +126,7 @@ def _sgd(param: Tensor, grad: Tensor, state: dict, hp: dict, lr: float) -> Prepa
         else:
             buf.mul_(momentum).add_(grad, alpha=1 - hp["dampening"])
         direction = grad.add(buf, alpha=momentum) if hp["nesterov"] else buf
-    return lr, lambda coef: param.add_(direction, alpha=-coef)
+    return lr, lambda coef: _move(param, direction, coef)
 
 
 def _adam(param: Tensor, grad: Tensor, state: dict, hp: dict, lr: float) -> Prepared:
@@ -138,7 +138,7 @@ def _adam(param: Tensor, grad: Tensor, state: dict, hp: dict, lr: float) -> Prep
     if hp["amsgrad"]:
         torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
         exp_avg_sq = state["max_exp_avg_sq"]
-    bc1, bc2 = bias_corrections(beta1, beta2, state["step"].item(), hp["bias_correction"])
+    bc1, bc2 = bias_corrections(beta1, beta2, step_value(state["step"]), hp["bias_correction"])
 
     def apply(coef: float) -> None:
         denom = (exp_avg_sq.sqrt() / bc2**0.5).add_(hp["eps"])
@@ -153,13 +153,13 @@ def _adamax(param: Tensor, grad: Tensor, state: dict, hp: dict, lr: float) -> Pr
     exp_avg, exp_inf = state["exp_avg"], state["exp_inf"]
     exp_avg.lerp_(grad, 1 - beta1)
     torch.maximum(exp_inf.mul_(beta2), grad.abs().add_(hp["eps"]), out=exp_inf)
-    return lr / (1 - beta1 ** state["step"].item()), lambda coef: param.addcdiv_(exp_avg, exp_inf, value=-coef)
+    return lr / (1 - beta1 ** step_value(state["step"])), lambda coef: param.addcdiv_(exp_avg, exp_inf, value=-coef)
 
 
 def _nadam(param: Tensor, grad: Tensor, state: dict, hp: dict, lr: float) -> Prepared:
     beta1, beta2 = hp["betas"]
     state["step"] += 1
-    step = state["step"].item()
+    step = step_value(state["step"])
     bias_correction2 = 1 - beta2**step
     mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * hp["momentum_decay"])))
     mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * hp["momentum_decay"])))
@@ -168,7 +168,7 @@ def _nadam(param: Tensor, grad: Tensor, state: dict, hp: dict, lr: float) -> Pre
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     denom = exp_avg_sq.div(bias_correction2).sqrt()
-    mu_product = state["mu_product"].item()
+    mu_product = step_value(state["mu_product"])
     mu_product_next = mu_product * mu_next
     denom.add_(hp["eps"])
 
@@ -194,13 +194,13 @@ def _rmsprop(param: Tensor, grad: Tensor, state: dict, hp: dict, lr: float) -> P
     if hp["momentum"] > 0:
         buf = state["momentum_buffer"]
         buf.mul_(hp["momentum"]).addcdiv_(grad, avg)
-        return lr, lambda coef: param.add_(buf, alpha=-coef)
+        return lr, lambda coef: _move(param, buf, coef)
     return lr, lambda coef: param.addcdiv_(grad, avg, value=-coef)
 
 
 def _adagrad(param: Tensor, grad: Tensor, state: dict, hp: dict, lr: float) -> Prepared:
     state["step"] += 1
-    clr = lr / (1 + (state["step"].item() - 1) * hp["lr_decay"])
+    clr = lr / (1 + (step_value(state["step"]) - 1) * hp["lr_decay"])
     state["sum"].addcmul_(grad, grad, value=1)
     std = state["sum"].sqrt().add_(hp["eps"])
     return clr, lambda coef: param.addcdiv_(grad, std, value=-coef)
@@ -212,7 +212,16 @@ def _lion(param: Tensor, grad: Tensor, state: dict, hp: dict, lr: float) -> Prep
     # The direction is read before the momentum moves on: Lion interpolates with beta1, then tracks with beta2.
     direction = exp_avg.clone().mul_(beta1).add(grad, alpha=1 - beta1).sign_()
     exp_avg.mul_(beta2).add_(grad, alpha=1 - beta2)
-    return lr, lambda coef: param.add_(direction, alpha=-coef)
+    return lr, lambda coef: _move(param, direction, coef)
+
+
+def _move(param: Tensor, direction: Tensor, coef: float | Tensor) -> None:
+    """``param -= coef * direction``: torch's ``add_(alpha=-coef)`` eagerly; while compiling ``coef`` is a 0-d
+    tensor (the step count stays one, see ``coefficients``), which ``alpha=`` does not take."""
+    if isinstance(coef, Tensor):
+        param.sub_(direction * coef)
+    else:
+        param.add_(direction, alpha=-coef)
 
 
 _PREPARE: dict[str, Callable[..., Prepared]] = {

@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 
-from masbench.optim import mix_kinds
 from masbench.optim.functional import default_path, mas
 
 
@@ -28,14 +27,13 @@ def takes(group: dict[str, Any], params: list[torch.Tensor], linear: bool) -> bo
     return bool(fused or foreach)
 
 
-def step(state: dict, group: dict[str, Any], params: list[torch.Tensor]) -> None:
-    """One MAS step over ``params`` (each with a gradient), reading and writing Mix's state."""
+def step(states: list[dict[str, Any]], group: dict[str, Any], params: list[torch.Tensor]) -> None:
+    """One MAS step over ``params`` (each with a gradient), reading and writing Mix's state: ``states[i]`` is
+    ``params[i]``'s (a list rather than the optimizer's dict: under ``torch.compile``, a frame that holds a dict
+    keyed by parameters guards on their gradients, which ``zero_grad`` frees at every step)."""
     adam, sgd = group["components"]["adam"], group["components"]["sgd"]
     exp_avgs, exp_avg_sqs, max_exp_avg_sqs, bufs, steps = [], [], [], [], []
-    for p in params:
-        own = state[p]
-        if "adam" not in own:
-            own["adam"], own["sgd"] = mix_kinds.init_state("adam", p, adam), {}
+    for own in states:  # made by Mix._init_group
         exp_avgs.append(own["adam"]["exp_avg"])
         exp_avg_sqs.append(own["adam"]["exp_avg_sq"])
         if adam["amsgrad"]:
@@ -49,5 +47,5 @@ def step(state: dict, group: dict[str, Any], params: list[torch.Tensor]) -> None
         dampening=sgd["dampening"], nesterov=sgd["nesterov"], lambda_adam=group["weights"]["adam"],
         lambda_sgd=group["weights"]["sgd"], bias_correction=adam["bias_correction"])
     if sgd["momentum"] != 0:
-        for p, buf in zip(params, bufs):
-            state[p]["sgd"]["momentum_buffer"] = buf
+        for own, buf in zip(states, bufs):
+            own["sgd"]["momentum_buffer"] = buf

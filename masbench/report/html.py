@@ -187,7 +187,7 @@ def _benchmark_section(index: int, name: str, cells: pd.DataFrame, runs: pd.Data
                              "Test accuracy and loss per epoch: mean over completed seeds, ± std band."))
         parts.append(_figure(lambda path: _plots().plot_lambda(runs, path, dataset=dataset_name, model=model_name,
                                                                metric=metric), f"{prefix}l",
-                             "avg acc against λa for MAS (± std over seeds); the baselines as dashed lines."))
+                             "avg acc against λa for MAS (± std over seeds); the baselines as horizontal lines in their optimizer's colour."))
     parts.append("</section>")
     return "\n".join(part for part in parts if part)
 
@@ -216,14 +216,16 @@ def _profile(index: int, store, runs: pd.DataFrame, name: str, target: float | N
     if target is None and not any(key[0] == name for key in per_table):
         return ""  # no target for this benchmark: no profile to show
     try:
-        profile, ratio = profile_frame(store, runs, target, name or None, dataset, model, per_table=per_table)
+        profile, ratio, styles, noise = profile_frame(store, runs, target, name or None, dataset, model,
+                                                      per_table=per_table)
     except MasbenchError as error:  # the benchmark's targets name no cell shown here: say so in the page
         return f'\n<p class="note">performance profile: {esc(error)}</p>'
     target_text = f"{target:g}%" if target is not None else "per benchmark"
-    figure = _figure(lambda path: plot_profile(profile, path, workloads=len(ratio), target_text=target_text),
+    figure = _figure(lambda path: plot_profile(profile, path, workloads=len(ratio), target_text=target_text,
+                                               styles=styles),
                      f"b{index}p", f"Performance profile: the fraction of workloads (data set × model) on which each "
                                    f"configuration reaches {target_text} test accuracy within a factor τ of the "
-                                   f"fastest.")
+                                   f"fastest." + (f" {noise[0].upper()}{noise[1:]}." if noise else ""))
     return (f'\n<section class="benchmark" id="benchmark-{index}-profile">'
             f"<h3>{esc(_benchmark_name(name).capitalize())}: performance profile</h3>\n{figure}</section>")
 

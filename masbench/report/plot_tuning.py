@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.plots import check_output, pyplot, save
+from masbench.report.plots import Palette, check_output, pyplot, save
 from masbench.report.tuning import curves, label, optimizers, scored, search_trials
 
 DODGE = 0.015  # how far apart the final seeds' marks of several optimizers sit around k = N, per trial of the axis
@@ -35,8 +35,9 @@ def tuning_figure(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str):
     searched_lr = False
     shown = [value for values in expected.values() for value in values]  # what the y axis must hold
     longest = max(len(values) for values in expected.values())
+    palette = Palette(label_head(optimizer) for optimizer in labels)
     for i, optimizer in enumerate(labels):
-        colour = f"C{i}"
+        colour = palette.style(label_head(optimizer))["color"]
         if optimizer in expected:
             values = expected[optimizer]
             curve_ax.plot(range(1, len(values) + 1), values, color=colour, marker="o", markersize=3,
@@ -90,6 +91,11 @@ def tuning_figure(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def label_head(optimizer: str) -> str:
+    """The optimizer a tune's label names (``mas[lr=0.01]`` -> ``mas``): its colour in every figure."""
+    return str(optimizer).split("[", 1)[0]
 
 
 def row_of_chosen(table: pd.DataFrame, optimizer: str) -> pd.Series | None:

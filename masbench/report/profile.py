@@ -26,14 +26,15 @@ from masbench.report.target import run_times
 TAU_MAX = 4.0
 
 
-def workload_times(cells: pd.DataFrame, epochs: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
+def workload_times(cells: pd.DataFrame, epochs: pd.DataFrame, labels: pd.Series, by: str = "seconds") -> pd.DataFrame:
     """t(c, w): one row per workload (TABLE), one column per configuration label (``labels``, aligned with
-    ``cells``); the median training seconds to the cell's ``target`` over its completed seeds, an unreached
-    seed counting as inf; inf where the configuration has no cell in the workload."""
+    ``cells``); the median training seconds (``by="epochs"``: epochs) to the cell's ``target`` over its
+    completed seeds, an unreached seed counting as inf; inf where the configuration has no cell in the
+    workload."""
     targets = {k: t for k, t in zip(cells["config_key"], cells["target"]) if not math.isnan(t)}
     times = run_times(epochs, targets)
     done = times[times["status"] == "completed"]
-    per_seed = done["seconds_to_target"].where(done["reached"], math.inf)
+    per_seed = done[f"{by}_to_target"].where(done["reached"], math.inf)
     medians = per_seed.groupby(done["config_key"]).median()
     frame = cells.assign(label=labels.values, time=cells["config_key"].map(medians).fillna(math.inf))
     frame = frame[cells["target"].notna().values]

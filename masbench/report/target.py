@@ -13,6 +13,11 @@ and is shown by ``reached`` < ``n``, never counted as a time).
 
 Example: epochs with test accuracy 0.50, 0.70, 0.90 and 2, 3, 4 seconds reach a target of 70 at epoch 2,
 after 5 seconds.
+
+Seconds are wall time, and a shared machine makes them noisy. Every epoch of one cell trains the same
+batches on the same model, so their seconds should agree; where they differ by more than ``NOISY`` times
+(each run's first epoch left out, as it pays warm-up), ``noise_note`` says so, and time to target and
+performance profiles can count epochs instead (``--target-by epochs``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import pandas as pd
 from masbench.errors import MasbenchError
 
 TARGET_COLUMNS = ["target", "reached", "median_epochs", "median_seconds"]
+TARGET_BY = ("seconds", "epochs")  # what time to target counts in a performance profile
+NOISY = 2.0  # epochs of one cell whose seconds differ by more than this factor: the machine was noisy
 
 
 def check_target(value: float, what: str = "--target") -> float:
@@ -37,6 +44,35 @@ def check_target(value: float, what: str = "--target") -> float:
         raise MasbenchError(f"Invalid {what}: {value:g} (a test accuracy in percent, in [1, 100]: "
                             f"did you mean {round(value * 100, 10):g}?)")
     return float(value)
+
+
+def check_target_by(value: str) -> str:
+    if value not in TARGET_BY:
+        raise MasbenchError(f"Invalid --target-by: {value!r} (valid: {', '.join(TARGET_BY)})")
+    return value
+
+
+def seconds_spread(epochs: pd.DataFrame) -> pd.Series:
+    """Per cell (``config_key``) of ``epochs``: how many times longer its slowest epoch took than its fastest,
+    over its completed runs' epochs, each run's first epoch left out where it has later ones (warm-up); NaN
+    where an epoch took 0 s."""
+    done = epochs[(epochs["status"] == "completed") & epochs["seconds"].notna()]
+    runs = done.groupby("run_id")["epoch"]
+    done = done[(runs.transform("min") < done["epoch"]) | (runs.transform("count") == 1)]
+    seconds = done["seconds"].astype(float).groupby(done["config_key"]).agg(["min", "max"])
+    return seconds["max"] / seconds["min"].where(seconds["min"] > 0)
+
+
+def noise_note(cells: pd.DataFrame) -> str:
+    """A line saying that the machine was noisy, when the epochs of one of ``cells`` (``seconds_spread``
+    column, from ``with_time_to_target``) took more than ``NOISY`` times as long as others; "" otherwise."""
+    spread = cells["seconds_spread"] if "seconds_spread" in cells else pd.Series(dtype=float)
+    noisy = spread[spread > NOISY]
+    if noisy.empty:
+        return ""
+    return (f"noisy timings: one epoch of {len(noisy)} cell(s) took up to {noisy.max():.1f}x as long as another "
+            f"epoch of the same cell (more than {NOISY:g}x), so seconds to target measure the machine's load as much "
+            f"as the optimizer; read the epochs to target instead (profiles: --target-by epochs)")
 
 
 def run_times(epochs: pd.DataFrame, targets: Mapping[str, float]) -> pd.DataFrame:
@@ -80,6 +116,7 @@ def with_time_to_target(cells: pd.DataFrame, epochs: pd.DataFrame, target: float
     cells["reached"] = cells["reached"].astype("Int64")
     cells["median_epochs"] = cells["config_key"].map(medians["epochs_to_target"]).astype(float)
     cells["median_seconds"] = cells["config_key"].map(medians["seconds_to_target"]).astype(float)
+    cells["seconds_spread"] = cells["config_key"].map(seconds_spread(epochs[epochs["config_key"].isin(list(targets))]))
     return cells
 
 
@@ -119,5 +156,7 @@ def target_texts(row: Mapping) -> tuple[str, str, str]:
 def target_note(frame: pd.DataFrame) -> str:
     """What the time-to-target columns of a table mean, with its target(s)."""
     shown = ", ".join(f"{t:g}%" for t in sorted(frame["target"].dropna().unique()))
-    return (f"to target {shown}: seeds that reached it / completed seeds, and the median epochs and training "
+    note = (f"to target {shown}: seeds that reached it / completed seeds, and the median epochs and training "
             f"seconds (evaluation excluded) to reach it over the seeds that did")
+    noise = noise_note(frame)
+    return f"{note}. {noise[0].upper()}{noise[1:]}" if noise else note
