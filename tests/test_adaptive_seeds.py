@@ -69,7 +69,7 @@ def test_ci95_half_width_needs_two_runs(accs):
         ([90.0], 2, 1.0, 10, 3),  # one diverged: one more seed for a second completed run
         ([], 2, 1.0, 10, 4),  # both failed: two more
         ([], 3, 1.0, 4, 4),  # never past max seeds
-        ([90.0, 91.0, 90.5, 90.7], 4, 1.2, 10, 5),  # the spread says one more seed is enough (width 1.04 at 5)
+        ([90.0, 91.0, 90.5, 90.7], 4, 0.6, 10, 5),  # the spread says one more seed is enough (half-width 0.52 at 5)
     ],
 )
 def test_seeds_wanted(accs, tried, until_ci, max_seeds, wanted):
@@ -79,8 +79,8 @@ def test_seeds_wanted(accs, tried, until_ci, max_seeds, wanted):
 def test_the_projection_of_the_last_case_above():
     accs = [90.0, 91.0, 90.5, 90.7]
     std = stats.tstd(accs)
-    assert t_width(accs) >= 1.2
-    assert 2 * stats.t.ppf(0.975, 4) * std / 5**0.5 < 1.2
+    assert t_width(accs) >= 0.6  # the half-width, at 4 seeds
+    assert stats.t.ppf(0.975, 4) * std / 5**0.5 < 0.6  # and at 5
 
 
 def test_seed_sequence_continues_after_the_largest_initial_seed():
