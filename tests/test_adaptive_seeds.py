@@ -252,7 +252,7 @@ def test_a_dry_run_lists_round_one_and_says_more_may_follow(bench_file, sqlite_u
                                  sqlite_url, "--dry-run", "--until-ci", "0.5"])
     assert result.exit_code == 0, result.output
     assert "4 cells: 0 completed, 4 to run" in result.output
-    assert "narrower than 0.5 points, up to 4 seeds" in result.output
+    assert "half-width (±) is below 0.5 points, up to 4 seeds" in result.output
 
 
 @pytest.mark.parametrize("max_seeds, interrupted", [(4, True), (2, False)])
