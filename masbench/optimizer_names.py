@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from masbench.text.shown import shown
+from masbench.text.shown import did_you_mean, shown
 
 OPTIMIZER_NAMES = ("mas", "sgd", "adam", "adamw", "radam", "nadam", "adamax", "rmsprop", "adagrad", "adadelta",
                    "asgd", "rprop", "mix")
@@ -46,5 +46,6 @@ def is_known(text: str) -> bool:
 
 
 def unknown_optimizer(text: str, what: str = "optimizer") -> str:
-    return (f"Unknown {what}: {shown(text)} (valid: {', '.join(OPTIMIZER_NAMES)}, or an import path "
-            f"package.module:Class of a torch.optim.Optimizer, or a plugin's: see masbench list optimizers)")
+    return (f"Unknown {what}: {shown(text)} ({did_you_mean(text, OPTIMIZER_NAMES)}valid: "
+            f"{', '.join(OPTIMIZER_NAMES)}, or an import path package.module:Class of a torch.optim.Optimizer, or a "
+            f"plugin's: see masbench list optimizers)")

@@ -17,7 +17,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from masbench.cli import app
-from masbench.grid.seed_budget import check_max_seeds, check_until_ci, ci95_width, seed_sequence, seeds_wanted
+from masbench.grid.seed_budget import check_max_seeds, check_until_ci, ci95_half_width, seed_sequence, seeds_wanted
 from reliability import finish, rows, sweep
 
 runner = CliRunner()
@@ -39,37 +39,37 @@ BENCHMARKS = textwrap.dedent("""
 
 
 def t_width(accs: list[float]) -> float:
-    """scipy's 95% t-interval of the mean, its full width."""
+    """scipy's 95% t-interval of the mean, its half-width (the mean ± it)."""
     n = len(accs)
     mean, sem = sum(accs) / n, stats.sem(accs)
     low, high = stats.t.interval(0.95, n - 1, loc=mean, scale=sem)
-    return high - low
+    return (high - low) / 2
 
 
 # --- the interval and the rule --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("accs", [[90.0, 91.0], [90.0, 91.0, 95.5], [50.0, 60.0, 70.0, 80.0, 65.5, 71.0]])
-def test_ci95_width_is_the_full_t_interval(accs):
-    assert ci95_width(accs) == pytest.approx(t_width(accs), rel=1e-12)
+def test_ci95_half_width_is_half_the_t_interval(accs):
+    assert ci95_half_width(accs) == pytest.approx(t_width(accs), rel=1e-12)
 
 
 @pytest.mark.parametrize("accs", [[], [90.0]])
-def test_ci95_width_needs_two_runs(accs):
-    assert math.isnan(ci95_width(accs))
+def test_ci95_half_width_needs_two_runs(accs):
+    assert math.isnan(ci95_half_width(accs))
 
 
 @pytest.mark.parametrize(
     "accs, tried, until_ci, max_seeds, wanted",
     [
-        ([90.0, 91.0], 2, 100.0, 10, 2),  # width 12.7 < 100: done
+        ([90.0, 91.0], 2, 100.0, 10, 2),  # half-width 6.4 < 100: done
         ([90.0, 91.0], 2, 1.0, 2, 2),  # at its max seeds: done
         ([90.0, 91.0], 2, 1.0, 10, 4),  # needs many: at most doubles
         ([90.0, 90.0], 2, 1e-9, 10, 2),  # no spread at all: width 0 is within any W
         ([90.0], 2, 1.0, 10, 3),  # one diverged: one more seed for a second completed run
         ([], 2, 1.0, 10, 4),  # both failed: two more
         ([], 3, 1.0, 4, 4),  # never past max seeds
-        ([90.0, 91.0, 90.5, 90.7], 4, 1.2, 10, 5),  # the spread says one more seed is enough (width 1.04 at 5)
+        ([90.0, 91.0, 90.5, 90.7], 4, 0.6, 10, 5),  # the spread says one more seed is enough (half-width 0.52 at 5)
     ],
 )
 def test_seeds_wanted(accs, tried, until_ci, max_seeds, wanted):
@@ -79,8 +79,8 @@ def test_seeds_wanted(accs, tried, until_ci, max_seeds, wanted):
 def test_the_projection_of_the_last_case_above():
     accs = [90.0, 91.0, 90.5, 90.7]
     std = stats.tstd(accs)
-    assert t_width(accs) >= 1.2
-    assert 2 * stats.t.ppf(0.975, 4) * std / 5**0.5 < 1.2
+    assert t_width(accs) >= 0.6  # the half-width, at 4 seeds
+    assert stats.t.ppf(0.975, 4) * std / 5**0.5 < 0.6  # and at 5
 
 
 def test_seed_sequence_continues_after_the_largest_initial_seed():
@@ -177,7 +177,8 @@ def test_a_tiny_width_stops_each_cell_at_max_seeds_and_a_rerun_does_nothing(benc
     report = runner.invoke(app, ["report", "--format", "json", "--db", sqlite_url])
     assert report.exit_code == 0, report.output
     for cell in json.loads(report.stdout):
-        assert cell["ci95"] == pytest.approx(t_width(accs[cell["config_key"]]), abs=1e-4)
+        n = len(accs[cell["config_key"]])  # the report shows no interval under 3 seeds; --until-ci used it
+        assert cell["ci95_half"] == (pytest.approx(t_width(accs[cell["config_key"]]), abs=1e-4) if n >= 3 else None)
 
 
 @pytest.mark.slow
@@ -185,7 +186,7 @@ def test_a_huge_width_stops_after_the_initial_seeds(bench_file, sqlite_url):
     result = run_sweep(bench_file, sqlite_url, "--until-ci", "1e6", "--max-seeds", "6")
     assert result.exit_code == 0, result.output
     assert "round 2" not in result.output
-    assert "2 with CI95 at most the width asked" in result.output
+    assert "2 with CI95 half-width at most the one asked" in result.output
     assert sorted(seed for _, seed, _, _ in stored(sqlite_url)) == [0, 0, 1, 1]
 
 
@@ -242,7 +243,7 @@ def test_diverged_runs_use_up_seeds_and_are_named_not_averaged(tmp_path, sqlite_
     runs = stored(sqlite_url)
     assert [(name.split("[")[0], seed, status) for name, seed, status, _ in runs] == [
         (optimizer, seed, "diverged") for optimizer in ("mas", "sgd") for seed in (0, 1, 2)]
-    assert "0 with CI95 at most the width asked, 2 stopped at their max seeds" in result.output
+    assert "0 with CI95 half-width at most the one asked, 2 stopped at their max seeds" in result.output
     assert result.output.count("over 0 completed of 3 seeds (max 3), 3 not completed") == 2
 
 
@@ -251,7 +252,7 @@ def test_a_dry_run_lists_round_one_and_says_more_may_follow(bench_file, sqlite_u
                                  sqlite_url, "--dry-run", "--until-ci", "0.5"])
     assert result.exit_code == 0, result.output
     assert "4 cells: 0 completed, 4 to run" in result.output
-    assert "at most 0.5 points wide, up to 4 seeds" in result.output
+    assert "half-width (±) is at most 0.5 points, up to 4 seeds" in result.output
 
 
 @pytest.mark.parametrize("max_seeds, interrupted", [(4, True), (2, False)])

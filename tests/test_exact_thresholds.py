@@ -13,7 +13,7 @@ from fractions import Fraction
 import pandas as pd
 import pytest
 
-from masbench.grid.seed_budget import ci95_width, seeds_wanted, width_met
+from masbench.grid.seed_budget import ci95_half_width, seeds_wanted, width_met
 from masbench.report.gate import gate_drop, is_regression
 from masbench.report.target import run_times
 from masbench.text import numbers
@@ -88,7 +88,7 @@ def test_a_width_typed_as_printed_meets_until_ci_and_a_narrower_bound_does_not(n
     """--until-ci: two seeds k/N apart (width = t_{0.975,1} |a1 - a2|), the width typed back as printed."""
     for k in range(1, n + 1):
         accs = [50.0, (n // 2 + k) / n * 100]  # stored k/N, in percent as the report reads it
-        width = ci95_width(accs)
+        width = ci95_half_width(accs)
         for printed in (repr(width), f"{width:.10g}"):
             bound = numbers.number(printed)
             assert width_met(width, bound), (k, printed)

@@ -204,7 +204,7 @@ def test_a_sweeps_baselines_take_a_plugins_optimizer(installed):
     (["--model", "demo_models:absent"], "Error: Invalid model 'demo_models:absent': module demo_models has no absent"),
     (["--model", "no_such_module:f"], "Error: Invalid model 'no_such_module:f': no module named no_such_module"),
     (["--model", "demo_models:"], "Error: Invalid model 'demo_models:': not an import path package.module:function"),
-    (["--model", "tv:resnet9000"], "Error: Unknown torchvision model 'tv:resnet9000' (valid: tv:NAME for one of"),
+    (["--model", "tv:resnet9000"], "Error: Unknown torchvision model 'tv:resnet9000' (did you mean tv:resnet50? valid: tv:NAME for one of"),
     (["--model", "tv:resnet18", "--pretrained", "IMAGENET9K"], "Error: Invalid pretrained 'IMAGENET9K' for model "
                                                                "'tv:resnet18' (valid: IMAGENET1K_V1, DEFAULT)"),
     (["--model", "wide", "--dataset", "cola"], "Error: Invalid model 'wide' for dataset 'cola': it takes image or "

@@ -42,7 +42,7 @@ def test_csv_numbers_for_both_metrics(db, metric):
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert list(rows[0]) == ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam",
                              "lambda_sgd", "weights", "metric", "n", "avg_acc", "std_acc", "max_acc", "seeds",
-                             "seed_accs", "masbench_version", "ci95"]
+                             "seed_accs", "masbench_version", "ci95_half"]
     assert {r["metric"] for r in rows} == {metric}
     by_name = {(r["model"], r["name"]): r for r in rows}
     assert len(rows) == len(RUNS)
@@ -54,8 +54,8 @@ def test_csv_numbers_for_both_metrics(db, metric):
         assert float(row["avg_acc"]) == pytest.approx(avg, abs=1e-4)
         assert float(row["std_acc"]) == pytest.approx(std, abs=1e-4)
         assert float(row["max_acc"]) == pytest.approx(top, abs=1e-4)
-        low, high = stats.t.interval(0.95, n - 1, loc=avg, scale=std / n**0.5) if n > 1 else (0.0, float("nan"))
-        assert float(row["ci95"] or "nan") == pytest.approx(high - low, abs=1e-4, nan_ok=True)
+        low, high = stats.t.interval(0.95, n - 1, loc=avg, scale=std / n**0.5) if n > 2 else (0.0, float("nan"))
+        assert float(row["ci95_half"] or "nan") == pytest.approx((high - low) / 2, abs=1e-4, nan_ok=True)
     # Row order within a model: Adam, SGD, then MAS by lambda_adam.
     mlp = [r["name"].split("[")[0] + r["lambda_adam"] for r in rows if r["model"] == "mlp"]
     assert mlp == ["adam1.0", "sgd0.0", "mas0.3", "mas0.7"]
@@ -81,17 +81,18 @@ def test_markdown_bolds_the_best_of_each_column_within_each_model_group(db):
     assert mlp.count("**") == 4 and "**92.00**" in mlp and "**93.00**" in mlp
     assert cnn.count("**") == 4 and "**79.50**" in cnn and "**80.00**" in cnn
     row = next(line for line in mlp.splitlines() if line.startswith("| MAS | 0.3"))
-    assert row.endswith("| 2 | 2/3 seeds |")
+    assert row.endswith("| n<3 | 2 | 2/3 seeds |")  # two seeds: no interval worth a number
     row = next(line for line in mlp.splitlines() if line.startswith("| MAS | 0.7"))
     assert "2/3 seeds, 1 diverged" in row
-    assert "| Adam |  |  | 88.00 | 90.00 | 2.00 | 9.94 | 3 |  |" in mlp  # CI95: 2 t(0.975, 2) 2 / sqrt(3)
+    assert "| Adam |  |  | 88.00 | 90.00 | 2.00 | 4.97 | 3 |  |" in mlp  # ±CI95: t(0.975, 2) 2 / sqrt(3)
+    assert "| std | ±CI95 | n |" in text
 
 
 def test_latex_is_booktabs_with_bold_best_and_flags(db):
     result = runner.invoke(app, ["report", "--format", "latex", "--db", db])
     text = result.stdout
     for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\textbf{92.00}", r"\textbf{93.00}", r"$^\dagger$",
-                  r"\multicolumn{8}{l}{\textit{mlp}}", " & 2.00 & 9.94 & 3 "):
+                  r"\multicolumn{8}{l}{\textit{mlp}}", " & 2.00 & 4.97 & 3 ", r"$\pm$CI95"):
         assert token in text
     assert text.count(r"\textbf{") == 4
 

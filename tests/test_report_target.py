@@ -119,7 +119,7 @@ def test_the_boundary_and_the_exclusions_are_what_the_table_says(db):
     assert (cells[("adam", "cnn")]["reached"], cells[("adam", "cnn")]["median_epochs"]) == (0, None)
 
 
-@pytest.mark.parametrize("fmt", ["rich", "markdown", "latex"])
+@pytest.mark.parametrize("fmt", ["rich", "markdown", "latex", "html"])
 def test_every_table_format_shows_reached_and_medians(db, fmt):
     result = runner.invoke(app, ["report", "--format", fmt, "--target", "29", "--db", db])
     assert result.exit_code == 0, result.output
@@ -137,7 +137,9 @@ def test_without_a_target_the_table_is_unchanged(db):
 
 @pytest.mark.parametrize("args, message", [
     (["--target", "0"], "Invalid --target: 0.0"),
-    (["--target", "101"], "in (0, 100]"),
+    (["--target", "101"], "in [1, 100]"),
+    (["--target", "0.95"], "Invalid --target: 0.95 (a test accuracy in percent, in [1, 100]: did you mean 95?)"),
+    (["--target", "0.855"], "did you mean 85.5?"),
     (["--target", "nan"], "Invalid --target"),
     (["--target", "50", "--leaderboard"], "--target goes with --table"),
 ])
@@ -145,6 +147,14 @@ def test_bad_targets_are_one_line(db, args, message):
     result = runner.invoke(app, ["report", *args, "--db", db])
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_fraction_for_a_profile_target_is_refused_too(db, tmp_path):
+    result = runner.invoke(app, ["plot", "--kind", "profile", "--target", "0.9", "--output", str(tmp_path / "p.png"),
+                                 "--db", db])
+    assert result.exit_code == 1 and "did you mean 90?" in result.output, result.output
+    assert not (tmp_path / "p.png").exists()
 
 
 def test_benchmark_target_key_applies_per_benchmark(db, tmp_path, monkeypatch):

@@ -120,8 +120,8 @@ def test_budget_trials_pruned_and_failed_are_counted(table):
 def test_final_seeds_give_mean_ci_and_n(table):
     assert table.loc["adam", "n"] == 3 and table.loc["adam", "seeds"] == (1, 2, 3)
     assert table.loc["adam", "test_acc"] == pytest.approx(95.0)
-    full = 2 * stats.t.ppf(0.975, 2) * stats.tstd([95, 96, 94]) / math.sqrt(3)  # report --table's CI95: full width
-    assert table.loc["adam", "ci95"] == pytest.approx(full)
+    half = stats.t.ppf(0.975, 2) * stats.tstd([95, 96, 94]) / math.sqrt(3)  # report --table's ±CI95: half-width
+    assert table.loc["adam", "ci95_half"] == pytest.approx(half)
     assert table.loc["mas", "n"] == 0 and table.loc["mas", "note"] == "no final seeds"
     assert math.isnan(table.loc["mas", "test_acc"]) and math.isnan(table.loc["mas", "p"])
 
@@ -414,7 +414,7 @@ def test_the_store_frame_gives_the_hand_made_table(tuned_db):
     expected = tuned_table(trials_frame(), budgets=4).set_index("optimizer")
     columns = ["budget", "trials", "pruned", "failed", "chosen", "n", "seeds", "vs", "test", "note"]
     assert stored[columns].equals(expected[columns])
-    for column in ("val_acc", "test_acc", "ci95", "p", "p_holm"):
+    for column in ("val_acc", "test_acc", "ci95_half", "p", "p_holm"):
         assert stored[column].tolist() == pytest.approx(expected[column].tolist(), nan_ok=True), column
     assert stored.loc["adam", "params"] == {"lr": 1e-3}
 

@@ -250,17 +250,30 @@ def test_titles_say_how_the_epoch_was_selected(sqlite_url):
     assert "selected on validation" in " ".join(board.stdout.split())
 
 
-def test_metric_val_refuses_runs_without_validation_naming_their_cells(sqlite_url):
+def test_metric_val_leaves_out_runs_without_validation_and_says_how_many(sqlite_url):
     _fill(sqlite_url)
     _fill(sqlite_url, {("sgd", None): {0: [(0.5, 0.5)]}}, val_fraction=None)
     sgd = _spec("sgd", None, 0, None)
-    for args in (["report"], ["compare", "adam", "sgd"]):
-        result = runner.invoke(app, [*args, "--metric", "val", "--db", sqlite_url])
-        assert result.exit_code == 1, result.output
-        assert result.stderr.count("\n") == 1
-        assert "1 cell(s) ran without one" in result.stderr and sgd.config_key in result.stderr
-    best = runner.invoke(app, ["report", "--db", sqlite_url])  # the other metrics still take them
-    assert best.exit_code == 0, best.output
+    with_split = runner.invoke(app, ["report", "--format", "csv", "--db", sqlite_url])
+    assert sgd.config_key in with_split.stdout  # the other metrics take it
+    result = runner.invoke(app, ["report", "--format", "csv", "--metric", "val", "--db", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert sgd.config_key not in result.stdout
+    assert result.stderr == "--metric val: left out 1 run(s) without a validation split (run with --val-fraction " \
+                            "to have one)\n"
+    compared = runner.invoke(app, ["compare", "adam", "sgd", "--metric", "val", "--db", sqlite_url])
+    assert compared.exit_code == 1, compared.output  # sgd's only run has no split: nothing to compare adam with
+    assert compared.stderr.splitlines() == [
+        "--metric val: left out 1 run(s) without a validation split (run with --val-fraction to have one)",
+        "Error: no data set and model in the store has all of adam, sgd (see masbench report --leaderboard)"]
+
+
+def test_metric_val_on_runs_that_all_lack_a_split_is_one_line(sqlite_url):
+    _fill(sqlite_url, {("sgd", None): {0: [(0.5, 0.5)], 1: [(0.6, 0.5)]}}, val_fraction=None)
+    result = runner.invoke(app, ["report", "--metric", "val", "--db", sqlite_url])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1
+    assert "no runs with a validation split (2 run(s) without one: run them with --val-fraction)" in result.stderr
 
 
 def test_compare_and_the_gate_take_metric_val(sqlite_url, tmp_path):

@@ -93,7 +93,8 @@ def _root(
 
 
 # The order here is the order of `masbench --help`.
-for command in (toy.toy, train.run, train.sweep, tuning.tune, results.report, results.compare, results.plot, show.show):
+for command in (toy.toy, train.run, train.sweep, tuning.tune, results.report, results.compare, results.plot,
+                results.runs, show.show):
     app.command()(command)
 app.command("list")(listing.list_)
 app.add_typer(export.export_app, name="export")

@@ -20,7 +20,8 @@ WHAT = ("optimizers", "models", "datasets")
 def list_(
     what: Annotated[str, typer.Argument(help="optimizers, models or datasets.", show_default=False)],
 ) -> None:
-    """List the optimizers, models or data sets available: name, kind and source (built-in, torch or a plugin)."""
+    """List the optimizers, models (torchvision's classifiers by name, tv:NAME) or data sets available: name, kind
+    and source (built-in, torch or a plugin)."""
     if what not in WHAT:
         raise MasbenchError(f"Invalid list {shown(what)} (valid: {', '.join(WHAT)})")
     rows = {"optimizers": _optimizers, "models": _models, "datasets": _datasets}[what]()
@@ -47,8 +48,11 @@ def _models() -> list[tuple[str, str, str]]:
     from masbench.models import MODELS
     from masbench.models.external import IMAGE_AND_TABULAR
 
+    from masbench.models.external import TV, classifiers
+
     rows = [(name, "/".join(entry.kinds), entry.source) for name, entry in MODELS.items()]
-    return [*rows, ("tv:NAME", "image", f"torchvision {metadata.version('torchvision')} (its classifiers)"),
+    torchvision = f"torchvision {metadata.version('torchvision')}"
+    return [*rows, *((TV + arch, "image", torchvision) for arch in classifiers()),
             ("package.module:function", "/".join(IMAGE_AND_TABULAR), "import path")]
 
 

@@ -1,4 +1,4 @@
-"""Commands that read the store: ``report``, ``compare`` and ``plot``."""
+"""Commands that read the store: ``report``, ``compare``, ``plot`` and ``runs``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ MetricOpt = Annotated[str, typer.Option(help="A run's accuracy: best (over its e
 FilterDataset = Annotated[str | None, typer.Option(help="Only this data set.")]
 FilterModel = Annotated[str | None, typer.Option(help="Only this model.")]
 FilterBenchmark = Annotated[str | None, typer.Option(help="Only runs of this benchmark.")]
+FilterOptimizer = Annotated[str | None, typer.Option("--optimizer", help="Only runs of these optimizers, comma-separated (adam,mas).")]
+FilterWhere = Annotated[list[str] | None, typer.Option("--where", help="Only runs whose setting has this value, NAME=VALUE (lr=0.003: numbers compared as numbers; names from the runs' configs, e.g. lr, batch_size, epochs, lambda_adam); repeatable, all must hold.")]
+OutputOpt = Annotated[str | None, typer.Option(help="Write to this file instead of the terminal.")]
 TuneOpt = Annotated[str | None, typer.Option(help="With --tuned or --kind tuning: the tune to show, by name or the start of its key (needed when the store holds several).")]
 
 
@@ -30,19 +33,42 @@ def _open_for_reading(db: str | None):
     return open_for_reading(db)
 
 
-def _runs(store, metric, dataset, model, benchmark):
-    from masbench.report import run_accuracies
+def _check_format(format: str) -> None:
+    from masbench.report import FORMATS
 
-    runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
+    if format not in (*FORMATS, "html"):
+        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(FORMATS)}, html)")
+
+
+def _runs(store, metric, dataset, model, benchmark, optimizer=None, where=None):
+    """The runs ``run_accuracies`` gives for the filters (``optimizer``, ``where``: the options' text), refused in
+    one line when none is left; under ``--metric val`` a line on stderr counts the runs without a split."""
+    from masbench.report import run_accuracies
+    from masbench.report.aggregate import parse_optimizers, parse_where
+
+    optimizers, settings = parse_optimizers(optimizer), parse_where(where)
+    runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark,
+                          optimizer=optimizers, where=settings)
+    without_val = runs.attrs.get("without_val", 0)
     if runs.empty:
+        split = (f" with a validation split ({without_val} run(s) without one: run them with --val-fraction)"
+                 if without_val else "")
         tuned = " but a tune's (masbench report --tuned reads them)" if not store.tunes_frame().empty else ""
-        raise MasbenchError(f"no runs in {store.masked_url}{for_filters(dataset, model, benchmark)}{tuned}")
+        raise MasbenchError(f"no runs{split} in {store.masked_url}"
+                            f"{for_filters(dataset, model, benchmark, optimizer, settings)}{tuned}")
+    if without_val:
+        typer.echo(f"--metric val: left out {without_val} run(s) without a validation split "
+                   f"(run with --val-fraction to have one)", err=True)
     return runs
 
 
-def for_filters(dataset: str | None, model: str | None, benchmark: str | None) -> str:
-    """`` for dataset 'digits', model 'mlp'``: the filters given, for a message that found no runs ('' for none)."""
-    given = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model), ("benchmark", benchmark)) if v)
+def for_filters(dataset: str | None, model: str | None, benchmark: str | None, optimizer: str | None = None,
+                settings: tuple[tuple[str, str], ...] = ()) -> str:
+    """`` for dataset 'digits', model 'mlp', lr=0.01``: the filters given, for a message that found no runs ('' for
+    none); ``settings``: ``--where``'s, parsed."""
+    given = ", ".join([f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model), ("benchmark", benchmark),
+                                                  ("optimizer", optimizer)) if v]
+                      + [f"{name}={value}" for name, value in settings])
     return f" for {given}" if given else ""
 
 
@@ -88,10 +114,12 @@ def report(
     leaderboard: Annotated[bool, typer.Option("--leaderboard", help="Every cell ranked by avg acc within its data set and model.")] = False,
     metric: MetricOpt = "best",
     format: Annotated[str, typer.Option("--format", help="rich, csv, markdown, latex, json, or html (one self-contained page with the tables, plots and run environment).")] = "rich",
-    output: Annotated[str | None, typer.Option(help="Write to this file instead of the terminal.")] = None,
+    output: OutputOpt = None,
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    optimizer: FilterOptimizer = None,
+    where: FilterWhere = None,
     significance: Annotated[bool, typer.Option("--significance", help="Mark each MAS cell that beats the best baseline of its model (one-sided t-test, paired by seed where seeds match, else Welch; Holm-Bonferroni over the table, p < 0.05).")] = False,
     target: Annotated[float | None, typer.Option(help="Time to target: a test accuracy in percent (e.g. 85); adds, per cell, the seeds that reached it and the median epochs and training seconds to it (default: the benchmarks file's target: keys).")] = None,
     tuned: Annotated[bool, typer.Option("--tuned", help="A tune's table: per optimizer its budget, trials run and pruned, the trial chosen on validation, its final seeds' test accuracy (mean, CI95, n) and a paired t-test against the best other optimizer (Holm over the table); accuracies are test accuracies at the best validation epoch, whatever --metric says; html adds the tuning curves.")] = False,
@@ -101,15 +129,15 @@ def report(
     """The paper's tables (avg acc and acc max over seeds, best in bold), a leaderboard, or a tune's table."""
     from masbench import report as reporting
 
-    if format not in (*reporting.FORMATS, "html"):
-        raise MasbenchError(f"Invalid --format: {format!r} (valid: {', '.join(reporting.FORMATS)}, html)")
+    _check_format(format)
     if tune is not None and not tuned:
         raise MasbenchError("--tune NAME goes with --tuned")
     if tuned:
         given = [flag for flag, value in (("--table", table), ("--leaderboard", leaderboard),
                                           ("--significance", significance), ("--target", target),
-                                          ("--dataset", dataset), ("--model", model), ("--benchmark", benchmark))
-                 if value not in (None, False)]
+                                          ("--dataset", dataset), ("--model", model), ("--benchmark", benchmark),
+                                          ("--optimizer", optimizer), ("--where", where))
+                 if value not in (None, False, [])]
         if given:
             raise MasbenchError(f"--tuned makes a tune's own table (test accuracy at the best validation epoch, "
                                 f"with its significance): give it without {', '.join(given)}")
@@ -136,11 +164,12 @@ def report(
 
         from masbench.report.html import render_html
 
+        runs = _runs(store, metric, dataset, model, benchmark, optimizer, where)
         page = render_html(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark,
-                           generated=datetime.now(timezone.utc), target=target)
+                           generated=datetime.now(timezone.utc), target=target, runs=runs)
         _emit(reporting.Rendered(page), output)
         return
-    cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark))
+    cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark, optimizer, where))
     if not leaderboard:
         per_table = reporting.benchmark_targets() if target is None else None
         if target is not None or per_table:
@@ -153,6 +182,35 @@ def report(
     else:
         rendered = reporting.render_tables(cells, metric, format)
     _emit(rendered, output)
+
+
+def runs(
+    format: Annotated[str, typer.Option("--format", help="rich, csv, markdown, latex, json, or html (one self-contained page), as report prints.")] = "rich",
+    output: OutputOpt = None,
+    dataset: FilterDataset = None,
+    model: FilterModel = None,
+    benchmark: FilterBenchmark = None,
+    optimizer: FilterOptimizer = None,
+    where: FilterWhere = None,
+    db: DbOpt = None,
+) -> None:
+    """List the runs: id (for masbench show), status, cell, seed, best test accuracy and start; tunes' runs left out."""
+    from masbench import report as reporting
+    from masbench.report.runs import render_runs, run_list
+
+    _check_format(format)
+    store = _open_for_reading(db)
+    _refuse_the_store(store, output)
+    frame = run_list(_runs(store, "best", dataset, model, benchmark, optimizer, where))
+    if format == "html":
+        from datetime import datetime, timezone
+
+        from masbench.report.html import render_runs_html
+
+        _emit(reporting.Rendered(render_runs_html(frame, store_url=store.masked_url,
+                                                  generated=datetime.now(timezone.utc))), output)
+        return
+    _emit(render_runs(frame, format), output)
 
 
 def _tuned_frames(store, tune: str | None):
@@ -192,6 +250,8 @@ def compare(
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    optimizer: FilterOptimizer = None,
+    where: FilterWhere = None,
     db: DbOpt = None,
 ) -> None:
     """Statistics between configurations (difference, 95% CI, t-test), or the CI regression gate."""
@@ -204,6 +264,9 @@ def compare(
     if baseline is not None:
         if configs:
             raise MasbenchError("give configurations to compare, or --baseline FILE for the gate, not both")
+        if optimizer is not None or where:
+            raise MasbenchError("--optimizer and --where choose the runs to compare; the gate (--baseline) checks "
+                                "every cell of its file: give it without them")
         _gate(baseline, tolerance, metric, dataset, model, benchmark, db)
         return
 
@@ -212,7 +275,8 @@ def compare(
         raise MasbenchError("compare needs two configurations or more (e.g. masbench compare adam mas:0.3), "
                             "or --baseline FILE")
     store = _open_for_reading(db)
-    _print_comparisons(reporting.compare(_runs(store, metric, dataset, model, benchmark), selectors), metric)
+    _print_comparisons(reporting.compare(_runs(store, metric, dataset, model, benchmark, optimizer, where), selectors),
+                       metric)
 
 
 def _gate(baseline: str, tolerance: float | None, metric: str, dataset: str | None, model: str | None,
@@ -273,6 +337,8 @@ def plot(
     dataset: FilterDataset = None,
     model: FilterModel = None,
     benchmark: FilterBenchmark = None,
+    optimizer: FilterOptimizer = None,
+    where: FilterWhere = None,
     target: Annotated[float | None, typer.Option(help="--kind profile: the test accuracy in percent to reach (default: the benchmarks file's target: keys).")] = None,
     target_by: Annotated[str, typer.Option(help="--kind profile: count time to target in training seconds (wall time: noisy on a shared machine) or in epochs.")] = "seconds",
     tune: TuneOpt = None,
@@ -297,8 +363,9 @@ def plot(
     if kind == "tuning":
         from masbench.report.plot_tuning import plot_tuning
 
-        given = [flag for flag, value in (("--dataset", dataset), ("--model", model), ("--benchmark", benchmark))
-                 if value is not None]
+        given = [flag for flag, value in (("--dataset", dataset), ("--model", model), ("--benchmark", benchmark),
+                                          ("--optimizer", optimizer), ("--where", where))
+                 if value not in (None, [])]
         if given:
             raise MasbenchError(f"--kind tuning plots one tune (--tune NAME): give it without {', '.join(given)}")
         store = _open_for_reading(db)
@@ -311,7 +378,7 @@ def plot(
         if target is not None:
             check_target(target)
     store = _open_for_reading(db)
-    runs = _runs(store, metric, dataset, model, benchmark)
+    runs = _runs(store, metric, dataset, model, benchmark, optimizer, where)
     if kind == "profile":
         from masbench.report.plot_profile import plot_profile, profile_frame
 
@@ -329,7 +396,7 @@ def plot(
         these = runs[runs["benchmark"] == name]
         if kind == "curves":
             epochs = store.epochs_frame(dataset=chosen_dataset, model=chosen_model, benchmark=name or None)
-            epochs = epochs[epochs["config_key"].isin(these["config_key"])]
+            epochs = epochs[epochs["run_id"].isin(these["id"])]  # the runs the filters left, seeds too
             written = plots.plot_curves(epochs, path, dataset=chosen_dataset, model=chosen_model, runs=these)
         else:
             written = plots.plot_lambda(these, path, dataset=chosen_dataset, model=chosen_model, metric=metric)

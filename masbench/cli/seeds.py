@@ -14,8 +14,8 @@ def plan_note(cells) -> str | None:
         return None
     widths = sorted({cell.until_ci for cell in adaptive})
     most = max(cell.max_seeds for cell in adaptive)
-    return (f"adaptive seeds: these are round 1; then each cell gets more seeds until its CI95 is at most "
-            f"{', '.join(f'{w:g}' for w in widths)} points wide, up to {most} seeds")
+    return (f"adaptive seeds: these are round 1; then each cell gets more seeds until its CI95 half-width (±) is at "
+            f"most {', '.join(f'{w:g}' for w in widths)} points, up to {most} seeds")
 
 
 def report_seeds(groups) -> None:
@@ -24,7 +24,7 @@ def report_seeds(groups) -> None:
     out = stdout_console()
     adaptive = [g for g in groups if g.until_ci is not None]
     met = sum(1 for g in adaptive if g.met)
-    out.print(f"adaptive seeds: {len(adaptive)} cells, {met} with CI95 at most the width asked, "
+    out.print(f"adaptive seeds: {len(adaptive)} cells, {met} with CI95 half-width at most the one asked, "
               f"{len(adaptive) - met} stopped at their max seeds", markup=False)
     for group in adaptive:
         if group.met and not group.left_out:
@@ -33,5 +33,5 @@ def report_seeds(groups) -> None:
         width = "-" if math.isnan(group.width) else f"{group.width:.2f}"
         verdict = "<=" if group.met else ">"
         left = f", {group.left_out} not completed (failed or diverged: not in the interval)" if group.left_out else ""
-        out.print(f"  {spec.name} {spec.dataset}/{spec.model}: CI95 {width} {verdict} {group.until_ci:g} over "
+        out.print(f"  {spec.name} {spec.dataset}/{spec.model}: ±CI95 {width} {verdict} {group.until_ci:g} over "
                   f"{len(group.accs)} completed of {group.tried} seeds (max {group.max_seeds}){left}", markup=False)

@@ -39,8 +39,9 @@ def print_plan(title: str, cells, db: str | None, device: str, retry_failed: boo
 
 
 def run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_address: str | None,
-              fail: bool = True):
-    """Run the cells (in rounds, with adaptive seeds) with live progress on stderr, then a summary on stdout;
+              fail: bool = True, results: bool = True):
+    """Run the cells (in rounds, with adaptive seeds) with live progress on stderr (a line per epoch and per
+    cell's end when stderr is no terminal), then a summary and (``results``) the results table on stdout;
     exit 130 if interrupted, 1 if a cell failed (unless not ``fail``: a tune goes on with the others); the summary."""
     from masbench.cli.progress import stderr_console
     from masbench.signals import stop_on_signals
@@ -70,7 +71,7 @@ def run_sweep(title: str, cells, db: str | None, settings, executor: str, ray_ad
                     report_seeds(groups)
             else:
                 summary = run_round(cells, 1)
-        _report_sweep(title, summary, console, fail)
+        _report_sweep(title, summary, console, fail, (cells, store) if results else None)
     return summary
 
 
@@ -82,7 +83,7 @@ def _sweep_round(title: str, cells, store, console, settings, executor: str, ray
     from masbench.cli.progress import SweepProgress
     from masbench import sweep
 
-    progress = SweepProgress(store, [cell.spec.key for cell in cells], console)
+    progress = SweepProgress(store, [cell.spec.key for cell in cells], console, log=not console.is_terminal)
 
     def started(device_type: str | None = None) -> None:
         """``device_type``: what Ray's tasks train on (the cluster's); a local sweep's is this machine's."""
@@ -107,7 +108,33 @@ def _sweep_round(title: str, cells, store, console, settings, executor: str, ray
             progress.stop()
 
 
-def _report_sweep(title: str, summary, console, fail: bool = True) -> None:
+MAX_TABLE_CELLS = 60  # a sweep's results table past this many cells is a pointer to masbench report
+
+
+def print_results(cells, store) -> None:
+    """The report's table (best test accuracy) of the sweep's cells, every completed seed of them in the store;
+    one line pointing at ``masbench report`` when they are too many to read at the end of a log, or none."""
+    from masbench.report import cell_table, render_tables, run_accuracies
+
+    keys = {cell.spec.config_key for cell in cells}
+    benchmarks = {cell.spec.benchmark for cell in cells}
+    benchmark = next(iter(benchmarks)) if len(benchmarks) == 1 else None
+    pointer = f"masbench report --db {store.masked_url}" + (f" --benchmark {benchmark}" if benchmark else "")
+    out = stdout_console()
+    if len(keys) > MAX_TABLE_CELLS:
+        out.print(f"results of {len(keys)} cells: {pointer}", markup=False)
+        return
+    runs = run_accuracies(store, benchmark=benchmark)
+    runs = runs[runs["config_key"].isin(keys)]
+    if runs["acc"].notna().sum() == 0:
+        out.print(f"no completed run to tabulate: {pointer}", markup=False)
+        return
+    for table in render_tables(cell_table(runs), "best", "rich").rich:
+        out.print(table)
+
+
+def _report_sweep(title: str, summary, console, fail: bool = True, results=None) -> None:
+    """The summary line and failures; ``results``: the (cells, store) whose table follows, unless interrupted."""
     out = stdout_console()
     counts = {status: summary.count(status) for status in ("completed", "pruned", "diverged", "failed", "pending",
                                                               "running")}
@@ -117,6 +144,8 @@ def _report_sweep(title: str, summary, console, fail: bool = True) -> None:
         first = (state["error"] or "").splitlines()[0] if state["error"] else "no error recorded"
         out.print(f"  failed: {state['name']} {state['dataset']}/{state['model']} seed {state['seed']}: {first}",
                   markup=False)
+    if results is not None and not summary.interrupted:
+        print_results(*results)
     if summary.dead_workers:
         console.print(f"warning: {summary.dead_workers} worker process(es) died; the others took their cells over",
                       markup=False)

@@ -226,7 +226,7 @@ def sweep(
     mix_step: MixStepOpt = None,
     seeds: Annotated[int | None, typer.Option(parser=integer, help="Seeds 0..N-1.")] = None,
     seed_list: Annotated[str | None, typer.Option(help="Explicit seeds, comma-separated: 0,1,2.")] = None,
-    until_ci: Annotated[float | None, typer.Option(parser=number, help="Adaptive seeds: add seeds to each cell, in rounds, until the 95% confidence interval of its mean best test accuracy is at most this many points wide (the initial seeds, at least 2, come first).")] = None,
+    until_ci: Annotated[float | None, typer.Option(parser=number, help="Adaptive seeds: add seeds to each cell, in rounds, until the half-width of the 95% confidence interval of its mean best test accuracy (the report's ±CI95: mean ± this) is at most this many points (the initial seeds, at least 2, come first).")] = None,
     max_seeds: Annotated[int | None, typer.Option(parser=integer, help="With --until-ci: at most this many seeds per cell (default 10); the cell cap counts them all.")] = None,
     epochs: EpochsOpt = None,
     lr: LrSettingOpt = None,

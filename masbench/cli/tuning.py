@@ -181,7 +181,8 @@ def tune(
             tune_id = store.ensure_tune(planned.key, planned.name, planned.record)
             failed = run_tune(planned, store, tune_id, lambda title, cells, callbacks=(): run_sweep(
                 title, cells, db, replace(sweep_settings, callbacks=sweep_settings.callbacks + tuple(callbacks)),
-                executor, ray_address, fail=False), per_round=sweep_settings.workers * _pack_size(planned))
+                executor, ray_address, fail=False, results=False),
+                per_round=sweep_settings.workers * _pack_size(planned))
         _print_result(planned, store.trials_frame(tune_id))
     finally:
         store.close()

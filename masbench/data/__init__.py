@@ -98,7 +98,10 @@ def resolve(name: str) -> tuple[DatasetEntry, str | None]:
         entry = plugin_entry(name)
         if entry is not None:
             return entry, None
-    raise MasbenchError(f"Unknown dataset: {name!r} (valid: {', '.join(valid_names())}, or a plugin's: see "
+    from masbench.text.shown import did_you_mean
+
+    hint = did_you_mean(name, [*DATASETS, *PARAMETRIC])
+    raise MasbenchError(f"Unknown dataset: {name!r} ({hint}valid: {', '.join(valid_names())}, or a plugin's: see "
                         f"masbench list datasets)")
 
 

@@ -247,7 +247,7 @@ class Cell:
     data_dir: str | None = None
     base_dir: str | None = None
     pack: int | str = "off"  # its grid's pack setting (parse_pack): members per pack, auto or off
-    until_ci: float | None = None  # its grid's adaptive seeds (masbench.sweep.adaptive): the CI95 width to reach
+    until_ci: float | None = None  # its grid's adaptive seeds (masbench.sweep.adaptive): the CI95 half-width to reach
     max_seeds: int | None = None  # and the most seeds its cell may have
 
 

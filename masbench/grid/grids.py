@@ -104,7 +104,7 @@ class GridSpec(BaseModel):
     seed_list: list[StrictInt] | None = None
     data_dir: str | None = None
     pack: Any = "off"  # how a sweep trains the cells (parse_pack), not part of them
-    until_ci: Any = None  # adaptive seeds (masbench.grid.seed_budget): the CI95 width to reach, in accuracy points
+    until_ci: Any = None  # adaptive seeds (masbench.grid.seed_budget): the CI95 half-width to reach, in accuracy points
     max_seeds: Any = None  # with until_ci: the most seeds per cell (default DEFAULT_MAX_SEEDS); the cap counts it
     target: StrictFloat | None = None  # reports' time to target: a test accuracy in percent, not part of the cells
     search: dict[str, Any] | None = None  # masbench tune's search spaces, {sgd: {lr: "log:1e-3:1"}} (grid.search)
@@ -267,7 +267,7 @@ def _check_adaptive(grid: GridSpec) -> None:
 
     if grid.until_ci is None:
         if grid.max_seeds is not None:
-            raise ValueError(f"Invalid max_seeds: {shown(grid.max_seeds)} (it goes with until_ci, the CI95 width "
+            raise ValueError(f"Invalid max_seeds: {shown(grid.max_seeds)} (it goes with until_ci, the CI95 half-width "
                              f"to reach)")
         return
     object.__setattr__(grid, "until_ci", check_until_ci(grid.until_ci))  # frozen: set once, here

@@ -2,20 +2,21 @@
 
 A cell's runs share its config and differ by seed. Over its n completed runs, with accuracies a_i in
 percent, mean m and sample standard deviation s (ddof 1), the 95% t-interval of the mean is
-m +- t_{0.975, n-1} s / sqrt(n); its full width, the number ``--until-ci W`` is compared with, is
+m +- h; its half-width, the number the report's CI95 column shows (``mean ± h``) and ``--until-ci W``
+is compared with, is
 
-    w = 2 t_{0.975, n-1} s / sqrt(n)        (undefined for n < 2)
+    h = t_{0.975, n-1} s / sqrt(n)        (undefined for n < 2)
 
-``sweep --until-ci W`` adds seeds to a cell until w <= W or the cell has tried ``max_seeds`` seeds
+``sweep --until-ci W`` adds seeds to a cell until h <= W or the cell has tried ``max_seeds`` seeds
 (``seeds_wanted``). Seeds continue the cell's sequence (``seed_sequence``), so that every sweep that plans
 a cell's k-th seed plans the same run. No torch here: the grids import it to count and check.
 
-w <= W is decided by ``width_met``: W as typed, and a width within 1e-9 of it (relative) counts as equal.
-The width holds a t quantile and a square root, so no width equals a typed decimal exactly; its last
-digits are rounding (about 1e-15), and a width printed to 10 significant digits and typed back is met.
+h <= W is decided by ``width_met``: W as typed, and a half-width within 1e-9 of it (relative) counts as equal.
+The half-width holds a t quantile and a square root, so none equals a typed decimal exactly; its last
+digits are rounding (about 1e-15), and a half-width printed to 10 significant digits and typed back is met.
 
->>> round(ci95_width([90.0, 91.0, 92.0]), 4)
-4.9683
+>>> round(ci95_half_width([90.0, 91.0, 92.0]), 4)
+2.4841
 """
 
 from __future__ import annotations
@@ -32,16 +33,16 @@ INT32_MAX = 2**31 - 1  # a seed's ceiling (limits.INT_RANGES["seed"])
 
 
 def ci95_factor(n: int) -> float:
-    """2 t_{0.975, n-1} / sqrt(n): the width of the interval per unit of standard deviation (NaN for n < 2)."""
+    """t_{0.975, n-1} / sqrt(n): the half-width of the interval per unit of standard deviation (NaN for n < 2)."""
     if n < 2:
         return math.nan
     from scipy import stats
 
-    return 2.0 * float(stats.t.ppf(0.975, n - 1)) / math.sqrt(n)
+    return float(stats.t.ppf(0.975, n - 1)) / math.sqrt(n)
 
 
-def ci95_width(accs: Sequence[float]) -> float:
-    """The full width of the 95% t-interval of the mean of ``accs`` (NaN for fewer than two)."""
+def ci95_half_width(accs: Sequence[float]) -> float:
+    """The half-width of the 95% t-interval of the mean of ``accs`` (mean ± this; NaN for fewer than two)."""
     n = len(accs)
     if n < 2:
         return math.nan
@@ -59,16 +60,16 @@ def seeds_wanted(accs: Sequence[float], tried: int, until_ci: float, max_seeds: 
     """How many seeds of its sequence a cell should have tried by the end of the next round.
 
     ``accs``: the accuracies of its completed runs among the ``tried`` seeds (failed and diverged seeds
-    are tried but have none). ``tried`` itself when the cell is done: its interval is at most
+    are tried but have none). ``tried`` itself when the cell is done: its half-width is at most
     ``until_ci`` (``width_met``), or it has tried ``max_seeds``. Otherwise more: as many as its standard deviation
-    says it needs (the smallest n with 2 t s / sqrt(n) <= W; two completed runs when it has fewer), at least
+    says it needs (the smallest n with t s / sqrt(n) <= W; two completed runs when it has fewer), at least
     one, at most ``tried`` more (a round at most doubles a cell, as s from few seeds is rough), and never
     past ``max_seeds``. It depends only on the stored results, so a rerun plans the same seeds.
     """
     if tried >= max_seeds:
         return tried
     n = len(accs)
-    width = ci95_width(accs)
+    width = ci95_half_width(accs)
     if n >= 2 and width_met(width, until_ci):
         return tried
     if n < 2:
@@ -92,9 +93,10 @@ def seed_sequence(initial: Sequence[int], count: int) -> list[int]:
 
 
 def check_until_ci(value: object, what: str = "until_ci") -> float:
-    """``--until-ci`` (``until_ci:``): a finite width in accuracy points, > 0."""
+    """``--until-ci`` (``until_ci:``): a finite half-width in accuracy points, > 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"Invalid {what}: {shown(value)} (a finite width in accuracy points, > 0; e.g. 1.0)")
+        raise ValueError(f"Invalid {what}: {shown(value)} (a finite half-width of the CI95 in accuracy points, > 0; "
+                         f"e.g. 1.0)")
     return float(value)
 
 

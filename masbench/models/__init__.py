@@ -58,7 +58,11 @@ def model_entry(name: str) -> ModelEntry:
 
     entry = external_entry(name)
     if entry is None:
-        raise MasbenchError(f"Unknown model: {name!r} (valid: {', '.join(MODELS)}, tv:NAME for a torchvision "
+        from masbench.models.external import TV, classifiers
+        from masbench.text.shown import did_you_mean
+
+        hint = did_you_mean(name, [*MODELS, *(TV + arch for arch in classifiers())])
+        raise MasbenchError(f"Unknown model: {name!r} ({hint}valid: {', '.join(MODELS)}, tv:NAME for a torchvision "
                             f"classifier, an import path package.module:function, or a plugin's: see masbench "
                             f"list models)")
     return entry

@@ -25,7 +25,7 @@ from torch import nn
 from masbench.errors import MasbenchError
 from masbench.models.entry import ModelEntry
 from masbench.plugins import WHERE_FROM, NoModule, import_attribute
-from masbench.text.shown import shown
+from masbench.text.shown import did_you_mean, shown
 
 TV = "tv:"
 IMAGE_AND_TABULAR = ("image", "tabular")
@@ -104,7 +104,8 @@ def _torchvision(name: str):
 
     arch = name.removeprefix(TV)
     if arch not in classifiers():
-        raise MasbenchError(f"Unknown torchvision model {shown(name)} (valid: tv:NAME for one of torchvision's "
+        hint = did_you_mean(name, [TV + known for known in classifiers()])
+        raise MasbenchError(f"Unknown torchvision model {shown(name)} ({hint}valid: tv:NAME for one of torchvision's "
                             f"{len(classifiers())} classifiers, e.g. tv:resnet50; see masbench list models)")
     build = functools.partial(_build_torchvision, arch)
     return ModelEntry(("image",), f"torchvision.models.{arch}", build, f"torchvision {torchvision.__version__}",

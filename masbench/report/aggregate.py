@@ -8,7 +8,7 @@ percent. Runs are grouped into cells by ``config_key``: the hash of the run's
 canonical config without the seed, so two cells that share a run name (the same
 optimizer settings, other epochs, batch size or data options) never pool. Only completed runs count as seeds;
 pending, running, failed and diverged ones are counted and flagged, never
-averaged in (nor in ``ci95``: the width of the 95% t-interval of the mean).
+averaged in (nor in ``ci95_half``: the half-width of the 95% t-interval of the mean, shown as mean ± it).
 A seed twice in one cell is an error, never an overwrite.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
+from masbench.text.shown import shown
 
 METRICS = ("best", "final", "val")
 # What a run's accuracy is under each metric, for titles and captions.
@@ -30,37 +31,85 @@ BASELINE_ORDER = {"adam": 0, "sgd": 1, "adamw": 2, "mas": 3}
 LABELS = {"adam": "Adam", "sgd": "SGD", "adamw": "AdamW", "mas": "MAS"}
 TABLE = ["benchmark", "dataset", "model"]  # one table (or leaderboard) section per value of these
 CELL_COLUMNS = [*TABLE, "config_key", "name", "optimizer", "lambda_adam", "lambda_sgd", "weights", "n", "planned", "avg_acc",
-                "std_acc", "ci95", "max_acc", "failed", "diverged", "flags", "seeds", "accs", "canonical", "settings"]
+                "std_acc", "ci95_half", "max_acc", "failed", "diverged", "flags", "seeds", "accs", "canonical", "settings"]
 
 
 def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, model: str | None = None,
-                   benchmark: str | None = None) -> pd.DataFrame:
-    """One row per run: its identity, cell (``config_key``), status, and accuracy (percent) under ``metric``."""
+                   benchmark: str | None = None, optimizer: tuple[str, ...] | None = None,
+                   where: tuple[tuple[str, str], ...] = ()) -> pd.DataFrame:
+    """One row per run: its identity, cell (``config_key``), status, and accuracy (percent) under ``metric``.
+
+    ``optimizer``: only runs of these optimizers (SQL, as the other filters); ``where``: only runs whose
+    settings have these values (``parse_where``; in pandas, on the canonical config). Under ``metric="val"``
+    the runs without a validation split are left out, and counted in ``frame.attrs["without_val"]``.
+    """
     from masbench.store.queries import run_accuracy_frame
 
     if metric not in METRICS:
         raise MasbenchError(f"Invalid metric: {metric!r} (valid: {', '.join(METRICS)})")
-    frame = run_accuracy_frame(store, metric, dataset=dataset, model=model, benchmark=benchmark)
-    if metric == "val":
-        check_val_data(frame)
+    frame = run_accuracy_frame(store, metric, dataset=dataset, model=model, benchmark=benchmark,
+                               optimizer=tuple(optimizer) if optimizer else None)
     frame["benchmark"] = frame["benchmark"].fillna("")
     frame["canonical"] = [(config or {}).get("canonical") or {} for config in frame["config"]]
-    return frame.drop(columns="config")
+    frame = frame.drop(columns="config")
+    if where:
+        frame = with_settings(frame, where)
+    without_val = 0
+    if metric == "val":
+        split = frame["val_epochs"].gt(0) | pd.Series(["val_fraction" in c for c in frame["canonical"]],
+                                                       index=frame.index, dtype=bool)
+        without_val = int((~split).sum())
+        frame = frame[split].reset_index(drop=True)
+    frame.attrs["without_val"] = without_val
+    return frame
 
 
-def check_val_data(runs: pd.DataFrame) -> None:
-    """Refuse completed runs without validation accuracies: under ``val`` they have no accuracy to show."""
-    done = runs[runs["status"] == "completed"]
-    missing = done[done["val_epochs"] == 0]
-    if missing.empty:
-        return
-    cells = missing.drop_duplicates("config_key")
-    shown_cells = [f"{row['name']} on {row['dataset']}/{row['model']} (config {row['config_key']})"
-                   for row in cells.head(3).to_dict("records")]
-    more = f" and {len(cells) - 3} more" if len(cells) > 3 else ""
-    raise MasbenchError(f"--metric val needs a validation split: {len(cells)} cell(s) ran without one: "
-                        f"{'; '.join(shown_cells)}{more} (run them with --val-fraction, or filter them out with "
-                        f"--dataset/--model/--benchmark)")
+def parse_optimizers(text: str | None) -> tuple[str, ...] | None:
+    """``--optimizer adam,mas`` as ``("adam", "mas")``; ``None`` when not given."""
+    if text is None:
+        return None
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise MasbenchError(f"Invalid --optimizer {shown(text)} (optimizer names, comma-separated, e.g. adam,mas)")
+    return names
+
+
+def parse_where(texts: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """``--where lr=0.003`` (repeatable) as ``(("lr", "0.003"),)``; text without ``NAME=VALUE`` is refused."""
+    out = []
+    for text in texts or ():
+        name, equals, value = text.partition("=")
+        if not equals or not name.strip() or not value.strip():
+            raise MasbenchError(f"Invalid --where {shown(text)} (NAME=VALUE, a setting of the runs, e.g. lr=0.003)")
+        out.append((name.strip(), value.strip()))
+    return tuple(out)
+
+
+def with_settings(runs: pd.DataFrame, where: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+    """The runs whose canonical settings (optimizer arguments beside the others, as run names show them) have
+    every value of ``where``: numbers compared as numbers (``lr=3e-3`` is ``lr=0.003``), other values as run
+    names show them. A name that no run of ``runs`` has is refused, with the names they have."""
+    flat = [_flat(c) for c in runs["canonical"]]
+    valid = sorted({k for config in flat for k in config} | set(ABSENT))
+    keep = [True] * len(flat)
+    for name, text in where:
+        if name not in valid:
+            raise MasbenchError(f"Invalid --where {name}={text}: no run has a setting {name!r} "
+                                f"(valid: {', '.join(valid) or 'none: no runs'})")
+        keep = [k and _matches(config.get(name, ABSENT.get(name)), text) for k, config in zip(keep, flat)]
+    return runs[keep].reset_index(drop=True)
+
+
+def _matches(value: Any, text: str) -> bool:
+    from masbench.text.numbers import is_number, number
+
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return text.lower() == str(value).lower()
+    if isinstance(value, (int, float)) and is_number(text):
+        return float(value) == number(text)
+    return _shown(value) == text
 
 
 def check_unique_seeds(runs: pd.DataFrame) -> None:
@@ -109,7 +158,7 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     for column in ("seeds", "accs"):  # a cell without a completed seed has none
         cells[column] = [value if isinstance(value, tuple) else () for value in cells[column]]
     cells[["n", "planned", "failed", "diverged"]] = cells[["n", "planned", "failed", "diverged"]].astype(int)
-    cells["ci95"] = ci95_widths(cells["std_acc"], cells["n"])
+    cells["ci95_half"] = ci95_half_widths(cells["std_acc"], cells["n"])
     cells["flags"] = [_flags(*row) for row in zip(cells["n"], cells["planned"], cells["failed"], cells["diverged"])]
     cells["settings"] = differing_settings(cells, [*TABLE, "name"])
     cells["weights"] = [mix_weights(canonical) for canonical in cells["canonical"]]
@@ -118,12 +167,24 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
     return cells.drop(columns="order").reset_index(drop=True)[CELL_COLUMNS]
 
 
-def ci95_widths(std: pd.Series, n: pd.Series) -> pd.Series:
-    """The full width of each cell's 95% t-interval of its mean, 2 t_{0.975,n-1} std / sqrt(n) (percent
-    points; NaN for n < 2): what ``sweep --until-ci`` compares with (``masbench.grid.seed_budget``)."""
+MIN_CI_SEEDS = 3  # below it a t-interval is too wide to inform (t_{0.975,1} = 12.7): tables show "n<3"
+
+
+def ci95_half_widths(std: pd.Series, n: pd.Series) -> pd.Series:
+    """The half-width of each cell's 95% t-interval of its mean, t_{0.975,n-1} std / sqrt(n) (percent points;
+    the table's mean ± it): what ``sweep --until-ci`` compares with (``masbench.grid.seed_budget``). NaN for
+    n < ``MIN_CI_SEEDS``: at 2 seeds it is 12.7 std / sqrt(2), no information (and 0 when two seeds tie)."""
     from masbench.grid.seed_budget import ci95_factor
 
-    return pd.Series([ci95_factor(int(k)) * s for s, k in zip(std, n)], index=std.index, dtype=float)
+    return pd.Series([ci95_factor(int(k)) * s if k >= MIN_CI_SEEDS else float("nan") for s, k in zip(std, n)],
+                     index=std.index, dtype=float)
+
+
+def shown_interval(half: float, n: int) -> str:
+    """A cell's CI95 half-width as tables show it: two decimals, ``n<3`` with fewer seeds, ``-`` with none."""
+    if n < MIN_CI_SEEDS:
+        return f"n<{MIN_CI_SEEDS}"
+    return "-" if pd.isna(half) else f"{half:.2f}"
 
 
 def mix_weights(canonical: dict[str, Any]) -> str:

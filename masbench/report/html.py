@@ -22,14 +22,17 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.aggregate import METRIC_TITLES, TABLE, cell_table, display_names, run_accuracies, with_best
-from masbench.report.render import TUNED_HEADERS, shown_lambdas, shown_percent, table_title, tuned_rows, tuned_title
+from masbench.report.aggregate import (METRIC_TITLES, TABLE, cell_table, display_names, run_accuracies, shown_interval,
+                                       with_best)
+from masbench.report.render import (CI_HEADER, TUNED_HEADERS, shown_lambdas, shown_percent, table_title, tuned_rows,
+                                    tuned_title)
 from masbench.report.tuning import tuned_legend
 from masbench.report.svg import figure_svg
-from masbench.report.target import benchmark_targets
+from masbench.report.target import benchmark_targets, has_target, target_note, target_texts, with_time_to_target
 
 NUMBER = ' class="num"'
-COLUMNS = ("Name", "λa", "λs", "avg acc", "acc max", "std", "CI95", "n", "flags")
+COLUMNS = ("Name", "λa", "λs", "avg acc", "acc max", "std", CI_HEADER, "n", "flags")
+TARGET_HEADERS = ("reached", "epochs", "seconds")  # time to target, as every other format shows it
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; margin: 0 auto;
@@ -64,11 +67,14 @@ def esc(value: Any) -> str:
 
 
 def render_html(store, *, metric: str = "best", dataset: str | None = None, model: str | None = None,
-                benchmark: str | None = None, generated: datetime | None = None, target: float | None = None) -> str:
+                benchmark: str | None = None, generated: datetime | None = None, target: float | None = None,
+                runs: pd.DataFrame | None = None) -> str:
     """The report as one HTML document. ``generated``: a time to print in the header (none by default, so that
     one store gives one file, byte for byte). ``target``: the test accuracy (percent) of the performance
-    profiles; without it, the benchmarks file's ``target:`` keys, and no profile where there is none."""
-    runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
+    profiles; without it, the benchmarks file's ``target:`` keys, and no profile where there is none. ``runs``:
+    the runs to show (``run_accuracies`` with the caller's filters); by default every run of the filters given."""
+    if runs is None:
+        runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
     if runs.empty:
         filters = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
                                                         ("benchmark", benchmark)) if v)
@@ -76,11 +82,14 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
     cells = with_best(cell_table(runs))
     cells["label"] = display_names(cells)
     environment = store.runs_frame(dataset=dataset, model=model)
+    environment = environment[environment["id"].isin(runs["id"])].copy()  # the runs shown, filters and all
     environment["benchmark"] = environment["benchmark"].fillna("")
     epochs = store.epochs_frame(dataset=dataset, model=model)
     epochs["benchmark"] = epochs["benchmark"].fillna("")
     benchmarks = list(dict.fromkeys(cells["benchmark"]))
     per_table = benchmark_targets() if target is None else None  # the benchmarks file, read once for all
+    if target is not None or per_table:
+        cells = with_time_to_target(cells, epochs, target, per_table)
     sections = [_benchmark_section(i, name, cells[cells["benchmark"] == name], runs[runs["benchmark"] == name],
                                    epochs[epochs["benchmark"] == name],
                                    environment[environment["benchmark"] == name], metric)
@@ -116,15 +125,11 @@ def render_tuned_html(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str, st
     the tuning curves (``plot --kind tuning``) of one tune (``frame``: its trials, ``table``: ``tuned_table``)."""
     from masbench.report.plot_tuning import plot_tuning
 
-    rows = [f'<table class="tuned" data-tune="{esc(tune)}">', f"<caption>{esc(tuned_title(tune))}</caption>",
-            "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h, _ in TUNED_HEADERS) + "</tr></thead>", "<tbody>"]
     # Highlighted as the report's flagged cells: rows whose numbers are missing or incomplete (not "not tested").
     incomplete = table["chosen"].isna() | (table["final_planned"] == 0) | (table["n"] < table["final_planned"])
-    for cells, flagged in zip(tuned_rows(table), incomplete):
-        rows.append(f'<tr class="cell{" flagged" if flagged else ""}">'
-                    + "".join(f"<td{NUMBER if justify == 'right' else ''}>{esc(text)}</td>"
-                              for text, (_, justify) in zip(cells, TUNED_HEADERS)) + "</tr>")
-    rows += ["</tbody>", "</table>", f'<p class="note">{esc(tuned_legend(table))}</p>']
+    rows = [rows_table(tuned_title(tune), TUNED_HEADERS, tuned_rows(table), f'class="tuned" data-tune="{esc(tune)}"',
+                       list(incomplete)),
+            f'<p class="note">{esc(tuned_legend(table))}</p>']
     figure = _figure(lambda path: plot_tuning(frame, table, path, tune=tune), "t1",
                      "Left: the expected best validation accuracy after k trials (exact over every order of the "
                      "trials run), and at k = N the final seeds' mean test accuracy ± half the 95% CI. Right: every "
@@ -132,6 +137,31 @@ def render_tuned_html(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str, st
     section = "\n".join(['<section class="tune" id="tune">', f"<h2>Tune {esc(tune)}</h2>", *rows,
                          "<h3>Tuning curves</h3>", figure, "</section>"])
     return page([f"store: {esc(store_url)}"], [section], generated=generated)
+
+
+def render_runs_html(frame: pd.DataFrame, *, store_url: str, generated: datetime | None = None) -> str:
+    """``masbench runs --format html``: the rows of ``runs.run_rows`` in one page; failed and diverged runs
+    highlighted."""
+    from masbench.report.runs import HEADERS, run_rows, runs_title
+
+    flagged = list(frame["status"].isin(["failed", "diverged"]))
+    table = rows_table(runs_title(frame), HEADERS, run_rows(frame), 'class="runs"', flagged)
+    return page([f"store: {esc(store_url)}"], [f'<section class="runs" id="runs">\n{table}\n</section>'],
+                generated=generated)
+
+
+def rows_table(title: str, headers, rows: list[list[str]], attributes: str, flagged: list[bool] | None = None) -> str:
+    """Rows of text cells under ``headers`` (``(name, "left" | "right")``) as an HTML table (``attributes``: the
+    table tag's, escaped by the caller); ``flagged`` rows highlighted. The HTML of ``render.render_rows``."""
+    flagged = flagged or [False] * len(rows)
+    out = [f"<table {attributes}>", f"<caption>{esc(title)}</caption>",
+           "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h, _ in headers) + "</tr></thead>", "<tbody>"]
+    for cells, flag in zip(rows, flagged):
+        out.append(f'<tr class="cell{" flagged" if flag else ""}">'
+                   + "".join(f"<td{NUMBER if justify == 'right' else ''}>{esc(text)}</td>"
+                             for text, (_, justify) in zip(cells, headers)) + "</tr>")
+    out += ["</tbody>", "</table>"]
+    return "\n".join(out)
 
 
 def _benchmark_name(name: str) -> str:
@@ -204,22 +234,28 @@ def results_table(frame: pd.DataFrame, metric: str) -> str:
     """One data set's paper-format table: a header row per model, then its cells; best avg acc and acc max bold,
     flagged cells (fewer completed seeds than planned, failed or diverged seeds) highlighted."""
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
+    timed = has_target(frame)
+    columns = COLUMNS + (TARGET_HEADERS if timed else ())
     rows = [f'<table class="results" data-dataset="{esc(dataset)}">',
             f"<caption>{esc(table_title(benchmark, dataset, metric))}</caption>",
-            "<thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in COLUMNS) + "</tr></thead>", "<tbody>"]
+            "<thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr></thead>", "<tbody>"]
     for model, cells in frame.groupby("model", sort=False):
-        rows.append(f'<tr class="model"><td colspan="{len(COLUMNS)}">{esc(model)}</td></tr>')
+        rows.append(f'<tr class="model"><td colspan="{len(columns)}">{esc(model)}</td></tr>')
         for row in cells.to_dict("records"):
             la, ls = shown_lambdas(row)
             numbers = [(la, False), (ls, False), (shown_percent(row["avg_acc"]), row["best_avg_acc"]),
                        (shown_percent(row["max_acc"]), row["best_max_acc"]), (shown_percent(row["std_acc"]), False),
-                       (shown_percent(row["ci95"]), False), (str(row["n"]), False)]
+                       (shown_interval(row["ci95_half"], row["n"]), False), (str(row["n"]), False)]
             cells_html = "".join(f'<td class="num{" best" if best else ""}">{esc(text)}</td>' for text, best in numbers)
+            timing = "".join(f'<td class="num">{esc(text)}</td>' for text in (target_texts(row) if timed else ()))
             settings = f" ({row['settings']})" if row["settings"] else ""
             title = esc(f"{row['name']}{settings}, config {row['config_key']}")
             rows.append(f'<tr class="cell{" flagged" if row["flags"] else ""}" title="{title}">'
-                        f'<td>{esc(row["label"])}</td>{cells_html}<td class="flags">{esc(row["flags"])}</td></tr>')
+                        f'<td>{esc(row["label"])}</td>{cells_html}<td class="flags">{esc(row["flags"])}</td>'
+                        f'{timing}</tr>')
     rows += ["</tbody>", "</table>"]
+    if timed:
+        rows.append(f'<p class="note">{esc(target_note(frame))}</p>')
     return "\n".join(rows)
 
 

@@ -44,7 +44,7 @@ def tuning_figure(frame: pd.DataFrame, table: pd.DataFrame, *, tune: str):
                           label=f"{label(optimizer)}: expected best val acc", gid=f"curve-{optimizer}")
             row = finals.loc[optimizer]
             if row["n"] > 0:
-                half = row["ci95"] / 2 if not math.isnan(row["ci95"]) else 0.0
+                half = row["ci95_half"] if not math.isnan(row["ci95_half"]) else 0.0
                 # Finals at one k would hide each other: each is moved a little to the side, in a fixed order.
                 dodge = DODGE * longest * (i - (len(labels) - 1) / 2)
                 bar = curve_ax.errorbar([len(values) + dodge], [row["test_acc"]], yerr=[half], color=colour,

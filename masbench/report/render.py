@@ -15,16 +15,17 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.aggregate import METRIC_TITLES, cell_names, display_names, with_best
+from masbench.report.aggregate import METRIC_TITLES, cell_names, display_names, shown_interval, with_best
 from masbench.report.significance import SIGNIFICANCE_COLUMNS, has_significance, legend, mark
 from masbench.report.target import TARGET_COLUMNS, has_target, target_note, target_texts
 from masbench.text.numbers import acc_text
 from masbench.report.tuning import label, shown_params, tuned_legend
 
 FORMATS = ("rich", "csv", "markdown", "latex", "json")
+CI_HEADER = "±CI95"  # the half-width of the 95% t-interval: the mean is avg acc ± it (ci95_half in csv and json)
 CSV_COLUMNS = ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd", "weights",
                "metric",
-               "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs", "masbench_version", "ci95"]
+               "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs", "masbench_version", "ci95_half"]
 
 
 def shown_percent(value: float) -> str:
@@ -74,7 +75,7 @@ def csv_table(cells: pd.DataFrame, metric: str) -> str:
     frame = cells.copy()
     frame["metric"] = metric
     frame["masbench_version"] = __version__
-    for column in ("avg_acc", "std_acc", "max_acc", "ci95"):
+    for column in ("avg_acc", "std_acc", "max_acc", "ci95_half"):
         frame[column] = frame[column].round(4)
     frame["seeds"] = [" ".join(str(s) for s in seeds) for seeds in frame["seeds"]]
     frame["seed_accs"] = [" ".join(map(acc_text, accs)) for accs in frame["accs"]]
@@ -94,7 +95,7 @@ def _records(cells: pd.DataFrame, metric: str) -> list[dict[str, Any]]:
             "weights": json.loads(row["weights"]) if row["weights"] else None, "metric": metric,
             "n": row["n"], "planned": row["planned"], "seeds": list(row["seeds"]),
             **{k: None if pd.isna(row[k]) else round(float(row[k]), 4)
-               for k in ("avg_acc", "std_acc", "max_acc", "ci95")},
+               for k in ("avg_acc", "std_acc", "max_acc", "ci95_half")},
             "best_avg_acc": bool(row["best_avg_acc"]), "best_max_acc": bool(row["best_max_acc"]),
             "failed": row["failed"], "diverged": row["diverged"], "flags": row["flags"] or None,
             **({k: None if pd.isna(row[k]) else (int(row[k]) if k == "reached" else float(row[k]))
@@ -114,7 +115,7 @@ def _rich_table(frame: pd.DataFrame, metric: str):
     table = Table(title=table_title(benchmark, dataset, metric), title_justify="left",
                   caption="\n".join(notes) or None, caption_justify="left")
     for column, justify in (("Name", "left"), ("λa", "right"), ("λs", "right"), ("avg acc", "right"),
-                            ("acc max", "right"), ("std", "right"), ("CI95", "right"), ("n", "right"), ("flags", "left"),
+                            ("acc max", "right"), ("std", "right"), (CI_HEADER, "right"), ("n", "right"), ("flags", "left"),
                             *((("reached", "right"), ("epochs", "right"), ("seconds", "right")) if timed else ())):
         table.add_column(column, justify=justify)
     for model, rows in frame.groupby("model", sort=False):
@@ -127,7 +128,7 @@ def _rich_table(frame: pd.DataFrame, metric: str):
                 _escape(row["label"]), la, ls,
                 f"[bold]{avg}[/]" if row["best_avg_acc"] else avg,
                 f"[bold]{best}[/]" if row["best_max_acc"] else best,
-                shown_percent(row["std_acc"]), shown_percent(row["ci95"]), f"{row['n']}",
+                shown_percent(row["std_acc"]), shown_interval(row["ci95_half"], row["n"]), f"{row['n']}",
                 f"[yellow]{_escape(row['flags'])}[/]" if row["flags"] else "",
                 *(target_texts(row) if timed else ()),
             )
@@ -146,7 +147,7 @@ def _markdown_table(frame: pd.DataFrame, metric: str) -> str:
     timed = has_target(frame)
     head, rule = (" reached | epochs | seconds |", " ---: | ---: | ---: |") if timed else ("", "")
     lines = [f"**{table_title(benchmark, dataset, metric)}**", "",
-             "| Name | λa | λs | avg acc | acc max | std | CI95 | n | flags |" + head,
+             f"| Name | λa | λs | avg acc | acc max | std | {CI_HEADER} | n | flags |" + head,
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |" + rule]
     for model, rows in frame.groupby("model", sort=False):
         lines.append(f"| **{model}** | | | | | | | | |" + (" | | |" if timed else ""))
@@ -156,7 +157,7 @@ def _markdown_table(frame: pd.DataFrame, metric: str) -> str:
             starred = "\\*" if mark(row) else ""  # escaped: after ** it would read as emphasis
             lines.append(
                 f"| {row['label']} | {la} | {ls} | {f'**{avg}**' if row['best_avg_acc'] else avg}{starred} | "
-                f"{f'**{best}**' if row['best_max_acc'] else best} | {shown_percent(row['std_acc'])} | {shown_percent(row['ci95'])} | "
+                f"{f'**{best}**' if row['best_max_acc'] else best} | {shown_percent(row['std_acc'])} | {shown_interval(row['ci95_half'], row['n'])} | "
                 f"{row['n']} | {row['flags']} |" + "".join(f" {text} |" for text in (target_texts(row) if timed else ()))
             )
     if timed:
@@ -190,7 +191,7 @@ def _latex_table(frame: pd.DataFrame, metric: str) -> str:
     lines = [r"\begin{table}[t]", r"\centering",
              rf"\caption{{{_latex_escape(caption)}}}",
              r"\begin{tabular}{lrrrrrrr" + ("rrr}" if timed else "}"), r"\toprule",
-             r"Name & $\lambda_a$ & $\lambda_s$ & avg acc & acc max & std & CI95 & $n$"
+             r"Name & $\lambda_a$ & $\lambda_s$ & avg acc & acc max & std & $\pm$CI95 & $n$"
              + (r" & reached & epochs & seconds" if timed else "") + r" \\", r"\midrule"]
     first = True
     for model, rows in frame.groupby("model", sort=False):
@@ -205,7 +206,7 @@ def _latex_table(frame: pd.DataFrame, metric: str) -> str:
             avg = (_bold_latex(avg) if row["best_avg_acc"] else avg) + (r"$^*$" if mark(row) else "")
             best = _bold_latex(best) if row["best_max_acc"] else best
             timing = "".join(f" & {text}" for text in (target_texts(row) if timed else ()))
-            spread = f"{shown_percent(row['std_acc'])} & {shown_percent(row['ci95'])}"
+            spread = f"{shown_percent(row['std_acc'])} & {shown_interval(row['ci95_half'], row['n'])}"
             lines.append(f"{name} & {la} & {ls} & {avg} & {best} & {spread} & {row['n']}{timing} " + "\\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if frame["flags"].astype(bool).any():
@@ -221,10 +222,10 @@ def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
     """Ranked cells per data set and model; the csv and json carry each cell's ``config_key``, ``settings`` and
     a mix's ``weights`` (as the tables' csv and json do: JSON text in csv, an object in json)."""
     columns = ["rank", "benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd",
-               "weights", "n", "avg_acc", "std_acc", "ci95", "max_acc", "flags"]
+               "weights", "n", "avg_acc", "std_acc", "ci95_half", "max_acc", "flags"]
     if fmt == "csv":
         frame = board[columns].copy()
-        for column in ("avg_acc", "std_acc", "max_acc", "ci95"):
+        for column in ("avg_acc", "std_acc", "max_acc", "ci95_half"):
             frame[column] = frame[column].round(4)
         return Rendered(frame.to_csv(index=False, lineterminator="\n"))
     if fmt == "json":
@@ -242,11 +243,13 @@ def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
     for (benchmark, dataset, model), rows in board.groupby(["benchmark", "dataset", "model"], sort=False):
         title = f"leaderboard {dataset}/{model}" + (f" (benchmark {benchmark})" if benchmark else "")
         table = Table(title=f"{title}: {METRIC_TITLES[metric]}, %", title_justify="left")
-        for column in ("rank", "name", "n", "avg acc", "std", "CI95", "acc max", "flags"):
+        for column in ("rank", "name", "n", "avg acc", "std", CI_HEADER, "acc max", "flags"):
             table.add_column(column, justify="left" if column in ("name", "flags") else "right", overflow="fold")
         for row in rows.to_dict("records"):
             table.add_row("-" if pd.isna(row["rank"]) else str(row["rank"]), _escape(row["shown"]), str(row["n"]),
-                          shown_percent(row["avg_acc"]), shown_percent(row["std_acc"]), shown_percent(row["ci95"]), shown_percent(row["max_acc"]),
+                          shown_percent(row["avg_acc"]), shown_percent(row["std_acc"]),
+                          shown_interval(row["ci95_half"], row["n"]),
+                          shown_percent(row["max_acc"]),
                           _escape(row["flags"]))
         tables.append(table)
     return Rendered("", tables)
@@ -255,10 +258,10 @@ def render_leaderboard(board: pd.DataFrame, metric: str, fmt: str) -> Rendered:
 # ``report --tuned``: one row per optimizer of a tune (``tuning.tuned_table``); every format shows these cells.
 TUNED_HEADERS = (("Optimizer", "left"), ("budget", "right"), ("trials", "right"), ("pruned", "right"),
                  ("epochs", "right"), ("chosen", "right"), ("hyperparameters", "left"), ("val acc", "right"),
-                 ("test acc", "right"), ("CI95", "right"), ("n", "right"), ("vs best other (diff)", "left"),
+                 ("test acc", "right"), (CI_HEADER, "right"), ("n", "right"), ("vs best other (diff)", "left"),
                  ("p (Holm)", "right"), ("note", "left"))
 TUNED_CSV = ["optimizer", "budget", "trials", "pruned", "failed", "search_epochs", "chosen", "params", "val_acc",
-             "final_planned", "n", "test_acc", "std", "ci95", "seeds", "seed_accs", "vs", "diff", "p", "p_holm",
+             "final_planned", "n", "test_acc", "std", "ci95_half", "seeds", "seed_accs", "vs", "diff", "p", "p_holm",
              "significant", "test", "note"]
 
 
@@ -278,7 +281,7 @@ def tuned_rows(table: pd.DataFrame) -> list[list[str]]:
                      str(row["search_epochs"]),
                      "-" if row["chosen"] is None else f"#{row['chosen']}", shown_params(row["params"]),
                      shown_percent(row["val_acc"]), shown_percent(row["test_acc"]) + starred,
-                     shown_percent(row["ci95"]), f"{row['n']}/{row['final_planned']}",
+                     shown_interval(row["ci95_half"], row["n"]), f"{row['n']}/{row['final_planned']}",
                      f"{label(row['vs'])} ({row['diff']:+.2f})" if row["vs"] else "",
                      "-" if math.isnan(row["p_holm"]) else f"{row['p_holm']:.3g}", row["note"]])
     return rows
@@ -299,28 +302,37 @@ def render_tuned(table: pd.DataFrame, tune: str, fmt: str) -> Rendered:
                     for k, v in row.items()} for row in table.to_dict("records")]
         return Rendered(json.dumps({"tune": tune, "tests": table.attrs.get("tests", 0), "optimizers": records},
                                    indent=2, default=_plain))
-    title, legend_text, rows = tuned_title(tune), tuned_legend(table), tuned_rows(table)
+    return render_rows(tuned_title(tune), TUNED_HEADERS, tuned_rows(table), fmt, tuned_legend(table))
+
+
+def render_rows(title: str, headers, rows: list[list[str]], fmt: str, legend: str = "") -> Rendered:
+    """Rows of text cells under ``headers`` (``(name, "left" | "right")``) as a rich, markdown or latex table,
+    with ``title`` and ``legend`` (a line under it; ``*`` marks a cell); the tuned table and ``masbench runs``."""
     if fmt == "rich":
         from rich.table import Table
 
-        rich_table = Table(title=title, title_justify="left", caption=legend_text, caption_justify="left")
-        for header, justify in TUNED_HEADERS:
+        rich_table = Table(title=title, title_justify="left", caption=legend or None, caption_justify="left")
+        for header, justify in headers:
             rich_table.add_column(header, justify=justify, overflow="fold")
         for cells in rows:
             rich_table.add_row(*(_escape(cell) for cell in cells))
         return Rendered("", [rich_table])
     if fmt == "markdown":
-        lines = [f"**{title}**", "", "| " + " | ".join(h for h, _ in TUNED_HEADERS) + " |",
-                 "| " + " | ".join("---" if j == "left" else "---:" for _, j in TUNED_HEADERS) + " |"]
+        lines = [f"**{title}**", "", "| " + " | ".join(h for h, _ in headers) + " |",
+                 "| " + " | ".join("---" if j == "left" else "---:" for _, j in headers) + " |"]
         lines += ["| " + " | ".join(cell.replace("*", "\\*").replace("|", "\\|") for cell in cells) + " |"
                   for cells in rows]
-        return Rendered("\n".join([*lines, "", legend_text]) + "\n")
+        return Rendered("\n".join([*lines, *(["", legend] if legend else [])]) + "\n")
+    if fmt != "latex":
+        raise MasbenchError(f"Invalid format: {fmt!r} (valid: {', '.join(FORMATS)})")
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(title)}}}",
-             r"\begin{tabular}{" + "".join(j[0] for _, j in TUNED_HEADERS) + "}", r"\toprule",
-             " & ".join(_latex_escape(h) for h, _ in TUNED_HEADERS) + r" \\", r"\midrule"]
+             r"\begin{tabular}{" + "".join(j[0] for _, j in headers) + "}", r"\toprule",
+             " & ".join(_latex_escape(h) for h, _ in headers) + r" \\", r"\midrule"]
     lines += [" & ".join(_latex_escape(cell).replace("*", r"$^*$") for cell in cells) + r" \\" for cells in rows]
-    lines += [r"\bottomrule", r"\end{tabular}",
-              r"\\[2pt]{\footnotesize " + _latex_escape(legend_text).replace("*", r"$^*$") + "}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if legend:
+        lines.append(r"\\[2pt]{\footnotesize " + _latex_escape(legend).replace("*", r"$^*$") + "}")
+    lines.append(r"\end{table}")
     return Rendered("\n".join(lines) + "\n")
 
 

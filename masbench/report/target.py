@@ -38,10 +38,14 @@ NOISY = 2.0  # epochs of one cell whose seconds differ by more than this factor:
 
 
 def check_target(value: float, what: str = "--target") -> float:
-    """A target accuracy in percent: a finite number in (0, 100]."""
+    """A target accuracy in percent: a finite number in [1, 100]. Below 1 it is refused as a fraction typed
+    for a percentage (``show`` and the store hold fractions): 0.95 asks "did you mean 95?"."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not 0 < value <= 100:
-        raise MasbenchError(f"Invalid {what}: {value!r} (a test accuracy in percent, in (0, 100], e.g. 85)")
+        raise MasbenchError(f"Invalid {what}: {value!r} (a test accuracy in percent, in [1, 100], e.g. 85)")
+    if value < 1:
+        raise MasbenchError(f"Invalid {what}: {value:g} (a test accuracy in percent, in [1, 100]: "
+                            f"did you mean {round(value * 100, 10):g}?)")
     return float(value)
 
 

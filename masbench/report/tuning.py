@@ -12,8 +12,8 @@ run_id, status, seed, best_val_acc, test_acc`` (at the epoch of best validation 
 - The curve is exact for trials that do not depend on one another (quasi-random ones). With ``--prune`` a pruned
   trial counts with the validation accuracy it had reached when stopped, and since a stop is decided against
   the trials before it, the curve is then an approximation.
-- The final runs (the chosen trial on fresh seeds) give the table's test accuracy: mean, ``ci95`` (the full
-  width of the 95% t-interval of the mean, 2 t s / sqrt(n), as in ``report --table``) and n.
+- The final runs (the chosen trial on fresh seeds) give the table's test accuracy: mean, ``ci95_half`` (the half-width
+  of the 95% t-interval of the mean, t s / sqrt(n), as in ``report --table``; NaN under 3 seeds) and n.
 - Significance: each optimizer against the best other one (highest mean final test accuracy), a two-sided
   t-test paired by seed (Welch where the seeds differ: ``significance.one_sided_p``), Holm over the distinct
   pairs the table tests.
@@ -31,13 +31,13 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.aggregate import BASELINE_ORDER, LABELS, ci95_widths
+from masbench.report.aggregate import BASELINE_ORDER, LABELS, ci95_half_widths
 from masbench.report.multiple import holm
 from masbench.report.significance import ALPHA, one_sided_p
 
 SCORED = ("completed", "pruned", "diverged")  # a search trial done with a validation accuracy counts as tried
 TUNED_COLUMNS = ["optimizer", "label", "budget", "trials", "pruned", "failed", "search_epochs", "chosen", "params",
-                 "val_acc", "final_planned", "n", "test_acc", "std", "ci95", "seeds", "accs", "vs", "diff", "p",
+                 "val_acc", "final_planned", "n", "test_acc", "std", "ci95_half", "seeds", "accs", "vs", "diff", "p",
                  "p_holm", "significant", "test", "note"]
 
 
@@ -104,7 +104,7 @@ def tuned_table(frame: pd.DataFrame, budgets: Mapping[str, int] | int | None = N
     ``failed`` (failed or diverged); ``search_epochs``: the epochs its search trials trained (with ``--prune``,
     the budget that counts); ``chosen``: the chosen trial's number, its ``params`` and ``val_acc``;
     ``n`` of ``final_planned`` final runs completed, their ``seeds`` and ``accs`` (test accuracy at the epoch
-    of best validation accuracy), ``test_acc`` (mean), ``std``, ``ci95`` (full width); ``vs``: the best other
+    of best validation accuracy), ``test_acc`` (mean), ``std``, ``ci95_half`` (half-width; NaN under 3 seeds); ``vs``: the best other
     optimizer, ``diff`` (this minus that, points), ``p`` (two-sided), ``p_holm``, ``significant`` (p_holm
     below ``alpha``), ``test`` (paired or Welch); ``note``: why a number is missing.
     """
@@ -139,10 +139,10 @@ def tuned_table(frame: pd.DataFrame, budgets: Mapping[str, int] | int | None = N
             "std": pd.Series(accs, dtype=float).std() if len(accs) > 1 else math.nan,
             "note": note,
         })
-    table = pd.DataFrame(rows, columns=[c for c in TUNED_COLUMNS if c not in ("ci95", "vs", "diff", "p", "p_holm",
+    table = pd.DataFrame(rows, columns=[c for c in TUNED_COLUMNS if c not in ("ci95_half", "vs", "diff", "p", "p_holm",
                                                                               "significant", "test")])
     table["chosen"] = pd.Series([row["chosen"] for row in rows], dtype=object)  # a number or None, never 3.0
-    table["ci95"] = ci95_widths(table["std"], table["n"])
+    table["ci95_half"] = ci95_half_widths(table["std"], table["n"])
     return _with_significance(table, alpha)[TUNED_COLUMNS]
 
 
@@ -190,9 +190,10 @@ def shown_params(params: Mapping[str, Any]) -> str:
 def tuned_legend(table: pd.DataFrame, alpha: float = ALPHA) -> str:
     m = table.attrs.get("tests", 0)
     return (f"chosen: the completed search trial with the best validation accuracy (ties: the earliest); test acc: "
-            f"the final seeds' test accuracy at their best validation epoch, mean, CI95 = full width of the 95% "
-            f"t-interval, n seeds; * differs from the best other optimizer: two-sided t-test paired by seed (Welch "
-            f"where the seeds differ), p < {alpha:g} after Holm over {m} pair(s)")
+            f"the final seeds' test accuracy at their best validation epoch, mean, ±CI95 = half-width of "
+            f"the 95% t-interval (n<3: too few seeds to inform), n seeds; * differs from the best other optimizer: "
+            f"two-sided t-test paired by seed (Welch where the seeds differ), p < {alpha:g} after Holm over {m} "
+            f"pair(s)")
 
 
 def curves(frame: pd.DataFrame) -> dict[str, list[float]]:

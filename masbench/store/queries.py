@@ -13,18 +13,20 @@ from sqlalchemy import Select, func, select
 
 from masbench.store.models import Epoch, Run, Trial, Tune
 
-RUN_FILTERS = ("dataset", "model", "benchmark")
+RUN_FILTERS = ("dataset", "model", "benchmark", "optimizer")
 
 
 def run_accuracy_query(**filters: Any) -> Select:
-    """One row per run: its identity (``config_key`` is its cell), status, stored config, and per-run
+    """One row per run: its identity (``config_key`` is its cell), status, stored config, start, and per-run
     aggregates of its epochs: ``best`` (the highest test accuracy), ``last_epoch`` and ``final`` (that
     epoch's test accuracy), ``val_epoch`` (the earliest epoch of the highest validation accuracy) and ``val``
     (that epoch's test accuracy), and ``val_epochs`` (how many epochs have a validation accuracy). Runs
     without epochs have NULL aggregates (and 0 ``val_epochs``).
 
-    ``filters``: equality on ``dataset``, ``model`` or ``benchmark``; ``None`` values are ignored. The runs of
-    tunes are left out (``not_a_trial``).
+    ``filters``: equality on ``dataset``, ``model``, ``benchmark`` or ``optimizer``, or membership where the value
+    is a tuple or list (``optimizer=("adam", "mas")``); ``None`` values are ignored. Each is a WHERE on a column
+    of ``runs``, so the scan stays one pass over the runs and their epochs. The runs of tunes are left out
+    (``not_a_trial``).
     """
     unknown = set(filters) - set(RUN_FILTERS)
     if unknown:
@@ -33,7 +35,8 @@ def run_accuracy_query(**filters: Any) -> Select:
     last = Epoch.__table__.alias("last")
     query = (
         select(Run.id, Run.config_key, Run.benchmark, Run.dataset, Run.model, Run.name, Run.optimizer,
-               Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, Run.config, per_run.c.best,
+               Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, Run.config, Run.started_at,
+               per_run.c.best,
                per_run.c.last_epoch, last.c.test_acc.label("final"), picked.c.test_acc.label("val"),
                val_pick.c.val_epoch, func.coalesce(per_run.c.val_epochs, 0).label("val_epochs"))
         .outerjoin(per_run, per_run.c.run_id == Run.id)
@@ -42,7 +45,9 @@ def run_accuracy_query(**filters: Any) -> Select:
         .outerjoin(picked, (picked.c.run_id == Run.id) & (picked.c.epoch == val_pick.c.val_epoch))
     )
     for column, value in filters.items():
-        if value is not None:
+        if isinstance(value, (tuple, list)):
+            query = query.where(getattr(Run, column).in_(value))
+        elif value is not None:
             query = query.where(getattr(Run, column) == value)
     return query.where(not_a_trial(Run.key)).order_by(Run.id)
 

@@ -503,21 +503,36 @@ class Store:
             return [{column.name: getattr(r, column.key) for column in Run.__table__.columns} for r in runs]
 
     def cell_states(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """For each stored key: status, worker, name, planned epochs and the last epoch written."""
+        """For each stored key: status, worker, name, planned epochs, the last epoch written and ``best`` (the
+        highest test accuracy, a fraction; None before an epoch)."""
         runs = Run.__table__
-        last = (select(Epoch.run_id, func.max(Epoch.epoch).label("last_epoch"))
+        last = (select(Epoch.run_id, func.max(Epoch.epoch).label("last_epoch"), func.max(Epoch.test_acc).label("best"))
                 .group_by(Epoch.run_id).subquery())
         states: dict[str, dict[str, Any]] = {}
         with self.reading() as s:
             for start in range(0, len(keys), 500):
                 query = (select(runs.c.key, runs.c.status, runs.c.worker, runs.c.name, runs.c.dataset, runs.c.model,
                                 runs.c.seed, runs.c.epochs, runs.c.error, runs.c.finished_at, runs.c.heartbeat_at,
-                                last.c.last_epoch)
+                                last.c.last_epoch, last.c.best)
                          .outerjoin(last, last.c.run_id == runs.c.id)
                          .where(runs.c.key.in_(keys[start : start + 500])))
                 for row in s.execute(query).mappings():
                     states[row["key"]] = dict(row)
         return states
+
+    def epochs_after(self, after: dict[str, int]) -> list[dict[str, Any]]:
+        """The epochs of the runs of ``after``'s keys past the epoch it gives each (every column, and ``key``), by
+        key and epoch: what a sweep's log has not printed yet."""
+        runs = Run.__table__
+        keys = list(after)
+        out: list[dict[str, Any]] = []
+        with self.reading() as s:
+            for start in range(0, len(keys), 500):
+                query = (select(Epoch.__table__, runs.c.key).join(runs, runs.c.id == Epoch.__table__.c.run_id)
+                         .where(runs.c.key.in_(keys[start : start + 500])))
+                out += [dict(row) for row in s.execute(query).mappings() if row["epoch"] > after[row["key"]]]
+        order = {key: i for i, key in enumerate(keys)}
+        return sorted(out, key=lambda row: (order[row["key"]], row["epoch"]))
 
     # --- queries as pandas ------------------------------------------------------------------
 

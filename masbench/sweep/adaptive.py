@@ -1,4 +1,4 @@
-"""Adaptive seeds (``sweep --until-ci W``): rounds of seeds until each cell's CI95 is at most W wide.
+"""Adaptive seeds (``sweep --until-ci W``): rounds of seeds until each cell's CI95 half-width is at most W.
 
 Here a *cell* is what the report shows as one row: the runs that share a ``config_key`` and differ by seed.
 Round 1 runs every cell's initial seeds (``--seeds``/``seed_list``, at least two). After each round,
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from masbench import signals
 from masbench.grid.benchmarks import Cell
-from masbench.grid.seed_budget import ci95_width, seed_sequence, seeds_wanted, width_met
+from masbench.grid.seed_budget import ci95_half_width, seed_sequence, seeds_wanted, width_met
 from masbench.store import Store
 from masbench.sweep.plan import SweepSummary
 
@@ -39,7 +39,7 @@ class AdaptiveCell:
 
     @property
     def width(self) -> float:
-        return ci95_width(self.accs)
+        return ci95_half_width(self.accs)
 
     @property
     def met(self) -> bool:

@@ -33,6 +33,19 @@ def shown(value: Any) -> str:
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - len(CUT)] + CUT
 
 
+def did_you_mean(text: str, choices, cutoff: float = 0.6) -> str:
+    """``"did you mean NAME? "`` for the choice closest to a mistyped ``text`` (difflib's ratio at least
+    ``cutoff``), or ``""``: the start of an unknown name's list of valid ones.
+
+    >>> did_you_mean("tv:resnet_18", ["tv:resnet18", "tv:resnet34"]), did_you_mean("zzz", ["adam"])
+    ('did you mean tv:resnet18? ', '')
+    """
+    import difflib
+
+    close = difflib.get_close_matches(str(text), list(choices), n=1, cutoff=cutoff)
+    return f"did you mean {close[0]}? " if close else ""
+
+
 def one_line(x: object, limit: int | None = MAX_LINE) -> str:
     """``str(x)`` (a message or an exception) with every run of whitespace, newlines and tabs included, made one
     space; at most ``limit`` characters (``None``: any length), the last three ``...`` where it was cut."""
