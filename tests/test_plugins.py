@@ -276,3 +276,48 @@ def test_an_entry_no_option_can_name_is_listed_as_unusable(installed, tmp_path, 
     # And indeed no option can name it.
     result = runner.invoke(app, ["run", "--model", "<b>net", "--epochs", "1", "--db", f"sqlite:///{tmp_path / 'n.db'}"])
     assert result.exit_code == 1 and "Unknown model" in result.stderr
+
+
+@pytest.mark.parametrize("path", ["masbench_demo:SignSGD", "masbench_demo.SignSGD", "masbench_demo_again:SignSGD"])
+def test_a_plugins_class_by_import_path_is_the_plugins_one_name_and_cell(installed, path):
+    (installed / "masbench_demo_again.py").write_text("from masbench_demo import SignSGD\n")  # a re-export
+    from masbench.optim import resolve_optimizer
+    from masbench.spec import make_spec
+
+    assert resolve_optimizer(path) == "signsgd"
+    by_path, by_name = (make_spec(dataset="digits", optimizer=name, lr=0.01, epochs=1) for name in (path, "signsgd"))
+    assert by_path.optimizer == "signsgd" and (by_path.key, by_path.config_key) == (by_name.key, by_name.config_key)
+
+
+def test_a_sweep_naming_a_plugins_optimizer_twice_is_refused_naming_both_spellings(installed, tmp_path):
+    result = runner.invoke(app, ["sweep", "--dataset", "digits", "--models", "mlp", "--epochs", "1", "--lambdas", "0.5",
+                                 "--baselines", "signsgd,masbench_demo:SignSGD", "--dry-run",
+                                 "--db", f"sqlite:///{tmp_path / 'n.db'}"])
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: sweep 'digits': Invalid baselines: 'signsgd' and 'masbench_demo:SignSGD' are one "
+                             "optimizer, signsgd (give it once)\n")
+
+
+def test_a_plugin_whose_entry_gives_torchs_adam_is_adam(installed, tmp_path, monkeypatch):
+    # Two names for one class: a plugin re-registering torch's Adam, and a second plugin name for SignSGD.
+    alias = write_distribution(tmp_path / "alias", "masbench-alias", "1.0",
+                               "[masbench.optimizers]\nmyadam = torch.optim:Adam\nsign2 = masbench_demo:SignSGD\n", {})
+    monkeypatch.syspath_prepend(str(alias))
+    clear_caches()
+    from masbench.optim import resolve_optimizer
+    from masbench.spec import make_spec
+
+    assert resolve_optimizer("myadam") == "adam" and resolve_optimizer("torch.optim:Adam") == "adam"
+    assert resolve_optimizer("sign2") == "sign2" and resolve_optimizer("signsgd") == "sign2"  # the first name
+    assert resolve_optimizer("masbench_demo:SignSGD") == "sign2"
+    specs = [make_spec(dataset="digits", optimizer=name, epochs=1) for name in ("adam", "myadam", "torch.optim:Adam")]
+    assert {spec.optimizer for spec in specs} == {"adam"} and len({spec.config_key for spec in specs}) == 1
+
+
+def test_a_mix_component_by_a_plugins_path_is_the_plugins_name_and_can_be_written_so(installed):
+    from masbench.spec import make_spec
+
+    by_path, by_name = (make_spec(dataset="digits", optimizer=f"mix:adam=0.5,{component}=0.5", epochs=1)
+                        for component in ("masbench_demo:SignSGD", "signsgd"))
+    assert by_path.name == by_name.name == "mix:adam=0.5,signsgd=0.5[lr=0.001]"
+    assert by_path.config_key == by_name.config_key
