@@ -3,6 +3,7 @@ data set through entry points; ``masbench run`` trains a cell with all three and
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -106,11 +107,12 @@ def demo_site(tmp_path) -> Path:
 def clear_caches() -> None:
     from masbench import plugins
     from masbench.data.plugins import plugin_entry
+    from masbench.engine import environment
     from masbench.models.external import external_entry
     from masbench.optim import registry
 
     for cache in (plugins.clear, plugin_entry.cache_clear, external_entry.cache_clear, registry._resolve.cache_clear,
-                  registry._signature.cache_clear):
+                  registry._signature.cache_clear, environment._distributions.cache_clear):
         cache()
 
 
@@ -142,7 +144,7 @@ def test_a_cell_with_the_plugins_optimizer_model_and_data_set_trains_in_a_fresh_
     assert done.stdout.startswith("completed signsgd[lr=0.01] on blobs/wide seed 0")
     assert rows(db, "select dataset, model, optimizer, lr, status from runs") == [
         ("blobs", "wide", "signsgd", 0.01, "completed")]
-    assert '"plugin:masbench-demo": "0.1"' in rows(db, "select versions from runs")[0][0]
+    assert json.loads(rows(db, "select versions from runs")[0][0])["masbench-demo"] == "0.1"
     (epoch, test_acc), = rows(db, "select epoch, test_acc from epochs")
     # 60 test rows: an accuracy is a count of them, and the blobs (3 sigma apart) are learned above chance.
     assert epoch == 1 and round(test_acc * 60, 6) == round(test_acc * 60) and test_acc > 0.5
@@ -321,3 +323,42 @@ def test_a_mix_component_by_a_plugins_path_is_the_plugins_name_and_can_be_writte
                         for component in ("masbench_demo:SignSGD", "signsgd"))
     assert by_path.name == by_name.name == "mix:adam=0.5,signsgd=0.5[lr=0.001]"
     assert by_path.config_key == by_name.config_key
+
+
+PATHS = """
+from masbench_demo import SignSGD, wide
+
+
+class Sign(SignSGD):
+    \"\"\"SignSGD under another name: a class of its own, named by import path.\"\"\"
+"""
+
+
+@pytest.fixture
+def paths_site(installed, tmp_path, monkeypatch):
+    """A second distribution, masbench-paths 2.5, whose module (no entry points) is named by import path."""
+    site = write_distribution(tmp_path / "paths", "masbench-paths", "2.5", "", {"paths_optim": PATHS})
+    (site / "masbench_paths-2.5.dist-info" / "top_level.txt").write_text("paths_optim\n")  # what pip writes
+    monkeypatch.syspath_prepend(str(site))
+    clear_caches()
+    yield site
+    sys.modules.pop("paths_optim", None)
+
+
+def test_a_run_records_the_versions_of_the_distributions_its_code_comes_from(paths_site, tmp_path):
+    from masbench.engine.environment import versions
+    from masbench.spec import make_spec
+
+    spec = make_spec(dataset="blobs", model="paths_optim:wide", optimizer="paths_optim:Sign", lr=0.01, epochs=1)
+    found = versions([spec])
+    assert (found["masbench-paths"], found["masbench-demo"], found["torch"]) == ("2.5", "0.1", versions()["torch"])
+    built_in = versions([make_spec(dataset="digits", model="mlp", optimizer="adam", epochs=1)])
+    assert built_in == versions() and "masbench-paths" not in built_in and "masbench-demo" not in built_in
+
+    db = tmp_path / "v.db"
+    result = runner.invoke(app, ["run", "--dataset", "blobs", "--model", "paths_optim:wide", "--optimizer",
+                                 "paths_optim:Sign", "--lr", "0.01", "--epochs", "1", "--batch-size", "64",
+                                 "--db", f"sqlite:///{db}", "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert result.exit_code == 0, result.output
+    stored = json.loads(rows(db, "select versions from runs")[0][0])
+    assert stored["masbench-paths"] == "2.5" and stored["masbench-demo"] == "0.1"
