@@ -36,7 +36,7 @@ CELL_COLUMNS = [*TABLE, "config_key", "name", "optimizer", "lambda_adam", "lambd
 def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, model: str | None = None,
                    benchmark: str | None = None) -> pd.DataFrame:
     """One row per run: its identity, cell (``config_key``), status, and accuracy (percent) under ``metric``."""
-    from masbench.store.queries import run_accuracy_frame
+    from masbench.store.queries import mixed_versions, run_accuracy_frame
 
     if metric not in METRICS:
         raise MasbenchError(f"Invalid metric: {metric!r} (valid: {', '.join(METRICS)})")
@@ -45,6 +45,9 @@ def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, m
         check_val_data(frame)
     frame["benchmark"] = frame["benchmark"].fillna("")
     frame["canonical"] = [(config or {}).get("canonical") or {} for config in frame["config"]]
+    # Read for the few cells whose runs store other versions texts only: the rest have None.
+    stored = mixed_versions(store, dataset=dataset, model=model, benchmark=benchmark)
+    frame["versions"] = [stored.get(run_id) for run_id in frame["id"]]
     return frame.drop(columns="config")
 
 
@@ -83,10 +86,36 @@ def _per_seed(runs: pd.DataFrame) -> pd.DataFrame:
                          "accs": grouped["acc"].agg(lambda a: tuple(float(v) for v in a))})
 
 
-def _flags(n: int, planned: int, failed: int, diverged: int) -> str:
+def _flags(n: int, planned: int, failed: int, diverged: int, versions: str = "") -> str:
     parts = (f"{n}/{planned} seeds" if n < planned else "", f"{failed} failed" if failed else "",
-             f"{diverged} diverged" if diverged else "")
+             f"{diverged} diverged" if diverged else "", versions)
     return ", ".join(part for part in parts if part)
+
+
+def differing_versions(runs: pd.DataFrame) -> dict[str, str]:
+    """``{config_key: "versions differ: torch 2.14.1/2.15.0"}`` for the cells whose completed runs record two
+    versions of one library or distribution (``runs["versions"]``: the stored JSON text, None where unread).
+    Versions show in the order of the runs' ids; a name that only some runs record is no difference (older
+    runs recorded fewer), and a text that is no JSON object is left to the store's checks."""
+    out: dict[str, str] = {}
+    done = runs[runs["status"].eq("completed") & runs["versions"].notna()].sort_values("id")
+    for config_key, texts in done.groupby("config_key", sort=False)["versions"]:
+        seen: dict[str, list[str]] = {}
+        for text in texts:
+            try:
+                values = json.loads(text)
+            except ValueError:
+                continue
+            if not isinstance(values, dict):
+                continue
+            for name, version in values.items():
+                known = seen.setdefault(str(name), [])
+                if str(version) not in known:
+                    known.append(str(version))
+        differ = [f"{name} {'/'.join(versions)}" for name, versions in sorted(seen.items()) if len(versions) > 1]
+        if differ:
+            out[config_key] = "versions differ: " + ", ".join(differ)
+    return out
 
 
 def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -110,7 +139,9 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
         cells[column] = [value if isinstance(value, tuple) else () for value in cells[column]]
     cells[["n", "planned", "failed", "diverged"]] = cells[["n", "planned", "failed", "diverged"]].astype(int)
     cells["ci95"] = ci95_widths(cells["std_acc"], cells["n"])
-    cells["flags"] = [_flags(*row) for row in zip(cells["n"], cells["planned"], cells["failed"], cells["diverged"])]
+    versions = differing_versions(runs) if "versions" in runs else {}
+    cells["flags"] = [_flags(*row, versions.get(key, "")) for key, *row in
+                      zip(cells["config_key"], cells["n"], cells["planned"], cells["failed"], cells["diverged"])]
     cells["settings"] = differing_settings(cells, [*TABLE, "name"])
     cells["weights"] = [mix_weights(canonical) for canonical in cells["canonical"]]
     cells["order"] = cells["optimizer"].map(BASELINE_ORDER).fillna(9)
