@@ -9,7 +9,8 @@ canonical config without the seed, so two cells that share a run name (the same
 optimizer settings, other epochs, batch size or data options) never pool. Only completed runs count as seeds;
 pending, running, failed and diverged ones are counted and flagged, never
 averaged in (nor in ``ci95``: the width of the 95% t-interval of the mean).
-A seed twice in one cell is an error, never an overwrite.
+A seed twice in one cell is an error, never an overwrite. A cell whose completed runs recorded two
+versions of one library or distribution (torch, a plugin's) is flagged: its seeds did not run the same code.
 """
 
 from __future__ import annotations
