@@ -25,8 +25,9 @@ Built-ins win a clash: a plugin's ``adam`` is never used, and ``masbench list`` 
 Two plugins giving one name are refused when that name is used, naming both distributions.
 
 A plugin's name is its cell identity, as a built-in's is: a new version of the plugin with other
-numbers is the same cell unless it takes another name. Each run's stored ``versions`` name the plugins
-its process had imported (``plugin:DISTRIBUTION``), so that such a change can at least be seen.
+numbers is the same cell unless it takes another name. Each run's stored ``versions`` name the
+distributions of the plugins and import paths its spec names (``masbench.engine.environment``), and a
+report flags a cell whose runs differ in any of them, so that such a change is seen.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def load(plugin: Plugin) -> Any:
     return _LOADED[plugin]
 
 
-# The plugins imported so far, as functools.cache would hold them, but readable: a run records their versions.
+# The plugins imported so far, as functools.cache would hold them (clear() forgets them).
 _LOADED: dict[Plugin, Any] = {}
 
 
@@ -138,11 +139,6 @@ def _import(plugin: Plugin) -> Any:
     except (Exception, SystemExit) as error:  # noqa: BLE001
         raise ValueError(f"plugin {plugin.source}: its {plugin.singular} {shown(plugin.name)} ({plugin.value}) "
                          f"failed to import ({type(error).__name__}: {error})") from None
-
-
-def loaded_versions() -> dict[str, str]:
-    """``{"plugin:DISTRIBUTION": VERSION}`` for the plugins this process has imported (for a run's record)."""
-    return {f"plugin:{plugin.distribution}": plugin.version for plugin in _LOADED}
 
 
 def clear() -> None:

@@ -39,13 +39,19 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from masbench.errors import MasbenchError
-from masbench.optimizer_names import OPTIMIZER_NAMES, is_path
+from masbench.optimizer_names import OPTIMIZER_NAMES, is_known, is_path
 from masbench.text.lambda_schedule import normalise_lambda_schedule, parse_lambda_schedule
 from masbench.text.limits import MAX_NAME, MAX_SCALE, STR_LIMITS, check_ranges, check_str
 from masbench.text.numbers import is_mantissa
 from masbench.text.shown import one_line, shown
 
 ENDPOINT_LAMBDAS = {"adam": (1.0, 0.0), "adamw": (1.0, 0.0), "sgd": (0.0, 1.0)}
+
+
+def _plugin_named(name: str) -> bool:
+    from masbench.plugins import find
+
+    return find("optimizers", name) is not None
 
 
 class RunSpec(BaseModel):
@@ -117,9 +123,10 @@ class RunSpec(BaseModel):
     @field_validator("optimizer")
     @classmethod
     def _resolve_optimizer(cls, value: str) -> str:
-        # An import path is resolved (imported) here, to its one name; a plain name is checked in _check_names,
-        # after the ranges, so that a bad number is refused before torch is imported.
-        if "." not in value and ":" not in value:
+        # An import path, or a plugin's name, is resolved (imported) here, to its one name (a plugin whose class
+        # is adam's is adam); a registered or unknown name is checked in _check_names, after the ranges, so that
+        # a bad number is refused before torch is imported.
+        if not is_path(value) and (value in OPTIMIZER_NAMES or not _plugin_named(value)):
             return value
         from masbench.optim import resolve_optimizer
 
@@ -440,10 +447,10 @@ def check_components(where: str, weights: dict[str, float]) -> None:
     for name in weights:
         if name in ("mix", "mas"):
             raise ValueError(f"Invalid mix {shown(where)}: component {name} cannot be mixed (mas is mix:adam=A,sgd=S)")
-        if not is_path(name) and name not in PRODUCT_KINDS and name not in OPTIMIZER_NAMES:
+        if not is_path(name) and name not in PRODUCT_KINDS and not is_known(name):  # a plugin's name too
             valid = ", ".join(n for n in dict.fromkeys(PRODUCT_KINDS + OPTIMIZER_NAMES) if n not in ("mas", "mix"))
             raise ValueError(f"Invalid mix {shown(where)}: unknown component {shown(name)} (valid: {valid}, or an "
-                             f"import path package.module:Class)")
+                             f"import path package.module:Class, or a plugin's)")
     if not any(weights.values()):
         raise ValueError(f"Invalid mix {shown(where)}: every weight is zero (at least one must be > 0)")
 

@@ -3,6 +3,7 @@ data set through entry points; ``masbench run`` trains a cell with all three and
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -106,11 +107,12 @@ def demo_site(tmp_path) -> Path:
 def clear_caches() -> None:
     from masbench import plugins
     from masbench.data.plugins import plugin_entry
+    from masbench.engine import environment
     from masbench.models.external import external_entry
     from masbench.optim import registry
 
     for cache in (plugins.clear, plugin_entry.cache_clear, external_entry.cache_clear, registry._resolve.cache_clear,
-                  registry._signature.cache_clear):
+                  registry._signature.cache_clear, environment._distributions.cache_clear):
         cache()
 
 
@@ -142,7 +144,7 @@ def test_a_cell_with_the_plugins_optimizer_model_and_data_set_trains_in_a_fresh_
     assert done.stdout.startswith("completed signsgd[lr=0.01] on blobs/wide seed 0")
     assert rows(db, "select dataset, model, optimizer, lr, status from runs") == [
         ("blobs", "wide", "signsgd", 0.01, "completed")]
-    assert '"plugin:masbench-demo": "0.1"' in rows(db, "select versions from runs")[0][0]
+    assert json.loads(rows(db, "select versions from runs")[0][0])["masbench-demo"] == "0.1"
     (epoch, test_acc), = rows(db, "select epoch, test_acc from epochs")
     # 60 test rows: an accuracy is a count of them, and the blobs (3 sigma apart) are learned above chance.
     assert epoch == 1 and round(test_acc * 60, 6) == round(test_acc * 60) and test_acc > 0.5
@@ -276,3 +278,87 @@ def test_an_entry_no_option_can_name_is_listed_as_unusable(installed, tmp_path, 
     # And indeed no option can name it.
     result = runner.invoke(app, ["run", "--model", "<b>net", "--epochs", "1", "--db", f"sqlite:///{tmp_path / 'n.db'}"])
     assert result.exit_code == 1 and "Unknown model" in result.stderr
+
+
+@pytest.mark.parametrize("path", ["masbench_demo:SignSGD", "masbench_demo.SignSGD", "masbench_demo_again:SignSGD"])
+def test_a_plugins_class_by_import_path_is_the_plugins_one_name_and_cell(installed, path):
+    (installed / "masbench_demo_again.py").write_text("from masbench_demo import SignSGD\n")  # a re-export
+    from masbench.optim import resolve_optimizer
+    from masbench.spec import make_spec
+
+    assert resolve_optimizer(path) == "signsgd"
+    by_path, by_name = (make_spec(dataset="digits", optimizer=name, lr=0.01, epochs=1) for name in (path, "signsgd"))
+    assert by_path.optimizer == "signsgd" and (by_path.key, by_path.config_key) == (by_name.key, by_name.config_key)
+
+
+def test_a_sweep_naming_a_plugins_optimizer_twice_is_refused_naming_both_spellings(installed, tmp_path):
+    result = runner.invoke(app, ["sweep", "--dataset", "digits", "--models", "mlp", "--epochs", "1", "--lambdas", "0.5",
+                                 "--baselines", "signsgd,masbench_demo:SignSGD", "--dry-run",
+                                 "--db", f"sqlite:///{tmp_path / 'n.db'}"])
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: sweep 'digits': Invalid baselines: 'signsgd' and 'masbench_demo:SignSGD' are one "
+                             "optimizer, signsgd (give it once)\n")
+
+
+def test_a_plugin_whose_entry_gives_torchs_adam_is_adam(installed, tmp_path, monkeypatch):
+    # Two names for one class: a plugin re-registering torch's Adam, and a second plugin name for SignSGD.
+    alias = write_distribution(tmp_path / "alias", "masbench-alias", "1.0",
+                               "[masbench.optimizers]\nmyadam = torch.optim:Adam\nsign2 = masbench_demo:SignSGD\n", {})
+    monkeypatch.syspath_prepend(str(alias))
+    clear_caches()
+    from masbench.optim import resolve_optimizer
+    from masbench.spec import make_spec
+
+    assert resolve_optimizer("myadam") == "adam" and resolve_optimizer("torch.optim:Adam") == "adam"
+    assert resolve_optimizer("sign2") == "sign2" and resolve_optimizer("signsgd") == "sign2"  # the first name
+    assert resolve_optimizer("masbench_demo:SignSGD") == "sign2"
+    specs = [make_spec(dataset="digits", optimizer=name, epochs=1) for name in ("adam", "myadam", "torch.optim:Adam")]
+    assert {spec.optimizer for spec in specs} == {"adam"} and len({spec.config_key for spec in specs}) == 1
+
+
+def test_a_mix_component_by_a_plugins_path_is_the_plugins_name_and_can_be_written_so(installed):
+    from masbench.spec import make_spec
+
+    by_path, by_name = (make_spec(dataset="digits", optimizer=f"mix:adam=0.5,{component}=0.5", epochs=1)
+                        for component in ("masbench_demo:SignSGD", "signsgd"))
+    assert by_path.name == by_name.name == "mix:adam=0.5,signsgd=0.5[lr=0.001]"
+    assert by_path.config_key == by_name.config_key
+
+
+PATHS = """
+from masbench_demo import SignSGD, wide
+
+
+class Sign(SignSGD):
+    \"\"\"SignSGD under another name: a class of its own, named by import path.\"\"\"
+"""
+
+
+@pytest.fixture
+def paths_site(installed, tmp_path, monkeypatch):
+    """A second distribution, masbench-paths 2.5, whose module (no entry points) is named by import path."""
+    site = write_distribution(tmp_path / "paths", "masbench-paths", "2.5", "", {"paths_optim": PATHS})
+    (site / "masbench_paths-2.5.dist-info" / "top_level.txt").write_text("paths_optim\n")  # what pip writes
+    monkeypatch.syspath_prepend(str(site))
+    clear_caches()
+    yield site
+    sys.modules.pop("paths_optim", None)
+
+
+def test_a_run_records_the_versions_of_the_distributions_its_code_comes_from(paths_site, tmp_path):
+    from masbench.engine.environment import versions
+    from masbench.spec import make_spec
+
+    spec = make_spec(dataset="blobs", model="paths_optim:wide", optimizer="paths_optim:Sign", lr=0.01, epochs=1)
+    found = versions([spec])
+    assert (found["masbench-paths"], found["masbench-demo"], found["torch"]) == ("2.5", "0.1", versions()["torch"])
+    built_in = versions([make_spec(dataset="digits", model="mlp", optimizer="adam", epochs=1)])
+    assert built_in == versions() and "masbench-paths" not in built_in and "masbench-demo" not in built_in
+
+    db = tmp_path / "v.db"
+    result = runner.invoke(app, ["run", "--dataset", "blobs", "--model", "paths_optim:wide", "--optimizer",
+                                 "paths_optim:Sign", "--lr", "0.01", "--epochs", "1", "--batch-size", "64",
+                                 "--db", f"sqlite:///{db}", "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert result.exit_code == 0, result.output
+    stored = json.loads(rows(db, "select versions from runs")[0][0])
+    assert stored["masbench-paths"] == "2.5" and stored["masbench-demo"] == "0.1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import textwrap
 from pathlib import Path
@@ -81,15 +82,27 @@ def test_lambda_grids(text, values):
         ("", "Invalid lambdas ''"),
         ("nan", "Invalid lambdas 'nan'"),
         (" 0.2 , 0.2 ,0.4", "0.2 is listed twice"),
-        ("0.5,0.50", "0.50 is listed twice"),
+        ("0.5,0.50", "0.50 is listed twice (0.5 and 0.50 are the same number, 0.5; give each once)"),
+        # One number however written: refused alike, naming both spellings and the value (one float, one cell).
+        ("0.3,0.30000000000000001", "0.30000000000000001 is listed twice (0.3 and 0.30000000000000001 are the "
+                                    "same number, 0.3; give each once)"),
+        ("0.3,3e-1", "3e-1 is listed twice (0.3 and 3e-1 are the same number, 0.3; give each once)"),
+        ("0.7,0.3,.3e0", ".3e0 is listed twice (0.3 and .3e0 are the same number, 0.3; give each once)"),
+        ("0.3..0.3000000000000001:1e-17", "its values 0.30000000000000000 and 0.30000000000000001 are the same "
+                                          "number, 0.3 (give a step above 1.11e-16"),
         ("0.3,,0.5", "Invalid lambdas '0.3,,0.5'"),
         ("٠.٣", "numbers are written in digits 0-9"),
         ("0_3..0_7", "numbers are written in digits 0-9"),
     ],
 )
 def test_bad_lambda_grids(text, message):
-    with pytest.raises(MasbenchError, match=message.replace("(", r"\(")):
+    with pytest.raises(MasbenchError, match=re.escape(message)):
         parse_lambdas(text)
+
+
+def test_a_range_below_the_floats_spacing_but_of_distinct_floats_is_taken():
+    # 1e-301 is far below 2**-53, yet near 0 the floats are finer: 11 values, 11 floats.
+    assert len(set(parse_lambdas("0..1e-300:1e-301"))) == 11
 
 
 def test_lambda_sgd_is_one_minus_lambda_adam_exactly():

@@ -14,6 +14,9 @@ from masbench.text.numbers import ascii_digits, decimal
 from masbench.text.shown import shown
 
 LAMBDAS_VALID = "valid: START..END (step 0.1), START..END:STEP, or A,B,C, with values in [0, 1], e.g. 0.3..0.7"
+# Two lambdas in [0, 1] further apart than this are two floats (the spacing of floats in [0.5, 1) is 2**-53).
+FLOAT_SPACING = Decimal(2) ** -53
+RANGE_CHECKED = 200_000  # a range with a smaller step is checked value by value up to this count (the cap is lower)
 HUGE = 10**18  # a lambda count past this is reported as "more than" it: the exact number has no use
 
 
@@ -30,16 +33,15 @@ def _lambda_terms(text: str) -> tuple[list[Decimal], tuple[Decimal, Decimal, Dec
             end_text, _, step_text = rest.partition(":")
             terms = [decimal(start_text), decimal(end_text), decimal(step_text) if step_text else Decimal("0.1")]
         else:
-            terms = [decimal(part) for part in text.split(",")]
+            spellings = [part.strip() for part in text.split(",")]
+            terms = [decimal(part) for part in spellings]
     except ValueError:
         raise MasbenchError(f"Invalid lambdas {shown(text)} ({LAMBDAS_VALID})") from None
     if not all(term.is_finite() for term in terms):
         raise MasbenchError(f"Invalid lambdas {shown(text)}: every number must be finite ({LAMBDAS_VALID})")
     if ".." not in text:
         _in_unit_interval(terms, text)
-        twice = next((t for i, t in enumerate(terms) if t in terms[:i]), None)
-        if twice is not None:  # 0.3 and 0.30 are one cell
-            raise MasbenchError(f"Invalid lambdas {shown(text)}: {str(twice)[:40]} is listed twice (give each once)")
+        _once(terms, spellings, text)
         return terms, None
     start, end, step = terms
     if step <= 0:
@@ -47,7 +49,38 @@ def _lambda_terms(text: str) -> tuple[list[Decimal], tuple[Decimal, Decimal, Dec
     if start > end:
         raise MasbenchError(f"Invalid lambda range {shown(text)}: start {str(start)[:40]} is above end {str(end)[:40]} ({LAMBDAS_VALID})")
     _in_unit_interval([start, end], text)
+    if step <= FLOAT_SPACING:
+        _once_in_range(start, end, step, text)
     return [], (start, end, step)
+
+
+def _once(values: list[Decimal], spellings: list[str], text: str) -> None:
+    """Refuse two values that are one number once a float: one cell. ``0.3,0.30``, ``0.3,3e-1`` and
+    ``0.3,0.30000000000000001`` alike (the last two decimals differ, their floats do not), and ``0,-0.0``."""
+    seen: dict[float, str] = {}
+    for value, spelling in zip(values, spellings):
+        number = float(value) + 0.0  # -0.0 is 0.0
+        if number not in seen:
+            seen[number] = spelling
+            continue
+        first = seen[number]
+        same = "" if spelling == first else f"{first[:40]} and {spelling[:40]} are the same number, {number!r}; "
+        raise MasbenchError(f"Invalid lambdas {shown(text)}: {spelling[:40]} is listed twice ({same}give each once)")
+
+
+def _once_in_range(start: Decimal, end: Decimal, step: Decimal, text: str) -> None:
+    """Refuse a range whose step is below the floats' spacing where two of its values are one float (one
+    cell); a range of more values than any sweep may hold is left to the cap, which refuses it."""
+    with _exact(text):
+        count = int((end - start) / step) + 1 if end - start <= step * RANGE_CHECKED else RANGE_CHECKED + 1
+        if count > RANGE_CHECKED:
+            return
+        values = [start + k * step for k in range(count)]
+    for previous, value in zip(values, values[1:]):  # ascending: equal floats are neighbours
+        if float(previous) == float(value):
+            raise MasbenchError(f"Invalid lambda range {shown(text)}: its values {str(previous)[:40]} and "
+                                f"{str(value)[:40]} are the same number, {float(value)!r} (give a step above "
+                                f"{float(FLOAT_SPACING):.3g}, the floats' spacing below 1)")
 
 
 def _in_unit_interval(values: list[Decimal], text: str) -> None:
@@ -71,7 +104,7 @@ def count_lambdas(text: str) -> int:
     """
     listed, span = _lambda_terms(text)
     if span is None:
-        return len(dict.fromkeys(listed))
+        return len(listed)
     start, end, step = span
     with _exact(text):
         if end - start > step * HUGE:
@@ -94,7 +127,7 @@ def parse_lambdas(text: str, limit: int = HUGE) -> list[float]:
         start, _, step = span
         with _exact(text):
             listed = [start + k * step for k in range(count)]
-    return [float(v) for v in dict.fromkeys(listed)]
+    return [float(v) + 0.0 for v in listed]
 
 
 def count_text(count: int) -> str:

@@ -42,8 +42,14 @@ def optimizer_name(text: str, what: str = "optimizer") -> str:
 
 
 def check_baselines(names: list[str]) -> list[str]:
-    """The baselines as their names (a name twice is refused by the grid's check); ValueError for mas."""
+    """The baselines as their names; ValueError for mas, and for one optimizer given twice however it is named
+    (``adam,torch.optim:Adam``; the same name twice is refused by the grid's check, as other lists are)."""
     out = [optimizer_name(name, "baseline") for name in names]
+    for i, (name, resolved) in enumerate(zip(names, out)):
+        if resolved in out[:i] and name != names[out.index(resolved)]:
+            first = names[out.index(resolved)]
+            raise ValueError(f"Invalid baselines: {shown(first)} and {shown(name)} are one optimizer, {resolved} "
+                             f"(give it once)")
     if "mas" in out:
         raise ValueError("Invalid baseline 'mas': MAS's cells come from lambdas (and lambda_schedule)")
     return out

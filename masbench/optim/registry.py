@@ -7,8 +7,10 @@ rest as optimizer arguments (``masbench.optim.arguments``). Any other optimizer 
 ``package.module:Class`` or ``package.module.Class``, imported when a spec naming it is validated or
 built, never before. Plugins' optimizers (``masbench.plugins``) go by their entry point's name, taking
 ``lr`` from the spec and the rest as optimizer arguments, as torch's other built-ins do; a built-in's name
-is never a plugin's. A path to a registered class is that class's name (``torch.optim.RAdam`` is
-``radam``), and ``pkg.mod.Class`` is written ``pkg.mod:Class``: one optimizer, one name, one cell key.
+is never a plugin's. One class has one name, whichever way it is given: a path to a registered class is
+that class's name (``torch.optim.RAdam`` is ``radam``), a path to a plugin's class is the plugin's name
+(``my_pkg.optim:Lion`` is ``lion``), a plugin whose entry gives a registered class is that class's name,
+and ``pkg.mod.Class`` is written ``pkg.mod:Class``: one optimizer, one name, one cell key.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import torch
 
 from masbench.optim.mas import MAS
-from masbench.optimizer_names import SPEC_OPTIMIZERS, is_path, unknown_optimizer
+from masbench.optimizer_names import OPTIMIZER_NAMES, SPEC_OPTIMIZERS, is_path, unknown_optimizer
 from masbench.plugins import WHERE_FROM, NoModule, import_attribute
 from masbench.text.limits import STR_LIMITS
 from masbench.text.shown import shown
@@ -73,7 +75,8 @@ def _resolve(text: str) -> tuple[str, type[torch.optim.Optimizer]]:
 
         plugin = find("optimizers", text)
         if plugin is not None:
-            return text, _plugin_optimizer(plugin)
+            found = _plugin_optimizer(plugin)
+            return _canonical_name(found, text), found
     if len(text) > STR_LIMITS["optimizer"]:
         longest = STR_LIMITS["optimizer"]
         raise ValueError(f"Invalid optimizer: {shown(text)} is {len(text)} characters (at most {longest})")
@@ -83,14 +86,42 @@ def _resolve(text: str) -> tuple[str, type[torch.optim.Optimizer]]:
     if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
         raise ValueError(f"Invalid optimizer {shown(text)}: {module}:{attribute} is {shown(found)}, not a "
                          f"torch.optim.Optimizer subclass")
-    for name, cls in OPTIMIZERS.items():
-        if cls is found:
-            return name, cls
+    canonical = _canonical_name(found, None, attribute)
+    if canonical is not None:
+        return canonical, found
     name = f"{module}:{attribute}"
     if len(name) > MAX_OPTIMIZER:
         raise ValueError(f"Invalid optimizer {shown(text)}: {shown(name)} is {len(name)} characters (the store holds "
                          f"{MAX_OPTIMIZER}); give a shorter import path, e.g. through a package that re-exports it")
     return name, found
+
+
+def _canonical_name(found: type, name: str | None, attribute: str | None = None) -> str | None:
+    """The one name of class ``found``: a registered name, else the first plugin name (by name) whose entry
+    gives this very class, else ``name``. Plugins are looked at by metadata, and only those whose entry names
+    an attribute spelled as ``found`` or ``attribute`` are imported, to compare the classes themselves."""
+    for registered, cls in OPTIMIZERS.items():
+        if cls is found:
+            return registered
+    from masbench.plugins import discovered, load
+
+    plugins = discovered("optimizers")
+    spellings = {found.__name__, (attribute or found.__name__).rsplit(".", 1)[-1]}
+    for plugin in sorted(plugins, key=lambda p: p.name):
+        if name is not None and plugin.name >= name:
+            break  # the name given comes first
+        unique = sum(p.name == plugin.name for p in plugins) == 1  # a name two plugins give is refused when used
+        if not unique or plugin.name in OPTIMIZER_NAMES or len(plugin.name) > MAX_OPTIMIZER:
+            continue
+        if plugin.value.rpartition(":")[2].rsplit(".", 1)[-1] not in spellings:
+            continue
+        try:
+            same = load(plugin) is found
+        except ValueError:  # that plugin fails to import: it gives no class, so not this one
+            continue
+        if same:
+            return plugin.name
+    return name
 
 
 def _plugin_optimizer(plugin) -> type[torch.optim.Optimizer]:

@@ -9,7 +9,8 @@ canonical config without the seed, so two cells that share a run name (the same
 optimizer settings, other epochs, batch size or data options) never pool. Only completed runs count as seeds;
 pending, running, failed and diverged ones are counted and flagged, never
 averaged in (nor in ``ci95_half``: the half-width of the 95% t-interval of the mean, shown as mean ± it).
-A seed twice in one cell is an error, never an overwrite.
+A seed twice in one cell is an error, never an overwrite. A cell whose completed runs recorded two
+versions of one library or distribution (torch, a plugin's) is flagged: its seeds did not run the same code.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, m
     settings have these values (``parse_where``; in pandas, on the canonical config). Under ``metric="val"``
     the runs without a validation split are left out, and counted in ``frame.attrs["without_val"]``.
     """
-    from masbench.store.queries import run_accuracy_frame
+    from masbench.store.queries import mixed_versions, run_accuracy_frame
 
     if metric not in METRICS:
         raise MasbenchError(f"Invalid metric: {metric!r} (valid: {', '.join(METRICS)})")
@@ -51,6 +52,9 @@ def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, m
                                optimizer=tuple(optimizer) if optimizer else None)
     frame["benchmark"] = frame["benchmark"].fillna("")
     frame["canonical"] = [(config or {}).get("canonical") or {} for config in frame["config"]]
+    # Read for the few cells whose runs store other versions texts only: the rest have None.
+    stored = mixed_versions(store, dataset=dataset, model=model, benchmark=benchmark)
+    frame["versions"] = [stored.get(run_id) for run_id in frame["id"]]
     frame = frame.drop(columns="config")
     if where:
         frame = with_settings(frame, where)
@@ -132,10 +136,36 @@ def _per_seed(runs: pd.DataFrame) -> pd.DataFrame:
                          "accs": grouped["acc"].agg(lambda a: tuple(float(v) for v in a))})
 
 
-def _flags(n: int, planned: int, failed: int, diverged: int) -> str:
+def _flags(n: int, planned: int, failed: int, diverged: int, versions: str = "") -> str:
     parts = (f"{n}/{planned} seeds" if n < planned else "", f"{failed} failed" if failed else "",
-             f"{diverged} diverged" if diverged else "")
+             f"{diverged} diverged" if diverged else "", versions)
     return ", ".join(part for part in parts if part)
+
+
+def differing_versions(runs: pd.DataFrame) -> dict[str, str]:
+    """``{config_key: "versions differ: torch 2.14.1/2.15.0"}`` for the cells whose completed runs record two
+    versions of one library or distribution (``runs["versions"]``: the stored JSON text, None where unread).
+    Versions show in the order of the runs' ids; a name that only some runs record is no difference (older
+    runs recorded fewer), and a text that is no JSON object is left to the store's checks."""
+    out: dict[str, str] = {}
+    done = runs[runs["status"].eq("completed") & runs["versions"].notna()].sort_values("id")
+    for config_key, texts in done.groupby("config_key", sort=False)["versions"]:
+        seen: dict[str, list[str]] = {}
+        for text in texts:
+            try:
+                values = json.loads(text)
+            except ValueError:
+                continue
+            if not isinstance(values, dict):
+                continue
+            for name, version in values.items():
+                known = seen.setdefault(str(name), [])
+                if str(version) not in known:
+                    known.append(str(version))
+        differ = [f"{name} {'/'.join(versions)}" for name, versions in sorted(seen.items()) if len(versions) > 1]
+        if differ:
+            out[config_key] = "versions differ: " + ", ".join(differ)
+    return out
 
 
 def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -159,7 +189,9 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
         cells[column] = [value if isinstance(value, tuple) else () for value in cells[column]]
     cells[["n", "planned", "failed", "diverged"]] = cells[["n", "planned", "failed", "diverged"]].astype(int)
     cells["ci95_half"] = ci95_half_widths(cells["std_acc"], cells["n"])
-    cells["flags"] = [_flags(*row) for row in zip(cells["n"], cells["planned"], cells["failed"], cells["diverged"])]
+    versions = differing_versions(runs) if "versions" in runs else {}
+    cells["flags"] = [_flags(*row, versions.get(key, "")) for key, *row in
+                      zip(cells["config_key"], cells["n"], cells["planned"], cells["failed"], cells["diverged"])]
     cells["settings"] = differing_settings(cells, [*TABLE, "name"])
     cells["weights"] = [mix_weights(canonical) for canonical in cells["canonical"]]
     cells["order"] = cells["optimizer"].map(BASELINE_ORDER).fillna(9)

@@ -174,7 +174,7 @@ def _benchmark_section(index: int, name: str, cells: pd.DataFrame, runs: pd.Data
     parts = [f'<section class="benchmark" id="benchmark-{index}" data-benchmark="{esc(name)}">',
              f"<h2>{esc(_benchmark_name(name).capitalize())}</h2>",
              f'<p class="meta">{len(cells)} cells, {len(runs)} runs'
-             + (f', <span class="flags">{flagged} flagged</span> (incomplete, failed or diverged)' if flagged else "")
+             + (f', <span class="flags">{flagged} flagged</span> (incomplete, failed, diverged or of other versions)' if flagged else "")
              + "</p>",
              "<h3>Environment</h3>", environment_table(environment)]
     for (dataset_name,), frame in cells.groupby(["dataset"], sort=False):

@@ -25,7 +25,7 @@ FORMATS = ("rich", "csv", "markdown", "latex", "json")
 CI_HEADER = "±CI95"  # the half-width of the 95% t-interval: the mean is avg acc ± it (ci95_half in csv and json)
 CSV_COLUMNS = ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd", "weights",
                "metric",
-               "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs", "masbench_version", "ci95_half"]
+               "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs", "masbench_version", "ci95_half", "flags"]
 
 
 def shown_percent(value: float) -> str:
@@ -209,8 +209,12 @@ def _latex_table(frame: pd.DataFrame, metric: str) -> str:
             spread = f"{shown_percent(row['std_acc'])} & {shown_interval(row['ci95_half'], row['n'])}"
             lines.append(f"{name} & {la} & {ls} & {avg} & {best} & {spread} & {row['n']}{timing} " + "\\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    if frame["flags"].astype(bool).any():
-        lines.append(r"\\[2pt]{\footnotesize $^\dagger$ fewer completed seeds than planned, or failed/diverged seeds.}")
+    flagged = [row for row in frame.to_dict("records") if row["flags"]]
+    if flagged:  # each flagged cell (as its row shows it: label and lambdas) with its flags
+        shown = "; ".join(_latex_escape(row["label"]) + (" ({} / {})".format(*shown_lambdas(row)) if
+                                                          row["optimizer"] == "mas" else "")
+                          + f": {_latex_escape(row['flags'])}" for row in flagged)
+        lines.append(r"\\[2pt]{\footnotesize $^\dagger$ " + shown + ".}")
     if has_significance(frame):
         note = _latex_escape(legend(frame).removeprefix("* ").replace("–", "--"))
         lines.append(r"\\[2pt]{\footnotesize $^*$ " + note + "}")

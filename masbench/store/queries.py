@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, Text, cast, func, select
 
 from masbench.store.models import Epoch, Run, Trial, Tune
 
@@ -28,9 +28,6 @@ def run_accuracy_query(**filters: Any) -> Select:
     of ``runs``, so the scan stays one pass over the runs and their epochs. The runs of tunes are left out
     (``not_a_trial``).
     """
-    unknown = set(filters) - set(RUN_FILTERS)
-    if unknown:
-        raise ValueError(f"Invalid filter(s): {', '.join(sorted(unknown))} (valid: {', '.join(RUN_FILTERS)})")
     per_run, val_pick, picked = epoch_aggregates()
     last = Epoch.__table__.alias("last")
     query = (
@@ -44,12 +41,32 @@ def run_accuracy_query(**filters: Any) -> Select:
         .outerjoin(val_pick, val_pick.c.run_id == Run.id)
         .outerjoin(picked, (picked.c.run_id == Run.id) & (picked.c.epoch == val_pick.c.val_epoch))
     )
+    return filtered(query, filters).order_by(Run.id)
+
+
+def filtered(query: Select, filters: dict[str, Any]) -> Select:
+    """``query`` with equality on the ``filters`` among ``RUN_FILTERS`` (``None`` values ignored), tunes' runs
+    left out (``not_a_trial``)."""
+    unknown = set(filters) - set(RUN_FILTERS)
+    if unknown:
+        raise ValueError(f"Invalid filter(s): {', '.join(sorted(unknown))} (valid: {', '.join(RUN_FILTERS)})")
     for column, value in filters.items():
         if isinstance(value, (tuple, list)):
             query = query.where(getattr(Run, column).in_(value))
         elif value is not None:
             query = query.where(getattr(Run, column) == value)
-    return query.where(not_a_trial(Run.key)).order_by(Run.id)
+    return query.where(not_a_trial(Run.key))
+
+
+def mixed_versions_query(**filters: Any) -> Select:
+    """``id`` and ``versions`` (as stored text: bad JSON must not stop the query) of the completed runs of the
+    cells whose completed runs do not all store the same versions text: the few a report must compare key by
+    key (``masbench.report.aggregate``). A cell of one text, or of runs that record none, is never read."""
+    stored = cast(Run.versions, Text)
+    done = Run.status == "completed"
+    mixed = filtered(select(Run.config_key).where(done), filters).group_by(Run.config_key).having(
+        func.min(stored) != func.max(stored))  # more than one text: no sort per cell, as count(distinct) needs
+    return filtered(select(Run.id, stored.label("versions")).where(done, Run.config_key.in_(mixed)), filters)
 
 
 def not_a_trial(key):
@@ -113,3 +130,9 @@ def run_accuracy_frame(store, metric: str | None = None, **filters: Any):
         frame["acc"] = pd.to_numeric(frame[metric], errors="coerce").astype(float) * 100.0
         frame.loc[frame["status"] != "completed", "acc"] = float("nan")
     return frame
+
+
+def mixed_versions(store, **filters: Any) -> dict[int, str]:
+    """``{run id: versions as stored text}`` for ``mixed_versions_query(**filters)``."""
+    with store.engine.connect() as connection:
+        return {row.id: row.versions for row in connection.execute(mixed_versions_query(**filters))}

@@ -326,13 +326,15 @@ class Store:
                                      **environment):
             raise ClaimLost(f"run {run_id} was claimed by another worker")
 
-    def start_many(self, configs: dict[int, dict | None], worker: str, **environment: Any) -> set[int]:
-        """``start`` for several runs (each with its own config, or None to keep it) in one transaction;
-        the ids ``worker`` no longer holds (their rows are left as they were)."""
+    def start_many(self, configs: dict[int, dict | None], worker: str, *, per_run: dict[int, dict] | None = None,
+                   **environment: Any) -> set[int]:
+        """``start`` for several runs (each with its own config, or None to keep it, and ``per_run`` values of its
+        own: its versions) in one transaction; the ids ``worker`` no longer holds (their rows are left as they were)."""
         lost = set()
         with self.session() as s:
             for run_id, config in configs.items():
-                values = dict(environment, **({"config": config} if config is not None else {}))
+                values = dict(environment, **({"config": config} if config is not None else {}),
+                              **(per_run or {}).get(run_id, {}))
                 values.setdefault("started_at", server_time(self.engine.dialect.name))
                 result = s.execute(update(Run).where(Run.id == run_id, Run.worker == worker).values(**values)
                                    .execution_options(synchronize_session=False))

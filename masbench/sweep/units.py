@@ -330,13 +330,15 @@ def _train_held(held: list[tuple[RunSpec, int]], store: Store, options: ExecOpti
                 datasets: dict | None) -> dict[str, CellOutcome]:
     """Start and train the claimed cells in one pass, then record how each ended."""
     execution, device = execution_config(prepared, len(held))
-    environment = dict(host=hostname(), device=device, versions=versions(), git_commit=git_commit())
+    environment = dict(host=hostname(), device=device, git_commit=git_commit())
     outcomes: dict[str, CellOutcome] = {}
     ids = [run_id for _, run_id in held]
     try:
         with UnitRecorder(store, worker, ids, stale_after, heartbeat_every) as recorder:
             lost = store.start_many({run_id: {**run_values(spec)["config"], "execution": execution}
-                                     for spec, run_id in held}, worker, **environment)
+                                     for spec, run_id in held}, worker,
+                                    per_run={run_id: {"versions": versions([spec])} for spec, run_id in held},
+                                    **environment)
             members, run_ids = [], {}
             for spec, run_id in held:
                 if run_id in lost:
