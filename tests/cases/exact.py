@@ -21,14 +21,14 @@ def _every_epoch(acc: float):
 
 
 def _target(name: str, acc: float, target: str, reached: int) -> Case:
-    """adam/mlp's csv row ends with its seeds' accuracies (all ``acc``), the target, the seeds that reached it,
-    and the median epochs and seconds to it."""
+    """adam/mlp's csv row ends with its seeds' accuracies (all ``acc``), the version, the CI half-width (0.0) and
+    flags (none), the target, the seeds that reached it, and the median epochs and seconds to it."""
     from masbench import __version__
     from masbench.text.numbers import acc_text
 
     accs = " ".join([acc_text(acc * 100)] * 3)
     times = "1.0,1.0" if reached else ","
-    tail = f",{accs},{__version__},0.0,{float(target)!r},{reached},{times}"
+    tail = f",{accs},{__version__},0.0,,{float(target)!r},{reached},{times}"  # ci95_half 0.0, no flags
     return Case(f"exact-{name}", ("report", "--table", "--format", "csv", "--target", target, "--db", "{db}"),
                 setup=_every_epoch(acc), output=(tail,))
 
@@ -89,7 +89,10 @@ CASES = [
     _target("target-566-of-1000-reaches-56.6", 0.566, "56.6", 3),
     _target("target-565-of-1000-misses-56.6", 0.565, "56.6", 0),
     _target("target-814-of-1000-reaches-81.4", 0.814, "81.4", 3),
-    _target("target-9-of-1000-reaches-0.9", 0.009, "0.9", 3),
+    _target("target-12-of-1000-reaches-1.2", 0.012, "1.2", 3),
+    _target("target-11-of-1000-misses-1.2", 0.011, "1.2", 0),
+    Case("exact-target-0.9-is-a-fraction-refused", ("report", "--table", "--target", "0.9", "--db", "{db}"),
+         error="Invalid --target: 0.9 (a test accuracy in percent, in [1, 100]: did you mean 90?)"),
     _target("target-5013-of-10000-reaches-50.13", 0.5013, "50.13", 3),
     _target("target-5012-of-10000-misses-50.13", 0.5012, "50.13", 0),
     _target("target-5034-of-10000-reaches-50.340", 0.5034, "50.340", 3),  # trailing zeros typed
