@@ -137,7 +137,7 @@ def test_a_version_2_store_gains_the_version_3_columns_and_keeps_its_rows(db_url
 
 def test_a_version_3_store_gains_the_tune_tables_and_keeps_its_runs(db_url):
     """A store of version 3 (before ``masbench tune``) has no tunes or trials tables: a version-3 masbench
-    refuses nothing, and this one creates them, empty, keeps every run and epoch, and records version 4."""
+    refuses nothing, and this one creates them, empty, keeps every run and epoch, and records today's version."""
     v1_rows = _write_v1_store(db_url)
     Store(db_url).close()
     engine = create_engine(db_url)
@@ -155,7 +155,7 @@ def test_a_version_3_store_gains_the_tune_tables_and_keeps_its_runs(db_url):
     store.close()
     engine = create_engine(db_url)
     with engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar() == "4"
+        assert connection.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar() == str(SCHEMA_VERSION)
     engine.dispose()
 
 
