@@ -16,7 +16,7 @@ from sqlalchemy import Column, ForeignKey, MetaData, Table, create_engine, selec
 
 from masbench.spec import RunSpec
 from masbench.store import Store
-from masbench.store.migrate import ADDED_IN, TABLES_ADDED_IN
+from masbench.store.migrate import ADDED_IN, INDEXES_ADDED_IN, TABLES_ADDED_IN
 from masbench.store.models import SCHEMA_VERSION, Base
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v1.sqlite"
@@ -118,6 +118,7 @@ def test_a_version_2_store_gains_the_version_3_columns_and_keeps_its_rows(db_url
     Store(db_url).close()  # to version 3 ...
     engine = create_engine(db_url)
     with engine.begin() as connection:  # ... and back to what version 2 was
+        _drop_later_indexes(connection, 2)
         for table, columns in ADDED_IN[3].items():
             for column in columns:
                 connection.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
@@ -137,7 +138,7 @@ def test_a_version_2_store_gains_the_version_3_columns_and_keeps_its_rows(db_url
 
 def test_a_version_3_store_gains_the_tune_tables_and_keeps_its_runs(db_url):
     """A store of version 3 (before ``masbench tune``) has no tunes or trials tables: a version-3 masbench
-    refuses nothing, and this one creates them, empty, keeps every run and epoch, and records version 4."""
+    refuses nothing, and this one creates them, empty, keeps every run and epoch, and records today's version."""
     v1_rows = _write_v1_store(db_url)
     Store(db_url).close()
     engine = create_engine(db_url)
@@ -155,7 +156,48 @@ def test_a_version_3_store_gains_the_tune_tables_and_keeps_its_runs(db_url):
     store.close()
     engine = create_engine(db_url)
     with engine.connect() as connection:
-        assert connection.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar() == "4"
+        assert connection.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar() == str(SCHEMA_VERSION)
+    engine.dispose()
+
+
+def _drop_later_indexes(connection, version: int) -> None:
+    """Drop the indexes added after ``version`` (a column an index names cannot be dropped before it)."""
+    for added, tables in INDEXES_ADDED_IN.items():
+        if added > version:
+            for names in tables.values():
+                for name in names:
+                    connection.exec_driver_sql(f"DROP INDEX {name}")
+
+
+def _indexes(url: str, table: str) -> set[str]:
+    from sqlalchemy import inspect
+
+    engine = create_engine(url)
+    try:
+        return {index["name"] for index in inspect(engine).get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+def test_a_version_4_store_gains_the_report_index_and_keeps_its_rows(db_url):
+    """A store of version 4 (before the report's covering index): its runs and epochs stay as they were,
+    it gains ``ix_epochs_run_id_val_acc`` and records today's version."""
+    v1_rows = _write_v1_store(db_url)
+    Store(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as connection:  # back to what version 4 was
+        _drop_later_indexes(connection, 4)
+        connection.exec_driver_sql("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    engine.dispose()
+    assert "ix_epochs_run_id_val_acc" not in _indexes(db_url, "epochs")
+    store = Store(db_url)
+    _check_upgraded(store, v1_rows)
+    store.close()
+    assert "ix_epochs_run_id_val_acc" in _indexes(db_url, "epochs")
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar() == str(
+            SCHEMA_VERSION)
     engine.dispose()
 
 

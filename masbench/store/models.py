@@ -17,6 +17,10 @@ Version 4 adds the tables of ``masbench tune``: ``tunes`` (one row per tune, uni
 its canonical settings) and ``trials`` (its trials: per optimizer label, phase ``search`` or ``final`` and
 number, the hyperparameters tried and the key of the run that trains them). A trial names its run by key,
 not by id, so that its row can be written before the run's. Runs may be ``pruned`` (stopped early by a tune).
+
+Version 5 adds the index ``ix_epochs_run_id_val_acc`` on ``epochs (run_id, val_acc, epoch, test_acc)``: the
+report's one scan over epochs reads it alone, and it finds a run's earliest epoch of its best validation
+accuracy, and that epoch's test accuracy, in one look-up (``queries.epoch_aggregates``). No column changes.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 STATUSES = ("pending", "running", "completed", "failed", "diverged", "pruned")
 
@@ -96,7 +100,11 @@ class Run(Base):
 
 class Epoch(Base):
     __tablename__ = "epochs"
-    __table_args__ = (UniqueConstraint("run_id", "epoch", name="uq_epochs_run_id_epoch"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "epoch", name="uq_epochs_run_id_epoch"),
+        # Covers what reports read of every epoch (queries.epoch_aggregates), in the order they group it.
+        Index("ix_epochs_run_id_val_acc", "run_id", "val_acc", "epoch", "test_acc"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)

@@ -28,18 +28,14 @@ def run_accuracy_query(**filters: Any) -> Select:
     of ``runs``, so the scan stays one pass over the runs and their epochs. The runs of tunes are left out
     (``not_a_trial``).
     """
-    per_run, val_pick, picked = epoch_aggregates()
-    last = Epoch.__table__.alias("last")
+    per_run = epoch_aggregates()
     query = (
         select(Run.id, Run.config_key, Run.benchmark, Run.dataset, Run.model, Run.name, Run.optimizer,
                Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, Run.config, Run.started_at,
-               per_run.c.best,
-               per_run.c.last_epoch, last.c.test_acc.label("final"), picked.c.test_acc.label("val"),
-               val_pick.c.val_epoch, func.coalesce(per_run.c.val_epochs, 0).label("val_epochs"))
+               per_run.c.best, per_run.c.last_epoch, test_acc_at_last(per_run).label("final"),
+               test_acc_at_best_val(per_run).label("val"), best_val_epoch(per_run).label("val_epoch"),
+               func.coalesce(per_run.c.val_epochs, 0).label("val_epochs"))
         .outerjoin(per_run, per_run.c.run_id == Run.id)
-        .outerjoin(last, (last.c.run_id == Run.id) & (last.c.epoch == per_run.c.last_epoch))
-        .outerjoin(val_pick, val_pick.c.run_id == Run.id)
-        .outerjoin(picked, (picked.c.run_id == Run.id) & (picked.c.epoch == val_pick.c.val_epoch))
     )
     return filtered(query, filters).order_by(Run.id)
 
@@ -75,20 +71,44 @@ def not_a_trial(key):
     return key.not_in(select(Trial.run_key))
 
 
-def epoch_aggregates():
-    """The per-run subqueries over epochs that reports and tunes share: ``per_run`` (run_id, ``best`` test
-    accuracy, ``last_epoch``, ``best_val``, ``val_epochs``: epochs with a validation accuracy, ``epoch_count``),
-    ``val_pick`` (run_id, ``val_epoch``: the earliest epoch of the highest validation accuracy) and ``picked``
-    (an alias of ``epochs``, to join on ``val_pick``: that epoch's row)."""
-    per_run = (select(Epoch.run_id, func.max(Epoch.test_acc).label("best"), func.max(Epoch.epoch).label("last_epoch"),
-                      func.max(Epoch.val_acc).label("best_val"), func.count(Epoch.val_acc).label("val_epochs"),
-                      func.count(Epoch.id).label("epoch_count"))
-               .group_by(Epoch.run_id).subquery())
-    # The earliest epoch whose validation accuracy is the run's best (max returns one of the stored values).
-    val_pick = (select(Epoch.run_id, func.min(Epoch.epoch).label("val_epoch"))
-                .join(per_run, (per_run.c.run_id == Epoch.run_id) & (Epoch.val_acc == per_run.c.best_val))
-                .group_by(Epoch.run_id).subquery())
-    return per_run, val_pick, Epoch.__table__.alias("picked")
+def epoch_aggregates(*counters):
+    """The one scan over epochs that reports and tunes share: a subquery of one row per run with epochs,
+    ``run_id``, ``best`` (the highest test accuracy), ``last_epoch``, ``best_val`` (the highest validation
+    accuracy), ``val_epochs`` (epochs with a validation accuracy), ``epoch_count`` and ``counters`` (further
+    labelled aggregates over the same rows, e.g. per-run problem counts).
+
+    What else a report reads of a run's epochs is looked up per run from these by index
+    (``test_acc_at_last``, ``best_val_epoch``, ``test_acc_at_best_val``), so that the epochs are read once.
+    Without ``counters`` that one scan reads only the index ``ix_epochs_run_id_val_acc``.
+    """
+    return (select(Epoch.run_id, func.max(Epoch.test_acc).label("best"), func.max(Epoch.epoch).label("last_epoch"),
+                   func.max(Epoch.val_acc).label("best_val"), func.count(Epoch.val_acc).label("val_epochs"),
+                   func.count().label("epoch_count"), *counters)
+            .group_by(Epoch.run_id).subquery())
+
+
+def test_acc_at_last(per_run):
+    """The test accuracy of each run's last epoch (``per_run.c.last_epoch``): one index look-up per run."""
+    return (select(Epoch.test_acc).where(Epoch.run_id == per_run.c.run_id, Epoch.epoch == per_run.c.last_epoch)
+            .scalar_subquery())
+
+
+def _at_best_val(per_run, column):
+    # The earliest epoch whose validation accuracy is the run's best (max returns one of the stored values):
+    # the first entry of ix_epochs_run_id_val_acc at (run_id, best_val), which holds that epoch and its test
+    # accuracy, so one look-up per run.
+    return (select(column).where(Epoch.run_id == per_run.c.run_id, Epoch.val_acc == per_run.c.best_val)
+            .order_by(Epoch.epoch).limit(1).scalar_subquery())
+
+
+def best_val_epoch(per_run):
+    """Each run's earliest epoch of its highest validation accuracy (NULL without one)."""
+    return _at_best_val(per_run, Epoch.epoch)
+
+
+def test_acc_at_best_val(per_run):
+    """Each run's test accuracy at ``best_val_epoch``: the accuracy selected on validation."""
+    return _at_best_val(per_run, Epoch.test_acc)
 
 
 def trials_query(tune_id: int | None = None) -> Select:
@@ -96,18 +116,17 @@ def trials_query(tune_id: int | None = None) -> Select:
     columns for a run not yet stored): the trial's identity, its run's status and seed, and per run
     ``best_val_acc`` (its best validation accuracy), ``val_epoch`` (the earliest epoch that reached it),
     ``test_acc`` (that epoch's test accuracy), ``best_test_acc`` and ``epochs`` (epochs written)."""
-    per_run, val_pick, picked = epoch_aggregates()
+    per_run = epoch_aggregates()
     query = (
         select(Tune.id.label("tune_id"), Tune.key.label("tune"), Tune.name.label("tune_name"), Trial.optimizer,
                Trial.phase, Trial.number, Trial.params, Trial.run_key, Run.id.label("run_id"), Run.name,
-               Run.status, Run.seed, per_run.c.best_val.label("best_val_acc"), val_pick.c.val_epoch,
-               picked.c.test_acc.label("test_acc"), per_run.c.best.label("best_test_acc"),
+               Run.status, Run.seed, per_run.c.best_val.label("best_val_acc"),
+               best_val_epoch(per_run).label("val_epoch"), test_acc_at_best_val(per_run).label("test_acc"),
+               per_run.c.best.label("best_test_acc"),
                func.coalesce(per_run.c.epoch_count, 0).label("epochs"), Run.attempts)
         .join(Tune, Tune.id == Trial.tune_id)
         .outerjoin(Run, Run.key == Trial.run_key)
         .outerjoin(per_run, per_run.c.run_id == Run.id)
-        .outerjoin(val_pick, val_pick.c.run_id == Run.id)
-        .outerjoin(picked, (picked.c.run_id == Run.id) & (picked.c.epoch == val_pick.c.val_epoch))
     )
     if tune_id is not None:
         query = query.where(Trial.tune_id == tune_id)
