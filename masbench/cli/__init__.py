@@ -92,7 +92,8 @@ def _root(
 
 
 # The order here is the order of `masbench --help`.
-for command in (toy.toy, train.run, train.sweep, tuning.tune, results.report, results.compare, results.plot, show.show):
+for command in (toy.toy, train.run, train.sweep, tuning.tune, results.report, results.compare, results.plot, show.show,
+                results.check):
     app.command()(command)
 app.command("list")(listing.list_)
 

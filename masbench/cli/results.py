@@ -19,6 +19,7 @@ MetricOpt = Annotated[str, typer.Option(help="A run's accuracy: best (over its e
 FilterDataset = Annotated[str | None, typer.Option(help="Only this data set.")]
 FilterModel = Annotated[str | None, typer.Option(help="Only this model.")]
 FilterBenchmark = Annotated[str | None, typer.Option(help="Only runs of this benchmark.")]
+MAX_NAMED = 20  # runs left out named one line each on stderr; masbench check lists every one
 TuneOpt = Annotated[str | None, typer.Option(help="With --tuned or --kind tuning: the tune to show, by name or the start of its key (needed when the store holds several).")]
 
 
@@ -38,7 +39,20 @@ def _runs(store, metric, dataset, model, benchmark):
                                                         ("benchmark", benchmark)) if v)
         tuned = " but a tune's (masbench report --tuned reads them)" if not store.tunes_frame().empty else ""
         raise MasbenchError(f"no runs in {store.masked_url}" + (f" for {filters}" if filters else "") + tuned)
+    _name_left_out(store, runs)
     return runs
+
+
+def _name_left_out(store, runs) -> None:
+    """One line on stderr per run that a check leaves out of the numbers: its id, and each column and value."""
+    from masbench.store.checks import LEFT_OUT, run_lines
+
+    ids = [int(i) for i in runs.loc[runs["status"] == LEFT_OUT, "id"]]
+    for line in run_lines(store.problems(ids[:MAX_NAMED])):
+        typer.echo(f"{line}; left out", err=True)
+    if len(ids) > MAX_NAMED:
+        typer.echo(f"and {len(ids) - MAX_NAMED} more runs left out (masbench check --db URL lists every problem)",
+                   err=True)
 
 
 def _refuse_the_store(store, output: str | None) -> None:
@@ -130,14 +144,16 @@ def report(
         from masbench.report.html import render_html
 
         page = render_html(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark,
-                           generated=datetime.now(timezone.utc), target=target)
+                           generated=datetime.now(timezone.utc), target=target,
+                           runs=_runs(store, metric, dataset, model, benchmark))
         _emit(reporting.Rendered(page), output)
         return
-    cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark))
+    runs = _runs(store, metric, dataset, model, benchmark)
+    cells = reporting.cell_table(runs)
     if not leaderboard:
         per_table = reporting.benchmark_targets() if target is None else None
         if target is not None or per_table:
-            epochs = store.epochs_frame(dataset=dataset, model=model, benchmark=benchmark)
+            epochs = reporting.run_epochs(store, runs, dataset=dataset, model=model, benchmark=benchmark)
             cells = reporting.with_time_to_target(cells, epochs, target, per_table)
         if significance:
             cells, _ = reporting.with_significance(cells)
@@ -309,8 +325,26 @@ def plot(
     chosen_dataset = plots.choose(runs, "dataset", dataset, "dataset")
     chosen_model = plots.choose(runs[runs["dataset"] == chosen_dataset], "model", model, "model")
     if kind == "curves":
-        epochs = store.epochs_frame(dataset=chosen_dataset, model=chosen_model, benchmark=benchmark)
+        from masbench.report import run_epochs
+
+        epochs = run_epochs(store, runs, dataset=chosen_dataset, model=chosen_model, benchmark=benchmark)
         path = plots.plot_curves(epochs, output, dataset=chosen_dataset, model=chosen_model, runs=runs)
     else:
         path = plots.plot_lambda(runs, output, dataset=chosen_dataset, model=chosen_model, metric=metric)
     typer.echo(f"plot written to {path}")
+
+
+def check(db: DbOpt = None) -> None:
+    """Every row of the store that a report would leave out, one line each: accuracies in [0, 1], finite losses
+    (or a diverged run), seconds >= 0, epochs within their run's, completed runs whole, JSON that parses, keys
+    not blank. Exit 1 when there is any problem."""
+    store = _open_for_reading(db)
+    found = store.problems()
+    runs, epochs = store.counts()
+    for problem in found:
+        typer.echo(problem.line())
+    if found:
+        typer.echo(f"{len(found)} problem(s) in {len({p.run_id for p in found})} of {runs} runs ({epochs} epochs) "
+                   f"of {store.masked_url}")
+        raise typer.Exit(1)
+    typer.echo(f"no problems: {runs} runs, {epochs} epochs")

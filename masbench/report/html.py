@@ -22,7 +22,8 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.aggregate import METRIC_TITLES, TABLE, cell_table, display_names, run_accuracies, with_best
+from masbench.report.aggregate import (METRIC_TITLES, TABLE, cell_table, display_names, left_out_note, run_accuracies,
+                                       run_epochs, with_best)
 from masbench.report.render import TUNED_HEADERS, shown_lambdas, shown_percent, table_title, tuned_rows, tuned_title
 from masbench.report.tuning import tuned_legend
 from masbench.report.svg import figure_svg
@@ -64,11 +65,14 @@ def esc(value: Any) -> str:
 
 
 def render_html(store, *, metric: str = "best", dataset: str | None = None, model: str | None = None,
-                benchmark: str | None = None, generated: datetime | None = None, target: float | None = None) -> str:
+                benchmark: str | None = None, generated: datetime | None = None, target: float | None = None,
+                runs: pd.DataFrame | None = None) -> str:
     """The report as one HTML document. ``generated``: a time to print in the header (none by default, so that
     one store gives one file, byte for byte). ``target``: the test accuracy (percent) of the performance
-    profiles; without it, the benchmarks file's ``target:`` keys, and no profile where there is none."""
-    runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
+    profiles; without it, the benchmarks file's ``target:`` keys, and no profile where there is none.
+    ``runs``: ``run_accuracies`` of these filters, when the caller has read them already."""
+    if runs is None:
+        runs = run_accuracies(store, metric=metric, dataset=dataset, model=model, benchmark=benchmark)
     if runs.empty:
         filters = ", ".join(f"{k} {v!r}" for k, v in (("dataset", dataset), ("model", model),
                                                         ("benchmark", benchmark)) if v)
@@ -77,7 +81,7 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
     cells["label"] = display_names(cells)
     environment = store.runs_frame(dataset=dataset, model=model)
     environment["benchmark"] = environment["benchmark"].fillna("")
-    epochs = store.epochs_frame(dataset=dataset, model=model)
+    epochs = run_epochs(store, runs, dataset=dataset, model=model)
     epochs["benchmark"] = epochs["benchmark"].fillna("")
     benchmarks = list(dict.fromkeys(cells["benchmark"]))
     per_table = benchmark_targets() if target is None else None  # the benchmarks file, read once for all
@@ -86,6 +90,8 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
                                    environment[environment["benchmark"] == name], metric)
                 + _profile(i, store, runs[runs["benchmark"] == name], name, target, per_table, dataset, model)
                 for i, name in enumerate(benchmarks, start=1)]
+    if left_out_note(cells):
+        sections.append(f'<footer><p class="note left-out">{esc(left_out_note(cells))}</p></footer>')
     nav = " ".join(f'<a href="#benchmark-{i}">{esc(_benchmark_name(name))}</a>'
                    for i, name in enumerate(benchmarks, start=1))
     return page([f"metric: {esc(METRIC_TITLES[metric])}", f"store: {esc(store.masked_url)}"], sections,

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, select
 
+from masbench.store.checks import LEFT_OUT, epoch_problem_counts, readable_json, run_problem
 from masbench.store.models import Epoch, Run, Trial, Tune
 
 RUN_FILTERS = ("dataset", "model", "benchmark")
@@ -21,7 +22,8 @@ def run_accuracy_query(**filters: Any) -> Select:
     aggregates of its epochs: ``best`` (the highest test accuracy), ``last_epoch`` and ``final`` (that
     epoch's test accuracy), ``val_epoch`` (the earliest epoch of the highest validation accuracy) and ``val``
     (that epoch's test accuracy), and ``val_epochs`` (how many epochs have a validation accuracy). Runs
-    without epochs have NULL aggregates (and 0 ``val_epochs``).
+    without epochs have NULL aggregates (and 0 ``val_epochs``). ``problems`` is 1 where the run fails one of
+    ``checks``' checks (a report leaves it out), and ``config`` is NULL where it is not JSON.
 
     ``filters``: equality on ``dataset``, ``model`` or ``benchmark``; ``None`` values are ignored. The runs of
     tunes are left out (``not_a_trial``).
@@ -33,9 +35,10 @@ def run_accuracy_query(**filters: Any) -> Select:
     last = Epoch.__table__.alias("last")
     query = (
         select(Run.id, Run.config_key, Run.benchmark, Run.dataset, Run.model, Run.name, Run.optimizer,
-               Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, Run.config, per_run.c.best,
-               per_run.c.last_epoch, last.c.test_acc.label("final"), picked.c.test_acc.label("val"),
-               val_pick.c.val_epoch, func.coalesce(per_run.c.val_epochs, 0).label("val_epochs"))
+               Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, readable_json(Run.config),
+               per_run.c.best, per_run.c.last_epoch, last.c.test_acc.label("final"), picked.c.test_acc.label("val"),
+               val_pick.c.val_epoch, func.coalesce(per_run.c.val_epochs, 0).label("val_epochs"),
+               run_problem(per_run).label("problems"))
         .outerjoin(per_run, per_run.c.run_id == Run.id)
         .outerjoin(last, (last.c.run_id == Run.id) & (last.c.epoch == per_run.c.last_epoch))
         .outerjoin(val_pick, val_pick.c.run_id == Run.id)
@@ -55,12 +58,13 @@ def not_a_trial(key):
 
 def epoch_aggregates():
     """The per-run subqueries over epochs that reports and tunes share: ``per_run`` (run_id, ``best`` test
-    accuracy, ``last_epoch``, ``best_val``, ``val_epochs``: epochs with a validation accuracy, ``epoch_count``),
+    accuracy, ``last_epoch``, ``best_val``, ``val_epochs``: epochs with a validation accuracy, ``epoch_count``,
+    and the counts of ``checks.epoch_problem_counts``: ``first_epoch``, ``acc_epochs``, ``bad_rows``, ``bad_losses``),
     ``val_pick`` (run_id, ``val_epoch``: the earliest epoch of the highest validation accuracy) and ``picked``
     (an alias of ``epochs``, to join on ``val_pick``: that epoch's row)."""
     per_run = (select(Epoch.run_id, func.max(Epoch.test_acc).label("best"), func.max(Epoch.epoch).label("last_epoch"),
                       func.max(Epoch.val_acc).label("best_val"), func.count(Epoch.val_acc).label("val_epochs"),
-                      func.count(Epoch.id).label("epoch_count"))
+                      func.count(Epoch.id).label("epoch_count"), *epoch_problem_counts())
                .group_by(Epoch.run_id).subquery())
     # The earliest epoch whose validation accuracy is the run's best (max returns one of the stored values).
     val_pick = (select(Epoch.run_id, func.min(Epoch.epoch).label("val_epoch"))
@@ -97,6 +101,7 @@ def run_accuracy_frame(store, metric: str | None = None, **filters: Any):
 
     ``metric`` (``best``, ``final`` or ``val``, a column of the query) adds ``acc``: a run's accuracy under it
     in percent, NaN unless the run completed. Reports and adaptive seeds read a run's accuracy here.
+    A run that fails a check (``problems``) has the status ``checks.LEFT_OUT``: it is never a seed.
     """
     import pandas as pd
 
@@ -104,6 +109,7 @@ def run_accuracy_frame(store, metric: str | None = None, **filters: Any):
         rows = connection.execute(run_accuracy_query(**filters)).mappings().all()
     columns = list(run_accuracy_query().selected_columns.keys())
     frame = pd.DataFrame([dict(row) for row in rows], columns=columns)
+    frame.loc[frame["problems"] == 1, "status"] = LEFT_OUT
     if metric is not None:
         frame["acc"] = pd.to_numeric(frame[metric], errors="coerce").astype(float) * 100.0
         frame.loc[frame["status"] != "completed", "acc"] = float("nan")
