@@ -7,7 +7,7 @@ check is a condition that is true where a row *fails*:
 - a loss (``train_loss``, ``test_loss``, ``val_loss``) is finite, unless its run is marked ``diverged``;
 - ``seconds`` is a finite number >= 0;
 - an epoch is an integer within 1..its run's ``epochs`` (and ``runs.epochs`` >= 1);
-- a completed run has exactly the epochs 1..``epochs``, each with a test accuracy;
+- a completed run has every epoch from 1 to its last (at least one), each with a test accuracy;
 - ``config`` is a JSON object; ``versions`` and ``weights`` are one or NULL;
 - the keys and names (``key``, ``config_key``, ``name``, ``dataset``, ``model``, ``optimizer``) are not blank.
 
@@ -161,8 +161,10 @@ def run_checks(per_run) -> list[Check]:
     count = func.coalesce(per_run.c.epoch_count, 0)
     checks = [
         Check("runs.epochs", Run.epochs, Run.epochs < 1, "is below 1"),
-        Check("runs.epochs", Run.epochs, _completed() & (count != Run.epochs),
-              "but the completed run has {epoch_count} epoch row(s)"),
+        # Every epoch from 1 to its last (at least one): rows are unique per epoch, the first is >= 1 (checked
+        # with the epoch rows), so as many rows as the last epoch's number means none is missing.
+        Check("runs.status", Run.status, _completed() & ((count == 0) | (count != per_run.c.last_epoch)),
+              "but the run has {epoch_count} epoch row(s), not every epoch from 1 to its last ({last})"),
         Check("epochs.test_acc", None, _completed() & (func.coalesce(per_run.c.acc_epochs, 0) != count),
               "is NULL in {missing} epoch(s) of the completed run"),
         Check("runs.config", type_coerce(Run.config, Text), ~JsonObject(Run.config), "is not a JSON object"),
@@ -274,13 +276,14 @@ def _run_problems(connection, per_run, ids: list[int]) -> list[Problem]:
     values = [type_coerce(literal(None) if check.value is None else check.value, _Raw()).label(f"v{i}")
               for i, check in enumerate(checks)]
     query = (select(Run.id, Run.name, Run.seed, func.coalesce(per_run.c.epoch_count, 0).label("epoch_count"),
+                    type_coerce(per_run.c.last_epoch, _Raw()).label("last"),
                     func.coalesce(per_run.c.acc_epochs, 0).label("acc_epochs"), *flags, *values)
              .outerjoin(per_run, per_run.c.run_id == Run.id).where(Run.id.in_(ids)).order_by(Run.id))
     out = []
     for row in connection.execute(query).mappings():
         for i, check in enumerate(checks):
             if row[f"f{i}"]:
-                what = check.what.format(epoch_count=row["epoch_count"],
+                what = check.what.format(epoch_count=row["epoch_count"], last=shown(row["last"]) if row["last"] is not None else "none",
                                          missing=row["epoch_count"] - row["acc_epochs"])
                 value = NO_VALUE if check.value is None else row[f"v{i}"]
                 out.append(Problem(row["id"], row["name"], row["seed"], check.column, value, what))

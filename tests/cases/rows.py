@@ -83,10 +83,12 @@ CASES = [
          epochs_of_run_2("test_acc = NULL", "epoch = 3"), output=("final,2,85.5,0.7071,86.0,0 2,85.000000 86.000000,",),
          stderr=(NAMED + "epochs.test_acc is NULL in 1 epoch(s) of the completed run; left out",)),
     Case("rows-completed-without-epochs-csv", CSV, lambda env: env.sql(f"DELETE FROM epochs WHERE run_id = {RUN_2}"),
-         output=CSV_ROW, stderr=(NAMED + "runs.epochs = 3 but the completed run has 0 epoch row(s); left out",)),
+         output=CSV_ROW, stderr=(NAMED + "runs.status = 'completed' but the run has 0 epoch row(s), not every epoch from 1 to its "
+                         "last (none); left out",)),
     Case("rows-completed-missing-an-epoch-check", CHECK,
          lambda env: env.sql(f"DELETE FROM epochs WHERE run_id = {RUN_2} AND epoch = 2"), code=1,
-         output=(NAMED + "runs.epochs = 3 but the completed run has 2 epoch row(s)",)),
+         output=(NAMED + "runs.status = 'completed' but the run has 2 epoch row(s), not every epoch from 1 to its "
+                         "last (3)",)),
     # an epoch 9 in a 3-epoch run: became the best
     Case("rows-epoch-out-of-range-csv", CSV, epochs_of_run_2("epoch = 9, test_acc = 0.99", "epoch = 3"),
          output=CSV_ROW, absent=("99.0",), stderr=(NAMED + "epochs.epoch = 9 is not an integer in 1..3; left out",)),
