@@ -42,7 +42,7 @@ def test_csv_numbers_for_both_metrics(db, metric):
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert list(rows[0]) == ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam",
                              "lambda_sgd", "weights", "metric", "n", "avg_acc", "std_acc", "max_acc", "seeds",
-                             "seed_accs", "masbench_version", "ci95_half", "flags"]
+                             "seed_accs", "masbench_version", "ci95_half", "flags", "left_out"]
     assert {r["metric"] for r in rows} == {metric}
     by_name = {(r["model"], r["name"]): r for r in rows}
     assert len(rows) == len(RUNS)

@@ -94,7 +94,7 @@ def _root(
 
 # The order here is the order of `masbench --help`.
 for command in (toy.toy, train.run, train.sweep, tuning.tune, results.report, results.compare, results.plot,
-                results.runs, show.show):
+                results.runs, show.show, results.check):
     app.command()(command)
 app.command("list")(listing.list_)
 app.add_typer(export.export_app, name="export")

@@ -23,6 +23,7 @@ FilterBenchmark = Annotated[str | None, typer.Option(help="Only runs of this ben
 FilterOptimizer = Annotated[str | None, typer.Option("--optimizer", help="Only runs of these optimizers, comma-separated (adam,mas).")]
 FilterWhere = Annotated[list[str] | None, typer.Option("--where", help="Only runs whose setting has this value, NAME=VALUE (lr=0.003: numbers compared as numbers; names from the runs' configs, e.g. lr, batch_size, epochs, lambda_adam); repeatable, all must hold.")]
 OutputOpt = Annotated[str | None, typer.Option(help="Write to this file instead of the terminal.")]
+MAX_NAMED = 20  # runs left out named one line each on stderr; masbench check lists every one
 TuneOpt = Annotated[str | None, typer.Option(help="With --tuned or --kind tuning: the tune to show, by name or the start of its key (needed when the store holds several).")]
 
 
@@ -59,6 +60,7 @@ def _runs(store, metric, dataset, model, benchmark, optimizer=None, where=None):
     if without_val:
         typer.echo(f"--metric val: left out {without_val} run(s) without a validation split "
                    f"(run with --val-fraction to have one)", err=True)
+    _name_left_out(store, runs)
     return runs
 
 
@@ -70,6 +72,18 @@ def for_filters(dataset: str | None, model: str | None, benchmark: str | None, o
                                                   ("optimizer", optimizer)) if v]
                       + [f"{name}={value}" for name, value in settings])
     return f" for {given}" if given else ""
+
+
+def _name_left_out(store, runs) -> None:
+    """One line on stderr per run that a check leaves out of the numbers: its id, and each column and value."""
+    from masbench.store.checks import LEFT_OUT, run_lines
+
+    ids = [int(i) for i in runs.loc[runs["status"] == LEFT_OUT, "id"]]
+    for line in run_lines(store.problems(ids[:MAX_NAMED])):
+        typer.echo(f"{line}; left out", err=True)
+    if len(ids) > MAX_NAMED:
+        typer.echo(f"and {len(ids) - MAX_NAMED} more runs left out (masbench check --db URL lists every problem)",
+                   err=True)
 
 
 def _refuse_the_store(store, output: str | None) -> None:
@@ -169,11 +183,12 @@ def report(
                            generated=datetime.now(timezone.utc), target=target, runs=runs)
         _emit(reporting.Rendered(page), output)
         return
-    cells = reporting.cell_table(_runs(store, metric, dataset, model, benchmark, optimizer, where))
+    runs = _runs(store, metric, dataset, model, benchmark, optimizer, where)
+    cells = reporting.cell_table(runs)
     if not leaderboard:
         per_table = reporting.benchmark_targets() if target is None else None
         if target is not None or per_table:
-            epochs = store.epochs_frame(dataset=dataset, model=model, benchmark=benchmark)
+            epochs = reporting.run_epochs(store, runs, dataset=dataset, model=model, benchmark=benchmark)
             cells = reporting.with_time_to_target(cells, epochs, target, per_table)
         if significance:
             cells, _ = reporting.with_significance(cells)
@@ -395,9 +410,26 @@ def plot(
     for name, path in plots.per_benchmark(runs, output):
         these = runs[runs["benchmark"] == name]
         if kind == "curves":
-            epochs = store.epochs_frame(dataset=chosen_dataset, model=chosen_model, benchmark=name or None)
-            epochs = epochs[epochs["run_id"].isin(these["id"])]  # the runs the filters left, seeds too
+            from masbench.report import run_epochs
+
+            epochs = run_epochs(store, these, dataset=chosen_dataset, model=chosen_model, benchmark=name or None)
             written = plots.plot_curves(epochs, path, dataset=chosen_dataset, model=chosen_model, runs=these)
         else:
             written = plots.plot_lambda(these, path, dataset=chosen_dataset, model=chosen_model, metric=metric)
         typer.echo(f"plot written to {written}")
+
+
+def check(db: DbOpt = None) -> None:
+    """Every row of the store that a report would leave out, one line each: accuracies in [0, 1], finite losses
+    (or a diverged run), seconds >= 0, epochs within their run's, completed runs whole, JSON that parses, keys
+    not blank. Exit 1 when there is any problem."""
+    store = _open_for_reading(db)
+    found = store.problems()
+    runs, epochs = store.counts()
+    for problem in found:
+        typer.echo(problem.line())
+    if found:
+        typer.echo(f"{len(found)} problem(s) in {len({p.run_id for p in found})} of {runs} runs ({epochs} epochs) "
+                   f"of {store.masked_url}")
+        raise typer.Exit(1)
+    typer.echo(f"no problems: {runs} runs, {epochs} epochs")

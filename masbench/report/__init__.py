@@ -16,7 +16,9 @@ from masbench.report.aggregate import (
     differing_settings,
     display_names,
     leaderboard,
+    left_out_note,
     run_accuracies,
+    run_epochs,
     with_best,
 )
 from masbench.report.compare import Comparison, Difference, Selector, Side, compare, parse_selector
@@ -34,6 +36,6 @@ __all__ = [
     "Difference", "GateResult", "GateRow", "Rendered", "Selector", "Side", "allowed_drop", "cell_names", "cell_table",
     "check_unique_seeds", "compare", "csv_table", "differing_settings", "display_names", "leaderboard",
     "parse_selector", "read_baseline", "regression_gate", "render_leaderboard", "render_tables", "run_accuracies",
-    "with_best", "family_size", "holm", "with_significance", "TARGET_COLUMNS", "benchmark_targets", "check_target", "run_times", "with_time_to_target",
+    "run_epochs", "left_out_note", "with_best", "family_size", "holm", "with_significance", "TARGET_COLUMNS", "benchmark_targets", "check_target", "run_times", "with_time_to_target",
     "expected_max", "render_tuned", "tuned_table", "tuning_curve",
 ]

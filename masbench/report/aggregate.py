@@ -8,7 +8,8 @@ percent. Runs are grouped into cells by ``config_key``: the hash of the run's
 canonical config without the seed, so two cells that share a run name (the same
 optimizer settings, other epochs, batch size or data options) never pool. Only completed runs count as seeds;
 pending, running, failed and diverged ones are counted and flagged, never
-averaged in (nor in ``ci95_half``: the half-width of the 95% t-interval of the mean, shown as mean ± it).
+averaged in (nor in ``ci95_half``: the half-width of the 95% t-interval of the mean, shown as mean ± it); so
+are runs that fail one of the store's checks (``masbench.store.checks``: status ``left out``).
 A seed twice in one cell is an error, never an overwrite. A cell whose completed runs recorded two
 versions of one library or distribution (torch, a plugin's) is flagged: its seeds did not run the same code.
 """
@@ -21,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
+from masbench.store.checks import LEFT_OUT
 from masbench.text.shown import shown
 
 METRICS = ("best", "final", "val")
@@ -32,7 +34,8 @@ BASELINE_ORDER = {"adam": 0, "sgd": 1, "adamw": 2, "mas": 3}
 LABELS = {"adam": "Adam", "sgd": "SGD", "adamw": "AdamW", "mas": "MAS"}
 TABLE = ["benchmark", "dataset", "model"]  # one table (or leaderboard) section per value of these
 CELL_COLUMNS = [*TABLE, "config_key", "name", "optimizer", "lambda_adam", "lambda_sgd", "weights", "n", "planned", "avg_acc",
-                "std_acc", "ci95_half", "max_acc", "failed", "diverged", "flags", "seeds", "accs", "canonical", "settings"]
+                "std_acc", "ci95_half", "max_acc", "failed", "diverged", "left_out", "flags", "seeds", "accs", "canonical",
+                "settings"]
 
 
 def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, model: str | None = None,
@@ -51,7 +54,9 @@ def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, m
     frame = run_accuracy_frame(store, metric, dataset=dataset, model=model, benchmark=benchmark,
                                optimizer=tuple(optimizer) if optimizer else None)
     frame["benchmark"] = frame["benchmark"].fillna("")
-    frame["canonical"] = [(config or {}).get("canonical") or {} for config in frame["config"]]
+    # A run left out may hold any JSON in config (or none that parses: NULL).
+    frame["canonical"] = [config.get("canonical") or {} if isinstance(config, dict) else {}
+                          for config in frame["config"]]
     # Read for the few cells whose runs store other versions texts only: the rest have None.
     stored = mixed_versions(store, dataset=dataset, model=model, benchmark=benchmark)
     frame["versions"] = [stored.get(run_id) for run_id in frame["id"]]
@@ -116,6 +121,25 @@ def _matches(value: Any, text: str) -> bool:
     return _shown(value) == text
 
 
+def run_epochs(store, runs: pd.DataFrame, **filters: Any) -> pd.DataFrame:
+    """The epochs (``store.epochs_frame(**filters)``) of the runs of ``runs`` (``run_accuracies``, after every
+    filter, ``--where seed=0`` included) that are not left out: a run that fails a check counts in no number,
+    time to target and curves included."""
+    epochs = store.epochs_frame(**filters)
+    kept = runs.loc[runs["status"] != LEFT_OUT, "id"]
+    return epochs[epochs["run_id"].isin(kept)].reset_index(drop=True)
+
+
+def left_out_note(cells: pd.DataFrame) -> str:
+    """The footer of a table whose cells left runs out (``""`` when none did)."""
+    count = int(cells["left_out"].sum()) if "left_out" in cells else 0
+    if not count:
+        return ""
+    runs = "1 run" if count == 1 else f"{count} runs"
+    return (f"{runs} left out of the numbers: failing the store's checks (named on stderr; "
+            f"masbench check lists every problem)")
+
+
 def check_unique_seeds(runs: pd.DataFrame) -> None:
     """A cell holds each seed once: two completed runs of one cell with one seed would be averaged as two."""
     done = runs[runs["status"] == "completed"]
@@ -136,9 +160,9 @@ def _per_seed(runs: pd.DataFrame) -> pd.DataFrame:
                          "accs": grouped["acc"].agg(lambda a: tuple(float(v) for v in a))})
 
 
-def _flags(n: int, planned: int, failed: int, diverged: int, versions: str = "") -> str:
+def _flags(n: int, planned: int, failed: int, diverged: int, left_out: int, versions: str = "") -> str:
     parts = (f"{n}/{planned} seeds" if n < planned else "", f"{failed} failed" if failed else "",
-             f"{diverged} diverged" if diverged else "", versions)
+             f"{diverged} diverged" if diverged else "", f"{left_out} left out" if left_out else "", versions)
     return ", ".join(part for part in parts if part)
 
 
@@ -176,22 +200,24 @@ def cell_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=CELL_COLUMNS)
     check_unique_seeds(runs)
     status = runs.assign(done=runs["status"].eq("completed"), failed=runs["status"].eq("failed"),
-                         diverged=runs["status"].eq("diverged"))
+                         diverged=runs["status"].eq("diverged"), left_out=runs["status"].eq(LEFT_OUT))
     cells = status.groupby("config_key", sort=False).agg(
         benchmark=("benchmark", "first"), dataset=("dataset", "first"), model=("model", "first"),
         name=("name", "first"), optimizer=("optimizer", "first"), lambda_adam=("lambda_adam", "first"),
         lambda_sgd=("lambda_sgd", "first"), n=("done", "sum"), planned=("id", "count"), avg_acc=("acc", "mean"),
         std_acc=("acc", "std"), max_acc=("acc", "max"), failed=("failed", "sum"), diverged=("diverged", "sum"),
-        canonical=("canonical", "first"),
+        left_out=("left_out", "sum"), canonical=("canonical", "first"),
     )
     cells = cells.join(_per_seed(runs)).reset_index()
     for column in ("seeds", "accs"):  # a cell without a completed seed has none
         cells[column] = [value if isinstance(value, tuple) else () for value in cells[column]]
-    cells[["n", "planned", "failed", "diverged"]] = cells[["n", "planned", "failed", "diverged"]].astype(int)
+    counts = ["n", "planned", "failed", "diverged", "left_out"]
+    cells[counts] = cells[counts].astype(int)
     cells["ci95_half"] = ci95_half_widths(cells["std_acc"], cells["n"])
     versions = differing_versions(runs) if "versions" in runs else {}
     cells["flags"] = [_flags(*row, versions.get(key, "")) for key, *row in
-                      zip(cells["config_key"], cells["n"], cells["planned"], cells["failed"], cells["diverged"])]
+                      zip(cells["config_key"], cells["n"], cells["planned"], cells["failed"], cells["diverged"],
+                          cells["left_out"])]
     cells["settings"] = differing_settings(cells, [*TABLE, "name"])
     cells["weights"] = [mix_weights(canonical) for canonical in cells["canonical"]]
     cells["order"] = cells["optimizer"].map(BASELINE_ORDER).fillna(9)

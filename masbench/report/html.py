@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.aggregate import (METRIC_TITLES, TABLE, cell_table, display_names, run_accuracies, shown_interval,
-                                       with_best)
+from masbench.report.aggregate import (METRIC_TITLES, TABLE, cell_table, display_names, left_out_note, run_accuracies,
+                                       run_epochs, shown_interval, with_best)
 from masbench.report.render import (CI_HEADER, TUNED_HEADERS, shown_lambdas, shown_percent, table_title, tuned_rows,
                                     tuned_title)
 from masbench.report.tuning import tuned_legend
@@ -84,7 +84,7 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
     environment = store.runs_frame(dataset=dataset, model=model)
     environment = environment[environment["id"].isin(runs["id"])].copy()  # the runs shown, filters and all
     environment["benchmark"] = environment["benchmark"].fillna("")
-    epochs = store.epochs_frame(dataset=dataset, model=model)
+    epochs = run_epochs(store, runs, dataset=dataset, model=model)
     epochs["benchmark"] = epochs["benchmark"].fillna("")
     benchmarks = list(dict.fromkeys(cells["benchmark"]))
     per_table = benchmark_targets() if target is None else None  # the benchmarks file, read once for all
@@ -95,6 +95,8 @@ def render_html(store, *, metric: str = "best", dataset: str | None = None, mode
                                    environment[environment["benchmark"] == name], metric)
                 + _profile(i, store, runs[runs["benchmark"] == name], name, target, per_table, dataset, model)
                 for i, name in enumerate(benchmarks, start=1)]
+    if left_out_note(cells):
+        sections.append(f'<footer><p class="note left-out">{esc(left_out_note(cells))}</p></footer>')
     nav = " ".join(f'<a href="#benchmark-{i}">{esc(_benchmark_name(name))}</a>'
                    for i, name in enumerate(benchmarks, start=1))
     return page([f"metric: {esc(METRIC_TITLES[metric])}", f"store: {esc(store.masked_url)}"], sections,

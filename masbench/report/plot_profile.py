@@ -27,7 +27,7 @@ def profile_frame(store, runs: pd.DataFrame, target: float | None, benchmark: st
 
     ``per_table``: the file's targets (``benchmark_targets()``) where the caller has read them already.
     """
-    from masbench.report import benchmark_targets, cell_table, with_time_to_target
+    from masbench.report import benchmark_targets, cell_table, run_epochs, with_time_to_target
     from masbench.report.target import noise_note
     from masbench.report.profile import performance_profile, profile_labels, ratios, workload_times
 
@@ -37,7 +37,7 @@ def profile_frame(store, runs: pd.DataFrame, target: float | None, benchmark: st
         per_table = benchmark_targets()
     if target is None and not per_table:
         raise MasbenchError("--kind profile needs --target ACC (or target: keys in the benchmarks file)")
-    epochs = store.epochs_frame(dataset=dataset, model=model, benchmark=benchmark)
+    epochs = run_epochs(store, runs, dataset=dataset, model=model, benchmark=benchmark)
     cells = with_time_to_target(cell_table(runs), epochs, target, per_table)
     cells = cells[cells["target"].notna()].reset_index(drop=True)
     if cells.empty:

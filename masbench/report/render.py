@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.aggregate import METRIC_TITLES, cell_names, display_names, shown_interval, with_best
+from masbench.report.aggregate import METRIC_TITLES, cell_names, display_names, left_out_note, shown_interval, with_best
 from masbench.report.significance import SIGNIFICANCE_COLUMNS, has_significance, legend, mark
 from masbench.report.target import TARGET_COLUMNS, has_target, target_note, target_texts
 from masbench.text.numbers import acc_text
@@ -25,7 +25,8 @@ FORMATS = ("rich", "csv", "markdown", "latex", "json")
 CI_HEADER = "±CI95"  # the half-width of the 95% t-interval: the mean is avg acc ± it (ci95_half in csv and json)
 CSV_COLUMNS = ["benchmark", "dataset", "model", "name", "settings", "config_key", "lambda_adam", "lambda_sgd", "weights",
                "metric",
-               "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs", "masbench_version", "ci95_half", "flags"]
+               "n", "avg_acc", "std_acc", "max_acc", "seeds", "seed_accs", "masbench_version", "ci95_half", "flags",
+               "left_out"]
 
 
 def shown_percent(value: float) -> str:
@@ -97,7 +98,8 @@ def _records(cells: pd.DataFrame, metric: str) -> list[dict[str, Any]]:
             **{k: None if pd.isna(row[k]) else round(float(row[k]), 4)
                for k in ("avg_acc", "std_acc", "max_acc", "ci95_half")},
             "best_avg_acc": bool(row["best_avg_acc"]), "best_max_acc": bool(row["best_max_acc"]),
-            "failed": row["failed"], "diverged": row["diverged"], "flags": row["flags"] or None,
+            "failed": row["failed"], "diverged": row["diverged"], "left_out": row["left_out"],
+            "flags": row["flags"] or None,
             **({k: None if pd.isna(row[k]) else (int(row[k]) if k == "reached" else float(row[k]))
                 for k in TARGET_COLUMNS} if "target" in row else {}),
             **({k: None if isinstance(row[k], float) and math.isnan(row[k]) else row[k] for k in SIGNIFICANCE_COLUMNS}
@@ -111,7 +113,8 @@ def _rich_table(frame: pd.DataFrame, metric: str):
 
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
     timed = has_target(frame)
-    notes = ([target_note(frame)] if timed else []) + ([legend(frame)] if has_significance(frame) else [])
+    notes = ([target_note(frame)] if timed else []) + ([legend(frame)] if has_significance(frame) else []) \
+        + ([left_out_note(frame)] if left_out_note(frame) else [])
     table = Table(title=table_title(benchmark, dataset, metric), title_justify="left",
                   caption="\n".join(notes) or None, caption_justify="left")
     for column, justify in (("Name", "left"), ("λa", "right"), ("λs", "right"), ("avg acc", "right"),
@@ -164,6 +167,8 @@ def _markdown_table(frame: pd.DataFrame, metric: str) -> str:
         lines += ["", f"*{target_note(frame)}*"]
     if has_significance(frame):
         lines += ["", "\\" + legend(frame)]  # escaped: a leading * would start emphasis
+    if left_out_note(frame):
+        lines += ["", left_out_note(frame)]
     return "\n".join(lines)
 
 
@@ -218,6 +223,8 @@ def _latex_table(frame: pd.DataFrame, metric: str) -> str:
     if has_significance(frame):
         note = _latex_escape(legend(frame).removeprefix("* ").replace("–", "--"))
         lines.append(r"\\[2pt]{\footnotesize $^*$ " + note + "}")
+    if left_out_note(frame):
+        lines.append(r"\\[2pt]{\footnotesize " + _latex_escape(left_out_note(frame)) + "}")
     lines.append(r"\end{table}")
     return "\n".join(lines)
 

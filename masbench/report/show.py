@@ -11,7 +11,7 @@ finished, all by the database server's clock.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from masbench.errors import MasbenchError
@@ -28,6 +28,7 @@ CLAIM_FIELDS = ("attempts", "worker", "created_at", "started_at", "heartbeat_at"
 class RunDetail:
     run: dict[str, Any]  # every column of the runs row
     epochs: list[dict[str, Any]]  # its epoch rows, by epoch
+    problems: list[str] = field(default_factory=list)  # what the store's checks find in it (reports leave it out)
 
 
 def find_run(store, text: str) -> RunDetail:
@@ -46,7 +47,8 @@ def find_run(store, text: str) -> RunDetail:
         more = " and more" if len(found) > MAX_CANDIDATES else ""
         raise MasbenchError(f"RUN {text!r} is ambiguous: it matches runs {shown}{more} (give a longer key prefix)")
     [run] = found
-    return RunDetail(run, [{f: getattr(e, f) for f in EPOCH_FIELDS} for e in store.epochs_of(run["id"])])
+    return RunDetail(run, [{f: getattr(e, f) for f in EPOCH_FIELDS} for e in store.epochs_of(run["id"])],
+                     [problem.detail() for problem in store.problems([run["id"]])])
 
 
 def _value(value: Any) -> str:
@@ -62,22 +64,29 @@ def _value(value: Any) -> str:
 def detail_sections(detail: RunDetail) -> list[tuple[str, list[tuple[str, str]]]]:
     """The run as titled sections of (field, shown value): run, status, claim history, environment, config."""
     run = detail.run
-    config = run.get("config") or {}
-    canonical = config.get("canonical") or {}
+    config = _object(run.get("config"))
+    canonical = _object(config.get("canonical"))
     identity = [(k, _value(run[k])) for k in ("id", "name", "key", "config_key", "benchmark", "dataset", "model",
                                              "optimizer", "lambda_adam", "lambda_sgd", "seed", "epochs")]
-    if run.get("weights"):
+    if _object(run.get("weights")):
         identity.append(("weights", ", ".join(f"{k}={_value(v)}" for k, v in run["weights"].items())))
     status = [("status", run["status"]), ("error", _value(run["error"])),
               ("epochs recorded", f"{len(detail.epochs)} of {run['epochs']}")]
-    versions = run.get("versions") or {}
+    versions = _object(run.get("versions"))
     environment = [("host", _value(run["host"])), ("device", _value(run["device"])),
                    ("git commit", _value(run["git_commit"])),
                    *((f"version {k}", _value(v)) for k, v in sorted(versions.items()))]
     settings = [(k, _compact(v) if isinstance(v, (dict, list)) else _value(v)) for k, v in sorted(canonical.items())]
-    return [("run", identity), ("status", status), ("claim history (database server's clock)",
-                                                    [(k, _value(run[k])) for k in CLAIM_FIELDS]),
+    problems = [("problems (reports leave the run out)", [(str(i), text) for i, text in
+                                                          enumerate(detail.problems, start=1)])] if detail.problems else []
+    return [("run", identity), ("status", status), *problems, ("claim history (database server's clock)",
+                                                               [(k, _value(run[k])) for k in CLAIM_FIELDS]),
             ("environment", environment), ("config (canonical)", settings)]
+
+
+def _object(value: Any) -> dict:
+    """A JSON column's object; {} for NULL, or for anything else a corrupted row holds (its problems say so)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _compact(value: Any) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Select, Text, cast, func, select
 
+from masbench.store.checks import LEFT_OUT, epoch_problem_counts, readable_json, run_problem
 from masbench.store.models import Epoch, Run, Trial, Tune
 
 RUN_FILTERS = ("dataset", "model", "benchmark", "optimizer")
@@ -21,20 +22,21 @@ def run_accuracy_query(**filters: Any) -> Select:
     aggregates of its epochs: ``best`` (the highest test accuracy), ``last_epoch`` and ``final`` (that
     epoch's test accuracy), ``val_epoch`` (the earliest epoch of the highest validation accuracy) and ``val``
     (that epoch's test accuracy), and ``val_epochs`` (how many epochs have a validation accuracy). Runs
-    without epochs have NULL aggregates (and 0 ``val_epochs``).
+    without epochs have NULL aggregates (and 0 ``val_epochs``). ``problems`` is 1 where the run fails one of
+    ``checks``' checks (a report leaves it out), and ``config`` is NULL where it is not JSON.
 
     ``filters``: equality on ``dataset``, ``model``, ``benchmark`` or ``optimizer``, or membership where the value
     is a tuple or list (``optimizer=("adam", "mas")``); ``None`` values are ignored. Each is a WHERE on a column
     of ``runs``, so the scan stays one pass over the runs and their epochs. The runs of tunes are left out
     (``not_a_trial``).
     """
-    per_run = epoch_aggregates()
+    per_run = epoch_aggregates(*epoch_problem_counts())
     query = (
         select(Run.id, Run.config_key, Run.benchmark, Run.dataset, Run.model, Run.name, Run.optimizer,
-               Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, Run.config, Run.started_at,
-               per_run.c.best, per_run.c.last_epoch, test_acc_at_last(per_run).label("final"),
+               Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, readable_json(Run.config),
+               Run.started_at, per_run.c.best, per_run.c.last_epoch, test_acc_at_last(per_run).label("final"),
                test_acc_at_best_val(per_run).label("val"), best_val_epoch(per_run).label("val_epoch"),
-               func.coalesce(per_run.c.val_epochs, 0).label("val_epochs"))
+               func.coalesce(per_run.c.val_epochs, 0).label("val_epochs"), run_problem(per_run).label("problems"))
         .outerjoin(per_run, per_run.c.run_id == Run.id)
     )
     return filtered(query, filters).order_by(Run.id)
@@ -138,6 +140,7 @@ def run_accuracy_frame(store, metric: str | None = None, **filters: Any):
 
     ``metric`` (``best``, ``final`` or ``val``, a column of the query) adds ``acc``: a run's accuracy under it
     in percent, NaN unless the run completed. Reports and adaptive seeds read a run's accuracy here.
+    A run that fails a check (``problems``) has the status ``checks.LEFT_OUT``: it is never a seed.
     """
     import pandas as pd
 
@@ -145,6 +148,7 @@ def run_accuracy_frame(store, metric: str | None = None, **filters: Any):
         rows = connection.execute(run_accuracy_query(**filters)).mappings().all()
     columns = list(run_accuracy_query().selected_columns.keys())
     frame = pd.DataFrame([dict(row) for row in rows], columns=columns)
+    frame.loc[frame["problems"] == 1, "status"] = LEFT_OUT
     if metric is not None:
         frame["acc"] = pd.to_numeric(frame[metric], errors="coerce").astype(float) * 100.0
         frame.loc[frame["status"] != "completed", "acc"] = float("nan")

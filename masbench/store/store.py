@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import JSON, delete, func, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -41,7 +41,8 @@ from masbench.store import leases
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc, server_time
 from masbench.store.migrate import initialise_or_upgrade
 from masbench.store.models import EPOCH_COLUMNS, SCHEMA_VERSION, Base, Epoch, Meta, Run, Trial, Tune
-from masbench.store.queries import not_a_trial
+from masbench.store import checks
+from masbench.store.queries import epoch_aggregates, not_a_trial
 from masbench.store.opening import (
     EmptyStore,
     NeedsUpgrade,
@@ -498,11 +499,12 @@ class Store:
     def find_run(self, run_id: int | None, key_prefix: str, limit: int) -> list[dict[str, Any]]:
         """The run with id ``run_id`` when there is one, else at most ``limit`` runs whose key starts with
         ``key_prefix``, by id: each as every column of its row."""
-        with self.reading() as s:
-            run = s.get(Run, run_id) if run_id is not None else None
-            runs = [run] if run is not None else s.scalars(
-                select(Run).where(Run.key.startswith(key_prefix)).order_by(Run.id).limit(limit)).all()
-            return [{column.name: getattr(r, column.key) for column in Run.__table__.columns} for r in runs]
+        query = select(*readable_run_columns())
+        with self.engine.connect() as connection:
+            runs = connection.execute(query.where(Run.id == run_id)).mappings().all() if run_id is not None else []
+            runs = runs or connection.execute(
+                query.where(Run.key.startswith(key_prefix)).order_by(Run.id).limit(limit)).mappings().all()
+            return [dict(r) for r in runs]
 
     def cell_states(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """For each stored key: status, worker, name, planned epochs, the last epoch written and ``best`` (the
@@ -542,12 +544,27 @@ class Store:
         """The runs table as a DataFrame, filtered on equal columns (``dataset="digits"``)."""
         import pandas as pd
 
-        query = select(Run.__table__)
+        query = select(*readable_run_columns())
         for column, value in filters.items():
             if value is not None:
                 query = query.where(Run.__table__.c[column] == value)
         with self.engine.connect() as connection:
             return pd.read_sql(query.order_by(Run.id), connection)
+
+    def problems(self, run_ids: Sequence[int] | None = None) -> list[checks.Problem]:
+        """Every problem that ``checks`` finds in the runs ``run_ids`` and their epochs, or in every run of the
+        store (tunes' runs included): by run id, its epoch rows' by epoch first."""
+        per_run, _, _ = epoch_aggregates()
+        with self.engine.connect() as connection:
+            if run_ids is None:
+                run_ids = list(connection.execute(checks.flagged_runs_query(per_run)).scalars())
+            return checks.problems(connection, per_run, run_ids)
+
+    def counts(self) -> tuple[int, int]:
+        """(runs, epoch rows) in the store."""
+        with self.engine.connect() as connection:
+            return (connection.execute(select(func.count()).select_from(Run)).scalar_one(),
+                    connection.execute(select(func.count()).select_from(Epoch)).scalar_one())
 
     def epochs_frame(self, **filters: Any):
         """Every epoch joined with its run's identifying columns, filtered on run columns; tunes' runs left out."""
@@ -565,6 +582,13 @@ class Store:
                 query = query.where(runs.c[column] == value)
         with self.engine.connect() as connection:
             return pd.read_sql(query.order_by(Epoch.__table__.c.run_id, Epoch.__table__.c.epoch), connection)
+
+
+def readable_run_columns() -> list:
+    """Every column of ``runs``, a JSON one NULL where it does not parse (masbench check names it): reading
+    a corrupted row never raises."""
+    return [checks.readable_json(column) if isinstance(column.type, JSON) else column
+            for column in Run.__table__.columns]
 
 
 def open_for_reading(url: str | None) -> Store:

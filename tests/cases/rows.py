@@ -1,0 +1,131 @@
+"""Rows edited by hand, or corrupted (issue 21, item 4): a report checks every row it uses, and ``masbench check``.
+
+Each case corrupts one run of the filled store: run 2 is ``adam[lr=0.01]`` on digits/mlp, seed 1 (best test
+accuracies of its cell's seeds 0, 1, 2: 90, 88, 86). Left out, its cell keeps seeds 0 and 2: n 2, avg 88.00,
+std 2.83 (the csv row below), flagged "1 left out", and the run is named on stderr with its column and value.
+"""
+
+import pytest
+
+from cases import Case
+
+RUN_2 = "(select id from runs where name = 'adam[lr=0.01]' and model = 'mlp' and seed = 1)"
+NAMED = "run 2 (adam[lr=0.01] seed 1): "
+# The csv row of adam on digits/mlp without run 2: n, avg, std, max, seeds and their accuracies ... ci95, left_out.
+CSV_ROW = ("best,2,88.0,2.8284,90.0,0 2,90.000000 86.000000,", ",50.8248,1\n")
+FOOTER = "1 run left out of the numbers: failing the store"  # the apostrophe is escaped in html
+
+
+def epochs_of_run_2(assignment: str, where: str = ""):
+    def setup(env):
+        env.sql(f"UPDATE epochs SET {assignment} WHERE run_id = {RUN_2}" + (f" AND {where}" if where else ""))
+    return setup
+
+
+def run_2(assignment: str, sqlite_only: bool = False):
+    def setup(env):
+        if sqlite_only and not env.db.startswith("sqlite"):
+            pytest.skip("PostgreSQL's json type refuses malformed JSON when it is written")
+        env.sql(f"UPDATE runs SET {assignment} WHERE id = {RUN_2}")
+    return setup
+
+
+def infinite_train_loss(env):
+    env.sql(f"UPDATE epochs SET train_loss = :inf WHERE run_id = {RUN_2} AND epoch = 1", inf=float("inf"))
+
+
+def negative_seconds_in_two_runs(env):
+    env.sql("UPDATE epochs SET seconds = -100 WHERE epoch = 1 AND run_id IN "
+            "(select id from runs where name = 'adam[lr=0.01]' and model = 'mlp' and seed < 2)")
+
+
+def no_file(env):
+    assert not (env.dir / "none.db").exists()
+
+
+ACC_2 = epochs_of_run_2("test_acc = 2.0", "epoch = 2")
+ACC_2_NAMED = NAMED + "epochs.test_acc = 2.0 at epoch 2 is not a number in [0, 1]; left out"
+CSV = ("report", "--table", "--format", "csv", "--db", "{db}")
+CHECK = ("check", "--db", "{db}")
+
+CASES = [
+    # test_acc 2.0: averaged to 148%, ranked first
+    Case("rows-acc-above-1-csv", CSV, ACC_2, output=CSV_ROW, stderr=(ACC_2_NAMED,)),
+    Case("rows-acc-above-1-table", ("report", "--table", "--format", "markdown", "--db", "{db}"), ACC_2,
+         output=("| Adam |  |  | 88.00 | 90.00 | 2.83 | 50.82 | 2 | 2/3 seeds, 1 left out |", FOOTER),
+         absent=("200.00",), stderr=(ACC_2_NAMED,)),
+    Case("rows-acc-above-1-rich", ("report", "--db", "{db}"), ACC_2, output=("88.00", "1 left out", FOOTER),
+         absent=("200.00", "125.33"), stderr=(ACC_2_NAMED,)),
+    Case("rows-acc-above-1-json", ("report", "--format", "json", "--db", "{db}"), ACC_2,
+         output=('"avg_acc": 88.0,', '"left_out": 1,', '"flags": "2/3 seeds, 1 left out"'), stderr=(ACC_2_NAMED,)),
+    Case("rows-acc-above-1-html", ("report", "--format", "html", "--db", "{db}"), ACC_2,
+         output=(FOOTER, "2/3 seeds, 1 left out"), stderr=(ACC_2_NAMED,)),
+    Case("rows-acc-above-1-leaderboard", ("report", "--leaderboard", "--format", "csv", "--db", "{db}"), ACC_2,
+         output=("2,88.0,2.8284,50.8248,90.0,\"2/3 seeds, 1 left out\"",), stderr=(ACC_2_NAMED,)),
+    Case("rows-acc-above-1-compare", ("compare", "adam", "sgd", "--model", "mlp", "--db", "{db}"), ACC_2,
+         output=("88.00 ± 2.83",), absent=("125.33",), stderr=(ACC_2_NAMED,)),
+    Case("rows-acc-above-1-plot", ("plot", "--output", "{dir}/curves.png", "--model", "mlp", "--db", "{db}"), ACC_2,
+         output=("plot written to",), stderr=(ACC_2_NAMED,)),
+    Case("rows-acc-above-1-check", CHECK, ACC_2, code=1,
+         output=(NAMED + "epochs.test_acc = 2.0 at epoch 2 is not a number in [0, 1]\n",
+                 "1 problem(s) in 1 of 16 runs (43 epochs)")),
+    Case("rows-acc-negative-check", CHECK, epochs_of_run_2("train_acc = -0.5", "epoch = 1"), code=1,
+         output=(NAMED + "epochs.train_acc = -0.5 at epoch 1 is not a number in [0, 1]",)),
+    Case("rows-val-acc-above-1-csv", CSV, epochs_of_run_2("val_acc = 1.5", "epoch = 3"), output=CSV_ROW,
+         stderr=(NAMED + "epochs.val_acc = 1.5 at epoch 3 is not a number in [0, 1]; left out",)),
+    # test_acc 'NaN' (text on SQLite, whose max ranks text above numbers; NaN on PostgreSQL)
+    Case("rows-acc-nan-csv", CSV, epochs_of_run_2("test_acc = 'NaN'", "epoch = 1"), output=CSV_ROW,
+         stderr=("at epoch 1 is not a number in [0, 1]; left out",)),
+    Case("rows-acc-nan-check", CHECK, epochs_of_run_2("test_acc = 'NaN'", "epoch = 1"), code=1,
+         output=(NAMED + "epochs.test_acc = ",)),
+    # a completed run with no accuracy, or with no epochs: counted in n, while the mean is one seed's
+    Case("rows-completed-without-accuracy-csv", ("report", "--format", "csv", "--metric", "final", "--db", "{db}"),
+         epochs_of_run_2("test_acc = NULL", "epoch = 3"), output=("final,2,85.5,0.7071,86.0,0 2,85.000000 86.000000,",),
+         stderr=(NAMED + "epochs.test_acc is NULL in 1 epoch(s) of the completed run; left out",)),
+    Case("rows-completed-without-epochs-csv", CSV, lambda env: env.sql(f"DELETE FROM epochs WHERE run_id = {RUN_2}"),
+         output=CSV_ROW, stderr=(NAMED + "runs.status = 'completed' but the run has 0 epoch row(s), not every epoch from 1 to its "
+                         "last (none); left out",)),
+    Case("rows-completed-missing-an-epoch-check", CHECK,
+         lambda env: env.sql(f"DELETE FROM epochs WHERE run_id = {RUN_2} AND epoch = 2"), code=1,
+         output=(NAMED + "runs.status = 'completed' but the run has 2 epoch row(s), not every epoch from 1 to its "
+                         "last (3)",)),
+    # an epoch 9 in a 3-epoch run: became the best
+    Case("rows-epoch-out-of-range-csv", CSV, epochs_of_run_2("epoch = 9, test_acc = 0.99", "epoch = 3"),
+         output=CSV_ROW, absent=("99.0",), stderr=(NAMED + "epochs.epoch = 9 is not an integer in 1..3; left out",)),
+    Case("rows-epoch-zero-check", CHECK, epochs_of_run_2("epoch = 0", "epoch = 1"), code=1,
+         output=(NAMED + "epochs.epoch = 0 is not an integer in 1..3",)),
+    # negative seconds: gave a negative time to target
+    Case("rows-negative-seconds-target", ("report", "--format", "csv", "--target", "85", "--db", "{db}"),
+         negative_seconds_in_two_runs, output=("best,1,86.0,,86.0,2,86.000000,", ",2,85.0,1,2.0,2.0\n"),
+         absent=("-98",), stderr=("epochs.seconds = -100.0 at epoch 1 is not a finite number >= 0; left out",)),
+    Case("rows-negative-seconds-check", CHECK, epochs_of_run_2("seconds = -1", "epoch = 2"), code=1,
+         output=(NAMED + "epochs.seconds = -1.0 at epoch 2 is not a finite number >= 0",)),
+    # a loss not finite in a run not marked diverged (the diverged run's infinite loss is no problem)
+    Case("rows-infinite-loss-csv", CSV, infinite_train_loss, output=CSV_ROW,
+         stderr=(NAMED + "epochs.train_loss = inf at epoch 1 is not finite, and the run is not marked diverged; "
+                         "left out",)),
+    # bad JSON in config or versions: one line with no run id or column, and the whole report lost
+    Case("rows-config-not-json-csv", CSV, run_2("config = '{bad'", sqlite_only=True), output=CSV_ROW,
+         stderr=(NAMED + "runs.config = '{bad' is not a JSON object; left out",)),
+    Case("rows-config-not-json-show", ("show", "2", "--db", "{db}"), run_2("config = '{bad'", sqlite_only=True),
+         output=("runs.config = '{bad' is not a JSON object",)),
+    Case("rows-config-not-an-object-csv", CSV, run_2("config = '[1]'"), output=CSV_ROW,
+         stderr=("is not a JSON object; left out",)),
+    Case("rows-versions-not-json-html", ("report", "--format", "html", "--db", "{db}"),
+         run_2("versions = '{bad'", sqlite_only=True), output=(FOOTER,),
+         stderr=(NAMED + "runs.versions = '{bad' is neither a JSON object nor null; left out",)),
+    Case("rows-versions-not-json-check", CHECK, run_2("versions = '{bad'", sqlite_only=True), code=1,
+         output=(NAMED + "runs.versions = '{bad' is neither a JSON object nor null",)),
+    # an empty config_key: a pandas reshape error
+    Case("rows-empty-config-key-csv", CSV, run_2("config_key = ''"),
+         output=(CSV_ROW[0], "adam[lr=0.01],,,1.0,0.0,,best,0,,,,,,"),  # its own cell, with no seed
+         stderr=(NAMED + "runs.config_key = '' is blank; left out",)),
+    Case("rows-empty-config-key-significance", ("report", "--significance", "--format", "csv", "--db", "{db}"),
+         run_2("config_key = ''"), output=CSV_ROW[:1], stderr=(NAMED + "runs.config_key = '' is blank; left out",)),
+    Case("rows-blank-name-check", CHECK, run_2("name = ' '"), code=1,
+         output=("run 2 (' ' seed 1): runs.name = ' ' is blank",)),
+    # masbench check on a store that holds no problem (the diverged run's infinite loss included), and none at all
+    Case("rows-check-clean", CHECK, output=("no problems: 16 runs, 43 epochs",)),
+    Case("rows-check-never-creates", ("check", "--db", "sqlite:///{dir}/none.db"), stores=False,
+         error="no database at", after=no_file),
+]
