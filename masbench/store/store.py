@@ -554,7 +554,7 @@ class Store:
     def problems(self, run_ids: Sequence[int] | None = None) -> list[checks.Problem]:
         """Every problem that ``checks`` finds in the runs ``run_ids`` and their epochs, or in every run of the
         store (tunes' runs included): by run id, its epoch rows' by epoch first."""
-        per_run, _, _ = epoch_aggregates()
+        per_run = epoch_aggregates(*checks.epoch_problem_counts())
         with self.engine.connect() as connection:
             if run_ids is None:
                 run_ids = list(connection.execute(checks.flagged_runs_query(per_run)).scalars())

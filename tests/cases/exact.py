@@ -28,7 +28,7 @@ def _target(name: str, acc: float, target: str, reached: int) -> Case:
 
     accs = " ".join([acc_text(acc * 100)] * 3)
     times = "1.0,1.0" if reached else ","
-    tail = f",{accs},{__version__},0.0,,{float(target)!r},{reached},{times}"  # ci95_half 0.0, no flags
+    tail = f",{accs},{__version__},0.0,,0,{float(target)!r},{reached},{times}"  # ci95_half 0.0, no flags, none left out
     return Case(f"exact-{name}", ("report", "--table", "--format", "csv", "--target", target, "--db", "{db}"),
                 setup=_every_epoch(acc), output=(tail,))
 
