@@ -533,7 +533,8 @@ def test_tune_then_report_and_plot(tmp_path):
 
 
 @pytest.mark.parametrize("where, said", [("a-folder.png", "Error: Invalid --output: {path} is not a regular file (it is a directory)"),
-                                         ("tune.db/x.png", "Error: cannot write {path}: ")])
+                                         ("tune.db/x.png", "Error: Invalid --output: folder {path.parent} is not a folder "
+                                                           "(it is a regular file)")])
 def test_a_plot_that_cannot_be_written_is_one_line(tuned_db, tmp_path, where, said):
     from typer.testing import CliRunner
 
