@@ -124,7 +124,7 @@ def test_the_cap_counts_max_seeds_up_front():
     result = runner.invoke(app, ["sweep", "--dataset", "digits", "--seeds", "2", "--until-ci", "1",
                                  "--max-seeds", "2000", "--max-cells", "1000", "--dry-run"])
     assert result.exit_code == 1
-    assert "14,000 cells" in result.output and "2,000 seed(s) at most" in result.output
+    assert "14,000 runs" in result.output and "2,000 seed(s) at most" in result.output
 
 
 # --- sweeps ---------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def test_a_dry_run_lists_round_one_and_says_more_may_follow(bench_file, sqlite_u
     result = runner.invoke(app, ["sweep", "--benchmark", "adaptive", "--benchmarks", str(bench_file), "--db",
                                  sqlite_url, "--dry-run", "--until-ci", "0.5"])
     assert result.exit_code == 0, result.output
-    assert "4 cells: 0 completed, 4 to run" in result.output
+    assert "4 runs: 0 completed, 4 to run" in result.output
     assert "half-width (±) is at most 0.5 points, up to 4 seeds" in result.output
 
 

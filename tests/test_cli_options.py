@@ -198,7 +198,7 @@ def test_a_run_is_the_cell_of_a_sweep_with_the_same_flags(tmp_path):
     swept = runner.invoke(app, ["sweep", "--dataset", "digits", "--lambdas", "0.5", "--seed-list", "0",
                                 "--baselines", "adam", *flags])
     assert swept.exit_code == 0, swept.output
-    assert "2 cells, 1 finished now; 2 completed" in swept.stdout
+    assert "2 runs, 1 finished now; 2 completed" in swept.stdout
     rows = sqlite3.connect(db).execute("select optimizer, attempts from runs order by id").fetchall()
     assert rows == [("mas", 1), ("adam", 1)]
 
@@ -210,7 +210,7 @@ def test_max_cells_caps_a_sweep_and_raises_the_cap(tmp_path):
     args = ["sweep", "--dataset", "digits", "--dry-run", "--db", f"sqlite:///{db}"]
     refused = runner.invoke(app, [*args, "--max-cells", "6"])
     assert refused.exit_code == 1
-    assert "7 cells" in refused.output and "cap of 6" in refused.output and len(refused.output.splitlines()) == 1
+    assert "7 runs" in refused.output and "cap of 6" in refused.output and len(refused.output.splitlines()) == 1
     assert not db.exists()
     planned = runner.invoke(app, [*args, "--max-cells", "7"])
     assert planned.exit_code == 0, planned.output

@@ -21,24 +21,24 @@ def dry_run(tmp_path, *flags: str) -> list[str]:
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "none.db").exists()  # a dry run writes nothing
     lines = result.output.splitlines()
-    return lines[lines.index("7 cells: 0 completed, 7 to run") + 1:]  # what follows the table and its count
+    return lines[lines.index("7 runs: 0 completed, 7 to run") + 1:]  # what follows the table and its count
 
 
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        (["--pack", "3"], ["packing on cpu: 7 cell(s) to run, 6 in 2 pack(s), 1 alone",
-                           "  pack 1: 3 cells (digits, mlp, batch 128, 10 epochs): #1, #3, #4",
-                           "  pack 2: 3 cells (digits, mlp, batch 128, 10 epochs): #5, #6, #7",
+        (["--pack", "3"], ["packing on cpu: 7 run(s) to train, 6 in 2 pack(s), 1 alone",
+                           "  pack 1: 3 runs (digits, mlp, batch 128, 10 epochs): #1, #3, #4",
+                           "  pack 2: 3 runs (digits, mlp, batch 128, 10 epochs): #5, #6, #7",
                            "  alone: #2: not packed: optimizer 'radam' has no packed form (packable: mas, sgd, adam, "
                            "adamw)"]),
         (["--pack", "5", "--device", "cpu"], [
-            "packing on cpu: 7 cell(s) to run, 5 in 1 pack(s), 2 alone",
-            "  pack 1: 5 cells (digits, mlp, batch 128, 10 epochs): #1, #3, #4, #5, #6",
+            "packing on cpu: 7 run(s) to train, 5 in 1 pack(s), 2 alone",
+            "  pack 1: 5 runs (digits, mlp, batch 128, 10 epochs): #1, #3, #4, #5, #6",
             "  alone: #2: not packed: optimizer 'radam' has no packed form (packable: mas, sgd, adam, adamw)",
             "  alone: #7: left over from packs of 5"]),
         (["--pack", "auto", "--models", "resnet18", "--device", "cpu"], [
-            "packing on cpu: 7 cell(s) to run, 0 in 0 pack(s), 7 alone",
+            "packing on cpu: 7 run(s) to train, 0 in 0 pack(s), 7 alone",
             "  alone: #1, #2, #3, #4, #5, #6, #7: --pack auto leaves model 'resnet18' unpacked on cpu (it packs the "
             "MLP and the CNN, and ResNets on CUDA only)"]),
         (["--pack", "off"], []),
@@ -53,8 +53,8 @@ def test_a_dry_run_shows_the_packs_and_who_trains_alone(flags, expected, tmp_pat
 def test_a_dry_run_plans_packs_for_the_named_device_even_where_it_is_absent(tmp_path):
     # --pack auto packs the CNN on CUDA: the plan for a GPU machine, made on any machine
     lines = dry_run(tmp_path, "--pack", "auto", "--models", "cnn", "--device", "cuda")
-    assert lines[0] == "packing on cuda: 7 cell(s) to run, 6 in 1 pack(s), 1 alone"
-    assert lines[1] == "  pack 1: 6 cells (digits, cnn, batch 128, 10 epochs): #1, #3, #4, #5, #6, #7"
+    assert lines[0] == "packing on cuda: 7 run(s) to train, 6 in 1 pack(s), 1 alone"
+    assert lines[1] == "  pack 1: 6 runs (digits, cnn, batch 128, 10 epochs): #1, #3, #4, #5, #6, #7"
 
 
 def _cells(pack, seeds=range(4), **values) -> list[Cell]:
@@ -64,15 +64,15 @@ def _cells(pack, seeds=range(4), **values) -> list[Cell]:
 def test_only_cells_to_run_are_packed_and_failed_ones_with_retry_failed():
     cells = _cells(2)
     listed = list(zip(cells, ["completed", "failed", "new", "running"]))
-    assert pack_lines(listed, "cpu") == ["packing on cpu: 2 cell(s) to run, 2 in 1 pack(s), 0 alone",
-                                         "  pack 1: 2 cells (digits, mlp, batch 128, 2 epochs): #3, #4"]
+    assert pack_lines(listed, "cpu") == ["packing on cpu: 2 run(s) to train, 2 in 1 pack(s), 0 alone",
+                                         "  pack 1: 2 runs (digits, mlp, batch 128, 2 epochs): #3, #4"]
     assert pack_lines(listed, "cpu", retry_failed=True)[1:] == [
-        "  pack 1: 2 cells (digits, mlp, batch 128, 2 epochs): #2, #3", "  alone: #4: left over from packs of 2"]
+        "  pack 1: 2 runs (digits, mlp, batch 128, 2 epochs): #2, #3", "  alone: #4: left over from packs of 2"]
 
 
 def test_a_cell_with_no_partner_says_so_and_an_off_grid_says_it_is_off():
     cells = _cells(4, seeds=[0]) + _cells(4, seeds=[0], batch_size=64) + _cells("off", seeds=[1])
     assert pack_lines([(cell, "new") for cell in cells], "cpu") == [
-        "packing on cpu: 3 cell(s) to run, 0 in 0 pack(s), 3 alone",
+        "packing on cpu: 3 run(s) to train, 0 in 0 pack(s), 3 alone",
         "  alone: #1, #2: no other cell to run shares its data, model, batch size and epochs",
         "  alone: #3: its grid's pack is off"]

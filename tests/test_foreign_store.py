@@ -143,7 +143,7 @@ def test_an_empty_database_file_is_a_new_store(tmp_path):
     path.touch()
     dry = runner.invoke(app, [*COMMANDS["dry-run"], "--db", f"sqlite:///{path}"])
     assert dry.exit_code == 0, dry.output
-    assert "7 cells: 0 completed, 7 to run" in dry.stdout
+    assert "7 runs: 0 completed, 7 to run" in dry.stdout
     assert path.stat().st_size == 0 and digest(tmp_path) == {"empty.db": hashlib.sha256(b"").hexdigest()}
     report = runner.invoke(app, ["report", "--db", f"sqlite:///{path}"])
     assert report.exit_code == 1 and "holds no masbench runs" in report.stderr

@@ -112,7 +112,7 @@ def test_the_count_and_the_cap_include_the_axes_before_any_cell_is_built(monkeyp
     assert grid.describe_count() == "1 model(s) x (2 baseline(s) + 2 lambda(s)) x 3 lr(s) x 2 momentum(s) x 2 seed(s)"
     built = []
     monkeypatch.setattr("masbench.grid.grids.make_spec", lambda *a, **k: built.append(k))
-    with pytest.raises(MasbenchError, match=r"^sweep 'quick': 42 cells \(1 model\(s\) x \(2 baseline\(s\) \+ 5 "
+    with pytest.raises(MasbenchError, match=r"^sweep 'quick': 42 runs \(1 model\(s\) x \(2 baseline\(s\) \+ 5 "
                                             r"lambda\(s\)\) x 3 lr\(s\) x 2 seed\(s\)\), more than the cap of 40"):
         plan(dict(lr=[1e-3, 3e-3, 1e-2]), max_cells=40)
     assert built == []
@@ -154,7 +154,7 @@ def test_a_name_that_is_not_an_optimizer_of_the_grid_is_one_line_naming_it_and_t
     with pytest.raises(MasbenchError, match=r"^sweep 'quick': lr for 'rmsprop': it is not an optimizer of the sweep "
                                             r"\(its optimizers: adam, sgd, mas; others names the rest\)$"):
         plan(dict(lr={"adam": 1e-3, "rmsprop": 0.1}))
-    with pytest.raises(MasbenchError, match=r"^sweep 'quick': Unknown optimizer in lr: 'adan' \(valid: mas, sgd"):
+    with pytest.raises(MasbenchError, match=r"^sweep 'quick': Unknown optimizer in lr: 'adan' \(did you mean adam\? valid: mas, sgd"):
         plan(dict(lr={"adan": 0.1}))
 
 
@@ -318,13 +318,13 @@ def test_sweep_dry_run_lists_an_axis_and_values_per_optimizer(tmp_path):
     for name in ("adam[lr=0.001]", "adam[lr=0.01]", "sgd[lr=0.01,momentum=0.9]",
                  "mas[lambda_adam=0.5,lambda_sgd=0.5,lr=0.001,momentum=0.9]"):
         assert name in result.output
-    assert "12 cells: 0 completed, 12 to run" in result.output
+    assert "12 runs: 0 completed, 12 to run" in result.output
     result = sweep("--lr", "adam=1e-3,sgd=0.1", "--momentum", "sgd=0.5", "--lambdas", "0.5", db=db)
     assert result.exit_code == 0, result.output
     for name in ("adam[lr=0.001]", "sgd[lr=0.1,momentum=0.5]",
                  "mas[lambda_adam=0.5,lambda_sgd=0.5,lr=0.003,momentum=0.9]"):
         assert name in result.output
-    assert "6 cells" in result.output
+    assert "6 runs" in result.output
     result = sweep("--weight-decay", "0,1e-4", "--lambdas", "0.5", "--baselines", "sgd", db=db)
     assert result.exit_code == 0 and "sgd[lr=0.003,momentum=0.9,weight_decay=0.0001]" in result.output, result.output
 
@@ -339,9 +339,9 @@ def test_sweep_dry_run_lists_an_axis_and_values_per_optimizer(tmp_path):
         (["sweep", "--benchmark", "quick", "--momentum", "0.5,x"], "Invalid --momentum: '0.5,x': 'x' is not a number"),
         (["sweep", "--benchmark", "quick", "--lr", "-1"], "Invalid lr: -1.0 (must be >= 0)"),
         (["sweep", "--benchmark", "quick", "--lr", "sgd=inf"], "Invalid lr: inf"),
-        (["run", "--lr", "0.001,0.003"], "'0.001,0.003': run trains one cell, with one number (an axis, 1e-3,3e-3, "
+        (["run", "--lr", "0.001,0.003"], "'0.001,0.003': run trains one run, with one number (an axis, 1e-3,3e-3, "
                                          "or values per optimizer, adam=1e-3,sgd=0.1, are for sweep)"),
-        (["run", "--momentum", "sgd=0.9"], "run trains one cell, with one number"),
+        (["run", "--momentum", "sgd=0.9"], "run trains one run, with one number"),
     ],
 )
 def test_bad_flags_are_one_line_and_write_nothing(tmp_path, args, message):

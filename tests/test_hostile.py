@@ -159,9 +159,9 @@ STORE_CASES = [
     ("benchmark-300", lambda tmp: ["run", "--benchmark", "b" * 300], "is 300 characters (at most 255)"),
     ("lambdas-infinity", lambda tmp: _sweep("--lambdas", "0..Infinity"), "every number must be finite"),
     ("lambdas-nan", lambda tmp: _sweep("--lambdas", "NaN..1"), "every number must be finite"),
-    ("lambdas-4M", lambda tmp: _sweep("--lambdas", "0.3..0.7:0.0000001"), "4,000,003 cells"),
-    ("lambdas-tiny-step", lambda tmp: _sweep("--lambdas", "0..1:1e-999999999"), "more than 1e+18 cells"),
-    ("seeds-1e8", lambda tmp: _sweep("--seeds", "100000000"), "700,000,000 cells"),
+    ("lambdas-4M", lambda tmp: _sweep("--lambdas", "0.3..0.7:0.0000001"), "4,000,003 runs"),
+    ("lambdas-tiny-step", lambda tmp: _sweep("--lambdas", "0..1:1e-999999999"), "more than 1e+18 runs"),
+    ("seeds-1e8", lambda tmp: _sweep("--seeds", "100000000"), "700,000,000 runs"),
     ("seed-list-3e9", lambda tmp: _sweep("--seed-list", "0,3000000000"), "Invalid seed_list: 3000000000"),
     ("sweep-lr-inf", lambda tmp: _sweep("--lr", "inf"), "Invalid lr: inf"),
     ("sweep-epochs-2^63", lambda tmp: _sweep("--epochs", "9223372036854775808"), "Invalid epochs"),
@@ -202,7 +202,7 @@ STORE_CASES = [
      "Invalid lambda schedule"),
     ("sweep-lr-schedule", lambda tmp: _sweep("--lr-schedule", "cosine:-1"), "Invalid lr schedule"),
     ("benchmark-seeds-1e8", lambda tmp: ["sweep", "--benchmark", "quick", "--seeds", "100000000", "--dry-run"],
-     "sweep 'quick': 700,000,000 cells"),
+     "sweep 'quick': 700,000,000 runs"),
     ("seed-list-twice", lambda tmp: _sweep("--seed-list", "0,0"), "Invalid --seed-list: '0,0' gives '0' twice"),
     ("seed-list-1-01", lambda tmp: _sweep("--seed-list", "1,01"), "Invalid --seed-list: '1,01' gives 1 twice"),
     ("seed-list-empty-item", lambda tmp: _sweep("--seed-list", "1,,2"), "'1,,2' has an empty item"),
@@ -248,7 +248,7 @@ FILE_CASES = [
     ("yaml-nan-eps", _bench("nan_eps"), "benchmark 'b': Invalid eps: nan"),
     ("yaml-seed-list", _bench("big_seed_list"), "benchmark 'b': Invalid seed_list: 3000000000"),
     ("yaml-nul-name", _bench("nul_name"), "holds a control character"),
-    ("yaml-huge-grid", _bench("huge_grid"), "1,000,003,000 cells"),
+    ("yaml-huge-grid", _bench("huge_grid"), "1,000,003,000 runs"),
     ("yaml-huge-file", _bench("huge_file"), "bytes (at most 1,048,576)"),
     ("yaml-stray-args", _bench("stray_args"), "optimizer_args for 'nadam': it is not a baseline of the grid"),
     ("yaml-flat-args", _bench("flat_args"), "key 'optimizer_args.decoupled_weight_decay': True is invalid"),
@@ -348,10 +348,10 @@ finally:
 """
 
 CELL_CAP_CASES = [
-    ("benchmark-seeds", ["sweep", "--benchmark", "quick", "--seeds", "100000000"], "sweep 'quick': 700,000,000 cells"),
+    ("benchmark-seeds", ["sweep", "--benchmark", "quick", "--seeds", "100000000"], "sweep 'quick': 700,000,000 runs"),
     ("benchmark-lambdas", ["sweep", "--benchmark", "quick", "--lambdas", "0..1:0.00001"],
-     "sweep 'quick': 200,006 cells"),
-    ("dataset-seeds", ["sweep", "--dataset", "digits", "--seeds", "100000000"], "sweep 'digits': 700,000,000 cells"),
+     "sweep 'quick': 200,006 runs"),
+    ("dataset-seeds", ["sweep", "--dataset", "digits", "--seeds", "100000000"], "sweep 'digits': 700,000,000 runs"),
     ("grids-of-a-file", ["sweep", "--benchmark", "nightly", "--seeds", "10000"], "more than the cap of 10,000"),
 ]
 

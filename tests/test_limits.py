@@ -138,7 +138,7 @@ def test_the_cell_cap_is_exact_and_bounded(tmp_path):
     path.write_text("benchmarks:\n  b:\n    lambdas: '0.5'\n    baselines: []\n    seeds: 12\n")
     _, cells = plan_sweep(benchmark="b", benchmarks_path=path, max_cells=12)
     assert len(cells) == 12
-    with pytest.raises(MasbenchError, match="12 cells .* more than the cap of 11"):
+    with pytest.raises(MasbenchError, match="12 runs .* more than the cap of 11"):
         plan_sweep(benchmark="b", benchmarks_path=path, max_cells=11)
     for bad in (0, 10**9, True):
         with pytest.raises(MasbenchError, match="Invalid --max-cells"):
@@ -150,7 +150,7 @@ def test_a_large_grid_in_the_file_is_cheap_until_it_is_swept(tmp_path):
     path.write_text("benchmarks:\n  small: {lambdas: '0.5'}\n  big:\n    lambdas: 0..1:0.000001\n    seeds: 1000\n")
     _, cells = plan_sweep(benchmark="small", benchmarks_path=path)
     assert len(cells) == 3
-    with pytest.raises(MasbenchError, match="1,000,003,000 cells"):
+    with pytest.raises(MasbenchError, match="1,000,003,000 runs"):
         plan_sweep(benchmark="big", benchmarks_path=path)
 
 

@@ -316,7 +316,7 @@ def test_a_sweep_trains_other_baselines_and_report_shows_them(tmp_path):
                                 "radam,torch.optim.NAdam", "--seed-list", "0", "--epochs", "1", "--workers", "1",
                                 "--train-subset", "400", "--db", url])
     assert swept.exit_code == 0, swept.output
-    assert "3 cells, 3 finished now; 3 completed" in swept.stdout
+    assert "3 runs, 3 finished now; 3 completed" in swept.stdout
     report = runner.invoke(app, ["report", "--db", url, "--format", "csv"])
     names = sorted(row["name"] for row in csv.DictReader(io.StringIO(report.stdout)))
     assert names == ["mas[lambda_adam=0.5,lambda_sgd=0.5,lr=0.001]", "nadam[lr=0.001]", "radam[lr=0.001]"]

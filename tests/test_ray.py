@@ -47,7 +47,7 @@ def bench_file(tmp_path_factory):
 
 def test_a_ray_sweep_runs_every_cell_once(bench_file, db_url, tmp_path):
     out, err = finish(sweep(bench_file, db_url, tmp_path, "--executor", "ray", benchmark="small"))
-    assert "8 cells, 8 finished now; 8 completed" in out and "on Ray" in err
+    assert "8 runs, 8 finished now; 8 completed" in out and "on Ray" in err
     assert rows(db_url, "select count(*), count(distinct key), sum(attempts) from runs where status = 'completed'") \
         == [(8, 8, 8)]
     assert rows(db_url, "select count(*), count(distinct run_id * 1000 + epoch) from epochs") == [(16, 16)]

@@ -155,8 +155,8 @@ def test_the_driver_says_why_cells_train_unpacked_on_the_tasks_device(executor, 
                                  "--no-baselines", "--seeds", "2", "--executor", executor, "--pack", "auto",
                                  *(["--device", "cpu"] if executor == "local" else []), "--db", sqlite_url])
     assert result.exit_code == 0, result.output
-    assert "4 cells, 0 finished now; 4 pending" in result.stdout
-    note = f"2 cell(s) run unpacked: --pack auto leaves model 'resnet18' unpacked on {device_type or 'cpu'}"
+    assert "4 runs, 0 finished now; 4 pending" in result.stdout
+    note = f"2 run(s) train unpacked: --pack auto leaves model 'resnet18' unpacked on {device_type or 'cpu'}"
     assert (note in result.stderr) is noted and ("run unpacked" in result.stderr) is noted, result.stderr
 
 
@@ -173,7 +173,7 @@ def test_a_packed_ray_sweep_gives_the_local_unpacked_table(ray_module, bench_fil
 
     out, err = finish(sweep(bench_file, db_url, tmp_path / "ray", "--executor", "ray", "--pack", "3",
                             benchmark="tiny"))
-    assert "6 cells, 5 finished now; 6 completed" in out and "on Ray" in err and "unpacked" not in err
+    assert "6 runs, 5 finished now; 6 completed" in out and "on Ray" in err and "unpacked" not in err
     packed, alone = runs(db_url), runs(reference)
     assert packed[done] == before[done]
     assert sorted(execution(r)["packed"] for k, r in packed.items() if k != done) == [2, 2, 3, 3, 3]
@@ -192,7 +192,7 @@ def test_a_packed_ray_sweep_gives_the_local_unpacked_table(ray_module, bench_fil
 
     out, _ = finish(sweep(bench_file, db_url, tmp_path / "ray", "--executor", "ray", "--pack", "3",
                           benchmark="tiny"))
-    assert "6 cells, 0 finished now; 6 completed" in out
+    assert "6 runs, 0 finished now; 6 completed" in out
     assert epochs(db_url) == ours and runs(db_url) == packed
 
 
@@ -237,7 +237,7 @@ def test_a_killed_ray_worker_has_its_pack_retried_and_every_member_resumed(ray_m
     os.kill(pid, signal.SIGKILL)
     release(tmp_path / "held")
     out, err = finish(process)
-    assert "3 cells, 3 finished now; 3 completed" in out
+    assert "3 runs, 3 finished now; 3 completed" in out
     stored = runs(sqlite_url)
     assert {r["attempts"] for r in stored.values()} == {2}
     assert {execution(r)["packed"] for r in stored.values()} == {3}

@@ -119,7 +119,7 @@ def test_a_torn_checkpoint_file_restarts_its_cell_with_a_warning(bench_file, db_
 
 def test_four_workers_run_every_cell_once(bench_file, db_url, tmp_path):
     out, err = finish(sweep(bench_file, db_url, tmp_path, "--workers", "4", benchmark="many"))
-    assert "8 cells, 8 finished now; 8 completed" in out
+    assert "8 runs, 8 finished now; 8 completed" in out
     assert "locked" not in err.lower() and "Traceback" not in err
     assert rows(db_url, "select count(*), count(distinct key), sum(attempts) from runs where status = 'completed'") \
         == [(8, 8, 8)]

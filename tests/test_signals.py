@@ -229,7 +229,7 @@ def test_ctrl_c_once_every_cell_is_done_lets_the_sweep_finish(bench_file, sqlite
     (held / "go").touch()
     out, err = finish(process)
     assert after_start(err) == [], err
-    assert out.strip() == "sweep stop: 2 cells, 2 finished now; 2 completed"
+    assert out.strip() == "sweep stop: 2 runs, 2 finished now; 2 completed"
     assert rows(sqlite_url, "select status, count(*) from runs group by status") == [("completed", 2)]
 
 
@@ -281,7 +281,7 @@ def test_a_signal_before_the_command_holds_anything_is_one_line(tmp_path, comman
     out, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, err
     name = signal.Signals(signum).name
-    assert err == f"Error: interrupted by {name}: no cell was held; run the same command again\n", err
+    assert err == f"Error: interrupted by {name}: no run was held; run the same command again\n", err
     assert out == "" and not db.exists()
 
 

@@ -220,14 +220,14 @@ def test_sweep_cli_bad_input(bench_file, args, message):
 def test_dry_run_lists_cells_and_marks_the_done_ones(bench_file, tmp_path):
     listed = runner.invoke(app, ["sweep", "--benchmark", "tiny", "--benchmarks", str(bench_file), "--dry-run"])
     assert listed.exit_code == 0, listed.output
-    assert "6 cells: 0 completed, 6 to run" in listed.stdout
+    assert "6 runs: 0 completed, 6 to run" in listed.stdout
     assert "sgd[lr=0.003,momentum=0.9]" in listed.stdout and "mas[lambda_adam=0.3,lambda_sgd=0.7" in listed.stdout
     assert not (tmp_path / "masbench.db").exists()
 
     runner.invoke(app, ["run", "--dataset", "digits", "--optimizer", "sgd", "--lr", "0.003", "--momentum", "0.9",
                         "--batch-size", "128", "--epochs", "2", "--benchmark", "tiny"])
     listed = runner.invoke(app, ["sweep", "--benchmark", "tiny", "--benchmarks", str(bench_file), "--dry-run"])
-    assert "6 cells: 1 completed, 5 to run" in listed.stdout
+    assert "6 runs: 1 completed, 5 to run" in listed.stdout
 
 
 def test_sweep_runs_every_cell_once_and_a_rerun_runs_none(bench_file, db_url):
@@ -236,13 +236,13 @@ def test_sweep_runs_every_cell_once_and_a_rerun_runs_none(bench_file, db_url):
     args = ["sweep", "--benchmark", "tiny", "--benchmarks", str(bench_file), "--db", db_url]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    assert "6 cells, 6 finished now; 6 completed" in first.stdout
+    assert "6 runs, 6 finished now; 6 completed" in first.stdout
     assert rows(db_url, "select count(*), count(distinct key) from runs where status='completed'") == [(6, 6)]
     assert rows(db_url, "select count(*) from epochs") == [(12,)]
     ids = rows(db_url, "select id, finished_at from runs order by id")
 
     second = runner.invoke(app, args)
-    assert second.exit_code == 0 and "6 cells, 0 finished now; 6 completed" in second.stdout
+    assert second.exit_code == 0 and "6 runs, 0 finished now; 6 completed" in second.stdout
     assert rows(db_url, "select id, finished_at from runs order by id") == ids
     assert rows(db_url, "select count(*) from epochs") == [(12,)]
 
@@ -250,7 +250,7 @@ def test_sweep_runs_every_cell_once_and_a_rerun_runs_none(bench_file, db_url):
 def test_the_quick_benchmark_runs_offline(tmp_path):
     result = runner.invoke(app, ["sweep", "--benchmark", "quick", "--benchmarks", str(REPO / "benchmarks.yaml")])
     assert result.exit_code == 0, result.output
-    assert "14 cells, 14 finished now; 14 completed" in result.stdout
+    assert "14 runs, 14 finished now; 14 completed" in result.stdout
     accs = query(tmp_path / "masbench.db", "select max(test_acc) from epochs group by run_id")
     assert len(accs) == 14 and min(a for (a,) in accs) > 0.8
 

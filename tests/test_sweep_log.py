@@ -53,7 +53,7 @@ def test_each_epoch_and_each_end_is_one_whole_line(tmp_path, flags):
     assert all(line.startswith(("masbench ", "sweep ", "note", "packed", "warning")) or not line.strip()
                for line in other), other  # nothing else, nothing cut: the banner and the sweep's own lines
     table = result.stdout
-    assert "sweep digits: 2 cells, 2 finished now; 2 completed" in table
+    assert "sweep digits: 2 runs, 2 finished now; 2 completed" in table
     assert "±CI95" in table and re.search(r"Adam\s.*\s1\s", table) and re.search(r"MAS\s+│\s+0\.5", table), table
     if not flags:  # the same sweep again: nothing to run, nothing logged, the table all the same
         again, _ = sweep(tmp_path)

@@ -116,7 +116,7 @@ def test_a_packed_quick_sweep_gives_the_unpacked_table(unpacked_quick, db_url):
         assert abs(float(row["avg_acc"]) - float(ref["avg_acc"])) <= 1.0, (row, ref)
 
     again = sweep(db_url, "--benchmark", "quick", "--pack", "7")  # a second sweep trains nothing
-    assert "14 cells, 0 finished now; 14 completed" in again.stdout
+    assert "14 runs, 0 finished now; 14 completed" in again.stdout
     assert epochs(db_url) == ours and runs(db_url) == packed
 
 
@@ -126,7 +126,7 @@ def test_a_cell_completed_unpacked_is_not_trained_again_in_a_pack(tiny, sqlite_u
     before = runs(sqlite_url)
     [done] = before
     result = sweep(sqlite_url, "--benchmarks", tiny, "--benchmark", "tiny", "--pack", "6")
-    assert "6 cells, 5 finished now; 6 completed" in result.stdout
+    assert "6 runs, 5 finished now; 6 completed" in result.stdout
     after = runs(sqlite_url)
     assert after[done] == before[done]
     assert sorted(execution(r).get("packed") for k, r in after.items() if k != done) == [5] * 5
@@ -236,7 +236,7 @@ def test_a_model_the_fuser_refuses_runs_unpacked_with_one_line(sqlite_url, tmp_p
     for pack in (specs[:2], specs[2:]):
         outcomes = run_unit(pack, store, options, callbacks=[warnings], refused=refused)
         assert [o.status for o in outcomes] == ["completed", "completed"]
-    assert warnings.messages == ["2 cells run unpacked: layer 3 is a Frobnicator, which has no packed form"]
+    assert warnings.messages == ["2 runs train unpacked: layer 3 is a Frobnicator, which has no packed form"]
     stored = runs(sqlite_url)
     assert all("packed" not in execution(stored[s.key]) for s in specs)
     # The engine refuses the model while it prepares the pack, before anything is claimed: one attempt each.
@@ -254,7 +254,7 @@ def test_packs_follow_the_setting_the_device_and_what_can_share_a_pack():
     assert sizes == [7, 2, 1, 1, 1, 1, 2]  # text models pack (the engine trains K of them as it trains one)
     assert [len(p) for p in pack_cells(cells, "cuda")] == [7, 2, 2, 2, 1, 1]
     notes = unpacked_notes(cells, "cpu")
-    assert len(notes) == 1 and notes[0].startswith("2 cell(s) run unpacked: --pack auto leaves model 'resnet18'")
+    assert len(notes) == 1 and notes[0].startswith("2 run(s) train unpacked: --pack auto leaves model 'resnet18'")
     assert unpacked_notes(cells, "cuda") == []
 
 

@@ -274,8 +274,8 @@ def test_a_tune_runs_end_to_end_and_a_rerun_trains_nothing(bench_file, tmp_path)
     args = tune_args(bench_file, url, "--budget", "2", "--final-seeds", "1")
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
-    assert "tune tiny (search): 6 cells, 6 finished now" in first.stdout
-    assert "tune tiny (final): 3 cells, 3 finished now" in first.stdout
+    assert "tune tiny (search): 6 runs, 6 finished now" in first.stdout
+    assert "tune tiny (final): 3 runs, 3 finished now" in first.stdout
     for label in ("adam", "sgd", "mas"):
         line = next(line for line in first.stdout.splitlines() if line.startswith(f"  {label}:"))
         assert "2/2 trials completed; chosen trial" in line and ": lr=" in line and "(mean of 1/1 seeds)" in line
@@ -286,7 +286,7 @@ def test_a_tune_runs_end_to_end_and_a_rerun_trains_nothing(bench_file, tmp_path)
 
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
-    assert "6 cells, 0 finished now; 6 completed" in second.stdout and "3 cells, 0 finished now" in second.stdout
+    assert "6 runs, 0 finished now; 6 completed" in second.stdout and "3 runs, 0 finished now" in second.stdout
     assert query(url, "select key, attempts, finished_at from runs order by key") == runs
     assert query(url, "select count(*) from trials") == [(9,)] and query(url, "select count(*) from tunes") == [(1,)]
     chosen = [line for line in first.stdout.splitlines() if line.startswith("  ")]

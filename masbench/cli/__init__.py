@@ -40,7 +40,7 @@ class OneLineErrors(WholeHelp):
                 rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
                                   **extra)
         except signals.Signalled as stop:
-            rv = _fail(f"interrupted by {signals.name(stop.signum)}: no cell was held; run the same command again",
+            rv = _fail(f"interrupted by {signals.name(stop.signum)}: no run was held; run the same command again",
                        stop.exit_code)
         except getattr(click_exceptions, "NoArgsIsHelpError", ()):
             # `masbench` alone: typer has printed the help already.

@@ -44,7 +44,7 @@ def one_number(value: Any) -> float:
     """``run``'s ``--lr``, ``--momentum``, ``--weight-decay``: one number (an axis or values per optimizer are a
     sweep's, ``masbench.grid.settings``)."""
     if isinstance(value, str) and ("," in value or "=" in value):
-        raise ValueError(f"{shown(value)}: run trains one cell, with one number (an axis, 1e-3,3e-3, or values "
+        raise ValueError(f"{shown(value)}: run trains one run, with one number (an axis, 1e-3,3e-3, or values "
                          f"per optimizer, adam=1e-3,sgd=0.1, are for sweep)")
     return number(value)
 
@@ -110,7 +110,7 @@ CompileOpt = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.
 CheckpointDirOpt = Annotated[str, typer.Option(help="Where per-epoch checkpoints go.")]
 ClaimTimeoutOpt = Annotated[
     float, typer.Option(parser=number, help="This worker's lease, in seconds: if it stops renewing its claim for that "
-                        "long (by the database server's clock), another worker may take the cell over.")
+                        "long (by the database server's clock), another worker may take the run over.")
 ]
 
 
@@ -131,11 +131,11 @@ MixStepOpt = Annotated[str | None, typer.Option(help="The step of the --mix grid
 
 # --- how a grid's cells run (sweep, tune) -----------------------------------------------------------
 
-PackOpt = Annotated[str | None, typer.Option(help="Train cells in packs of N (>= 2) that share data, model, batch size and epochs, each recorded as its own run; auto (the MLP and the small CNN everywhere, the ResNets on CUDA), or off (default; the benchmark's pack: applies unless given).")]
+PackOpt = Annotated[str | None, typer.Option(help="Train runs in packs of N (>= 2) that share data, model, batch size and epochs, each recorded as its own run; auto (the MLP and the small CNN everywhere, the ResNets on CUDA), or off (default; the benchmark's pack: applies unless given).")]
 WorkersOpt = Annotated[int | None, typer.Option(parser=integer, help="Worker processes (default: one per GPU when there are several, else 1).")]
-ExecutorOpt = Annotated[str, typer.Option(help="local (worker processes on this machine) or ray (a task per cell on a Ray cluster).")]
+ExecutorOpt = Annotated[str, typer.Option(help="local (worker processes on this machine) or ray (a task per run on a Ray cluster).")]
 RayAddressOpt = Annotated[str | None, typer.Option(help="With --executor ray: auto or HOST:PORT of a running cluster (default: start a local one).")]
-RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Run failed and diverged cells again.")]
+RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Train failed and diverged runs again.")]
 
 
 def spec_values(params: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:

@@ -120,7 +120,7 @@ class SweepProgress:
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
         )
-        self.total = self.progress.add_task("cells", total=len(keys), note="")
+        self.total = self.progress.add_task("runs", total=len(keys), note="")
         self.running: dict[str, object] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sweep-progress", daemon=True)

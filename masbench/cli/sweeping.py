@@ -18,7 +18,7 @@ def print_plan(title: str, cells, db: str | None, device: str, retry_failed: boo
     from masbench.grid.packs import device_type, pack_lines
 
     out = stdout_console()
-    table = Table(title=f"sweep {title}: {len(cells)} cells")
+    table = Table(title=f"sweep {title}: {len(cells)} runs")
     for column in ("#", "name", "dataset", "model", "seed", "status"):
         table.add_column(column, overflow="fold")
     listed = plan(cells, db)
@@ -27,7 +27,7 @@ def print_plan(title: str, cells, db: str | None, device: str, retry_failed: boo
                       style="dim" if status == "completed" else None)
     out.print(table, markup=False)
     done = sum(1 for _, status in listed if status == "completed")
-    out.print(f"{len(cells)} cells: {done} completed, {len(cells) - done} to run", markup=False)
+    out.print(f"{len(cells)} runs: {done} completed, {len(cells) - done} to run", markup=False)
     if any(cell.pack != "off" for cell in cells):
         for line in pack_lines(listed, device_type(device), retry_failed):
             out.print(line, markup=False)
@@ -93,7 +93,7 @@ def _sweep_round(title: str, cells, store, console, settings, executor: str, ray
             console.print(banner(describe_device(resolve_device(settings.options.device))), markup=False)
         how = "on Ray" if executor == "ray" else f"{settings.workers} worker(s)"
         which = "" if number == 1 else f" (round {number} of adaptive seeds)"
-        console.print(f"sweep {title}{which}: {len(cells)} cells, {how}, store {store.masked_url}", markup=False)
+        console.print(f"sweep {title}{which}: {len(cells)} runs, {how}, store {store.masked_url}", markup=False)
         for line in unpacked_notes(cells, device_type or device_type_of(settings.options.device)):
             console.print(line, markup=False)
         progress.start()
@@ -139,7 +139,7 @@ def _report_sweep(title: str, summary, console, fail: bool = True, results=None)
     counts = {status: summary.count(status) for status in ("completed", "pruned", "diverged", "failed", "pending",
                                                               "running")}
     parts = [f"{n} {status}" for status, n in counts.items() if n]
-    out.print(f"sweep {title}: {summary.total} cells, {summary.ran} finished now; " + ", ".join(parts), markup=False)
+    out.print(f"sweep {title}: {summary.total} runs, {summary.ran} finished now; " + ", ".join(parts), markup=False)
     for state in summary.failed:
         first = (state["error"] or "").splitlines()[0] if state["error"] else "no error recorded"
         out.print(f"  failed: {state['name']} {state['dataset']}/{state['model']} seed {state['seed']}: {first}",
@@ -147,7 +147,7 @@ def _report_sweep(title: str, summary, console, fail: bool = True, results=None)
     if results is not None and not summary.interrupted:
         print_results(*results)
     if summary.dead_workers:
-        console.print(f"warning: {summary.dead_workers} worker process(es) died; the others took their cells over",
+        console.print(f"warning: {summary.dead_workers} worker process(es) died; the others took their runs over",
                       markup=False)
     if summary.interrupted:
         console.print("interrupted: claims released; run the same command again to resume", markup=False)

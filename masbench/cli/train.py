@@ -129,9 +129,9 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="Run again even if the store has this run completed.")] = False,
     claim_timeout: ClaimTimeoutOpt = 60.0,
 ) -> None:
-    """Train one cell (optimizer x lambda x model x dataset x seed); every epoch goes to the store.
+    """Train one run (one seed of a cell: optimizer and settings x model x data set); every epoch goes to the store.
 
-    Under torchrun (torchrun --nproc-per-node N -m masbench run ...) the cell trains with DistributedDataParallel.
+    Under torchrun (torchrun --nproc-per-node N -m masbench run ...) the run trains with DistributedDataParallel.
     """
     from masbench.cli.axes import check_settings_reach
     from masbench.spec import RunSpec, make_spec
@@ -227,7 +227,7 @@ def sweep(
     seeds: Annotated[int | None, typer.Option(parser=integer, help="Seeds 0..N-1.")] = None,
     seed_list: Annotated[str | None, typer.Option(help="Explicit seeds, comma-separated: 0,1,2.")] = None,
     until_ci: Annotated[float | None, typer.Option(parser=number, help="Adaptive seeds: add seeds to each cell, in rounds, until the half-width of the 95% confidence interval of its mean best test accuracy (the report's ±CI95: mean ± this) is at most this many points (the initial seeds, at least 2, come first).")] = None,
-    max_seeds: Annotated[int | None, typer.Option(parser=integer, help="With --until-ci: at most this many seeds per cell (default 10); the cell cap counts them all.")] = None,
+    max_seeds: Annotated[int | None, typer.Option(parser=integer, help="With --until-ci: at most this many seeds per cell (default 10); the cap on runs (--max-cells) counts them all.")] = None,
     epochs: EpochsOpt = None,
     lr: LrSettingOpt = None,
     lr_schedule: LrScheduleOpt = None,
@@ -253,9 +253,9 @@ def sweep(
     workers: WorkersOpt = None,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells and which are done; run nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and which are done; train nothing.")] = False,
     retry_failed: RetryFailedOpt = False,
-    max_cells: Annotated[int, typer.Option(parser=integer, help="Refuse a grid of more cells than this (at most 100,000), counted before any is built.")] = 10_000,
+    max_cells: Annotated[int, typer.Option(parser=integer, help="Refuse a grid of more runs than this (at most 100,000), counted before any is built.")] = 10_000,
     claim_timeout: ClaimTimeoutOpt = 60.0,
     device: DeviceOpt = "auto",
     db: DbOpt = None,
@@ -265,7 +265,7 @@ def sweep(
     compile: CompileOpt = False,
     checkpoint_dir: CheckpointDirOpt = ".masbench/checkpoints",
 ) -> None:
-    """Run a grid of cells: idempotent (finished cells are skipped), resumable, with parallel workers.
+    """Run a grid of cells over seeds: idempotent (finished runs are skipped), resumable, with parallel workers.
 
     The axes: --models, --baselines (any optimizer, mix:adam=0.3,sgd=0.7 too), --lambdas, --lambda-schedule,
     --mix with --mix-step, the seeds, and --lr, --momentum, --weight-decay given as lists (1e-3,3e-3); those three
@@ -333,4 +333,4 @@ def check_sweep_flags(no_baselines: bool, baselines: str | None, workers: int | 
     if ray_address is not None and executor != "ray":
         raise MasbenchError("--ray-address goes with --executor ray")
     if executor == "ray" and workers is not None:
-        raise MasbenchError("--workers is for --executor local; Ray runs as many cells at once as the cluster has GPUs or CPUs")
+        raise MasbenchError("--workers is for --executor local; Ray trains as many runs at once as the cluster has GPUs or CPUs")

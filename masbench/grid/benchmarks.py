@@ -160,9 +160,10 @@ def read_targets(path: Path | str) -> dict[tuple[str, str, str], float]:
             if target is None:
                 continue
             where = _where(path, str(name))
-            if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 100:
+            if isinstance(target, bool) or not isinstance(target, (int, float)) or not 1 <= target <= 100:
+                hint = f": did you mean {target * 100:g}?" if isinstance(target, float) and 0 < target < 1 else ""
                 raise MasbenchError(one_line(f"{where}: target {shown(target)} is not a test accuracy in percent "
-                                             f"in (0, 100]"))
+                                             f"in [1, 100]{hint}"))
             if not isinstance(dataset, str) or not isinstance(models, list) \
                     or not all(isinstance(model, str) for model in models):
                 raise MasbenchError(one_line(f"{where}: its dataset and models are not names"))

@@ -365,7 +365,7 @@ def check_setting_names(grids: list[GridSpec], where: str = "grid", given: dict[
 def check_count(count: int, max_cells: int, detail: str, label: str) -> None:
     if count > max_cells:
         raise MasbenchError(
-            f"sweep {label}: {count_text(count)} cells ({detail}), more than the cap of {max_cells:,}; narrow "
+            f"sweep {label}: {count_text(count)} runs ({detail}), more than the cap of {max_cells:,}; narrow "
             f"--lambdas, --seeds or --models, or raise the cap with --max-cells (at most {MAX_CELLS_CEILING:,})"
         )
 

@@ -73,7 +73,7 @@ def unpacked_notes(cells: Sequence[Cell], device_type: str) -> list[str]:
     for cell in cells:
         if (reason := unpacked_reason(cell, device_type)) is not None:
             reasons[reason] = reasons.get(reason, 0) + 1
-    return [f"{n} cell(s) run unpacked: {reason}" for reason, n in reasons.items()]
+    return [f"{n} run(s) train unpacked: {reason}" for reason, n in reasons.items()]
 
 
 def unfinished(cells: Sequence[Cell], store: Store, retry_failed_before: datetime | None) -> list[Cell]:
@@ -124,11 +124,11 @@ def pack_lines(listed: Sequence[tuple[Cell, str]], device_type: str, retry_faile
     units = pack_cells(cells, device_type)
     packs = [unit for unit in units if len(unit) > 1]
     alone = sorted((unit[0] for unit in units if len(unit) == 1), key=lambda cell: number[id(cell)])
-    lines = [f"packing on {device_type}: {len(cells)} cell(s) to run, {sum(map(len, packs))} in {len(packs)} "
+    lines = [f"packing on {device_type}: {len(cells)} run(s) to train, {sum(map(len, packs))} in {len(packs)} "
              f"pack(s), {len(alone)} alone"]
     for i, unit in enumerate(packs, start=1):
         first = unit[0].spec
-        lines.append(f"  pack {i}: {len(unit)} cells ({first.dataset}, {first.model}, batch {first.batch_size}, "
+        lines.append(f"  pack {i}: {len(unit)} runs ({first.dataset}, {first.model}, batch {first.batch_size}, "
                      f"{first.epochs} epochs): {_numbers(unit, number)}")
     reasons: dict[str, list[Cell]] = {}
     for cell in alone:

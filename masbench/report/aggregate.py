@@ -127,7 +127,10 @@ def run_epochs(store, runs: pd.DataFrame, **filters: Any) -> pd.DataFrame:
     time to target and curves included."""
     epochs = store.epochs_frame(**filters)
     kept = runs.loc[runs["status"] != LEFT_OUT, "id"]
-    return epochs[epochs["run_id"].isin(kept)].reset_index(drop=True)
+    epochs = epochs[epochs["run_id"].isin(kept)].reset_index(drop=True)
+    # The rows kept passed the checks, but a column read with a left-out run's text in it is text: numbers again.
+    numeric = ["train_loss", "train_acc", "test_loss", "test_acc", "val_acc", "seconds"]
+    return epochs.assign(**{c: pd.to_numeric(epochs[c]) for c in numeric if c in epochs})
 
 
 def left_out_note(cells: pd.DataFrame) -> str:

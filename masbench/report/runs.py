@@ -17,6 +17,8 @@ import math
 
 import pandas as pd
 
+from masbench.store.checks import LEFT_OUT
+
 from masbench.report.aggregate import cell_names, cell_table
 from masbench.report.render import FORMATS, Rendered, _plain, render_rows
 
@@ -32,7 +34,7 @@ def run_list(runs: pd.DataFrame) -> pd.DataFrame:
     names = dict(zip(cells["config_key"], cell_names(cells)))
     frame = pd.DataFrame({
         "id": runs["id"].astype(int), "status": runs["status"], "cell": runs["config_key"].map(names),
-        "seed": runs["seed"].astype(int), "best_acc": pd.to_numeric(runs["best"], errors="coerce") * 100.0,
+        "seed": runs["seed"].astype(int), "best_acc": pd.to_numeric(runs["best"], errors="coerce").where(runs["status"] != LEFT_OUT) * 100.0,
         "started": [None if pd.isna(t) else pd.Timestamp(t).isoformat(sep=" ", timespec="seconds")
                     for t in runs["started_at"]],
         "benchmark": runs["benchmark"], "dataset": runs["dataset"], "model": runs["model"],

@@ -251,7 +251,7 @@ def run_unit(
             if isinstance(error, _Refused):
                 refused[pack_key(group[0])] = str(error)
                 for callback in callbacks:
-                    callback.on_warning(f"{len(left)} cells run unpacked: {error}")
+                    callback.on_warning(f"{len(left)} runs train unpacked: {error}")
             groups = [[spec] for spec in left] + groups
     return [outcomes[spec.key] for spec in specs]
 

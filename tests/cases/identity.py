@@ -97,7 +97,7 @@ CASES = [
     Case("import-path-plans-the-stored-adam-cell", ("sweep", "--benchmark", "b", "--benchmarks", "{dir}/benchmarks.yaml",
                                                     "--baselines", "torch.optim:Adam", "--dry-run",
                                                     "--db", "{db}"),
-         setup=_benchmark_b, output=("6 cells: 5 completed, 1 to run",)),
+         setup=_benchmark_b, output=("6 runs: 5 completed, 1 to run",)),
     # --- lambdas that are one number --------------------------------------------------------------------------
     Case("lambdas-0.3-and-0.30000000000000001", _sweep("--lambdas", "0.3,0.30000000000000001"),
          error="0.30000000000000001 is listed twice (0.3 and 0.30000000000000001 are the same number, 0.3; give "

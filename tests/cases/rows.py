@@ -44,6 +44,11 @@ def no_file(env):
 
 
 ACC_2 = epochs_of_run_2("test_acc = 2.0", "epoch = 2")
+
+
+def fraction_target_file(env):
+    (env.dir / "benchmarks.yaml").write_text("benchmarks:\n  b:\n    dataset: digits\n    models: [mlp]\n"
+                                             "    target: 0.9\n")
 ACC_2_NAMED = NAMED + "epochs.test_acc = 2.0 at epoch 2 is not a number in [0, 1]; left out"
 CSV = ("report", "--table", "--format", "csv", "--db", "{db}")
 CHECK = ("check", "--db", "{db}")
@@ -130,4 +135,14 @@ CASES = [
     Case("rows-check-clean", CHECK, output=("no problems: 16 runs, 43 epochs",)),
     Case("rows-check-never-creates", ("check", "--db", "sqlite:///{dir}/none.db"), stores=False,
          error="no database at", after=no_file),
+    # found by the hostile tester: a left-out run's best in `runs`; a text accuracy in the curves' epochs; a file's
+    # target below 1, which the option refuses
+    Case("rows-acc-above-1-runs", ("runs", "--format", "csv", "--db", "{db}"), ACC_2,
+         output=("2,left out,adam[lr=0.01],1,,",), absent=("200.0",), stderr=(ACC_2_NAMED,)),
+    Case("rows-acc-nan-plot", ("plot", "--output", "{dir}/curves.png", "--model", "mlp", "--db", "{db}"),
+         epochs_of_run_2("test_acc = 'NaN'", "epoch = 1"), output=("plot written to",),
+         stderr=("at epoch 1 is not a number in [0, 1]; left out",)),
+    Case("rows-file-target-below-1", ("report", "--table", "--format", "csv", "--db", "{db}"), fraction_target_file,
+         absent=("0.9,",), stderr=("target 0.9 is not a test accuracy in percent in [1, 100]: did you mean 90?; its "
+                                   "targets are not used",)),
 ]
