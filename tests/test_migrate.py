@@ -201,6 +201,33 @@ def test_a_version_4_store_gains_the_report_index_and_keeps_its_rows(db_url):
     engine.dispose()
 
 
+def test_a_version_5_store_gains_the_problem_index_and_reports_look_runs_up_there(db_url):
+    """A store of version 5 gains the partial index ``ix_epochs_problem`` (the epoch rows that fail a check of
+    their own), and on SQLite the report's query reads it to flag a run (the planner uses a partial index only
+    where the query's WHERE holds the index's condition as written)."""
+    from masbench.store.queries import run_accuracy_query
+
+    v1_rows = _write_v1_store(db_url)
+    Store(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as connection:  # back to what version 5 was
+        _drop_later_indexes(connection, 5)
+        connection.exec_driver_sql("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    engine.dispose()
+    assert "ix_epochs_problem" not in _indexes(db_url, "epochs")
+    store = Store(db_url)
+    _check_upgraded(store, v1_rows)
+    store.close()
+    assert "ix_epochs_problem" in _indexes(db_url, "epochs")
+    if db_url.startswith("sqlite"):
+        engine = create_engine(db_url)
+        with engine.connect() as connection:
+            query = run_accuracy_query().compile(engine, compile_kwargs={"literal_binds": True})
+            plan = " ".join(str(row) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
+        engine.dispose()
+        assert "USING INDEX ix_epochs_problem" in plan
+
+
 def test_two_stores_have_different_identities(tmp_path):
     a, b = Store(f"sqlite:///{tmp_path / 'a.db'}"), Store(f"sqlite:///{tmp_path / 'b.db'}")
     assert a.store_id != b.store_id
