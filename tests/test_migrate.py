@@ -160,6 +160,18 @@ def test_a_version_3_store_gains_the_tune_tables_and_keeps_its_runs(db_url):
     engine.dispose()
 
 
+def _store_of_version(db_url: str, version: int) -> dict[str, list[dict]]:
+    """A store of today's tables with rows, its indexes and version set back to ``version`` (4 or later)."""
+    v1_rows = _write_v1_store(db_url)
+    Store(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        _drop_later_indexes(connection, version)
+        connection.exec_driver_sql(f"UPDATE meta SET value = '{version}' WHERE key = 'schema_version'")
+    engine.dispose()
+    return v1_rows
+
+
 def _drop_later_indexes(connection, version: int) -> None:
     """Drop the indexes added after ``version`` (a column an index names cannot be dropped before it)."""
     for added, tables in INDEXES_ADDED_IN.items():
@@ -182,13 +194,7 @@ def _indexes(url: str, table: str) -> set[str]:
 def test_a_version_4_store_gains_the_report_index_and_keeps_its_rows(db_url):
     """A store of version 4 (before the report's covering index): its runs and epochs stay as they were,
     it gains ``ix_epochs_run_id_val_acc`` and records today's version."""
-    v1_rows = _write_v1_store(db_url)
-    Store(db_url).close()
-    engine = create_engine(db_url)
-    with engine.begin() as connection:  # back to what version 4 was
-        _drop_later_indexes(connection, 4)
-        connection.exec_driver_sql("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
-    engine.dispose()
+    v1_rows = _store_of_version(db_url, 4)
     assert "ix_epochs_run_id_val_acc" not in _indexes(db_url, "epochs")
     store = Store(db_url)
     _check_upgraded(store, v1_rows)
@@ -199,6 +205,27 @@ def test_a_version_4_store_gains_the_report_index_and_keeps_its_rows(db_url):
         assert connection.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar() == str(
             SCHEMA_VERSION)
     engine.dispose()
+
+
+def test_a_version_5_store_gains_the_problem_index_and_reports_look_runs_up_there(db_url):
+    """A store of version 5 gains the partial index ``ix_epochs_problem`` (the epoch rows that fail a check of
+    their own), and on SQLite the report's query reads it to flag a run (the planner uses a partial index only
+    where the query's WHERE holds the index's condition as written)."""
+    from masbench.store.queries import run_accuracy_query
+
+    v1_rows = _store_of_version(db_url, 5)
+    assert "ix_epochs_problem" not in _indexes(db_url, "epochs")
+    store = Store(db_url)
+    _check_upgraded(store, v1_rows)
+    store.close()
+    assert "ix_epochs_problem" in _indexes(db_url, "epochs")
+    if db_url.startswith("sqlite"):
+        engine = create_engine(db_url)
+        with engine.connect() as connection:
+            query = run_accuracy_query().compile(engine, compile_kwargs={"literal_binds": True})
+            plan = " ".join(str(row) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
+        engine.dispose()
+        assert "USING INDEX ix_epochs_problem" in plan
 
 
 def test_two_stores_have_different_identities(tmp_path):

@@ -16,8 +16,9 @@ every number) and for text on SQLite (text sorts above every number; a REAL colu
 text), and NULL (an accuracy not measured, SQLite's stored NaN) passes. Only JSON needs a dialect switch
 (``json_valid`` on SQLite; PostgreSQL's ``json`` type refuses malformed JSON when it is written).
 
-Reports flag a run in the one scan over epochs they make anyway (``queries.epoch_aggregates`` sums
-``row_problem`` and ``loss_problem`` per run), and ``run_problem`` tells, per run, whether it fails any check;
+Reports flag a run by one look-up in the partial index ``ix_epochs_problem`` (the epoch rows that fail
+``row_problem`` or ``loss_problem``: none in a sound store) and by the per-run counts of the one scan over
+epochs they make anyway (``queries.epoch_aggregates``); ``run_problem`` tells, per run, whether it fails any check;
 ``problems`` then reads, for the few runs flagged, which rows and values fail and why.
 
 >>> from masbench.store import open_for_reading
@@ -31,7 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, Text, and_, case, cast, func, literal, or_, select, type_coerce
+from sqlalchemy import (Boolean, Index, Integer, Text, case, cast, exists, func, literal, literal_column, or_,
+                        select, type_coerce)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
@@ -110,16 +112,22 @@ def readable_json(column) -> ColumnElement:
 
 # --- the rules, one function each: used row by row (``problems``) and in the per-run scan -------------------
 
+# Constants are written into the SQL, not bound: SQLite uses the partial index ``ix_epochs_problem`` only for a
+# query whose WHERE holds the index's condition as its text is.
+_ZERO, _ONE = literal_column("0"), literal_column("1")
+_LARGEST, _LOWEST = literal_column(repr(LARGEST)), literal_column(repr(-LARGEST))
+
+
 def not_accuracy(x) -> ColumnElement:
-    return ~x.between(0, 1)
+    return ~x.between(_ZERO, _ONE)
 
 
 def not_finite(x) -> ColumnElement:
-    return ~x.between(-LARGEST, LARGEST)
+    return ~x.between(_LOWEST, _LARGEST)
 
 
 def not_seconds(x) -> ColumnElement:
-    return ~x.between(0, LARGEST)
+    return ~x.between(_ZERO, _LARGEST)
 
 
 def not_integer(x) -> ColumnElement:
@@ -141,15 +149,29 @@ def loss_problem(epochs=Epoch.__table__) -> ColumnElement:
     return or_(*(not_finite(epochs.c[c]) for c in LOSSES))
 
 
-def count_where(condition) -> ColumnElement:
-    return func.sum(case((condition, 1), else_=0))
+def epoch_problem(epochs=Epoch.__table__) -> ColumnElement:
+    """True where an epoch row fails a check of its own (``row_problem``) or has a non-finite loss: the
+    condition of the partial index ``ix_epochs_problem``, which holds only such rows (none in a sound store)."""
+    return or_(row_problem(epochs), loss_problem(epochs))
+
+
+# The epoch rows that fail a check of their own, by run: reports look a run up here instead of testing every
+# epoch row in their scan. Declared here, on ``epochs``, as its condition is the checks' (schema version 6).
+PROBLEM_INDEX = Index("ix_epochs_problem", Epoch.__table__.c.run_id,
+                      sqlite_where=epoch_problem(), postgresql_where=epoch_problem())
 
 
 def epoch_problem_counts(epochs=Epoch.__table__) -> list[ColumnElement]:
-    """The per-run counts a scan over epochs grouped by run adds for the checks: ``first_epoch``,
-    ``acc_epochs`` (epochs with a test accuracy), ``bad_rows`` and ``bad_losses``."""
-    return [func.min(epochs.c.epoch).label("first_epoch"), func.count(epochs.c.test_acc).label("acc_epochs"),
-            count_where(row_problem(epochs)).label("bad_rows"), count_where(loss_problem(epochs)).label("bad_losses")]
+    """The per-run counts a scan over epochs grouped by run adds for the checks: ``first_epoch`` and
+    ``acc_epochs`` (epochs with a test accuracy); both read from ``ix_epochs_run_id_val_acc``, as the scan."""
+    return [func.min(epochs.c.epoch).label("first_epoch"), func.count(epochs.c.test_acc).label("acc_epochs")]
+
+
+def bad_epochs(run_id, epochs=Epoch.__table__) -> ColumnElement:
+    """True where the run ``run_id`` (a column of ``runs``) has an epoch row that fails a check: one
+    look-up in ``ix_epochs_problem`` (a non-finite loss counts unless the run is marked diverged)."""
+    return exists().where(epochs.c.run_id == run_id, epoch_problem(epochs),
+                          or_(row_problem(epochs), Run.status != "diverged"))
 
 
 def _completed() -> ColumnElement:
@@ -177,9 +199,7 @@ def run_checks(per_run) -> list[Check]:
 
 def run_problem(per_run) -> ColumnElement:
     """1 where a run fails any check (its own row's, or one of its epochs'), else 0: a run left out of reports."""
-    epochs = or_(func.coalesce(per_run.c.bad_rows, 0) > 0,
-                 (func.coalesce(per_run.c.bad_losses, 0) > 0) & (Run.status != "diverged"),
-                 per_run.c.first_epoch < 1, per_run.c.last_epoch > Run.epochs)
+    epochs = or_(per_run.c.first_epoch < 1, per_run.c.last_epoch > Run.epochs, bad_epochs(Run.id))
     return case((or_(epochs, *(check.condition for check in run_checks(per_run))), 1), else_=0)
 
 

@@ -13,6 +13,8 @@ Version 2 to 3: ``runs`` gains ``weights`` and ``epochs`` gains ``val_loss`` and
 Version 3 to 4: the tables ``tunes`` and ``trials`` (``masbench tune``), empty; the runs are unchanged.
 Version 4 to 5: the index ``ix_epochs_run_id_val_acc``, which reports read instead of the epochs (built from
 the rows there: about half a minute for 10M epochs); the rows are unchanged.
+Version 5 to 6: the partial index ``ix_epochs_problem`` (``checks``: the epoch rows that fail a check of their
+own), which reports look runs up in instead of testing every epoch row; the rows are unchanged.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ ADDED_IN: dict[int, dict[str, tuple[str, ...]]] = {
 # The tables each version added: a store of an older version lacks them until it is upgraded.
 TABLES_ADDED_IN: dict[int, tuple[str, ...]] = {4: ("tunes", "trials")}
 # The indexes each version added, by table.
-INDEXES_ADDED_IN: dict[int, dict[str, tuple[str, ...]]] = {5: {"epochs": ("ix_epochs_run_id_val_acc",)}}
+INDEXES_ADDED_IN: dict[int, dict[str, tuple[str, ...]]] = {5: {"epochs": ("ix_epochs_run_id_val_acc",)},
+                                                       6: {"epochs": ("ix_epochs_problem",)}}
 
 
 def stored_version(s: Session, masked_url: str) -> int | None:
@@ -72,6 +75,8 @@ def initialise_or_upgrade(s: Session, masked_url: str) -> None:
         _add_tables(s, 4)
     if version < 5:
         _add_indexes(s, 5)
+    if version < 6:
+        _add_indexes(s, 6)
     if version < SCHEMA_VERSION:
         s.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 

@@ -21,6 +21,8 @@ not by id, so that its row can be written before the run's. Runs may be ``pruned
 Version 5 adds the index ``ix_epochs_run_id_val_acc`` on ``epochs (run_id, val_acc, epoch, test_acc)``: the
 report's one scan over epochs reads it alone, and it finds a run's earliest epoch of its best validation
 accuracy, and that epoch's test accuracy, in one look-up (``queries.epoch_aggregates``). No column changes.
+Version 6 adds the partial index ``ix_epochs_problem`` on ``epochs (run_id)`` where a row fails a check of its
+own (declared in ``checks``, whose condition it is): a report flags a run by one look-up there.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 STATUSES = ("pending", "running", "completed", "failed", "diverged", "pruned")
 
