@@ -157,7 +157,7 @@ def test_the_driver_says_why_cells_train_unpacked_on_the_tasks_device(executor, 
     assert result.exit_code == 0, result.output
     assert "4 runs, 0 finished now; 4 pending" in result.stdout
     note = f"2 run(s) train unpacked: --pack auto leaves model 'resnet18' unpacked on {device_type or 'cpu'}"
-    assert (note in result.stderr) is noted and ("run unpacked" in result.stderr) is noted, result.stderr
+    assert (note in result.stderr) is noted and ("train unpacked" in result.stderr) is noted, result.stderr
 
 
 @pytest.mark.slow
