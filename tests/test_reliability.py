@@ -208,7 +208,7 @@ def _yaml(path: Path, content: str) -> str:
 BAD_INPUT = [
     # (command line, what the one line says)
     (lambda p: ["run", "--dataset", "mnist"], "Unknown dataset: 'mnist' (valid: digits, cifar10"),
-    (lambda p: ["run", "--model", "vgg16"], "Unknown model: 'vgg16' (valid: mlp, cnn"),
+    (lambda p: ["run", "--model", "vgg16"], "Unknown model: 'vgg16' (did you mean tv:vgg16? valid: mlp, cnn"),
     (lambda p: ["run", "--optimizer", "lion"], "Unknown optimizer: 'lion' (valid: mas, sgd, adam, adamw, radam,"),
     (lambda p: ["run", "--lambda-adam", "-0.2"], "Invalid lambda_adam: -0.2 (must be >= 0)"),
     (lambda p: ["sweep", "--dataset", "digits", "--lambdas", "-0.1"], "Invalid lambda_adam -0.1"),

@@ -11,6 +11,7 @@ rerun that completes every cell with one row per (run, epoch).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,11 +91,15 @@ def wait_for_workers(pid: int, count: int, bound_s: float = 120) -> list[int]:
 SWEEP_STOPPED = "interrupted: claims released; run the same command again to resume"
 
 
+PROGRESS = re.compile(r" seed \d+ epoch \d+/\d+: | seed \d+: \w+ after \d+/\d+ epochs")
+
+
 def after_start(err: str) -> list[str]:
-    """Stderr's lines after the two a sweep prints as it starts (the versions and hardware, then its plan)."""
+    """Stderr's lines after the two a sweep prints as it starts (the versions and hardware, then its plan), less
+    the progress lines it prints off a terminal (one per epoch of each run, one as a run ends)."""
     lines = err.splitlines()
     assert len(lines) >= 2 and lines[0].startswith("masbench ") and lines[1].startswith("sweep "), err
-    return lines[2:]
+    return [line for line in lines[2:] if not PROGRESS.search(line)]
 
 
 def assert_stopped_cleanly(url: str, process: subprocess.Popen, err: str, code: int, pids: list[int]) -> None:
@@ -229,7 +234,7 @@ def test_ctrl_c_once_every_cell_is_done_lets_the_sweep_finish(bench_file, sqlite
     (held / "go").touch()
     out, err = finish(process)
     assert after_start(err) == [], err
-    assert out.strip() == "sweep stop: 2 runs, 2 finished now; 2 completed"
+    assert out.splitlines()[0] == "sweep stop: 2 runs, 2 finished now; 2 completed"  # then its results table
     assert rows(sqlite_url, "select status, count(*) from runs group by status") == [("completed", 2)]
 
 
