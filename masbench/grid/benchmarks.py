@@ -29,6 +29,7 @@ from masbench.grid.grids import (
     grid_message,
 )
 from masbench.grid.lambdas import count_lambdas
+from masbench.text.numbers import is_percent_target, percent_meant
 from masbench.grid.safe_yaml import load_yaml
 from masbench.grid.settings import layer_settings
 from masbench.spec import RunSpec
@@ -160,8 +161,9 @@ def read_targets(path: Path | str) -> dict[tuple[str, str, str], float]:
             if target is None:
                 continue
             where = _where(path, str(name))
-            if isinstance(target, bool) or not isinstance(target, (int, float)) or not 1 <= target <= 100:
-                hint = f": did you mean {target * 100:g}?" if isinstance(target, float) and 0 < target < 1 else ""
+            if not is_percent_target(target):
+                meant = percent_meant(target)
+                hint = f": did you mean {meant:g}?" if meant is not None else ""
                 raise MasbenchError(one_line(f"{where}: target {shown(target)} is not a test accuracy in percent "
                                              f"in [1, 100]{hint}"))
             if not isinstance(dataset, str) or not isinstance(models, list) \

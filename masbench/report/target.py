@@ -40,13 +40,13 @@ NOISY = 2.0  # epochs of one cell whose seconds differ by more than this factor:
 def check_target(value: float, what: str = "--target") -> float:
     """A target accuracy in percent: a finite number in [1, 100]. Below 1 it is refused as a fraction typed
     for a percentage (``show`` and the store hold fractions): 0.95 asks "did you mean 95?"."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0 < value <= 100:
-        raise MasbenchError(f"Invalid {what}: {value!r} (a test accuracy in percent, in [1, 100], e.g. 85)")
-    if value < 1:
+    if numbers.is_percent_target(value):
+        return float(value)
+    meant = numbers.percent_meant(value)
+    if meant is not None:
         raise MasbenchError(f"Invalid {what}: {value:g} (a test accuracy in percent, in [1, 100]: "
-                            f"did you mean {round(value * 100, 10):g}?)")
-    return float(value)
+                            f"did you mean {meant:g}?)")
+    raise MasbenchError(f"Invalid {what}: {value!r} (a test accuracy in percent, in [1, 100], e.g. 85)")
 
 
 def check_target_by(value: str) -> str:

@@ -61,20 +61,23 @@ class JsonObject(FunctionElement):
         self.nullable = nullable
 
 
-@compiles(JsonObject, "sqlite")
-def _json_object_sqlite(element, compiler, **kw):
+def _json_object_parts(element, compiler, **kw) -> tuple[str, str, str]:
+    """The column's SQL, the JSON types it may hold, and the NULL test that comes first when it may be NULL."""
     x = compiler.process(element.clauses, **kw)
     kinds = "('object', 'null')" if element.nullable else "('object')"
+    return x, kinds, f"({x}) IS NULL OR " if element.nullable else ""
+
+
+@compiles(JsonObject, "sqlite")
+def _json_object_sqlite(element, compiler, **kw):
+    x, kinds, null = _json_object_parts(element, compiler, **kw)
     # json_type raises on malformed JSON: CASE evaluates it only once json_valid has said yes.
-    null = f"({x}) IS NULL OR " if element.nullable else ""
     return f"({null}(CASE WHEN json_valid({x}) THEN json_type({x}) IN {kinds} ELSE 0 END))"
 
 
 @compiles(JsonObject, "postgresql")
 def _json_object_postgresql(element, compiler, **kw):
-    x = compiler.process(element.clauses, **kw)
-    kinds = "('object', 'null')" if element.nullable else "('object')"
-    null = f"({x}) IS NULL OR " if element.nullable else ""
+    x, kinds, null = _json_object_parts(element, compiler, **kw)
     return f"({null}json_typeof(({x})::json) IN {kinds})"
 
 

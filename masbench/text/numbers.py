@@ -155,6 +155,19 @@ def reaches(accuracies: Any, bound: Any, scale: int = 100) -> Any:
     return out
 
 
+def is_percent_target(value: Any) -> bool:
+    """Whether ``value`` is a target test accuracy in percent: a number in [1, 100] (``--target``, ``target:``)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 1 <= value <= 100
+
+
+def percent_meant(value: Any) -> float | None:
+    """The percentage that a fraction in (0, 1), typed where a percentage goes, stands for (0.95 -> 95.0; the
+    store and ``show`` hold fractions); None for any other value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        return None
+    return round(value * 100, 10)
+
+
 def acc_text(percent: float) -> str:
     """An accuracy in percent as a saved baseline writes it, with ``ACC_DECIMALS`` decimals (the gate's resolution).
 
