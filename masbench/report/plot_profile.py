@@ -9,7 +9,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.plots import cell_styles, check_output, pyplot, save
+from masbench.report.plots import DASHES, cell_styles, check_output, pyplot, save
 
 
 class Profile(NamedTuple):
@@ -56,10 +56,10 @@ def plot_profile(profile: pd.DataFrame, output: str | Path, *, workloads: int, t
     path = check_output(output)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    dashes = ("-", "--", "-.", ":")  # profiles often coincide: line styles keep each one visible
+    # profiles often coincide: line styles keep each one visible
     for i, label in enumerate(profile.columns):
         look = dict((styles or {}).get(label, {}))
-        look.setdefault("linestyle", dashes[i % len(dashes)])
+        look.setdefault("linestyle", DASHES[i % len(DASHES)])
         ax.step(profile.index, profile[label], where="post", label=label, linewidth=1.6, gid=f"profile-{i}",
                 **look)
     ax.set(xlabel=f"τ ({by} to target within a factor τ of the fastest)", ylabel="fraction of workloads",

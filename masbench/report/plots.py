@@ -60,6 +60,7 @@ FIXED_COLOURS = {"adam": "#1f77b4", "sgd": "#ff7f0e", "adamw": "#9467bd", "mas":
 OTHER_COLOURS = ("#2ca02c", "#17becf", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#393b79", "#637939",
                  "#843c39", "#7b4173")
 OTHER_STYLES = ("--", "-.", ":", (0, (5, 1, 1, 1)))
+DASHES = ("-", "--", "-.", ":")  # the line styles that tell apart lines of one colour, in turn
 
 
 def _slot(name: str) -> int:
@@ -114,15 +115,14 @@ def cell_styles(cells: pd.DataFrame) -> dict[str, dict]:
     palette = Palette(names)
     out: dict[str, dict] = {}
     seen: dict[str, int] = {}
-    dashes = ("-", "--", "-.", ":")
     for key, name, la in zip(cells["config_key"], names, cells["lambda_adam"]):
         look = palette.style(name, la if name == "mas" else None)
         shade = repr(look["color"])
         count = seen.get(shade, 0)
         seen[shade] = count + 1
         if count:
-            look = {**look, "linestyle": dashes[(dashes.index(look["linestyle"]) + count) % len(dashes)
-                                                if look["linestyle"] in dashes else count % len(dashes)]}
+            look = {**look, "linestyle": DASHES[(DASHES.index(look["linestyle"]) + count) % len(DASHES)
+                                                if look["linestyle"] in DASHES else count % len(DASHES)]}
         out[key] = look
     return out
 
@@ -229,12 +229,11 @@ def plot_lambda(runs: pd.DataFrame, output: str | Path, *, dataset: str, model: 
     heads = mas.groupby(series, sort=False).head(1)
     heads = heads.assign(canonical=[_without_lambdas_dict(c) for c in heads["canonical"]])
     extra = dict(zip(series[heads.index], differing_settings(heads, [heads["optimizer"]])))
-    dashes = ("-", "--", "-.", ":")
     for i, (key, line) in enumerate(mas.groupby(series, sort=False)):
         complement = (abs(line["lambda_adam"] + line["lambda_sgd"] - 1) < 1e-9).all()
         label = ("MAS (λs = 1 − λa)" if complement else "MAS") + (f" ({extra[key]})" if extra[key] else "")
         ax.errorbar(line["lambda_adam"], line["avg_acc"], yerr=line["std_acc"].fillna(0.0), marker="o", capsize=3,
-                    color=FIXED_COLOURS["mas"], linestyle=dashes[i % len(dashes)], label=label)
+                    color=FIXED_COLOURS["mas"], linestyle=DASHES[i % len(DASHES)], label=label)
     names = curve_labels(baselines) if not baselines.empty else {}
     for row in baselines.to_dict("records"):
         look = styles[row["config_key"]]
