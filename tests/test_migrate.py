@@ -173,12 +173,20 @@ def _store_of_version(db_url: str, version: int) -> dict[str, list[dict]]:
 
 
 def _drop_later_indexes(connection, version: int) -> None:
-    """Drop the indexes added after ``version`` (a column an index names cannot be dropped before it)."""
+    """Drop the indexes, triggers and summaries added after ``version`` (a column an index or a trigger names
+    cannot be dropped before it)."""
+    from masbench.store.summaries import TRIGGERS
+
     for added, tables in INDEXES_ADDED_IN.items():
         if added > version:
             for names in tables.values():
                 for name in names:
                     connection.exec_driver_sql(f"DROP INDEX {name}")
+    if version < 7:
+        on = " ON epochs" if connection.dialect.name == "postgresql" else ""
+        for trigger in TRIGGERS:
+            connection.exec_driver_sql(f"DROP TRIGGER {trigger}{on}")
+        connection.exec_driver_sql("DROP TABLE summaries")
 
 
 def _indexes(url: str, table: str) -> set[str]:
@@ -207,25 +215,31 @@ def test_a_version_4_store_gains_the_report_index_and_keeps_its_rows(db_url):
     engine.dispose()
 
 
-def test_a_version_5_store_gains_the_problem_index_and_reports_look_runs_up_there(db_url):
-    """A store of version 5 gains the partial index ``ix_epochs_problem`` (the epoch rows that fail a check of
-    their own), and on SQLite the report's query reads it to flag a run (the planner uses a partial index only
-    where the query's WHERE holds the index's condition as written)."""
-    from masbench.store.queries import run_accuracy_query
+def test_a_version_6_store_gains_summaries_equal_to_its_epochs_and_triggers_that_keep_them(db_url):
+    """A store of version 6 (before ``summaries``): it gains one summary per run with epochs, equal to what its
+    epochs give, the triggers that keep them, and loses version 6's partial index; its runs and epochs stay as
+    they were. An epoch written afterwards, by hand, changes its run's summary."""
+    from masbench.store import summaries
 
-    v1_rows = _store_of_version(db_url, 5)
-    assert "ix_epochs_problem" not in _indexes(db_url, "epochs")
+    v1_rows = _store_of_version(db_url, 6)
+    engine = create_engine(db_url)
+    with engine.begin() as connection:  # version 6's partial index, as it was made
+        connection.exec_driver_sql("CREATE INDEX ix_epochs_problem ON epochs (run_id) WHERE test_acc > 1")
     store = Store(db_url)
     _check_upgraded(store, v1_rows)
+    assert "ix_epochs_problem" not in _indexes(db_url, "epochs")
+    with store.engine.connect() as connection:
+        assert summaries.missing_triggers(connection) == []
+        assert connection.execute(summaries.stale_query()).all() == []
+        count = connection.exec_driver_sql("SELECT count(*) FROM summaries").scalar()
+        assert count == len({row["run_id"] for row in v1_rows["epochs"]}) > 0
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE epochs SET test_acc = 0.999 WHERE epoch = 1")
+    with store.engine.connect() as connection:
+        assert connection.execute(summaries.stale_query()).all() == []
+        assert set(connection.exec_driver_sql("SELECT best FROM summaries").scalars()) == {0.999}
     store.close()
-    assert "ix_epochs_problem" in _indexes(db_url, "epochs")
-    if db_url.startswith("sqlite"):
-        engine = create_engine(db_url)
-        with engine.connect() as connection:
-            query = run_accuracy_query().compile(engine, compile_kwargs={"literal_binds": True})
-            plan = " ".join(str(row) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}"))
-        engine.dispose()
-        assert "USING INDEX ix_epochs_problem" in plan
+    engine.dispose()
 
 
 def test_two_stores_have_different_identities(tmp_path):

@@ -419,10 +419,22 @@ def plot(
         typer.echo(f"plot written to {written}")
 
 
-def check(db: DbOpt = None) -> None:
+def check(db: DbOpt = None,
+          repair: Annotated[bool, typer.Option(
+              "--repair", help="First rebuild every per-run summary (what reports read of the epochs) from the "
+                               "epochs, with the triggers that keep them: for summaries edited by hand. "
+                               "Writes the store; the epochs and runs are not changed.")] = False) -> None:
     """Every row of the store that a report would leave out, one line each: accuracies in [0, 1], finite losses
     (or a diverged run), seconds >= 0, epochs within their run's, completed runs whole, JSON that parses, keys
-    not blank. Exit 1 when there is any problem."""
+    not blank; and every per-run summary that differs from its epochs. Exit 1 when there is any problem."""
+    if repair:
+        from masbench.store import Store
+
+        writer = Store(db, writable=True, create=False)
+        try:
+            typer.echo(f"rebuilt {writer.rebuild_summaries()} per-run summaries from the epochs", err=True)
+        finally:
+            writer.close()
     store = _open_for_reading(db)
     found = store.problems()
     runs, epochs = store.counts()

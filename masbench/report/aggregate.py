@@ -54,13 +54,11 @@ def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, m
     frame = run_accuracy_frame(store, metric, dataset=dataset, model=model, benchmark=benchmark,
                                optimizer=tuple(optimizer) if optimizer else None)
     frame["benchmark"] = frame["benchmark"].fillna("")
-    # A run left out may hold any JSON in config (or none that parses: NULL).
-    frame["canonical"] = [config.get("canonical") or {} if isinstance(config, dict) else {}
-                          for config in frame["config"]]
+    # A run left out may hold any JSON in config (or none that parses): its canonical is then NULL.
+    frame["canonical"] = [canonical if isinstance(canonical, dict) else {} for canonical in frame["canonical"]]
     # Read for the few cells whose runs store other versions texts only: the rest have None.
     stored = mixed_versions(store, dataset=dataset, model=model, benchmark=benchmark)
     frame["versions"] = [stored.get(run_id) for run_id in frame["id"]]
-    frame = frame.drop(columns="config")
     if where:
         frame = with_settings(frame, where)
     without_val = 0
@@ -157,10 +155,15 @@ def check_unique_seeds(runs: pd.DataFrame) -> None:
 
 def _per_seed(runs: pd.DataFrame) -> pd.DataFrame:
     """Each cell's completed seeds, ascending, and their accuracies in the same order."""
-    done = runs[runs["status"] == "completed"].sort_values(["config_key", "seed"])
-    grouped = done.groupby("config_key", sort=False)
-    return pd.DataFrame({"seeds": grouped["seed"].agg(lambda s: tuple(int(v) for v in s)),
-                         "accs": grouped["acc"].agg(lambda a: tuple(float(v) for v in a))})
+    done = runs[runs["status"] == "completed"].sort_values(["config_key", "seed"], kind="stable")
+    seeds: dict[str, list[int]] = {}
+    accs: dict[str, list[float]] = {}
+    for key, seed, acc in zip(done["config_key"].tolist(), done["seed"].tolist(), done["acc"].tolist()):
+        seeds.setdefault(key, []).append(int(seed))
+        accs.setdefault(key, []).append(float(acc))
+    index = pd.Index(list(seeds), name="config_key", dtype=runs["config_key"].dtype)
+    return pd.DataFrame({"seeds": [tuple(v) for v in seeds.values()], "accs": [tuple(v) for v in accs.values()]},
+                        index=index)
 
 
 def _flags(n: int, planned: int, failed: int, diverged: int, left_out: int, versions: str = "") -> str:
@@ -266,18 +269,27 @@ def differing_settings(cells: pd.DataFrame, keys: list[str] | list[pd.Series]) -
     out = pd.Series("", index=cells.index, dtype=object)
     if cells.empty:
         return out
-    for _, group in cells.groupby(keys, sort=False, dropna=False):
-        if len(group) < 2:
+    columns = [cells[k] if isinstance(k, str) else k for k in keys]
+    groups: dict[tuple, list[int]] = {}
+    for position, key in enumerate(zip(*(column.tolist() for column in columns))):
+        # NaN is not equal to itself: as a key it is one value, as groupby(dropna=False) had it
+        groups.setdefault(tuple(_NAN if isinstance(v, float) and v != v else v for v in key), []).append(position)
+    canonical = cells["canonical"].tolist()
+    texts = [""] * len(cells)
+    for positions in groups.values():
+        if len(positions) < 2:
             continue
-        configs = [_flat(c) for c in group["canonical"]]
+        configs = [_flat(canonical[p]) for p in positions]
         names = sorted({k for c in configs for k in c} - {"seed"})
         differ = [k for k in names if len({repr(c.get(k)) for c in configs}) > 1]
-        for index, config in zip(group.index, configs):
-            out[index] = ", ".join(f"{k}={_shown(config[k]) if k in config else ABSENT.get(k, 'default')}"
-                                   for k in differ)
+        for position, config in zip(positions, configs):
+            texts[position] = ", ".join(f"{k}={_shown(config[k]) if k in config else ABSENT.get(k, 'default')}"
+                                        for k in differ)
+    out[:] = texts
     return out
 
 
+_NAN = object()  # a NaN key of differing_settings' groups
 ABSENT = {"lr_schedule": "constant"}  # what a setting left out of a canonical config means, where not "default"
 
 

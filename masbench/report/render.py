@@ -109,39 +109,108 @@ def _records(cells: pd.DataFrame, metric: str) -> list[dict[str, Any]]:
 
 
 def _rich_table(frame: pd.DataFrame, metric: str):
-    from rich.table import Table
-    from rich.text import Text
-
     benchmark, dataset = frame["benchmark"].iloc[0], frame["dataset"].iloc[0]
     timed = has_target(frame)
     notes = ([target_note(frame)] if timed else []) + ([legend(frame)] if has_significance(frame) else []) \
         + ([left_out_note(frame)] if left_out_note(frame) else [])
-    table = Table(title=table_title(benchmark, dataset, metric), title_justify="left",
-                  caption="\n".join(notes) or None, caption_justify="left")
-    for column, justify in (("Name", "left"), ("λa", "right"), ("λs", "right"), ("avg acc", "right"),
-                            ("acc max", "right"), ("std", "right"), (CI_HEADER, "right"), ("n", "right"), ("flags", "left"),
-                            *((("reached", "right"), ("epochs", "right"), ("seconds", "right")) if timed else ())):
-        table.add_column(column, justify=justify)
-    # Cells as Text, not markup strings: rich parses no markup in 5,000 rows (a third of the rendering's time),
-    # and a label's brackets or colons are shown as they are.
+    columns = (("Name", "left"), ("λa", "right"), ("λs", "right"), ("avg acc", "right"), ("acc max", "right"),
+               ("std", "right"), (CI_HEADER, "right"), ("n", "right"), ("flags", "left"),
+               *((("reached", "right"), ("epochs", "right"), ("seconds", "right")) if timed else ()))
+    # Cells as (text, style): rich parses no markup in them (a label's brackets or colons are shown as they
+    # are), and where the table is written line by line no rich object is made for any of 5,000 rows.
+    blocks = []
     for model, rows in frame.groupby("model", sort=False):
-        table.add_row(_styled(model.capitalize() if model.startswith('resnet') else model, "bold"),
-                      end_section=False)
+        block = [[(model.capitalize() if model.startswith('resnet') else model, "bold")]
+                 + [("", "") for _ in columns[1:]]]
         for row in rows.to_dict("records"):
             la, ls = shown_lambdas(row)
-            avg = shown_percent(row["avg_acc"]) + mark(row)
-            best = shown_percent(row["max_acc"])
-            table.add_row(
-                *(Text(cell) for cell in (row["label"], la, ls)),
-                _styled(avg, "bold" if row["best_avg_acc"] else ""),
-                _styled(best, "bold" if row["best_max_acc"] else ""),
-                *(Text(cell) for cell in (shown_percent(row["std_acc"]), shown_interval(row["ci95_half"], row["n"]),
-                                          f"{row['n']}")),
-                _styled(row["flags"], "yellow"),
-                *(Text(cell) for cell in (target_texts(row) if timed else ())),
-            )
-        table.add_section()
-    return table
+            block.append([
+                (row["label"], ""), (la, ""), (ls, ""),
+                (shown_percent(row["avg_acc"]) + mark(row), "bold" if row["best_avg_acc"] else ""),
+                (shown_percent(row["max_acc"]), "bold" if row["best_max_acc"] else ""),
+                (shown_percent(row["std_acc"]), ""), (shown_interval(row["ci95_half"], row["n"]), ""),
+                (f"{row['n']}", ""), (row["flags"], "yellow"),
+                *((text, "") for text in (target_texts(row) if timed else ())),
+            ])
+        blocks.append(block)
+    return BlockTable(dict(title=table_title(benchmark, dataset, metric), title_justify="left",
+                           caption="\n".join(notes) or None, caption_justify="left"), columns, blocks)
+
+
+class BlockTable:
+    """A rich table of sections of rows (``blocks``: per section, its rows, each a list of ``(text, style)``
+    cells), drawn as rich draws it: by rich, or line by line where that gives the same characters.
+
+    Rich lays out each cell of each row: at 5,000 rows that takes seconds. Where the console shows no styles
+    (a pipe, a file, ``--output``), does not wrap (``soft_wrap``), and the table fits its width with every cell
+    on one line, each line is written as rich would write it (the same box, title, widths, justification and
+    caption: ``tests/test_render_blocks.py`` compares them), at a tenth of the cost. Elsewhere (a terminal's
+    colours, a table that must wrap) rich draws it row by row."""
+
+    def __init__(self, options: dict[str, Any], columns, blocks: list[list[list[tuple[str, str]]]]) -> None:
+        self.options, self.columns, self.blocks = options, columns, blocks
+
+    def table(self):
+        from rich.table import Table
+
+        table = Table(**self.options)
+        for column, justify in self.columns:
+            table.add_column(column, justify=justify)
+        for block in self.blocks:
+            for cells in block:
+                table.add_row(*(_styled(text, style) for text, style in cells))
+            table.add_section()
+        return table
+
+    def __rich_console__(self, console, options):
+        from rich.cells import cell_len
+
+        rows = [[text for text, _ in cells] for block in self.blocks for cells in block]
+        headers = [column for column, _ in self.columns]
+        widths = [max(cell_len(text) for text in texts) for texts in zip(headers, *rows)]
+        one_line = not any("\n" in text or "\t" in text for row in rows for text in row)
+        width = sum(widths) + 3 * len(widths) + 1  # each cell padded by a space each side, and the rules
+        if console.color_system is None and options.no_wrap and one_line and width <= options.max_width:
+            yield from self._lines(console, options.update(width=width, highlight=False, height=None), widths)
+        else:
+            yield self.table()
+
+    def _lines(self, console, options, widths: list[int]):
+        from rich.cells import cell_len
+        from rich.segment import Segment
+        from rich.style import Style
+        from rich.table import Table
+
+        box = Table(**self.options).box.substitute(options, safe=console.safe_box)
+        spans = [w + 2 for w in widths]
+
+        def line(cells, left: str, between: str, right: str) -> str:
+            padded = []
+            for text, w, (_, justify) in zip(cells, widths, self.columns):
+                space = " " * (w - cell_len(text))
+                padded.append(f" {text}{space} " if justify == "left" else f" {space}{text} ")
+            return left + between.join(padded) + right + "\n"
+
+        def annotation(text, style, justify):  # as rich.table.Table renders its title and caption
+            rendered = console.render_str(text, style=style, highlight=False) if isinstance(text, str) else text
+            return console.render(rendered, options=options.update(justify=justify))
+
+        if self.options.get("title"):
+            yield from annotation(self.options["title"], Style.pick_first(None, "table.title"),
+                                  self.options.get("title_justify"))
+        out = [box.get_top(spans),
+               line([column for column, _ in self.columns], box.head_left, box.head_vertical, box.head_right),
+               box.get_row(spans, "head")]
+        for i, block in enumerate(self.blocks):
+            if i:
+                out.append(box.get_row(spans, "row"))
+            out += [line([text for text, _ in cells], box.mid_left, box.mid_vertical, box.mid_right)
+                    for cells in block]
+        out.append(box.get_bottom(spans))
+        yield Segment("".join(line if line.endswith("\n") else line + "\n" for line in out))
+        if self.options.get("caption"):
+            yield from annotation(self.options["caption"], Style.pick_first(None, "table.caption"),
+                                  self.options.get("caption_justify"))
 
 
 def _styled(text: str, style: str):

@@ -16,9 +16,8 @@ every number) and for text on SQLite (text sorts above every number; a REAL colu
 text), and NULL (an accuracy not measured, SQLite's stored NaN) passes. Only JSON needs a dialect switch
 (``json_valid`` on SQLite; PostgreSQL's ``json`` type refuses malformed JSON when it is written).
 
-Reports flag a run by one look-up in the partial index ``ix_epochs_problem`` (the epoch rows that fail
-``row_problem`` or ``loss_problem``: none in a sound store) and by the per-run counts of the one scan over
-epochs they make anyway (``queries.epoch_aggregates``); ``run_problem`` tells, per run, whether it fails any check;
+Reports flag a run by the counts its summary holds (``summaries``: kept by triggers, it counts the epoch rows
+that fail ``row_problem`` or ``loss_problem``); ``run_problem`` tells, per run, whether it fails any check;
 ``problems`` then reads, for the few runs flagged, which rows and values fail and why.
 
 >>> from masbench.store import open_for_reading
@@ -28,11 +27,11 @@ epochs they make anyway (``queries.epoch_aggregates``); ``run_problem`` tells, p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (Boolean, Index, Integer, Text, case, cast, exists, func, literal, literal_column, or_,
+from sqlalchemy import (Boolean, Integer, Text, case, cast, func, literal, literal_column, or_,
                         select, type_coerce)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
@@ -113,10 +112,39 @@ def readable_json(column) -> ColumnElement:
     return ReadableJson(column).label(column.key)
 
 
+class CanonicalText(FunctionElement):
+    """A run's canonical config without its seed, as JSON text (``config``'s ``canonical`` object): NULL where
+    ``config`` does not parse, is not an object, or holds no object there. A cell's runs share this text, so
+    a report parses it once per cell, not once per run (``queries.run_accuracy_frame``)."""
+
+    type = Text()
+    inherit_cache = True
+    name = "canonical_text"
+
+
+@compiles(CanonicalText, "sqlite")
+def _canonical_sqlite(element, compiler, **kw):
+    x = compiler.process(element.clauses, **kw)
+    # json_type raises on malformed JSON: CASE asks json_valid first.
+    return (f"(CASE WHEN json_valid({x}) AND json_type({x}) = 'object' AND json_type({x}, '$.canonical') = 'object' "
+            f"THEN json_remove(json_extract({x}, '$.canonical'), '$.seed') END)")
+
+
+@compiles(CanonicalText, "postgresql")
+def _canonical_postgresql(element, compiler, **kw):
+    x = compiler.process(element.clauses, **kw)
+    return (f"(CASE WHEN json_typeof(({x})::json) = 'object' AND json_typeof(({x})::json -> 'canonical') = 'object' "
+            f"THEN ((({x})::json -> 'canonical')::jsonb - 'seed')::text END)")
+
+
+def canonical_text(column) -> ColumnElement:
+    """``CanonicalText`` of the JSON column ``column`` (``runs.config``), labelled ``canonical``."""
+    return CanonicalText(column).label("canonical")
+
+
 # --- the rules, one function each: used row by row (``problems``) and in the per-run scan -------------------
 
-# Constants are written into the SQL, not bound: SQLite uses the partial index ``ix_epochs_problem`` only for a
-# query whose WHERE holds the index's condition as its text is.
+# Constants are written into the SQL, not bound: the triggers that keep ``summaries`` hold them as text.
 _ZERO, _ONE = literal_column("0"), literal_column("1")
 _LARGEST, _LOWEST = literal_column(repr(LARGEST)), literal_column(repr(-LARGEST))
 
@@ -152,37 +180,13 @@ def loss_problem(epochs=Epoch.__table__) -> ColumnElement:
     return or_(*(not_finite(epochs.c[c]) for c in LOSSES))
 
 
-def epoch_problem(epochs=Epoch.__table__) -> ColumnElement:
-    """True where an epoch row fails a check of its own (``row_problem``) or has a non-finite loss: the
-    condition of the partial index ``ix_epochs_problem``, which holds only such rows (none in a sound store)."""
-    return or_(row_problem(epochs), loss_problem(epochs))
-
-
-# The epoch rows that fail a check of their own, by run: reports look a run up here instead of testing every
-# epoch row in their scan. Declared here, on ``epochs``, as its condition is the checks' (schema version 6).
-PROBLEM_INDEX = Index("ix_epochs_problem", Epoch.__table__.c.run_id,
-                      sqlite_where=epoch_problem(), postgresql_where=epoch_problem())
-
-
-def epoch_problem_counts(epochs=Epoch.__table__) -> list[ColumnElement]:
-    """The per-run counts a scan over epochs grouped by run adds for the checks: ``first_epoch`` and
-    ``acc_epochs`` (epochs with a test accuracy); both read from ``ix_epochs_run_id_val_acc``, as the scan."""
-    return [func.min(epochs.c.epoch).label("first_epoch"), func.count(epochs.c.test_acc).label("acc_epochs")]
-
-
-def bad_epochs(run_id, epochs=Epoch.__table__) -> ColumnElement:
-    """True where the run ``run_id`` (a column of ``runs``) has an epoch row that fails a check: one
-    look-up in ``ix_epochs_problem`` (a non-finite loss counts unless the run is marked diverged)."""
-    return exists().where(epochs.c.run_id == run_id, epoch_problem(epochs),
-                          or_(row_problem(epochs), Run.status != "diverged"))
-
-
 def _completed() -> ColumnElement:
     return Run.status == "completed"
 
 
 def run_checks(per_run) -> list[Check]:
-    """The checks of a run's own row and of its epochs as a whole (``per_run``: ``epoch_aggregates``'s)."""
+    """The checks of a run's own row and of its epochs as a whole (``per_run``: the table ``summaries``, or
+    ``summaries.summary_select``'s rows, outer-joined to ``runs``)."""
     count = func.coalesce(per_run.c.epoch_count, 0)
     checks = [
         Check("runs.epochs", Run.epochs, Run.epochs < 1, "is below 1"),
@@ -201,8 +205,11 @@ def run_checks(per_run) -> list[Check]:
 
 
 def run_problem(per_run) -> ColumnElement:
-    """1 where a run fails any check (its own row's, or one of its epochs'), else 0: a run left out of reports."""
-    epochs = or_(per_run.c.first_epoch < 1, per_run.c.last_epoch > Run.epochs, bad_epochs(Run.id))
+    """1 where a run fails any check (its own row's, or one of its epochs'), else 0: a run left out of reports.
+    Its epoch rows' own checks are counted in ``per_run`` (``bad_rows``; ``bad_losses``, a problem unless
+    the run is marked diverged)."""
+    epochs = or_(per_run.c.first_epoch < 1, per_run.c.last_epoch > Run.epochs, per_run.c.bad_rows > 0,
+                 (per_run.c.bad_losses > 0) & (Run.status != "diverged"))
     return case((or_(epochs, *(check.condition for check in run_checks(per_run))), 1), else_=0)
 
 
@@ -267,12 +274,13 @@ def flagged_runs_query(per_run) -> Any:
         .order_by(Run.id)
 
 
-def problems(connection, per_run, run_ids: Sequence[int]) -> list[Problem]:
-    """Every problem of the runs ``run_ids``: their epoch rows' (by epoch) and their own, by run id."""
+def problems(connection, per_run: Callable[[list[int]], Any], run_ids: Sequence[int]) -> list[Problem]:
+    """Every problem of the runs ``run_ids``: their epoch rows' (by epoch) and their own, by run id.
+    ``per_run(ids)``: the summaries of the runs ``ids`` (a table or subquery with ``run_id``)."""
     found: list[Problem] = []
     for start in range(0, len(run_ids), CHUNK):
         ids = list(run_ids[start: start + CHUNK])
-        found += _epoch_problems(connection, ids) + _run_problems(connection, per_run, ids)
+        found += _epoch_problems(connection, ids) + _run_problems(connection, per_run(ids), ids)
     return sorted(found, key=lambda p: (p.run_id, p.epoch is None, str(p.epoch)))
 
 

@@ -13,8 +13,13 @@ Version 2 to 3: ``runs`` gains ``weights`` and ``epochs`` gains ``val_loss`` and
 Version 3 to 4: the tables ``tunes`` and ``trials`` (``masbench tune``), empty; the runs are unchanged.
 Version 4 to 5: the index ``ix_epochs_run_id_val_acc``, which reports read instead of the epochs (built from
 the rows there: about half a minute for 10M epochs); the rows are unchanged.
-Version 5 to 6: the partial index ``ix_epochs_problem`` (``checks``: the epoch rows that fail a check of their
-own), which reports look runs up in instead of testing every epoch row; the rows are unchanged.
+Version 5 to 6: the partial index ``ix_epochs_problem`` (the epoch rows that fail a check of their own).
+Version 6 to 7: the table ``summaries`` (one row per run with epochs) and the triggers on ``epochs`` that keep
+it (``summaries``), built from the epochs (about 15 s for 10M epoch rows); ``ix_epochs_problem`` is dropped
+(the summaries count its rows). A store older than 6 goes straight to 7.
+
+A store of version 7 whose triggers are missing or disabled (dropped by hand) is repaired by the same step:
+its triggers are made again and every summary rebuilt from the epochs (``summaries.rebuild``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from masbench.errors import MasbenchError
+from masbench.store import summaries
 from masbench.store.models import SCHEMA_VERSION, Base, Meta, Run
 
 # The columns each version added, by table: a store of an older version lacks them until it is upgraded.
@@ -36,10 +42,10 @@ ADDED_IN: dict[int, dict[str, tuple[str, ...]]] = {
     3: {"runs": ("weights",), "epochs": ("val_loss", "val_acc")},
 }
 # The tables each version added: a store of an older version lacks them until it is upgraded.
-TABLES_ADDED_IN: dict[int, tuple[str, ...]] = {4: ("tunes", "trials")}
+TABLES_ADDED_IN: dict[int, tuple[str, ...]] = {4: ("tunes", "trials"), 7: ("summaries",)}
 # The indexes each version added, by table.
-INDEXES_ADDED_IN: dict[int, dict[str, tuple[str, ...]]] = {5: {"epochs": ("ix_epochs_run_id_val_acc",)},
-                                                       6: {"epochs": ("ix_epochs_problem",)}}
+INDEXES_ADDED_IN: dict[int, dict[str, tuple[str, ...]]] = {5: {"epochs": ("ix_epochs_run_id_val_acc",)}}
+INDEXES_DROPPED_IN = {7: ("ix_epochs_problem",)}  # version 6's, made in SQL that the summaries replaced
 
 
 def stored_version(s: Session, masked_url: str) -> int | None:
@@ -58,11 +64,13 @@ def stored_version(s: Session, masked_url: str) -> int | None:
 
 
 def initialise_or_upgrade(s: Session, masked_url: str) -> None:
-    """Stamp a new store with the current version and an identity, or upgrade an older one in place."""
+    """Stamp a new store with the current version and an identity, or upgrade an older one in place; make the
+    triggers that keep ``summaries`` where they are missing (and rebuild the summaries)."""
     version = stored_version(s, masked_url)
     if version is None:
         s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
         s.add(Meta(key="store_id", value=str(uuid.uuid4())))
+        summaries.rebuild(s.connection())
         return
     if version > SCHEMA_VERSION:
         raise MasbenchError(f"database {masked_url} has schema version {version}, newer than this masbench's "
@@ -75,8 +83,12 @@ def initialise_or_upgrade(s: Session, masked_url: str) -> None:
         _add_tables(s, 4)
     if version < 5:
         _add_indexes(s, 5)
-    if version < 6:
-        _add_indexes(s, 6)
+    if version < 7:
+        for name in INDEXES_DROPPED_IN[7]:
+            s.execute(text(f"DROP INDEX IF EXISTS {name}"))
+    if version < 7 or summaries.missing_triggers(s.connection()):
+        _add_tables(s, 7)
+        summaries.rebuild(s.connection())
     if version < SCHEMA_VERSION:
         s.execute(update(Meta).where(Meta.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 

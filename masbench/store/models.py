@@ -22,7 +22,13 @@ Version 5 adds the index ``ix_epochs_run_id_val_acc`` on ``epochs (run_id, val_a
 report's one scan over epochs reads it alone, and it finds a run's earliest epoch of its best validation
 accuracy, and that epoch's test accuracy, in one look-up (``queries.epoch_aggregates``). No column changes.
 Version 6 adds the partial index ``ix_epochs_problem`` on ``epochs (run_id)`` where a row fails a check of its
-own (declared in ``checks``, whose condition it is): a report flags a run by one look-up there.
+own: a report flagged a run by one look-up there.
+
+Version 7 adds ``summaries``: one row per run with epochs, what reports read of them (best, last and
+best-validation epoch's accuracies, and the counts the checks need), kept equal to the epochs by the
+database's own triggers on ``epochs`` (``masbench.store.summaries``), so that a report reads one row per
+run instead of every epoch, whoever wrote the epochs. It drops ``ix_epochs_problem``: the summaries count
+the rows that index found.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 STATUSES = ("pending", "running", "completed", "failed", "diverged", "pruned")
 
@@ -125,6 +131,27 @@ class Epoch(Base):
     val_acc: Mapped[float | None]
 
     run: Mapped[Run] = relationship(back_populates="epoch_rows")
+
+
+class Summary(Base):
+    """What reports read of a run's epochs: the aggregates of ``summaries.summary_select`` over them, one row per
+    run with epochs, written by the triggers on ``epochs`` alone (never by masbench's code)."""
+
+    __tablename__ = "summaries"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch_count: Mapped[int]  # epoch rows
+    first_epoch: Mapped[int | None]
+    last_epoch: Mapped[int | None]
+    best: Mapped[float | None]  # the highest test accuracy
+    acc_epochs: Mapped[int]  # epochs with a test accuracy
+    best_val: Mapped[float | None]  # the highest validation accuracy
+    val_epochs: Mapped[int]  # epochs with a validation accuracy
+    bad_rows: Mapped[int]  # epoch rows that fail a check of their own (checks.row_problem)
+    bad_losses: Mapped[int]  # epoch rows with a loss that is not finite (checks.loss_problem)
+    final: Mapped[float | None]  # the test accuracy of the last epoch
+    val_epoch: Mapped[int | None]  # the earliest epoch of best_val
+    val: Mapped[float | None]  # its test accuracy: the accuracy selected on validation
 
 
 class Tune(Base):

@@ -1,42 +1,45 @@
-"""The SQL that reports run: one aggregate per run (its best, last and best-validation epoch's test accuracy).
+"""The SQL that reports run: one row per run, with its summary (its best, last and best-validation epoch's
+test accuracy, ``summaries``).
 
 Reports, ``compare``, the regression gate and plots read the store through
-these queries and do the rest in pandas, so a store of 100,000 epoch rows
-reports in a fraction of a second.
+these queries and do the rest in pandas; they read one summary per run, never
+the epochs, so a store of 10M epoch rows reports in about a second.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Select, Text, cast, func, select
 
-from masbench.store.checks import LEFT_OUT, epoch_problem_counts, readable_json, run_problem
-from masbench.store.models import Epoch, Run, Trial, Tune
+from masbench.store.checks import LEFT_OUT, canonical_text, run_problem
+from masbench.store.models import Run, Summary, Trial, Tune
 
 RUN_FILTERS = ("dataset", "model", "benchmark", "optimizer")
 
 
 def run_accuracy_query(**filters: Any) -> Select:
-    """One row per run: its identity (``config_key`` is its cell), status, stored config, start, and per-run
-    aggregates of its epochs: ``best`` (the highest test accuracy), ``last_epoch`` and ``final`` (that
-    epoch's test accuracy), ``val_epoch`` (the earliest epoch of the highest validation accuracy) and ``val``
-    (that epoch's test accuracy), and ``val_epochs`` (how many epochs have a validation accuracy). Runs
-    without epochs have NULL aggregates (and 0 ``val_epochs``). ``problems`` is 1 where the run fails one of
-    ``checks``' checks (a report leaves it out), and ``config`` is NULL where it is not JSON.
+    """One row per run: its identity (``config_key`` is its cell), status, stored config, start, and what its
+    summary holds of its epochs (``summaries``): ``best`` (the highest test accuracy), ``last_epoch`` and
+    ``final`` (that epoch's test accuracy), ``val_epoch`` (the earliest epoch of the highest validation
+    accuracy) and ``val`` (that epoch's test accuracy), and ``val_epochs`` (how many epochs have a validation
+    accuracy). Runs without epochs have NULL ones (and 0 ``val_epochs``). ``problems`` is 1 where the run
+    fails one of ``checks``' checks (a report leaves it out). ``canonical`` is the canonical config that
+    ``config`` holds, without its seed, as JSON text (``checks.canonical_text``); NULL where there is none (a
+    run whose config is not JSON is left out).
 
     ``filters``: equality on ``dataset``, ``model``, ``benchmark`` or ``optimizer``, or membership where the value
     is a tuple or list (``optimizer=("adam", "mas")``); ``None`` values are ignored. Each is a WHERE on a column
-    of ``runs``, so the scan stays one pass over the runs and their epochs. The runs of tunes are left out
-    (``not_a_trial``).
+    of ``runs``; the epochs are not read. The runs of tunes are left out (``not_a_trial``).
     """
-    per_run = epoch_aggregates(*epoch_problem_counts())
+    per_run = Summary.__table__
     query = (
         select(Run.id, Run.config_key, Run.benchmark, Run.dataset, Run.model, Run.name, Run.optimizer,
-               Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, readable_json(Run.config),
-               Run.started_at, per_run.c.best, per_run.c.last_epoch, test_acc_at_last(per_run).label("final"),
-               test_acc_at_best_val(per_run).label("val"), best_val_epoch(per_run).label("val_epoch"),
-               func.coalesce(per_run.c.val_epochs, 0).label("val_epochs"), run_problem(per_run).label("problems"))
+               Run.lambda_adam, Run.lambda_sgd, Run.seed, Run.status, Run.epochs, canonical_text(Run.config),
+               Run.started_at, per_run.c.best, per_run.c.last_epoch, per_run.c.final, per_run.c.val,
+               per_run.c.val_epoch, func.coalesce(per_run.c.val_epochs, 0).label("val_epochs"),
+               run_problem(per_run).label("problems"))
         .outerjoin(per_run, per_run.c.run_id == Run.id)
     )
     return filtered(query, filters).order_by(Run.id)
@@ -73,57 +76,17 @@ def not_a_trial(key):
     return key.not_in(select(Trial.run_key))
 
 
-def epoch_aggregates(*counters):
-    """The one scan over epochs that reports and tunes share: a subquery of one row per run with epochs,
-    ``run_id``, ``best`` (the highest test accuracy), ``last_epoch``, ``best_val`` (the highest validation
-    accuracy), ``val_epochs`` (epochs with a validation accuracy), ``epoch_count`` and ``counters`` (further
-    labelled aggregates over the same rows, e.g. per-run problem counts).
-
-    What else a report reads of a run's epochs is looked up per run from these by index
-    (``test_acc_at_last``, ``best_val_epoch``, ``test_acc_at_best_val``), so that the epochs are read once.
-    Without ``counters`` that one scan reads only the index ``ix_epochs_run_id_val_acc``.
-    """
-    return (select(Epoch.run_id, func.max(Epoch.test_acc).label("best"), func.max(Epoch.epoch).label("last_epoch"),
-                   func.max(Epoch.val_acc).label("best_val"), func.count(Epoch.val_acc).label("val_epochs"),
-                   func.count().label("epoch_count"), *counters)
-            .group_by(Epoch.run_id).subquery())
-
-
-def test_acc_at_last(per_run):
-    """The test accuracy of each run's last epoch (``per_run.c.last_epoch``): one index look-up per run."""
-    return (select(Epoch.test_acc).where(Epoch.run_id == per_run.c.run_id, Epoch.epoch == per_run.c.last_epoch)
-            .scalar_subquery())
-
-
-def _at_best_val(per_run, column):
-    # The earliest epoch whose validation accuracy is the run's best (max returns one of the stored values):
-    # the first entry of ix_epochs_run_id_val_acc at (run_id, best_val), which holds that epoch and its test
-    # accuracy, so one look-up per run.
-    return (select(column).where(Epoch.run_id == per_run.c.run_id, Epoch.val_acc == per_run.c.best_val)
-            .order_by(Epoch.epoch).limit(1).scalar_subquery())
-
-
-def best_val_epoch(per_run):
-    """Each run's earliest epoch of its highest validation accuracy (NULL without one)."""
-    return _at_best_val(per_run, Epoch.epoch)
-
-
-def test_acc_at_best_val(per_run):
-    """Each run's test accuracy at ``best_val_epoch``: the accuracy selected on validation."""
-    return _at_best_val(per_run, Epoch.test_acc)
-
-
 def trials_query(tune_id: int | None = None) -> Select:
     """One row per trial of the tunes (of tune ``tune_id`` alone when given), joined to its run by key (NULL
     columns for a run not yet stored): the trial's identity, its run's status and seed, and per run
     ``best_val_acc`` (its best validation accuracy), ``val_epoch`` (the earliest epoch that reached it),
     ``test_acc`` (that epoch's test accuracy), ``best_test_acc`` and ``epochs`` (epochs written)."""
-    per_run = epoch_aggregates()
+    per_run = Summary.__table__
     query = (
         select(Tune.id.label("tune_id"), Tune.key.label("tune"), Tune.name.label("tune_name"), Trial.optimizer,
                Trial.phase, Trial.number, Trial.params, Trial.run_key, Run.id.label("run_id"), Run.name,
                Run.status, Run.seed, per_run.c.best_val.label("best_val_acc"),
-               best_val_epoch(per_run).label("val_epoch"), test_acc_at_best_val(per_run).label("test_acc"),
+               per_run.c.val_epoch, per_run.c.val.label("test_acc"),
                per_run.c.best.label("best_test_acc"),
                func.coalesce(per_run.c.epoch_count, 0).label("epochs"), Run.attempts)
         .join(Tune, Tune.id == Trial.tune_id)
@@ -136,7 +99,8 @@ def trials_query(tune_id: int | None = None) -> Select:
 
 
 def run_accuracy_frame(store, metric: str | None = None, **filters: Any):
-    """``run_accuracy_query(**filters)`` as a DataFrame, one row per run; ``config`` holds the stored dicts.
+    """``run_accuracy_query(**filters)`` as a DataFrame, one row per run; ``canonical`` holds each run's canonical
+    config as a dict (its seed the run's), None where the run has none.
 
     ``metric`` (``best``, ``final`` or ``val``, a column of the query) adds ``acc``: a run's accuracy under it
     in percent, NaN unless the run completed. Reports and adaptive seeds read a run's accuracy here.
@@ -144,10 +108,13 @@ def run_accuracy_frame(store, metric: str | None = None, **filters: Any):
     """
     import pandas as pd
 
+    query = run_accuracy_query(**filters)
     with store.engine.connect() as connection:
-        rows = connection.execute(run_accuracy_query(**filters)).mappings().all()
-    columns = list(run_accuracy_query().selected_columns.keys())
-    frame = pd.DataFrame([dict(row) for row in rows], columns=columns)
+        rows = connection.execute(query).all()
+    frame = pd.DataFrame([tuple(row) for row in rows], columns=list(query.selected_columns.keys()))
+    parsed: dict[str, Any] = {}  # a cell's runs share one text: parsed once
+    frame["canonical"] = [None if text is None else {**(parsed[text] if text in parsed else parsed.setdefault(
+        text, json.loads(text))), "seed": seed} for text, seed in zip(frame["canonical"], frame["seed"])]
     frame.loc[frame["problems"] == 1, "status"] = LEFT_OUT
     if metric is not None:
         frame["acc"] = pd.to_numeric(frame[metric], errors="coerce").astype(float) * 100.0

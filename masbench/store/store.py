@@ -40,9 +40,10 @@ from masbench.store.urls import mask_url
 from masbench.store import leases
 from masbench.store.leases import DEFAULT_LEASE_S, as_utc, server_time
 from masbench.store.migrate import initialise_or_upgrade
-from masbench.store.models import EPOCH_COLUMNS, SCHEMA_VERSION, Base, Epoch, Meta, Run, Trial, Tune
+from masbench.store.models import EPOCH_COLUMNS, SCHEMA_VERSION, Base, Epoch, Meta, Run, Summary, Trial, Tune
 from masbench.store import checks
-from masbench.store.queries import epoch_aggregates, not_a_trial
+from masbench.store.queries import not_a_trial
+from masbench.store import summaries
 from masbench.store.opening import (
     EmptyStore,
     NeedsUpgrade,
@@ -142,19 +143,26 @@ class Store:
         """Check what the database holds (reading only), then create, upgrade or refuse it."""
         with self.engine.connect() as connection:
             version = found_version(connection, self.masked_url)
+            # Summaries a report could not trust: their triggers were dropped or disabled (by hand).
+            missing = summaries.missing_triggers(connection) if version == SCHEMA_VERSION else []
         if version is None and (self.read_only or not create):
             raise EmptyStore(f"database {self.masked_url} holds no masbench runs (it has no masbench tables)")
         if self.read_only:
+            can = self.path is None or can_write(self.path)
             if version < SCHEMA_VERSION:
-                can = self.path is None or can_write(self.path)
                 raise NeedsUpgrade(
                     f"database {self.masked_url} has schema version {version}, older than this masbench's "
                     f"({SCHEMA_VERSION}), and is opened read-only here: open it once where it can be written "
                     f"(any masbench command upgrades it) to upgrade it", writable=can)
+            if missing:
+                raise NeedsUpgrade(
+                    f"database {self.masked_url} lacks the trigger(s) {', '.join(missing)} that keep its per-run "
+                    f"summaries equal to its epochs (dropped or disabled by hand?), and is opened read-only here: "
+                    f"open it once where it can be written (any masbench command rebuilds them)", writable=can)
             return
         if self.is_sqlite and self.engine.url.database not in (None, "", ":memory:"):
             self._use_wal()
-        if version is None or version < SCHEMA_VERSION:
+        if version is None or version < SCHEMA_VERSION or missing:
             self._create_schema()
         if writable:
             self._probe_write()
@@ -510,8 +518,7 @@ class Store:
         """For each stored key: status, worker, name, planned epochs, the last epoch written and ``best`` (the
         highest test accuracy, a fraction; None before an epoch)."""
         runs = Run.__table__
-        last = (select(Epoch.run_id, func.max(Epoch.epoch).label("last_epoch"), func.max(Epoch.test_acc).label("best"))
-                .group_by(Epoch.run_id).subquery())
+        last = Summary.__table__
         states: dict[str, dict[str, Any]] = {}
         with self.reading() as s:
             for start in range(0, len(keys), 500):
@@ -552,13 +559,24 @@ class Store:
             return pd.read_sql(query.order_by(Run.id), connection)
 
     def problems(self, run_ids: Sequence[int] | None = None) -> list[checks.Problem]:
-        """Every problem that ``checks`` finds in the runs ``run_ids`` and their epochs, or in every run of the
-        store (tunes' runs included): by run id, its epoch rows' by epoch first."""
-        per_run = epoch_aggregates(*checks.epoch_problem_counts())
+        """Every problem that ``checks`` finds in the runs ``run_ids`` and their epochs (as their summaries
+        count them), or in every run of the store (tunes' runs included), from the epochs themselves, with
+        every summary that differs from them: by run id, its epoch rows' by epoch first."""
         with self.engine.connect() as connection:
-            if run_ids is None:
-                run_ids = list(connection.execute(checks.flagged_runs_query(per_run)).scalars())
-            return checks.problems(connection, per_run, run_ids)
+            if run_ids is not None:
+                return checks.problems(connection, lambda ids: Summary.__table__, run_ids)
+            every = summaries.summary_select().subquery("per_run")
+            run_ids = list(connection.execute(checks.flagged_runs_query(every)).scalars())
+            found = (checks.problems(connection, lambda ids: summaries.summary_select(Epoch.run_id.in_(ids))
+                                     .subquery("per_run"), run_ids)
+                     + summaries.stale(connection))
+        return sorted(found, key=lambda p: (p.run_id, p.epoch is None, str(p.epoch)))
+
+    def rebuild_summaries(self) -> int:
+        """Make the triggers again and rebuild every per-run summary from the epochs (``summaries.rebuild``), in
+        one transaction: the number of summaries."""
+        with self.session() as s:
+            return summaries.rebuild(s.connection())
 
     def counts(self) -> tuple[int, int]:
         """(runs, epoch rows) in the store."""
