@@ -118,8 +118,34 @@ def tracked_runs(store, **filters: Any) -> list[TrackedRun]:
     return out
 
 
+def check_tracking_uri(uri: str) -> None:
+    """An MLflow tracking URI that names a local place, checked as every path option is (``masbench.text.paths``):
+    a folder (a path, or a ``file:`` URI) must be a folder or absent under one, an SQLite file (``sqlite:///PATH``)
+    a regular file or absent in a folder; a server's URI (``http://``, ``databricks``) is MLflow's to check."""
+    from urllib.parse import unquote, urlsplit
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from masbench.store.opening import sqlite_file, sqlite_uri_file
+    from masbench.text.paths import check_new_file, check_new_folder
+
+    scheme = urlsplit(uri).scheme
+    if scheme in ("", "file"):
+        check_new_folder(unquote(urlsplit(uri).path) if scheme else uri, "--tracking-uri")
+    elif scheme == "sqlite":
+        try:
+            parsed = make_url(uri)
+        except ArgumentError:  # not SQLAlchemy's form: MLflow says so
+            return
+        path = sqlite_file(parsed) or sqlite_uri_file(parsed)
+        if path:
+            check_new_file(path, "--tracking-uri's database file")
+
+
 def export_mlflow(runs: list[TrackedRun], tracking_uri: str, experiment: str) -> Exported:
     """Write ``runs`` into the MLflow tracking store at ``tracking_uri``, experiment ``experiment``."""
+    check_tracking_uri(tracking_uri)
     require("mlflow", "mlflow")
     from mlflow.entities import Metric, Param, RunStatus, RunTag
     from mlflow.exceptions import MlflowException
@@ -180,12 +206,12 @@ def _mlflow_runs(client, experiment_id: str) -> dict[str, Any]:
 
 def export_tensorboard(runs: list[TrackedRun], directory: str | os.PathLike) -> Exported:
     """Write ``runs`` as TensorBoard event files under ``directory``, one subdirectory per run key."""
+    from masbench.text.paths import check_new_folder
+
+    root = check_new_folder(directory, "log directory")
     require("tensorboard", "tensorboard")
     from torch.utils.tensorboard import SummaryWriter
 
-    root = Path(directory)
-    if root.exists() and not root.is_dir():
-        raise MasbenchError(f"Invalid directory {str(root)!r}: it is a file (give a directory for TensorBoard's runs)")
     root.mkdir(parents=True, exist_ok=True)
     done = Exported()
     for run in runs:

@@ -42,6 +42,12 @@ def _fifo(name: str) -> callable:
     return setup
 
 
+def _write_only(name: str) -> callable:
+    def setup(env: Env) -> None:
+        (env.dir / name).write_text("a file\n")
+    return setup
+
+
 def _nothing_imported(env: Env) -> None:
     assert not (env.dir / "MARKER").exists(), "evil.py was imported"
 
@@ -50,6 +56,15 @@ def _no_file(name: str) -> callable:
     def after(env: Env) -> None:
         assert not (env.dir / name).exists(), f"{name} was created"
         _nothing_imported(env)
+    return after
+
+
+def _besides_the_store(*names: str) -> callable:
+    """After the command the folder holds ``names`` and the store's file (on SQLite), nothing else."""
+
+    def after(env: Env) -> None:
+        store = ("store.db",) if env.db.startswith("sqlite") else ()
+        assert sorted(p.name for p in env.dir.iterdir()) == sorted((*names, *store))
     return after
 
 
@@ -134,6 +149,11 @@ CASES = [
          error="Invalid --output: "),
     Case("read-plot-output-a-fifo-is-not-a-regular-file", ("plot", "--output", "{dir}/p.png", "--db", "{db}"),
          setup=_fifo("p.png"), error="p.png is not a regular file (it is a FIFO)"),
+    Case("read-export-tensorboard-a-fifo-is-not-a-folder", ("export", "tensorboard", "{dir}/pipe", "--db", "{db}"),
+         setup=_fifo("pipe"), error="pipe is not a folder (it is a FIFO)", after=_besides_the_store("pipe")),
+    Case("read-export-tensorboard-under-a-file-is-not-a-folder",
+         ("export", "tensorboard", "{dir}/runs.txt/tb", "--db", "{db}"), setup=_write_only("runs.txt"),
+         error="runs.txt is not a folder (it is a regular file)", after=_besides_the_store("runs.txt")),
     Case("read-checkpoint-dir-a-fifo-is-not-a-folder",
          ("run", "--dataset", "digits", "--epochs", "1", "--checkpoint-dir", "{dir}/pipe", "--db", "sqlite:///{dir}/n.db"),
          setup=_fifo("pipe"), stores=False, error="pipe is not a folder (it is a FIFO)", after=_only("pipe")),
