@@ -260,7 +260,7 @@ def _report_tuned(tune: str | None, format: str, output: str | None, db: str | N
 def compare(
     configs: Annotated[list[str] | None, typer.Argument(help="Configurations: mas:0.3, mas:0.3:0.7, adam, sgd, adamw, run names or config keys; the first is the reference.")] = None,
     baseline: Annotated[str | None, typer.Option(help="Regression gate: a saved report --format csv to compare the store with.")] = None,
-    tolerance: Annotated[float | None, typer.Option(parser=number, help="Gate: the smallest drop in avg acc, in points, that counts (default 1); it must also be significant (one-sided t-test, alpha 0.01).")] = None,
+    tolerance: Annotated[float | None, typer.Option(parser=number, help="Gate: the drop in avg acc allowed, in points (default 1): a cell regresses when it drops by more than this and the drop is significant (one-sided t-test, alpha 0.01); a drop equal to it passes.")] = None,
     metric: MetricOpt = "best",
     dataset: FilterDataset = None,
     model: FilterModel = None,
