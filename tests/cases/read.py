@@ -12,6 +12,7 @@ file".
 from __future__ import annotations
 
 import os
+import sqlite3
 
 from cases import Case, Env
 
@@ -46,6 +47,19 @@ def _write_only(name: str) -> callable:
     def setup(env: Env) -> None:
         (env.dir / name).write_text("a file\n")
     return setup
+
+
+def _a_wal_store(env: Env) -> None:
+    """The filled store of the table's others, made as a run makes it (a WAL database), at ``env.dir/store.db``."""
+    from report_fixtures import fill
+
+    store = env.store()
+    fill(store)
+    store.close()
+    connection = sqlite3.connect(env.dir / "store.db")
+    assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    connection.close()
+    assert sorted(p.name for p in env.dir.iterdir()) == ["store.db"]
 
 
 def _nothing_imported(env: Env) -> None:
@@ -124,6 +138,15 @@ CASES = [
          stores=False, error="folder", after=_only()),
     Case("read-report-a-uri-in-a-missing-folder-is-said", ("report", "--db", "sqlite:///file:no/new.db?uri=true"),
          stores=False, error="/no does not exist", after=_only()),
+    # A reading command leaves the folder of an SQLite store (a WAL database) as it found it: no -wal or -shm files
+    # left beside it, whether the URL is a path or an SQLite URI.
+    *[Case(f"read-{args[0]}-{name}-leaves-no-log-files", (*args, "--db", url), stores=False, setup=_a_wal_store,
+           output=(out,), after=_only("store.db"))
+      for name, url in (("an-sqlite-uri-mode-ro", "sqlite:///file:{dir}/store.db?mode=ro&uri=true"),
+                        ("an-sqlite-uri", "sqlite:///file:store.db?uri=true&cache=private"),
+                        ("a-path", "sqlite:///{dir}/store.db"))
+      for args, out in ((("runs", "--format", "csv"), "adam[lr=0.01],0,90.0"),
+                        (("compare", "adam", "sgd"), "verdict: sgd is worse than adam by 14.33 points"))],
     # --- every path option: missing, or not a regular file ---------------------------------------------------
     Case("read-db-a-directory-is-not-a-regular-file", ("report", "--db", "sqlite:///{dir}"), stores=False,
          error="is not a regular file (it is a directory)"),
