@@ -88,10 +88,18 @@ def require(module: str, extra: str) -> None:
         raise MasbenchError(f"exporting to {extra} needs the {module} package: pip install 'masbench[{extra}]'")
 
 
-def tracked_runs(store, **filters: Any) -> list[TrackedRun]:
+def tracked_runs(store, **filters: Any) -> tuple[list[TrackedRun], list[int]]:
     """The store's runs (filters: ``dataset``, ``model``, ``benchmark``; tunes' trials left out), each with its
-    epochs, by run id."""
+    epochs, by run id; and the ids of the runs left out because they fail one of the store's checks (an accuracy
+    out of [0, 1], a bad JSON config, ...: ``masbench check`` names each), which a report leaves out of its
+    numbers (status ``left out``) and an export leaves out of the tracker, so that no corrupt value is copied."""
+    from masbench.store.checks import LEFT_OUT
+    from masbench.store.queries import run_accuracy_frame
+
+    checked = run_accuracy_frame(store, **filters)
+    left_out = [int(i) for i in checked.loc[checked["status"] == LEFT_OUT, "id"]]
     runs = store.runs_frame(**filters)
+    runs = runs[~runs["id"].isin(left_out)]
     epochs = store.epochs_frame(**filters)
     trial_keys = set(store.trials_frame()["run_key"]) if len(runs) else set()
     by_run: dict[int, list[dict[str, Any]]] = {}
@@ -115,7 +123,7 @@ def tracked_runs(store, **filters: Any) -> list[TrackedRun]:
             status=row["status"], params={k: _text(v) for k, v in sorted(settings.items())},
             tags={TAG + k: str(v) for k, v in tags.items()}, started_ms=_ms(row.get("started_at")),
             finished_ms=_ms(row.get("finished_at")), epochs=by_run.get(int(row["id"]), [])))
-    return out
+    return out, left_out
 
 
 def check_tracking_uri(uri: str) -> None:
