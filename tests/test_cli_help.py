@@ -68,3 +68,10 @@ def test_lr_and_momentum_say_what_they_default_to():
     sweep = _blocks(_help(["sweep"]))
     for name in ("--lr", "--momentum"):
         assert "Default: the benchmark's, per optimizer" in " ".join(sweep[name].split())
+
+
+def test_the_gates_tolerance_says_what_the_gate_does():
+    """A drop equal to --tolerance passes (``test_exact_thresholds``): the help must not call it a drop that counts."""
+    tolerance = " ".join(_blocks(_help(["compare"]))["--tolerance"].split())
+    assert "regresses when it drops by more than this" in tolerance and "a drop equal to it passes" in tolerance
+    assert "smallest drop" not in tolerance

@@ -179,3 +179,26 @@ def test_without_the_tracker_the_export_refuses_in_one_line(db, tmp_path, monkey
     lines = result.stderr.strip().splitlines()
     assert lines == [f"Error: exporting to {extra} needs the {extra} package: pip install 'masbench[{extra}]'"]
     assert list(tmp_path.iterdir()) == [tmp_path / "store.db"]  # nothing written
+
+
+# --- the destination: one path check, before anything is written -------------------------------------------
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("{dir}/pipe", "Error: --tracking-uri {dir}/pipe is not a folder (it is a FIFO)"),
+    ("file://{dir}/pipe", "Error: --tracking-uri {dir}/pipe is not a folder (it is a FIFO)"),
+    ("sqlite:///{dir}/pipe", "Error: --tracking-uri's database file {dir}/pipe is not a regular file (it is a FIFO)"),
+    ("sqlite:///file:{dir}/pipe?mode=rwc&uri=true",
+     "Error: --tracking-uri's database file {dir}/pipe is not a regular file (it is a FIFO)"),
+    ("/dev/null", "Error: --tracking-uri /dev/null is not a folder (it is a character device)"),
+])
+def test_an_mlflow_tracking_uri_that_is_a_fifo_or_a_device_is_said_so(db, tmp_path, monkeypatch, uri, message):
+    import os
+
+    os.mkfifo(tmp_path / "pipe")
+    real = importlib.util.find_spec
+    # MLflow itself is never reached: the check comes first (so the test runs where mlflow is not installed).
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "mlflow" else real(name, *a))
+    result = CliRunner().invoke(app, ["export", "mlflow", "--tracking-uri", uri.format(dir=tmp_path), "--db", db])
+    assert result.exit_code == 1 and result.stderr == message.format(dir=tmp_path) + "\n", result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe", "store.db"]

@@ -101,8 +101,18 @@ def test_the_torch_free_list_of_names_is_the_registry():
     ],
 )
 def test_an_optimizer_has_one_name_however_it_is_written(text, name):
+    from masbench.optimizer_names import stored_optimizer
+
     assert resolve_optimizer(text) == name
     assert make_spec(optimizer=text).key == make_spec(optimizer=name).key
+    assert stored_optimizer(text) == name  # what a reading command's --optimizer matches, found importing nothing
+
+
+def test_the_torch_free_classes_are_the_registrys():
+    from masbench.optim import OPTIMIZERS
+    from masbench.optimizer_names import CLASSES
+
+    assert CLASSES == {name: f"{cls.__module__}:{cls.__qualname__}" for name, cls in OPTIMIZERS.items()}
 
 
 @pytest.mark.parametrize(

@@ -316,6 +316,23 @@ def test_a_plugin_whose_entry_gives_torchs_adam_is_adam(installed, tmp_path, mon
     assert {spec.optimizer for spec in specs} == {"adam"} and len({spec.config_key for spec in specs}) == 1
 
 
+def test_a_reading_commands_optimizer_names_are_the_registrys_without_importing_the_plugin(installed, tmp_path,
+                                                                                           monkeypatch):
+    alias = write_distribution(tmp_path / "alias", "masbench-alias", "1.0",
+                               "[masbench.optimizers]\nmyadam = torch.optim:Adam\nsign2 = masbench_demo:SignSGD\n", {})
+    monkeypatch.syspath_prepend(str(alias))
+    clear_caches()
+    from masbench.optimizer_names import stored_optimizer
+
+    texts = ("myadam", "sign2", "signsgd", "masbench_demo:SignSGD", "masbench_demo.SignSGD", "torch.optim.Adam")
+    found = {text: stored_optimizer(text) for text in texts}
+    assert "masbench_demo" not in sys.modules  # metadata only: the plugin's code never ran
+    from masbench.optim import resolve_optimizer
+
+    assert found == {text: resolve_optimizer(text) for text in texts}
+    assert found["myadam"] == "adam" and found["masbench_demo:SignSGD"] == "sign2"
+
+
 def test_a_mix_component_by_a_plugins_path_is_the_plugins_name_and_can_be_written_so(installed):
     from masbench.spec import make_spec
 

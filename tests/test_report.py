@@ -8,6 +8,7 @@ import json
 import math
 import re
 import statistics
+from pathlib import Path
 
 import pytest
 from report_fixtures import RUNS, epoch_row, fill, spec_for
@@ -299,6 +300,19 @@ def test_plots(db, tmp_path, kind, suffix, magic):
     result = runner.invoke(app, ["plot", "--kind", kind, "--model", "mlp", "--output", str(out), "--db", db])
     assert result.exit_code == 0, result.output
     assert out.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("args", [["--kind", "curves", "--model", "mlp"], ["--kind", "lambda", "--model", "mlp"],
+                                  ["--kind", "profile", "--target", "80"]])
+def test_plot_checks_its_output_once(db, tmp_path, monkeypatch, args):
+    from masbench.text import paths
+
+    out, looked = tmp_path / "plot.svg", []
+    real = paths.kind_of
+    monkeypatch.setattr(paths, "kind_of", lambda path: looked.append(Path(path)) or real(path))
+    result = runner.invoke(app, ["plot", *args, "--output", str(out), "--db", db])
+    assert result.exit_code == 0, result.output
+    assert looked.count(out) == 1 and out.read_bytes().startswith(b"<?xml")
 
 
 @pytest.mark.parametrize("benchmark", ["nightly", "quick"])

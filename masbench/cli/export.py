@@ -20,9 +20,14 @@ def _runs(db, dataset, model, benchmark):
     from masbench.store import open_for_reading
 
     store = open_for_reading(db)
-    runs = tracked_runs(store, dataset=dataset, model=model, benchmark=benchmark)
+    runs, left_out = tracked_runs(store, dataset=dataset, model=model, benchmark=benchmark)
+    if left_out:
+        count = "1 run" if len(left_out) == 1 else f"{len(left_out)} runs"
+        typer.echo(f"{count} left out of the export, as reports leave them out of their numbers: failing the store's "
+                   f"checks (masbench check --db URL lists every problem)", err=True)
     if not runs:
-        raise MasbenchError(f"no runs to export in {store.masked_url}{for_filters(dataset, model, benchmark)}")
+        raise MasbenchError(f"no runs to export in {store.masked_url}{for_filters(dataset, model, benchmark)}"
+                            + (f" ({len(left_out)} left out: failing the store's checks)" if left_out else ""))
     return runs
 
 

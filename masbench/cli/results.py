@@ -260,7 +260,7 @@ def _report_tuned(tune: str | None, format: str, output: str | None, db: str | N
 def compare(
     configs: Annotated[list[str] | None, typer.Argument(help="Configurations: mas:0.3, mas:0.3:0.7, adam, sgd, adamw, run names or config keys; the first is the reference.")] = None,
     baseline: Annotated[str | None, typer.Option(help="Regression gate: a saved report --format csv to compare the store with.")] = None,
-    tolerance: Annotated[float | None, typer.Option(parser=number, help="Gate: the smallest drop in avg acc, in points, that counts (default 1); it must also be significant (one-sided t-test, alpha 0.01).")] = None,
+    tolerance: Annotated[float | None, typer.Option(parser=number, help="Gate: the drop in avg acc allowed, in points (default 1): a cell regresses when it drops by more than this and the drop is significant (one-sided t-test, alpha 0.01); a drop equal to it passes.")] = None,
     metric: MetricOpt = "best",
     dataset: FilterDataset = None,
     model: FilterModel = None,
@@ -326,11 +326,14 @@ def _print_comparisons(comparisons, metric: str) -> None:
         for column in ("configuration", "seeds", "mean ± std", "diff vs ref [95% CI]", "p", "p (Holm)", "test"):
             table.add_column(column, overflow="fold")
         ref = c.reference
-        table.add_row(f"{ref.label} (ref)", str(ref.n), f"{ref.mean:.2f} ± {ref.std:.2f}", "", "", "", "")
+        table.add_row(f"{ref.label} (ref)", str(ref.n), _mean_std(ref), "", "", "", "")
         for d in c.differences:
             o = d.other
-            ci = f"{d.diff:+.2f}" if math.isnan(d.low) else f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
-            table.add_row(o.label, str(o.n), f"{o.mean:.2f} ± {o.std:.2f}", ci,
+            if math.isnan(d.diff):  # a side without a completed seed
+                ci = "-"
+            else:
+                ci = f"{d.diff:+.2f}" if math.isnan(d.low) else f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+            table.add_row(o.label, str(o.n), _mean_std(o), ci,
                           "" if math.isnan(d.p_value) else f"{d.p_value:.3g}",
                           "" if math.isnan(d.p_adjusted) else f"{d.p_adjusted:.3g}", d.test or "")
         console.print(table, markup=False)
@@ -339,10 +342,20 @@ def _print_comparisons(comparisons, metric: str) -> None:
                           + f", config {side.config_key}", markup=False)
         for d in c.differences:
             console.print(f"  verdict: {d.verdict}", markup=False)
+        if any(side.n < 2 for side in (ref, *(d.other for d in c.differences))):
+            console.print("  note: a configuration of fewer than 2 seeds has no std, and a difference has a 95% CI "
+                          "and a test only with 2 seeds or more on each side", markup=False)
     tests = reporting.family_size([d.p_value for c in comparisons for d in c.differences])
     if tests >= 2:
         console.print(f"Holm–Bonferroni over {tests} comparisons: p (Holm) is each raw p adjusted for the others, "
                       f"and the verdicts use it (the 95% CIs are per comparison, not adjusted)", markup=False)
+
+
+def _mean_std(side) -> str:
+    """``mean ± std`` of a side's seeds; the mean alone for one seed (no std), ``-`` for none."""
+    if side.n == 0:
+        return "-"
+    return f"{side.mean:.2f} ± {side.std:.2f}" if side.n > 1 else f"{side.mean:.2f}"
 
 
 def plot(

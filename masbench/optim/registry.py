@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from masbench.optim.mas import MAS
-from masbench.optimizer_names import OPTIMIZER_NAMES, SPEC_OPTIMIZERS, is_path, unknown_optimizer
+from masbench.optimizer_names import MAX_OPTIMIZER, OPTIMIZER_NAMES, SPEC_OPTIMIZERS, is_path, unknown_optimizer
 from masbench.plugins import WHERE_FROM, NoModule, import_attribute
 from masbench.text.limits import STR_LIMITS
 from masbench.text.shown import shown
@@ -49,7 +49,6 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 }
 # How an optimizer runs, not what it computes (up to rounding): never a cell's argument.
 EXECUTION_ARGS = frozenset({"foreach", "fused", "capturable", "differentiable"})
-MAX_OPTIMIZER = 32  # runs.optimizer is VARCHAR(32)
 _PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)?")
 
 

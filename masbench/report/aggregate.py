@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from masbench.errors import MasbenchError
+from masbench.optimizer_names import stored_optimizer
 from masbench.store.checks import LEFT_OUT
 from masbench.text.shown import shown
 
@@ -72,13 +73,23 @@ def run_accuracies(store, *, metric: str = "best", dataset: str | None = None, m
 
 
 def parse_optimizers(text: str | None) -> tuple[str, ...] | None:
-    """``--optimizer adam,mas`` as ``("adam", "mas")``; ``None`` when not given."""
+    """``--optimizer adam,torch.optim:SGD`` as the names the store holds, ``("adam", "sgd")``: each name or import
+    path resolved as ``run`` and ``sweep`` resolve it, importing nothing (``stored_optimizer``); ``None`` when
+    not given."""
     if text is None:
         return None
+    valid = "optimizer names, comma-separated, e.g. adam,mas, or import paths such as torch.optim.RAdam"
     names = tuple(name.strip() for name in text.split(","))
     if not all(names):
-        raise MasbenchError(f"Invalid --optimizer {shown(text)} (optimizer names, comma-separated, e.g. adam,mas)")
-    return names
+        raise MasbenchError(f"Invalid --optimizer {shown(text)} ({valid})")
+    stored = []
+    for name in names:
+        try:
+            stored.append(stored_optimizer(name))
+        except ValueError:
+            raise MasbenchError(f"Invalid --optimizer {shown(name)}: neither a name nor an import path "
+                                f"package.module:Class ({valid})") from None
+    return tuple(dict.fromkeys(stored))
 
 
 def parse_where(texts: list[str] | None) -> tuple[tuple[str, str], ...]:

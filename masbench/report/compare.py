@@ -18,7 +18,7 @@ import pandas as pd
 
 from masbench.errors import MasbenchError
 from masbench.grid.optimizers import optimizer_name
-from masbench.optimizer_names import is_path, stored_name
+from masbench.optimizer_names import is_path, stored_optimizer
 from masbench.report.aggregate import TABLE, cell_names, cell_table
 from masbench.report.multiple import family_size, holm
 from masbench.report.significance import constant
@@ -80,13 +80,13 @@ def parse_selector(text: str) -> Selector:
             return Selector(text, optimizer="mas", lambda_adam=values[0],
                             lambda_sgd=values[1] if len(values) == 2 else None)
     if not numbers and is_path(head) and not head.startswith("torch."):
-        try:  # a user's optimizer, matched by the name the store holds: a command that reads imports no user code
-            return Selector(text, optimizer=stored_name(head))
+        try:  # matched by the name the store holds: a command that reads imports no user code
+            return Selector(text, optimizer=stored_optimizer(head))
         except ValueError:
             pass
     if not numbers and head not in ("mas", "mix"):
         try:
-            return Selector(text, optimizer=optimizer_name(head, "configuration"))
+            return Selector(text, optimizer=stored_optimizer(optimizer_name(head, "configuration")))
         except ValueError:
             pass
     raise MasbenchError(f"Invalid configuration: {text!r} ({valid})")

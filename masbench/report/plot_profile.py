@@ -9,7 +9,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.plots import DASHES, cell_styles, check_output, pyplot, save
+from masbench.report.plots import DASHES, cell_styles, pyplot, save
 
 
 class Profile(NamedTuple):
@@ -53,7 +53,7 @@ def plot_profile(profile: pd.DataFrame, output: str | Path, *, workloads: int, t
                  styles: Mapping[str, dict] | None = None, by: str = "seconds") -> Path:
     """Each configuration's rho(tau) as a step line over tau in [1, 4], in its optimizer's colour (``styles``:
     label -> matplotlib style, from ``profile_frame``)."""
-    path = check_output(output)
+    path = Path(output)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     # profiles often coincide: line styles keep each one visible

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from masbench.errors import MasbenchError
-from masbench.report.plots import Palette, check_output, pyplot, save
+from masbench.report.plots import Palette, pyplot, save
 from masbench.report.tuning import curves, label, optimizers, scored, search_trials
 
 DODGE = 0.015  # how far apart the final seeds' marks of several optimizers sit around k = N, per trial of the axis
@@ -106,6 +106,6 @@ def row_of_chosen(table: pd.DataFrame, optimizer: str) -> pd.Series | None:
 
 def plot_tuning(frame: pd.DataFrame, table: pd.DataFrame, output: str | Path, *, tune: str) -> Path:
     """``tuning_figure`` saved to ``output`` (.png, .svg or .pdf)."""
-    path = check_output(output)
+    path = Path(output)
     fig = tuning_figure(frame, table, tune=tune)
     return save(fig, path)

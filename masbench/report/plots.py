@@ -36,6 +36,8 @@ def pyplot():
 
 
 def check_output(output: str | Path) -> Path:
+    """``--output``: a .png, .svg or .pdf file that may be written. ``masbench plot`` checks it once, before the
+    store is read; the plot functions take it as checked (``html`` gives them a temporary file)."""
     path = Path(output)
     if path.suffix.lower() not in SUFFIXES:
         raise MasbenchError(f"Invalid --output: {str(path)!r} (the file must end in {', '.join(SUFFIXES)})")
@@ -130,15 +132,17 @@ def cell_styles(cells: pd.DataFrame) -> dict[str, dict]:
 def per_benchmark(runs: pd.DataFrame, output: str | Path) -> list[tuple[str, Path]]:
     """Where the figure of each benchmark of ``runs`` goes: as reports split tables by benchmark, a plot draws
     each benchmark on a figure of its own. One benchmark: ``output`` itself; several: ``output``'s name with
-    ``-<benchmark>`` before its suffix (``-runs`` for runs of no benchmark, made by ``masbench run``)."""
+    ``-<benchmark>`` before its suffix (``-runs`` for runs of no benchmark, made by ``masbench run``). ``output``
+    is checked already (``check_output``); each file named after it is checked here, once."""
     import re
 
-    path = check_output(output)
+    path = Path(output)
     present = sorted(runs["benchmark"].fillna("").unique())
     if len(present) <= 1:
         return [(present[0] if present else "", path)]
-    return [(name, path.with_name(f"{path.stem}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name) or 'runs'}{path.suffix}"))
-            for name in present]
+    named = [(name, path.with_name(f"{path.stem}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name) or 'runs'}{path.suffix}"))
+             for name in present]
+    return [(name, check_new_file(each, "Invalid --output:")) for name, each in named]
 
 
 def choose(frame: pd.DataFrame, column: str, value: str | None, what: str) -> str:
@@ -168,7 +172,7 @@ def plot_curves(epochs: pd.DataFrame, output: str | Path, *, dataset: str, model
                 runs: pd.DataFrame | None = None) -> Path:
     """Test accuracy (percent) and test loss per epoch: the mean over each cell's completed seeds, with a
     ± std band. ``runs`` (``run_accuracies``) names the cells; without it, by run name and config key."""
-    path = check_output(output)
+    path = Path(output)
     frame = epochs[(epochs["dataset"] == dataset) & (epochs["model"] == model) & (epochs["status"] == "completed")]
     if frame.empty:
         raise MasbenchError(f"no completed runs for {dataset}/{model}")
@@ -214,7 +218,7 @@ def _without_lambdas(canonical: dict) -> str:
 
 def plot_lambda(runs: pd.DataFrame, output: str | Path, *, dataset: str, model: str, metric: str) -> Path:
     """avg acc (± std over seeds) against lambda_adam for MAS, baselines as horizontal lines in their colours."""
-    path = check_output(output)
+    path = Path(output)
     cells = cell_table(runs[(runs["dataset"] == dataset) & (runs["model"] == model)])
     cells = cells[cells["n"] > 0]
     mas = cells[(cells["optimizer"] == "mas")].sort_values("lambda_adam")

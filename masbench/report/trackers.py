@@ -88,10 +88,18 @@ def require(module: str, extra: str) -> None:
         raise MasbenchError(f"exporting to {extra} needs the {module} package: pip install 'masbench[{extra}]'")
 
 
-def tracked_runs(store, **filters: Any) -> list[TrackedRun]:
+def tracked_runs(store, **filters: Any) -> tuple[list[TrackedRun], list[int]]:
     """The store's runs (filters: ``dataset``, ``model``, ``benchmark``; tunes' trials left out), each with its
-    epochs, by run id."""
+    epochs, by run id; and the ids of the runs left out because they fail one of the store's checks (an accuracy
+    out of [0, 1], a bad JSON config, ...: ``masbench check`` names each), which a report leaves out of its
+    numbers (status ``left out``) and an export leaves out of the tracker, so that no corrupt value is copied."""
+    from masbench.store.checks import LEFT_OUT
+    from masbench.store.queries import run_accuracy_frame
+
+    checked = run_accuracy_frame(store, **filters)
+    left_out = [int(i) for i in checked.loc[checked["status"] == LEFT_OUT, "id"]]
     runs = store.runs_frame(**filters)
+    runs = runs[~runs["id"].isin(left_out)]
     epochs = store.epochs_frame(**filters)
     trial_keys = set(store.trials_frame()["run_key"]) if len(runs) else set()
     by_run: dict[int, list[dict[str, Any]]] = {}
@@ -115,11 +123,37 @@ def tracked_runs(store, **filters: Any) -> list[TrackedRun]:
             status=row["status"], params={k: _text(v) for k, v in sorted(settings.items())},
             tags={TAG + k: str(v) for k, v in tags.items()}, started_ms=_ms(row.get("started_at")),
             finished_ms=_ms(row.get("finished_at")), epochs=by_run.get(int(row["id"]), [])))
-    return out
+    return out, left_out
+
+
+def check_tracking_uri(uri: str) -> None:
+    """An MLflow tracking URI that names a local place, checked as every path option is (``masbench.text.paths``):
+    a folder (a path, or a ``file:`` URI) must be a folder or absent under one, an SQLite file (``sqlite:///PATH``)
+    a regular file or absent in a folder; a server's URI (``http://``, ``databricks``) is MLflow's to check."""
+    from urllib.parse import unquote, urlsplit
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from masbench.store.opening import sqlite_file, sqlite_uri_file
+    from masbench.text.paths import check_new_file, check_new_folder
+
+    scheme = urlsplit(uri).scheme
+    if scheme in ("", "file"):
+        check_new_folder(unquote(urlsplit(uri).path) if scheme else uri, "--tracking-uri")
+    elif scheme == "sqlite":
+        try:
+            parsed = make_url(uri)
+        except ArgumentError:  # not SQLAlchemy's form: MLflow says so
+            return
+        path = sqlite_file(parsed) or sqlite_uri_file(parsed)
+        if path:
+            check_new_file(path, "--tracking-uri's database file")
 
 
 def export_mlflow(runs: list[TrackedRun], tracking_uri: str, experiment: str) -> Exported:
     """Write ``runs`` into the MLflow tracking store at ``tracking_uri``, experiment ``experiment``."""
+    check_tracking_uri(tracking_uri)
     require("mlflow", "mlflow")
     from mlflow.entities import Metric, Param, RunStatus, RunTag
     from mlflow.exceptions import MlflowException
@@ -180,12 +214,12 @@ def _mlflow_runs(client, experiment_id: str) -> dict[str, Any]:
 
 def export_tensorboard(runs: list[TrackedRun], directory: str | os.PathLike) -> Exported:
     """Write ``runs`` as TensorBoard event files under ``directory``, one subdirectory per run key."""
+    from masbench.text.paths import check_new_folder
+
+    root = check_new_folder(directory, "log directory")
     require("tensorboard", "tensorboard")
     from torch.utils.tensorboard import SummaryWriter
 
-    root = Path(directory)
-    if root.exists() and not root.is_dir():
-        raise MasbenchError(f"Invalid directory {str(root)!r}: it is a file (give a directory for TensorBoard's runs)")
     root.mkdir(parents=True, exist_ok=True)
     done = Exported()
     for run in runs:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import quote
-
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
@@ -91,23 +91,31 @@ def can_write(path: str) -> bool:
 
 
 class ReadOnlySqlite:
-    """Makes ``mode=ro`` (or ``immutable=1``) connections to ``path``, and tidies the log files they created."""
+    """Makes ``mode=ro`` (or ``immutable=1``) connections to ``path``, and tidies the log files they created.
 
-    def __init__(self, path: str, masked_url: str, timeout: float) -> None:
+    ``options``: the query of an SQLite URI URL (``sqlite:///file:PATH?cache=shared&uri=true``), whose other
+    parameters (``cache``, ``vfs``, ``nolock``, ``psow``, ``immutable``) every connection keeps; its ``mode`` is
+    replaced by ``ro``, so that a path URL and a URI URL of one file are read alike and leave nothing beside it.
+    """
+
+    def __init__(self, path: str, masked_url: str, timeout: float, options: Mapping[str, str] | None = None) -> None:
+        from sqlalchemy.util import asbool
+
         self.path, self.timeout = os.path.abspath(path), timeout
         self.logs = [Path(f"{self.path}-wal"), Path(f"{self.path}-shm")]
+        self.options = {k: v for k, v in (options or {}).items() if k not in ("uri", "mode", "immutable")}
         folder_writable = os.access(os.path.dirname(self.path), os.W_OK)
-        self.immutable = not folder_writable
-        if self.immutable and self.logs[0].exists() and self.logs[0].stat().st_size > 0:
+        self.immutable = not folder_writable or asbool((options or {}).get("immutable", False))
+        if not folder_writable and self.logs[0].exists() and self.logs[0].stat().st_size > 0:
             raise MasbenchError(f"database {masked_url} has a write-ahead log ({self.logs[0]}) with changes not yet "
                                 f"in the database, in a folder that cannot be written: open it once where it can "
                                 f"be written, or copy the file and its -wal together")
         self._created = folder_writable and not any(log.exists() for log in self.logs)
 
     def connect(self) -> sqlite3.Connection:
-        flag = "immutable=1" if self.immutable else "mode=ro"
-        return sqlite3.connect(f"file:{quote(self.path)}?{flag}", uri=True, timeout=self.timeout,
-                               check_same_thread=False)
+        flag = {"immutable": "1"} if self.immutable else {"mode": "ro"}
+        return sqlite3.connect(f"file:{quote(self.path)}?{urlencode({**self.options, **flag})}", uri=True,
+                               timeout=self.timeout, check_same_thread=False)
 
     def tidy(self) -> None:
         """Remove the -wal and -shm files that these connections created (all of them must be closed)."""
@@ -180,8 +188,9 @@ def create_store_engine(parsed, read_only: bool, masked_url: str,
         from sqlalchemy.pool import StaticPool
 
         kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
-    elif read_only and sqlite_file(parsed) is not None:
-        files = ReadOnlySqlite(sqlite_file(parsed), masked_url, timeout)
+    elif read_only and (sqlite_file(parsed) or sqlite_uri_file(parsed)) is not None:
+        uri = sqlite_uri_file(parsed)
+        files = ReadOnlySqlite(uri or sqlite_file(parsed), masked_url, timeout, dict(parsed.query) if uri else None)
         kwargs["creator"] = files.connect
     engine = create_engine(parsed, **kwargs)
 

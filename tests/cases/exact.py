@@ -109,4 +109,12 @@ CASES = [
     _corner("corner-mix-adam-1-sgd-0-is-mas-at-1-0", "mix:adam=1,sgd=0",
             ("--optimizer", "mas", "--lambda-adam", "1", "--lambda-sgd", "0")),
     _corner("corner-mix-sgd-1-adam-0-is-sgd", "mix:sgd=1,adam=0", ("--optimizer", "sgd")),
+    # --- compare with fewer than 2 seeds a side: its mean alone (no "± nan"), a difference with no interval ------
+    Case("compare-one-seed-a-side-has-no-std", ("compare", "adam", "sgd", "--where", "seed=0", "--db", "{db}"),
+         output=(" 90.00 ", " 75.00 ", " -15.00 ", "verdict: too few seeds for a test (adam: 1, sgd: 1; need 2 on each "
+                 "side)", "note: a configuration of fewer than 2 seeds has no std"), absent=("nan", " ± -")),
+    Case("compare-no-completed-seed-a-side-is-a-dash", ("compare", "adam", "sgd", "--db", "{db}"),
+         setup=lambda env: env.sql("UPDATE runs SET status = 'diverged' WHERE optimizer = 'sgd'"),
+         output=(" 88.00 ± 2.00 ", "verdict: too few seeds for a test (adam: 3, sgd: 0; need 2 on each side)",
+                 "note: a configuration of fewer than 2 seeds"), absent=("nan",)),
 ]

@@ -98,6 +98,18 @@ CASES = [
                                                     "--baselines", "torch.optim:Adam", "--dry-run",
                                                     "--db", "{db}"),
          setup=_benchmark_b, output=("6 runs: 5 completed, 1 to run",)),
+    # A reading command's --optimizer resolves a path to the name the store holds, as run and sweep do (no import).
+    Case("optimizer-filter-by-colon-path", ("runs", "--optimizer", "torch.optim:Adam", "--format", "csv",
+                                            "--db", "{db}"),
+         output=("adam[lr=0.01],0,90.0", "adam[lr=0.01],1,77.0"), absent=("sgd[", "mas[")),
+    Case("optimizer-filter-by-dotted-path", ("report", "--leaderboard", "--optimizer", "torch.optim.Adam,sgd",
+                                             "--format", "csv", "--db", "{db}"),
+         output=("adam[lr=0.01],,5f7a9130d0bae7475681,1.0,0.0,,3,88.0,", "sgd[lr=0.01]"), absent=("mas[",)),
+    Case("optimizer-filter-by-module-path", ("report", "--optimizer", "torch.optim.adam:Adam", "--model", "mlp",
+                                             "--format", "csv", "--db", "{db}"),
+         output=("adam[lr=0.01]",), absent=("sgd[", "mas[")),
+    Case("optimizer-filter-not-a-path", ("runs", "--optimizer", "adam,torch..Adam", "--db", "{db}"),
+         error="Invalid --optimizer 'torch..Adam': neither a name nor an import path package.module:Class"),
     # --- lambdas that are one number --------------------------------------------------------------------------
     Case("lambdas-0.3-and-0.30000000000000001", _sweep("--lambdas", "0.3,0.30000000000000001"),
          error="0.30000000000000001 is listed twice (0.3 and 0.30000000000000001 are the same number, 0.3; give "

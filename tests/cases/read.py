@@ -12,6 +12,7 @@ file".
 from __future__ import annotations
 
 import os
+import sqlite3
 
 from cases import Case, Env
 
@@ -42,6 +43,25 @@ def _fifo(name: str) -> callable:
     return setup
 
 
+def _write_only(name: str) -> callable:
+    def setup(env: Env) -> None:
+        (env.dir / name).write_text("a file\n")
+    return setup
+
+
+def _a_wal_store(env: Env) -> None:
+    """The filled store of the table's others, made as a run makes it (a WAL database), at ``env.dir/store.db``."""
+    from report_fixtures import fill
+
+    store = env.store()
+    fill(store)
+    store.close()
+    connection = sqlite3.connect(env.dir / "store.db")
+    assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    connection.close()
+    assert sorted(p.name for p in env.dir.iterdir()) == ["store.db"]
+
+
 def _nothing_imported(env: Env) -> None:
     assert not (env.dir / "MARKER").exists(), "evil.py was imported"
 
@@ -50,6 +70,15 @@ def _no_file(name: str) -> callable:
     def after(env: Env) -> None:
         assert not (env.dir / name).exists(), f"{name} was created"
         _nothing_imported(env)
+    return after
+
+
+def _besides_the_store(*names: str) -> callable:
+    """After the command the folder holds ``names`` and the store's file (on SQLite), nothing else."""
+
+    def after(env: Env) -> None:
+        store = ("store.db",) if env.db.startswith("sqlite") else ()
+        assert sorted(p.name for p in env.dir.iterdir()) == sorted((*names, *store))
     return after
 
 
@@ -109,6 +138,15 @@ CASES = [
          stores=False, error="folder", after=_only()),
     Case("read-report-a-uri-in-a-missing-folder-is-said", ("report", "--db", "sqlite:///file:no/new.db?uri=true"),
          stores=False, error="/no does not exist", after=_only()),
+    # A reading command leaves the folder of an SQLite store (a WAL database) as it found it: no -wal or -shm files
+    # left beside it, whether the URL is a path or an SQLite URI.
+    *[Case(f"read-{args[0]}-{name}-leaves-no-log-files", (*args, "--db", url), stores=False, setup=_a_wal_store,
+           output=(out,), after=_only("store.db"))
+      for name, url in (("an-sqlite-uri-mode-ro", "sqlite:///file:{dir}/store.db?mode=ro&uri=true"),
+                        ("an-sqlite-uri", "sqlite:///file:store.db?uri=true&cache=private"),
+                        ("a-path", "sqlite:///{dir}/store.db"))
+      for args, out in ((("runs", "--format", "csv"), "adam[lr=0.01],0,90.0"),
+                        (("compare", "adam", "sgd"), "verdict: sgd is worse than adam by 14.33 points"))],
     # --- every path option: missing, or not a regular file ---------------------------------------------------
     Case("read-db-a-directory-is-not-a-regular-file", ("report", "--db", "sqlite:///{dir}"), stores=False,
          error="is not a regular file (it is a directory)"),
@@ -134,6 +172,11 @@ CASES = [
          error="Invalid --output: "),
     Case("read-plot-output-a-fifo-is-not-a-regular-file", ("plot", "--output", "{dir}/p.png", "--db", "{db}"),
          setup=_fifo("p.png"), error="p.png is not a regular file (it is a FIFO)"),
+    Case("read-export-tensorboard-a-fifo-is-not-a-folder", ("export", "tensorboard", "{dir}/pipe", "--db", "{db}"),
+         setup=_fifo("pipe"), error="pipe is not a folder (it is a FIFO)", after=_besides_the_store("pipe")),
+    Case("read-export-tensorboard-under-a-file-is-not-a-folder",
+         ("export", "tensorboard", "{dir}/runs.txt/tb", "--db", "{db}"), setup=_write_only("runs.txt"),
+         error="runs.txt is not a folder (it is a regular file)", after=_besides_the_store("runs.txt")),
     Case("read-checkpoint-dir-a-fifo-is-not-a-folder",
          ("run", "--dataset", "digits", "--epochs", "1", "--checkpoint-dir", "{dir}/pipe", "--db", "sqlite:///{dir}/n.db"),
          setup=_fifo("pipe"), stores=False, error="pipe is not a folder (it is a FIFO)", after=_only("pipe")),

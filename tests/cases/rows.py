@@ -39,6 +39,12 @@ def negative_seconds_in_two_runs(env):
             "(select id from runs where name = 'adam[lr=0.01]' and model = 'mlp' and seed < 2)")
 
 
+def run_2_not_exported(env):
+    (key,), = env.sql(f"SELECT key FROM runs WHERE id = {RUN_2}")
+    exported = [p.parent.name for p in (env.dir / "tb").rglob("masbench.json")]
+    assert len(exported) == 15 and not [name for name in exported if name.endswith(key)], exported
+
+
 def no_file(env):
     assert not (env.dir / "none.db").exists()
 
@@ -142,6 +148,14 @@ CASES = [
     Case("rows-acc-nan-plot", ("plot", "--output", "{dir}/curves.png", "--model", "mlp", "--db", "{db}"),
          epochs_of_run_2("test_acc = 'NaN'", "epoch = 1"), output=("plot written to",),
          stderr=("at epoch 1 is not a number in [0, 1]; left out",)),
+    # export copied a corrupt run's values into the tracker: it leaves the run out, as reports do, and says so
+    Case("rows-acc-above-1-export-tensorboard", ("export", "tensorboard", "{dir}/tb", "--db", "{db}"), ACC_2,
+         output=("15 runs created, 0 updated, 0 already up to date (40 epochs written)",),
+         stderr=("1 run left out of the export, as reports leave them out of their numbers: failing the store's "
+                 "checks (masbench check --db URL lists every problem)",), after=run_2_not_exported),
+    Case("rows-acc-nan-export-tensorboard", ("export", "tensorboard", "{dir}/tb", "--db", "{db}"),
+         epochs_of_run_2("test_acc = 'NaN'", "epoch = 1"), output=("15 runs created",),
+         stderr=("1 run left out of the export",), after=run_2_not_exported),
     Case("rows-file-target-below-1", ("report", "--table", "--format", "csv", "--db", "{db}"), fraction_target_file,
          absent=("0.9,",), stderr=("target 0.9 is not a test accuracy in percent in [1, 100]: did you mean 90?; its "
                                    "targets are not used",)),
