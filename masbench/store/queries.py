@@ -113,8 +113,9 @@ def run_accuracy_frame(store, metric: str | None = None, **filters: Any):
         rows = connection.execute(query).all()
     frame = pd.DataFrame([tuple(row) for row in rows], columns=list(query.selected_columns.keys()))
     parsed: dict[str, Any] = {}  # a cell's runs share one text: parsed once
-    frame["canonical"] = [None if text is None else {**(parsed[text] if text in parsed else parsed.setdefault(
-        text, json.loads(text))), "seed": seed} for text, seed in zip(frame["canonical"], frame["seed"])]
+    frame["canonical"] = [{**(parsed[text] if text in parsed else parsed.setdefault(text, json.loads(text))),
+                           "seed": seed} if isinstance(text, str) else None  # NULL: pandas may hold NaN
+                          for text, seed in zip(frame["canonical"], frame["seed"])]
     frame.loc[frame["problems"] == 1, "status"] = LEFT_OUT
     if metric is not None:
         frame["acc"] = pd.to_numeric(frame[metric], errors="coerce").astype(float) * 100.0
