@@ -1,30 +1,25 @@
 """Time of ``masbench report --table`` on a Crowded-Valley-sized store: the whole command, and its parts.
 
-Measured 2026-12-07 at 50,000 runs x 200 epochs on SQLite, on 2 CPUs at load average 13 to 17 (so in CPU
-seconds, which a quiet machine's wall would be near): the whole command took 17.9 s of CPU (550 MB) before
-and 11.3 s after this change (550 MB); its SQL 8.2 s before, 2.9 s after. The table is the same, byte for
-byte (``--format csv``, metrics best and val). Left: printing 5,000 cells with rich (3.2 s), parsing 50,000
-``config`` JSON texts (1.4 s), the one scan's aggregates (2.1 s); 8 problem counters as ``sum(case ...)`` in
-the scan add about 5 s on SQLite (a partial index over the bad rows finds them in microseconds instead).
-
 Fills a store with completed runs of ``--epochs`` epochs each (default 50,000 runs x 200 epochs = 10M epoch
 rows, what ``masbench tune`` produces for a Crowded-Valley-sized study: 5,000 cells of 10 seeds, 2 models,
 5 lambdas, 250 learning rates and 2 batch sizes, with validation accuracies), then times, side by side:
 
-- the whole command, ``python -m masbench report --table --db URL`` in a subprocess (start-up included):
-  wall seconds and the child's peak RSS (``os.wait4``);
-- the same command with a stand-in for the row checks: 8 problem counters added to the one scan over
-  epochs (accuracies in [0, 1] for 3 columns, finite losses for 2, seconds >= 0, epoch within the run's
-  epochs, a completed run with no epochs), as ``masbench.store.checks`` adds them;
-- in process: the SQL alone (execute and fetch), the DataFrame (``run_accuracies``), the cells
-  (``cell_table``) and the render (``render_tables``);
+- the whole command, ``python -m masbench report --table --db URL`` in a subprocess (start-up, the checks
+  and the printing included; stdout to /dev/null, as to a file): wall seconds, CPU seconds and peak RSS;
+- in process: the report's SQL (execute and fetch: one row per run, from ``summaries``), and beside it the
+  same numbers computed from every epoch row (``summaries.summary_select``, what a report read before schema
+  7), then the DataFrame (``run_accuracies``), the cells (``cell_table``), the tables (``render_tables``) and
+  their printing;
+- the cost on the write path: seconds per epoch written through ``Store.record_epochs`` (a run's epochs one
+  by one, as training writes them) on a store with the summaries' triggers and on one without them;
 - at up to 1M epoch rows, the naive way (every epoch loaded as an ORM object, Python loops over the rows).
 
 Each is measured ``--rounds`` times (default 3); the medians are printed, with the load average.
 
 The filled SQLite store is cached under ``/tmp/masbench-report-speed/`` keyed by the sizes (a rerun skips
-the filling); PostgreSQL (``--backend postgresql``, on the server of ``MASBENCH_TEST_POSTGRES``) gets a
-database of its own, ``masbench_speed_<runs>x<epochs>``, kept likewise (``--refill`` drops and refills both).
+the filling; a store of an older schema is upgraded on first open, which builds its summaries); PostgreSQL
+(``--backend postgresql``, on the server of ``MASBENCH_TEST_POSTGRES``) gets a database of its own,
+``masbench_speed_<runs>x<epochs>``, kept likewise (``--refill`` drops and refills both).
 
     python benchmarks/report_speed.py [--runs 50000] [--epochs 200] [--rounds 3] [--backend sqlite|postgresql|both]
 """
@@ -43,13 +38,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, selectinload
 
 from masbench.report import cell_table, render_tables, run_accuracies
 from masbench.spec import RunSpec
-from masbench.store import Epoch, Run, Store
+from masbench.store import Run, Store, summaries
 from masbench.store.store import utcnow
 from masbench.sweep import run_values
 
@@ -114,14 +109,31 @@ def sqlite_store(n_runs: int, n_epochs: int, refill: bool) -> tuple[str, float |
     for pragma in ("journal_mode=DELETE", "synchronous=OFF", "cache_size=-500000", "temp_store=MEMORY"):
         connection.execute(f"PRAGMA {pragma}")
     connection.execute("BEGIN")
+    # 10M rows in one statement: without the row triggers, then every summary built at once (as an upgrade
+    # builds them), instead of one recomputation per row.
+    for trigger in summaries.TRIGGERS:
+        connection.execute(f"DROP TRIGGER {trigger}")
     connection.executemany(f"INSERT INTO epochs ({', '.join(EPOCH_FIELDS)}) VALUES "
                            f"({', '.join('?' * len(EPOCH_FIELDS))})", epoch_rows(ids, n_epochs))
     connection.execute("COMMIT")
     connection.execute("ANALYZE")
     connection.execute("PRAGMA journal_mode=WAL")  # as masbench leaves a store it wrote
     connection.close()
+    store = Store(f"sqlite:///{partial}")
+    store.rebuild_summaries()
+    store.close()
     partial.rename(path)  # only a store filled to the end is found by the next run
     return f"sqlite:///{path}", time.perf_counter() - start
+
+
+def _fresh_database(url: str) -> None:
+    """Drop and create the PostgreSQL database of ``url`` (on ``MASBENCH_TEST_POSTGRES``'s server)."""
+    name = make_url(url).database
+    admin = create_engine(os.environ["MASBENCH_TEST_POSTGRES"], isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
 
 
 def postgres_store(n_runs: int, n_epochs: int, refill: bool) -> tuple[str, float | None]:
@@ -175,47 +187,11 @@ def postgres_store(n_runs: int, n_epochs: int, refill: bool) -> tuple[str, float
     return url, time.perf_counter() - start
 
 
-# The stand-in for the row checks: ~8 per-run problem counters, sum(case when <bad> then 1 else 0), in the one
-# scan over epochs. Source text, so that the whole command runs it without importing this script (and torch).
-STAND_IN = """
-from sqlalchemy import case, func, select
-from masbench.store import Epoch, Run, queries
-
-
-def stand_in_counters():
-    def bad(condition):
-        return func.sum(case((condition, 1), else_=0))
-
-    inf = float("inf")
-    return [*(bad((c < 0) | (c > 1)).label(f"bad_{c.key}") for c in (Epoch.train_acc, Epoch.test_acc, Epoch.val_acc)),
-            *(bad(c.in_([inf, -inf])).label(f"bad_{c.key}") for c in (Epoch.train_loss, Epoch.test_loss)),
-            bad(Epoch.seconds < 0).label("bad_seconds"),
-            bad(Epoch.epoch < 1).label("bad_epoch"),  # above the run's epochs: max(epoch) against runs.epochs
-            bad(Epoch.test_acc.is_(None)).label("no_test_acc")]
-
-
-aggregates = queries.epoch_aggregates
-queries.epoch_aggregates = lambda *more: aggregates(*stand_in_counters(), *more)
-"""
-
-WITH_COUNTERS = STAND_IN + """
-import sys
-from masbench.cli import main
-
-sys.argv = ["masbench", *sys.argv[1:]]
-main()
-"""
-
-
-def whole_command(url: str, counters: bool) -> tuple[float, float, float]:
+def whole_command(url: str) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of ``masbench report --table --db url``
     run alone in a new process. On a busy machine the CPU seconds are near what the wall would be on a quiet
     one (the command is one thread; with PostgreSQL the server's work is left out of them)."""
-    args = ["report", "--table", "--db", url]
-    if counters:
-        command = [sys.executable, "-c", WITH_COUNTERS, *args]
-    else:
-        command = [sys.executable, "-m", "masbench", *args]
+    command = [sys.executable, "-m", "masbench", "report", "--table", "--db", url]
     # Through /usr/bin/time: the RSS that wait4 reports for a child of this (large) process counts the pages
     # it shared with it before exec; a child of /usr/bin/time is measured alone.
     with tempfile.TemporaryDirectory() as cwd:  # cwd: no ./benchmarks.yaml of this folder's
@@ -262,16 +238,11 @@ def parts(store: Store, times: dict) -> None:
         with store.engine.connect() as connection:
             return connection.execute(query).all()
 
-    timed(times, "SQL (execute + fetch)", lambda: sql(queries.run_accuracy_query()))
-    scope: dict = {}
-    exec(STAND_IN, scope)  # noqa: S102 - this script's own text: the stand-in counters
-    try:
-        timed(times, "  the same, with the stand-in counters", lambda: sql(queries.run_accuracy_query()))
-    finally:
-        queries.epoch_aggregates = scope["aggregates"]
+    timed(times, "SQL (execute + fetch): summaries", lambda: sql(queries.run_accuracy_query()))
+    timed(times, "  the same numbers from every epoch", lambda: sql(summaries.summary_select()))
     runs = timed(times, "run_accuracies (SQL + frame)", lambda: run_accuracies(store, metric="best"))
     cells = timed(times, "cell_table (pandas)", lambda: cell_table(runs))
-    rendered = timed(times, "render_tables (rich tables)", lambda: render_tables(cells, "best", "rich"))
+    rendered = timed(times, "render_tables", lambda: render_tables(cells, "best", "rich"))
 
     def printed():
         from rich.console import Console
@@ -281,36 +252,64 @@ def parts(store: Store, times: dict) -> None:
             for table in rendered.rich:
                 console.print(table)
 
-    timed(times, "  printed (rich console)", printed)
+    timed(times, "  printed (to a file)", printed)
 
 
-def measure(backend: str, url: str, args) -> None:
+def write_cost(url: str, times: dict, n_runs: int = 20, n_epochs: int = 200) -> None:
+    """Seconds per epoch that ``Store.record_epochs`` takes, one epoch per call as training writes them, on a
+    fresh store at ``url``, with the summaries' triggers and then without them (dropped)."""
+    from masbench.sweep import run_values
+
+    for label, triggers in (("write an epoch (with the triggers)", True), ("  without them", False)):
+        store = Store(url)
+        with store.engine.begin() as connection:
+            connection.execute(text("DELETE FROM runs"))
+            for trigger in summaries.TRIGGERS:
+                if not triggers:
+                    on = "" if store.is_sqlite else " ON epochs"
+                    connection.execute(text(f"DROP TRIGGER IF EXISTS {trigger}{on}"))
+        rows = run_rows(n_runs, n_epochs)
+        with store.session() as s:
+            s.execute(insert(Run), [dict(row, status="running", worker="w") for row in rows])
+            ids = list(s.scalars(select(Run.id).order_by(Run.id)))
+        epochs = list(epoch_rows(ids, n_epochs))
+        fields = EPOCH_FIELDS[1:]
+        start, cpu = time.perf_counter(), time.process_time()
+        for row in epochs:
+            store.record_epochs([(row[0], dict(zip(fields, row[1:])))], "w")
+        n = len(epochs)
+        times[label].append(((time.perf_counter() - start) / n, (time.process_time() - cpu) / n))
+        store.close()
+
+
+def measure(backend: str, url: str, write_url: str, args) -> None:
     times: dict[str, list[tuple[float, float]]] = defaultdict(list)
     rss: dict[str, list[float]] = defaultdict(list)
     whole = "whole command: report --table"
-    checked = "  with 8 stand-in counters"
     store = Store(url, read_only=True)
     loads = []
     for _ in range(args.rounds):
         loads.append(os.getloadavg()[0])
-        for name, counters in ((whole, False), (checked, True)):
-            wall, cpu, peak = whole_command(url, counters)
-            times[name].append((wall, cpu))
-            rss[name].append(peak)
+        wall, cpu, peak = whole_command(url)
+        times[whole].append((wall, cpu))
+        rss[whole].append(peak)
         parts(store, times)
         if args.runs * args.epochs <= 1_000_000:
             timed(times, "naive ORM loops (in process)", lambda: naive_report(store))
+        write_cost(write_url, times)
     store.close()
     print(f"\n{backend}: {args.runs:,} runs x {args.epochs} epochs = {args.runs * args.epochs:,} epoch rows; "
           f"{args.rounds} rounds; load average at each round's start: {', '.join(f'{v:.2f}' for v in loads)} "
           f"({os.cpu_count()} CPUs). Medians; CPU: user + system seconds of this process or the command's")
     for name, values in times.items():
         walls, cpus = zip(*values)
+        unit, scale = ("ms", 1000) if name.startswith(("write", "  without")) else ("s", 1)
         peak = f"   peak RSS {statistics.median(rss[name]):4.0f} MB" if name in rss else ""
-        print(f"{name:38s} wall {statistics.median(walls):6.2f} s  CPU {statistics.median(cpus):6.2f} s   (walls: "
-              f"{', '.join(f'{v:.2f}' for v in walls)}){peak}")
-    wall, cpu = (statistics.median(v) for v in zip(*times[checked]))
-    print(f"with the checks: wall {wall:.2f} s, CPU {cpu:.2f} s; the target is 4 s")
+        print(f"{name:38s} wall {statistics.median(walls) * scale:6.2f} {unit:2s} CPU "
+              f"{statistics.median(cpus) * scale:6.2f} {unit:2s} (walls: "
+              f"{', '.join(f'{v * scale:.2f}' for v in walls)}){peak}")
+    wall, cpu = (statistics.median(v) for v in zip(*times[whole]))
+    print(f"the whole command, with the checks: wall {wall:.2f} s, CPU {cpu:.2f} s; the target is 4 s")
 
 
 def main() -> None:
@@ -332,7 +331,13 @@ def main() -> None:
         print(f"{backend} store {make_url(url).render_as_string(hide_password=True)}: "
               + (f"filled in {filled:.0f} s" if filled is not None else "kept from an earlier run")
               + f"; opened (and upgraded if older) in {time.perf_counter() - start:.1f} s", flush=True)
-        measure(backend, url, args)
+        with tempfile.TemporaryDirectory() as folder:
+            write_url = (f"sqlite:///{folder}/write.db" if backend == "sqlite"
+                         else make_url(url).set(database=f"{make_url(url).database}_write")
+                         .render_as_string(hide_password=False))
+            if backend == "postgresql":
+                _fresh_database(write_url)
+            measure(backend, url, write_url, args)
 
 
 if __name__ == "__main__":
