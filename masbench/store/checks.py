@@ -5,8 +5,9 @@ check is a condition that is true where a row *fails*:
 
 - an accuracy (``train_acc``, ``test_acc``, ``val_acc``) is a real number in [0, 1]: not NaN, not text;
 - a loss (``train_loss``, ``test_loss``, ``val_loss``) is finite, unless its run is marked ``diverged``;
-- ``seconds`` is a finite number >= 0;
-- an epoch is an integer within 1..its run's ``epochs`` (and ``runs.epochs`` >= 1);
+- ``seconds``, ``samples_per_second`` and ``lr`` are finite numbers >= 0;
+- an epoch is an integer within 1..its run's ``epochs`` (and ``runs.epochs`` >= 1); ``runs.seed`` is an integer;
+- a run's ``status`` is one of ``models.STATUSES``;
 - a completed run has every epoch from 1 to its last (at least one), each with a test accuracy;
 - ``config`` is a JSON object; ``versions`` and ``weights`` are one or NULL;
 - the keys and names (``key``, ``config_key``, ``name``, ``dataset``, ``model``, ``optimizer``) are not blank.
@@ -36,11 +37,12 @@ from sqlalchemy import (Boolean, Integer, Text, case, cast, func, literal, liter
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from masbench.store.models import Epoch, Run
+from masbench.store.models import STATUSES, Epoch, Run
 from masbench.text.shown import shown
 
 ACCURACIES = ("train_acc", "test_acc", "val_acc")
 LOSSES = ("train_loss", "test_loss", "val_loss")
+AT_LEAST_0 = ("seconds", "samples_per_second", "lr")  # finite numbers >= 0
 KEYS = ("key", "config_key", "name", "dataset", "model", "optimizer")
 LARGEST = 1.7976931348623157e308  # the largest finite double: BETWEEN -LARGEST AND LARGEST is "finite"
 LEFT_OUT = "left out"  # the status a report gives a run that fails a check: never a seed, counted apart
@@ -170,8 +172,9 @@ def blank(x) -> ColumnElement:
 
 
 def row_problem(epochs=Epoch.__table__) -> ColumnElement:
-    """True where an epoch row fails a check that needs no other row: an accuracy, ``seconds``, an integer epoch."""
-    return or_(*(not_accuracy(epochs.c[c]) for c in ACCURACIES), not_seconds(epochs.c.seconds),
+    """True where an epoch row fails a check that needs no other row: an accuracy, ``seconds``,
+    ``samples_per_second`` and ``lr`` (finite numbers >= 0), an integer epoch."""
+    return or_(*(not_accuracy(epochs.c[c]) for c in ACCURACIES), *(not_seconds(epochs.c[c]) for c in AT_LEAST_0),
                not_integer(epochs.c.epoch))
 
 
@@ -190,6 +193,8 @@ def run_checks(per_run) -> list[Check]:
     count = func.coalesce(per_run.c.epoch_count, 0)
     checks = [
         Check("runs.epochs", Run.epochs, Run.epochs < 1, "is below 1"),
+        Check("runs.seed", Run.seed, not_integer(Run.seed), "is not an integer"),
+        Check("runs.status", Run.status, Run.status.not_in(STATUSES), f"is not a status (valid: {', '.join(STATUSES)})"),
         # Every epoch from 1 to its last (at least one): rows are unique per epoch, the first is >= 1 (checked
         # with the epoch rows), so as many rows as the last epoch's number means none is missing.
         Check("runs.status", Run.status, _completed() & ((count == 0) | (count != per_run.c.last_epoch)),
@@ -219,7 +224,7 @@ def epoch_checks(epochs=Epoch.__table__) -> list[Check]:
     return [*(Check(f"epochs.{c}", e[c], not_accuracy(e[c]), "is not a number in [0, 1]") for c in ACCURACIES),
             *(Check(f"epochs.{c}", e[c], not_finite(e[c]) & (Run.status != "diverged"),
                     "is not finite, and the run is not marked diverged") for c in LOSSES),
-            Check("epochs.seconds", e.seconds, not_seconds(e.seconds), "is not a finite number >= 0"),
+            *(Check(f"epochs.{c}", e[c], not_seconds(e[c]), "is not a finite number >= 0") for c in AT_LEAST_0),
             Check("epochs.epoch", e.epoch, not_integer(e.epoch) | ~e.epoch.between(1, Run.epochs),
                   "is not an integer in 1..{epochs}")]
 
@@ -243,7 +248,9 @@ class Problem:
     epoch: Any = None  # the epoch row's number, for a problem of one epoch row
 
     def run(self) -> str:
-        """``run 17 (adam[lr=0.01] seed 2)``."""
+        """``run 17 (adam[lr=0.01] seed 2)``; ``run 17 (not in runs)`` for rows of a run that ``runs`` lacks."""
+        if self.name is None and self.seed is None:
+            return f"run {self.run_id} (not in runs)"
         name = self.name if str(self.name).strip() else shown(self.name)
         return f"run {self.run_id} ({name} seed {shown(self.seed)})"
 
@@ -332,3 +339,13 @@ class _Raw(Text):
 
     def bind_processor(self, dialect):
         return None
+
+
+def orphan_epochs(connection) -> list[Problem]:
+    """A problem for each run id that epoch rows name and ``runs`` lacks (a run deleted by hand with foreign
+    keys off): no report reads those rows, and no run can claim them."""
+    known = select(Run.id).where(Run.id == Epoch.run_id).exists()
+    rows = connection.execute(select(Epoch.run_id, func.count().label("n")).where(~known)
+                              .group_by(Epoch.run_id).order_by(Epoch.run_id)).all()
+    return [Problem(row.run_id, None, None, "epochs.run_id", row.run_id,
+                    f"is the run of {row.n} epoch row(s), and runs has no such run") for row in rows]

@@ -569,7 +569,7 @@ class Store:
             run_ids = list(connection.execute(checks.flagged_runs_query(every)).scalars())
             found = (checks.problems(connection, lambda ids: summaries.summary_select(Epoch.run_id.in_(ids))
                                      .subquery("per_run"), run_ids)
-                     + summaries.stale(connection))
+                     + summaries.stale(connection) + checks.orphan_epochs(connection))
         return sorted(found, key=lambda p: (p.run_id, p.epoch is None, str(p.epoch)))
 
     def rebuild_summaries(self) -> int:

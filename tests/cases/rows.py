@@ -39,6 +39,27 @@ def negative_seconds_in_two_runs(env):
             "(select id from runs where name = 'adam[lr=0.01]' and model = 'mlp' and seed < 2)")
 
 
+def orphan_epochs(env):
+    if not env.db.startswith("sqlite"):
+        pytest.skip("PostgreSQL enforces the foreign key: no epoch row can name a missing run")
+    env.sql("INSERT INTO epochs (run_id, epoch, train_loss, train_acc, test_loss, test_acc, lr, seconds, "
+            "samples_per_second) VALUES (999, 1, 1.0, 0.5, 1.0, 0.5, 0.01, 1.0, 10.0)")
+
+
+def summary_of_run_2_edited(env):
+    env.sql(f"UPDATE summaries SET best = 0.999 WHERE run_id = {RUN_2}")
+
+
+def summary_repaired(env):
+    import subprocess
+    import sys
+
+    summary_of_run_2_edited(env)
+    done = subprocess.run([sys.executable, "-m", "masbench", "check", "--repair", "--db", env.db], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def run_2_not_exported(env):
     (key,), = env.sql(f"SELECT key FROM runs WHERE id = {RUN_2}")
     exported = [p.parent.name for p in (env.dir / "tb").rglob("masbench.json")]
@@ -159,4 +180,28 @@ CASES = [
     Case("rows-file-target-below-1", ("report", "--table", "--format", "csv", "--db", "{db}"), fraction_target_file,
          absent=("0.9,",), stderr=("target 0.9 is not a test accuracy in percent in [1, 100]: did you mean 90?; its "
                                    "targets are not used",)),
+    # the hostile tester's columns that no check covered: a text seed, an unknown status, lr and samples/s
+    Case("rows-seed-text-csv", CSV, run_2("seed = 'one'", sqlite_only=True), output=CSV_ROW,
+         stderr=("run 2 (adam[lr=0.01] seed 'one'): runs.seed = 'one' is not an integer; left out",)),
+    Case("rows-seed-text-check", CHECK, run_2("seed = 'one'", sqlite_only=True), code=1,
+         output=("run 2 (adam[lr=0.01] seed 'one'): runs.seed = 'one' is not an integer",)),
+    Case("rows-status-unknown-csv", CSV, run_2("status = 'finished'"), output=CSV_ROW,
+         stderr=(NAMED + "runs.status = 'finished' is not a status (valid: pending, running, completed, failed, "
+                         "diverged, pruned); left out",)),
+    Case("rows-lr-negative-check", CHECK, epochs_of_run_2("lr = -0.01", "epoch = 3"), code=1,
+         output=(NAMED + "epochs.lr = -0.01 at epoch 3 is not a finite number >= 0",)),
+    Case("rows-samples-per-second-infinite-csv", CSV, epochs_of_run_2("samples_per_second = 1e999", "epoch = 1"),
+         output=CSV_ROW, stderr=(NAMED + "epochs.samples_per_second = inf at epoch 1 is not a finite number >= 0; "
+                                         "left out",)),
+    # epoch rows of a run that runs lacks (deleted by hand with foreign keys off)
+    Case("rows-orphan-epochs-check", CHECK, orphan_epochs, code=1,
+         output=("run 999 (not in runs): epochs.run_id = 999 is the run of 1 epoch row(s), and runs has no such run",)),
+    # the per-run summaries that reports read: one edited by hand is found by check, and --repair rebuilds it
+    Case("rows-summary-edited-check", CHECK, summary_of_run_2_edited, code=1,
+         output=(NAMED + "summaries.best differs from what the run's epochs give",)),
+    Case("rows-summary-edited-repair", ("check", "--repair", "--db", "{db}"), summary_of_run_2_edited,
+         output=("no problems: 16 runs, 43 epochs",), stderr=("rebuilt 15 per-run summaries from the epochs",)),
+    Case("rows-summary-edited-then-repaired-csv", CSV, summary_repaired,
+         output=("b,digits,mlp,adam[lr=0.01],,",), absent=("99.9",)),
 ]
+
