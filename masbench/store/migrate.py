@@ -63,9 +63,10 @@ def stored_version(s: Session, masked_url: str) -> int | None:
                             f"it was not written by masbench") from None
 
 
-def initialise_or_upgrade(s: Session, masked_url: str) -> None:
+def initialise_or_upgrade(s: Session, masked_url: str, repair: bool = False) -> None:
     """Stamp a new store with the current version and an identity, or upgrade an older one in place; make the
-    triggers that keep ``summaries`` where they are missing (and rebuild the summaries)."""
+    triggers that keep ``summaries`` where they are missing, and rebuild the summaries (``repair``: the opener
+    found them missing, the table ``summaries`` included, which ``create_all`` has made again, empty)."""
     version = stored_version(s, masked_url)
     if version is None:
         s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
@@ -86,7 +87,7 @@ def initialise_or_upgrade(s: Session, masked_url: str) -> None:
     if version < 7:
         for name in INDEXES_DROPPED_IN[7]:
             s.execute(text(f"DROP INDEX IF EXISTS {name}"))
-    if version < 7 or summaries.missing_triggers(s.connection()):
+    if version < 7 or repair or summaries.missing_triggers(s.connection()):
         _add_tables(s, 7)
         summaries.rebuild(s.connection())
     if version < SCHEMA_VERSION:

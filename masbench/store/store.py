@@ -156,14 +156,14 @@ class Store:
                     f"(any masbench command upgrades it) to upgrade it", writable=can)
             if missing:
                 raise NeedsUpgrade(
-                    f"database {self.masked_url} lacks the trigger(s) {', '.join(missing)} that keep its per-run "
-                    f"summaries equal to its epochs (dropped or disabled by hand?), and is opened read-only here: "
-                    f"open it once where it can be written (any masbench command rebuilds them)", writable=can)
+                    f"database {self.masked_url} lacks what keeps its per-run summaries equal to its epochs "
+                    f"({', '.join(missing)}: dropped or disabled by hand?), and is opened read-only here: open it "
+                    f"once where it can be written (any masbench command rebuilds them)", writable=can)
             return
         if self.is_sqlite and self.engine.url.database not in (None, "", ":memory:"):
             self._use_wal()
         if version is None or version < SCHEMA_VERSION or missing:
-            self._create_schema()
+            self._create_schema(repair=bool(missing))
         if writable:
             self._probe_write()
 
@@ -175,12 +175,12 @@ class Store:
         finally:
             raw.close()
 
-    def _create_schema(self) -> None:
+    def _create_schema(self, repair: bool = False) -> None:
         for attempt in range(5):
             try:
                 Base.metadata.create_all(self._writer)
                 with self.session() as s:
-                    initialise_or_upgrade(s, self.masked_url)
+                    initialise_or_upgrade(s, self.masked_url, repair)
                 return
             except (IntegrityError, OperationalError, ProgrammingError) as error:
                 # Two processes creating the schema at once: the loser finds it made and goes on.

@@ -105,7 +105,12 @@ def trigger_ddl(dialect) -> list[str]:
 
 
 def missing_triggers(connection: Connection) -> list[str]:
-    """The triggers of ``TRIGGERS`` that the store lacks, or that are disabled (PostgreSQL)."""
+    """The triggers of ``TRIGGERS`` that the store lacks, or that are disabled (PostgreSQL), and ``summaries``
+    first where the table itself is gone (dropped by hand: every epoch written would fail in its triggers)."""
+    from sqlalchemy import inspect
+
+    if "summaries" not in inspect(connection).get_table_names():
+        return ["summaries", *TRIGGERS]
     if connection.dialect.name == "postgresql":
         query = ("SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass('epochs') AND NOT tgisinternal "
                  "AND tgenabled <> 'D'")
