@@ -15,7 +15,7 @@ Version 4 to 5: the index ``ix_epochs_run_id_val_acc``, which reports read inste
 the rows there: about half a minute for 10M epochs); the rows are unchanged.
 Version 5 to 6: the partial index ``ix_epochs_problem`` (the epoch rows that fail a check of their own).
 Version 6 to 7: the table ``summaries`` (one row per run with epochs) and the triggers on ``epochs`` that keep
-it (``summaries``), built from the epochs (about 15 s for 10M epoch rows); ``ix_epochs_problem`` is dropped
+it (``summaries``), built from the epochs (about 8 s for 10M epoch rows); ``ix_epochs_problem`` is dropped
 (the summaries count its rows). A store older than 6 goes straight to 7.
 
 A store of version 7 whose triggers are missing or disabled (dropped by hand) is repaired by the same step:

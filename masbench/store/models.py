@@ -20,7 +20,7 @@ not by id, so that its row can be written before the run's. Runs may be ``pruned
 
 Version 5 adds the index ``ix_epochs_run_id_val_acc`` on ``epochs (run_id, val_acc, epoch, test_acc)``: the
 report's one scan over epochs reads it alone, and it finds a run's earliest epoch of its best validation
-accuracy, and that epoch's test accuracy, in one look-up (``queries.epoch_aggregates``). No column changes.
+accuracy, and that epoch's test accuracy, in one look-up (``summaries.summary_select``). No column changes.
 Version 6 adds the partial index ``ix_epochs_problem`` on ``epochs (run_id)`` where a row fails a check of its
 own: a report flagged a run by one look-up there.
 
@@ -110,7 +110,7 @@ class Epoch(Base):
     __tablename__ = "epochs"
     __table_args__ = (
         UniqueConstraint("run_id", "epoch", name="uq_epochs_run_id_epoch"),
-        # Covers what reports read of every epoch (queries.epoch_aggregates), in the order they group it.
+        # Covers what a summary reads of its run's epochs (summaries.summary_select), in the order it groups them.
         Index("ix_epochs_run_id_val_acc", "run_id", "val_acc", "epoch", "test_acc"),
     )
 
