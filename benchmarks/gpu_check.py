@@ -109,6 +109,12 @@ def cell_line(text: object, limit: int = 300) -> str:
 
 
 def check_tests(sizes: Sizes, device: torch.device) -> Iterator[Row]:
+    import importlib.util
+
+    if importlib.util.find_spec("pytest") is None:  # the test extra is not installed
+        yield Row("CUDA tests (pytest -m gpu)", "pytest is not installed: pip install -e '.[test]'",
+                  "FAIL" if device.type == "cuda" else "skipped")
+        return
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"],
                           cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=sizes.subprocess_timeout_s)
     lines = done.stdout.strip().splitlines()

@@ -295,7 +295,7 @@ def _latex_table(frame: pd.DataFrame, metric: str) -> str:
             avg = (_bold_latex(avg) if row["best_avg_acc"] else avg) + (r"$^*$" if mark(row) else "")
             best = _bold_latex(best) if row["best_max_acc"] else best
             timing = "".join(f" & {text}" for text in (target_texts(row) if timed else ()))
-            spread = f"{shown_percent(row['std_acc'])} & {shown_interval(row['ci95_half'], row['n'])}"
+            spread = f"{shown_percent(row['std_acc'])} & {_latex_escape(shown_interval(row['ci95_half'], row['n']))}"
             lines.append(f"{name} & {la} & {ls} & {avg} & {best} & {spread} & {row['n']}{timing} " + "\\\\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     flagged = [row for row in frame.to_dict("records") if row["flags"]]
