@@ -175,7 +175,7 @@ def _store_of_version(db_url: str, version: int) -> dict[str, list[dict]]:
 def _drop_later_indexes(connection, version: int) -> None:
     """Drop the indexes, triggers and summaries added after ``version`` (a column an index or a trigger names
     cannot be dropped before it)."""
-    from masbench.store.summaries import TRIGGERS
+    from masbench.store.summaries import triggers
 
     for added, tables in INDEXES_ADDED_IN.items():
         if added > version:
@@ -184,7 +184,7 @@ def _drop_later_indexes(connection, version: int) -> None:
                     connection.exec_driver_sql(f"DROP INDEX {name}")
     if version < 7:
         on = " ON epochs" if connection.dialect.name == "postgresql" else ""
-        for trigger in TRIGGERS:
+        for trigger in triggers(connection.dialect.name):
             connection.exec_driver_sql(f"DROP TRIGGER {trigger}{on}")
         connection.exec_driver_sql("DROP TABLE summaries")
 

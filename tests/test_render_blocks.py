@@ -44,6 +44,7 @@ CASES = {
     "caption of two lines": _blocks(caption="* beats Adam (p < 0.05)\n2 runs left out: masbench check"),
     "wide characters": _blocks(names=("名前の長い最適化器", "Adam")),
     "empty flags column": _blocks(flags=""),
+    "control characters, which rich strips": _blocks(names=("ad\ram", "a\x07b\x0bc")),
     "brackets and markup-like text": _blocks(names=("mix:adam=0.3,sgd=0.7", "[bold]not markup[/bold]"),
                                             title="bench [x]: best", caption="[red]left out[/red]"),
 }
@@ -79,3 +80,9 @@ def test_the_reports_table_equals_rich(tmp_path):
     for table in rendered.rich:
         assert _printed(table, 200) == _printed(table.table(), 200)
     store.close()
+
+
+def test_markdown_escapes_what_would_end_a_cell_or_read_as_html():
+    from masbench.report.render import _markdown_escape
+
+    assert _markdown_escape("a|b<i>x</i> & *y* back\\slash") == "a\\|b&lt;i&gt;x&lt;/i&gt; &amp; \\*y\\* back\\\\slash"

@@ -218,3 +218,111 @@ def test_many_rows_in_one_statement_give_each_run_its_summary(db_url):
     assert _stale(store) == []
     assert {v[summaries.COLUMNS.index("final") - 1] for v in _stored(store).values()} == {0.42}
     store.close()
+
+
+def _pg_only(db_url):
+    if db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL only")
+
+
+def test_truncate_empties_the_summaries(db_url):
+    """PostgreSQL's TRUNCATE fires no delete trigger: a trigger of its own empties the summaries."""
+    _pg_only(db_url)
+    store = Store(db_url)
+    fill(store)
+    _sql(store, "TRUNCATE epochs")
+    assert _stored(store) == {} and _stale(store) == []
+    assert set(run_accuracy_frame(store)["best"].dropna()) == set()
+    store.close()
+
+
+def test_a_trigger_enabled_for_replicas_only_counts_as_missing(db_url):
+    """ENABLE REPLICA TRIGGER: it fires only under session_replication_role = replica, never for a hand edit."""
+    _pg_only(db_url)
+    store = Store(db_url)
+    fill(store)
+    _sql(store, "ALTER TABLE epochs ENABLE REPLICA TRIGGER summaries_after_update")
+    _sql(store, "UPDATE epochs SET test_acc = 0.999 WHERE epoch = 1")
+    store.close()
+    reader = open_for_reading(db_url)  # rebuilt first
+    assert _stale(reader) == [] and 0.999 in set(run_accuracy_frame(reader)["best"])
+    reader.close()
+
+
+def test_a_replica_session_is_refused_in_one_line(db_url):
+    """session_replication_role = replica switches every trigger off: masbench's own epochs would get no summary."""
+    from masbench.errors import MasbenchError
+
+    _pg_only(db_url)
+    Store(db_url).close()
+    with pytest.raises(MasbenchError, match="session_replication_role = replica, which switches off the triggers"):
+        Store(db_url + "?options=-csession_replication_role%3Dreplica")
+
+
+def test_two_concurrent_edits_of_one_run_leave_its_summary_right(db_url):
+    """Two transactions change one run's epochs at once (READ COMMITTED): the second recomputes the summary
+    after the first commits, so it holds both edits."""
+    import threading
+
+    from sqlalchemy import create_engine
+
+    _pg_only(db_url)
+    store = Store(db_url)
+    fill(store)
+    run = int(store.runs_frame()["id"].iloc[0])
+    engine = create_engine(db_url)
+    first = engine.connect()
+    first.execute(text("BEGIN"))
+    first.execute(text("UPDATE epochs SET test_acc = 0.999 WHERE run_id = :r AND epoch = 1"), dict(r=run))
+
+    def second():
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE epochs SET test_acc = 0.5 WHERE run_id = :r AND epoch = 2"), dict(r=run))
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(1.0)  # it waits for the first's lock on the run
+    first.execute(text("COMMIT"))
+    first.close()
+    thread.join(30)
+    assert not thread.is_alive()
+    engine.dispose()
+    assert _stale(store) == [] and _stored(store)[run][summaries.COLUMNS.index("best") - 1] == 0.999
+    store.close()
+
+
+def test_a_store_in_its_own_schema_keeps_its_summaries_under_another_search_path(db_url):
+    """The trigger functions resolve names in the store's schema, not in the editing session's search_path."""
+    from sqlalchemy import create_engine
+
+    _pg_only(db_url)
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE SCHEMA mb"))
+    own = db_url + "?options=-csearch_path%3Dmb"
+    store = Store(own)
+    fill(store)
+    run = int(store.runs_frame()["id"].iloc[0])
+    with engine.begin() as connection:  # search_path: public
+        connection.execute(text("UPDATE mb.epochs SET test_acc = 0.999 WHERE run_id = :r AND epoch = 1"), dict(r=run))
+    engine.dispose()
+    assert _stale(store) == [] and _stored(store)[run][summaries.COLUMNS.index("best") - 1] == 0.999
+    store.close()
+
+
+def test_epoch_rows_of_a_missing_run_have_no_summary_and_repair_keeps_them_out(tmp_path):
+    """Epochs of a run deleted with foreign keys off: named by check; a rebuild skips them (no foreign-key error)."""
+    path = tmp_path / "store.db"
+    store = Store(f"sqlite:///{path}")
+    fill(store)
+    run = int(store.runs_frame()["id"].iloc[-1])
+    store.close()
+    connection = sqlite3.connect(path)
+    connection.execute("DELETE FROM runs WHERE id = ?", (run,))  # foreign keys are off in a plain connection
+    connection.commit()
+    connection.close()
+    store = Store(f"sqlite:///{path}")
+    assert store.rebuild_summaries() == 14 and run not in _stored(store)
+    assert [p.line() for p in store.problems() if p.run_id == run] == [
+        f"run {run} (not in runs): epochs.run_id = {run} is the run of 3 epoch row(s), and runs has no such run"]
+    store.close()

@@ -107,7 +107,7 @@ def _emit(rendered, output: str | None) -> None:
     from rich.console import Console
 
     if rendered.rich is not None:
-        console = Console(record=True, width=160, file=open(os.devnull, "w")) if output else stdout_console()
+        console = Console(record=True, width=160, soft_wrap=True, file=open(os.devnull, "w")) if output else stdout_console()
         for table in rendered.rich:
             console.print(table)
         text = console.export_text() if output else None

@@ -19,6 +19,7 @@ from masbench.report.aggregate import METRIC_TITLES, cell_names, display_names, 
 from masbench.report.significance import SIGNIFICANCE_COLUMNS, has_significance, legend, mark
 from masbench.report.target import TARGET_COLUMNS, has_target, target_note, target_texts
 from masbench.text.numbers import acc_text
+from masbench.text.shown import shown
 from masbench.report.tuning import label, shown_params, tuned_legend
 
 FORMATS = ("rich", "csv", "markdown", "latex", "json")
@@ -36,7 +37,8 @@ def shown_percent(value: float) -> str:
 def shown_lambdas(row) -> tuple[str, str]:
     if row["optimizer"] != "mas":
         return "", ""
-    return f"{row['lambda_adam']:g}", f"{row['lambda_sgd']:g}"
+    # A run left out may hold anything there (text, by hand): shown as it is
+    return tuple(f"{v:g}" if isinstance(v, (int, float)) else shown(v) for v in (row["lambda_adam"], row["lambda_sgd"]))
 
 
 def table_title(benchmark: str, dataset: str, metric: str) -> str:
@@ -168,7 +170,8 @@ class BlockTable:
         rows = [[text for text, _ in cells] for block in self.blocks for cells in block]
         headers = [column for column, _ in self.columns]
         widths = [max(cell_len(text) for text in texts) for texts in zip(headers, *rows)]
-        one_line = not any("\n" in text or "\t" in text for row in rows for text in row)
+        # Control characters (rich strips some, a newline makes two lines) and other unprintable text: rich.
+        one_line = all(text.isprintable() for row in rows for text in row)
         width = sum(widths) + 3 * len(widths) + 1  # each cell padded by a space each side, and the rules
         if console.color_system is None and options.no_wrap and one_line and width <= options.max_width:
             yield from self._lines(console, options.update(width=width, highlight=False, height=None), widths)
@@ -243,7 +246,7 @@ def _markdown_table(frame: pd.DataFrame, metric: str) -> str:
             avg, best = shown_percent(row["avg_acc"]), shown_percent(row["max_acc"])
             starred = "\\*" if mark(row) else ""  # escaped: after ** it would read as emphasis
             lines.append(
-                f"| {row['label']} | {la} | {ls} | {f'**{avg}**' if row['best_avg_acc'] else avg}{starred} | "
+                f"| {_markdown_escape(row['label'])} | {la} | {ls} | {f'**{avg}**' if row['best_avg_acc'] else avg}{starred} | "
                 f"{f'**{best}**' if row['best_max_acc'] else best} | {shown_percent(row['std_acc'])} | {shown_interval(row['ci95_half'], row['n'])} | "
                 f"{row['n']} | {row['flags']} |" + "".join(f" {text} |" for text in (target_texts(row) if timed else ()))
             )
@@ -254,6 +257,15 @@ def _markdown_table(frame: pd.DataFrame, metric: str) -> str:
     if left_out_note(frame):
         lines += ["", left_out_note(frame)]
     return "\n".join(lines)
+
+
+MARKDOWN_SPECIALS = str.maketrans({"|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "\\": "\\\\",
+                                   "*": "\\*"})  # intraword _ is no emphasis in GitHub's Markdown
+
+
+def _markdown_escape(text: str) -> str:
+    """A name as Markdown shows it: ``|`` would end the cell, ``<i>`` would be HTML, ``*`` emphasis."""
+    return str(text).translate(MARKDOWN_SPECIALS)
 
 
 # In one pass: replacing one character after another would escape the braces of ``\textbackslash{}``.

@@ -101,6 +101,7 @@ def tracked_runs(store, **filters: Any) -> tuple[list[TrackedRun], list[int]]:
     runs = store.runs_frame(**filters)
     runs = runs[~runs["id"].isin(left_out)]
     epochs = store.epochs_frame(**filters)
+    epochs = epochs[~epochs["run_id"].isin(left_out)]  # their rows may hold anything (a text epoch)
     trial_keys = set(store.trials_frame()["run_key"]) if len(runs) else set()
     by_run: dict[int, list[dict[str, Any]]] = {}
     for row in epochs.to_dict("records"):

@@ -139,6 +139,11 @@ def _canonical_postgresql(element, compiler, **kw):
             f"THEN ((({x})::json -> 'canonical')::jsonb - 'seed')::text END)")
 
 
+@compiles(CanonicalText)
+def _canonical_other(element, compiler, **kw):
+    return "NULL"  # other databases are not masbench's stores (this serves str() of a query)
+
+
 def canonical_text(column) -> ColumnElement:
     """``CanonicalText`` of the JSON column ``column`` (``runs.config``), labelled ``canonical``."""
     return CanonicalText(column).label("canonical")
@@ -194,6 +199,9 @@ def run_checks(per_run) -> list[Check]:
     checks = [
         Check("runs.epochs", Run.epochs, Run.epochs < 1, "is below 1"),
         Check("runs.seed", Run.seed, not_integer(Run.seed), "is not an integer"),
+        Check("runs.epochs", Run.epochs, not_integer(Run.epochs), "is not an integer"),
+        *(Check(f"runs.{c}", Run.__table__.c[c], not_finite(Run.__table__.c[c]), "is not a finite number")
+          for c in ("lambda_adam", "lambda_sgd", "lr")),
         Check("runs.status", Run.status, Run.status.not_in(STATUSES), f"is not a status (valid: {', '.join(STATUSES)})"),
         # Every epoch from 1 to its last (at least one): rows are unique per epoch, the first is >= 1 (checked
         # with the epoch rows), so as many rows as the last epoch's number means none is missing.
@@ -321,7 +329,8 @@ def _run_problems(connection, per_run, ids: list[int]) -> list[Problem]:
     for row in connection.execute(query).mappings():
         for i, check in enumerate(checks):
             if row[f"f{i}"]:
-                what = check.what.format(epoch_count=row["epoch_count"], last=shown(row["last"]) if row["last"] is not None else "none",
+                what = check.what.format(epoch_count=row["epoch_count"],
+                                         last=shown(row["last"]) if row["last"] is not None else "none",
                                          missing=row["epoch_count"] - row["acc_epochs"])
                 value = NO_VALUE if check.value is None else row[f"v{i}"]
                 out.append(Problem(row["id"], row["name"], row["seed"], check.column, value, what))

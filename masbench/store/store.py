@@ -143,6 +143,7 @@ class Store:
         """Check what the database holds (reading only), then create, upgrade or refuse it."""
         with self.engine.connect() as connection:
             version = found_version(connection, self.masked_url)
+            summaries.check_session(connection, self.masked_url)
             # Summaries a report could not trust: their triggers were dropped or disabled (by hand).
             missing = summaries.missing_triggers(connection) if version == SCHEMA_VERSION else []
         if version is None and (self.read_only or not create):

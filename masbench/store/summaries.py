@@ -29,6 +29,7 @@ from masbench.store.models import Epoch, Run, Summary
 
 COLUMNS = tuple(column.name for column in Summary.__table__.columns)  # run_id first, in the table's order
 TRIGGERS = ("summaries_after_insert", "summaries_after_update", "summaries_after_delete")
+TRUNCATE = "summaries_after_truncate"  # PostgreSQL's TRUNCATE fires no delete trigger (SQLite has none)
 # Per trigger: the runs whose epochs changed, as SQLite (row triggers) and PostgreSQL (transition tables) name them.
 _CHANGED = {
     "sqlite": {"insert": "NEW.run_id", "update": "OLD.run_id, NEW.run_id", "delete": "OLD.run_id"},
@@ -52,6 +53,8 @@ def summary_select(runs=None) -> Select:
         func.count(e.val_acc).label("val_epochs"),
         func.sum(case((row_problem(epochs), 1), else_=0)).label("bad_rows"),
         func.sum(case((loss_problem(epochs), 1), else_=0)).label("bad_losses"))
+    # Rows of a run that runs lacks (deleted by hand with foreign keys off) have no summary: check names them.
+    aggregates = aggregates.where(select(Run.id).where(Run.id == e.run_id).exists())
     if runs is not None:
         aggregates = aggregates.where(runs)
     per_run = aggregates.group_by(e.run_id).subquery("per_run")
@@ -77,9 +80,12 @@ def _recompute(dialect, changed: str) -> list[str]:
     select_ = _sql(summary_select(Epoch.__table__.c.run_id.op("IN")(literal_column(f"({changed})"))), dialect)
     names = ", ".join(COLUMNS)
     if dialect.name == "postgresql":
-        # An upsert, not delete-and-insert: two transactions that recompute one run never collide on its key.
+        # The runs' rows locked first, in id order: two transactions that change one run's epochs recompute it
+        # one after the other, the second from a snapshot taken after the first committed (READ COMMITTED
+        # takes one per statement). An upsert, not delete-and-insert: they never collide on its key.
         updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in COLUMNS[1:])
-        return [f"INSERT INTO summaries ({names}) {select_} ON CONFLICT (run_id) DO UPDATE SET {updates}",
+        return [f"PERFORM 1 FROM runs WHERE id IN ({changed}) ORDER BY id FOR UPDATE",
+                f"INSERT INTO summaries ({names}) {select_} ON CONFLICT (run_id) DO UPDATE SET {updates}",
                 f"DELETE FROM summaries WHERE run_id IN ({changed}) "
                 f"AND NOT EXISTS (SELECT 1 FROM epochs WHERE epochs.run_id = summaries.run_id)"]
     return [f"DELETE FROM summaries WHERE run_id IN ({changed})", f"INSERT INTO summaries ({names}) {select_}"]
@@ -92,7 +98,9 @@ def trigger_ddl(dialect) -> list[str]:
         body = _recompute(dialect, _CHANGED["postgresql" if dialect.name == "postgresql" else "sqlite"][event])
         if dialect.name == "postgresql":
             function = f"masbench_{trigger}"
-            out += [f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n"
+            # search_path FROM CURRENT: the store's schema, whatever the session that edits its epochs uses.
+            out += [f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
+                    f"SET search_path FROM CURRENT AS $$\nBEGIN\n"
                     + "".join(f"  {statement};\n" for statement in body) + "  RETURN NULL;\nEND\n$$",
                     f"DROP TRIGGER IF EXISTS {trigger} ON epochs",
                     f"CREATE TRIGGER {trigger} AFTER {event.upper()} ON epochs REFERENCING {_TRANSITION[event]} "
@@ -101,7 +109,18 @@ def trigger_ddl(dialect) -> list[str]:
             out += [f"DROP TRIGGER IF EXISTS {trigger}",
                     f"CREATE TRIGGER {trigger} AFTER {event.upper()} ON epochs FOR EACH ROW BEGIN\n"
                     + "".join(f"  {statement};\n" for statement in body) + "END"]
+    if dialect.name == "postgresql":
+        out += [f"CREATE OR REPLACE FUNCTION masbench_{TRUNCATE}() RETURNS trigger LANGUAGE plpgsql "
+                f"SET search_path FROM CURRENT AS $$\nBEGIN\n  DELETE FROM summaries;\n  RETURN NULL;\nEND\n$$",
+                f"DROP TRIGGER IF EXISTS {TRUNCATE} ON epochs",
+                f"CREATE TRIGGER {TRUNCATE} AFTER TRUNCATE ON epochs FOR EACH STATEMENT "
+                f"EXECUTE FUNCTION masbench_{TRUNCATE}()"]
     return out
+
+
+def triggers(dialect_name: str) -> tuple[str, ...]:
+    """The triggers a store on ``dialect_name`` has."""
+    return (*TRIGGERS, TRUNCATE) if dialect_name == "postgresql" else TRIGGERS
 
 
 def missing_triggers(connection: Connection) -> list[str]:
@@ -109,17 +128,20 @@ def missing_triggers(connection: Connection) -> list[str]:
     first where the table itself is gone (dropped by hand: every epoch written would fail in its triggers)."""
     from sqlalchemy import inspect
 
+    names = triggers(connection.dialect.name)
     if "summaries" not in inspect(connection).get_table_names():
-        return ["summaries", *TRIGGERS]
+        return ["summaries", *names]
     if connection.dialect.name == "postgresql":
+        # Enabled: 'O' (fires in origin sessions, the default) or 'A' (always); 'R' fires only under
+        # session_replication_role = replica, 'D' never.
         query = ("SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass('epochs') AND NOT tgisinternal "
-                 "AND tgenabled <> 'D'")
+                 "AND tgenabled IN ('O', 'A')")
     elif connection.dialect.name == "sqlite":
         query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'epochs'"
     else:
         return []  # other databases are not masbench's stores
     found = set(connection.execute(text(query)).scalars())
-    return [name for name in TRIGGERS if name not in found]
+    return [name for name in names if name not in found]
 
 
 def rebuild(connection: Connection) -> int:
@@ -164,3 +186,17 @@ def stale(connection: Connection) -> list[Problem]:
             what = f"differs from what the run's epochs give (edited by hand, or written with triggers off): {fix}"
         out.append(Problem(row.run_id, row.name, row.seed, f"summaries.{row.column}", NO_VALUE, what))
     return out
+
+
+def check_session(connection: Connection, masked_url: str) -> None:
+    """Refuse a PostgreSQL session whose ``session_replication_role`` is ``replica`` (set by the URL's options
+    or the database's defaults): no trigger fires there, so the epochs masbench wrote would have no summary."""
+    from masbench.errors import MasbenchError
+
+    if connection.dialect.name != "postgresql":
+        return
+    role = connection.execute(text("SELECT current_setting('session_replication_role')")).scalar()
+    if role == "replica":
+        raise MasbenchError(f"database {masked_url}: its sessions have session_replication_role = replica, "
+                            f"which switches off the triggers that keep the per-run summaries; unset it (in the "
+                            f"URL's options or ALTER DATABASE ... RESET session_replication_role)")

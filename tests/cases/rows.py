@@ -60,6 +60,12 @@ def summary_repaired(env):
     assert done.returncode == 0, done.stderr
 
 
+def text_epoch_of_run_2(env):
+    if not env.db.startswith("sqlite"):
+        pytest.skip("PostgreSQL's integer column refuses text")
+    epochs_of_run_2("epoch = 'x'", "epoch = 2")(env)
+
+
 def run_2_not_exported(env):
     (key,), = env.sql(f"SELECT key FROM runs WHERE id = {RUN_2}")
     exported = [p.parent.name for p in (env.dir / "tb").rglob("masbench.json")]
@@ -203,5 +209,13 @@ CASES = [
          output=("no problems: 16 runs, 43 epochs",), stderr=("rebuilt 15 per-run summaries from the epochs",)),
     Case("rows-summary-edited-then-repaired-csv", CSV, summary_repaired,
          output=("b,digits,mlp,adam[lr=0.01],,",), absent=("99.9",)),
+    # the hostile tester's second round: a text lambda crashed the table; a text epoch crashed export
+    Case("rows-lambda-text-csv", CSV, run_2("lambda_adam = 'x'", sqlite_only=True), output=CSV_ROW,
+         stderr=(NAMED + "runs.lambda_adam = 'x' is not a finite number; left out",)),
+    Case("rows-lambda-text-table", ("report", "--table", "--db", "{db}"), run_2("lambda_adam = 'x'", sqlite_only=True),
+         output=("1 run left out of the numbers",)),
+    Case("rows-epoch-text-export-tensorboard", ("export", "tensorboard", "{dir}/tb", "--db", "{db}"),
+         text_epoch_of_run_2, output=("15 runs created",),
+         stderr=("1 run left out of the export",), after=run_2_not_exported),
 ]
 
