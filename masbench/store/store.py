@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
 import weakref
 from collections.abc import Iterator, Sequence
@@ -169,10 +170,20 @@ class Store:
             self._probe_write()
 
     def _use_wal(self) -> None:
-        # Persistent in the file: set once here, every later connection reads and writes in WAL mode.
+        # Persistent in the file: set once here, every later connection reads and writes in WAL mode. Read
+        # first: a store already in WAL needs no change, which would wait for no lock but fail at once with
+        # "database is locked" while another process creates its schema (SQLite calls no busy handler there).
         raw = self.engine.raw_connection()
         try:
-            raw.driver_connection.execute("PRAGMA journal_mode=WAL").fetchall()
+            for attempt in range(100):
+                try:
+                    if raw.driver_connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        raw.driver_connection.execute("PRAGMA journal_mode=WAL").fetchall()
+                    return
+                except sqlite3.OperationalError as error:
+                    if "locked" not in str(error) or attempt == 99:
+                        raise
+                    time.sleep(0.1)
         finally:
             raw.close()
 
