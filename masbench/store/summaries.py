@@ -17,6 +17,9 @@ On SQLite the triggers run per row (each recomputes its run from its at most a f
 the run's index); on PostgreSQL per statement, with transition tables, so that one ``COPY`` of many rows
 recomputes each run once. Opening a store checks that its triggers are there and enabled
 (``missing_triggers``): a store without them is repaired by any writable open, as an upgrade.
+
+The triggers hold ``summary_select``'s SQL as it was when they were made: a change to it needs a new schema
+version, whose upgrade makes them again (``rebuild``).
 """
 
 from __future__ import annotations
