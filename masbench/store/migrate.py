@@ -71,6 +71,9 @@ def initialise_or_upgrade(s: Session, masked_url: str, repair: bool = False) -> 
     if version is None:
         s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
         s.add(Meta(key="store_id", value=str(uuid.uuid4())))
+        # Written first: a second process making the same new store waits on this row (then retries and finds
+        # the store made) instead of replacing the trigger functions beside this one.
+        s.flush()
         summaries.rebuild(s.connection())
         return
     if version > SCHEMA_VERSION:
