@@ -68,12 +68,6 @@ def sqlite_uri_file(parsed) -> str | None:
     return None if path in ("", ":memory:") else path
 
 
-def read_only_uri(parsed):
-    """An SQLite URI URL that opens its file read-only: ``mode=ro``, whatever mode it gave (``rwc`` would create
-    the file); ``immutable=1`` is kept, as it reads only too."""
-    return parsed if parsed.query.get("immutable") in ("1", "true") else parsed.update_query_dict({"mode": "ro"})
-
-
 def check_sqlite_file(path: str, masked_url: str, must_exist: bool) -> None:
     """The SQLite file ``path`` must be a regular file (a directory, a FIFO or /dev/null is said so), in a folder
     that exists; ``must_exist``: it must be there already (a command that only reads never creates it)."""

@@ -55,7 +55,6 @@ from masbench.store.opening import (
     is_disk_full,
     open_error,
     parse_url,
-    read_only_uri,
     sqlite_file,
     sqlite_uri_file,
 )
@@ -120,8 +119,6 @@ class Store:
         self.created = file if file is not None and not read_only and create and not os.path.exists(file) else None
         if file is not None:  # a command that only reads, or may not create, never makes the file: not with rwc either
             check_sqlite_file(file, self.masked_url, must_exist=read_only or not create)
-            if read_only and self.path is None:
-                parsed = read_only_uri(parsed)
         self._closer: weakref.finalize | None = None
         self.engine: Engine | None = None
         try:
