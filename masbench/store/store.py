@@ -574,11 +574,14 @@ class Store:
         with self.engine.connect() as connection:
             if run_ids is not None:
                 return checks.problems(connection, lambda ids: Summary.__table__, run_ids)
-            every = summaries.summary_select().subquery("per_run")
-            run_ids = list(connection.execute(checks.flagged_runs_query(every)).scalars())
+            # One scan of every epoch: the stale summaries. Every other summary equals its epochs, so the runs
+            # it flags are the runs to read; each of those is then checked against its epochs themselves.
+            stale = summaries.stale(connection)
+            flagged = set(connection.execute(checks.flagged_runs_query(Summary.__table__)).scalars())
+            run_ids = sorted(flagged | {p.run_id for p in stale})
             found = (checks.problems(connection, lambda ids: summaries.summary_select(Epoch.run_id.in_(ids))
                                      .subquery("per_run"), run_ids)
-                     + summaries.stale(connection) + checks.orphan_epochs(connection))
+                     + stale + checks.orphan_epochs(connection))
         return sorted(found, key=lambda p: (p.run_id, p.epoch is None, str(p.epoch)))
 
     def rebuild_summaries(self) -> int:
